@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Issue-path benchmark: wrk drives POST /issue with fresh users, the post-sell-out path
+# (410 from memory) and /healthz against the same server in one run, and prints req/s,
+# p50, p99 and the ratios. All runs use the same wrk Lua script (bench/issue.lua), so the
+# client's per-request cost is equal and the ratios compare the server's paths. Everything on loopback; each wrk run is bounded by -d.
+#   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
+#   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
+# The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
+# median over the rounds, so a noisy neighbour hits every path alike.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-64}
+PORT=${BENCH_PORT:-18181}
+ensure_bin
+command -v wrk >/dev/null || scripts/deps
+scripts/stack up >/dev/null
+eval "$(scripts/stack env)"
+
+run=$(date +%s)
+live="bench-live-$run"
+gone="bench-gone-$run"
+"$BIN" campaign create --id "$live" --stock 100000000 >/dev/null
+"$BIN" campaign create --id "$gone" --stock 1 >/dev/null
+
+log="$STAMPEDE_HOME/bench-service.log"
+STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096
+
+# Sell the "gone" campaign out so that every later request takes the memory path.
+curl -sf -XPOST -H 'content-type: application/json' -d '{"userId":"first"}' \
+  "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
+
+results="$STAMPEDE_HOME/bench-issue.tsv"
+: >"$results"
+wrk_run() { # name url [lua args…]: appends "name rps p50_us p99_us non2xx" to $results
+  local name=$1 url=$2; shift 2
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- "$@" |
+    awk -v name="$name" '
+      function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
+      /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
+      /Non-2xx or 3xx responses:/ {n=$NF}
+      END {printf "%s\t%s\t%s\t%s\t%d\n", name, rps, p50, p99, n}' >>"$results"
+}
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
+url="http://127.0.0.1:$PORT"
+for r in $(seq "$ROUNDS"); do
+  wrk_run healthz "$url" healthz
+  wrk_run issue "$url" issue "$live" "$run-$r"
+  wrk_run sold-out "$url" issue "$gone" "$run-$r"
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
+med = {}
+for name in ("healthz", "issue", "sold-out"):
+    rs = [r for r in rows if r[0] == name]
+    rps, p50, p99 = (statistics.median(float(r[i]) for r in rs) for i in (1, 2, 3))
+    med[name] = rps
+    runs = " ".join(f"{float(r[1]):.0f}" for r in rs)
+    non2xx = sum(int(r[4]) for r in rs)
+    print(f"{name:9} {rps:10.0f} req/s  p50 {p50/1000:6.2f} ms  p99 {p99/1000:6.2f} ms  non-2xx {non2xx:<9} runs: {runs}")
+h = med["healthz"]
+print(f"ratio issue/healthz    {med['issue']/h:.2f} (aim >= 0.30, p99 <= 5 ms)")
+print(f"ratio sold-out/healthz {med['sold-out']/h:.2f} (aim >= 0.80)")
+PY
+issued=$("$BIN" campaign show --id "$live" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p')
+echo "coupons issued during the issue run: $issued (each one a fresh user)"

@@ -1,0 +1,219 @@
+//! Campaign domain types, free of Redis and HTTP.
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::clock::{format_ms, parse_rfc3339_ms};
+
+/// The sale window in Unix milliseconds; `None` means unbounded on that side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// First instant issuance is allowed.
+    pub opens_ms: Option<i64>,
+    /// First instant issuance is no longer allowed.
+    pub closes_ms: Option<i64>,
+}
+
+impl Window {
+    /// Builds a window from optional RFC 3339 strings, naming the field that is wrong.
+    pub fn from_rfc3339(opens_at: Option<&str>, closes_at: Option<&str>) -> Result<Self, Error> {
+        let parse = |field: &str, v: Option<&str>| {
+            v.map(|s| {
+                parse_rfc3339_ms(s).map_err(|e| {
+                    Error::InvalidInput(format!("{field} {s:?} is not an RFC 3339 timestamp: {e}"))
+                })
+            })
+            .transpose()
+        };
+        let w = Self {
+            opens_ms: parse("opensAt", opens_at)?,
+            closes_ms: parse("closesAt", closes_at)?,
+        };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Rejects a window that closes before (or when) it opens.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let (Some(o), Some(c)) = (self.opens_ms, self.closes_ms)
+            && c <= o
+        {
+            return Err(Error::InvalidInput(format!(
+                "closesAt ({}) must be after opensAt ({})",
+                format_ms(c),
+                format_ms(o)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the window from the stored "0 means unbounded" form.
+    pub fn from_stored(opens_ms: i64, closes_ms: i64) -> Self {
+        let some = |v: i64| (v > 0).then_some(v);
+        Self {
+            opens_ms: some(opens_ms),
+            closes_ms: some(closes_ms),
+        }
+    }
+}
+
+/// Where a campaign stands right now, as clients see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignState {
+    /// Before `opensAt`.
+    Scheduled,
+    /// Issuing.
+    Open,
+    /// Held by an operator; nothing is issued.
+    Paused,
+    /// Every coupon is issued.
+    SoldOut,
+    /// Past `closesAt` or closed by an operator.
+    Closed,
+}
+
+/// A consistent view of one campaign's stock and settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSnapshot {
+    /// Stock ever made available.
+    pub total: u64,
+    /// Coupons issued so far.
+    pub issued: u64,
+    /// The sale window.
+    pub window: Window,
+    /// Paused by an operator.
+    pub paused: bool,
+    /// Closed by an operator.
+    pub closed: bool,
+    /// Redis server time when the snapshot was taken.
+    pub now_ms: i64,
+    /// Issuances not yet relayed out of the outbox stream.
+    pub outbox_len: u64,
+}
+
+impl CampaignSnapshot {
+    /// Stock still available.
+    pub fn remaining(&self) -> u64 {
+        self.total.saturating_sub(self.issued)
+    }
+
+    /// The public JSON view, shared by the API and the admin CLI.
+    pub fn view(&self, campaign: &str) -> serde_json::Value {
+        serde_json::json!({
+            "campaign": campaign,
+            "state": self.state(),
+            "stock": { "total": self.total, "remaining": self.remaining(), "issued": self.issued },
+            "window": {
+                "opensAt": self.window.opens_ms.map(format_ms),
+                "closesAt": self.window.closes_ms.map(format_ms),
+            },
+        })
+    }
+
+    /// The state, in the same order of precedence the issue script applies.
+    pub fn state(&self) -> CampaignState {
+        if self.paused {
+            CampaignState::Paused
+        } else if self.window.opens_ms.is_some_and(|o| self.now_ms < o) {
+            CampaignState::Scheduled
+        } else if self.closed || self.window.closes_ms.is_some_and(|c| self.now_ms >= c) {
+            CampaignState::Closed
+        } else if self.issued >= self.total {
+            CampaignState::SoldOut
+        } else {
+            CampaignState::Open
+        }
+    }
+}
+
+/// What provisioning did to a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ProvisionOutcome {
+    /// The campaign did not exist and was created.
+    Created {
+        /// Its stock.
+        total: u64,
+    },
+    /// It existed; stock grew by the difference.
+    Restocked {
+        /// Stock before.
+        before: u64,
+        /// Stock after.
+        after: u64,
+        /// Whether the window was changed too.
+        window_changed: bool,
+    },
+    /// Only the window changed.
+    WindowUpdated {
+        /// Stock (unchanged).
+        total: u64,
+    },
+    /// It already matched; nothing was written.
+    Unchanged {
+        /// Stock (unchanged).
+        total: u64,
+    },
+}
+
+/// A one-field admin change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Add stock.
+    Restock(u64),
+    /// Stop issuing until resumed.
+    Pause,
+    /// Undo a pause.
+    Resume,
+    /// Stop issuing for good (until reopened).
+    Close,
+    /// Undo a close.
+    Reopen,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(total: u64, issued: u64) -> CampaignSnapshot {
+        CampaignSnapshot {
+            total,
+            issued,
+            window: Window::default(),
+            paused: false,
+            closed: false,
+            now_ms: 1_000,
+            outbox_len: 0,
+        }
+    }
+
+    #[test]
+    fn state_precedence() {
+        assert_eq!(snap(10, 3).state(), CampaignState::Open);
+        assert_eq!(snap(10, 10).state(), CampaignState::SoldOut);
+        let mut s = snap(10, 10);
+        s.window.closes_ms = Some(1_000);
+        assert_eq!(s.state(), CampaignState::Closed);
+        s.window = Window::from_stored(2_000, 0);
+        assert_eq!(s.state(), CampaignState::Scheduled);
+        s.paused = true;
+        assert_eq!(s.state(), CampaignState::Paused);
+        assert_eq!(snap(10, 12).remaining(), 0);
+    }
+
+    #[test]
+    fn window_validation_names_the_field() {
+        let e = Window::from_rfc3339(Some("nope"), None).unwrap_err();
+        assert!(e.to_string().contains("opensAt"), "{e}");
+        let e = Window::from_rfc3339(Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z"))
+            .unwrap_err();
+        assert!(e.to_string().contains("closesAt"), "{e}");
+        let w = Window::from_rfc3339(
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T00:00:01+00:00"),
+        )
+        .unwrap();
+        assert_eq!(w.closes_ms.unwrap() - w.opens_ms.unwrap(), 1_000);
+    }
+}

@@ -1,0 +1,56 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in the service library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that breaks a rule; the message names the field.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The campaign does not exist in Redis.
+    #[error("campaign {0} not found")]
+    CampaignNotFound(String),
+    /// A provisioning request would shrink stock.
+    #[error(
+        "stock of campaign {campaign} is {current}; it can grow but never shrink (asked for {requested})"
+    )]
+    StockDecrease {
+        /// The campaign.
+        campaign: String,
+        /// Stock in Redis now.
+        current: u64,
+        /// Stock asked for.
+        requested: u64,
+    },
+    /// Redis answered with an error or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer within the configured timeout.
+    #[error("redis did not answer within {0:?}")]
+    RedisTimeout(std::time::Duration),
+    /// Redis answered something this code does not understand.
+    #[error("unexpected reply from redis: {0}")]
+    Protocol(String),
+    /// Binding or serving the HTTP listener failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A short, stable label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid_input",
+            Error::CampaignNotFound(_) => "campaign_not_found",
+            Error::StockDecrease { .. } => "stock_decrease",
+            Error::Redis(_) => "redis",
+            Error::RedisTimeout(_) => "redis_timeout",
+            Error::Protocol(_) => "protocol",
+            Error::Io(_) => "io",
+        }
+    }
+
+    /// True when the backend (Redis) is unreachable or too slow, as opposed to bad input.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Redis(_) | Error::RedisTimeout(_))
+    }
+}

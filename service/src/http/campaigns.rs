@@ -1,0 +1,155 @@
+//! Campaign routes: issue, look up a coupon, show a campaign.
+
+use axum::Json;
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::{ApiError, Outcome};
+use crate::coupon::Decision;
+use crate::ids::{CampaignId, UserId};
+
+#[derive(Deserialize)]
+struct IssueRequest {
+    #[serde(rename = "userId")]
+    user_id: String,
+}
+
+/// `POST /v1/campaigns/{c}/issue`.
+pub async fn issue(
+    State(st): State<AppState>,
+    Path(campaign): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let campaign = CampaignId::parse(&campaign)?;
+    let (parts, body) = req.into_parts();
+    let user = read_issue_request(&parts.headers, body, st.max_body_bytes).await?;
+    if let Some(body) = st.soldout.answer(&campaign, &user) {
+        return Ok(sold_out_from_memory(body));
+    }
+    let decisions = &st.metrics.issuance.decisions;
+    let decision = st.store.issue(&campaign, &user).await?;
+    let label = decision.label();
+    if !matches!(decision, Decision::Unknown) {
+        decisions
+            .with_label_values(&[campaign.as_str(), label])
+            .inc();
+    }
+    let (status, record) = match decision {
+        Decision::Issued(r) => (StatusCode::CREATED, r),
+        Decision::Already(r) => (StatusCode::OK, r),
+        Decision::SoldOut(_) => {
+            st.soldout.mark(&campaign, || sold_out(&campaign).body_bytes());
+            return Err(sold_out(&campaign));
+        }
+        Decision::NotOpen => return Err(conflict("not_open", &campaign, "has not opened yet")),
+        Decision::Closed => return Err(conflict("closed", &campaign, "is closed")),
+        Decision::Paused => return Err(conflict("paused", &campaign, "is paused")),
+        Decision::Unknown => {
+            return Err(crate::Error::CampaignNotFound(campaign.to_string()).into());
+        }
+    };
+    let coupon = record.into_coupon(campaign.as_str(), user.as_str());
+    let mut resp = (status, Json(coupon)).into_response();
+    resp.extensions_mut().insert(Outcome(label));
+    Ok(resp)
+}
+
+/// Checks content type and size, then parses `{"userId": …}`.
+async fn read_issue_request(
+    headers: &HeaderMap,
+    body: Body,
+    max_body: usize,
+) -> Result<UserId, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
+        ));
+    }
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {max_body} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large());
+    }
+    let bytes = to_bytes(body, max_body).await.map_err(|_| too_large())?;
+    let req: IssueRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("body must be {{\"userId\": \"…\"}}: {e}")))?;
+    Ok(UserId::parse(&req.user_id)?)
+}
+
+fn sold_out(campaign: &CampaignId) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "sold_out",
+        format!("campaign {campaign} is sold out"),
+    )
+}
+
+/// The 410 answered from memory: a cached body, nothing formatted per request.
+fn sold_out_from_memory(body: Bytes) -> Response {
+    let mut resp = (StatusCode::GONE, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.extensions_mut().insert(Outcome("sold_out"));
+    resp
+}
+
+fn conflict(code: &'static str, campaign: &CampaignId, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        code,
+        format!("campaign {campaign} {what}"),
+    )
+}
+
+/// `GET /v1/campaigns/{c}/users/{u}/coupon`.
+pub async fn coupon(
+    State(st): State<AppState>,
+    Path((campaign, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let campaign = CampaignId::parse(&campaign)?;
+    let user = UserId::parse(&user)?;
+    match st.store.lookup(&campaign, &user).await? {
+        Some(r) => Ok(Json(r.into_coupon(campaign.as_str(), user.as_str())).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_issued",
+            format!("user {user} holds no coupon of campaign {campaign}"),
+        )),
+    }
+}
+
+/// `GET /v1/campaigns/{c}`.
+pub async fn show(
+    State(st): State<AppState>,
+    Path(campaign): Path<String>,
+) -> Result<Response, ApiError> {
+    let campaign = CampaignId::parse(&campaign)?;
+    let snap = st
+        .store
+        .snapshot(&campaign)
+        .await?
+        .ok_or_else(|| crate::Error::CampaignNotFound(campaign.to_string()))?;
+    Ok(Json(snap.view(campaign.as_str())).into_response())
+}

@@ -1,0 +1,111 @@
+//! API errors mapped to safe JSON bodies: `{"error":"<code>","message":"…"}`.
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Error;
+
+/// The outcome label a handler leaves on its response for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome(pub &'static str);
+
+/// An error answer: status, stable code, human message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after_secs: Option<u32>,
+}
+
+impl ApiError {
+    /// An error answer with no Retry-After.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 `invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 503 `overloaded`, retry after a second.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        )
+        .retry_after(1)
+    }
+
+    /// Adds a Retry-After header.
+    pub fn retry_after(mut self, secs: u32) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput(m) => Self::invalid(m),
+            Error::CampaignNotFound(c) => Self::new(
+                StatusCode::NOT_FOUND,
+                "campaign_not_found",
+                format!("campaign {c} does not exist"),
+            ),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "redis unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the coupon store is unavailable; retry shortly",
+                )
+                .retry_after(1)
+            }
+            e => {
+                // The detail goes to the log, never to the client.
+                tracing::error!(error = %e, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// The JSON body alone, for answers cached and repeated.
+    pub fn body_bytes(&self) -> Bytes {
+        serde_json::to_vec(&json!({ "error": self.code, "message": self.message }))
+            .expect("a map of strings serialises")
+            .into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            self.body_bytes(),
+        )
+            .into_response();
+        if let Some(s) = self.retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp.extensions_mut().insert(Outcome(self.code));
+        resp
+    }
+}

@@ -1,0 +1,121 @@
+//! The HTTP API: routes, shared state and the metrics layer.
+
+mod admission;
+mod campaigns;
+pub mod error;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use admission::InFlight;
+use error::{ApiError, Outcome};
+
+use crate::metrics::Metrics;
+use crate::soldout::SoldOutCache;
+use crate::store::Store;
+
+/// What every handler shares, behind one `Arc` so each extraction is one refcount bump.
+pub type AppState = Arc<App>;
+
+/// The shared parts of the service.
+pub struct App {
+    /// Redis.
+    pub store: Store,
+    /// Campaigns answered sold-out from memory.
+    pub soldout: SoldOutCache,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The in-flight cap.
+    pub in_flight: InFlight,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Builds the router with the contract in DESIGN.md.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/campaigns/{campaign}/issue", post(campaigns::issue))
+        .route(
+            "/v1/campaigns/{campaign}/users/{user}/coupon",
+            get(campaigns::coupon),
+        )
+        .route("/v1/campaigns/{campaign}", get(campaigns::show))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
+    st.store.ping().await?;
+    Ok("ready")
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Admits API requests under the in-flight cap, and records every request by route
+/// template and outcome. One middleware for both keeps the hot path to a single layer.
+async fn track(
+    State(st): State<AppState>,
+    path: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let route = path.as_ref().map_or("unmatched", |p| p.as_str());
+    let resp = if route.starts_with("/v1/") {
+        match st.in_flight.try_acquire(&st.metrics.http.in_flight) {
+            Some(_slot) => next.run(req).await,
+            None => {
+                st.metrics.http.shed.inc();
+                ApiError::overloaded().into_response()
+            }
+        }
+    } else {
+        next.run(req).await
+    };
+    let outcome = resp.extensions().get::<Outcome>().map_or_else(
+        || {
+            if resp.status().is_success() {
+                "ok"
+            } else {
+                "error"
+            }
+        },
+        |o| o.0,
+    );
+    let m = &st.metrics.http;
+    m.requests.with_label_values(&[route, outcome]).inc();
+    m.duration
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,115 @@
+//! Validated campaign and user identifiers (the grammar in DESIGN.md).
+
+use std::fmt;
+
+use crate::Error;
+
+/// A campaign id: `[a-z0-9]([a-z0-9.-]{0,126}[a-z0-9])?`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CampaignId(String);
+
+/// A user id: 1–128 characters of `[A-Za-z0-9._:@-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(String);
+
+impl CampaignId {
+    /// Checks `raw` against the campaign id grammar.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let b = raw.as_bytes();
+        let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && edge(b[0])
+            && edge(b[b.len() - 1])
+            && b.iter().all(|&c| edge(c) || c == b'.' || c == b'-');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "campaign id {:?} must match [a-z0-9]([a-z0-9.-]{{0,126}}[a-z0-9])?",
+                truncate(raw)
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl UserId {
+    /// Checks `raw` against the user id grammar.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 128
+            && raw.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'@' | b'-')
+            });
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(Error::InvalidInput(format!(
+                "userId {:?} must be 1-128 characters of [A-Za-z0-9._:@-]",
+                truncate(raw)
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CampaignId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Keeps error messages short when the offending input is huge.
+fn truncate(raw: &str) -> String {
+    raw.chars().take(40).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn campaign_ids() {
+        for ok in ["a", "0", "spring-sale", "a.b-c9", &"a".repeat(128)] {
+            assert!(CampaignId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a_b",
+            "a/b",
+            ".a",
+            &"a".repeat(129),
+            "한",
+        ] {
+            assert!(CampaignId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ids() {
+        for ok in ["u", "user-1", "a.b_c:d@e-F", &"x".repeat(128)] {
+            assert!(UserId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", " ", "a b", "a/b", "é", &"x".repeat(129), "a\n"] {
+            assert!(UserId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Redis key names. Every key of a campaign shares the hash tag `{stampede:<c>}` so one
+//! script may touch them all, on a single node or a cluster.
+
+use crate::ids::CampaignId;
+
+/// The set of every campaign id ever provisioned (lets the relay find outbox streams).
+pub const REGISTRY: &str = "stampede:campaigns";
+
+/// The keys of one campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignKeys {
+    /// Hash: total, issued (the last seq), opens_ms, closes_ms, paused, closed, created_ms.
+    pub meta: String,
+    /// Hash: user id → "seq:issuedMs:code".
+    pub holders: String,
+    /// Stream: one entry per issuance, drained to Kafka by the relay.
+    pub outbox: String,
+}
+
+impl CampaignKeys {
+    /// Names the keys of `campaign`.
+    pub fn new(campaign: &CampaignId) -> Self {
+        let tag = format!("{{stampede:{campaign}}}");
+        Self {
+            meta: format!("{tag}:meta"),
+            holders: format!("{tag}:holders"),
+            outbox: format!("{tag}:outbox"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let k = CampaignKeys::new(&CampaignId::parse("spring.sale-1").unwrap());
+        for key in [&k.meta, &k.holders, &k.outbox] {
+            assert!(key.starts_with("{stampede:spring.sale-1}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+-- Creates a campaign or brings an existing one to the requested stock, never resetting
+-- holders or the issued count. Stock only grows; a smaller stock is refused.
+-- KEYS[1] meta hash
+-- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms
+-- Returns {outcome, total_before, total_after, window_changed}
+local stock = tonumber(ARGV[1])
+local total = redis.call('HGET', KEYS[1], 'total')
+if not total then
+  local t = redis.call('TIME')
+  local opens, closes = '0', '0'
+  if ARGV[2] == '1' then opens, closes = ARGV[3], ARGV[4] end
+  redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
+    'paused', '0', 'closed', '0', 'created_ms', t[1] * 1000)
+  return {'CREATED', 0, stock, 1}
+end
+total = tonumber(total)
+if stock < total then return {'STOCK_DECREASE', total, total, 0} end
+local window_changed = 0
+if ARGV[2] == '1' then
+  local w = redis.call('HMGET', KEYS[1], 'opens_ms', 'closes_ms')
+  if w[1] ~= ARGV[3] or w[2] ~= ARGV[4] then
+    redis.call('HSET', KEYS[1], 'opens_ms', ARGV[3], 'closes_ms', ARGV[4])
+    window_changed = 1
+  end
+end
+if stock > total then
+  redis.call('HINCRBY', KEYS[1], 'total', stock - total)
+  return {'RESTOCKED', total, stock, window_changed}
+end
+if window_changed == 1 then return {'UPDATED', total, total, 1} end
+return {'UNCHANGED', total, total, 0}

@@ -1,0 +1,65 @@
+//! The `serve` role: HTTP API plus the sold-out refresher, with graceful shutdown.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::http::{App, InFlight, router};
+use crate::metrics::Metrics;
+use crate::soldout::SoldOutCache;
+use crate::store::{Store, StoreConfig};
+
+/// Everything `serve` needs besides its listener.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Redis.
+    pub store: StoreConfig,
+    /// Requests allowed in flight before 503 `overloaded`.
+    pub max_in_flight: usize,
+    /// How often a sold-out campaign's stock is re-read (restock detection).
+    pub soldout_recheck: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// A sensible in-flight cap for this machine: enough to keep Redis busy, small enough
+/// that a request never waits long behind the others.
+pub fn default_max_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 256
+}
+
+/// Serves the API on `listener` until `shutdown` fires, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let metrics = Metrics::new();
+    let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
+    if let Err(e) = store.ping().await {
+        tracing::warn!(error = %e, "redis is not reachable yet; serving 503 until it is");
+    }
+    let soldout = SoldOutCache::new(metrics.issuance.clone());
+    let refresher = tokio::spawn(soldout.clone().refresh(
+        store.clone(),
+        config.soldout_recheck,
+        shutdown.clone(),
+    ));
+    let state = std::sync::Arc::new(App {
+        store,
+        soldout,
+        metrics,
+        in_flight: InFlight::new(config.max_in_flight),
+        max_body_bytes: config.max_body_bytes,
+    });
+    tracing::info!(addr = %listener.local_addr()?, max_in_flight = config.max_in_flight, "serving");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await?;
+    shutdown.cancel();
+    let _ = refresher.await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The sold-out short-circuit. Most of a flash sale's traffic arrives after the last
+//! coupon is gone; once a replica has seen SOLD_OUT it answers those requests from memory.
+//!
+//! A holder asking again must still get their coupon (200), so a sold-out entry carries
+//! the hashes of every holder, read once from Redis. A request whose user hash is absent
+//! is certainly not a holder and gets 410 from memory; a hit (a holder, or a rare hash
+//! collision) goes to Redis for the exact answer. A refresher re-reads each sold-out
+//! campaign's stock and drops the entry after a restock.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use prometheus::IntCounter;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::{CampaignId, UserId};
+use crate::metrics::IssuanceMetrics;
+use crate::store::Store;
+
+/// One campaign known to be sold out.
+struct SoldOut {
+    /// Hashes of the holders' user ids, once loaded, with the stock total they belong to.
+    holders: OnceLock<(u64, HashSet<u64>)>,
+    /// The ready-made 410 body, so the hot path neither formats nor serialises.
+    body: Bytes,
+    /// This campaign's counters, resolved once instead of per request.
+    memory_answers: IntCounter,
+    sold_out_decisions: IntCounter,
+}
+
+/// Campaigns this replica knows to be sold out.
+#[derive(Clone)]
+pub struct SoldOutCache {
+    campaigns: Arc<RwLock<HashMap<String, Arc<SoldOut>>>>,
+    hasher: RandomState,
+    metrics: IssuanceMetrics,
+}
+
+impl SoldOutCache {
+    /// An empty cache that counts its answers in `metrics`.
+    pub fn new(metrics: IssuanceMetrics) -> Self {
+        Self {
+            campaigns: Arc::default(),
+            hasher: RandomState::new(),
+            metrics,
+        }
+    }
+
+    /// The 410 body to send when `user` of `campaign` can be answered without Redis.
+    pub fn answer(&self, campaign: &CampaignId, user: &UserId) -> Option<Bytes> {
+        let entry = self.campaigns.read().unwrap().get(campaign.as_str())?.clone();
+        let (_, holders) = entry.holders.get()?;
+        if holders.contains(&self.hasher.hash_one(user.as_str())) {
+            return None;
+        }
+        entry.memory_answers.inc();
+        entry.sold_out_decisions.inc();
+        Some(entry.body.clone())
+    }
+
+    /// Records that Redis answered SOLD_OUT for `campaign`; `body` makes the 410 to repeat.
+    pub fn mark(&self, campaign: &CampaignId, body: impl FnOnce() -> Bytes) {
+        let c = campaign.as_str();
+        if self.campaigns.read().unwrap().contains_key(c) {
+            return;
+        }
+        let entry = SoldOut {
+            holders: OnceLock::new(),
+            body: body(),
+            memory_answers: self.metrics.soldout_from_memory.with_label_values(&[c]),
+            sold_out_decisions: self.metrics.decisions.with_label_values(&[c, "sold_out"]),
+        };
+        self.campaigns
+            .write()
+            .unwrap()
+            .entry(c.to_owned())
+            .or_insert_with(|| Arc::new(entry));
+    }
+
+    /// Forgets `campaign` (after a restock).
+    fn clear(&self, campaign: &str) {
+        self.campaigns.write().unwrap().remove(campaign);
+    }
+
+    fn entries(&self) -> Vec<(String, Arc<SoldOut>)> {
+        let map = self.campaigns.read().unwrap();
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Keeps every entry true until `shutdown`: loads holder hashes for new entries and
+    /// drops entries whose campaign was restocked or deleted, every `every`.
+    pub async fn refresh(
+        self,
+        store: Store,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (name, entry) in self.entries() {
+                self.refresh_one(&store, &name, &entry).await;
+            }
+            self.metrics
+                .soldout_campaigns
+                .set(self.campaigns.read().unwrap().len() as i64);
+        }
+    }
+
+    async fn refresh_one(&self, store: &Store, name: &str, entry: &SoldOut) {
+        let Ok(campaign) = CampaignId::parse(name) else {
+            return self.clear(name);
+        };
+        // While Redis is away the entry stays: sold out is still the truth.
+        // A total that moved since the holders were read means a restock (and maybe new
+        // holders), even if the new stock is gone again already.
+        let loaded_total = entry.holders.get().map(|(t, _)| *t);
+        let total = match store.snapshot(&campaign).await {
+            Ok(Some(s)) if s.issued >= s.total && loaded_total.is_none_or(|t| t == s.total) => {
+                s.total
+            }
+            Ok(_) => {
+                tracing::info!(campaign = name, "stock available again; asking Redis");
+                return self.clear(name);
+            }
+            Err(e) => {
+                tracing::debug!(campaign = name, error = %e, "sold-out recheck failed");
+                return;
+            }
+        };
+        if entry.holders.get().is_none() {
+            match store.holder_hashes(&campaign, &self.hasher).await {
+                Ok(set) => {
+                    tracing::info!(
+                        campaign = name,
+                        holders = set.len(),
+                        "sold out; answering from memory"
+                    );
+                    let _ = entry.holders.set((total, set));
+                }
+                Err(e) => tracing::warn!(campaign = name, error = %e, "loading holders failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The `campaign` admin commands, run as the real binary against real Redis.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::RedisServer;
+use serde_json::Value;
+
+fn cli(redis: &RedisServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stampede-service"))
+        .args(args)
+        .env("STAMPEDE_REDIS_URL", redis.url())
+        .env("STAMPEDE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn ok_json(redis: &RedisServer, args: &[&str]) -> Value {
+    let out = cli(redis, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn fails_naming(redis: &RedisServer, args: &[&str], needle: &str) {
+    let out = cli(redis, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr does not name {needle:?}: {err}"
+    );
+}
+
+#[tokio::test]
+async fn campaign_commands_round_trip() {
+    let redis = RedisServer::start().await;
+    let created = ok_json(
+        &redis,
+        &["campaign", "create", "--id", "cli", "--stock", "5"],
+    );
+    assert_eq!(created["provision"]["outcome"], "created");
+    let again = ok_json(
+        &redis,
+        &["campaign", "create", "--id", "cli", "--stock", "5"],
+    );
+    assert_eq!(again["provision"]["outcome"], "unchanged");
+    let restocked = ok_json(
+        &redis,
+        &["campaign", "restock", "--id", "cli", "--add", "3"],
+    );
+    assert_eq!(restocked["total"], 8);
+    ok_json(&redis, &["campaign", "pause", "--id", "cli"]);
+    let shown = ok_json(&redis, &["campaign", "show", "--id", "cli"]);
+    assert_eq!(shown["state"], "paused");
+    assert_eq!(shown["stock"]["total"], 8);
+    ok_json(&redis, &["campaign", "resume", "--id", "cli"]);
+    ok_json(&redis, &["campaign", "close", "--id", "cli"]);
+    assert_eq!(
+        ok_json(&redis, &["campaign", "show", "--id", "cli"])["state"],
+        "closed"
+    );
+    ok_json(&redis, &["campaign", "reopen", "--id", "cli"]);
+    assert_eq!(
+        ok_json(&redis, &["campaign", "show", "--id", "cli"])["state"],
+        "open"
+    );
+
+    let windowed = ok_json(
+        &redis,
+        &[
+            "campaign",
+            "create",
+            "--id",
+            "w",
+            "--stock",
+            "1",
+            "--opens-at",
+            "2099-01-01T00:00:00Z",
+            "--closes-at",
+            "2099-01-02T00:00:00+09:00",
+        ],
+    );
+    assert_eq!(windowed["provision"]["outcome"], "created");
+    let shown = ok_json(&redis, &["campaign", "show", "--id", "w"]);
+    assert_eq!(shown["state"], "scheduled");
+    assert_eq!(shown["window"]["opensAt"], "2099-01-01T00:00:00Z");
+    assert_eq!(shown["window"]["closesAt"], "2099-01-01T15:00:00Z");
+}
+
+#[tokio::test]
+async fn bad_flags_are_refused_by_name_and_change_nothing() {
+    let redis = RedisServer::start().await;
+    ok_json(&redis, &["campaign", "create", "--id", "x", "--stock", "5"]);
+    fails_naming(
+        &redis,
+        &["campaign", "create", "--id", "x", "--stock", "0"],
+        "--stock",
+    );
+    fails_naming(
+        &redis,
+        &["campaign", "create", "--id", "x", "--stock", "-1"],
+        "--stock",
+    );
+    fails_naming(
+        &redis,
+        &["campaign", "create", "--id", "x", "--stock", "4"],
+        "never shrink",
+    );
+    fails_naming(
+        &redis,
+        &["campaign", "create", "--id", "Bad", "--stock", "1"],
+        "--id",
+    );
+    fails_naming(
+        &redis,
+        &[
+            "campaign",
+            "create",
+            "--id",
+            "y",
+            "--stock",
+            "1",
+            "--opens-at",
+            "soon",
+        ],
+        "opensAt",
+    );
+    fails_naming(
+        &redis,
+        &[
+            "campaign",
+            "create",
+            "--id",
+            "y",
+            "--stock",
+            "1",
+            "--opens-at",
+            "2099-01-02T00:00:00Z",
+            "--closes-at",
+            "2099-01-01T00:00:00Z",
+        ],
+        "closesAt",
+    );
+    fails_naming(
+        &redis,
+        &["campaign", "restock", "--id", "x", "--add", "0"],
+        "--add",
+    );
+    fails_naming(
+        &redis,
+        &["campaign", "restock", "--id", "ghost", "--add", "1"],
+        "not found",
+    );
+    fails_naming(&redis, &["campaign", "show", "--id", "ghost"], "not found");
+    let shown = ok_json(&redis, &["campaign", "show", "--id", "x"]);
+    assert_eq!(shown["stock"]["total"], 5);
+    let out = cli(&redis, &["campaign", "show", "--id", "y"]);
+    assert!(!out.status.success(), "a refused create must not create y");
+}

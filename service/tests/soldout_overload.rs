@@ -1,0 +1,214 @@
+//! The fast answers: sold-out from memory, restock, load shedding, graceful shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, Service, config, eventually};
+use stampede_service::campaign::AdminAction;
+use stampede_service::ids::CampaignId;
+use stampede_service::metrics::Metrics;
+use stampede_service::store::Store;
+
+async fn store(redis: &RedisServer) -> Store {
+    Store::connect(&config(&redis.url()).store, Metrics::new().redis)
+        .await
+        .unwrap()
+}
+
+/// Sells `c` out and waits until the replica answers sold-out from memory.
+async fn sell_out(svc: &Service, c: &str, stock: u64) {
+    for i in 0..stock {
+        assert_eq!(svc.issue(c, &format!("winner-{i}")).await.0, 201);
+    }
+    let metric = format!("stampede_soldout_memory_answers_total{{campaign=\"{c}\"}}");
+    let mut n = 0;
+    eventually(
+        "sold-out answers from memory",
+        Duration::from_secs(5),
+        || {
+            n += 1;
+            let user = format!("late-{n}");
+            let metric = &metric;
+            async move {
+                assert_eq!(svc.issue(c, &user).await.0, 410);
+                (svc.metric(metric).await > 0.0).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sold_out_is_answered_from_memory_without_redis() {
+    let mut redis = RedisServer::start().await;
+    let svc = Service::start(config(&redis.url())).await;
+    let c = CampaignId::parse("gone").unwrap();
+    store(&redis)
+        .await
+        .ensure_campaign(&c, 3, None)
+        .await
+        .unwrap();
+    sell_out(&svc, "gone", 3).await;
+
+    redis.stop();
+    for i in 0..50 {
+        let (s, b) = svc.issue("gone", &format!("after-{i}")).await;
+        assert_eq!((s, b["error"].as_str()), (410, Some("sold_out")));
+    }
+    // A holder's answer needs Redis, which is away: a clear 503, not a wrong 410.
+    let (s, b) = svc.issue("gone", "winner-0").await;
+    assert_eq!((s, b["error"].as_str()), (503, Some("unavailable")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restock_reopens_issuance_within_a_second() {
+    let redis = RedisServer::start().await;
+    let mut cfg = config(&redis.url());
+    cfg.soldout_recheck = Duration::from_millis(250);
+    let svc = Service::start(cfg).await;
+    let c = CampaignId::parse("again").unwrap();
+    let store = store(&redis).await;
+    store.ensure_campaign(&c, 2, None).await.unwrap();
+    sell_out(&svc, "again", 2).await;
+    // Holders still get their coupon from a sold-out replica.
+    assert_eq!(svc.issue("again", "winner-1").await.0, 200);
+
+    store.admin(&c, AdminAction::Restock(1)).await.unwrap();
+    let restocked = Instant::now();
+    let mut n = 0;
+    let coupon = eventually("a coupon after restock", Duration::from_secs(3), || {
+        n += 1;
+        let user = format!("next-{n}");
+        let svc = &svc;
+        async move {
+            let (s, b) = svc.issue("again", &user).await;
+            (s == 201).then_some(b)
+        }
+    })
+    .await;
+    let took = restocked.elapsed();
+    assert_eq!(coupon["seq"], 3);
+    assert!(
+        took < Duration::from_millis(1_500),
+        "restock noticed after {took:?}"
+    );
+    let (s, _) = svc.issue("again", "one-too-many").await;
+    assert_eq!(s, 410);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_at_once_with_retry_after() {
+    let redis = RedisServer::start().await;
+    let mut cfg = config(&redis.url());
+    cfg.max_in_flight = 1;
+    cfg.store.timeout = Duration::from_secs(5);
+    let svc = Service::start(cfg).await;
+    let c = CampaignId::parse("busy").unwrap();
+    store(&redis)
+        .await
+        .ensure_campaign(&c, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(svc.issue("busy", "warm").await.0, 201);
+
+    // Freeze Redis so the next request holds the only slot.
+    let mut admin = redis.conn().await;
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "1500", "ALL"])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let (http, base) = (svc.http.clone(), svc.base.clone());
+        async move {
+            http.post(format!("{base}/v1/campaigns/busy/issue"))
+                .json(&serde_json::json!({"userId": "held"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    eventually(
+        "the held request in flight",
+        Duration::from_secs(5),
+        || async { (svc.metric("stampede_http_in_flight").await >= 1.0).then_some(()) },
+    )
+    .await;
+    let started = Instant::now();
+    let r = svc
+        .http
+        .post(format!("{}/v1/campaigns/busy/issue", svc.base))
+        .json(&serde_json::json!({"userId": "shed"}))
+        .send()
+        .await
+        .unwrap();
+    let shed_in = started.elapsed();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "overloaded");
+    assert!(
+        !held.is_finished(),
+        "the shed answer must not wait for the held request"
+    );
+    assert!(
+        shed_in < Duration::from_millis(1_000),
+        "shedding took {shed_in:?}"
+    );
+    assert_eq!(held.await.unwrap(), 201, "the admitted request completes");
+    assert_eq!(svc.metric("stampede_http_shed_total").await, 1.0);
+    assert_eq!(svc.metric("stampede_http_in_flight").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests() {
+    let redis = RedisServer::start().await;
+    let svc = Service::start(config(&redis.url())).await;
+    let c = CampaignId::parse("bye").unwrap();
+    store(&redis)
+        .await
+        .ensure_campaign(&c, 10, None)
+        .await
+        .unwrap();
+    let mut admin = redis.conn().await;
+    redis::cmd("CLIENT")
+        .arg(&["PAUSE", "500", "ALL"])
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+    let held = tokio::spawn({
+        let (http, base) = (svc.http.clone(), svc.base.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/v1/campaigns/bye/issue"))
+                .json(&serde_json::json!({"userId": "last"}))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    });
+    eventually("the request in flight", Duration::from_secs(5), || async {
+        (svc.metric("stampede_http_in_flight").await >= 1.0).then_some(())
+    })
+    .await;
+    svc.shutdown.cancel();
+    assert_eq!(
+        held.await.unwrap(),
+        201,
+        "in-flight request finished during shutdown"
+    );
+    tokio::time::timeout(Duration::from_secs(10), svc.task)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    let after = reqwest::Client::new()
+        .get(format!("{}/healthz", svc.base))
+        .send()
+        .await;
+    assert!(after.is_err(), "the listener is closed after shutdown");
+}
