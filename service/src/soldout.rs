@@ -51,7 +51,12 @@ impl SoldOutCache {
 
     /// The 410 body to send when `user` of `campaign` can be answered without Redis.
     pub fn answer(&self, campaign: &CampaignId, user: &UserId) -> Option<Bytes> {
-        let entry = self.campaigns.read().unwrap().get(campaign.as_str())?.clone();
+        let entry = self
+            .campaigns
+            .read()
+            .unwrap()
+            .get(campaign.as_str())?
+            .clone();
         let (_, holders) = entry.holders.get()?;
         if holders.contains(&self.hasher.hash_one(user.as_str())) {
             return None;
@@ -92,12 +97,7 @@ impl SoldOutCache {
 
     /// Keeps every entry true until `shutdown`: loads holder hashes for new entries and
     /// drops entries whose campaign was restocked or deleted, every `every`.
-    pub async fn refresh(
-        self,
-        store: Store,
-        every: Duration,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn refresh(self, store: Store, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prometheus::IntGauge;
 
-
 /// Counts requests in flight against a fixed cap.
 #[derive(Clone, Debug)]
 pub struct InFlight {

@@ -42,7 +42,8 @@ pub async fn issue(
         Decision::Issued(r) => (StatusCode::CREATED, r),
         Decision::Already(r) => (StatusCode::OK, r),
         Decision::SoldOut(_) => {
-            st.soldout.mark(&campaign, || sold_out(&campaign).body_bytes());
+            st.soldout
+                .mark(&campaign, || sold_out(&campaign).body_bytes());
             return Err(sold_out(&campaign));
         }
         Decision::NotOpen => return Err(conflict("not_open", &campaign, "has not opened yet")),
