@@ -5,7 +5,13 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy unit k6-test test demo bench stack-up stack-down
+.PHONY: help deps build fmt-check clippy unit e2e k6-test test demo bench bench-drain stack-up stack-down
+
+# Slow end-to-end suites (service/tests/e2e_*.rs) run after the fast ones.
+E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs)))
+FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
+# Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
+WITH_STACK := scripts/stack up >/dev/null && eval "$$(scripts/stack env)" &&
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -22,13 +28,16 @@ fmt-check: ## rustfmt drift
 clippy: ## lints, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-unit: deps ## unit and black-box tests (they start their own redis-server)
-	cargo test --workspace
+unit: deps ## unit and black-box tests (own redis-server per test; the stack's Kafka)
+	$(WITH_STACK) timeout 900 cargo test --workspace --lib --bins $(addprefix --test ,$(FAST))
+
+e2e: deps ## slow end-to-end and fault suites on real Redis, Kafka, PostgreSQL
+	$(WITH_STACK) timeout 1500 cargo test --workspace $(addprefix --test ,$(E2E))
 
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
-test: deps fmt-check clippy unit k6-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy unit e2e k6-test ## the whole suite (what CI runs)
 
 demo: deps build ## stack up, campaign, service, peak profile, correctness line
 	scripts/demo
@@ -36,7 +45,10 @@ demo: deps build ## stack up, campaign, service, peak profile, correctness line
 bench: deps build ## issue-path throughput vs /healthz with wrk (see docs/benchmarks.md)
 	bench/issue.sh
 
-stack-up: ## start Redis and PostgreSQL on loopback
+bench-drain: deps build ## 1 000 000 issuances through relay, Kafka, writer, PostgreSQL
+	bench/drain.sh
+
+stack-up: ## start Redis, PostgreSQL and Kafka on loopback
 	scripts/stack up
 
 stack-down: ## stop them

@@ -9,23 +9,51 @@ ensure_bin() {
   [ -x "$BIN" ] || cargo build --release -p stampede-service
 }
 
-# start_service PORT LOG [serve flags…]: starts `serve` in the background, sets SVC_PID,
-# stops it on exit, and waits (bounded) until /readyz answers.
+# Background processes started by start_role/start_service; stopped (SIGTERM) on exit.
+ROLE_PIDS=()
+stop_roles() {
+  local pid
+  for pid in "${ROLE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${ROLE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  ROLE_PIDS=()
+}
+trap stop_roles EXIT
+
+# start_role LOG ARGS…: runs `stampede-service ARGS` in the background, logging to LOG;
+# sets ROLE_PID.
+start_role() {
+  local log=$1; shift
+  STAMPEDE_LOG=${STAMPEDE_LOG:-info} "$BIN" "$@" >"$log" 2>&1 &
+  ROLE_PID=$!
+  ROLE_PIDS+=("$ROLE_PID")
+}
+
+# wait_http URL PID LOG: polls URL (bounded, 10 s) until it answers; fails early if PID died.
+wait_http() {
+  local url=$1 pid=$2 log=$3
+  for _ in $(seq 200); do
+    curl -sf "$url" >/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$url did not answer; log $log:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
+
+# start_service PORT LOG [serve flags…]: starts `serve` and waits until /readyz answers.
 start_service() {
   local port=$1 log=$2; shift 2
   if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
     echo "port $port is already in use; stop that process or pick another port" >&2
     return 1
   fi
-  STAMPEDE_LOG=${STAMPEDE_LOG:-info} "$BIN" serve --listen "127.0.0.1:$port" "$@" >"$log" 2>&1 &
-  SVC_PID=$!
-  trap 'kill -TERM $SVC_PID 2>/dev/null; wait $SVC_PID 2>/dev/null || true' EXIT
-  for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return 0
-    kill -0 "$SVC_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "service on port $port did not become ready; its log:" >&2
-  cat "$log" >&2
-  return 1
+  start_role "$log" serve --listen "127.0.0.1:$port" "$@"
+  SVC_PID=$ROLE_PID
+  wait_http "http://127.0.0.1:$port/readyz" "$SVC_PID" "$log"
+}
+
+# psql_value SQL: one value from the stack's database.
+psql_value() {
+  psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
 }

@@ -30,6 +30,15 @@ pub enum Error {
     /// Redis answered something this code does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
+    /// Kafka refused or failed an operation.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// PostgreSQL refused or failed an operation.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The audit found oversold, duplicated, mismatched or missing issuances.
+    #[error("audit of campaign {0} is not clean")]
+    AuditFailed(String),
     /// Binding or serving the HTTP listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -45,6 +54,9 @@ impl Error {
             Error::Redis(_) => "redis",
             Error::RedisTimeout(_) => "redis_timeout",
             Error::Protocol(_) => "protocol",
+            Error::Kafka(_) => "kafka",
+            Error::Database(_) => "database",
+            Error::AuditFailed(_) => "audit_failed",
             Error::Io(_) => "io",
         }
     }

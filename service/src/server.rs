@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 use crate::http::{App, InFlight, router};
 use crate::metrics::Metrics;
+use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
 use crate::store::{Store, StoreConfig};
 
@@ -22,6 +23,8 @@ pub struct ServeConfig {
     pub soldout_recheck: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Run the outbox relay in this process.
+    pub relay: Option<RelayConfig>,
 }
 
 /// A sensible in-flight cap for this machine: enough to keep Redis busy, small enough
@@ -47,6 +50,13 @@ pub async fn serve(
         config.soldout_recheck,
         shutdown.clone(),
     ));
+    let relay = config.relay.clone().map(|r| {
+        tokio::spawn(crate::relay::run(
+            r,
+            metrics.pipeline.clone(),
+            shutdown.clone(),
+        ))
+    });
     let state = std::sync::Arc::new(App {
         store,
         soldout,
@@ -60,6 +70,29 @@ pub async fn serve(
         .await?;
     shutdown.cancel();
     let _ = refresher.await;
+    if let Some(relay) = relay {
+        match relay.await {
+            Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
+            Err(e) => tracing::error!(error = %e, "relay task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Serves only /metrics and /healthz (for the relay and writer roles) until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await?;
     Ok(())
 }

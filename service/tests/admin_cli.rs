@@ -162,3 +162,61 @@ async fn bad_flags_are_refused_by_name_and_change_nothing() {
     let out = cli(&redis, &["campaign", "show", "--id", "y"]);
     assert!(!out.status.success(), "a refused create must not create y");
 }
+
+#[tokio::test]
+async fn create_provisions_topics_that_only_grow() {
+    let redis = RedisServer::start().await;
+    let id = common::pipeline::unique("topics");
+    let create = |p: &'static str| {
+        let id = id.clone();
+        let redis = &redis;
+        move || {
+            ok_json(
+                redis,
+                &[
+                    "campaign",
+                    "create",
+                    "--id",
+                    &id,
+                    "--stock",
+                    "5",
+                    "--partitions",
+                    p,
+                ],
+            )
+        }
+    };
+    let first = create("2")();
+    assert_eq!(first["kafka"]["topic"], format!("stampede.{id}"));
+    assert_eq!(
+        first["kafka"]["deadLetterTopic"],
+        format!("stampede-dlq.{id}")
+    );
+    assert_eq!(first["kafka"]["partitions"], 2);
+    let grown = create("4")();
+    assert_eq!(
+        (
+            grown["kafka"]["partitionsBefore"].as_i64(),
+            grown["kafka"]["partitions"].as_i64()
+        ),
+        (Some(2), Some(4))
+    );
+    let kept = create("3")();
+    assert_eq!(kept["kafka"]["partitions"], 4, "partitions never shrink");
+    assert_eq!(kept["kafka"]["decreaseRefused"], true);
+    assert_eq!(kept["provision"]["outcome"], "unchanged");
+    fails_naming(
+        &redis,
+        &[
+            "campaign",
+            "create",
+            "--id",
+            &id,
+            "--stock",
+            "5",
+            "--partitions",
+            "0",
+        ],
+        "--partitions",
+    );
+}

@@ -2,6 +2,8 @@
 //! served in-process on port 0.
 #![allow(dead_code)]
 
+pub mod pipeline;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -163,6 +165,7 @@ pub fn config(redis_url: &str) -> ServeConfig {
         max_in_flight: 512,
         soldout_recheck: Duration::from_millis(50),
         max_body_bytes: 4096,
+        relay: None,
     }
 }
 

@@ -1,0 +1,281 @@
+//! The audit: Redis (what was promised) against PostgreSQL (what was persisted).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::coupon::HolderRecord;
+use crate::db;
+use crate::ids::CampaignId;
+use crate::issuance::Issuance;
+use crate::metrics::PipelineMetrics;
+use crate::store::Store;
+
+/// What the audit found for one campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    /// Campaign id.
+    pub campaign: String,
+    /// Stock total in Redis.
+    pub stock: u64,
+    /// Coupons issued according to Redis (the last seq).
+    pub issued: u64,
+    /// Holders recorded in Redis.
+    pub holders: u64,
+    /// Rows in PostgreSQL.
+    pub persisted: u64,
+    /// Entries still in the outbox stream.
+    pub outbox_pending: u64,
+    /// Holders not yet in PostgreSQL but still on their way (in the outbox, or issued
+    /// within the grace period).
+    pub in_flight: u64,
+    /// Holders not in PostgreSQL and no longer on their way.
+    pub missing: u64,
+    /// Coupons beyond the stock.
+    pub oversold: u64,
+    /// Seqs given to more than one user.
+    pub duplicated: u64,
+    /// Users whose seq differs between Redis and PostgreSQL.
+    pub mismatched: u64,
+    /// Rows in PostgreSQL for users Redis does not know (Redis lost data).
+    pub unknown_in_redis: u64,
+    /// Missing issuances put back into the outbox by `--repair`.
+    pub repaired: u64,
+    /// Nothing oversold, duplicated, mismatched or missing.
+    pub clean: bool,
+}
+
+/// What the audit compares, gathered from Redis and PostgreSQL.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditInput<'a> {
+    /// Campaign id.
+    pub campaign: &'a str,
+    /// Stock total in Redis.
+    pub stock: u64,
+    /// Issued counter in Redis.
+    pub issued: u64,
+    /// Redis holders: user → record.
+    pub holders: &'a HashMap<String, HolderRecord>,
+    /// Users with an entry still in the outbox stream.
+    pub outbox_users: &'a HashSet<String>,
+    /// PostgreSQL rows: user → seq.
+    pub persisted: &'a HashMap<String, u64>,
+    /// Redis time of the snapshot.
+    pub now_ms: i64,
+    /// Younger issuances are in flight, not missing.
+    pub grace: Duration,
+}
+
+/// The comparison itself, free of I/O. Returns the report and the missing users.
+pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
+    let AuditInput {
+        campaign,
+        stock,
+        issued,
+        holders,
+        outbox_users,
+        persisted,
+        now_ms,
+        grace,
+    } = input;
+    let grace_ms = grace.as_millis() as i64;
+    let mut r = AuditReport {
+        campaign: campaign.to_owned(),
+        stock,
+        issued,
+        holders: holders.len() as u64,
+        persisted: persisted.len() as u64,
+        outbox_pending: outbox_users.len() as u64,
+        ..Default::default()
+    };
+    let mut missing = Vec::new();
+    for (user, rec) in holders {
+        match persisted.get(user) {
+            Some(seq) if *seq != rec.seq => r.mismatched += 1,
+            Some(_) => {}
+            None if outbox_users.contains(user) || now_ms - rec.issued_ms < grace_ms => {
+                r.in_flight += 1
+            }
+            None => {
+                r.missing += 1;
+                missing.push(user.clone());
+            }
+        }
+    }
+    r.unknown_in_redis = persisted
+        .keys()
+        .filter(|u| !holders.contains_key(*u))
+        .count() as u64;
+    r.oversold = persisted.values().filter(|s| **s > stock).count() as u64
+        + (holders.len() as u64).saturating_sub(stock)
+        + issued.saturating_sub(stock);
+    r.duplicated =
+        duplicates(persisted.values().copied()) + duplicates(holders.values().map(|h| h.seq));
+    r.clean = r.missing == 0 && r.oversold == 0 && r.duplicated == 0 && r.mismatched == 0;
+    missing.sort();
+    (r, missing)
+}
+
+fn duplicates(seqs: impl Iterator<Item = u64>) -> u64 {
+    let mut seen = HashSet::new();
+    seqs.filter(|s| !seen.insert(*s)).count() as u64
+}
+
+/// Audits one campaign; with `repair`, re-enqueues missing issuances to the outbox.
+pub async fn audit(
+    store: &Store,
+    pool: &PgPool,
+    campaign: &CampaignId,
+    grace: Duration,
+    repair: bool,
+) -> Result<AuditReport, Error> {
+    let snap = store
+        .snapshot(campaign)
+        .await?
+        .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
+    let holders = store.holders(campaign).await?;
+    let outbox_users = store.outbox_users(campaign).await?;
+    let persisted = db::persisted_seqs(pool, campaign.as_str()).await?;
+    let (mut report, missing) = compare(AuditInput {
+        campaign: campaign.as_str(),
+        stock: snap.total,
+        issued: snap.issued,
+        holders: &holders,
+        outbox_users: &outbox_users,
+        persisted: &persisted,
+        now_ms: snap.now_ms,
+        grace,
+    });
+    if repair && !missing.is_empty() {
+        let again: Vec<Issuance> = missing
+            .iter()
+            .map(|u| {
+                let h = &holders[u];
+                Issuance {
+                    campaign: campaign.to_string(),
+                    user_id: u.clone(),
+                    seq: h.seq,
+                    coupon_code: h.code.clone(),
+                    issued_at_ms: h.issued_ms,
+                }
+            })
+            .collect();
+        store.requeue(campaign, &again).await?;
+        report.repaired = again.len() as u64;
+    }
+    Ok(report)
+}
+
+/// Keeps `stampede_unpersisted_issuances` current for every campaign until `shutdown`.
+pub async fn report_unpersisted(
+    store: Store,
+    pool: PgPool,
+    metrics: PipelineMetrics,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let persisted = match db::persisted_counts(&pool).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "unpersisted metric: database read failed");
+                continue;
+            }
+        };
+        let Ok(campaigns) = store.registry().await else {
+            continue;
+        };
+        for c in campaigns {
+            let Ok(id) = CampaignId::parse(&c) else {
+                continue;
+            };
+            if let Ok(Some(s)) = store.snapshot(&id).await {
+                let done = persisted.get(&c).copied().unwrap_or(0);
+                metrics
+                    .unpersisted
+                    .with_label_values(&[&c])
+                    .set(s.issued.saturating_sub(done) as i64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(
+        stock: u64,
+        holders: &'a HashMap<String, HolderRecord>,
+        outbox_users: &'a HashSet<String>,
+        persisted: &'a HashMap<String, u64>,
+        now_ms: i64,
+        grace_secs: u64,
+    ) -> AuditInput<'a> {
+        AuditInput {
+            campaign: "c",
+            stock,
+            issued: holders.len() as u64,
+            holders,
+            outbox_users,
+            persisted,
+            now_ms,
+            grace: Duration::from_secs(grace_secs),
+        }
+    }
+
+    fn rec(seq: u64, ms: i64) -> HolderRecord {
+        HolderRecord {
+            seq,
+            issued_ms: ms,
+            code: "C".into(),
+        }
+    }
+
+    #[test]
+    fn clean_when_everything_matches() {
+        let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
+        let persisted = HashMap::from([("a".into(), 1), ("b".into(), 2)]);
+        let none = HashSet::new();
+        let (r, missing) = compare(input(2, &holders, &none, &persisted, 100_000, 30));
+        assert!(r.clean, "{r:?}");
+        assert!(missing.is_empty());
+    }
+
+    #[test]
+    fn tells_in_flight_from_missing() {
+        let holders = HashMap::from([
+            ("old".into(), rec(1, 0)),
+            ("queued".into(), rec(2, 0)),
+            ("fresh".into(), rec(3, 95_000)),
+        ]);
+        let outbox = HashSet::from(["queued".to_owned()]);
+        let (r, missing) = compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
+        assert_eq!((r.in_flight, r.missing), (2, 1));
+        assert_eq!(missing, vec!["old".to_owned()]);
+        assert!(!r.clean);
+    }
+
+    #[test]
+    fn finds_oversold_duplicated_and_mismatched() {
+        let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
+        let persisted = HashMap::from([("a".into(), 2), ("b".into(), 2), ("z".into(), 3)]);
+        let none = HashSet::new();
+        let (r, _) = compare(input(2, &holders, &none, &persisted, 0, 0));
+        assert_eq!(r.mismatched, 1);
+        assert_eq!(r.duplicated, 1);
+        assert_eq!(r.oversold, 1);
+        assert_eq!(r.unknown_in_redis, 1);
+        assert!(!r.clean);
+    }
+}

@@ -1,0 +1,116 @@
+//! Flag groups shared by several commands. Every flag also reads a `STAMPEDE_*` variable.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::kafka::KafkaConfig;
+use crate::store::StoreConfig;
+
+/// How to reach Redis.
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL.
+    #[arg(
+        long,
+        env = "STAMPEDE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Upper bound on any one Redis call, in milliseconds; past it the request gets 503.
+    #[arg(long, env = "STAMPEDE_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+    /// Multiplexed Redis connections to spread calls over.
+    #[arg(long, env = "STAMPEDE_REDIS_CONNECTIONS", default_value_t = 2)]
+    pub redis_connections: usize,
+}
+
+impl RedisArgs {
+    /// The store settings these flags describe.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            url: self.redis_url.clone(),
+            connections: self.redis_connections,
+            timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// How to reach Kafka.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "STAMPEDE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+}
+
+impl KafkaArgs {
+    /// The Kafka settings these flags describe.
+    pub fn config(&self) -> KafkaConfig {
+        KafkaConfig {
+            brokers: self.kafka_brokers.clone(),
+        }
+    }
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL.
+    #[arg(
+        long,
+        env = "STAMPEDE_DATABASE_URL",
+        default_value = "postgres://stampede:stampede@127.0.0.1:5432/stampede"
+    )]
+    pub database_url: String,
+}
+
+/// Relay tuning, shared by `serve` (in-process relay) and `relay`.
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// This relay's consumer name in the outbox groups (default: `<hostname>-<role>`). A
+    /// restarted relay with the same name resumes its own pending entries at once.
+    #[arg(long, env = "STAMPEDE_RELAY_CONSUMER")]
+    pub relay_consumer: Option<String>,
+    /// Outbox entries read per batch.
+    #[arg(long, env = "STAMPEDE_RELAY_BATCH", default_value_t = 2_000)]
+    pub relay_batch: usize,
+    /// Producer linger, in milliseconds.
+    #[arg(long, env = "STAMPEDE_RELAY_LINGER_MS", default_value_t = 5)]
+    pub relay_linger_ms: u32,
+    /// Entries another relay left pending this long are claimed, in milliseconds.
+    #[arg(long, env = "STAMPEDE_RELAY_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    pub relay_claim_idle_ms: u64,
+}
+
+impl RelayArgs {
+    /// The relay settings for a relay running as `role`.
+    pub fn config(
+        &self,
+        redis: &RedisArgs,
+        kafka: &KafkaArgs,
+        role: &str,
+    ) -> crate::relay::RelayConfig {
+        crate::relay::RelayConfig {
+            redis_url: redis.redis_url.clone(),
+            kafka: kafka.config(),
+            consumer: self
+                .relay_consumer
+                .clone()
+                .unwrap_or_else(|| format!("{}-{role}", hostname())),
+            batch: self.relay_batch.max(1),
+            linger_ms: self.relay_linger_ms,
+            claim_idle: Duration::from_millis(self.relay_claim_idle_ms.max(100)),
+        }
+    }
+}
+
+/// This machine's (or pod's) name.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "stampede".into())
+}

@@ -1,0 +1,162 @@
+//! `campaign create|show|restock|pause|resume|close|reopen`.
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::{KafkaArgs, RedisArgs, print};
+use crate::Error;
+use crate::campaign::{AdminAction, Window};
+use crate::ids::CampaignId;
+use crate::kafka::ensure_topics;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// `campaign` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Create a campaign and its Kafka topics, or bring an existing one to the given stock
+    /// and partitions (never shrinks either, never resets holders).
+    Create {
+        #[command(flatten)]
+        id: IdArg,
+        /// Coupons to hand out (at least 1).
+        #[arg(long)]
+        stock: u64,
+        /// When issuance opens (RFC 3339); default: now.
+        #[arg(long)]
+        opens_at: Option<String>,
+        /// When issuance closes (RFC 3339); default: never.
+        #[arg(long)]
+        closes_at: Option<String>,
+        /// Partitions of the campaign topic `stampede.<id>` (grows, never shrinks).
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Replication factor of new topics.
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Print a campaign's state and stock as JSON.
+    Show(Simple),
+    /// Add stock atomically.
+    Restock {
+        #[command(flatten)]
+        id: IdArg,
+        /// Coupons to add (at least 1).
+        #[arg(long)]
+        add: u64,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+    /// Stop issuing until resumed.
+    Pause(Simple),
+    /// Undo a pause.
+    Resume(Simple),
+    /// Stop issuing (holders keep their coupons).
+    Close(Simple),
+    /// Undo a close.
+    Reopen(Simple),
+}
+
+/// `--id`.
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Campaign id, e.g. `spring-sale`.
+    #[arg(long)]
+    pub id: String,
+}
+
+/// A command that needs only the campaign id and Redis.
+#[derive(Debug, Args)]
+pub struct Simple {
+    #[command(flatten)]
+    id: IdArg,
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// Runs one campaign command.
+pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
+    let (id, redis) = match &cmd {
+        CampaignCommand::Create { id, redis, .. } | CampaignCommand::Restock { id, redis, .. } => {
+            (id, redis)
+        }
+        CampaignCommand::Show(s)
+        | CampaignCommand::Pause(s)
+        | CampaignCommand::Resume(s)
+        | CampaignCommand::Close(s)
+        | CampaignCommand::Reopen(s) => (&s.id, &s.redis),
+    };
+    let campaign =
+        CampaignId::parse(&id.id).map_err(|e| Error::InvalidInput(format!("--id: {e}")))?;
+    let action = match &cmd {
+        CampaignCommand::Create { stock: 0, .. } => {
+            return Err(Error::InvalidInput("--stock must be at least 1".into()));
+        }
+        CampaignCommand::Create { partitions, .. } if *partitions < 1 => {
+            return Err(Error::InvalidInput(
+                "--partitions must be at least 1".into(),
+            ));
+        }
+        CampaignCommand::Create {
+            replication_factor, ..
+        } if *replication_factor < 1 => {
+            return Err(Error::InvalidInput(
+                "--replication-factor must be at least 1".into(),
+            ));
+        }
+        CampaignCommand::Restock { add: 0, .. } => {
+            return Err(Error::InvalidInput("--add must be at least 1".into()));
+        }
+        CampaignCommand::Create { .. } | CampaignCommand::Show(_) => None,
+        CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
+        CampaignCommand::Pause(_) => Some(AdminAction::Pause),
+        CampaignCommand::Resume(_) => Some(AdminAction::Resume),
+        CampaignCommand::Close(_) => Some(AdminAction::Close),
+        CampaignCommand::Reopen(_) => Some(AdminAction::Reopen),
+    };
+    let store = Store::connect(&redis.store_config(), Metrics::new().redis).await?;
+    if let Some(action) = action {
+        let total = store.admin(&campaign, action).await?;
+        return print(
+            json!({ "campaign": campaign.as_str(), "action": format!("{action:?}"), "total": total }),
+        );
+    }
+    match cmd {
+        CampaignCommand::Create {
+            stock,
+            opens_at,
+            closes_at,
+            partitions,
+            replication_factor,
+            kafka,
+            ..
+        } => {
+            let window = (opens_at.is_some() || closes_at.is_some())
+                .then(|| Window::from_rfc3339(opens_at.as_deref(), closes_at.as_deref()))
+                .transpose()?;
+            // Topics first: a campaign must not open without the topic its outbox drains to.
+            let topics = ensure_topics(
+                &kafka.config(),
+                campaign.as_str(),
+                partitions,
+                replication_factor,
+            )
+            .await?;
+            let outcome = store.ensure_campaign(&campaign, stock, window).await?;
+            print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
+        }
+        _ => {
+            let snap = store
+                .snapshot(&campaign)
+                .await?
+                .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
+            let mut view = snap.view(campaign.as_str());
+            view["outboxPending"] = json!(snap.outbox_len);
+            print(view)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Command-line interface: the service's roles (`serve`, `relay`, `writer`) and its admin
+//! commands (`campaign …`, `migrate`, `audit`).
+
+mod args;
+mod campaign;
+mod pipeline;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
+pub use campaign::CampaignCommand;
+pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
+
+use crate::Error;
+use crate::server::{ServeConfig, default_max_in_flight, serve};
+
+/// Stampede issuance service.
+#[derive(Debug, Parser)]
+#[command(name = "stampede-service", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The service's roles and admin commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the issuance HTTP API (and, unless --no-relay, relay the outbox to Kafka).
+    Serve(ServeArgs),
+    /// Relay outbox streams to Kafka (standalone).
+    Relay(RelayRoleArgs),
+    /// Write issuances from Kafka to PostgreSQL.
+    Writer(WriterArgs),
+    /// Apply the database schema migrations.
+    Migrate(MigrateArgs),
+    /// Compare Redis with PostgreSQL for a campaign; exit 1 when anything is wrong.
+    Audit(AuditArgs),
+    /// Create and administer campaigns.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+/// `serve` flags.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "STAMPEDE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Requests in flight before new ones get 503 `overloaded` (default: 256 per core).
+    #[arg(long, env = "STAMPEDE_MAX_IN_FLIGHT", default_value_t = default_max_in_flight())]
+    pub max_in_flight: usize,
+    /// How often a sold-out campaign's stock is re-read, in milliseconds.
+    #[arg(long, env = "STAMPEDE_SOLDOUT_RECHECK_MS", default_value_t = 250)]
+    pub soldout_recheck_ms: u64,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "STAMPEDE_MAX_BODY_BYTES", default_value_t = 4096)]
+    pub max_body_bytes: usize,
+    /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
+    #[arg(long, env = "STAMPEDE_NO_RELAY")]
+    pub no_relay: bool,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    relay: RelayArgs,
+}
+
+/// Runs the parsed command until it finishes or `shutdown` fires.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
+    match cli.command {
+        Command::Serve(a) => {
+            let listener = tokio::net::TcpListener::bind(a.listen).await?;
+            let config = ServeConfig {
+                store: a.redis.store_config(),
+                max_in_flight: a.max_in_flight,
+                soldout_recheck: Duration::from_millis(a.soldout_recheck_ms.max(10)),
+                max_body_bytes: a.max_body_bytes,
+                relay: (!a.no_relay).then(|| a.relay.config(&a.redis, &a.kafka, "serve")),
+            };
+            serve(listener, config, shutdown).await
+        }
+        Command::Relay(a) => pipeline::relay(a, shutdown).await,
+        Command::Writer(a) => pipeline::writer(a, shutdown).await,
+        Command::Migrate(a) => pipeline::migrate(a).await,
+        Command::Audit(a) => pipeline::audit(a).await,
+        Command::Campaign(c) => campaign::run(c).await,
+    }
+}
+
+/// Prints one JSON line.
+fn print(v: serde_json::Value) -> Result<(), Error> {
+    println!("{v}");
+    Ok(())
+}
