@@ -3,8 +3,9 @@
 # timed per stage and end to end, on the local stack (loopback only, bounded by N).
 #   bench/drain.sh               # N=1000000
 #   N=200000 bench/drain.sh
+#   KEEP=1 bench/drain.sh        # keep the campaigns' keys and rows afterwards
 # Stages (each measured alone, then all together):
-#   fill    the real issue script (EVALSHA) driven by redis-benchmark, fresh user per call
+#   fill    POST /issue with a fresh user per request (wrk), until the stock is gone
 #   relay   outbox stream -> Kafka, until the stream is empty
 #   writer  Kafka -> PostgreSQL, until every row is in
 #   e2e     a second campaign, filled first, then relay and writer started together
@@ -20,22 +21,31 @@ run=$(date +%s)
 out="$STAMPEDE_HOME/bench-drain-$run"
 mkdir -p "$out"
 "$BIN" migrate >/dev/null
-sha=$(redis-cli -x script load <service/src/lua/issue.lua)
+PORT=${BENCH_PORT:-18183}
+STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay --max-in-flight 4096
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
-# fill C: N issue-script calls with random 12-digit users; prints issued count.
+# fill C: issues the whole stock of N through the HTTP API, a fresh user per request;
+# prints the issued count. The relay is off, so everything waits in the outbox.
 fill() {
-  local c=$1
+  local c=$1 wrk_pid
   "$BIN" campaign create --id "$c" --stock "$N" --partitions "$PARTITIONS" >/dev/null
-  redis-benchmark -q -n "$N" -c 32 -P 16 -r 1000000000000 evalsha "$sha" 3 \
-    "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" \
-    "u__rand_int__" "$c" "BENCHCODE0000000" >/dev/null
+  wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$c" >/dev/null &
+  wrk_pid=$!
+  wait_until 600 sold_out "$c"
+  kill "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
   redis-cli hget "{stampede:$c}:meta" issued
 }
+sold_out() { [ "$(redis-cli hget "{stampede:$1}:meta" issued)" -ge "$N" ]; }
 outbox_len() { redis-cli xlen "{stampede:$1}:outbox"; }
-rows() { psql_value "SELECT count(*) FROM coupon_issuances WHERE campaign = '$1'"; }
+# Rows the writer committed, from its own metrics: polling count(*) on a growing table
+# would cost PostgreSQL more CPU than the inserts being measured.
+rows() {
+  curl -sf "http://127.0.0.1:$WRITER_METRICS_PORT/metrics" |
+    awk -v c="$1" '$1 == "stampede_writer_rows_total{campaign=\""c"\"}" {n = $2} END {print n + 0}'
+}
 wait_until() { # wait_until LIMIT_S CMD… : polls every 0.2 s
   local limit=$1; shift
   local end=$(( $(date +%s) + limit ))
@@ -46,36 +56,44 @@ wait_until() { # wait_until LIMIT_S CMD… : polls every 0.2 s
 }
 outbox_empty() { [ "$(outbox_len "$1")" -eq 0 ]; }
 all_rows() { [ "$(rows "$1")" -ge "$2" ]; }
-relay() { start_role "$out/relay-$1.log" relay --metrics-listen 127.0.0.1:0 --relay-consumer "bench-$run-$1"; }
+relay() {
+  start_role "$out/relay-$1.log" relay --metrics-listen 127.0.0.1:0 --relay-consumer "bench-$run-$1" \
+    ${RELAY_BATCH:+--relay-batch "$RELAY_BATCH"}
+  RELAY_PID=$ROLE_PID
+}
+WRITER_METRICS_PORT=${WRITER_METRICS_PORT:-18184}
 writer() {
-  start_role "$out/writer-$1.log" writer --metrics-listen 127.0.0.1:0 \
-    --group "bench-$run-$1" --topics "stampede.$1"
+  start_role "$out/writer-$1.log" writer --metrics-listen "127.0.0.1:$WRITER_METRICS_PORT" \
+    --group "bench-$run-$1" --topics "stampede.$1" ${BATCH_ROWS:+--batch-rows "$BATCH_ROWS"}
+  WRITER_PID=$ROLE_PID
 }
 
 a="drain-a-$run"
 t0=$(now); issued=$(fill "$a"); t1=$(now)
-echo "fill    $issued issuances in $(secs "$t0" "$t1") s: $(rate "$issued" "$t0" "$t1") /s (issue script via redis-benchmark)"
+echo "fill    $issued issuances in $(secs "$t0" "$t1") s: $(rate "$issued" "$t0" "$t1") /s (POST /issue via wrk -c64, relay off)"
 
 relay "$a"; t2=$(now)
 wait_until 600 outbox_empty "$a"; t3=$(now)
 echo "relay   $(secs "$t2" "$t3") s: $(rate "$issued" "$t2" "$t3") rows/s (outbox -> Kafka, acknowledged)"
-stop_roles
+stop_role "$RELAY_PID"
 
 writer "$a"; t4=$(now)
 wait_until 600 all_rows "$a" "$issued"; t5=$(now)
 echo "writer  $(secs "$t4" "$t5") s: $(rate "$issued" "$t4" "$t5") rows/s (Kafka -> PostgreSQL, committed)"
-stop_roles
+stop_role "$WRITER_PID"
 
 b="drain-b-$run"
 issued_b=$(fill "$b")
 relay "$b"; writer "$b"; t6=$(now)
 wait_until 600 all_rows "$b" "$issued_b"; t7=$(now)
 echo "e2e     $issued_b rows in $(secs "$t6" "$t7") s: $(rate "$issued_b" "$t6" "$t7") rows/s (outbox -> Kafka -> PostgreSQL)"
-stop_roles
+stop_role "$RELAY_PID"; stop_role "$WRITER_PID"
 for c in "$a" "$b"; do
+  echo "rows    $c: $(psql_value "SELECT count(*) FROM coupon_issuances WHERE campaign = '$c'") in PostgreSQL"
   if "$BIN" audit --campaign "$c" --grace-secs 0 --json >"$out/audit-$c.json"; then
     echo "audit   $c: clean"
   else
     echo "audit   $c: NOT CLEAN (see $out/audit-$c.json)"; exit 1
   fi
+  [ -n "${KEEP:-}" ] || forget_campaign "$c"
 done

@@ -71,3 +71,4 @@ print(f"ratio sold-out/healthz {med['sold-out']/h:.2f} (aim >= 0.80)")
 PY
 issued=$("$BIN" campaign show --id "$live" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p')
 echo "coupons issued during the issue run: $issued (each one a fresh user)"
+forget_campaign "$live"; forget_campaign "$gone"

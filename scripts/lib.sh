@@ -19,6 +19,12 @@ stop_roles() {
 }
 trap stop_roles EXIT
 
+# stop_role PID: stops one background role (SIGTERM) and waits for it.
+stop_role() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 # start_role LOG ARGS…: runs `stampede-service ARGS` in the background, logging to LOG;
 # sets ROLE_PID.
 start_role() {
@@ -56,4 +62,15 @@ start_service() {
 # psql_value SQL: one value from the stack's database.
 psql_value() {
   psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
+}
+
+# forget_campaign C: removes a benchmark campaign's Redis keys, registry entry and rows,
+# so repeated runs measure the same-sized store instead of an ever-growing one.
+forget_campaign() {
+  local c=$1
+  redis-cli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
+  redis-cli srem stampede:campaigns "$c" >/dev/null
+  if [ -n "${STAMPEDE_DATABASE_URL:-}" ]; then
+    psql_value "DELETE FROM coupon_issuances WHERE campaign = '$c'" >/dev/null 2>&1 || true
+  fi
 }

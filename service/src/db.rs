@@ -54,39 +54,48 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
     Ok(applied)
 }
 
-/// Inserts a batch in one statement; rows already present are skipped, so replays are
-/// harmless. Returns how many rows were new, per campaign.
-pub async fn insert_batch(pool: &PgPool, rows: &[Issuance]) -> Result<HashMap<String, u64>, Error> {
-    let mut campaign = Vec::with_capacity(rows.len());
-    let mut user = Vec::with_capacity(rows.len());
-    let mut seq = Vec::with_capacity(rows.len());
-    let mut code = Vec::with_capacity(rows.len());
-    let mut ms = Vec::with_capacity(rows.len());
+/// Inserts a batch with one statement per campaign in it; rows already present are
+/// skipped, so replays are harmless. Returns how many rows were new, per campaign.
+pub async fn insert_batch(
+    pool: &PgPool,
+    rows: &[Issuance],
+) -> Result<HashMap<String, u64>, Error> {
+    let mut by_campaign: HashMap<&str, Vec<&Issuance>> = HashMap::new();
     for r in rows {
-        campaign.push(r.campaign.clone());
-        user.push(r.user_id.clone());
-        seq.push(r.seq as i64);
-        code.push(r.coupon_code.clone());
-        ms.push(r.issued_at_ms);
+        by_campaign.entry(&r.campaign).or_default().push(r);
     }
-    let new: Vec<(String, i64)> = sqlx::query_as(
-        "WITH ins AS (
-           INSERT INTO coupon_issuances (campaign, user_id, seq, coupon_code, issued_at)
-           SELECT c, u, s, code, to_timestamp(ms / 1000.0)
-           FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[])
-                AS t(c, u, s, code, ms)
-           ON CONFLICT DO NOTHING
-           RETURNING campaign)
-         SELECT campaign, count(*) FROM ins GROUP BY campaign",
+    let mut new = HashMap::with_capacity(by_campaign.len());
+    // Almost always one campaign: one statement, no RETURNING to ship rows back.
+    for (campaign, rows) in by_campaign {
+        let n = insert_campaign_rows(pool, campaign.to_owned(), &rows).await?;
+        new.insert(campaign.to_owned(), n);
+    }
+    Ok(new)
+}
+
+async fn insert_campaign_rows(
+    pool: &PgPool,
+    campaign: String,
+    rows: &[&Issuance],
+) -> Result<u64, Error> {
+    let user: Vec<String> = rows.iter().map(|r| r.user_id.clone()).collect();
+    let seq: Vec<i64> = rows.iter().map(|r| r.seq as i64).collect();
+    let code: Vec<String> = rows.iter().map(|r| r.coupon_code.clone()).collect();
+    let ms: Vec<i64> = rows.iter().map(|r| r.issued_at_ms).collect();
+    let done = sqlx::query(
+        "INSERT INTO coupon_issuances (campaign, user_id, seq, coupon_code, issued_at)
+         SELECT $1, u, s, code, to_timestamp(ms / 1000.0)
+         FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[]) AS t(u, s, code, ms)
+         ON CONFLICT DO NOTHING",
     )
-    .bind(&campaign)
-    .bind(&user)
-    .bind(&seq)
-    .bind(&code)
-    .bind(&ms)
-    .fetch_all(pool)
+    .bind(campaign)
+    .bind(user)
+    .bind(seq)
+    .bind(code)
+    .bind(ms)
+    .execute(pool)
     .await?;
-    Ok(new.into_iter().map(|(c, n)| (c, n as u64)).collect())
+    Ok(done.rows_affected())
 }
 
 /// Rows of one campaign, user → seq.

@@ -5,13 +5,14 @@
 //! Entries a dead relay left pending are claimed after `claim_idle`. The request path
 //! never waits on any of this: it only appends to the stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -49,8 +50,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let client = redis::Client::open(config.redis_url.as_str())?;
-    let mut conn = loop {
-        match ConnectionManager::new(client.clone()).await {
+    let (mut conn, ack_conn) = loop {
+        let both = async {
+            Ok::<_, redis::RedisError>((
+                ConnectionManager::new(client.clone()).await?,
+                ConnectionManager::new(client.clone()).await?,
+            ))
+        };
+        match both.await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "relay: redis unreachable; retrying");
@@ -74,6 +81,8 @@ pub async fn run(
         unready: HashMap::new(),
         last_claim: Instant::now(),
         last_refresh: None,
+        ack_conn,
+        in_flight: VecDeque::new(),
     };
     tracing::info!(consumer = %relay.config.consumer, "relay running");
     while !shutdown.is_cancelled() {
@@ -91,6 +100,10 @@ pub async fn run(
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+    }
+    // What was produced gets acknowledged before we go; what was not stays pending.
+    if let Err(e) = relay.reap(true).await {
+        tracing::warn!(error = %e, "finishing deliveries at shutdown");
     }
     tracing::info!("relay stopped");
     Ok(())
@@ -117,7 +130,17 @@ struct Relay {
     unready: HashMap<String, Instant>,
     last_claim: Instant,
     last_refresh: Option<Instant>,
+    /// A second connection for acknowledgements: the reading one blocks on XREADGROUP.
+    ack_conn: ConnectionManager,
+    /// Deliveries under way, oldest first.
+    in_flight: VecDeque<JoinHandle<Result<Vec<Unacked>, Error>>>,
 }
+
+/// A campaign and how many of its entries Kafka did not acknowledge in one delivery.
+type Unacked = (String, u64);
+
+/// Deliveries allowed under way at once.
+const MAX_IN_FLIGHT: usize = 3;
 
 /// One stream's share of a read: its key and entries.
 type StreamBatch = (String, Vec<StreamId>);
@@ -130,6 +153,11 @@ impl Relay {
             .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
         {
             self.refresh(conn).await?;
+        }
+        self.reap(false).await?;
+        // Re-reading history would return entries still being delivered: finish those first.
+        if self.lanes.values().any(|l| l.reread) {
+            self.reap(true).await?;
         }
         let now = Instant::now();
         let ready: Vec<(String, bool)> = self
@@ -144,7 +172,7 @@ impl Relay {
         }
         if self.last_claim.elapsed() >= self.config.claim_idle / 2 {
             let claimed = self.claim_orphans(conn, &ready).await?;
-            self.deliver(conn, claimed).await?;
+            self.deliver(claimed).await?;
             self.last_claim = Instant::now();
         }
         let keys: Vec<String> = ready.iter().map(|(c, _)| outbox_key(c)).collect();
@@ -184,7 +212,7 @@ impl Relay {
                 l.reread = false;
             }
         }
-        self.deliver(conn, batches).await
+        self.deliver(batches).await
     }
 
     /// Finds new campaigns; a campaign joins once its topic exists (provisioned by
@@ -287,85 +315,130 @@ impl Relay {
         Ok(out)
     }
 
-    /// Produces every entry of every stream at once, then removes from each stream what
-    /// Kafka acknowledged. A campaign whose entries failed backs off alone.
-    async fn deliver(
-        &mut self,
-        conn: &mut ConnectionManager,
-        batches: Vec<StreamBatch>,
-    ) -> Result<(), Error> {
-        let mut sends: Vec<(usize, String, Issuance)> = Vec::new();
-        let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
-        for (i, (key, entries)) in batches.iter().enumerate() {
-            for e in entries {
-                let fields = e.map.iter().filter_map(|(k, v)| match v {
-                    redis::Value::BulkString(b) => {
-                        std::str::from_utf8(b).ok().map(|s| (k.as_str(), s))
-                    }
-                    _ => None,
-                });
-                match Issuance::from_stream_fields(fields) {
-                    Ok(issuance) => sends.push((i, e.id.clone(), issuance)),
-                    Err(err) => {
-                        // Only something other than the issue script could write this;
-                        // keep it out of Kafka and out of the way.
-                        tracing::error!(stream = %key, id = %e.id, error = %err, "dropping malformed outbox entry");
-                        done[i].push(e.id.clone());
-                    }
-                }
-            }
+    /// Starts delivering `batches` in the background, keeping at most `MAX_IN_FLIGHT`
+    /// deliveries under way: reading the next batch overlaps waiting for Kafka's acks.
+    async fn deliver(&mut self, batches: Vec<StreamBatch>) -> Result<(), Error> {
+        if batches.iter().all(|(_, ids)| ids.is_empty()) {
+            return Ok(());
         }
-        let results = join_all(sends.iter().map(|(_, _, issuance)| {
-            let payload = issuance.to_json();
-            let topic = topic(&issuance.campaign);
-            let producer = &self.producer;
-            async move {
-                let record = FutureRecord::to(&topic)
-                    .key(&issuance.user_id)
-                    .payload(&payload);
-                producer.send(record, Duration::from_secs(30)).await
-            }
-        }))
-        .await;
-        let mut failed = vec![0u64; batches.len()];
-        for ((i, id, _), r) in sends.into_iter().zip(results) {
-            match r {
-                Ok(_) => done[i].push(id),
-                Err((e, _)) => {
-                    if failed[i] == 0 {
-                        tracing::warn!(error = %e, stream = %batches[i].0, "produce failed; entries stay pending");
-                    }
-                    failed[i] += 1;
-                }
-            }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.reap_oldest().await?;
         }
-        for (i, (key, _)) in batches.iter().enumerate() {
-            let campaign = campaign_of_outbox_key(key);
-            if !done[i].is_empty() {
-                let mut pipe = redis::pipe();
-                pipe.cmd("XACK").arg(key).arg(GROUP).arg(&done[i]).ignore();
-                pipe.cmd("XDEL").arg(key).arg(&done[i]).ignore();
-                pipe.query_async::<()>(conn).await?;
-            }
-            let produced = done[i].len() as u64;
-            self.metrics
-                .relay_produced
-                .with_label_values(&[campaign])
-                .inc_by(produced);
-            if let Some(lane) = self.lanes.get_mut(campaign) {
-                if failed[i] > 0 {
-                    self.metrics.relay_produce_errors.inc_by(failed[i]);
-                    lane.failures += 1;
-                    lane.reread = true;
-                    let backoff = Duration::from_millis(250 << lane.failures.min(7));
-                    lane.resume_at = Instant::now() + backoff;
-                } else {
-                    lane.failures = 0;
-                }
+        let task = tokio::spawn(deliver(
+            self.producer.clone(),
+            self.ack_conn.clone(),
+            self.metrics.clone(),
+            batches,
+        ));
+        self.in_flight.push_back(task);
+        Ok(())
+    }
+
+    /// Waits for the oldest delivery and books its outcome.
+    async fn reap_oldest(&mut self) -> Result<(), Error> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcomes = task
+            .await
+            .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
+        for (campaign, failed) in outcomes {
+            let Some(lane) = self.lanes.get_mut(&campaign) else {
+                continue;
+            };
+            if failed > 0 {
+                lane.failures += 1;
+                lane.reread = true;
+                lane.resume_at =
+                    Instant::now() + Duration::from_millis(250 << lane.failures.min(7));
+            } else {
+                lane.failures = 0;
             }
         }
         Ok(())
     }
+
+    /// Books every finished delivery; with `all`, waits for the unfinished ones too.
+    async fn reap(&mut self, all: bool) -> Result<(), Error> {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|t| all || t.is_finished())
+        {
+            self.reap_oldest().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Produces every entry of every stream at once, then removes from each stream what Kafka
+/// acknowledged. Returns, per campaign, how many entries Kafka did not acknowledge.
+async fn deliver(
+    producer: FutureProducer,
+    mut conn: ConnectionManager,
+    metrics: PipelineMetrics,
+    batches: Vec<StreamBatch>,
+) -> Result<Vec<Unacked>, Error> {
+    let mut sends: Vec<(usize, String, Issuance)> = Vec::new();
+    let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
+    for (i, (key, entries)) in batches.iter().enumerate() {
+        for e in entries {
+            let fields = e.map.iter().filter_map(|(k, v)| match v {
+                redis::Value::BulkString(b) => std::str::from_utf8(b).ok().map(|s| (k.as_str(), s)),
+                _ => None,
+            });
+            match Issuance::from_stream_fields(fields) {
+                Ok(issuance) => sends.push((i, e.id.clone(), issuance)),
+                Err(err) => {
+                    // Only something other than the issue script could write this; keep it
+                    // out of Kafka and out of the way.
+                    tracing::error!(stream = %key, id = %e.id, error = %err, "dropping malformed outbox entry");
+                    done[i].push(e.id.clone());
+                }
+            }
+        }
+    }
+    let results = join_all(sends.iter().map(|(_, _, issuance)| {
+        let payload = issuance.to_json();
+        let topic = topic(&issuance.campaign);
+        let producer = &producer;
+        async move {
+            let record = FutureRecord::to(&topic)
+                .key(&issuance.user_id)
+                .payload(&payload);
+            producer.send(record, Duration::from_secs(30)).await
+        }
+    }))
+    .await;
+    let mut failed = vec![0u64; batches.len()];
+    for ((i, id, _), r) in sends.into_iter().zip(results) {
+        match r {
+            Ok(_) => done[i].push(id),
+            Err((e, _)) => {
+                if failed[i] == 0 {
+                    tracing::warn!(error = %e, stream = %batches[i].0, "produce failed; entries stay pending");
+                }
+                failed[i] += 1;
+            }
+        }
+    }
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for (i, (key, _)) in batches.iter().enumerate() {
+        let campaign = campaign_of_outbox_key(key);
+        if !done[i].is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("XACK").arg(key).arg(GROUP).arg(&done[i]).ignore();
+            pipe.cmd("XDEL").arg(key).arg(&done[i]).ignore();
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        metrics
+            .relay_produced
+            .with_label_values(&[campaign])
+            .inc_by(done[i].len() as u64);
+        metrics.relay_produce_errors.inc_by(failed[i]);
+        outcomes.push((campaign.to_owned(), failed[i]));
+    }
+    Ok(outcomes)
 }
 
 /// Whether Kafka knows `name` (metadata calls block, so they run on the blocking pool).

@@ -114,7 +114,7 @@ impl Writer {
             if !self.write(&rows).await {
                 return Ok(()); // shut down mid-retry: nothing committed, all replays later
             }
-            self.commit(&batch).await;
+            self.commit(&batch);
         }
         Ok(())
     }
@@ -290,7 +290,7 @@ impl Writer {
     }
 
     /// Commits, per partition, the offset after the last message of the batch.
-    async fn commit(&self, batch: &[OwnedMessage]) {
+    fn commit(&self, batch: &[OwnedMessage]) {
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
         for m in batch {
             let e = next.entry((m.topic(), m.partition())).or_insert(0);
@@ -302,13 +302,11 @@ impl Writer {
                 tracing::warn!(error = %e, "bad offset");
             }
         }
-        let consumer = self.consumer.clone();
-        let r = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
-        match r {
-            Ok(Ok(())) => {}
-            // After a rebalance the new owner replays from the last commit: duplicates only.
-            Ok(Err(e)) => tracing::warn!(error = %e, "offset commit failed"),
-            Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
+        // Asynchronous: the rows are already committed, so waiting for the broker's answer
+        // would only stall the next batch. A commit that is lost (crash, rebalance) makes
+        // the next owner replay from the previous one: duplicates, which the insert skips.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed");
         }
     }
 }
