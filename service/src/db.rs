@@ -56,10 +56,7 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
 
 /// Inserts a batch with one statement per campaign in it; rows already present are
 /// skipped, so replays are harmless. Returns how many rows were new, per campaign.
-pub async fn insert_batch(
-    pool: &PgPool,
-    rows: &[Issuance],
-) -> Result<HashMap<String, u64>, Error> {
+pub async fn insert_batch(pool: &PgPool, rows: &[Issuance]) -> Result<HashMap<String, u64>, Error> {
     let mut by_campaign: HashMap<&str, Vec<&Issuance>> = HashMap::new();
     for r in rows {
         by_campaign.entry(&r.campaign).or_default().push(r);
