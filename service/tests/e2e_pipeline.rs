@@ -6,39 +6,24 @@ mod common;
 
 use std::time::Duration;
 
-use common::RedisServer;
 use common::pipeline::*;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use stampede_service::issuance::{Issuance, dead_letter_topic, topic};
 use stampede_service::kafka::KafkaConfig;
-use stampede_service::metrics::Metrics;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_issuances_land_exactly_once() {
     const N: usize = 50_000;
-    let redis = RedisServer::start().await;
-    let brokers = stack_kafka();
-    let db = fresh_database(&stack_database()).await;
-    let campaign = unique("bulk");
-    let store = store(&redis.url()).await;
-    provision(&store, &brokers, &campaign, N as u64, 6).await;
+    let f = Fixture::new("bulk", N as u64, 6).await;
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    issue_range(&f.store, &f.campaign, 0..N).await;
 
-    let (metrics, shutdown) = (Metrics::new(), CancellationToken::new());
-    let writer = spawn_writer(writer_config(&brokers, &db, &campaign), &metrics, &shutdown);
-    let relay = spawn_relay(
-        relay_config(&redis.url(), &brokers, "r1"),
-        &metrics,
-        &shutdown,
-    );
-    issue_range(&store, &campaign, 0..N).await;
-
-    let pool = stampede_service::db::connect(&db, 1).await.unwrap();
-    let rows = wait_rows(&pool, &campaign, N as i64, Duration::from_secs(180)).await;
+    let (pool, campaign, metrics) = (f.pool().await, &f.campaign, &f.metrics);
+    let rows = wait_rows(&pool, campaign, N as i64, Duration::from_secs(180)).await;
     assert_eq!(rows, N as i64, "every issuance reaches PostgreSQL");
-    let report = audit(&store, &db, &campaign).await;
+    let report = f.audit().await;
     assert!(report.clean, "{report:?}");
     assert_eq!(
         (report.persisted, report.missing, report.outbox_pending),
@@ -47,7 +32,7 @@ async fn fifty_thousand_issuances_land_exactly_once() {
 
     let seqs: Vec<i64> =
         sqlx::query_scalar("SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq")
-            .bind(&campaign)
+            .bind(campaign)
             .fetch_all(&pool)
             .await
             .unwrap();
@@ -61,19 +46,15 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         "stampede_relay_produced_total{{campaign=\"{campaign}\"}}"
     )));
     assert!(text.contains("stampede_issue_to_db_seconds_count"));
-    shutdown.cancel();
+    f.shutdown.cancel();
     relay.await.unwrap().unwrap();
     writer.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_and_the_partition_moves_on() {
-    let redis = RedisServer::start().await;
-    let brokers = stack_kafka();
-    let db = fresh_database(&stack_database()).await;
-    let campaign = unique("poison");
-    let store = store(&redis.url()).await;
-    provision(&store, &brokers, &campaign, 100, 1).await;
+    let f = Fixture::new("poison", 100, 1).await;
+    let (brokers, campaign) = (f.brokers.clone(), f.campaign.clone());
 
     // One partition: the poison sits in front of the good messages.
     let kafka = KafkaConfig {
@@ -111,9 +92,8 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
         .await
         .unwrap();
 
-    let (metrics, shutdown) = (Metrics::new(), CancellationToken::new());
-    let writer = spawn_writer(writer_config(&brokers, &db, &campaign), &metrics, &shutdown);
-    let pool = stampede_service::db::connect(&db, 1).await.unwrap();
+    let writer = f.spawn_writer();
+    let pool = f.pool().await;
     assert_eq!(
         wait_rows(&pool, &campaign, 1, Duration::from_secs(60)).await,
         1
@@ -148,7 +128,7 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
     assert_eq!(reasons[0].0, "bad-1");
     assert!(reasons[0].1.contains("undecodable"), "{reasons:?}");
     assert_eq!(reasons[1].0, "bad-2");
-    let text = metrics.render();
+    let text = f.metrics.render();
     assert!(
         text.contains(&format!(
             "stampede_dead_lettered_total{{topic=\"{}\"}} 2",
@@ -156,19 +136,16 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
         )),
         "{text}"
     );
-    shutdown.cancel();
+    f.shutdown.cancel();
     writer.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_without_a_topic_does_not_hold_up_the_others() {
-    let redis = RedisServer::start().await;
-    let brokers = stack_kafka();
-    let db = fresh_database(&stack_database()).await;
-    let store = store(&redis.url()).await;
-    // Registered in Redis, but its topic was never created.
+    let f = Fixture::new("healthy", 1_000, 2).await;
+    // Registered in the same Redis, but its topic was never created.
     let orphan = unique("no-topic");
-    store
+    f.store
         .ensure_campaign(
             &stampede_service::ids::CampaignId::parse(&orphan).unwrap(),
             100,
@@ -176,35 +153,86 @@ async fn a_campaign_without_a_topic_does_not_hold_up_the_others() {
         )
         .await
         .unwrap();
-    issue_range(&store, &orphan, 0..100).await;
-    let campaign = unique("healthy");
-    provision(&store, &brokers, &campaign, 1_000, 2).await;
-    issue_range(&store, &campaign, 0..1_000).await;
+    issue_range(&f.store, &orphan, 0..100).await;
+    issue_range(&f.store, &f.campaign, 0..1_000).await;
 
-    let (metrics, shutdown) = (Metrics::new(), CancellationToken::new());
-    let writer = spawn_writer(writer_config(&brokers, &db, &campaign), &metrics, &shutdown);
-    let relay = spawn_relay(
-        relay_config(&redis.url(), &brokers, "r"),
-        &metrics,
-        &shutdown,
-    );
-    let pool = stampede_service::db::connect(&db, 1).await.unwrap();
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    let pool = f.pool().await;
     assert_eq!(
-        wait_rows(&pool, &campaign, 1_000, Duration::from_secs(60)).await,
+        wait_rows(&pool, &f.campaign, 1_000, Duration::from_secs(60)).await,
         1_000
     );
     // The orphan's issuances wait, safe, in its outbox.
-    let mut conn = redis.conn().await;
+    let mut conn = f.redis.conn().await;
     let waiting: u64 = redis::cmd("XLEN")
         .arg(format!("{{stampede:{orphan}}}:outbox"))
         .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(waiting, 100);
-    assert!(metrics.render().contains(&format!(
+    assert!(f.metrics.render().contains(&format!(
         "stampede_relay_backlog{{campaign=\"{orphan}\"}} 100"
     )));
-    shutdown.cancel();
+    f.shutdown.cancel();
+    relay.await.unwrap().unwrap();
+    writer.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_finds_lost_rows_and_repair_brings_them_back() {
+    let f = Fixture::new("repair", 200, 2).await;
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    issue_range(&f.store, &f.campaign, 0..200).await;
+    let pool = f.pool().await;
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, 200, Duration::from_secs(60)).await,
+        200
+    );
+    let audit_cli = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stampede-service"))
+            .args([
+                "audit",
+                "--campaign",
+                &f.campaign,
+                "--json",
+                "--grace-secs",
+                "0",
+            ])
+            .args(extra)
+            .env("STAMPEDE_REDIS_URL", f.redis.url())
+            .env("STAMPEDE_DATABASE_URL", &f.db)
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    assert_eq!(audit_cli(&[]).0, Some(0), "clean before the loss");
+
+    // Lose 15 rows behind the pipeline's back.
+    sqlx::query(
+        "DELETE FROM coupon_issuances WHERE campaign = $1 AND seq IN
+           (SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq LIMIT 15)",
+    )
+    .bind(&f.campaign)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (code, report) = audit_cli(&[]);
+    assert_eq!(code, Some(1), "missing rows make the audit fail: {report}");
+    assert_eq!(
+        (report["missing"].as_u64(), report["clean"].as_bool()),
+        (Some(15), Some(false))
+    );
+
+    let (_, repaired) = audit_cli(&["--repair"]);
+    assert_eq!(repaired["repaired"], 15);
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, 200, Duration::from_secs(60)).await,
+        200
+    );
+    let (code, report) = audit_cli(&[]);
+    assert_eq!(code, Some(0), "clean after the repair: {report}");
+    f.shutdown.cancel();
     relay.await.unwrap().unwrap();
     writer.await.unwrap().unwrap();
 }

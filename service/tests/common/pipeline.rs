@@ -411,3 +411,81 @@ pub async fn audit(
     .await
     .unwrap()
 }
+
+/// One campaign on its own Redis, provisioned with topics, and a fresh database: what every
+/// end-to-end test starts from.
+pub struct Fixture {
+    /// The campaign's Redis.
+    pub redis: super::RedisServer,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// URL of the test's own database.
+    pub db: String,
+    /// Campaign id.
+    pub campaign: String,
+    /// A store on the campaign's Redis.
+    pub store: Store,
+    /// Metrics of the in-process relay and writer.
+    pub metrics: Metrics,
+    /// Stops the in-process relay and writer.
+    pub shutdown: CancellationToken,
+}
+
+impl Fixture {
+    /// A campaign of `stock` on the stack's Kafka and PostgreSQL.
+    pub async fn new(prefix: &str, stock: u64, partitions: i32) -> Self {
+        Self::on(prefix, stock, partitions, stack_kafka(), &stack_database()).await
+    }
+
+    /// A campaign of `stock` on the given Kafka and PostgreSQL server.
+    pub async fn on(
+        prefix: &str,
+        stock: u64,
+        partitions: i32,
+        brokers: String,
+        admin_db: &str,
+    ) -> Self {
+        let redis = super::RedisServer::start().await;
+        let db = fresh_database(admin_db).await;
+        let campaign = unique(prefix);
+        let store = store(&redis.url()).await;
+        provision(&store, &brokers, &campaign, stock, partitions).await;
+        Self {
+            redis,
+            brokers,
+            db,
+            campaign,
+            store,
+            metrics: Metrics::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The writer, in-process, on this campaign's topic only.
+    pub fn spawn_writer(&self) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+        spawn_writer(
+            writer_config(&self.brokers, &self.db, &self.campaign),
+            &self.metrics,
+            &self.shutdown,
+        )
+    }
+
+    /// The relay, in-process.
+    pub fn spawn_relay(&self) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+        spawn_relay(
+            relay_config(&self.redis.url(), &self.brokers, "r"),
+            &self.metrics,
+            &self.shutdown,
+        )
+    }
+
+    /// A pool on the test's database.
+    pub async fn pool(&self) -> PgPool {
+        stampede_service::db::connect(&self.db, 1).await.unwrap()
+    }
+
+    /// Audits the campaign with no grace.
+    pub async fn audit(&self) -> stampede_service::audit::AuditReport {
+        audit(&self.store, &self.db, &self.campaign).await
+    }
+}
