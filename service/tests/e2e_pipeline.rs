@@ -46,6 +46,13 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         "stampede_relay_produced_total{{campaign=\"{campaign}\"}}"
     )));
     assert!(text.contains("stampede_issue_to_db_seconds_count"));
+    // The writer reports how far behind it is, per partition: nothing, by now.
+    let lag_line =
+        format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{campaign}\"}} 0");
+    common::eventually("consumer lag reported", Duration::from_secs(15), || async {
+        metrics.render().contains(&lag_line).then_some(())
+    })
+    .await;
     f.shutdown.cancel();
     relay.await.unwrap().unwrap();
     writer.await.unwrap().unwrap();
@@ -207,6 +214,29 @@ async fn audit_finds_lost_rows_and_repair_brings_them_back() {
         (out.status.code(), report)
     };
     assert_eq!(audit_cli(&[]).0, Some(0), "clean before the loss");
+    tokio::spawn(stampede_service::audit::report_unpersisted(
+        f.store.clone(),
+        pool.clone(),
+        f.metrics.pipeline.clone(),
+        Duration::from_millis(100),
+        f.shutdown.clone(),
+    ));
+    let gauge = format!(
+        "stampede_unpersisted_issuances{{campaign=\"{}\"}}",
+        f.campaign
+    );
+    let unpersisted = |want: f64| {
+        let gauge = gauge.clone();
+        let metrics = f.metrics.clone();
+        async move {
+            common::eventually("unpersisted gauge", Duration::from_secs(10), || {
+                let v = common::sample(&metrics.render(), &gauge);
+                async move { (v == want).then_some(()) }
+            })
+            .await
+        }
+    };
+    unpersisted(0.0).await;
 
     // Lose 15 rows behind the pipeline's back.
     sqlx::query(
@@ -232,6 +262,7 @@ async fn audit_finds_lost_rows_and_repair_brings_them_back() {
     );
     let (code, report) = audit_cli(&[]);
     assert_eq!(code, Some(0), "clean after the repair: {report}");
+    unpersisted(0.0).await;
     f.shutdown.cancel();
     relay.await.unwrap().unwrap();
     writer.await.unwrap().unwrap();
