@@ -7,16 +7,17 @@ use std::process::{Command, Output};
 use common::RedisServer;
 use serde_json::Value;
 
-fn cli(redis: &RedisServer, args: &[&str]) -> Output {
+/// Runs the binary with `args` (split at spaces).
+fn cli(redis: &RedisServer, args: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stampede-service"))
-        .args(args)
+        .args(args.split_whitespace())
         .env("STAMPEDE_REDIS_URL", redis.url())
         .env("STAMPEDE_LOG", "warn")
         .output()
         .unwrap()
 }
 
-fn ok_json(redis: &RedisServer, args: &[&str]) -> Value {
+fn ok_json(redis: &RedisServer, args: &str) -> Value {
     let out = cli(redis, args);
     assert!(
         out.status.success(),
@@ -26,7 +27,7 @@ fn ok_json(redis: &RedisServer, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn fails_naming(redis: &RedisServer, args: &[&str], needle: &str) {
+fn fails_naming(redis: &RedisServer, args: &str, needle: &str) {
     let out = cli(redis, args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
@@ -39,54 +40,28 @@ fn fails_naming(redis: &RedisServer, args: &[&str], needle: &str) {
 #[tokio::test]
 async fn campaign_commands_round_trip() {
     let redis = RedisServer::start().await;
-    let created = ok_json(
-        &redis,
-        &["campaign", "create", "--id", "cli", "--stock", "5"],
-    );
+    let created = ok_json(&redis, "campaign create --id cli --stock 5");
     assert_eq!(created["provision"]["outcome"], "created");
-    let again = ok_json(
-        &redis,
-        &["campaign", "create", "--id", "cli", "--stock", "5"],
-    );
+    let again = ok_json(&redis, "campaign create --id cli --stock 5");
     assert_eq!(again["provision"]["outcome"], "unchanged");
-    let restocked = ok_json(
-        &redis,
-        &["campaign", "restock", "--id", "cli", "--add", "3"],
-    );
+    let restocked = ok_json(&redis, "campaign restock --id cli --add 3");
     assert_eq!(restocked["total"], 8);
-    ok_json(&redis, &["campaign", "pause", "--id", "cli"]);
-    let shown = ok_json(&redis, &["campaign", "show", "--id", "cli"]);
+    ok_json(&redis, "campaign pause --id cli");
+    let shown = ok_json(&redis, "campaign show --id cli");
     assert_eq!(shown["state"], "paused");
     assert_eq!(shown["stock"]["total"], 8);
-    ok_json(&redis, &["campaign", "resume", "--id", "cli"]);
-    ok_json(&redis, &["campaign", "close", "--id", "cli"]);
-    assert_eq!(
-        ok_json(&redis, &["campaign", "show", "--id", "cli"])["state"],
-        "closed"
-    );
-    ok_json(&redis, &["campaign", "reopen", "--id", "cli"]);
-    assert_eq!(
-        ok_json(&redis, &["campaign", "show", "--id", "cli"])["state"],
-        "open"
-    );
+    ok_json(&redis, "campaign resume --id cli");
+    ok_json(&redis, "campaign close --id cli");
+    assert_eq!(ok_json(&redis, "campaign show --id cli")["state"], "closed");
+    ok_json(&redis, "campaign reopen --id cli");
+    assert_eq!(ok_json(&redis, "campaign show --id cli")["state"], "open");
 
     let windowed = ok_json(
         &redis,
-        &[
-            "campaign",
-            "create",
-            "--id",
-            "w",
-            "--stock",
-            "1",
-            "--opens-at",
-            "2099-01-01T00:00:00Z",
-            "--closes-at",
-            "2099-01-02T00:00:00+09:00",
-        ],
+        "campaign create --id w --stock 1 --opens-at 2099-01-01T00:00:00Z --closes-at 2099-01-02T00:00:00+09:00",
     );
     assert_eq!(windowed["provision"]["outcome"], "created");
-    let shown = ok_json(&redis, &["campaign", "show", "--id", "w"]);
+    let shown = ok_json(&redis, "campaign show --id w");
     assert_eq!(shown["state"], "scheduled");
     assert_eq!(shown["window"]["opensAt"], "2099-01-01T00:00:00Z");
     assert_eq!(shown["window"]["closesAt"], "2099-01-01T15:00:00Z");
@@ -95,71 +70,27 @@ async fn campaign_commands_round_trip() {
 #[tokio::test]
 async fn bad_flags_are_refused_by_name_and_change_nothing() {
     let redis = RedisServer::start().await;
-    ok_json(&redis, &["campaign", "create", "--id", "x", "--stock", "5"]);
+    ok_json(&redis, "campaign create --id x --stock 5");
+    fails_naming(&redis, "campaign create --id x --stock 0", "--stock");
+    fails_naming(&redis, "campaign create --id x --stock -1", "--stock");
+    fails_naming(&redis, "campaign create --id x --stock 4", "never shrink");
+    fails_naming(&redis, "campaign create --id Bad --stock 1", "--id");
     fails_naming(
         &redis,
-        &["campaign", "create", "--id", "x", "--stock", "0"],
-        "--stock",
-    );
-    fails_naming(
-        &redis,
-        &["campaign", "create", "--id", "x", "--stock", "-1"],
-        "--stock",
-    );
-    fails_naming(
-        &redis,
-        &["campaign", "create", "--id", "x", "--stock", "4"],
-        "never shrink",
-    );
-    fails_naming(
-        &redis,
-        &["campaign", "create", "--id", "Bad", "--stock", "1"],
-        "--id",
-    );
-    fails_naming(
-        &redis,
-        &[
-            "campaign",
-            "create",
-            "--id",
-            "y",
-            "--stock",
-            "1",
-            "--opens-at",
-            "soon",
-        ],
+        "campaign create --id y --stock 1 --opens-at soon",
         "opensAt",
     );
     fails_naming(
         &redis,
-        &[
-            "campaign",
-            "create",
-            "--id",
-            "y",
-            "--stock",
-            "1",
-            "--opens-at",
-            "2099-01-02T00:00:00Z",
-            "--closes-at",
-            "2099-01-01T00:00:00Z",
-        ],
+        "campaign create --id y --stock 1 --opens-at 2099-01-02T00:00:00Z --closes-at 2099-01-01T00:00:00Z",
         "closesAt",
     );
-    fails_naming(
-        &redis,
-        &["campaign", "restock", "--id", "x", "--add", "0"],
-        "--add",
-    );
-    fails_naming(
-        &redis,
-        &["campaign", "restock", "--id", "ghost", "--add", "1"],
-        "not found",
-    );
-    fails_naming(&redis, &["campaign", "show", "--id", "ghost"], "not found");
-    let shown = ok_json(&redis, &["campaign", "show", "--id", "x"]);
+    fails_naming(&redis, "campaign restock --id x --add 0", "--add");
+    fails_naming(&redis, "campaign restock --id ghost --add 1", "not found");
+    fails_naming(&redis, "campaign show --id ghost", "not found");
+    let shown = ok_json(&redis, "campaign show --id x");
     assert_eq!(shown["stock"]["total"], 5);
-    let out = cli(&redis, &["campaign", "show", "--id", "y"]);
+    let out = cli(&redis, "campaign show --id y");
     assert!(!out.status.success(), "a refused create must not create y");
 }
 
@@ -167,33 +98,20 @@ async fn bad_flags_are_refused_by_name_and_change_nothing() {
 async fn create_provisions_topics_that_only_grow() {
     let redis = RedisServer::start().await;
     let id = common::pipeline::unique("topics");
-    let create = |p: &'static str| {
-        let id = id.clone();
-        let redis = &redis;
-        move || {
-            ok_json(
-                redis,
-                &[
-                    "campaign",
-                    "create",
-                    "--id",
-                    &id,
-                    "--stock",
-                    "5",
-                    "--partitions",
-                    p,
-                ],
-            )
-        }
+    let create = |p: &str| {
+        ok_json(
+            &redis,
+            &format!("campaign create --id {id} --stock 5 --partitions {p}"),
+        )
     };
-    let first = create("2")();
+    let first = create("2");
     assert_eq!(first["kafka"]["topic"], format!("stampede.{id}"));
     assert_eq!(
         first["kafka"]["deadLetterTopic"],
         format!("stampede-dlq.{id}")
     );
     assert_eq!(first["kafka"]["partitions"], 2);
-    let grown = create("4")();
+    let grown = create("4");
     assert_eq!(
         (
             grown["kafka"]["partitionsBefore"].as_i64(),
@@ -201,22 +119,10 @@ async fn create_provisions_topics_that_only_grow() {
         ),
         (Some(2), Some(4))
     );
-    let kept = create("3")();
+    let kept = create("3");
     assert_eq!(kept["kafka"]["partitions"], 4, "partitions never shrink");
     assert_eq!(kept["kafka"]["decreaseRefused"], true);
     assert_eq!(kept["provision"]["outcome"], "unchanged");
-    fails_naming(
-        &redis,
-        &[
-            "campaign",
-            "create",
-            "--id",
-            &id,
-            "--stock",
-            "5",
-            "--partitions",
-            "0",
-        ],
-        "--partitions",
-    );
+    let zero = format!("campaign create --id {id} --stock 5 --partitions 0");
+    fails_naming(&redis, &zero, "--partitions");
 }

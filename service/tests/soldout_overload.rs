@@ -16,6 +16,36 @@ async fn store(redis: &RedisServer) -> Store {
         .unwrap()
 }
 
+/// Makes Redis answer nobody for `ms` milliseconds (CLIENT PAUSE).
+async fn freeze(redis: &RedisServer, ms: u64) {
+    let mut admin = redis.conn().await;
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Sends one issue request in the background; yields its status.
+fn issue_in_background(svc: &Service, c: &str, user: &str) -> tokio::task::JoinHandle<u16> {
+    let (http, url) = (
+        svc.http.clone(),
+        format!("{}/v1/campaigns/{c}/issue", svc.base),
+    );
+    let body = serde_json::json!({ "userId": user });
+    tokio::spawn(async move {
+        http.post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
 /// Sells `c` out and waits until the replica answers sold-out from memory.
 async fn sell_out(svc: &Service, c: &str, stock: u64) {
     for i in 0..stock {
@@ -113,24 +143,8 @@ async fn overload_is_shed_at_once_with_retry_after() {
     assert_eq!(svc.issue("busy", "warm").await.0, 201);
 
     // Freeze Redis so the next request holds the only slot.
-    let mut admin = redis.conn().await;
-    redis::cmd("CLIENT")
-        .arg(&["PAUSE", "1500", "ALL"])
-        .query_async::<()>(&mut admin)
-        .await
-        .unwrap();
-    let held = tokio::spawn({
-        let (http, base) = (svc.http.clone(), svc.base.clone());
-        async move {
-            http.post(format!("{base}/v1/campaigns/busy/issue"))
-                .json(&serde_json::json!({"userId": "held"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
+    freeze(&redis, 1500).await;
+    let held = issue_in_background(&svc, "busy", "held");
     eventually(
         "the held request in flight",
         Duration::from_secs(5),
@@ -173,24 +187,8 @@ async fn shutdown_finishes_in_flight_requests() {
         .ensure_campaign(&c, 10, None)
         .await
         .unwrap();
-    let mut admin = redis.conn().await;
-    redis::cmd("CLIENT")
-        .arg(&["PAUSE", "500", "ALL"])
-        .query_async::<()>(&mut admin)
-        .await
-        .unwrap();
-    let held = tokio::spawn({
-        let (http, base) = (svc.http.clone(), svc.base.clone());
-        async move {
-            let r = http
-                .post(format!("{base}/v1/campaigns/bye/issue"))
-                .json(&serde_json::json!({"userId": "last"}))
-                .send()
-                .await
-                .unwrap();
-            r.status().as_u16()
-        }
-    });
+    freeze(&redis, 500).await;
+    let held = issue_in_background(&svc, "bye", "last");
     eventually("the request in flight", Duration::from_secs(5), || async {
         (svc.metric("stampede_http_in_flight").await >= 1.0).then_some(())
     })
