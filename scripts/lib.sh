@@ -4,9 +4,9 @@
 export STAMPEDE_HOME CARGO_TARGET_DIR
 BIN="$CARGO_TARGET_DIR/release/stampede-service"
 
-# ensure_bin: builds the release binary when it is missing.
+# ensure_bin: brings the release binary up to date (a no-op in a second when it is).
 ensure_bin() {
-  [ -x "$BIN" ] || cargo build --release -p stampede-service
+  cargo build --release -q -p stampede-service
 }
 
 # Background processes started by start_role/start_service; stopped (SIGTERM) on exit.
