@@ -64,10 +64,13 @@ psql_value() {
   psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
 }
 
-# forget_campaign C: removes a benchmark campaign's Redis keys, registry entry and rows,
-# so repeated runs measure the same-sized store instead of an ever-growing one.
+# forget_campaign C: removes a benchmark campaign's Redis keys, registry entry, rows and
+# Kafka topics, so repeated runs measure the same-sized store instead of an ever-growing
+# one, and a writer consuming every campaign does not replay benchmark traffic later.
 forget_campaign() {
   local c=$1
+  scripts/kafka-broker tool topics --bootstrap-server "${STAMPEDE_KAFKA_BROKERS:-127.0.0.1:9092}" \
+    --delete --topic "stampede(-dlq)?\\.${c//./\\.}" >/dev/null 2>&1 || true
   redis-cli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
   redis-cli srem stampede:campaigns "$c" >/dev/null
   if [ -n "${STAMPEDE_DATABASE_URL:-}" ]; then

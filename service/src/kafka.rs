@@ -146,3 +146,19 @@ async fn partition_count(config: &KafkaConfig, name: &str) -> Result<i32, Error>
 pub fn kafka(e: rdkafka::error::KafkaError) -> Error {
     Error::Kafka(e.to_string())
 }
+
+/// Deletes the campaign's topic and dead-letter topic (for `deletionPolicy: Delete` and
+/// for tests that clean up after themselves). Topics that do not exist are fine.
+pub async fn delete_topics(config: &KafkaConfig, campaign: &str) -> Result<(), Error> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(kafka)?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let names = [topic(campaign), dead_letter_topic(campaign)];
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for r in admin.delete_topics(&refs, &opts).await.map_err(kafka)? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((t, e)) => return Err(Error::Kafka(format!("deleting {t}: {e}"))),
+        }
+    }
+    Ok(())
+}

@@ -125,4 +125,5 @@ async fn create_provisions_topics_that_only_grow() {
     assert_eq!(kept["provision"]["outcome"], "unchanged");
     let zero = format!("campaign create --id {id} --stock 5 --partitions 0");
     fails_naming(&redis, &zero, "--partitions");
+    common::pipeline::drop_topics(&common::pipeline::stack_kafka(), &id);
 }

@@ -489,3 +489,26 @@ impl Fixture {
         audit(&self.store, &self.db, &self.campaign).await
     }
 }
+
+impl Drop for Fixture {
+    /// Deletes the campaign's topics, so the shared broker does not collect every test's
+    /// messages (a writer consuming all campaigns would replay them).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        drop_topics(&self.brokers, &self.campaign);
+    }
+}
+
+/// Deletes a campaign's topics from a synchronous context (a `Drop`).
+pub fn drop_topics(brokers: &str, campaign: &str) {
+    let (brokers, campaign) = (brokers.to_owned(), campaign.to_owned());
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let kafka = KafkaConfig { brokers };
+        let _ = rt.block_on(stampede_service::kafka::delete_topics(&kafka, &campaign));
+    })
+    .join();
+}
