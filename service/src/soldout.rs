@@ -51,12 +51,10 @@ impl SoldOutCache {
 
     /// The 410 body to send when `user` of `campaign` can be answered without Redis.
     pub fn answer(&self, campaign: &CampaignId, user: &UserId) -> Option<Bytes> {
-        let entry = self
-            .campaigns
-            .read()
-            .unwrap()
-            .get(campaign.as_str())?
-            .clone();
+        // Decided under the read guard: no Arc clone, so no shared refcount bouncing
+        // between cores on the hottest path of a sold-out sale.
+        let map = self.campaigns.read().unwrap();
+        let entry = map.get(campaign.as_str())?;
         let (_, holders) = entry.holders.get()?;
         if holders.contains(&self.hasher.hash_one(user.as_str())) {
             return None;

@@ -149,71 +149,65 @@ impl Writer {
         Some(batch)
     }
 
-    /// Writes `rows`, retrying transient failures with backoff until it succeeds; false
-    /// when shutdown came first.
+    /// Writes `rows`; false when shutdown came first (nothing is committed then, so the
+    /// batch is replayed later). A batch the database refuses outright is written row by
+    /// row, and only the rows it still refuses go to the dead-letter topic: one bad row
+    /// must not hold the partition.
     async fn write(&self, rows: &[Issuance]) -> bool {
         if rows.is_empty() {
             return true;
         }
+        match self.insert_retrying(rows).await {
+            None => return false,
+            Some(Ok(())) => return true,
+            Some(Err(e)) => tracing::error!(error = %e, "batch refused; writing row by row"),
+        }
+        for row in rows {
+            match self.insert_retrying(std::slice::from_ref(row)).await {
+                None => return false,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    let topic = crate::issuance::topic(&row.campaign);
+                    let reason = e.to_string();
+                    self.send_dead_letter(
+                        &topic,
+                        Some(&row.user_id),
+                        &row.to_json(),
+                        &reason,
+                        None,
+                    )
+                    .await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Inserts `rows`, retrying transient failures with backoff until they succeed.
+    /// `None` when shutdown came first; `Some(Err)` for an error retrying cannot fix.
+    async fn insert_retrying(&self, rows: &[Issuance]) -> Option<Result<(), Error>> {
         let mut backoff = Duration::from_millis(100);
         loop {
             match db::insert_batch(&self.pool, rows).await {
                 Ok(new) => {
                     self.record(rows, new);
-                    return true;
+                    return Some(Ok(()));
                 }
                 Err(e) if db::is_transient(&e) => {
                     self.metrics.writer_db_errors.inc();
-                    tracing::warn!(error = %e, rows = rows.len(), ?backoff, "database unavailable; retrying batch");
+                    tracing::warn!(error = %e, rows = rows.len(), ?backoff, "database unavailable; retrying");
                 }
                 Err(e) => {
-                    // One bad row must not hold the partition: find it row by row.
                     self.metrics.writer_db_errors.inc();
-                    tracing::error!(error = %e, "batch refused; writing row by row");
-                    return self.write_rows_one_by_one(rows).await;
+                    return Some(Err(e));
                 }
             }
             tokio::select! {
-                _ = self.shutdown.cancelled() => return false,
+                _ = self.shutdown.cancelled() => return None,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-    }
-
-    async fn write_rows_one_by_one(&self, rows: &[Issuance]) -> bool {
-        for row in rows {
-            let one = std::slice::from_ref(row);
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                match db::insert_batch(&self.pool, one).await {
-                    Ok(new) => {
-                        self.record(one, new);
-                        break;
-                    }
-                    Err(e) if db::is_transient(&e) => {
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => return false,
-                            _ = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        let topic = crate::issuance::topic(&row.campaign);
-                        self.send_dead_letter(
-                            &topic,
-                            Some(&row.user_id),
-                            &row.to_json(),
-                            &e.to_string(),
-                            None,
-                        )
-                        .await;
-                        break;
-                    }
-                }
-            }
-        }
-        true
     }
 
     fn record(&self, rows: &[Issuance], new: HashMap<String, u64>) {

@@ -89,15 +89,25 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
         coupon_code: "C0DE".into(),
         issued_at_ms: 1_700_000_000_000,
     };
-    producer
-        .send(
-            FutureRecord::to(&topic(&campaign))
-                .key("after-poison")
-                .payload(&good.to_json()),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    // Decodes fine, but PostgreSQL refuses its timestamp: the batch it shares with the good
+    // row is refused whole, so the writer must fall back to row by row.
+    let unstorable = Issuance {
+        user_id: "bad-3".into(),
+        seq: 2,
+        issued_at_ms: i64::MAX,
+        ..good.clone()
+    };
+    for i in [&unstorable, &good] {
+        producer
+            .send(
+                FutureRecord::to(&topic(&campaign))
+                    .key(&i.user_id)
+                    .payload(&i.to_json()),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
 
     let writer = f.spawn_writer();
     let pool = f.pool().await;
@@ -114,7 +124,7 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
         .unwrap();
     dlq.subscribe(&[&dead_letter_topic(&campaign)]).unwrap();
     let mut reasons = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
             .await
             .expect("dead-letter message")
@@ -135,10 +145,12 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
     assert_eq!(reasons[0].0, "bad-1");
     assert!(reasons[0].1.contains("undecodable"), "{reasons:?}");
     assert_eq!(reasons[1].0, "bad-2");
+    assert_eq!(reasons[2].0, "bad-3");
+    assert!(reasons[2].1.contains("out of range"), "{reasons:?}");
     let text = f.metrics.render();
     assert!(
         text.contains(&format!(
-            "stampede_dead_lettered_total{{topic=\"{}\"}} 2",
+            "stampede_dead_lettered_total{{topic=\"{}\"}} 3",
             topic(&campaign)
         )),
         "{text}"

@@ -65,9 +65,15 @@ pub struct DatabaseArgs {
     pub database_url: String,
 }
 
-/// Relay tuning, shared by `serve` (in-process relay) and `relay`.
+/// Everything a relay needs, shared by `serve` (in-process relay) and `relay`.
 #[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
+    /// Redis (the campaigns' outbox streams).
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Kafka (the campaign topics).
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
     /// This relay's consumer name in the outbox groups (default: `<hostname>-<role>`). A
     /// restarted relay with the same name resumes its own pending entries at once.
     #[arg(long, env = "STAMPEDE_RELAY_CONSUMER")]
@@ -85,15 +91,10 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     /// The relay settings for a relay running as `role`.
-    pub fn config(
-        &self,
-        redis: &RedisArgs,
-        kafka: &KafkaArgs,
-        role: &str,
-    ) -> crate::relay::RelayConfig {
+    pub fn config(&self, role: &str) -> crate::relay::RelayConfig {
         crate::relay::RelayConfig {
-            redis_url: redis.redis_url.clone(),
-            kafka: kafka.config(),
+            redis_url: self.redis.redis_url.clone(),
+            kafka: self.kafka.config(),
             consumer: self
                 .relay_consumer
                 .clone()

@@ -64,10 +64,6 @@ pub struct ServeArgs {
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
     #[command(flatten)]
-    redis: RedisArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
     relay: RelayArgs,
 }
 
@@ -77,11 +73,11 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
         Command::Serve(a) => {
             let listener = tokio::net::TcpListener::bind(a.listen).await?;
             let config = ServeConfig {
-                store: a.redis.store_config(),
+                store: a.relay.redis.store_config(),
                 max_in_flight: a.max_in_flight,
                 soldout_recheck: Duration::from_millis(a.soldout_recheck_ms.max(10)),
                 max_body_bytes: a.max_body_bytes,
-                relay: (!a.no_relay).then(|| a.relay.config(&a.redis, &a.kafka, "serve")),
+                relay: (!a.no_relay).then(|| a.relay.config("serve")),
             };
             serve(listener, config, shutdown).await
         }

@@ -26,10 +26,6 @@ pub struct RelayRoleArgs {
     )]
     metrics_listen: SocketAddr,
     #[command(flatten)]
-    redis: RedisArgs,
-    #[command(flatten)]
-    kafka: KafkaArgs,
-    #[command(flatten)]
     relay: RelayArgs,
 }
 
@@ -99,7 +95,7 @@ pub async fn relay(a: RelayRoleArgs, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind(a.metrics_listen).await?;
     let http = tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone()));
-    let config = a.relay.config(&a.redis, &a.kafka, "relay");
+    let config = a.relay.config("relay");
     let r = relay_mod::run(config, metrics.pipeline.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = http.await;
