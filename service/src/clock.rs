@@ -9,6 +9,11 @@ pub fn parse_rfc3339_ms(s: &str) -> Result<i64, time::error::Parse> {
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
+/// This machine's clock in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// Formats Unix milliseconds as RFC 3339 in UTC.
 pub fn format_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -105,6 +105,15 @@ pub async fn persisted_seqs(pool: &PgPool, campaign: &str) -> Result<HashMap<Str
     Ok(rows.into_iter().map(|(u, s)| (u, s as u64)).collect())
 }
 
+/// Rows of one campaign.
+pub async fn persisted_count(pool: &PgPool, campaign: &str) -> Result<u64, Error> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM coupon_issuances WHERE campaign = $1")
+        .bind(campaign)
+        .fetch_one(pool)
+        .await?;
+    Ok(n as u64)
+}
+
 /// Row count per campaign, for the unpersisted-issuances metric.
 pub async fn persisted_counts(pool: &PgPool) -> Result<HashMap<String, u64>, Error> {
     let rows: Vec<(String, i64)> =

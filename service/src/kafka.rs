@@ -123,9 +123,9 @@ async fn create(
     Ok(())
 }
 
-/// Partitions of `name`, 0 when it does not exist. Metadata calls block, so they run on
+/// Partitions of topic `name`, 0 when it does not exist. Metadata calls block, so they run on
 /// the blocking pool with a client of their own.
-async fn partition_count(config: &KafkaConfig, name: &str) -> Result<i32, Error> {
+pub async fn partition_count(config: &KafkaConfig, name: &str) -> Result<i32, Error> {
     let client: BaseConsumer = config.client().create().map_err(kafka)?;
     let name = name.to_owned();
     tokio::task::spawn_blocking(move || {

@@ -81,7 +81,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Serves only /metrics and /healthz (for the relay and writer roles) until `shutdown`.
+/// Serves only /metrics, /healthz and /readyz (for the relay and writer roles) until
+/// `shutdown`; the role is ready once it is up.
 pub async fn serve_metrics(
     listener: TcpListener,
     metrics: Metrics,
@@ -90,7 +91,8 @@ pub async fn serve_metrics(
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

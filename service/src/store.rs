@@ -366,6 +366,28 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every key of `campaign` and its registry entry (`deletionPolicy: Delete`).
+    /// Returns how many keys existed.
+    pub async fn forget(&self, campaign: &CampaignId) -> Result<u64, Error> {
+        let k = CampaignKeys::new(campaign);
+        let removed: (u64, u64) = self
+            .call("forget", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("DEL")
+                    .arg(&k.meta)
+                    .arg(&k.holders)
+                    .arg(&k.outbox)
+                    .cmd("SREM")
+                    .arg(REGISTRY)
+                    .arg(campaign.as_str())
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(removed.0)
+    }
+
     /// Every campaign id ever provisioned.
     pub async fn registry(&self) -> Result<Vec<String>, Error> {
         self.call("registry", |mut c| async move {

@@ -1,0 +1,95 @@
+//! Command line: `run` and `crd`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::run::Config;
+use crate::validate::Defaults;
+
+/// Stampede operator.
+#[derive(Debug, Parser)]
+#[command(name = "stampede-operator", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller against the cluster.
+    Run(RunArgs),
+    /// Print the CouponCampaign CRD as YAML (`stampede-operator crd | kubectl apply -f -`).
+    Crd,
+}
+
+/// `run` flags.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Kubeconfig file; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config.
+    #[arg(long, env = "STAMPEDE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Address of /metrics and /healthz.
+    #[arg(
+        long,
+        env = "STAMPEDE_OPERATOR_LISTEN",
+        default_value = "127.0.0.1:9470"
+    )]
+    pub listen: SocketAddr,
+    /// Redis for campaigns without `spec.redis`.
+    #[arg(
+        long,
+        env = "STAMPEDE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// Kafka brokers for campaigns without `spec.kafka.brokers`.
+    #[arg(long, env = "STAMPEDE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// PostgreSQL for campaigns without `spec.database`.
+    #[arg(
+        long,
+        env = "STAMPEDE_DATABASE_URL",
+        default_value = "postgres://stampede:stampede@127.0.0.1:5432/stampede"
+    )]
+    pub database_url: String,
+    /// Image of stampede-service for issuers and writers without `spec.issuer.image`.
+    #[arg(
+        long,
+        env = "STAMPEDE_SERVICE_IMAGE",
+        default_value = concat!("ghcr.io/stampede-dev/stampede-service:", env!("CARGO_PKG_VERSION"))
+    )]
+    pub service_image: String,
+    /// Seconds between status refreshes of a campaign (counts, pods).
+    #[arg(long, env = "STAMPEDE_OPERATOR_RESYNC_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub resync_secs: u64,
+    /// Seconds `deletionPolicy: Delete` waits for the outbox to drain before deleting anyway.
+    #[arg(
+        long,
+        env = "STAMPEDE_OPERATOR_DRAIN_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub drain_timeout_secs: u64,
+}
+
+impl RunArgs {
+    /// The run configuration these flags describe.
+    pub fn config(self) -> Config {
+        Config {
+            kubeconfig: self.kubeconfig,
+            metrics_listen: self.listen,
+            defaults: Defaults {
+                redis_url: self.redis_url,
+                kafka_brokers: self.kafka_brokers,
+                database_url: self.database_url,
+                service_image: self.service_image,
+            },
+            resync: Duration::from_secs(self.resync_secs),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        }
+    }
+}

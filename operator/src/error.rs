@@ -1,0 +1,65 @@
+//! The operator's errors, each with a stable metric label.
+
+/// Everything reconcile and the operator process can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec cannot be carried out; waits for a change.
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Redis, Kafka or PostgreSQL, through the service library.
+    #[error(transparent)]
+    Backend(#[from] stampede_service::Error),
+    /// A Secret a campaign names is missing or unusable.
+    #[error("secret {0}")]
+    Secret(String),
+    /// Provisioning did not complete; status says why, retried with backoff.
+    #[error("not provisioned yet: {0}")]
+    Incomplete(String),
+    /// Deleting under `deletionPolicy: Delete` waits for the outbox to drain.
+    #[error(
+        "waiting for {pending} issuances to leave the outbox before deleting the campaign's data"
+    )]
+    OutboxNotDrained {
+        /// Entries still in the outbox stream.
+        pending: u64,
+    },
+    /// The finalizer helper failed to add or remove the finalizer.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+    /// Configuration (kubeconfig, CRD missing).
+    #[error("{0}")]
+    Config(String),
+    /// Sockets and files.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A short, stable label for metrics (`stampede_operator_reconcile_failures_total`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::InvalidSpec(_) => "invalid_spec",
+            Self::Kube(_) => "kube_api",
+            Self::Backend(e) => e.metric_label(),
+            Self::Secret(_) => "secret",
+            Self::Incomplete(_) => "incomplete",
+            Self::OutboxNotDrained { .. } => "outbox_not_drained",
+            Self::Finalizer(_) => "finalizer",
+            Self::Config(_) => "config",
+            Self::Io(_) => "io",
+        }
+    }
+}
+
+impl From<kube::runtime::finalizer::Error<Error>> for Error {
+    fn from(e: kube::runtime::finalizer::Error<Error>) -> Self {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            other => Self::Finalizer(other.to_string()),
+        }
+    }
+}

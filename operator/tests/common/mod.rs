@@ -1,0 +1,409 @@
+//! Harness for operator tests: a private control plane (etcd + kube-apiserver from
+//! `scripts/control-plane`, token auth, RBAC on) per test, the CRD installed from code, the
+//! operator run in-process, and the stack's real Redis, Kafka and PostgreSQL.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, CustomResourceExt, ResourceExt};
+use serde_json::json;
+use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
+use stampede_operator::run::{Config, client, run_on};
+use stampede_operator::validate::Defaults;
+use stampede_service::campaign::CampaignSnapshot;
+use stampede_service::ids::CampaignId;
+use stampede_service::kafka::KafkaConfig;
+use stampede_service::metrics::Metrics;
+use stampede_service::store::{Store, StoreConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this process and call, usable as a campaign id and namespace.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The stack's Redis, Kafka and PostgreSQL (`scripts/stack up`).
+pub fn stack_defaults() -> Defaults {
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.into());
+    Defaults {
+        redis_url: env("STAMPEDE_REDIS_URL", "redis://127.0.0.1:6379"),
+        kafka_brokers: env("STAMPEDE_KAFKA_BROKERS", "127.0.0.1:9092"),
+        database_url: env(
+            "STAMPEDE_DATABASE_URL",
+            "postgres://stampede:stampede@127.0.0.1:5432/stampede",
+        ),
+        service_image: "stampede/service:test".into(),
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// etcd + kube-apiserver on loopback ports, stopped on drop.
+pub struct ControlPlane {
+    dir: PathBuf,
+    /// Admin kubeconfig (token auth).
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts one (building the binaries first if the cache lacks them).
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique("stampede-cp"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(repo().join("scripts/control-plane"))
+            .args(["start", "--dir", dir.to_str().unwrap(), "--timeout", "120"])
+            .output()
+            .expect("running scripts/control-plane");
+        assert!(
+            out.status.success(),
+            "control plane did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        }
+    }
+
+    /// A client authenticated as the admin.
+    pub async fn client(&self) -> Client {
+        client(Some(&self.kubeconfig))
+            .await
+            .expect("client from kubeconfig")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/control-plane"))
+            .args(["stop", "--dir", self.dir.to_str().unwrap(), "--kill"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Installs a CRD by server-side apply and waits until it is served.
+pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("stampede-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+    eventually(
+        &format!("CRD {name} established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// A control plane with the CouponCampaign CRD and a namespace for the test.
+pub struct Cluster {
+    /// The control plane.
+    pub cp: ControlPlane,
+    /// Admin client.
+    pub client: Client,
+    /// The test's namespace.
+    pub ns: String,
+}
+
+impl Cluster {
+    /// Starts the control plane, installs the CRD, creates a namespace.
+    pub async fn start() -> Self {
+        let cp = ControlPlane::start();
+        let client = cp.client().await;
+        install_crd(&client, &CouponCampaign::crd()).await;
+        let ns = unique("t");
+        let namespace: Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        // The CRD's endpoint can lag "Established" briefly.
+        let api = Api::<CouponCampaign>::namespaced(client.clone(), &ns);
+        eventually(
+            "CouponCampaign endpoint served",
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                async move { api.list(&ListParams::default()).await.ok() }
+            },
+        )
+        .await;
+        Self { cp, client, ns }
+    }
+
+    /// The campaigns API in the test namespace.
+    pub fn campaigns(&self) -> Api<CouponCampaign> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// The Deployments API in the test namespace.
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Starts the operator in-process against this cluster.
+    pub fn operator(&self) -> Operator {
+        Operator::start(&self.cp.kubeconfig)
+    }
+
+    /// Creates a campaign from YAML (name and namespace overridden), untyped, so specs
+    /// our own types would refuse still reach the API server.
+    pub async fn create(&self, name: &str, yaml: &str) -> Result<DynamicObject, kube::Error> {
+        let mut obj: serde_json::Value = serde_yaml::from_str(yaml).expect("campaign YAML parses");
+        obj["metadata"] = json!({ "name": name, "namespace": self.ns });
+        let obj: DynamicObject = serde_json::from_value(obj).unwrap();
+        let ar = ApiResource::erase::<CouponCampaign>(&());
+        Api::<DynamicObject>::namespaced_with(self.client.clone(), &self.ns, &ar)
+            .create(&PostParams::default(), &obj)
+            .await
+    }
+
+    /// Merge-patches a campaign's spec, as `kubectl patch --type merge` does.
+    pub async fn patch_spec(
+        &self,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> Result<CouponCampaign, kube::Error> {
+        self.campaigns()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": spec })),
+            )
+            .await
+    }
+
+    /// Waits until the campaign's status satisfies `pred`, returning it.
+    pub async fn status_until(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&CouponCampaignStatus) -> bool,
+    ) -> CouponCampaignStatus {
+        let api = self.campaigns();
+        let pred = &pred;
+        eventually(&format!("{name}: {what}"), Duration::from_secs(60), || {
+            let api = api.clone();
+            async move {
+                let s = api.get(name).await.ok()?.status?;
+                pred(&s).then_some(s)
+            }
+        })
+        .await
+    }
+
+    /// Plays the kubelet and the deployment controller (this control plane runs neither):
+    /// reports every wanted pod of a Deployment available.
+    pub async fn mark_available(&self, deployment: &str) {
+        let d = self.deployments().get(deployment).await.unwrap();
+        let n = d.spec.replicas.unwrap_or(1);
+        let status = json!({ "status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+        }});
+        self.deployments()
+            .patch_status(deployment, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .unwrap();
+    }
+
+    /// Reasons of the events recorded for `name`, in the test namespace.
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        let api =
+            Api::<k8s_openapi::api::events::v1::Event>::namespaced(self.client.clone(), &self.ns);
+        let list = api.list(&ListParams::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+/// The condition `type_` of a status.
+pub fn condition<'a>(
+    s: &'a CouponCampaignStatus,
+    type_: &str,
+) -> Option<&'a stampede_operator::crd::Condition> {
+    s.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when condition `type_` has `status`.
+pub fn has(s: &CouponCampaignStatus, type_: &str, status: &str) -> bool {
+    condition(s, type_).is_some_and(|c| c.status == status)
+}
+
+/// The operator, running in-process until stopped or killed.
+pub struct Operator {
+    token: CancellationToken,
+    handle: JoinHandle<Result<(), stampede_operator::Error>>,
+    /// Where its /metrics and /healthz listen.
+    pub addr: std::net::SocketAddr,
+}
+
+impl Operator {
+    /// Starts one against `kubeconfig`, resyncing every 2 s.
+    pub fn start(kubeconfig: &Path) -> Self {
+        let config = Config {
+            kubeconfig: Some(kubeconfig.to_owned()),
+            metrics_listen: "127.0.0.1:0".parse().unwrap(),
+            defaults: stack_defaults(),
+            resync: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(60),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let handle = tokio::spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            run_on(config, listener, t).await
+        });
+        Self {
+            token,
+            handle,
+            addr,
+        }
+    }
+
+    /// The body of GET `path` on its metrics listener.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr))
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Graceful stop; panics if the operator failed.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("operator stops within 30 s")
+            .expect("operator task")
+            .expect("operator ran without error");
+    }
+
+    /// Stops it dead, wherever it is (a crash mid-reconcile).
+    pub async fn kill(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+}
+
+/// The stack's Redis, as the service library sees it.
+pub async fn store() -> Store {
+    let config = StoreConfig {
+        url: stack_defaults().redis_url,
+        connections: 1,
+        timeout: Duration::from_secs(2),
+    };
+    Store::connect(&config, Metrics::new().redis)
+        .await
+        .expect("stack Redis (scripts/stack up)")
+}
+
+/// A campaign's Redis snapshot, if it exists.
+pub async fn snapshot(campaign: &str) -> Option<CampaignSnapshot> {
+    store()
+        .await
+        .snapshot(&CampaignId::parse(campaign).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Partitions of a topic (0 when it does not exist).
+pub async fn partitions(topic: &str) -> i32 {
+    stampede_service::kafka::partition_count(&kafka(), topic)
+        .await
+        .unwrap()
+}
+
+/// The stack's Kafka.
+pub fn kafka() -> KafkaConfig {
+    KafkaConfig {
+        brokers: stack_defaults().kafka_brokers,
+    }
+}
+
+/// Removes a campaign's Redis keys and topics when dropped (tests leave nothing behind
+/// in the shared stack, even when they fail).
+pub struct Forget(pub String);
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        let campaign = self.0.clone();
+        // Drop cannot await; a thread with its own runtime can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let id = CampaignId::parse(&campaign).unwrap();
+                let _ = store().await.forget(&id).await;
+                let _ = stampede_service::kafka::delete_topics(&kafka(), &campaign).await;
+            });
+        })
+        .join();
+    }
+}

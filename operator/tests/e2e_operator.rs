@@ -1,0 +1,602 @@
+//! The operator on a real control plane (etcd + kube-apiserver 1.37 built from the Go
+//! module proxy) with the stack's real Redis, Kafka and PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use stampede_operator::crd::{FINALIZER, Phase};
+use stampede_service::campaign::AdminAction;
+use stampede_service::ids::{CampaignId, UserId};
+
+const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
+
+/// The value of one sample in Prometheus text, 0 when absent.
+fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn minimal(stock: u64) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: {stock}, issuer: {{minReplicas: 1}}}}\n"
+    )
+}
+
+async fn mark_all_available(c: &Cluster, name: &str) {
+    for d in [format!("{name}-issuer"), format!("{name}-writer")] {
+        eventually(&format!("Deployment {d}"), Duration::from_secs(30), || {
+            let api = c.deployments();
+            let d = d.clone();
+            async move { api.get_opt(&d).await.ok().flatten() }
+        })
+        .await;
+        c.mark_available(&d).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topics() {
+    let c = Cluster::start().await;
+    let name = unique("spring-sale");
+    let _forget = Forget(name.clone());
+    let op = c.operator();
+    let example: serde_yaml::Value = serde_yaml::from_str(EXAMPLE).unwrap();
+    c.create(&name, EXAMPLE)
+        .await
+        .expect("the example is accepted by the API server");
+
+    // Before any pod is available: provisioned, not Ready, and it says why.
+    let s = c
+        .status_until(&name, "provisioned, waiting for pods", |s| {
+            has(s, "RedisProvisioned", "True") && has(s, "KafkaProvisioned", "True")
+        })
+        .await;
+    assert_eq!(s.phase, Some(Phase::Provisioning));
+    let ready = condition(&s, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "WaitingForPods")
+    );
+    assert_eq!(
+        condition(&s, "AlertsConfigured").unwrap().reason,
+        "PrometheusRuleCRDMissing",
+        "no monitoring CRD installed yet"
+    );
+
+    // Every child exists, owned by the campaign.
+    let cc = c.campaigns().get(&name).await.unwrap();
+    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
+    let uid = cc.uid().unwrap();
+    let issuer = format!("{name}-issuer");
+    let owners = [
+        c.deployments().get(&issuer).await.unwrap().metadata,
+        c.deployments()
+            .get(&format!("{name}-writer"))
+            .await
+            .unwrap()
+            .metadata,
+        Api::<Service>::namespaced(c.client.clone(), &c.ns)
+            .get(&issuer)
+            .await
+            .unwrap()
+            .metadata,
+        Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
+            .get(&issuer)
+            .await
+            .unwrap()
+            .metadata,
+        Api::<PodDisruptionBudget>::namespaced(c.client.clone(), &c.ns)
+            .get(&issuer)
+            .await
+            .unwrap()
+            .metadata,
+    ];
+    for m in &owners {
+        let o = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (o.uid.as_str(), o.controller),
+            (uid.as_str(), Some(true)),
+            "{:?}",
+            m.name
+        );
+    }
+    let hpa = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
+        .get(&issuer)
+        .await
+        .unwrap();
+    let spec = hpa.spec;
+    assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 10));
+
+    // Redis stock and Kafka partitions as the spec says.
+    let stock = example["spec"]["stock"].as_u64().unwrap();
+    let snap = snapshot(&name)
+        .await
+        .expect("campaign provisioned in Redis");
+    assert_eq!((snap.total, snap.issued), (stock, 0));
+    assert!(
+        snap.window.opens_ms.is_some(),
+        "the example's window is provisioned"
+    );
+    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
+    assert_eq!(partitions(&format!("stampede-dlq.{name}")).await, 1);
+
+    // Pods become available (the test plays the kubelet): Ready, and the window decides
+    // the phase (the example opens in 2030).
+    mark_all_available(&c, &name).await;
+    let s = c
+        .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .await;
+    assert_eq!(s.phase, Some(Phase::Scheduled));
+    let st = s.stock.clone().unwrap();
+    assert_eq!(
+        (st.total, st.remaining, st.issued),
+        (stock as i64, stock as i64, 0)
+    );
+    assert_eq!(st.persisted, Some(0), "persisted is read from PostgreSQL");
+    assert_eq!(s.kafka.as_ref().unwrap().partitions, 6);
+    assert_eq!(s.observed_generation, cc.metadata.generation);
+
+    // With the monitoring CRD installed, a spec change brings a PrometheusRule.
+    let rule_crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "prometheusrules.monitoring.coreos.com" },
+        "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": { "plural": "prometheusrules", "singular": "prometheusrule", "kind": "PrometheusRule", "listKind": "PrometheusRuleList" },
+            "versions": [{ "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }] }
+    }))
+    .unwrap();
+    install_crd(&c.client, &rule_crd).await;
+    let patched = c
+        .patch_spec(&name, json!({ "alerts": { "p95LatencyMs": 80 } }))
+        .await
+        .unwrap();
+    let generation = patched.metadata.generation;
+    c.status_until(&name, "AlertsConfigured for the new generation", |s| {
+        has(s, "AlertsConfigured", "True") && s.observed_generation == generation
+    })
+    .await;
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule");
+    let rules = Api::<DynamicObject>::namespaced_with(
+        c.client.clone(),
+        &c.ns,
+        &ApiResource::from_gvk_with_plural(&gvk, "prometheusrules"),
+    );
+    let rule = rules.get(&format!("{name}-alerts")).await.unwrap();
+    let exprs = rule.data["spec"]["groups"][0]["rules"].to_string();
+    assert!(
+        exprs.contains("> 0.08"),
+        "the new threshold is in the rule: {exprs}"
+    );
+
+    let reasons = c.event_reasons(&name).await;
+    for r in ["TopicsCreated", "StockProvisioned", "Ready"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
+    let c = Cluster::start().await;
+    let name = unique("restock");
+    let _forget = Forget(name.clone());
+    let op = c.operator();
+    // Opens 3 s from now: Scheduled, then Open without any spec change (requeue at opensAt).
+    let opens = stampede_service::clock::format_ms(stampede_service::clock::now_ms() + 3_000);
+    let yaml = format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: 3, window: {{opensAt: '{opens}'}}, issuer: {{minReplicas: 1}}}}\n"
+    );
+    c.create(&name, &yaml).await.unwrap();
+    mark_all_available(&c, &name).await;
+    let s = c
+        .status_until(&name, "Scheduled", |s| s.phase == Some(Phase::Scheduled))
+        .await;
+    assert!(has(&s, "Ready", "True"));
+    c.status_until(&name, "Open at opensAt", |s| s.phase == Some(Phase::Open))
+        .await;
+
+    // Three users take the whole stock: SoldOut.
+    let store = store().await;
+    let id = CampaignId::parse(&name).unwrap();
+    for u in ["u1", "u2", "u3"] {
+        store.issue(&id, &UserId::parse(u).unwrap()).await.unwrap();
+    }
+    let s = c
+        .status_until(&name, "SoldOut", |s| s.phase == Some(Phase::SoldOut))
+        .await;
+    assert_eq!(s.stock.unwrap().issued, 3);
+
+    // `kubectl patch` stock 3 → 10: restocked by the difference; holders kept.
+    c.patch_spec(&name, json!({ "stock": 10 })).await.unwrap();
+    let s = c
+        .status_until(&name, "restocked and Open", |s| {
+            s.phase == Some(Phase::Open) && s.stock.as_ref().is_some_and(|st| st.total == 10)
+        })
+        .await;
+    assert_eq!(s.stock.unwrap().remaining, 7);
+    let snap = snapshot(&name).await.unwrap();
+    assert_eq!((snap.total, snap.issued), (10, 3));
+    let again = store
+        .issue(&id, &UserId::parse("u1").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, stampede_service::coupon::Decision::Already(_)),
+        "{again:?}"
+    );
+
+    // spec.paused pauses issuing.
+    c.patch_spec(&name, json!({ "paused": true }))
+        .await
+        .unwrap();
+    c.status_until(&name, "Paused", |s| s.phase == Some(Phase::Paused))
+        .await;
+    assert!(snapshot(&name).await.unwrap().paused);
+    let reasons = c.event_reasons(&name).await;
+    for r in ["Restocked", "Paused"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_rejects_invalid_specs_with_the_cel_message() {
+    let c = Cluster::start().await;
+    fn reject<T: std::fmt::Debug>(r: Result<T, kube::Error>, needle: &str) {
+        let e = r.expect_err(&format!("should be rejected ({needle})"));
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    let base = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
+    reject(
+        c.create("zero", &format!("{base}spec: {{stock: 0}}")).await,
+        "spec.stock",
+    );
+    reject(
+        c.create(
+            "window",
+            &format!("{base}spec: {{stock: 1, window: {{opensAt: '2030-01-02T00:00:00Z', closesAt: '2030-01-01T00:00:00Z'}}}}"),
+        )
+        .await,
+        "window.closesAt must be after window.opensAt",
+    );
+    reject(
+        c.create(
+            "date",
+            &format!("{base}spec: {{stock: 1, window: {{opensAt: 'next tuesday'}}}}"),
+        )
+        .await,
+        "spec.window.opensAt",
+    );
+    reject(
+        c.create(
+            "replicas",
+            &format!("{base}spec: {{stock: 1, issuer: {{minReplicas: 5, maxReplicas: 2}}}}"),
+        )
+        .await,
+        "issuer.minReplicas must not exceed issuer.maxReplicas",
+    );
+    reject(
+        c.create("conn", &format!("{base}spec: {{stock: 1, redis: {{url: 'redis://a', secretRef: {{name: s, key: k}}}}}}")).await,
+        "set exactly one of url and secretRef",
+    );
+    reject(
+        c.create(
+            "policy",
+            &format!("{base}spec: {{stock: 1, deletionPolicy: Shred}}"),
+        )
+        .await,
+        "spec.deletionPolicy",
+    );
+    // Transition rules: stock and partitions never decrease.
+    c.create(
+        "ok",
+        &format!("{base}spec: {{stock: 10, kafka: {{partitions: 6}}}}"),
+    )
+    .await
+    .unwrap();
+    reject(
+        c.patch_spec("ok", json!({ "stock": 9 })).await,
+        "stock may grow (restock) but never decrease",
+    );
+    reject(
+        c.patch_spec("ok", json!({ "kafka": { "partitions": 3 } }))
+            .await,
+        "kafka.partitions may grow but never decrease",
+    );
+    // Growing both is fine, and nothing was stored for the rejected ones.
+    c.patch_spec("ok", json!({ "stock": 11, "kafka": { "partitions": 8 } }))
+        .await
+        .unwrap();
+    let names: Vec<String> = c
+        .campaigns()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|x| x.name_any())
+        .collect();
+    assert_eq!(names, ["ok"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
+    let c = Cluster::start().await;
+    let name = unique("shrink");
+    let _forget = Forget(name.clone());
+    // The topic already has 8 partitions (an earlier campaign of that name, Retained).
+    let pre = stampede_service::kafka::ensure_topics(&kafka(), &name, 8, 1)
+        .await
+        .unwrap();
+    assert_eq!(pre.partitions, 8);
+    let op = c.operator();
+    let yaml = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 5, kafka: {partitions: 6}, issuer: {minReplicas: 1}}\n";
+    c.create(&name, yaml).await.unwrap();
+    mark_all_available(&c, &name).await;
+    let s = c
+        .status_until(&name, "KafkaProvisioned False", |s| {
+            has(s, "KafkaProvisioned", "False")
+        })
+        .await;
+    let k = condition(&s, "KafkaProvisioned").unwrap();
+    assert_eq!(k.reason, "PartitionDecreaseRefused");
+    assert!(
+        k.message.contains("Set spec.kafka.partitions to 8 or more"),
+        "{}",
+        k.message
+    );
+    assert_eq!(condition(&s, "Ready").unwrap().status, "False");
+    assert_eq!(s.kafka.unwrap().partitions, 8);
+    assert_eq!(
+        partitions(&format!("stampede.{name}")).await,
+        8,
+        "never shrunk"
+    );
+    // Asking for 8 clears it.
+    c.patch_spec(&name, json!({ "kafka": { "partitions": 8 } }))
+        .await
+        .unwrap();
+    c.status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .await;
+
+    // A spec the schema lets through but the operator cannot carry out: Failed, a
+    // condition and an event naming the field; fixing it recovers.
+    c.patch_spec(
+        &name,
+        json!({ "writer": { "resources": { "limits": { "memory": "lots" } } } }),
+    )
+    .await
+    .unwrap();
+    let s = c
+        .status_until(&name, "Failed", |s| s.phase == Some(Phase::Failed))
+        .await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready
+            .message
+            .contains("spec.writer.resources.limits.memory"),
+        "{}",
+        ready.message
+    );
+    // A spec error waits for a change: no retries through several resync periods.
+    let invalid = r#"stampede_operator_reconcile_failures_total{error="invalid_spec"}"#;
+    let failures = || async { metric(&op.get("/metrics").await.1, invalid) };
+    let before = failures().await;
+    assert!(before >= 1.0, "the failure is counted");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(failures().await, before, "an invalid spec is not retried");
+    c.patch_spec(
+        &name,
+        json!({ "writer": { "resources": { "limits": { "memory": "1Gi" } } } }),
+    )
+    .await
+    .unwrap();
+    c.status_until(&name, "Ready again", |s| has(s, "Ready", "True"))
+        .await;
+    let reasons = c.event_reasons(&name).await;
+    for r in ["PartitionDecreaseRefused", "InvalidSpec"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    let (code, body) = op.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metric(
+            &body,
+            r#"stampede_operator_reconciles_total{kind="apply",result="ok"}"#
+        ) >= 2.0
+    );
+    assert!(body.contains("stampede_operator_reconcile_duration_seconds_bucket"));
+    assert_eq!(op.get("/healthz").await.0, 200);
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_runs_the_finalizer_under_both_policies() {
+    let c = Cluster::start().await;
+    let keep = unique("keep");
+    let gone = unique("gone");
+    let _f1 = Forget(keep.clone());
+    let _f2 = Forget(gone.clone());
+    let op = c.operator();
+    c.create(&keep, &minimal(5)).await.unwrap();
+    let delete_yaml = minimal(5).replace("spec: {", "spec: {deletionPolicy: Delete, ");
+    c.create(&gone, &delete_yaml).await.unwrap();
+    let store = store().await;
+    for name in [&keep, &gone] {
+        mark_all_available(&c, name).await;
+        c.status_until(name, "Ready", |s| has(s, "Ready", "True"))
+            .await;
+        let id = CampaignId::parse(name).unwrap();
+        store
+            .issue(&id, &UserId::parse("holder").unwrap())
+            .await
+            .unwrap();
+    }
+
+    // Retain: closed, data and topics kept, finalizer released.
+    c.campaigns()
+        .delete(&keep, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "retained campaign gone from the API",
+        Duration::from_secs(30),
+        || {
+            let api = c.campaigns();
+            let keep = keep.clone();
+            async move { api.get_opt(&keep).await.unwrap().is_none().then_some(()) }
+        },
+    )
+    .await;
+    let snap = snapshot(&keep).await.expect("Redis data retained");
+    assert!(snap.closed, "closed by the finalizer");
+    assert_eq!(snap.issued, 1);
+    assert_eq!(
+        partitions(&format!("stampede.{keep}")).await,
+        6,
+        "topic retained"
+    );
+
+    // Delete: closed at once, but held while the outbox still has an issuance nobody
+    // relayed; a relay drains it, then Redis keys and topics go.
+    c.campaigns()
+        .delete(&gone, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Delete campaign closed", Duration::from_secs(30), || {
+        let gone = gone.clone();
+        async move { snapshot(&gone).await.filter(|s| s.closed).map(|_| ()) }
+    })
+    .await;
+    let held = c
+        .campaigns()
+        .get(&gone)
+        .await
+        .expect("held by the finalizer while the outbox drains");
+    assert!(held.meta().deletion_timestamp.is_some());
+    assert_eq!(snapshot(&gone).await.unwrap().outbox_len, 1);
+    let relay_stop = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(stampede_service::relay::run(
+        stampede_service::relay::RelayConfig {
+            redis_url: stack_defaults().redis_url,
+            kafka: kafka(),
+            consumer: unique("test-relay"),
+            batch: 100,
+            linger_ms: 1,
+            claim_idle: Duration::from_secs(30),
+        },
+        stampede_service::metrics::Metrics::new().pipeline,
+        relay_stop.clone(),
+    ));
+    eventually(
+        "Delete campaign gone from the API",
+        Duration::from_secs(40),
+        || {
+            let api = c.campaigns();
+            let gone = gone.clone();
+            async move { api.get_opt(&gone).await.unwrap().is_none().then_some(()) }
+        },
+    )
+    .await;
+    relay_stop.cancel();
+    relay.await.unwrap().unwrap();
+    assert!(snapshot(&gone).await.is_none(), "Redis keys deleted");
+    assert!(!store.registry().await.unwrap().contains(&gone));
+    eventually("topics deleted", Duration::from_secs(30), || {
+        let t = format!("stampede.{gone}");
+        let d = format!("stampede-dlq.{gone}");
+        async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
+    })
+    .await;
+    op.stop().await;
+    let _ = AdminAction::Close;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
+    let c = Cluster::start().await;
+    let name = unique("crash");
+    let _forget = Forget(name.clone());
+    c.create(&name, &minimal(40)).await.unwrap();
+    // Kill the operator at different points of its first reconciles, three times over.
+    for delay_ms in [150, 400, 900] {
+        let op = c.operator();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        op.kill().await;
+    }
+    let op = c.operator();
+    mark_all_available(&c, &name).await;
+    let s = c
+        .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .await;
+    assert_eq!(s.stock.as_ref().unwrap().total, 40);
+    // Exactly one of each child, one finalizer, the stock provisioned once.
+    let selector = ListParams::default().labels(&format!("stampede.dev/campaign={name}"));
+    let count_deploy = Api::<Deployment>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_svc = Api::<Service>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_hpa = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_pdb = Api::<PodDisruptionBudget>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(
+        (count_deploy, count_svc, count_hpa, count_pdb),
+        (2, 1, 1, 1)
+    );
+    let cc = c.campaigns().get(&name).await.unwrap();
+    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
+    let snap = snapshot(&name).await.unwrap();
+    assert_eq!(
+        (snap.total, snap.issued),
+        (40, 0),
+        "provisioned once, not restocked twice"
+    );
+    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
+    // Every field the children carry is owned by the one field manager.
+    let d = c
+        .deployments()
+        .get(&format!("{name}-issuer"))
+        .await
+        .unwrap();
+    let managers: Vec<String> = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["stampede-operator"]);
+    op.stop().await;
+}
