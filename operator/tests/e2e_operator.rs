@@ -600,3 +600,57 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
     assert_eq!(managers, ["stampede-operator"]);
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
+    let c = Cluster::start().await;
+    let name = unique("secret");
+    let _forget = Forget(name.clone());
+    let op = c.operator();
+    let yaml = minimal(7).replace(
+        "spec: {",
+        "spec: {redis: {secretRef: {name: backends, key: redis-url}}, ",
+    );
+    c.create(&name, &yaml).await.unwrap();
+    let s = c
+        .status_until(&name, "SecretUnavailable", |s| {
+            condition(s, "Ready").is_some_and(|r| r.reason == "SecretUnavailable")
+        })
+        .await;
+    let msg = &condition(&s, "Ready").unwrap().message;
+    assert!(msg.contains("backends does not exist"), "{msg}");
+    assert!(
+        snapshot(&name).await.is_none(),
+        "nothing provisioned without the Secret"
+    );
+
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": "backends" },
+        "stringData": { "redis-url": stack_defaults().redis_url },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(c.client.clone(), &c.ns)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    mark_all_available(&c, &name).await;
+    // Backoff retries pick the Secret up without a spec change.
+    c.status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .await;
+    assert_eq!(snapshot(&name).await.unwrap().total, 7);
+    // The pods read the same Secret key.
+    let d = c
+        .deployments()
+        .get(&format!("{name}-issuer"))
+        .await
+        .unwrap();
+    let env = serde_json::to_value(&d.spec.template.spec.unwrap().containers[0].env).unwrap();
+    let redis = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "STAMPEDE_REDIS_URL")
+        .unwrap();
+    assert_eq!(redis["valueFrom"]["secretKeyRef"]["name"], "backends");
+    op.stop().await;
+}
