@@ -9,6 +9,13 @@ ensure_bin() {
   cargo build --release -q -p stampede-service
 }
 
+# ensure_operator: the operator binary (debug: the test suite builds it too, and it only
+# runs the local load-test runner here).
+OPERATOR="$CARGO_TARGET_DIR/debug/stampede-operator"
+ensure_operator() {
+  cargo build -q -p stampede-operator
+}
+
 # Background processes started by start_role/start_service; stopped (SIGTERM) on exit.
 ROLE_PIDS=()
 stop_roles() {

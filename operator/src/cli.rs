@@ -25,6 +25,9 @@ pub enum Command {
     Run(RunArgs),
     /// Print the CouponCampaign CRD as YAML (`stampede-operator crd | kubectl apply -f -`).
     Crd,
+    /// Run one of a campaign file's load tests with the local k6 against a running service
+    /// and print the verdict as the operator records it (exit 1 unless it passed).
+    Loadtest(crate::local::LoadTestArgs),
 }
 
 /// `run` flags.
@@ -64,6 +67,9 @@ pub struct RunArgs {
         default_value = concat!("ghcr.io/stampede-dev/stampede-service:", env!("CARGO_PKG_VERSION"))
     )]
     pub service_image: String,
+    /// Image of the k6 load-test runner Jobs.
+    #[arg(long, env = "STAMPEDE_K6_IMAGE", default_value = crate::loadtest::DEFAULT_K6_IMAGE)]
+    pub k6_image: String,
     /// Seconds between status refreshes of a campaign (counts, pods).
     #[arg(long, env = "STAMPEDE_OPERATOR_RESYNC_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_secs: u64,
@@ -87,6 +93,7 @@ impl RunArgs {
                 kafka_brokers: self.kafka_brokers,
                 database_url: self.database_url,
                 service_image: self.service_image,
+                k6_image: self.k6_image,
             },
             resync: Duration::from_secs(self.resync_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),

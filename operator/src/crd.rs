@@ -62,6 +62,114 @@ pub struct CouponCampaignSpec {
     /// What deleting the resource does to Redis data and Kafka topics.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// k6 load tests run in the cluster against a shadow copy of the campaign.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 16))]
+    pub load_tests: Vec<LoadTestSpec>,
+}
+
+/// One k6 load test.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestSpec {
+    /// Name, unique in the campaign (lower-case letters, digits, dashes).
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,22}[a-z0-9])?$"))]
+    pub name: String,
+    /// The k6 profile (`k6-jobs/<profile>.js`).
+    pub profile: Profile,
+    /// Runner Jobs; k6 splits the load between them with execution segments.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 32))]
+    pub parallelism: i32,
+    /// Arrival rate in requests per second (profiles load, peak, soak).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub rate: Option<i32>,
+    /// Virtual users (profiles smoke, stress, spike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub vus: Option<i32>,
+    /// Main phase length, e.g. `90s`, `10m` (the profile's default when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,5}(s|m|h)$"))]
+    pub duration: Option<String>,
+    /// Pass/fail thresholds.
+    #[serde(default)]
+    pub thresholds: LoadTestThresholds,
+    /// Must pass before the campaign may open.
+    #[serde(default)]
+    pub gate: bool,
+    /// When the test runs.
+    #[serde(default)]
+    pub when: LoadTestWhen,
+    /// Change to run the test again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub run_id: Option<String>,
+}
+
+/// k6 profiles.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// One user, a few seconds.
+    Smoke,
+    /// Ramp to a rate, hold, ramp down.
+    Load,
+    /// Steps of more looping users.
+    Stress,
+    /// Base rate, climb to a peak, back down.
+    Peak,
+    /// A steady rate held long.
+    Soak,
+    /// Many users at once, one request each.
+    Spike,
+}
+
+impl Profile {
+    /// The script's name without `.js`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smoke => "smoke",
+            Self::Load => "load",
+            Self::Stress => "stress",
+            Self::Peak => "peak",
+            Self::Soak => "soak",
+            Self::Spike => "spike",
+        }
+    }
+}
+
+/// When a load test runs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadTestWhen {
+    /// Once the workloads are ready, before the campaign has issued anything.
+    #[default]
+    BeforeOpen,
+}
+
+/// Thresholds a load test must meet.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestThresholds {
+    /// p95 of issue requests must stay below this.
+    #[serde(default = "thousand")]
+    #[schemars(range(min = 1))]
+    pub p95_ms: i32,
+    /// Share of requests that may fail (5xx, timeouts, contract breaches).
+    #[serde(default = "error_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub error_rate: f64,
+}
+
+impl Default for LoadTestThresholds {
+    fn default() -> Self {
+        Self {
+            p95_ms: 1000,
+            error_rate: error_ratio(),
+        }
+    }
 }
 
 /// The sale window (RFC 3339).
@@ -289,6 +397,58 @@ pub struct CouponCampaignStatus {
     /// The campaign topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaStatus>,
+    /// The latest run of each load test.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub load_tests: Vec<LoadTestStatus>,
+}
+
+/// The latest run of one load test.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadTestStatus {
+    /// The test's name.
+    pub name: String,
+    /// Its profile.
+    pub profile: String,
+    /// This run's id (the Jobs are named after it).
+    pub run: String,
+    /// Pending, Running or Finished.
+    pub phase: String,
+    /// Passed, ThresholdsFailed or Error (when finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Why, for anything but Passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the Jobs were created (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the last segment finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Segments (runner Jobs).
+    pub segments: i32,
+    /// Segments finished.
+    pub segments_done: i32,
+    /// Requests per second, summed over segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    /// Worst p95 over segments, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    /// Worst p99 over segments, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// Failed share of all requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// Requests over all segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<i64>,
+    /// Thresholds k6 reported failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_thresholds: Vec<String>,
 }
 
 /// Campaign phase.
@@ -380,6 +540,9 @@ fn fifty() -> i32 {
 }
 fn seventy() -> i32 {
     70
+}
+fn thousand() -> i32 {
+    1_000
 }
 fn batch_rows() -> i32 {
     5_000

@@ -10,10 +10,13 @@ pub mod build;
 pub mod cli;
 pub mod crd;
 mod error;
+pub mod loadtest;
+pub mod local;
 pub mod metrics;
 pub mod provision;
 pub mod reconcile;
 pub mod run;
+pub mod runs;
 pub mod status;
 pub mod validate;
 

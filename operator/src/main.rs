@@ -13,6 +13,21 @@ async fn main() {
             print!("{}", stampede_operator::crd_yaml());
             Ok(())
         }
+        Command::Loadtest(args) => match stampede_operator::local::loadtest(args).await {
+            Ok(status) => {
+                println!("{}", serde_json::to_string(&status).unwrap_or_default());
+                match status.verdict.as_deref() {
+                    Some(stampede_operator::loadtest::PASSED) => Ok(()),
+                    v => Err(stampede_operator::Error::Incomplete(format!(
+                        "load test {}: {}: {}",
+                        status.name,
+                        v.unwrap_or("no verdict"),
+                        status.reason.as_deref().unwrap_or("")
+                    ))),
+                }
+            }
+            Err(e) => Err(e),
+        },
         Command::Run(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(

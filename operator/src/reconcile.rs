@@ -22,10 +22,12 @@ use stampede_service::kafka::{KafkaConfig, delete_topics};
 use tracing::{info, warn};
 
 use crate::build::{Children, children, issuer_name, writer_name};
+use crate::crd::LoadTestStatus;
 use crate::crd::{CouponCampaign, CouponCampaignStatus, DeletionPolicy, FINALIZER};
 use crate::metrics::Metrics;
 use crate::provision::{Backends, connections, provision_kafka, provision_redis};
-use crate::status::{self, Alerts, Observed, Problem, Workloads};
+use crate::runs::{self, reconcile_runs};
+use crate::status::{self, Alerts, Gate, Observed, Problem, Workloads};
 use crate::validate::{Defaults, Plan, validate};
 use crate::{Error, alerts};
 
@@ -217,8 +219,36 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
         Err(_) => None,
     };
     let workloads = workloads(&ctx.client, &plan).await;
+    let base_ready = redis.is_ok()
+        && kafka.as_ref().is_ok_and(|t| !t.decrease_refused)
+        && workloads.as_ref().is_ok_and(Workloads::ready);
+
+    let prev_runs = prev.map(|p| p.load_tests.as_slice()).unwrap_or_default();
+    let mut redis = redis;
+    let (load_tests, gate) = match (&conns, &mut redis) {
+        (Ok(c), Ok(r)) => {
+            let store = ctx.backends.store(&c.redis)?;
+            let image = &ctx.defaults.k6_image;
+            let runs = reconcile_runs(
+                &ctx.client,
+                &store,
+                &plan,
+                &owner,
+                image,
+                prev_runs,
+                base_ready,
+            )
+            .await?;
+            let gate = runs::gate(&plan.load_tests, &runs, r.snapshot.issued);
+            hold_for_gate(ctx, cc, prev, &store, &plan, r, &gate).await?;
+            (runs, gate)
+        }
+        _ => (prev_runs.to_vec(), Gate::Open),
+    };
 
     report(ctx, cc, prev, &redis, &kafka).await;
+    report_runs(ctx, cc, prev_runs, &load_tests).await;
+    let running = load_tests.iter().any(|r| r.verdict.is_none());
     let obs = Observed {
         generation,
         redis: redis
@@ -229,6 +259,8 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
         workloads,
         alerts,
         persisted,
+        load_tests,
+        gate,
     };
     let new = status::compute(prev, &obs, &now_rfc3339());
     let became_ready = is_ready(Some(&new)) && !is_ready(prev);
@@ -259,7 +291,96 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
         // Land just past the edge so the phase has flipped.
         .map(|d| d + Duration::from_millis(200))
         .map_or(ctx.resync, |d| d.min(ctx.resync));
+    // Runner pods are not watched: poll while a run is under way.
+    let next = if running { next.min(RUN_POLL) } else { next };
     Ok(Action::requeue(next))
+}
+
+/// How often an unfinished load-test run is looked at.
+const RUN_POLL: Duration = Duration::from_secs(5);
+
+/// Keeps the real campaign closed while the gate holds, and reopens it once the gate that
+/// held it lets go.
+async fn hold_for_gate(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: Option<&CouponCampaignStatus>,
+    store: &stampede_service::store::Store,
+    plan: &Plan,
+    r: &mut crate::provision::RedisOutcome,
+    gate: &Gate,
+) -> Result<(), Error> {
+    let held_before = prev.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "LoadTestsPassed" && c.status == "False")
+    });
+    let action = match gate {
+        Gate::Open if r.snapshot.closed && held_before => AdminAction::Reopen,
+        Gate::Testing | Gate::Failed(_) if !r.snapshot.closed => AdminAction::Close,
+        _ => return Ok(()),
+    };
+    store.admin(&plan.campaign, action).await?;
+    if let Some(s) = store.snapshot(&plan.campaign).await? {
+        r.snapshot = s;
+    }
+    let (reason, note) = match (action, gate) {
+        (AdminAction::Reopen, _) => (
+            "GateOpened",
+            "gated load tests passed; the campaign may open".to_owned(),
+        ),
+        (_, Gate::Failed(why)) => ("GateClosed", format!("held closed: {why}")),
+        _ => (
+            "GateClosed",
+            "held closed until the gated load tests pass".to_owned(),
+        ),
+    };
+    ctx.event(cc, EventType::Normal, reason, note).await;
+    Ok(())
+}
+
+/// Events for load-test runs that started or finished.
+async fn report_runs(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: &[LoadTestStatus],
+    now: &[LoadTestStatus],
+) {
+    for r in now {
+        let before = prev.iter().find(|p| p.name == r.name && p.run == r.run);
+        if before.is_none() && r.started_at.is_some() {
+            let note = format!(
+                "load test {} started: run {}, {} segment(s)",
+                r.name, r.run, r.segments
+            );
+            ctx.event(cc, EventType::Normal, "LoadTestStarted", note)
+                .await;
+        }
+        let newly = r.verdict.is_some() && before.is_none_or(|p| p.verdict.is_none());
+        match r.verdict.as_deref() {
+            Some(v) if newly && v == crate::loadtest::PASSED => {
+                let note = format!(
+                    "load test {} passed: {} rps, p95 {} ms, error rate {}",
+                    r.name,
+                    r.rps.unwrap_or_default(),
+                    r.p95_ms.unwrap_or_default(),
+                    r.error_rate.unwrap_or_default()
+                );
+                ctx.event(cc, EventType::Normal, "LoadTestPassed", note)
+                    .await;
+            }
+            Some(v) if newly => {
+                let note = format!(
+                    "load test {} {v}: {}",
+                    r.name,
+                    r.reason.as_deref().unwrap_or("")
+                );
+                ctx.event(cc, EventType::Warning, "LoadTestFailed", note)
+                    .await;
+            }
+            _ => {}
+        }
+    }
 }
 
 fn is_ready(s: Option<&CouponCampaignStatus>) -> bool {
@@ -527,7 +648,12 @@ async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
         ctx.event(cc, EventType::Warning, "DrainTimedOut", note)
             .await;
     }
-    let removed = store.forget(&plan.campaign).await?;
+    let mut removed = store.forget(&plan.campaign).await?;
+    for t in &plan.load_tests {
+        removed += store
+            .forget(&crate::loadtest::shadow_id(&plan.campaign, &t.name))
+            .await?;
+    }
     let kafka = KafkaConfig {
         brokers: conns.kafka,
     };

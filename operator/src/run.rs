@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{Controller, WatchStreamExt, reflector, watcher};
@@ -94,7 +95,8 @@ pub async fn run_on(
         .predicate_filter(spec_or_lifecycle, Default::default());
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=stampede-operator");
     Controller::for_stream(changes, reader)
-        .owns(Api::<Deployment>::all(client), owned)
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Job>::all(client), owned)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {

@@ -5,7 +5,10 @@ use std::time::Duration;
 use stampede_service::campaign::{CampaignSnapshot, CampaignState, Window};
 use stampede_service::kafka::TopicsOutcome;
 
-use crate::crd::{Condition, CouponCampaignStatus, KafkaStatus, Phase, StockStatus};
+use crate::crd::{
+    Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
+};
+use crate::loadtest::PASSED;
 
 /// Why something is not (yet) as the spec asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,18 @@ pub enum Alerts {
     Failed(String),
 }
 
+/// Whether gated load tests hold the campaign closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Gate {
+    /// Nothing holds it.
+    #[default]
+    Open,
+    /// A gated test has not finished yet.
+    Testing,
+    /// A gated test failed; says which and why.
+    Failed(String),
+}
+
 /// Everything one reconcile saw.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -72,6 +87,10 @@ pub struct Observed {
     pub alerts: Alerts,
     /// Rows in PostgreSQL, when it could be read.
     pub persisted: Option<i64>,
+    /// The latest run of each load test.
+    pub load_tests: Vec<LoadTestStatus>,
+    /// The gate.
+    pub gate: Gate,
 }
 
 /// Condition types, in the order they are listed.
@@ -180,15 +199,21 @@ pub fn compute(
         );
     let is_ready = ready.is_ok();
     let g = obs.generation;
-    let conditions = vec![
+    let mut conditions = vec![
         condition(prev, g, now, "Ready", ready),
         condition(prev, g, now, "RedisProvisioned", redis),
         condition(prev, g, now, "KafkaProvisioned", kafka),
         condition(prev, g, now, "WorkloadsReady", workloads),
         condition(prev, g, now, "AlertsConfigured", alerts),
     ];
+    if !obs.load_tests.is_empty() {
+        let passed = load_tests_passed(&obs.load_tests, is_ready);
+        conditions.push(condition(prev, g, now, "LoadTestsPassed", passed));
+    }
     let snapshot = obs.redis.as_ref().ok();
     let phase = match snapshot.map(CampaignSnapshot::state) {
+        _ if !is_ready && obs.gate == Gate::Testing => Phase::Provisioning,
+        _ if obs.gate == Gate::Testing => Phase::Testing,
         // A closed campaign is closed whatever else is missing.
         Some(CampaignState::Closed) => Phase::Closed,
         _ if !is_ready => Phase::Provisioning,
@@ -222,7 +247,47 @@ pub fn compute(
         conditions,
         stock,
         kafka,
+        load_tests: obs.load_tests.clone(),
     }
+}
+
+/// `LoadTestsPassed`: every test's latest run finished and passed.
+fn load_tests_passed(
+    runs: &[LoadTestStatus],
+    ready: bool,
+) -> Result<(&'static str, String), Problem> {
+    if let Some(r) = runs
+        .iter()
+        .find(|r| r.verdict.as_deref().is_some_and(|v| v != PASSED))
+    {
+        let reason = if r.verdict.as_deref() == Some(crate::loadtest::THRESHOLDS_FAILED) {
+            "ThresholdsFailed"
+        } else {
+            "LoadTestError"
+        };
+        let why = r.reason.as_deref().unwrap_or("no reason recorded");
+        return Err(Problem::new(
+            reason,
+            format!("load test {} (run {}): {why}", r.name, r.run),
+        ));
+    }
+    if let Some(r) = runs.iter().find(|r| r.verdict.is_none()) {
+        return Err(if !ready && r.segments_done == 0 {
+            Problem::new(
+                "WaitingForWorkloads",
+                "load tests start once stock, topics and pods are ready",
+            )
+        } else {
+            Problem::new(
+                "Running",
+                format!(
+                    "load test {} running: {}/{} segments done",
+                    r.name, r.segments_done, r.segments
+                ),
+            )
+        });
+    }
+    Ok(("Passed", format!("{} load test(s) passed", runs.len())))
 }
 
 /// The status of a campaign whose spec cannot be carried out.
@@ -239,6 +304,7 @@ pub fn failed(
         conditions: vec![condition(prev, generation, now, "Ready", problem())],
         stock: prev.and_then(|p| p.stock.clone()),
         kafka: prev.and_then(|p| p.kafka.clone()),
+        load_tests: prev.map(|p| p.load_tests.clone()).unwrap_or_default(),
     }
 }
 
@@ -292,6 +358,8 @@ mod tests {
             }),
             alerts: Alerts::CrdMissing,
             persisted: Some(39),
+            load_tests: vec![],
+            gate: Gate::Open,
         }
     }
 
@@ -384,6 +452,56 @@ mod tests {
         assert_eq!(cond(&down, "Ready").reason, "RedisUnavailable");
         // Counters the operator could not read keep their last known values.
         assert_eq!(down.stock, first.stock);
+    }
+
+    #[test]
+    fn gated_tests_hold_the_phase_and_say_why() {
+        let run = |verdict: Option<&str>, reason: Option<&str>| LoadTestStatus {
+            name: "preflight".into(),
+            run: "preflight-1".into(),
+            phase: if verdict.is_some() {
+                "Finished"
+            } else {
+                "Running"
+            }
+            .into(),
+            verdict: verdict.map(Into::into),
+            reason: reason.map(Into::into),
+            segments: 2,
+            segments_done: 1,
+            ..Default::default()
+        };
+        let mut o = observed();
+        o.load_tests = vec![run(None, None)];
+        o.gate = Gate::Testing;
+        let s = compute(None, &o, "t");
+        assert_eq!(s.phase, Some(Phase::Testing));
+        assert_eq!(cond(&s, "LoadTestsPassed").reason, "Running");
+
+        let mut closed = snapshot(100, 0);
+        closed.closed = true;
+        o.redis = Ok(closed);
+        o.load_tests = vec![run(
+            Some("ThresholdsFailed"),
+            Some("http_req_duration: p(95)<50"),
+        )];
+        o.gate = Gate::Failed("preflight".into());
+        let s = compute(None, &o, "t");
+        assert_eq!(s.phase, Some(Phase::Closed));
+        let c = cond(&s, "LoadTestsPassed");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "ThresholdsFailed")
+        );
+        assert!(c.message.contains("p(95)<50"), "{}", c.message);
+        assert_eq!(s.load_tests.len(), 1);
+
+        o.redis = Ok(snapshot(100, 0));
+        o.load_tests = vec![run(Some("Passed"), None)];
+        o.gate = Gate::Open;
+        let s = compute(None, &o, "t");
+        assert_eq!(s.phase, Some(Phase::Open));
+        assert_eq!(cond(&s, "LoadTestsPassed").status, "True");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use stampede_service::campaign::Window;
 use stampede_service::ids::CampaignId;
 
 use crate::Error;
-use crate::crd::{AlertsSpec, Connection, CouponCampaign, DeletionPolicy, Resources};
+use crate::crd::{AlertsSpec, Connection, CouponCampaign, DeletionPolicy, LoadTestSpec, Resources};
 
 /// Operator-wide defaults for what a campaign does not name.
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct Defaults {
     pub database_url: String,
     /// Image of `stampede-service` (issuer and writer).
     pub service_image: String,
+    /// Image of the k6 load-test runners.
+    pub k6_image: String,
 }
 
 /// Where a backing service is found: a value, or a Secret key the operator and the pods
@@ -102,6 +104,8 @@ pub struct Plan {
     pub alerts: AlertsSpec,
     /// What deletion does.
     pub deletion_policy: DeletionPolicy,
+    /// Load tests.
+    pub load_tests: Vec<LoadTestSpec>,
 }
 
 /// Checks the campaign and applies defaults. Errors name the field.
@@ -157,6 +161,29 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
                 .into(),
         );
     }
+    let mut seen = std::collections::HashSet::new();
+    for t in &spec.load_tests {
+        if !seen.insert(t.name.as_str()) {
+            return bad(format!(
+                "spec.loadTests: the name {:?} is used twice",
+                t.name
+            ));
+        }
+        if t.parallelism < 1 {
+            return bad(format!(
+                "spec.loadTests[{}].parallelism must be at least 1",
+                t.name
+            ));
+        }
+        if let Some(d) = &t.duration
+            && crate::loadtest::duration_secs(d).is_none()
+        {
+            return bad(format!(
+                "spec.loadTests[{}].duration {d:?} is not a duration like 90s, 10m or 1h",
+                t.name
+            ));
+        }
+    }
     let issuer_resources = resources(
         "spec.issuer.resources",
         i.resources.as_ref(),
@@ -209,6 +236,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         },
         alerts: spec.alerts.clone(),
         deletion_policy: spec.deletion_policy,
+        load_tests: spec.load_tests.clone(),
     })
 }
 
@@ -307,6 +335,7 @@ pub(crate) mod tests {
             kafka_brokers: "kafka:9092".into(),
             database_url: "postgres://db/stampede".into(),
             service_image: "stampede/service:test".into(),
+            k6_image: "grafana/k6:test".into(),
         }
     }
 

@@ -131,13 +131,21 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
     assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
     assert_eq!(partitions(&format!("stampede-dlq.{name}")).await, 1);
 
-    // Pods become available (the test plays the kubelet): Ready, and the window decides
-    // the phase (the example opens in 2030).
+    // Pods become available (the test plays the kubelet): Ready, and the example's load
+    // tests start; its gated preflight holds the phase at Testing.
     mark_all_available(&c, &name).await;
     let s = c
-        .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .status_until(&name, "Ready and testing", |s| {
+            has(s, "Ready", "True") && s.load_tests.iter().all(|r| r.started_at.is_some())
+        })
         .await;
-    assert_eq!(s.phase, Some(Phase::Scheduled));
+    assert_eq!(s.phase, Some(Phase::Testing));
+    assert_eq!(s.load_tests.len(), 2);
+    let runners = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.ns)
+        .list(&ListParams::default().labels(stampede_operator::loadtest::RUN_LABEL))
+        .await
+        .unwrap();
+    assert_eq!(runners.items.len(), 3, "preflight: 1 runner, peak: 2");
     let st = s.stock.clone().unwrap();
     assert_eq!(
         (st.total, st.remaining, st.issued),

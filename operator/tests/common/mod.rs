@@ -55,6 +55,7 @@ pub fn stack_defaults() -> Defaults {
             "postgres://stampede:stampede@127.0.0.1:5432/stampede",
         ),
         service_image: "stampede/service:test".into(),
+        k6_image: "grafana/k6:test".into(),
     }
 }
 

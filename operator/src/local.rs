@@ -1,0 +1,145 @@
+//! `stampede-operator loadtest`: one test of a campaign file, run with the local k6
+//! against a running service, judged exactly as the operator judges its Jobs.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use clap::Args;
+use kube::ResourceExt;
+use stampede_service::metrics::Metrics;
+use stampede_service::store::{Store, StoreConfig};
+
+use crate::Error;
+use crate::crd::{CouponCampaign, LoadTestStatus};
+use crate::loadtest::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
+use crate::validate::{Defaults, validate};
+
+/// `loadtest` flags.
+#[derive(Debug, Args)]
+pub struct LoadTestArgs {
+    /// The campaign file (a CouponCampaign in YAML).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+    /// The test to run (a `spec.loadTests[].name`).
+    #[arg(long)]
+    pub test: String,
+    /// Base URL of the running issuance service.
+    #[arg(
+        long,
+        env = "STAMPEDE_LOADTEST_TARGET",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub target: String,
+    /// Redis the service uses (the shadow campaign is provisioned there).
+    #[arg(
+        long,
+        env = "STAMPEDE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// The k6 binary.
+    #[arg(long, env = "STAMPEDE_K6", default_value = "k6")]
+    pub k6: PathBuf,
+    /// Scale every stage of the profile (e.g. 0.1 for a ten times shorter run).
+    #[arg(long, env = "STAMPEDE_LOADTEST_TIME_SCALE")]
+    pub time_scale: Option<f64>,
+}
+
+/// Runs the test and returns its status as the operator would record it.
+pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| Error::Config(format!("--file {}: {e}", args.file.display())))?;
+    let mut cc: CouponCampaign = serde_yaml::from_str(&text)
+        .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", args.file.display())))?;
+    if cc.namespace().is_none() {
+        cc.metadata.namespace = Some("default".into());
+    }
+    let defaults = Defaults {
+        redis_url: args.redis_url.clone(),
+        kafka_brokers: String::new(),
+        database_url: String::new(),
+        service_image: String::new(),
+        k6_image: String::new(),
+    };
+    let plan = validate(&cc, &defaults)?;
+    let Some(test) = plan.load_tests.iter().find(|t| t.name == args.test) else {
+        let names: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+        return Err(Error::InvalidSpec(format!(
+            "--test {:?}: the campaign has no such load test (it has: {})",
+            args.test,
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    // One local k6 process runs every segment's share.
+    let mut local = test.clone();
+    local.parallelism = 1;
+    let run = run_id(&plan, test);
+    let shadow = shadow_id(&plan.campaign, &test.name);
+    let store = Store::connect(
+        &StoreConfig {
+            url: args.redis_url.clone(),
+            connections: 1,
+            timeout: Duration::from_secs(2),
+        },
+        Metrics::new().redis,
+    )
+    .await?;
+    store.forget(&shadow).await?;
+    store.ensure_campaign(&shadow, plan.stock, None).await?;
+
+    let dir = std::env::temp_dir().join(format!("stampede-loadtest-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    for (name, body) in SCRIPTS {
+        std::fs::write(dir.join(name), body)?;
+    }
+    let summary = dir.join("summary.json");
+    let script = dir.join(format!("{}.js", test.profile.as_str()));
+    let env = script_env(
+        &local,
+        &shadow,
+        &run,
+        &args.target,
+        0,
+        &summary.to_string_lossy(),
+    );
+    let started = now();
+    let mut k6 = std::process::Command::new(&args.k6);
+    k6.args(k6_args(&local, &plan, 0, &script.to_string_lossy()))
+        .envs(env)
+        .envs(args.time_scale.map(|t| ("TIME_SCALE", t.to_string())))
+        .stdout(Stdio::null());
+    // k6 runs for the whole test; wait for it off the async workers.
+    let status = tokio::task::spawn_blocking(move || k6.status())
+        .await
+        .map_err(|e| Error::Config(format!("k6 task: {e}")))?
+        .map_err(|e| {
+            Error::Config(format!(
+                "running {}: {e} (--k6 names the binary)",
+                args.k6.display()
+            ))
+        })?;
+    let message = std::fs::read_to_string(&summary).unwrap_or_default();
+    let result = SegmentResult {
+        // A k6 killed by a signal has no exit code; count it as a crash.
+        exit_code: status.code().unwrap_or(-1),
+        message,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    store.forget(&shadow).await?;
+    Ok(verdict(
+        test,
+        &run,
+        &[Some(result)],
+        Some(started),
+        Some(now()),
+    ))
+}
+
+fn now() -> String {
+    stampede_service::clock::format_ms(stampede_service::clock::now_ms())
+}
