@@ -104,7 +104,15 @@ fn pod_template(
     res: &Resources,
 ) -> Value {
     json!({
-        "metadata": { "labels": labels(plan, component) },
+        "metadata": {
+            "labels": labels(plan, component),
+            // For Prometheus setups that scrape pods by annotation.
+            "annotations": {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": port.to_string(),
+                "prometheus.io/path": "/metrics",
+            },
+        },
         "spec": {
             "automountServiceAccountToken": false,
             "enableServiceLinks": false,

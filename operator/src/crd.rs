@@ -339,10 +339,23 @@ pub struct AlertsSpec {
     #[serde(default = "fifty")]
     #[schemars(range(min = 1))]
     pub p95_latency_ms: i32,
-    /// Share of 5xx answers above this fires `StampedeIssueErrorsHigh`.
+    /// Share of 5xx answers on the issue route above this fires `StampedeIssueErrorsHigh`.
     #[serde(default = "error_ratio")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub error_ratio: f64,
+    /// Share of issue requests shed (503 overloaded) above this fires `StampedeLoadShedding`.
+    #[serde(default = "shed_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub shed_ratio: f64,
+    /// p95 seconds from issuance to the row in PostgreSQL above this fires
+    /// `StampedeIssueToDbSlow`.
+    #[serde(default = "issue_to_db_seconds")]
+    #[schemars(range(min = 0.001))]
+    pub issue_to_db_seconds: f64,
+    /// Outbox entries waiting for Kafka above this fire `StampedeRelayBacklogHigh`.
+    #[serde(default = "relay_backlog")]
+    #[schemars(range(min = 1))]
+    pub relay_backlog: i64,
     /// Writer consumer lag (messages) above this fires `StampedeWriterLagHigh`.
     #[serde(default = "consumer_lag")]
     #[schemars(range(min = 1))]
@@ -361,6 +374,9 @@ impl Default for AlertsSpec {
         Self {
             p95_latency_ms: 50,
             error_ratio: error_ratio(),
+            shed_ratio: shed_ratio(),
+            issue_to_db_seconds: issue_to_db_seconds(),
+            relay_backlog: relay_backlog(),
             consumer_lag: consumer_lag(),
             for_: for_duration(),
             rule_labels: BTreeMap::new(),
@@ -550,6 +566,15 @@ fn batch_rows() -> i32 {
 }
 fn error_ratio() -> f64 {
     0.01
+}
+fn shed_ratio() -> f64 {
+    0.05
+}
+fn issue_to_db_seconds() -> f64 {
+    5.0
+}
+fn relay_backlog() -> i64 {
+    10_000
 }
 fn consumer_lag() -> i64 {
     100_000

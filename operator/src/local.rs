@@ -1,7 +1,7 @@
 //! `stampede-operator loadtest`: one test of a campaign file, run with the local k6
 //! against a running service, judged exactly as the operator judges its Jobs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use stampede_service::store::{Store, StoreConfig};
 use crate::Error;
 use crate::crd::{CouponCampaign, LoadTestStatus};
 use crate::loadtest::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
-use crate::validate::{Defaults, validate};
+use crate::validate::{Defaults, Plan, validate};
 
 /// `loadtest` flags.
 #[derive(Debug, Args)]
@@ -46,23 +46,43 @@ pub struct LoadTestArgs {
     pub time_scale: Option<f64>,
 }
 
-/// Runs the test and returns its status as the operator would record it.
-pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
-    let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| Error::Config(format!("--file {}: {e}", args.file.display())))?;
+/// Reads and validates a campaign file (namespace `default` when it names none).
+pub fn plan_from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
     let mut cc: CouponCampaign = serde_yaml::from_str(&text)
-        .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", args.file.display())))?;
+        .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", file.display())))?;
     if cc.namespace().is_none() {
         cc.metadata.namespace = Some("default".into());
     }
     let defaults = Defaults {
-        redis_url: args.redis_url.clone(),
+        redis_url: redis_url.to_owned(),
         kafka_brokers: String::new(),
         database_url: String::new(),
         service_image: String::new(),
         k6_image: String::new(),
     };
-    let plan = validate(&cc, &defaults)?;
+    validate(&cc, &defaults)
+}
+
+/// `rules` flags.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// The campaign file (a CouponCampaign in YAML).
+    #[arg(short = 'f', long = "file")]
+    pub file: PathBuf,
+}
+
+/// The campaign's alert rules as a Prometheus rules file (YAML).
+pub fn rules(args: &RulesArgs) -> Result<String, Error> {
+    let plan = plan_from_file(&args.file, "")?;
+    serde_yaml::to_string(&crate::alerts::rule_groups(&plan))
+        .map_err(|e| Error::Config(format!("rules: {e}")))
+}
+
+/// Runs the test and returns its status as the operator would record it.
+pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
+    let plan = plan_from_file(&args.file, &args.redis_url)?;
     let Some(test) = plan.load_tests.iter().find(|t| t.name == args.test) else {
         let names: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
         return Err(Error::InvalidSpec(format!(

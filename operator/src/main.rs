@@ -13,6 +13,7 @@ async fn main() {
             print!("{}", stampede_operator::crd_yaml());
             Ok(())
         }
+        Command::Rules(args) => stampede_operator::local::rules(&args).map(|r| print!("{r}")),
         Command::Loadtest(args) => match stampede_operator::local::loadtest(args).await {
             Ok(status) => {
                 println!("{}", serde_json::to_string(&status).unwrap_or_default());

@@ -158,6 +158,37 @@ fn now_rfc3339() -> String {
 }
 
 async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
+    let result = apply_pipeline(cc, ctx).await;
+    if let Err(Error::Kube(kube::Error::Api(status))) = &result
+        && status.is_forbidden()
+    {
+        report_forbidden(ctx, cc, &status.message).await;
+    }
+    result
+}
+
+/// RBAC refusals say so on the campaign (condition and event), not only in the log: a
+/// ClusterRole missing a verb must not look like a campaign that is merely slow.
+async fn report_forbidden(ctx: &Context, cc: &CouponCampaign, message: &str) {
+    let prev = cc.status.as_ref();
+    let note = format!("the operator's ServiceAccount is not allowed to do this: {message}");
+    let again = prev.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.reason == "Forbidden" && c.message == note)
+    });
+    if !again {
+        ctx.event(cc, EventType::Warning, "Forbidden", note.clone())
+            .await;
+    }
+    let status = status::forbidden(prev, cc.meta().generation, &note, &now_rfc3339());
+    // If writing status is forbidden too, the event and the log are all there is.
+    if let Err(e) = write_status(ctx, cc, status).await {
+        warn!(error = %e, "writing the Forbidden condition failed");
+    }
+}
+
+async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let prev = cc.status.as_ref();
     let generation = cc.meta().generation;
     let plan = match validate(cc, &ctx.defaults) {

@@ -308,6 +308,27 @@ pub fn failed(
     }
 }
 
+/// The previous status with `Ready` False for an RBAC refusal (everything else as it was).
+pub fn forbidden(
+    prev: Option<&CouponCampaignStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &str,
+) -> CouponCampaignStatus {
+    let mut s = prev.cloned().unwrap_or_default();
+    let ready = condition(
+        prev,
+        generation,
+        now,
+        "Ready",
+        Err(Problem::new("Forbidden", message)),
+    );
+    s.conditions.retain(|c| c.type_ != "Ready");
+    s.conditions.insert(0, ready);
+    s.phase.get_or_insert(Phase::Provisioning);
+    s
+}
+
 /// How long until the window next changes the phase (opensAt or closesAt ahead of
 /// `now_ms`), so reconcile can requeue for that moment.
 pub fn until_window_edge(window: &Window, now_ms: i64) -> Option<Duration> {
@@ -509,6 +530,21 @@ mod tests {
         let s = failed(None, Some(2), "spec.stock must be at least 1", "t");
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(cond(&s, "Ready").reason, "InvalidSpec");
+    }
+
+    #[test]
+    fn forbidden_keeps_everything_but_ready() {
+        let first = compute(None, &observed(), "t0");
+        let s = forbidden(Some(&first), Some(4), "deployments is forbidden", "t1");
+        let r = cond(&s, "Ready");
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "Forbidden")
+        );
+        assert_eq!(r.last_transition_time, "t1");
+        assert_eq!(s.conditions.len(), first.conditions.len());
+        assert_eq!(s.stock, first.stock);
+        assert_eq!(s.phase, first.phase);
     }
 
     #[test]

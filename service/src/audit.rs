@@ -171,7 +171,8 @@ pub async fn audit(
     Ok(report)
 }
 
-/// Keeps `stampede_unpersisted_issuances` current for every campaign until `shutdown`.
+/// Keeps `stampede_unpersisted_issuances` and `stampede_audit_excess_rows` current for
+/// every campaign until `shutdown`.
 pub async fn report_unpersisted(
     store: Store,
     pool: PgPool,
@@ -205,6 +206,10 @@ pub async fn report_unpersisted(
                     .unpersisted
                     .with_label_values(&[&c])
                     .set(s.issued.saturating_sub(done) as i64);
+                metrics
+                    .excess_rows
+                    .with_label_values(&[&c])
+                    .set(done.saturating_sub(s.issued) as i64);
             }
         }
     }

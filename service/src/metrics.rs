@@ -57,6 +57,8 @@ pub struct PipelineMetrics {
     pub dead_lettered: IntCounterVec,
     /// Issued in Redis but not yet in PostgreSQL, by campaign.
     pub unpersisted: IntGaugeVec,
+    /// Rows in PostgreSQL beyond what Redis issued (oversold or unknown), by campaign.
+    pub excess_rows: IntGaugeVec,
 }
 
 /// HTTP server metrics.
@@ -266,6 +268,11 @@ impl PipelineMetrics {
                 "Coupons issued in Redis but not yet in PostgreSQL",
                 &["campaign"],
             ),
+            excess_rows: gauge_vec(
+                "stampede_audit_excess_rows",
+                "Rows in PostgreSQL beyond the coupons Redis issued (oversold or unknown)",
+                &["campaign"],
+            ),
         }
     }
 
@@ -285,6 +292,7 @@ impl PipelineMetrics {
         r.register(Box::new(self.issue_to_db.clone())).unwrap();
         r.register(Box::new(self.dead_lettered.clone())).unwrap();
         r.register(Box::new(self.unpersisted.clone())).unwrap();
+        r.register(Box::new(self.excess_rows.clone())).unwrap();
     }
 }
 

@@ -303,10 +303,15 @@ pub struct Operator {
 impl Operator {
     /// Starts one against `kubeconfig`, resyncing every 2 s.
     pub fn start(kubeconfig: &Path) -> Self {
+        Self::start_with(kubeconfig, stack_defaults())
+    }
+
+    /// [`Operator::start`] with other defaults for campaigns.
+    pub fn start_with(kubeconfig: &Path, defaults: Defaults) -> Self {
         let config = Config {
             kubeconfig: Some(kubeconfig.to_owned()),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
-            defaults: stack_defaults(),
+            defaults,
             resync: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(60),
         };

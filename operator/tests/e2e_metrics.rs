@@ -1,0 +1,308 @@
+//! No dead queries: the service (with its relay), the writer and the operator run for
+//! real and see traffic (issues, sell-out, a poison message, an invalid campaign, Redis
+//! going away); every `stampede_*` metric any alert rule or dashboard queries must then be
+//! in their /metrics.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use common::*;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use stampede_operator::alerts::rule_groups;
+use stampede_operator::crd::Phase;
+use stampede_operator::validate::validate;
+use stampede_service::cli::{Cli, run};
+use tokio_util::sync::CancellationToken;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private redis-server, so the test can take Redis away from the service.
+struct PrivateRedis {
+    child: Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/deps)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        eventually("private redis answers", Duration::from_secs(10), || {
+            let client = client.clone();
+            async move {
+                let mut c = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+            }
+        })
+        .await;
+        Self { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `stampede-service ARGS` in-process (the real CLI) until the token fires.
+fn role(args: &[&str], stop: &CancellationToken) {
+    let cli = Cli::parse_from(std::iter::once("stampede-service").chain(args.iter().copied()));
+    tokio::spawn(run(cli, stop.clone()));
+}
+
+async fn scrape(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// Metric names present in a Prometheus text exposition.
+fn exported(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `stampede_*` names in a query.
+fn queried(expr: &str, into: &mut BTreeSet<String>) {
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while let Some(at) = expr[i..].find("stampede_") {
+        let start = i + at;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        // Skip label values and names that merely contain the prefix (e.g. job names).
+        let before = start.checked_sub(1).map(|b| bytes[b]);
+        if !matches!(before, Some(b'"' | b'.' | b'-' | b'_'))
+            && !matches!(bytes.get(end), Some(b'"'))
+        {
+            into.insert(expr[start..end].to_owned());
+        }
+        i = end;
+    }
+}
+
+fn walk(v: &serde_json::Value, into: &mut BTreeSet<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("expr" | "query" | "definition", serde_json::Value::String(s)) => {
+                        queried(s, into)
+                    }
+                    _ => walk(x, into),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, into)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
+    // What the rules and dashboards query.
+    let example: stampede_operator::crd::CouponCampaign =
+        serde_yaml::from_str(include_str!("../../examples/campaign.yaml")).unwrap();
+    let plan = validate(&example, &stack_defaults()).unwrap();
+    let mut wanted = BTreeSet::new();
+    walk(&rule_groups(&plan), &mut wanted);
+    let dashboards = repo().join("dashboards");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dashboards).unwrap().flatten() {
+        let path = entry.path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let doc: Option<serde_json::Value> = match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => serde_json::from_str(&text).ok(),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            walk(&doc, &mut wanted);
+            files += 1;
+        }
+    }
+    for entry in std::fs::read_dir(dashboards.join("alerting"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Ok(doc) = serde_yaml::from_str::<serde_json::Value>(&text) {
+            walk(&doc, &mut wanted);
+            files += 1;
+        }
+    }
+    assert!(
+        files >= 2,
+        "dashboards/ has the campaign and operator dashboards"
+    );
+    assert!(wanted.len() >= 15, "{wanted:?}");
+
+    // The processes, with traffic that makes each labelled metric appear.
+    let redis = PrivateRedis::start().await;
+    let c = Cluster::start().await;
+    let mut defaults = stack_defaults();
+    defaults.redis_url = redis.url.clone();
+    let op = Operator::start_with(&c.cp.kubeconfig, defaults);
+    let name = unique("metrics");
+    let _forget = Forget(name.clone());
+    c.create(&name, "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 3, issuer: {minReplicas: 1}}\n")
+        .await
+        .unwrap();
+    c.create("bad", "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 3, writer: {resources: {limits: {cpu: lots}}}}\n")
+        .await
+        .unwrap();
+    c.status_until("bad", "Failed", |s| s.phase == Some(Phase::Failed))
+        .await;
+    c.status_until(&name, "provisioned", |s| has(s, "RedisProvisioned", "True"))
+        .await;
+
+    let stop = CancellationToken::new();
+    let (svc_port, writer_port) = (free_port(), free_port());
+    let kafka = stack_defaults().kafka_brokers;
+    let db = stack_defaults().database_url;
+    let topic = format!("stampede.{name}");
+    let group = format!("metrics-test-{name}");
+    role(
+        &[
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{svc_port}"),
+            "--redis-url",
+            &redis.url,
+            "--kafka-brokers",
+            &kafka,
+            "--relay-consumer",
+            "metrics-test",
+        ],
+        &stop,
+    );
+    role(
+        &[
+            "writer",
+            "--metrics-listen",
+            &format!("127.0.0.1:{writer_port}"),
+            "--redis-url",
+            &redis.url,
+            "--kafka-brokers",
+            &kafka,
+            "--database-url",
+            &db,
+            "--topics",
+            &topic,
+            "--group",
+            &group,
+            "--audit-interval-ms",
+            "200",
+            "--batch-linger-ms",
+            "5",
+        ],
+        &stop,
+    );
+    let svc = format!("http://127.0.0.1:{svc_port}");
+    let http = reqwest::Client::new();
+    eventually("service ready", Duration::from_secs(30), || {
+        let (http, url) = (http.clone(), format!("{svc}/readyz"));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        }
+    })
+    .await;
+    // Four users for three coupons: issued, sold out, then sold out from memory.
+    for u in ["u1", "u2", "u3", "u4", "u5"] {
+        http.post(format!("{svc}/v1/campaigns/{name}/issue"))
+            .json(&serde_json::json!({ "userId": u }))
+            .send()
+            .await
+            .unwrap();
+    }
+    // A message the writer cannot decode goes to the dead-letter topic.
+    let producer: FutureProducer = stampede_operator_kafka(&kafka).create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic).key("poison").payload("{not json"),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let writer_metrics = format!("http://127.0.0.1:{writer_port}/metrics");
+    eventually(
+        "writer wrote rows and dead-lettered the poison",
+        Duration::from_secs(60),
+        || {
+            let url = writer_metrics.clone();
+            async move {
+                let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+                let names = exported(&text);
+                (names.contains("stampede_writer_rows_total")
+                    && names.contains("stampede_dead_lettered_total")
+                    && names.contains("stampede_unpersisted_issuances")
+                    && names.contains("stampede_writer_consumer_lag"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
+    // a sold-out one is still answered from memory).
+    drop(redis);
+    let r = http
+        .post(format!("{svc}/v1/campaigns/{name}-other/issue"))
+        .json(&serde_json::json!({ "userId": "late" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+
+    let mut have = exported(&scrape(&format!("{svc}/metrics")).await);
+    have.extend(exported(&scrape(&writer_metrics).await));
+    have.extend(exported(&op.get("/metrics").await.1));
+    let missing: Vec<&String> = wanted.iter().filter(|m| !have.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:?}\nexported: {have:?}"
+    );
+    stop.cancel();
+    op.stop().await;
+}
+
+fn stampede_operator_kafka(brokers: &str) -> rdkafka::ClientConfig {
+    stampede_service::kafka::KafkaConfig {
+        brokers: brokers.to_owned(),
+    }
+    .producer(0)
+}
