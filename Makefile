@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy crd crd-check control-plane unit e2e k6-test test demo bench bench-drain stack-up stack-down
+.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test test demo bench bench-drain stack-up stack-down
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -28,8 +28,9 @@ fmt-check: ## rustfmt drift
 clippy: ## lints, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-crd: ## regenerate crds/couponcampaign.yaml from the operator's types
+crd: ## regenerate crds/couponcampaign.yaml from the operator's types (and the chart's copy)
 	cargo run -q -p stampede-operator -- crd > crds/couponcampaign.yaml
+	scripts/tool-helm sync
 
 crd-check: ## fail when crds/ drifts from the code
 	@cargo run -q -p stampede-operator -- crd | diff -u crds/couponcampaign.yaml - \
@@ -38,16 +39,25 @@ crd-check: ## fail when crds/ drifts from the code
 control-plane: ## build (or reuse) etcd + kube-apiserver for the operator tests
 	scripts/control-plane build
 
+alerts: deps ## promtool: check the generated alert rules, make every alert fire and stay quiet
+	scripts/test-alerts
+
+dashboards: ## lint the Grafana dashboards (grafana/dashboard-linter, pinned, go install)
+	scripts/tool-dashboard-linter lint
+
+chart: ## helm lint + template of charts/stampede (helm pinned, go install), chart drift
+	scripts/tool-helm check
+
 unit: deps ## unit and black-box tests (own redis-server per test; the stack's Kafka)
 	$(WITH_STACK) timeout 900 cargo test --workspace --lib --bins $(addprefix --test ,$(FAST))
 
-e2e: deps control-plane ## slow suites: pipeline, faults, operator on a real control plane
+e2e: deps control-plane chart ## slow suites: pipeline, faults, operator on a real control plane
 	$(WITH_STACK) timeout 1800 cargo test --workspace $(addprefix --test ,$(E2E))
 
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
-test: deps fmt-check clippy crd-check unit e2e k6-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy crd-check chart dashboards alerts unit e2e k6-test ## the whole suite (what CI runs)
 
 demo: deps build ## stack up, campaign, service, peak profile, correctness line
 	scripts/demo
