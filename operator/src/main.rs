@@ -37,7 +37,7 @@ async fn main() {
                 )
                 .init();
             let shutdown = CancellationToken::new();
-            tokio::spawn(on_signal(shutdown.clone()));
+            tokio::spawn(stampede_service::server::cancel_on_signal(shutdown.clone()));
             stampede_operator::run::run(args.config(), shutdown).await
         }
     };
@@ -45,20 +45,4 @@ async fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-}
-
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
-async fn on_signal(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot listen for SIGTERM: {e}");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    shutdown.cancel();
 }

@@ -22,6 +22,7 @@ use crate::crd::CouponCampaign;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
 use crate::validate::Defaults;
+use stampede_service::server::serve_metrics_text;
 
 /// How the operator runs.
 #[derive(Debug, Clone)]
@@ -77,7 +78,11 @@ pub async fn run_on(
         })?;
     info!(metrics = %listener.local_addr()?, "operator starting");
     let metrics = Metrics::new();
-    let server = tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone()));
+    let render = {
+        let m = metrics.clone();
+        move || m.render()
+    };
+    let server = tokio::spawn(serve_metrics_text(listener, render, shutdown.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.defaults,
@@ -118,19 +123,4 @@ fn spec_or_lifecycle(cc: &CouponCampaign) -> Option<u64> {
     let mut h = DefaultHasher::new();
     (m.generation, &m.finalizers, m.deletion_timestamp.is_some()).hash(&mut h);
     Some(h.finish())
-}
-
-async fn serve_metrics(
-    listener: TcpListener,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) -> Result<(), Error> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
-        .route("/healthz", get(|| async { "ok" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
 }

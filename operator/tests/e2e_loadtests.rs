@@ -161,14 +161,7 @@ async fn runner_jobs(c: &Cluster, test: &str, n: usize) -> Vec<Job> {
 
 async fn ready_campaign(c: &Cluster, name: &str, yaml: &str) {
     c.create(name, yaml).await.expect("campaign accepted");
-    for d in [format!("{name}-issuer"), format!("{name}-writer")] {
-        eventually(&format!("Deployment {d}"), Duration::from_secs(30), || {
-            let (api, d) = (c.deployments(), d.clone());
-            async move { api.get_opt(&d).await.ok().flatten() }
-        })
-        .await;
-        c.mark_available(&d).await;
-    }
+    c.mark_campaign_available(name).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

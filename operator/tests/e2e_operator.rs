@@ -10,7 +10,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -31,18 +30,6 @@ fn minimal(stock: u64) -> String {
     format!(
         "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: {stock}, issuer: {{minReplicas: 1}}}}\n"
     )
-}
-
-async fn mark_all_available(c: &Cluster, name: &str) {
-    for d in [format!("{name}-issuer"), format!("{name}-writer")] {
-        eventually(&format!("Deployment {d}"), Duration::from_secs(30), || {
-            let api = c.deployments();
-            let d = d.clone();
-            async move { api.get_opt(&d).await.ok().flatten() }
-        })
-        .await;
-        c.mark_available(&d).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +120,7 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
 
     // Pods become available (the test plays the kubelet): Ready, and the example's load
     // tests start; its gated preflight holds the phase at Testing.
-    mark_all_available(&c, &name).await;
+    c.mark_campaign_available(&name).await;
     let s = c
         .status_until(&name, "Ready and testing", |s| {
             has(s, "Ready", "True") && s.load_tests.iter().all(|r| r.started_at.is_some())
@@ -156,15 +143,7 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
     assert_eq!(s.observed_generation, cc.metadata.generation);
 
     // With the monitoring CRD installed, a spec change brings a PrometheusRule.
-    let rule_crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": { "name": "prometheusrules.monitoring.coreos.com" },
-        "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
-            "names": { "plural": "prometheusrules", "singular": "prometheusrule", "kind": "PrometheusRule", "listKind": "PrometheusRuleList" },
-            "versions": [{ "name": "v1", "served": true, "storage": true,
-                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }] }
-    }))
-    .unwrap();
+    let rule_crd = prometheus_rule_crd();
     install_crd(&c.client, &rule_crd).await;
     let patched = c
         .patch_spec(&name, json!({ "alerts": { "p95LatencyMs": 80 } }))
@@ -207,7 +186,7 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
         "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: 3, window: {{opensAt: '{opens}'}}, issuer: {{minReplicas: 1}}}}\n"
     );
     c.create(&name, &yaml).await.unwrap();
-    mark_all_available(&c, &name).await;
+    c.mark_campaign_available(&name).await;
     let s = c
         .status_until(&name, "Scheduled", |s| s.phase == Some(Phase::Scheduled))
         .await;
@@ -353,7 +332,7 @@ async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     let op = c.operator();
     let yaml = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 5, kafka: {partitions: 6}, issuer: {minReplicas: 1}}\n";
     c.create(&name, yaml).await.unwrap();
-    mark_all_available(&c, &name).await;
+    c.mark_campaign_available(&name).await;
     let s = c
         .status_until(&name, "KafkaProvisioned False", |s| {
             has(s, "KafkaProvisioned", "False")
@@ -445,7 +424,7 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
     c.create(&gone, &delete_yaml).await.unwrap();
     let store = store().await;
     for name in [&keep, &gone] {
-        mark_all_available(&c, name).await;
+        c.mark_campaign_available(name).await;
         c.status_until(name, "Ready", |s| has(s, "Ready", "True"))
             .await;
         let id = CampaignId::parse(name).unwrap();
@@ -547,7 +526,7 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
         op.kill().await;
     }
     let op = c.operator();
-    mark_all_available(&c, &name).await;
+    c.mark_campaign_available(&name).await;
     let s = c
         .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
         .await;
@@ -641,7 +620,7 @@ async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
         .create(&Default::default(), &secret)
         .await
         .unwrap();
-    mark_all_available(&c, &name).await;
+    c.mark_campaign_available(&name).await;
     // Backoff retries pick the Secret up without a spec change.
     c.status_until(&name, "Ready", |s| has(s, "Ready", "True"))
         .await;

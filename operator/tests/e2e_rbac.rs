@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::{Scope, pinned_kind};
 use kube::{Client, ResourceExt};
@@ -98,15 +95,7 @@ async fn service_account_kubeconfig(c: &Cluster, sa: &str) -> std::path::PathBuf
 async fn the_charts_rbac_is_enough_and_a_missing_verb_is_reported() {
     let c = Cluster::start().await;
     // The monitoring CRD, so the PrometheusRule path runs under RBAC too.
-    let rule_crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": { "name": "prometheusrules.monitoring.coreos.com" },
-        "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
-            "names": { "plural": "prometheusrules", "singular": "prometheusrule", "kind": "PrometheusRule", "listKind": "PrometheusRuleList" },
-            "versions": [{ "name": "v1", "served": true, "storage": true,
-                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }] }
-    }))
-    .unwrap();
+    let rule_crd = prometheus_rule_crd();
     install_crd(&c.client, &rule_crd).await;
     let ns: Namespace =
         serde_json::from_value(json!({ "metadata": { "name": CHART_NS } })).unwrap();
@@ -160,14 +149,7 @@ spec:
     )
     .await
     .unwrap();
-    for d in [format!("{name}-issuer"), format!("{name}-writer")] {
-        eventually(&format!("Deployment {d}"), Duration::from_secs(60), || {
-            let (api, d) = (c.deployments(), d.clone());
-            async move { api.get_opt(&d).await.ok().flatten() }
-        })
-        .await;
-        c.mark_available(&d).await;
-    }
+    c.mark_campaign_available(&name).await;
     let s = c
         .status_until(&name, "Ready with alerts and a started load test", |s| {
             has(s, "Ready", "True")

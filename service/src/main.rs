@@ -21,7 +21,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(stampede_service::server::cancel_on_signal(shutdown.clone()));
     match run(cli, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -29,15 +29,4 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: finishing in-flight requests"),
-    }
-    token.cancel();
 }

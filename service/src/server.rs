@@ -88,13 +88,44 @@ pub async fn serve_metrics(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    serve_metrics_text(listener, move || metrics.render(), shutdown).await
+}
+
+/// Serves /metrics (the text `render` returns), /healthz and /readyz until `shutdown`;
+/// shared by every role without the HTTP API, the operator included.
+pub async fn serve_metrics_text<F>(
+    listener: TcpListener,
+    render: F,
+    shutdown: CancellationToken,
+) -> Result<(), Error>
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
     use axum::routing::get;
     let app = axum::Router::new()
-        .route("/metrics", get(move || async move { metrics.render() }))
+        .route("/metrics", get(move || async move { render() }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C (every binary's graceful shutdown).
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            token.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: finishing in-flight work"),
+    }
+    token.cancel();
 }

@@ -153,6 +153,20 @@ pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
     .await;
 }
 
+/// A minimal `prometheusrules.monitoring.coreos.com` CRD (what prometheus-operator
+/// installs, without its schema), so the operator's PrometheusRule path runs.
+pub fn prometheus_rule_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "prometheusrules.monitoring.coreos.com" },
+        "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": { "plural": "prometheusrules", "singular": "prometheusrule", "kind": "PrometheusRule", "listKind": "PrometheusRuleList" },
+            "versions": [{ "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }] }
+    }))
+    .unwrap()
+}
+
 /// A control plane with the CouponCampaign CRD and a namespace for the test.
 pub struct Cluster {
     /// The control plane.
@@ -264,6 +278,19 @@ impl Cluster {
             .patch_status(deployment, &PatchParams::default(), &Patch::Merge(status))
             .await
             .unwrap();
+    }
+
+    /// Waits for a campaign's issuer and writer Deployments and reports their pods
+    /// available (see [`Cluster::mark_available`]).
+    pub async fn mark_campaign_available(&self, name: &str) {
+        for d in [format!("{name}-issuer"), format!("{name}-writer")] {
+            eventually(&format!("Deployment {d}"), Duration::from_secs(60), || {
+                let (api, d) = (self.deployments(), d.clone());
+                async move { api.get_opt(&d).await.ok().flatten() }
+            })
+            .await;
+            self.mark_available(&d).await;
+        }
     }
 
     /// Reasons of the events recorded for `name`, in the test namespace.
