@@ -133,6 +133,43 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
         .await
         .unwrap();
     assert_eq!(runners.items.len(), 3, "preflight: 1 runner, peak: 2");
+
+    // What `kubectl get cc` prints: the API server's table from the printer columns.
+    let req = http::Request::get(format!(
+        "/apis/stampede.dev/v1alpha1/namespaces/{}/couponcampaigns/{name}",
+        c.ns
+    ))
+    .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+    .body(Vec::new())
+    .unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&c.client.request_text(req).await.unwrap()).unwrap();
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Name",
+            "Phase",
+            "Stock",
+            "Remaining",
+            "Issued",
+            "Tests",
+            "Opens",
+            "Age"
+        ]
+    );
+    let cells = &table["rows"][0]["cells"];
+    assert_eq!(cells[1], "Testing");
+    assert_eq!(
+        (cells[2].as_u64(), cells[3].as_u64(), cells[4].as_u64()),
+        (Some(stock), Some(stock), Some(0))
+    );
+    assert_eq!(cells[5], "False", "the gated preflight has not passed yet");
     let st = s.stock.clone().unwrap();
     assert_eq!(
         (st.total, st.remaining, st.issued),

@@ -88,6 +88,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts one (building the binaries first if the cache lacks them).
     pub fn start() -> Self {
+        reap_orphans();
         let dir = std::env::temp_dir().join(unique("stampede-cp"));
         std::fs::create_dir_all(&dir).unwrap();
         let out = Command::new(repo().join("scripts/control-plane"))
@@ -110,6 +111,31 @@ impl ControlPlane {
         client(Some(&self.kubeconfig))
             .await
             .expect("client from kubeconfig")
+    }
+}
+
+/// Stops control planes left behind by test processes that were killed before their
+/// `Drop` ran (a CI timeout, a ^C): their directory names carry the dead process's pid.
+fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("stampede-cp-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = Command::new(repo().join("scripts/control-plane"))
+            .args(["stop", "--dir", &e.path().to_string_lossy(), "--kill"])
+            .output();
+        let _ = std::fs::remove_dir_all(e.path());
     }
 }
 
