@@ -26,6 +26,16 @@ pub enum Error {
         /// Entries still in the outbox stream.
         pending: u64,
     },
+    /// A local load test (`stampede-operator loadtest`) did not pass.
+    #[error("load test {name}: {verdict}: {reason}")]
+    LoadTestFailed {
+        /// The test.
+        name: String,
+        /// ThresholdsFailed or Error.
+        verdict: String,
+        /// Which thresholds, or what broke.
+        reason: String,
+    },
     /// The finalizer helper failed to add or remove the finalizer.
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -47,6 +57,7 @@ impl Error {
             Self::Secret(_) => "secret",
             Self::Incomplete(_) => "incomplete",
             Self::OutboxNotDrained { .. } => "outbox_not_drained",
+            Self::LoadTestFailed { .. } => "load_test_failed",
             Self::Finalizer(_) => "finalizer",
             Self::Config(_) => "config",
             Self::Io(_) => "io",

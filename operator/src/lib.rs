@@ -7,9 +7,12 @@
 
 pub mod alerts;
 pub mod build;
+mod cleanup;
 pub mod cli;
 pub mod crd;
 mod error;
+mod events;
+pub mod kubeapi;
 pub mod loadtest;
 pub mod local;
 pub mod metrics;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use kube::ResourceExt;
+use stampede_service::clock::now_rfc3339;
 use stampede_service::metrics::Metrics;
 use stampede_service::store::{Store, StoreConfig};
 
@@ -127,7 +128,7 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
         0,
         &summary.to_string_lossy(),
     );
-    let started = now();
+    let started = now_rfc3339();
     let mut k6 = std::process::Command::new(&args.k6);
     k6.args(k6_args(&local, &plan, 0, &script.to_string_lossy()))
         .envs(env)
@@ -156,10 +157,6 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
         &run,
         &[Some(result)],
         Some(started),
-        Some(now()),
+        Some(now_rfc3339()),
     ))
-}
-
-fn now() -> String {
-    stampede_service::clock::format_ms(stampede_service::clock::now_ms())
 }

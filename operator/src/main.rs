@@ -19,12 +19,11 @@ async fn main() {
                 println!("{}", serde_json::to_string(&status).unwrap_or_default());
                 match status.verdict.as_deref() {
                     Some(stampede_operator::loadtest::PASSED) => Ok(()),
-                    v => Err(stampede_operator::Error::Incomplete(format!(
-                        "load test {}: {}: {}",
-                        status.name,
-                        v.unwrap_or("no verdict"),
-                        status.reason.as_deref().unwrap_or("")
-                    ))),
+                    v => Err(stampede_operator::Error::LoadTestFailed {
+                        verdict: v.unwrap_or("no verdict").to_owned(),
+                        reason: status.reason.unwrap_or_default(),
+                        name: status.name,
+                    }),
                 }
             }
             Err(e) => Err(e),

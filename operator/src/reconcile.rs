@@ -1,39 +1,29 @@
 //! Reconcile: fetch → validate → build → apply children (server-side apply, one field
-//! manager) → provision Redis and Kafka → status. Cleanup runs under the finalizer.
+//! manager) → provision Redis and Kafka → load tests → status. Cleanup (`cleanup.rs`) runs
+//! under the finalizer; the API-server edge is `kubeapi.rs`, events are `events.rs`.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::json;
-use stampede_service::campaign::{AdminAction, ProvisionOutcome};
-use stampede_service::kafka::{KafkaConfig, delete_topics};
-use tracing::{info, warn};
+use stampede_service::clock::now_rfc3339;
+use tracing::warn;
 
-use crate::build::{Children, children, issuer_name, writer_name};
-use crate::crd::LoadTestStatus;
-use crate::crd::{CouponCampaign, CouponCampaignStatus, DeletionPolicy, FINALIZER};
+use crate::Error;
+use crate::build::children;
+use crate::cleanup::cleanup;
+use crate::crd::{CouponCampaign, CouponCampaignStatus, FINALIZER};
+use crate::events::{report_forbidden, report_provisioning, report_runs};
+use crate::kubeapi::{MANAGER, apply_alerts, apply_children, workloads, write_status};
 use crate::metrics::Metrics;
 use crate::provision::{Backends, connections, provision_kafka, provision_redis};
-use crate::runs::{self, reconcile_runs};
-use crate::status::{self, Alerts, Gate, Observed, Problem, Workloads};
-use crate::validate::{Defaults, Plan, validate};
-use crate::{Error, alerts};
-
-/// The one field manager for everything the operator applies.
-pub const MANAGER: &str = "stampede-operator";
-const PROMETHEUS_RULE_CRD: &str = "prometheusrules.monitoring.coreos.com";
+use crate::runs::{self, hold_for_gate, reconcile_runs};
+use crate::status::{self, Gate, Observed, Problem, Workloads};
+use crate::validate::{Defaults, validate};
 
 /// Shared state of every reconcile.
 pub struct Context {
@@ -79,7 +69,13 @@ impl Context {
         }
     }
 
-    async fn event(&self, cc: &CouponCampaign, type_: EventType, reason: &str, note: String) {
+    pub(crate) async fn event(
+        &self,
+        cc: &CouponCampaign,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let ev = KubeEvent {
             type_,
             reason: reason.into(),
@@ -153,10 +149,6 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }
 
-fn now_rfc3339() -> String {
-    stampede_service::clock::format_ms(stampede_service::clock::now_ms())
-}
-
 async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let result = apply_pipeline(cc, ctx).await;
     if let Err(Error::Kube(kube::Error::Api(status))) = &result
@@ -165,27 +157,6 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
         report_forbidden(ctx, cc, &status.message).await;
     }
     result
-}
-
-/// RBAC refusals say so on the campaign (condition and event), not only in the log: a
-/// ClusterRole missing a verb must not look like a campaign that is merely slow.
-async fn report_forbidden(ctx: &Context, cc: &CouponCampaign, message: &str) {
-    let prev = cc.status.as_ref();
-    let note = format!("the operator's ServiceAccount is not allowed to do this: {message}");
-    let again = prev.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == "Forbidden" && c.message == note)
-    });
-    if !again {
-        ctx.event(cc, EventType::Warning, "Forbidden", note.clone())
-            .await;
-    }
-    let status = status::forbidden(prev, cc.meta().generation, &note, &now_rfc3339());
-    // If writing status is forbidden too, the event and the log are all there is.
-    if let Err(e) = write_status(ctx, cc, status).await {
-        warn!(error = %e, "writing the Forbidden condition failed");
-    }
 }
 
 async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
@@ -202,7 +173,7 @@ async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Er
                     .await;
             }
             write_status(
-                ctx,
+                &ctx.client,
                 cc,
                 status::failed(prev, generation, &m, &now_rfc3339()),
             )
@@ -277,7 +248,7 @@ async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Er
         _ => (prev_runs.to_vec(), Gate::Open),
     };
 
-    report(ctx, cc, prev, &redis, &kafka).await;
+    report_provisioning(ctx, cc, prev, &redis, &kafka).await;
     report_runs(ctx, cc, prev_runs, &load_tests).await;
     let running = load_tests.iter().any(|r| r.verdict.is_none());
     let obs = Observed {
@@ -295,7 +266,7 @@ async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Er
     };
     let new = status::compute(prev, &obs, &now_rfc3339());
     let became_ready = is_ready(Some(&new)) && !is_ready(prev);
-    write_status(ctx, cc, new).await?;
+    write_status(&ctx.client, cc, new).await?;
     if became_ready {
         ctx.event(
             cc,
@@ -330,371 +301,12 @@ async fn apply_pipeline(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Er
 /// How often an unfinished load-test run is looked at.
 const RUN_POLL: Duration = Duration::from_secs(5);
 
-/// Keeps the real campaign closed while the gate holds, and reopens it once the gate that
-/// held it lets go.
-async fn hold_for_gate(
-    ctx: &Context,
-    cc: &CouponCampaign,
-    prev: Option<&CouponCampaignStatus>,
-    store: &stampede_service::store::Store,
-    plan: &Plan,
-    r: &mut crate::provision::RedisOutcome,
-    gate: &Gate,
-) -> Result<(), Error> {
-    let held_before = prev.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "LoadTestsPassed" && c.status == "False")
-    });
-    let action = match gate {
-        Gate::Open if r.snapshot.closed && held_before => AdminAction::Reopen,
-        Gate::Testing | Gate::Failed(_) if !r.snapshot.closed => AdminAction::Close,
-        _ => return Ok(()),
-    };
-    store.admin(&plan.campaign, action).await?;
-    if let Some(s) = store.snapshot(&plan.campaign).await? {
-        r.snapshot = s;
-    }
-    let (reason, note) = match (action, gate) {
-        (AdminAction::Reopen, _) => (
-            "GateOpened",
-            "gated load tests passed; the campaign may open".to_owned(),
-        ),
-        (_, Gate::Failed(why)) => ("GateClosed", format!("held closed: {why}")),
-        _ => (
-            "GateClosed",
-            "held closed until the gated load tests pass".to_owned(),
-        ),
-    };
-    ctx.event(cc, EventType::Normal, reason, note).await;
-    Ok(())
-}
-
-/// Events for load-test runs that started or finished.
-async fn report_runs(
-    ctx: &Context,
-    cc: &CouponCampaign,
-    prev: &[LoadTestStatus],
-    now: &[LoadTestStatus],
-) {
-    for r in now {
-        let before = prev.iter().find(|p| p.name == r.name && p.run == r.run);
-        if before.is_none() && r.started_at.is_some() {
-            let note = format!(
-                "load test {} started: run {}, {} segment(s)",
-                r.name, r.run, r.segments
-            );
-            ctx.event(cc, EventType::Normal, "LoadTestStarted", note)
-                .await;
-        }
-        let newly = r.verdict.is_some() && before.is_none_or(|p| p.verdict.is_none());
-        match r.verdict.as_deref() {
-            Some(v) if newly && v == crate::loadtest::PASSED => {
-                let note = format!(
-                    "load test {} passed: {} rps, p95 {} ms, error rate {}",
-                    r.name,
-                    r.rps.unwrap_or_default(),
-                    r.p95_ms.unwrap_or_default(),
-                    r.error_rate.unwrap_or_default()
-                );
-                ctx.event(cc, EventType::Normal, "LoadTestPassed", note)
-                    .await;
-            }
-            Some(v) if newly => {
-                let note = format!(
-                    "load test {} {v}: {}",
-                    r.name,
-                    r.reason.as_deref().unwrap_or("")
-                );
-                ctx.event(cc, EventType::Warning, "LoadTestFailed", note)
-                    .await;
-            }
-            _ => {}
-        }
-    }
-}
-
 fn is_ready(s: Option<&CouponCampaignStatus>) -> bool {
     s.is_some_and(|s| {
         s.conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
     })
-}
-
-/// Events for what provisioning changed or refused.
-async fn report(
-    ctx: &Context,
-    cc: &CouponCampaign,
-    prev: Option<&CouponCampaignStatus>,
-    redis: &Result<crate::provision::RedisOutcome, Problem>,
-    kafka: &Result<stampede_service::kafka::TopicsOutcome, Problem>,
-) {
-    let prev_reason = |t: &str| {
-        prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
-            .map(|c| c.reason.clone())
-    };
-    match redis {
-        Ok(r) => {
-            let note = match r.provision {
-                ProvisionOutcome::Created { total } => {
-                    Some(("StockProvisioned", format!("created with {total} coupons")))
-                }
-                ProvisionOutcome::Restocked { before, after, .. } => Some((
-                    "Restocked",
-                    format!("stock {before} → {after} (+{})", after - before),
-                )),
-                ProvisionOutcome::WindowUpdated { .. } => {
-                    Some(("WindowUpdated", "sale window updated".into()))
-                }
-                ProvisionOutcome::Unchanged { .. } => None,
-            };
-            if let Some((reason, note)) = note {
-                ctx.event(cc, EventType::Normal, reason, note).await;
-            }
-            if let Some(a) = r.pause_change {
-                let (reason, note) = if a == AdminAction::Pause {
-                    ("Paused", "issuing paused by spec.paused")
-                } else {
-                    ("Resumed", "issuing resumed")
-                };
-                ctx.event(cc, EventType::Normal, reason, note.into()).await;
-            }
-        }
-        Err(p) if prev_reason("RedisProvisioned").as_deref() != Some(p.reason) => {
-            ctx.event(cc, EventType::Warning, p.reason, p.message.clone())
-                .await;
-        }
-        Err(_) => {}
-    }
-    match kafka {
-        Ok(t) if t.decrease_refused => {
-            if prev_reason("KafkaProvisioned").as_deref() != Some("PartitionDecreaseRefused") {
-                let note = format!(
-                    "topic {} keeps its {} partitions; Kafka cannot remove partitions",
-                    t.topic, t.partitions
-                );
-                ctx.event(cc, EventType::Warning, "PartitionDecreaseRefused", note)
-                    .await;
-            }
-        }
-        Ok(t) if t.partitions_before == 0 => {
-            let note = format!(
-                "created {} ({} partitions) and {}",
-                t.topic, t.partitions, t.dead_letter_topic
-            );
-            ctx.event(cc, EventType::Normal, "TopicsCreated", note)
-                .await;
-        }
-        Ok(t) if t.partitions > t.partitions_before => {
-            let note = format!(
-                "{} grew from {} to {} partitions",
-                t.topic, t.partitions_before, t.partitions
-            );
-            ctx.event(cc, EventType::Normal, "PartitionsAdded", note)
-                .await;
-        }
-        Ok(_) => {}
-        Err(p) if prev_reason("KafkaProvisioned").as_deref() != Some(p.reason) => {
-            ctx.event(cc, EventType::Warning, p.reason, p.message.clone())
-                .await;
-        }
-        Err(_) => {}
-    }
-}
-
-async fn write_status(
-    ctx: &Context,
-    cc: &CouponCampaign,
-    status: CouponCampaignStatus,
-) -> Result<(), Error> {
-    if cc.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api =
-        Api::<CouponCampaign>::namespaced(ctx.client.clone(), &cc.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": "stampede.dev/v1alpha1",
-        "kind": "CouponCampaign",
-        "status": status,
-    });
-    api.patch_status(
-        &cc.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
-}
-
-async fn ssa<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + Debug,
-{
-    let api = Api::<K>::namespaced(client.clone(), ns);
-    Ok(api
-        .patch(
-            &obj.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?)
-}
-
-async fn apply_children(client: &Client, plan: &Plan, c: &Children) -> Result<(), Error> {
-    let ns = &plan.namespace;
-    ssa(client, ns, &c.issuer).await?;
-    ssa(client, ns, &c.service).await?;
-    ssa(client, ns, &c.hpa).await?;
-    ssa(client, ns, &c.pdb).await?;
-    ssa(client, ns, &c.writer).await?;
-    Ok(())
-}
-
-/// Applies the PrometheusRule when its CRD is installed.
-async fn apply_alerts(
-    client: &Client,
-    plan: &Plan,
-    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
-) -> Alerts {
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    match crds.get_opt(PROMETHEUS_RULE_CRD).await {
-        Ok(None) => return Alerts::CrdMissing,
-        Ok(Some(_)) => {}
-        Err(e) => return Alerts::Failed(format!("checking for {PROMETHEUS_RULE_CRD}: {e}")),
-    }
-    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "prometheusrules");
-    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &plan.namespace, &ar);
-    let rule = alerts::prometheus_rule(plan, owner);
-    let name = format!("{}-alerts", plan.campaign);
-    match api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&rule),
-        )
-        .await
-    {
-        Ok(_) => Alerts::Configured,
-        Err(e) => Alerts::Failed(format!("applying PrometheusRule {name}: {e}")),
-    }
-}
-
-/// Available vs wanted pods of the issuer and writer Deployments.
-async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads, Problem> {
-    let api = Api::<Deployment>::namespaced(client.clone(), &plan.namespace);
-    let counts = |d: Option<Deployment>, wanted_default: i32| {
-        let d = d.unwrap_or_default();
-        let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
-        let available = d
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0);
-        (available, wanted)
-    };
-    let get = |name: String| {
-        let api = api.clone();
-        async move { api.get_opt(&name).await }
-    };
-    let (issuer, writer) = futures::try_join!(get(issuer_name(plan)), get(writer_name(plan)))
-        .map_err(|e| Problem::new("WorkloadsUnreadable", e.to_string()))?;
-    let (issuer_available, issuer_wanted) = counts(issuer, 1);
-    let (writer_available, writer_wanted) = counts(writer, plan.writer.replicas);
-    Ok(Workloads {
-        issuer_available,
-        issuer_wanted,
-        writer_available,
-        writer_wanted,
-    })
-}
-
-/// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
-/// (bounded by the drain timeout), then remove Redis data and the topics.
-async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
-    let plan = match validate(cc, &ctx.defaults) {
-        Ok(p) => p,
-        // Nothing was provisioned for a spec that never validated.
-        Err(Error::InvalidSpec(_)) => return Ok(Action::await_change()),
-        Err(e) => return Err(e),
-    };
-    let conns = match connections(&ctx.client, &plan).await {
-        Ok(c) => c,
-        Err(Error::Secret(m)) if plan.deletion_policy == DeletionPolicy::Retain => {
-            // A namespace being deleted takes its Secrets first; Retain keeps data anyway.
-            ctx.event(
-                cc,
-                EventType::Warning,
-                "CleanupSkipped",
-                format!("campaign not closed: {m}"),
-            )
-            .await;
-            return Ok(Action::await_change());
-        }
-        Err(e) => return Err(e),
-    };
-    let store = ctx.backends.store(&conns.redis)?;
-    match store.admin(&plan.campaign, AdminAction::Close).await {
-        Ok(_) => {
-            ctx.event(
-                cc,
-                EventType::Normal,
-                "Closed",
-                "campaign closed; holders keep their coupons".into(),
-            )
-            .await
-        }
-        Err(stampede_service::Error::CampaignNotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    if plan.deletion_policy == DeletionPolicy::Retain {
-        info!(campaign = %plan.campaign, "closed; data retained");
-        return Ok(Action::await_change());
-    }
-    if let Some(snap) = store.snapshot(&plan.campaign).await?
-        && snap.outbox_len > 0
-    {
-        let waited = cc
-            .meta()
-            .deletion_timestamp
-            .as_ref()
-            .map_or(Duration::ZERO, |t| {
-                let ms = stampede_service::clock::now_ms() - t.0.as_millisecond();
-                Duration::from_millis(ms.max(0) as u64)
-            });
-        if waited < ctx.drain_timeout {
-            return Err(Error::OutboxNotDrained {
-                pending: snap.outbox_len,
-            });
-        }
-        let note = format!(
-            "outbox still held {} issuances after {:?}; deleting anyway (`stampede-service audit` lists what PostgreSQL lacks)",
-            snap.outbox_len, ctx.drain_timeout
-        );
-        ctx.event(cc, EventType::Warning, "DrainTimedOut", note)
-            .await;
-    }
-    let mut removed = store.forget(&plan.campaign).await?;
-    for t in &plan.load_tests {
-        removed += store
-            .forget(&crate::loadtest::shadow_id(&plan.campaign, &t.name))
-            .await?;
-    }
-    let kafka = KafkaConfig {
-        brokers: conns.kafka,
-    };
-    delete_topics(&kafka, plan.campaign.as_str()).await?;
-    let note = format!(
-        "deleted {removed} Redis keys and the topics of {}; rows in PostgreSQL are kept",
-        plan.campaign
-    );
-    ctx.event(cc, EventType::Normal, "Deleted", note).await;
-    Ok(Action::await_change())
 }
 
 #[cfg(test)]

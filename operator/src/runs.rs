@@ -4,22 +4,23 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
+use kube::runtime::events::EventType;
 use kube::{Api, Client};
+use stampede_service::campaign::AdminAction;
+use stampede_service::clock::now_rfc3339;
 use stampede_service::store::Store;
 
 use crate::Error;
-use crate::crd::{LoadTestSpec, LoadTestStatus};
+use crate::crd::{CouponCampaign, CouponCampaignStatus, LoadTestSpec, LoadTestStatus};
+use crate::kubeapi::ssa;
 use crate::loadtest::{
     PASSED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, shadow_id, verdict,
 };
-use crate::reconcile::MANAGER;
+use crate::provision::RedisOutcome;
+use crate::reconcile::Context;
 use crate::status::Gate;
 use crate::validate::Plan;
-
-fn now() -> String {
-    stampede_service::clock::format_ms(stampede_service::clock::now_ms())
-}
 
 /// Brings every load test's current run along and returns its status. Before the
 /// workloads are ready (`ready` false) nothing starts; runs already recorded keep their
@@ -36,16 +37,19 @@ pub async fn reconcile_runs(
     if plan.load_tests.is_empty() {
         return Ok(Vec::new());
     }
-    if ready {
-        apply(client, &plan.namespace, &config_map(plan, owner)).await?;
-    }
     let mut out = Vec::with_capacity(plan.load_tests.len());
+    let mut scripts_applied = false;
     for test in &plan.load_tests {
         let run = run_id(plan, test);
         let recorded = prev.iter().find(|s| s.name == test.name && s.run == run);
         if let Some(done) = recorded.filter(|s| s.verdict.is_some()) {
             out.push(done.clone());
             continue;
+        }
+        // The scripts only matter while a run is under way; judged runs need no apply.
+        if ready && !scripts_applied {
+            ssa(client, &plan.namespace, &config_map(plan, owner)).await?;
+            scripts_applied = true;
         }
         if !ready {
             let pending = vec![None; test.parallelism as usize];
@@ -86,39 +90,20 @@ async fn advance(
             let shadow = shadow_id(&plan.campaign, &test.name);
             store.forget(&shadow).await?;
             store.ensure_campaign(&shadow, plan.stock, None).await?;
-            Some(now())
+            Some(now_rfc3339())
         }
     };
     for job in &runners {
-        apply(client, ns, job).await?;
+        ssa(client, ns, job).await?;
     }
     let results = results(client, ns, run, test.parallelism).await?;
     let all_done = results.iter().all(Option::is_some);
-    let status = verdict(test, run, &results, started_at, all_done.then(now));
+    let status = verdict(test, run, &results, started_at, all_done.then(now_rfc3339));
     if status.verdict.is_some() {
         // The shadow's stock and holders served their purpose; nothing real was spent.
         store.forget(&shadow_id(&plan.campaign, &test.name)).await?;
     }
     Ok(status)
-}
-
-async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<(), Error>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    use kube::ResourceExt;
-    Api::<K>::namespaced(client.clone(), ns)
-        .patch(
-            &obj.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?;
-    Ok(())
 }
 
 /// Each segment's result: the runner pod's termination (exit code and message, the k6
@@ -210,6 +195,46 @@ pub fn gate(tests: &[LoadTestSpec], runs: &[LoadTestStatus], issued: u64) -> Gat
         }
     }
     if testing { Gate::Testing } else { Gate::Open }
+}
+
+/// Keeps the real campaign closed while the gate holds, and reopens it once the gate that
+/// held it lets go.
+pub(crate) async fn hold_for_gate(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: Option<&CouponCampaignStatus>,
+    store: &Store,
+    plan: &Plan,
+    r: &mut RedisOutcome,
+    gate: &Gate,
+) -> Result<(), Error> {
+    let held_before = prev.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "LoadTestsPassed" && c.status == "False")
+    });
+    let action = match gate {
+        Gate::Open if r.snapshot.closed && held_before => AdminAction::Reopen,
+        Gate::Testing | Gate::Failed(_) if !r.snapshot.closed => AdminAction::Close,
+        _ => return Ok(()),
+    };
+    store.admin(&plan.campaign, action).await?;
+    if let Some(s) = store.snapshot(&plan.campaign).await? {
+        r.snapshot = s;
+    }
+    let (reason, note) = match (action, gate) {
+        (AdminAction::Reopen, _) => (
+            "GateOpened",
+            "gated load tests passed; the campaign may open".to_owned(),
+        ),
+        (_, Gate::Failed(why)) => ("GateClosed", format!("held closed: {why}")),
+        _ => (
+            "GateClosed",
+            "held closed until the gated load tests pass".to_owned(),
+        ),
+    };
+    ctx.event(cc, EventType::Normal, reason, note).await;
+    Ok(())
 }
 
 /// Only the pure parts are unit-tested here; the rest runs on the real control plane.

@@ -64,19 +64,23 @@ fn k6() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// Runs a runner Job's container for real with the local k6: its args (script path
-/// mapped to `k6-jobs/`) and env (the service URL and summary file mapped to local ones).
-/// Returns the exit code and the summary file, what the pod's termination would carry.
-fn run_like_the_job(job: &Job, service: &str, extra_env: &[(&str, &str)]) -> (i32, String) {
-    let c = &job
-        .spec
+/// The k6 container of a runner Job.
+fn runner(job: &Job) -> &k8s_openapi::api::core::v1::Container {
+    &job.spec
         .as_ref()
         .unwrap()
         .template
         .spec
         .as_ref()
         .unwrap()
-        .containers[0];
+        .containers[0]
+}
+
+/// Runs a runner Job's container for real with the local k6: its args (script path
+/// mapped to `k6-jobs/`) and env (the service URL and summary file mapped to local ones).
+/// Returns the exit code and the summary file, what the pod's termination would carry.
+fn run_like_the_job(job: &Job, service: &str, extra_env: &[(&str, &str)]) -> (i32, String) {
+    let c = runner(job);
     let dir = std::env::temp_dir().join(unique("k6-run"));
     std::fs::create_dir_all(&dir).unwrap();
     let summary = dir.join("summary.json");
@@ -120,7 +124,7 @@ async fn finish_pod(c: &Cluster, job: &Job, exit_code: i32, message: &str) {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let now = stampede_service::clock::format_ms(stampede_service::clock::now_ms());
+    let now = stampede_service::clock::now_rfc3339();
     let status = json!({ "status": {
         "phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
         "containerStatuses": [{
@@ -193,18 +197,7 @@ spec:
     let segments: Vec<String> = pass
         .iter()
         .map(|j| {
-            let args = j
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .containers[0]
-                .args
-                .clone()
-                .unwrap();
+            let args = runner(j).args.clone().unwrap();
             args[args
                 .iter()
                 .position(|a| a == "--execution-segment")

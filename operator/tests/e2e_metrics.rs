@@ -6,8 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use clap::Parser;
@@ -18,58 +16,6 @@ use stampede_operator::crd::Phase;
 use stampede_operator::validate::validate;
 use stampede_service::cli::{Cli, run};
 use tokio_util::sync::CancellationToken;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private redis-server, so the test can take Redis away from the service.
-struct PrivateRedis {
-    child: Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/deps)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        eventually("private redis answers", Duration::from_secs(10), || {
-            let client = client.clone();
-            async move {
-                let mut c = client.get_multiplexed_async_connection().await.ok()?;
-                redis::cmd("PING").query_async::<String>(&mut c).await.ok()
-            }
-        })
-        .await;
-        Self { child, url }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs `stampede-service ARGS` in-process (the real CLI) until the token fires.
 fn role(args: &[&str], stop: &CancellationToken) {
@@ -168,10 +114,10 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     assert!(wanted.len() >= 15, "{wanted:?}");
 
     // The processes, with traffic that makes each labelled metric appear.
-    let redis = PrivateRedis::start().await;
+    let mut redis = RedisServer::start().await;
     let c = Cluster::start().await;
     let mut defaults = stack_defaults();
-    defaults.redis_url = redis.url.clone();
+    defaults.redis_url = redis.url();
     let op = Operator::start_with(&c.cp.kubeconfig, defaults);
     let name = unique("metrics");
     let _forget = Forget(name.clone());
@@ -186,6 +132,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     c.status_until(&name, "provisioned", |s| has(s, "RedisProvisioned", "True"))
         .await;
 
+    let redis_url = redis.url();
     let stop = CancellationToken::new();
     let (svc_port, writer_port) = (free_port(), free_port());
     let kafka = stack_defaults().kafka_brokers;
@@ -198,7 +145,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
             "--listen",
             &format!("127.0.0.1:{svc_port}"),
             "--redis-url",
-            &redis.url,
+            &redis_url,
             "--kafka-brokers",
             &kafka,
             "--relay-consumer",
@@ -212,7 +159,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
             "--metrics-listen",
             &format!("127.0.0.1:{writer_port}"),
             "--redis-url",
-            &redis.url,
+            &redis_url,
             "--kafka-brokers",
             &kafka,
             "--database-url",
@@ -279,7 +226,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     .await;
     // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
     // a sold-out one is still answered from memory).
-    drop(redis);
+    redis.stop();
     let r = http
         .post(format!("{svc}/v1/campaigns/{name}-other/issue"))
         .json(&serde_json::json!({ "userId": "late" }))

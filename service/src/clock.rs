@@ -14,6 +14,11 @@ pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// This machine's clock as RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    format_ms(now_ms())
+}
+
 /// Formats Unix milliseconds as RFC 3339 in UTC.
 pub fn format_ms(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

@@ -3,10 +3,13 @@
 //! operator run in-process, and the stack's real Redis, Kafka and PostgreSQL.
 #![allow(dead_code)]
 
+#[path = "../../../service/tests/common/kit.rs"]
+mod kit;
+pub use kit::*;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -25,25 +28,6 @@ use stampede_service::store::{Store, StoreConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A name unique to this process and call, usable as a campaign id and namespace.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 /// The stack's Redis, Kafka and PostgreSQL (`scripts/stack up`).
 pub fn stack_defaults() -> Defaults {
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.into());
@@ -56,25 +40,6 @@ pub fn stack_defaults() -> Defaults {
         ),
         service_image: "stampede/service:test".into(),
         k6_image: "grafana/k6:test".into(),
-    }
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, panicking with `what` after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -465,4 +430,11 @@ impl Drop for Forget {
         })
         .join();
     }
+}
+
+/// A campaign with `stock` coupons and one issuer replica, everything else defaulted.
+pub fn minimal_campaign(stock: u64) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: {stock}, issuer: {{minReplicas: 1}}}}\n"
+    )
 }

@@ -2,31 +2,13 @@
 //! database per test), private brokers and databases for fault tests, and the service
 //! binary as a child process that can be killed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A name unique to this test process and call, usable as a campaign id.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The repository root (scripts live there).
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+pub use super::kit::{free_port, repo, unique};
 
 /// The stack's Kafka (`scripts/stack up`).
 pub fn stack_kafka() -> String {
@@ -66,15 +48,6 @@ pub async fn count_rows(pool: &PgPool, campaign: &str) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap_or(0)
-}
-
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn temp_dir(what: &str) -> PathBuf {

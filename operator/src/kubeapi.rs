@@ -1,0 +1,138 @@
+//! The API-server edge of reconcile: server-side apply with the operator's one field
+//! manager (children, alert rules, status) and the reads of what the children report.
+
+use std::fmt::Debug;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::build::{Children, issuer_name, writer_name};
+use crate::crd::{CouponCampaign, CouponCampaignStatus};
+use crate::status::{Alerts, Problem, Workloads};
+use crate::validate::Plan;
+use crate::{Error, alerts};
+
+/// The one field manager for everything the operator applies.
+pub const MANAGER: &str = "stampede-operator";
+const PROMETHEUS_RULE_CRD: &str = "prometheusrules.monitoring.coreos.com";
+
+/// Writes a campaign's status (server-side apply on the status subresource), unless it
+/// already reads so.
+pub(crate) async fn write_status(
+    client: &Client,
+    cc: &CouponCampaign,
+    status: CouponCampaignStatus,
+) -> Result<(), Error> {
+    if cc.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api =
+        Api::<CouponCampaign>::namespaced(client.clone(), &cc.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "stampede.dev/v1alpha1",
+        "kind": "CouponCampaign",
+        "status": status,
+    });
+    api.patch_status(
+        &cc.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Server-side applies one namespaced object.
+pub(crate) async fn ssa<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    Ok(api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+pub(crate) async fn apply_children(
+    client: &Client,
+    plan: &Plan,
+    c: &Children,
+) -> Result<(), Error> {
+    let ns = &plan.namespace;
+    ssa(client, ns, &c.issuer).await?;
+    ssa(client, ns, &c.service).await?;
+    ssa(client, ns, &c.hpa).await?;
+    ssa(client, ns, &c.pdb).await?;
+    ssa(client, ns, &c.writer).await?;
+    Ok(())
+}
+
+/// Applies the PrometheusRule when its CRD is installed.
+pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerReference) -> Alerts {
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    match crds.get_opt(PROMETHEUS_RULE_CRD).await {
+        Ok(None) => return Alerts::CrdMissing,
+        Ok(Some(_)) => {}
+        Err(e) => return Alerts::Failed(format!("checking for {PROMETHEUS_RULE_CRD}: {e}")),
+    }
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "prometheusrules");
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), &plan.namespace, &ar);
+    let rule = alerts::prometheus_rule(plan, owner);
+    let name = format!("{}-alerts", plan.campaign);
+    match api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&rule),
+        )
+        .await
+    {
+        Ok(_) => Alerts::Configured,
+        Err(e) => Alerts::Failed(format!("applying PrometheusRule {name}: {e}")),
+    }
+}
+
+/// Available vs wanted pods of the issuer and writer Deployments.
+pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads, Problem> {
+    let api = Api::<Deployment>::namespaced(client.clone(), &plan.namespace);
+    let counts = |d: Option<Deployment>, wanted_default: i32| {
+        let d = d.unwrap_or_default();
+        let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
+        let available = d
+            .status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0);
+        (available, wanted)
+    };
+    let get = |name: String| {
+        let api = api.clone();
+        async move { api.get_opt(&name).await }
+    };
+    let (issuer, writer) = futures::try_join!(get(issuer_name(plan)), get(writer_name(plan)))
+        .map_err(|e| Problem::new("WorkloadsUnreadable", e.to_string()))?;
+    let (issuer_available, issuer_wanted) = counts(issuer, 1);
+    let (writer_available, writer_wanted) = counts(writer, plan.writer.replicas);
+    Ok(Workloads {
+        issuer_available,
+        issuer_wanted,
+        writer_available,
+        writer_wanted,
+    })
+}

@@ -1,0 +1,275 @@
+//! The operator's lifecycle on a real control plane with the stack's real Redis and
+//! Kafka: what the API server refuses (CEL), deletion under both policies, and an operator
+//! killed mid-reconcile.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use stampede_operator::crd::FINALIZER;
+use stampede_service::ids::{CampaignId, UserId};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_rejects_invalid_specs_with_the_cel_message() {
+    let c = Cluster::start().await;
+    fn reject<T: std::fmt::Debug>(r: Result<T, kube::Error>, needle: &str) {
+        let e = r.expect_err(&format!("should be rejected ({needle})"));
+        let msg = e.to_string();
+        assert!(msg.contains(needle), "{needle:?} not in {msg}");
+    }
+    let base = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
+    reject(
+        c.create("zero", &format!("{base}spec: {{stock: 0}}")).await,
+        "spec.stock",
+    );
+    reject(
+        c.create(
+            "window",
+            &format!("{base}spec: {{stock: 1, window: {{opensAt: '2030-01-02T00:00:00Z', closesAt: '2030-01-01T00:00:00Z'}}}}"),
+        )
+        .await,
+        "window.closesAt must be after window.opensAt",
+    );
+    reject(
+        c.create(
+            "date",
+            &format!("{base}spec: {{stock: 1, window: {{opensAt: 'next tuesday'}}}}"),
+        )
+        .await,
+        "spec.window.opensAt",
+    );
+    reject(
+        c.create(
+            "replicas",
+            &format!("{base}spec: {{stock: 1, issuer: {{minReplicas: 5, maxReplicas: 2}}}}"),
+        )
+        .await,
+        "issuer.minReplicas must not exceed issuer.maxReplicas",
+    );
+    reject(
+        c.create("conn", &format!("{base}spec: {{stock: 1, redis: {{url: 'redis://a', secretRef: {{name: s, key: k}}}}}}")).await,
+        "set exactly one of url and secretRef",
+    );
+    reject(
+        c.create(
+            "policy",
+            &format!("{base}spec: {{stock: 1, deletionPolicy: Shred}}"),
+        )
+        .await,
+        "spec.deletionPolicy",
+    );
+    // Transition rules: stock and partitions never decrease.
+    c.create(
+        "ok",
+        &format!("{base}spec: {{stock: 10, kafka: {{partitions: 6}}}}"),
+    )
+    .await
+    .unwrap();
+    reject(
+        c.patch_spec("ok", json!({ "stock": 9 })).await,
+        "stock may grow (restock) but never decrease",
+    );
+    reject(
+        c.patch_spec("ok", json!({ "kafka": { "partitions": 3 } }))
+            .await,
+        "kafka.partitions may grow but never decrease",
+    );
+    // Growing both is fine, and nothing was stored for the rejected ones.
+    c.patch_spec("ok", json!({ "stock": 11, "kafka": { "partitions": 8 } }))
+        .await
+        .unwrap();
+    let names: Vec<String> = c
+        .campaigns()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|x| x.name_any())
+        .collect();
+    assert_eq!(names, ["ok"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_runs_the_finalizer_under_both_policies() {
+    let c = Cluster::start().await;
+    let keep = unique("keep");
+    let gone = unique("gone");
+    let _f1 = Forget(keep.clone());
+    let _f2 = Forget(gone.clone());
+    let op = c.operator();
+    c.create(&keep, &minimal_campaign(5)).await.unwrap();
+    let delete_yaml = minimal_campaign(5).replace("spec: {", "spec: {deletionPolicy: Delete, ");
+    c.create(&gone, &delete_yaml).await.unwrap();
+    let store = store().await;
+    for name in [&keep, &gone] {
+        c.mark_campaign_available(name).await;
+        c.status_until(name, "Ready", |s| has(s, "Ready", "True"))
+            .await;
+        let id = CampaignId::parse(name).unwrap();
+        store
+            .issue(&id, &UserId::parse("holder").unwrap())
+            .await
+            .unwrap();
+    }
+
+    // Retain: closed, data and topics kept, finalizer released.
+    c.campaigns()
+        .delete(&keep, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "retained campaign gone from the API",
+        Duration::from_secs(30),
+        || {
+            let api = c.campaigns();
+            let keep = keep.clone();
+            async move { api.get_opt(&keep).await.unwrap().is_none().then_some(()) }
+        },
+    )
+    .await;
+    let snap = snapshot(&keep).await.expect("Redis data retained");
+    assert!(snap.closed, "closed by the finalizer");
+    assert_eq!(snap.issued, 1);
+    assert_eq!(
+        partitions(&format!("stampede.{keep}")).await,
+        6,
+        "topic retained"
+    );
+
+    // Delete: closed at once, but held while the outbox still has an issuance nobody
+    // relayed; a relay drains it, then Redis keys and topics go.
+    c.campaigns()
+        .delete(&gone, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("Delete campaign closed", Duration::from_secs(30), || {
+        let gone = gone.clone();
+        async move { snapshot(&gone).await.filter(|s| s.closed).map(|_| ()) }
+    })
+    .await;
+    let held = c
+        .campaigns()
+        .get(&gone)
+        .await
+        .expect("held by the finalizer while the outbox drains");
+    assert!(held.meta().deletion_timestamp.is_some());
+    assert_eq!(snapshot(&gone).await.unwrap().outbox_len, 1);
+    let relay_stop = tokio_util::sync::CancellationToken::new();
+    let relay = tokio::spawn(stampede_service::relay::run(
+        stampede_service::relay::RelayConfig {
+            redis_url: stack_defaults().redis_url,
+            kafka: kafka(),
+            consumer: unique("test-relay"),
+            batch: 100,
+            linger_ms: 1,
+            claim_idle: Duration::from_secs(30),
+        },
+        stampede_service::metrics::Metrics::new().pipeline,
+        relay_stop.clone(),
+    ));
+    eventually(
+        "Delete campaign gone from the API",
+        Duration::from_secs(40),
+        || {
+            let api = c.campaigns();
+            let gone = gone.clone();
+            async move { api.get_opt(&gone).await.unwrap().is_none().then_some(()) }
+        },
+    )
+    .await;
+    relay_stop.cancel();
+    relay.await.unwrap().unwrap();
+    assert!(snapshot(&gone).await.is_none(), "Redis keys deleted");
+    assert!(!store.registry().await.unwrap().contains(&gone));
+    eventually("topics deleted", Duration::from_secs(30), || {
+        let t = format!("stampede.{gone}");
+        let d = format!("stampede-dlq.{gone}");
+        async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
+    })
+    .await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
+    let c = Cluster::start().await;
+    let name = unique("crash");
+    let _forget = Forget(name.clone());
+    c.create(&name, &minimal_campaign(40)).await.unwrap();
+    // Kill the operator at different points of its first reconciles, three times over.
+    for delay_ms in [150, 400, 900] {
+        let op = c.operator();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        op.kill().await;
+    }
+    let op = c.operator();
+    c.mark_campaign_available(&name).await;
+    let s = c
+        .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
+        .await;
+    assert_eq!(s.stock.as_ref().unwrap().total, 40);
+    // Exactly one of each child, one finalizer, the stock provisioned once.
+    let selector = ListParams::default().labels(&format!("stampede.dev/campaign={name}"));
+    let count_deploy = Api::<Deployment>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_svc = Api::<Service>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_hpa = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    let count_pdb = Api::<PodDisruptionBudget>::namespaced(c.client.clone(), &c.ns)
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(
+        (count_deploy, count_svc, count_hpa, count_pdb),
+        (2, 1, 1, 1)
+    );
+    let cc = c.campaigns().get(&name).await.unwrap();
+    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
+    let snap = snapshot(&name).await.unwrap();
+    assert_eq!(
+        (snap.total, snap.issued),
+        (40, 0),
+        "provisioned once, not restocked twice"
+    );
+    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
+    // Every field the children carry is owned by the one field manager.
+    let d = c
+        .deployments()
+        .get(&format!("{name}-issuer"))
+        .await
+        .unwrap();
+    let managers: Vec<String> = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["stampede-operator"]);
+    op.stop().await;
+}
