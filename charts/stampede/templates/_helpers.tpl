@@ -85,6 +85,13 @@ Operator image: repository:tag, the tag defaulting to the chart's appVersion.
 {{- end }}
 
 {{/*
+Image of the k6 load-test runners.
+*/}}
+{{- define "stampede.k6Image" -}}
+{{- .Values.k6Image | default (printf "ghcr.io/stampede-dev/stampede-k6:%s" .Chart.AppVersion) }}
+{{- end }}
+
+{{/*
 Default stampede-service image for campaigns without spec.issuer.image.
 */}}
 {{- define "stampede.serviceImage" -}}

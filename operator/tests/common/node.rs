@@ -1,0 +1,273 @@
+//! Harness for the suites on the real local node (`scripts/cluster`): a kubelet on
+//! containerd runs every pod, the operator is the Helm release's pod, and campaigns go
+//! through real issuer, writer and k6 runner pods. One node per machine, so the suites run
+//! one test at a time (`--test-threads 1`); each test has its own namespace and campaigns.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
+use stampede_operator::run::client;
+
+use super::{Forget, eventually, repo, unique};
+
+/// The namespace of the Helm release (README).
+pub const RELEASE_NS: &str = "stampede-system";
+
+/// Runs a command from the repository, panicking with its output when it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(repo().join(program))
+        .args(args)
+        .current_dir(repo())
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("PATH", path_with_kubectl())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn state_dir() -> PathBuf {
+    let home = std::env::var("STAMPEDE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/stampede")
+    });
+    home.join("cluster/state")
+}
+
+fn kubeconfig_path() -> PathBuf {
+    state_dir().join("cp/kubeconfig")
+}
+
+/// PATH with the cluster's kubectl first (what `scripts/cluster env` exports).
+fn path_with_kubectl() -> String {
+    let env = Command::new(repo().join("scripts/cluster"))
+        .arg("env")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let bin = env
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("PATH="))
+        .and_then(|p| p.split(':').next())
+        .unwrap_or("")
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_owned();
+    format!("{bin}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+/// Brings the node up (idempotent: `make node-test` already did) and installs the chart
+/// with the README's commands, once per test process; returns the admin kubeconfig.
+pub fn node() -> PathBuf {
+    static UP: OnceLock<PathBuf> = OnceLock::new();
+    UP.get_or_init(|| {
+        sh("scripts/cluster", &["up"]);
+        sh("scripts/helm-install-local", &[]);
+        kubeconfig_path()
+    })
+    .clone()
+}
+
+/// `kubectl ARGS` against the node (the cluster's own kubectl); its stdout, or its
+/// stderr as the error.
+pub fn try_kubectl(args: &[&str]) -> Result<String, String> {
+    node();
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("PATH", path_with_kubectl())
+        .output()
+        .expect("kubectl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `kubectl ARGS`, panicking when it fails.
+pub fn kubectl(args: &[&str]) -> String {
+    try_kubectl(args).unwrap_or_else(|e| panic!("kubectl {args:?}: {e}"))
+}
+
+/// The node's admin client and a fresh namespace for one test (deleted on drop).
+pub struct NodeTest {
+    /// Admin client.
+    pub client: Client,
+    /// This test's namespace.
+    pub ns: String,
+    /// Campaigns whose Redis keys and topics go once the namespace is gone.
+    forget: Vec<Forget>,
+}
+
+impl NodeTest {
+    /// The node (started if needed) and a new namespace.
+    pub async fn start(prefix: &str) -> Self {
+        let kc = node();
+        let client = client(Some(&kc)).await.expect("client for the node");
+        let ns = unique(prefix);
+        let namespace: Namespace =
+            serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        Self {
+            client,
+            ns,
+            forget: Vec::new(),
+        }
+    }
+
+    /// A campaign name unique to this test; its data is removed after the test.
+    pub fn campaign_name(&mut self, prefix: &str) -> String {
+        let name = unique(prefix);
+        self.forget.push(Forget(name.clone()));
+        name
+    }
+
+    /// Campaigns in this namespace.
+    pub fn campaigns(&self) -> Api<CouponCampaign> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Pods in this namespace.
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Applies campaign YAML (name and namespace set here) with kubectl, as a user does.
+    pub fn apply(&self, name: &str, yaml: &str) {
+        let mut obj: serde_json::Value = serde_yaml::from_str(yaml).expect("campaign YAML");
+        obj["metadata"] = json!({ "name": name, "namespace": self.ns });
+        let file = std::env::temp_dir().join(format!("{name}.json"));
+        std::fs::write(&file, obj.to_string()).unwrap();
+        kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// Waits (up to `limit`) until the campaign's status satisfies `pred`.
+    pub async fn status_until(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&CouponCampaignStatus) -> bool,
+    ) -> CouponCampaignStatus {
+        let api = self.campaigns();
+        let pred = &pred;
+        eventually(&format!("{name}: {what}"), limit, || {
+            let api = api.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let s = api.get(name).await.ok()?.status?;
+                pred(&s).then_some(s)
+            }
+        })
+        .await
+    }
+
+    /// Running pods of a campaign's component (issuer, writer, load-test), all Ready.
+    pub async fn ready_pods(&self, campaign: &str, component: &str, at_least: usize) -> Vec<Pod> {
+        let lp = ListParams::default().labels(&format!(
+            "app.kubernetes.io/instance={campaign},app.kubernetes.io/component={component}"
+        ));
+        eventually(
+            &format!("{at_least} Ready {component} pods of {campaign}"),
+            Duration::from_secs(180),
+            || {
+                let (api, lp) = (self.pods(), lp.clone());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    let pods = api.list(&lp).await.ok()?.items;
+                    let ready: Vec<Pod> = pods.into_iter().filter(pod_ready).collect();
+                    (ready.len() >= at_least).then_some(ready)
+                }
+            },
+        )
+        .await
+    }
+}
+
+impl Drop for NodeTest {
+    fn drop(&mut self) {
+        // The namespace goes with its campaigns (finalizers run in the operator pod); then
+        // the `forget` field drops, removing what `Retain` kept.
+        let _ = Command::new("kubectl")
+            .args(["delete", "namespace", &self.ns, "--timeout=120s"])
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("PATH", path_with_kubectl())
+            .output();
+    }
+}
+
+/// A pod that runs with every container Ready.
+pub fn pod_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Deletes a pod and waits until it is gone.
+pub async fn delete_pod(api: &Api<Pod>, name: &str) {
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    eventually(&format!("pod {name} gone"), Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            api.get_opt(name).await.ok()?.is_none().then_some(())
+        }
+    })
+    .await;
+}
+
+/// The operator's pod (the Helm release's), once Ready.
+pub async fn operator_pod(client: &Client) -> Pod {
+    let api = Api::<Pod>::namespaced(client.clone(), RELEASE_NS);
+    eventually("a Ready operator pod", Duration::from_secs(120), || {
+        let api = api.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let lp = ListParams::default().labels("app.kubernetes.io/component=operator");
+            api.list(&lp)
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
+        }
+    })
+    .await
+}
+
+/// A container's id without the runtime prefix (`containerd://…`).
+pub fn container_id(p: &Pod) -> String {
+    let s = p.status.as_ref().unwrap().container_statuses.as_ref().unwrap();
+    let id = s[0].container_id.as_deref().unwrap();
+    id.rsplit("://").next().unwrap().to_owned()
+}
+
+/// A pod's uid.
+pub fn pod_uid(p: &Pod) -> String {
+    p.uid().unwrap()
+}
+
+/// RFC 3339 `secs` from now (a campaign window edge).
+pub fn in_secs(secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    t.replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}

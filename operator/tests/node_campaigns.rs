@@ -1,0 +1,269 @@
+//! Campaigns through real pods on the local node: the operator is the Helm release's pod;
+//! issuers, writers and k6 runners are pods the kubelet runs on containerd; verdicts come
+//! from the runner pods' real termination messages; the HPA reads real CPU.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::node::*;
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::ResourceExt;
+use kube::api::Api;
+use stampede_operator::crd::{FINALIZER, Phase};
+
+const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
+
+/// The example with its window moved to open in `opens_in` seconds and without the
+/// non-gated peak test (the stampede below is the load).
+fn example_opening_in(opens_in: i64) -> String {
+    let mut v: serde_yaml::Value = serde_yaml::from_str(EXAMPLE).unwrap();
+    v["spec"]["window"]["opensAt"] = in_secs(opens_in).into();
+    v["spec"]["window"]["closesAt"] = in_secs(3600).into();
+    let tests = v["spec"]["loadTests"].as_sequence_mut().unwrap();
+    tests.retain(|t| t["gate"].as_bool() == Some(true));
+    serde_yaml::to_string(&v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_cluster_stampede() {
+    let mut t = NodeTest::start("ex").await;
+    let name = t.campaign_name("spring");
+    let applied = Instant::now();
+    t.apply(&name, &example_opening_in(75));
+
+    // Issuer and writer pods run and pass their probes under the hardened spec.
+    let issuers = t.ready_pods(&name, "issuer", 2).await;
+    let writers = t.ready_pods(&name, "writer", 1).await;
+    for p in issuers.iter().chain(&writers) {
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(p.spec.as_ref().unwrap().automount_service_account_token, Some(false));
+        // The limit reached the container's cgroup (cgroup v1 here).
+        let limit = c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0.clone();
+        let want: u64 = match limit.strip_suffix("Mi") {
+            Some(mi) => mi.parse::<u64>().unwrap() << 20,
+            None => panic!("memory limit {limit} in Mi expected"),
+        };
+        let qos = p.status.as_ref().unwrap().qos_class.as_deref().unwrap().to_lowercase();
+        let cg = format!(
+            "/sys/fs/cgroup/memory/kubepods/{qos}/pod{}/{}/memory.limit_in_bytes",
+            pod_uid(p),
+            container_id(p)
+        );
+        let got: u64 = std::fs::read_to_string(&cg)
+            .unwrap_or_else(|e| panic!("{cg}: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(got, want, "{cg}");
+    }
+
+    // The gated preflight ran as a real k6 pod against the issuer Service by DNS name;
+    // its verdict is the pod's termination message.
+    let s = t
+        .status_until(&name, "preflight Passed", Duration::from_secs(240), |s| {
+            s.load_tests.iter().any(|r| r.verdict.is_some())
+        })
+        .await;
+    let pre = s.load_tests.iter().find(|r| r.name == "preflight").unwrap();
+    assert_eq!(pre.verdict.as_deref(), Some("Passed"), "{pre:?}");
+    assert!(pre.requests.unwrap() > 0 && pre.p95_ms.unwrap() > 0.0, "{pre:?}");
+    let runner = kubectl(&[
+        "-n", &t.ns, "get", "pods", "-l",
+        &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=load-test"),
+        "-o", "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
+    ]);
+    assert!(runner.contains("\"rps\""), "a k6 summary as termination message: {runner}");
+    let ready_secs = applied.elapsed().as_secs_f64();
+
+    let s = t
+        .status_until(&name, "Open at opensAt", Duration::from_secs(180), |s| {
+            s.phase == Some(Phase::Open)
+        })
+        .await;
+    eprintln!("measured: apply -> preflight passed {ready_secs:.1} s, -> Open {:.1} s", applied.elapsed().as_secs_f64());
+    let stock = s.stock.as_ref().unwrap().total;
+
+    // A stampede from inside the cluster spends the whole stock; the issuers scale.
+    let out = std::env::temp_dir().join(unique("stampede"));
+    let ns = t.ns.clone();
+    let (n2, o2) = (name.clone(), out.to_str().unwrap().to_owned());
+    let stampede = std::thread::spawn(move || {
+        sh("scripts/k6-stampede", &["--namespace", &ns, "--campaign", &n2, "--rate", "800", "--out", &o2])
+    });
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(t.client.clone(), &t.ns);
+    let issuer = format!("{name}-issuer");
+    let scaled = eventually("the HPA to scale the issuers up on CPU", Duration::from_secs(180), || {
+        let (hpas, issuer) = (hpas.clone(), issuer.clone());
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let h = hpas.get(&issuer).await.ok()?;
+            let st = h.status?;
+            let cpu = st.current_metrics?.first()?.resource.as_ref()?.current.average_utilization?;
+            (st.desired_replicas > 2).then_some((cpu, st.desired_replicas))
+        }
+    })
+    .await;
+    eprintln!("measured: HPA at {}% CPU wants {} issuers", scaled.0, scaled.1);
+    let report = stampede.join().expect("the stampede Job");
+    assert!(report.contains("k6 exit"), "{report}");
+    assert!(out.join("stampede-report.html").exists(), "k6's HTML report");
+
+    let s = t
+        .status_until(&name, "SoldOut with every coupon persisted", Duration::from_secs(180), |s| {
+            let st = s.stock.as_ref();
+            s.phase == Some(Phase::SoldOut) && st.and_then(|x| x.persisted) == Some(stock)
+        })
+        .await;
+    let st = s.stock.unwrap();
+    assert_eq!((st.issued, st.remaining), (stock, 0));
+    let table = kubectl(&["-n", &t.ns, "get", "cc", &name, "--no-headers"]);
+    assert!(table.contains("SoldOut"), "{table}");
+
+    // The audit (Redis holders against PostgreSQL rows) is clean.
+    let audit = std::process::Command::new(service_bin())
+        .args(["audit", "--campaign", &name, "--grace-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "audit: {}", String::from_utf8_lossy(&audit.stdout));
+}
+
+/// A campaign with one gated smoke preflight at `error_rate`; stock 50, so the smoke
+/// profile sells the shadow out and an error rate of 0 cannot hold.
+fn gated(error_rate: &str, vus: u32) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata: {{name: x}}
+spec:
+  stock: 50
+  issuer: {{minReplicas: 1, maxReplicas: 1, resources: {{requests: {{cpu: 50m}}}}}}
+  loadTests:
+  - {{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_crash_is_an_error() {
+    let mut t = NodeTest::start("gate").await;
+    let (bad, good, crash) = (t.campaign_name("bad"), t.campaign_name("good"), t.campaign_name("crash"));
+    t.apply(&bad, &gated("0", 1));
+    t.apply(&good, &gated("0.05", 1));
+    // 100 000 virtual users cannot fit the runner's 1 Gi memory limit: the kernel kills
+    // k6 (exit 137) and the kubelet reports it.
+    t.apply(&crash, &gated("0.05", 100_000));
+
+    let s = t
+        .status_until(&bad, "held Closed", Duration::from_secs(300), |s| {
+            s.phase == Some(Phase::Closed)
+        })
+        .await;
+    let cond = s.conditions.iter().find(|c| c.type_ == "LoadTestsPassed").unwrap();
+    assert_eq!(cond.reason, "ThresholdsFailed", "{cond:?}");
+    assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
+    assert!(snapshot(&bad).await.unwrap().closed, "the real campaign stays closed");
+    assert_eq!(snapshot(&bad).await.unwrap().issued, 0);
+
+    t.status_until(&good, "Open", Duration::from_secs(300), |s| {
+        s.phase == Some(Phase::Open)
+    })
+    .await;
+    assert!(!snapshot(&good).await.unwrap().closed);
+
+    let s = t
+        .status_until(&crash, "a verdict", Duration::from_secs(300), |s| {
+            s.load_tests.iter().any(|r| r.verdict.is_some())
+        })
+        .await;
+    let r = &s.load_tests[0];
+    assert_eq!(r.verdict.as_deref(), Some("Error"), "{r:?}");
+    assert!(r.reason.as_deref().unwrap().contains("k6 exited 137"), "{r:?}");
+    assert!(snapshot(&crash).await.unwrap().closed, "an Error keeps the gate shut");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_campaign_runs_the_finalizer_and_its_pods_go() {
+    let mut t = NodeTest::start("del").await;
+    let name = t.campaign_name("gone");
+    t.apply(
+        &name,
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 10, issuer: {minReplicas: 1}, deletionPolicy: Delete}\n",
+    );
+    t.ready_pods(&name, "issuer", 1).await;
+    t.ready_pods(&name, "writer", 1).await;
+    assert!(snapshot(&name).await.is_some());
+
+    kubectl(&["-n", &t.ns, "delete", "cc", &name, "--wait=true", "--timeout=180s"]);
+    assert!(snapshot(&name).await.is_none(), "Delete policy: Redis keys removed");
+    assert_eq!(partitions(&format!("stampede.{name}")).await, 0, "topic deleted");
+    eventually("the campaign's pods gone", Duration::from_secs(120), || {
+        let pods = t.pods();
+        let lp = kube::api::ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
+        async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            pods.list(&lp).await.ok()?.items.is_empty().then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_converges() {
+    let mut t = NodeTest::start("kill").await;
+    let names: Vec<String> = (0..3).map(|_| t.campaign_name("mid")).collect();
+    let old = operator_pod(&t.client).await;
+    for n in &names {
+        t.apply(n, &minimal_campaign(20));
+    }
+    // Mid-flight: the first campaign has been seen (finalizer added), not all are Ready.
+    eventually("the operator at work", Duration::from_secs(60), || {
+        let api = t.campaigns();
+        let n = names[0].clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let cc = api.get(&n).await.ok()?;
+            (!cc.finalizers().is_empty()).then_some(())
+        }
+    })
+    .await;
+    let pods = kube::api::Api::namespaced(t.client.clone(), RELEASE_NS);
+    delete_pod(&pods, &old.name_any()).await;
+    let new = operator_pod(&t.client).await;
+    assert_ne!(new.uid(), old.uid(), "a replacement pod");
+
+    let deployments = Api::<Deployment>::namespaced(t.client.clone(), &t.ns);
+    for n in &names {
+        let s = t
+            .status_until(n, "Ready under the new operator", Duration::from_secs(240), |s| {
+                s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .await;
+        assert_eq!(s.stock.unwrap().total, 20, "stock provisioned once");
+        let cc = t.campaigns().get(n).await.unwrap();
+        assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
+        for d in [format!("{n}-issuer"), format!("{n}-writer")] {
+            let dep = deployments.get(&d).await.unwrap();
+            let managers: Vec<_> = dep
+                .metadata
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.operation.as_deref() == Some("Apply"))
+                .filter_map(|m| m.manager)
+                .collect();
+            assert_eq!(managers.len(), 1, "one field manager on {d}: {managers:?}");
+        }
+    }
+    let all = deployments.list(&Default::default()).await.unwrap().items;
+    assert_eq!(all.len(), names.len() * 2, "exactly one issuer and one writer each");
+}
+
+fn service_bin() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    target.join("release/stampede-service")
+}
