@@ -26,7 +26,8 @@ pub const FINALIZER: &str = "stampede.dev/cleanup";
     printcolumn = r#"{"name":"Remaining","type":"integer","jsonPath":".status.stock.remaining"}"#,
     printcolumn = r#"{"name":"Issued","type":"integer","jsonPath":".status.stock.issued"}"#,
     printcolumn = r#"{"name":"Tests","type":"string","jsonPath":".status.conditions[?(@.type==\"LoadTestsPassed\")].status"}"#,
-    printcolumn = r#"{"name":"Opens","type":"date","jsonPath":".spec.window.opensAt"}"#,
+    // a string: kubectl renders a future `date` as <invalid>
+    printcolumn = r#"{"name":"Opens","type":"string","jsonPath":".spec.window.opensAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("size(self.metadata.name) <= 128").message("metadata.name must be at most 128 characters (it is the campaign id)")
 )]

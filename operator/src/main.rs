@@ -34,6 +34,7 @@ async fn main() {
                     EnvFilter::try_from_env("STAMPEDE_LOG")
                         .unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
                 )
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
             let shutdown = CancellationToken::new();
             tokio::spawn(stampede_service::server::cancel_on_signal(shutdown.clone()));

@@ -41,14 +41,26 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         let c = &p.spec.as_ref().unwrap().containers[0];
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
-        assert_eq!(p.spec.as_ref().unwrap().automount_service_account_token, Some(false));
+        assert_eq!(
+            p.spec.as_ref().unwrap().automount_service_account_token,
+            Some(false)
+        );
         // The limit reached the container's cgroup (cgroup v1 here).
-        let limit = c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0.clone();
+        let limit = c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"]
+            .0
+            .clone();
         let want: u64 = match limit.strip_suffix("Mi") {
             Some(mi) => mi.parse::<u64>().unwrap() << 20,
             None => panic!("memory limit {limit} in Mi expected"),
         };
-        let qos = p.status.as_ref().unwrap().qos_class.as_deref().unwrap().to_lowercase();
+        let qos = p
+            .status
+            .as_ref()
+            .unwrap()
+            .qos_class
+            .as_deref()
+            .unwrap()
+            .to_lowercase();
         let cg = format!(
             "/sys/fs/cgroup/memory/kubepods/{qos}/pod{}/{}/memory.limit_in_bytes",
             pod_uid(p),
@@ -71,13 +83,24 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         .await;
     let pre = s.load_tests.iter().find(|r| r.name == "preflight").unwrap();
     assert_eq!(pre.verdict.as_deref(), Some("Passed"), "{pre:?}");
-    assert!(pre.requests.unwrap() > 0 && pre.p95_ms.unwrap() > 0.0, "{pre:?}");
+    assert!(
+        pre.requests.unwrap() > 0 && pre.p95_ms.unwrap() > 0.0,
+        "{pre:?}"
+    );
     let runner = kubectl(&[
-        "-n", &t.ns, "get", "pods", "-l",
+        "-n",
+        &t.ns,
+        "get",
+        "pods",
+        "-l",
         &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=load-test"),
-        "-o", "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
+        "-o",
+        "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
     ]);
-    assert!(runner.contains("\"rps\""), "a k6 summary as termination message: {runner}");
+    assert!(
+        runner.contains("\"rps\""),
+        "a k6 summary as termination message: {runner}"
+    );
     let ready_secs = applied.elapsed().as_secs_f64();
 
     let s = t
@@ -85,7 +108,10 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
             s.phase == Some(Phase::Open)
         })
         .await;
-    eprintln!("measured: apply -> preflight passed {ready_secs:.1} s, -> Open {:.1} s", applied.elapsed().as_secs_f64());
+    eprintln!(
+        "measured: apply -> preflight passed {ready_secs:.1} s, -> Open {:.1} s",
+        applied.elapsed().as_secs_f64()
+    );
     let stock = s.stock.as_ref().unwrap().total;
 
     // A stampede from inside the cluster spends the whole stock; the issuers scale.
@@ -93,31 +119,66 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
     let ns = t.ns.clone();
     let (n2, o2) = (name.clone(), out.to_str().unwrap().to_owned());
     let stampede = std::thread::spawn(move || {
-        sh("scripts/k6-stampede", &["--namespace", &ns, "--campaign", &n2, "--rate", "800", "--out", &o2])
+        sh(
+            "scripts/k6-stampede",
+            &[
+                "--namespace",
+                &ns,
+                "--campaign",
+                &n2,
+                "--profile",
+                "load",
+                "--rate",
+                "2000",
+                "--out",
+                &o2,
+            ],
+        )
     });
     let hpas = Api::<HorizontalPodAutoscaler>::namespaced(t.client.clone(), &t.ns);
     let issuer = format!("{name}-issuer");
-    let scaled = eventually("the HPA to scale the issuers up on CPU", Duration::from_secs(180), || {
-        let (hpas, issuer) = (hpas.clone(), issuer.clone());
-        async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let h = hpas.get(&issuer).await.ok()?;
-            let st = h.status?;
-            let cpu = st.current_metrics?.first()?.resource.as_ref()?.current.average_utilization?;
-            (st.desired_replicas > 2).then_some((cpu, st.desired_replicas))
-        }
-    })
+    let scaled = eventually(
+        "the HPA to scale the issuers up on CPU",
+        Duration::from_secs(180),
+        || {
+            let (hpas, issuer) = (hpas.clone(), issuer.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let h = hpas.get(&issuer).await.ok()?;
+                let st = h.status?;
+                let cpu = st
+                    .current_metrics?
+                    .first()?
+                    .resource
+                    .as_ref()?
+                    .current
+                    .average_utilization?;
+                (st.desired_replicas > 2).then_some((cpu, st.desired_replicas))
+            }
+        },
+    )
     .await;
-    eprintln!("measured: HPA at {}% CPU wants {} issuers", scaled.0, scaled.1);
+    eprintln!(
+        "measured: HPA at {}% CPU wants {} issuers",
+        scaled.0, scaled.1
+    );
     let report = stampede.join().expect("the stampede Job");
     assert!(report.contains("k6 exit"), "{report}");
-    assert!(out.join("stampede-report.html").exists(), "k6's HTML report");
+    assert!(
+        out.join("stampede-report.html").exists(),
+        "k6's HTML report"
+    );
 
     let s = t
-        .status_until(&name, "SoldOut with every coupon persisted", Duration::from_secs(180), |s| {
-            let st = s.stock.as_ref();
-            s.phase == Some(Phase::SoldOut) && st.and_then(|x| x.persisted) == Some(stock)
-        })
+        .status_until(
+            &name,
+            "SoldOut with every coupon persisted",
+            Duration::from_secs(180),
+            |s| {
+                let st = s.stock.as_ref();
+                s.phase == Some(Phase::SoldOut) && st.and_then(|x| x.persisted) == Some(stock)
+            },
+        )
         .await;
     let st = s.stock.unwrap();
     assert_eq!((st.issued, st.remaining), (stock, 0));
@@ -129,7 +190,11 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         .args(["audit", "--campaign", &name, "--grace-secs", "0"])
         .output()
         .unwrap();
-    assert!(audit.status.success(), "audit: {}", String::from_utf8_lossy(&audit.stdout));
+    assert!(
+        audit.status.success(),
+        "audit: {}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
 }
 
 /// A campaign with one gated smoke preflight at `error_rate`; stock 50, so the smoke
@@ -151,7 +216,11 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_crash_is_an_error() {
     let mut t = NodeTest::start("gate").await;
-    let (bad, good, crash) = (t.campaign_name("bad"), t.campaign_name("good"), t.campaign_name("crash"));
+    let (bad, good, crash) = (
+        t.campaign_name("bad"),
+        t.campaign_name("good"),
+        t.campaign_name("crash"),
+    );
     t.apply(&bad, &gated("0", 1));
     t.apply(&good, &gated("0.05", 1));
     // 100 000 virtual users cannot fit the runner's 1 Gi memory limit: the kernel kills
@@ -163,10 +232,17 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
             s.phase == Some(Phase::Closed)
         })
         .await;
-    let cond = s.conditions.iter().find(|c| c.type_ == "LoadTestsPassed").unwrap();
+    let cond = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "LoadTestsPassed")
+        .unwrap();
     assert_eq!(cond.reason, "ThresholdsFailed", "{cond:?}");
     assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
-    assert!(snapshot(&bad).await.unwrap().closed, "the real campaign stays closed");
+    assert!(
+        snapshot(&bad).await.unwrap().closed,
+        "the real campaign stays closed"
+    );
     assert_eq!(snapshot(&bad).await.unwrap().issued, 0);
 
     t.status_until(&good, "Open", Duration::from_secs(300), |s| {
@@ -182,8 +258,14 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
         .await;
     let r = &s.load_tests[0];
     assert_eq!(r.verdict.as_deref(), Some("Error"), "{r:?}");
-    assert!(r.reason.as_deref().unwrap().contains("k6 exited 137"), "{r:?}");
-    assert!(snapshot(&crash).await.unwrap().closed, "an Error keeps the gate shut");
+    assert!(
+        r.reason.as_deref().unwrap().contains("k6 exited 137"),
+        "{r:?}"
+    );
+    assert!(
+        snapshot(&crash).await.unwrap().closed,
+        "an Error keeps the gate shut"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,12 +280,28 @@ async fn deleting_a_campaign_runs_the_finalizer_and_its_pods_go() {
     t.ready_pods(&name, "writer", 1).await;
     assert!(snapshot(&name).await.is_some());
 
-    kubectl(&["-n", &t.ns, "delete", "cc", &name, "--wait=true", "--timeout=180s"]);
-    assert!(snapshot(&name).await.is_none(), "Delete policy: Redis keys removed");
-    assert_eq!(partitions(&format!("stampede.{name}")).await, 0, "topic deleted");
+    kubectl(&[
+        "-n",
+        &t.ns,
+        "delete",
+        "cc",
+        &name,
+        "--wait=true",
+        "--timeout=180s",
+    ]);
+    assert!(
+        snapshot(&name).await.is_none(),
+        "Delete policy: Redis keys removed"
+    );
+    assert_eq!(
+        partitions(&format!("stampede.{name}")).await,
+        0,
+        "topic deleted"
+    );
     eventually("the campaign's pods gone", Duration::from_secs(120), || {
         let pods = t.pods();
-        let lp = kube::api::ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
+        let lp =
+            kube::api::ListParams::default().labels(&format!("app.kubernetes.io/instance={name}"));
         async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
             pods.list(&lp).await.ok()?.items.is_empty().then_some(())
@@ -239,9 +337,16 @@ async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_conve
     let deployments = Api::<Deployment>::namespaced(t.client.clone(), &t.ns);
     for n in &names {
         let s = t
-            .status_until(n, "Ready under the new operator", Duration::from_secs(240), |s| {
-                s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-            })
+            .status_until(
+                n,
+                "Ready under the new operator",
+                Duration::from_secs(240),
+                |s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True")
+                },
+            )
             .await;
         assert_eq!(s.stock.unwrap().total, 20, "stock provisioned once");
         let cc = t.campaigns().get(n).await.unwrap();
@@ -260,10 +365,16 @@ async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_conve
         }
     }
     let all = deployments.list(&Default::default()).await.unwrap().items;
-    assert_eq!(all.len(), names.len() * 2, "exactly one issuer and one writer each");
+    assert_eq!(
+        all.len(),
+        names.len() * 2,
+        "exactly one issuer and one writer each"
+    );
 }
 
 fn service_bin() -> std::path::PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| repo().join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"));
     target.join("release/stampede-service")
 }

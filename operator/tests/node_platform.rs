@@ -24,7 +24,9 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
     let routes = String::from_utf8_lossy(&routes.stdout);
     for range in ["10.244.0.0/16", "10.96.0.0/16"] {
         assert!(
-            routes.lines().any(|l| l.starts_with(&format!("unreachable {range}"))),
+            routes
+                .lines()
+                .any(|l| l.starts_with(&format!("unreachable {range}"))),
             "no unreachable route for {range}: {routes}"
         );
     }
@@ -77,12 +79,20 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
         .output()
         .unwrap();
     let answer = String::from_utf8_lossy(&answer.stdout).trim().to_owned();
-    assert!(answer.starts_with("10.96."), "the operator Service resolves: {answer:?}");
+    assert!(
+        answer.starts_with("10.96."),
+        "the operator Service resolves: {answer:?}"
+    );
 
     // metrics-server reads the kubelet: real CPU and memory of the node.
     let metrics = eventually("node metrics", Duration::from_secs(90), || async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        try_kubectl(&["get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes/stampede-node"]).ok()
+        try_kubectl(&[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/nodes/stampede-node",
+        ])
+        .ok()
     })
     .await;
     let m: serde_json::Value = serde_json::from_str(&metrics).unwrap();
@@ -92,7 +102,7 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_helm_release_runs_the_operator_as_the_charts_service_account() {
-    let t = NodeTest::start("helm").await;
+    let mut t = NodeTest::start("helm").await;
     let pod = operator_pod(&t.client).await;
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(
@@ -112,18 +122,32 @@ async fn the_helm_release_runs_the_operator_as_the_charts_service_account() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.run_as_non_root, Some(true));
     // The image was imported, not pulled: the kubelet ran it from the node's store.
-    let status = &pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+    let status = &pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0];
     assert!(status.ready, "{status:?}");
     assert!(status.image_id.starts_with("sha256:") || status.image_id.contains("@sha256:"));
-    // The operator serves its metrics to the cluster through its Service.
-    let metrics = kubectl(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/namespaces/{RELEASE_NS}/services/stampede-operator:metrics/proxy/metrics"),
-    ]);
-    assert!(
-        metrics.contains("stampede_operator_reconciles_total"),
-        "operator metrics through the Service: {}",
-        &metrics[..metrics.len().min(300)]
-    );
+    // With the chart's RBAC it provisions a campaign, and counts that on the metrics its
+    // Service serves to the cluster.
+    let name = t.campaign_name("helm");
+    t.apply(&name, &minimal_campaign(5));
+    t.status_until(&name, "provisioned", Duration::from_secs(120), |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "RedisProvisioned" && c.status == "True")
+    })
+    .await;
+    let path =
+        format!("/api/v1/namespaces/{RELEASE_NS}/services/stampede-operator:metrics/proxy/metrics");
+    eventually("a counted reconcile", Duration::from_secs(30), || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let m = try_kubectl(&["get", "--raw", &path]).ok()?;
+        m.contains(r#"stampede_operator_reconciles_total{kind="apply",result="ok"}"#)
+            .then_some(())
+    })
+    .await;
 }

@@ -3,6 +3,8 @@
 //! operator run in-process, and the stack's real Redis, Kafka and PostgreSQL.
 #![allow(dead_code)]
 
+pub mod node;
+
 #[path = "../../../service/tests/common/kit.rs"]
 mod kit;
 pub use kit::*;

@@ -40,9 +40,9 @@ pub fn sh(program: &str, args: &[&str]) -> String {
 }
 
 fn state_dir() -> PathBuf {
-    let home = std::env::var("STAMPEDE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/stampede")
-    });
+    let home = std::env::var("STAMPEDE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/stampede"));
     home.join("cluster/state")
 }
 
@@ -253,7 +253,13 @@ pub async fn operator_pod(client: &Client) -> Pod {
 
 /// A container's id without the runtime prefix (`containerd://…`).
 pub fn container_id(p: &Pod) -> String {
-    let s = p.status.as_ref().unwrap().container_statuses.as_ref().unwrap();
+    let s = p
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap();
     let id = s[0].container_id.as_deref().unwrap();
     id.rsplit("://").next().unwrap().to_owned()
 }
