@@ -78,7 +78,7 @@ drop_kube_chains() {
     for cmd in iptables ip6tables; do
         command -v "$cmd" >/dev/null || continue
         for table in filter nat mangle; do
-            "$cmd" -w 5 -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' |
+            "$cmd" -w 5 -t "$table" -S 2>/dev/null | { grep -E '^-A [A-Z]+ .*-j KUBE-' || true; } |
                 while IFS= read -r rule; do
                     # iptables -S quotes comments the way a shell does
                     eval "\"\$cmd\" -w 5 -t \"\$table\" ${rule/-A/-D}" 2>/dev/null || true
