@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain stack-up stack-down
+.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -84,6 +84,9 @@ bench: deps build ## issue-path throughput vs /healthz with wrk (see docs/benchm
 
 bench-drain: deps build ## 1 000 000 issuances through relay, Kafka, writer, PostgreSQL
 	bench/drain.sh
+
+bench-node: deps build ## the local node: cluster up, image sizes, apply -> Ready/Open, 20 campaigns, memory
+	bench/node.sh
 
 stack-up: ## start Redis, PostgreSQL and Kafka on loopback
 	scripts/stack up

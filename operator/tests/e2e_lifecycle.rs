@@ -262,14 +262,6 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
         .get(&format!("{name}-issuer"))
         .await
         .unwrap();
-    let managers: Vec<String> = d
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| m.operation.as_deref() == Some("Apply"))
-        .filter_map(|m| m.manager)
-        .collect();
-    assert_eq!(managers, ["stampede-operator"]);
+    assert_eq!(apply_managers(&d), ["stampede-operator"]);
     op.stop().await;
 }

@@ -328,21 +328,8 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
     let _f2 = Forget(good.clone());
     let service = LocalService::start().await;
     let op = c.operator();
-    let yaml = |error_rate: &str| {
-        format!(
-            "apiVersion: stampede.dev/v1alpha1
-kind: CouponCampaign
-metadata: {{name: x}}
-spec:
-  stock: 50
-  issuer: {{minReplicas: 1}}
-  loadTests:
-  - {{name: preflight, profile: smoke, duration: 5s, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}
-"
-        )
-    };
-    ready_campaign(&c, &bad, &yaml("0")).await;
-    ready_campaign(&c, &good, &yaml("0.05")).await;
+    ready_campaign(&c, &bad, &gated_smoke_campaign("0", 1)).await;
+    ready_campaign(&c, &good, &gated_smoke_campaign("0.05", 1)).await;
     let store = store().await;
     for name in [&bad, &good] {
         c.status_until(name, "Testing", |s| s.phase == Some(Phase::Testing))

@@ -197,22 +197,6 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
     );
 }
 
-/// A campaign with one gated smoke preflight at `error_rate`; stock 50, so the smoke
-/// profile sells the shadow out and an error rate of 0 cannot hold.
-fn gated(error_rate: &str, vus: u32) -> String {
-    format!(
-        "apiVersion: stampede.dev/v1alpha1
-kind: CouponCampaign
-metadata: {{name: x}}
-spec:
-  stock: 50
-  issuer: {{minReplicas: 1, maxReplicas: 1, resources: {{requests: {{cpu: 50m}}}}}}
-  loadTests:
-  - {{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}
-"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_crash_is_an_error() {
     let mut t = NodeTest::start("gate").await;
@@ -221,11 +205,11 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
         t.campaign_name("good"),
         t.campaign_name("crash"),
     );
-    t.apply(&bad, &gated("0", 1));
-    t.apply(&good, &gated("0.05", 1));
+    t.apply(&bad, &gated_smoke_campaign("0", 1));
+    t.apply(&good, &gated_smoke_campaign("0.05", 1));
     // 100 000 virtual users cannot fit the runner's 1 Gi memory limit: the kernel kills
     // k6 (exit 137) and the kubelet reports it.
-    t.apply(&crash, &gated("0.05", 100_000));
+    t.apply(&crash, &gated_smoke_campaign("0.05", 100_000));
 
     let s = t
         .status_until(&bad, "held Closed", Duration::from_secs(300), |s| {
@@ -352,16 +336,8 @@ async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_conve
         let cc = t.campaigns().get(n).await.unwrap();
         assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
         for d in [format!("{n}-issuer"), format!("{n}-writer")] {
-            let dep = deployments.get(&d).await.unwrap();
-            let managers: Vec<_> = dep
-                .metadata
-                .managed_fields
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|m| m.operation.as_deref() == Some("Apply"))
-                .filter_map(|m| m.manager)
-                .collect();
-            assert_eq!(managers.len(), 1, "one field manager on {d}: {managers:?}");
+            let managers = apply_managers(&deployments.get(&d).await.unwrap());
+            assert_eq!(managers, ["stampede-operator"], "one field manager on {d}");
         }
     }
     let all = deployments.list(&Default::default()).await.unwrap().items;

@@ -1,4 +1,4 @@
-//! Validated campaign and user identifiers (the grammar in DESIGN.md).
+//! Validated campaign and user identifiers (the grammar in the README's HTTP contract).
 
 use std::fmt;
 

@@ -3,7 +3,10 @@
 //! operator run in-process, and the stack's real Redis, Kafka and PostgreSQL.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod node;
+
+pub use fixtures::*;
 
 #[path = "../../../service/tests/common/kit.rs"]
 mod kit;
@@ -14,7 +17,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt, ResourceExt};
@@ -177,12 +179,7 @@ impl Cluster {
         let client = cp.client().await;
         install_crd(&client, &CouponCampaign::crd()).await;
         let ns = unique("t");
-        let namespace: Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        create_namespace(&client, &ns).await;
         // The CRD's endpoint can lag "Established" briefly.
         let api = Api::<CouponCampaign>::namespaced(client.clone(), &ns);
         eventually(
@@ -432,11 +429,4 @@ impl Drop for Forget {
         })
         .join();
     }
-}
-
-/// A campaign with `stock` coupons and one issuer replica, everything else defaulted.
-pub fn minimal_campaign(stock: u64) -> String {
-    format!(
-        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: {stock}, issuer: {{minReplicas: 1}}}}\n"
-    )
 }

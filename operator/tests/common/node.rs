@@ -9,14 +9,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
 use stampede_operator::run::client;
 
-use super::{Forget, eventually, repo, unique};
+use super::{Forget, create_namespace, eventually, repo, unique};
 
 /// The namespace of the Helm release (README).
 pub const RELEASE_NS: &str = "stampede-system";
@@ -117,12 +117,7 @@ impl NodeTest {
         let kc = node();
         let client = client(Some(&kc)).await.expect("client for the node");
         let ns = unique(prefix);
-        let namespace: Namespace =
-            serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        create_namespace(&client, &ns).await;
         Self {
             client,
             ns,

@@ -38,7 +38,7 @@ pub struct App {
     pub max_body_bytes: usize,
 }
 
-/// Builds the router with the contract in DESIGN.md.
+/// Builds the router with the HTTP contract in the README.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/campaigns/{campaign}/issue", post(campaigns::issue))

@@ -1,0 +1,51 @@
+//! Campaign fixtures and small API helpers shared by the control-plane and node suites.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+/// A campaign with `stock` coupons and one issuer replica, everything else defaulted.
+pub fn minimal_campaign(stock: u64) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: {stock}, issuer: {{minReplicas: 1}}}}\n"
+    )
+}
+
+/// A campaign with stock 50 and one gated smoke preflight (`vus` users, 5 s) at
+/// `error_rate`: the smoke sells the shadow out, so an error rate of 0 cannot hold.
+pub fn gated_smoke_campaign(error_rate: &str, vus: u32) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata: {{name: x}}
+spec:
+  stock: 50
+  issuer: {{minReplicas: 1, maxReplicas: 1, resources: {{requests: {{cpu: 50m}}}}}}
+  loadTests:
+  - {{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}
+"
+    )
+}
+
+/// Field managers that server-side-applied a Deployment.
+pub fn apply_managers(d: &Deployment) -> Vec<String> {
+    d.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager.clone())
+        .collect()
+}
+
+/// Creates namespace `ns`.
+pub async fn create_namespace(client: &Client, ns: &str) {
+    let namespace: Namespace =
+        serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+}
