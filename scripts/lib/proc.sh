@@ -1,6 +1,11 @@
-# scripts/lib/proc.sh: process, wait and certificate helpers shared by scripts/control-plane
-# and scripts/cluster (source it; it defines functions only). Callers set DIR (where
-# NAME.pid, NAME.log and pki/ live) and define log/die.
+# scripts/lib/proc.sh: process, wait, build and certificate helpers shared by
+# scripts/control-plane, scripts/cluster and scripts/cluster-addons (source it; it defines
+# functions only). Callers set DIR (where NAME.pid, NAME.log and pki/ live) and define
+# log/die.
+
+gomod_version() { # GO.MOD MODULE: the version MODULE is required at
+    sed -n "s|^[[:space:]]*\(require[[:space:]]\{1,\}\)\{0,1\}$2[[:space:]]\{1,\}\(v[^[:space:]]*\).*|\2|p" "$1" | head -n 1 | grep .
+}
 
 now() { printf '%s\n' "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
