@@ -7,13 +7,13 @@ use serde::Serialize;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
-use crate::coupon::HolderRecord;
-use crate::db;
-use crate::ids::CampaignId;
-use crate::issuance::Issuance;
 use crate::metrics::PipelineMetrics;
-use crate::store::Store;
+use stampede_core::Error;
+use stampede_core::coupon::HolderRecord;
+use stampede_core::db;
+use stampede_core::ids::CampaignId;
+use stampede_core::issuance::Issuance;
+use stampede_core::store::Store;
 
 /// What the audit found for one campaign.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

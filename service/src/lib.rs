@@ -1,24 +1,19 @@
 //! Stampede issuance service: hands a limited stock of coupons to a stampede of users,
 //! first come first served, never overselling and never issuing a user two coupons.
+//!
+//! The HTTP API ([`server`]) and the pipeline roles (relay, writer, audit) over the shared
+//! core (`stampede_core`: ids, the Redis store and its Lua scripts, Kafka, PostgreSQL). See
+//! `docs/architecture.md` for the data path.
 #![forbid(unsafe_code)]
 
 pub mod audit;
-pub mod campaign;
 pub mod cli;
-pub mod clock;
-pub mod coupon;
-pub mod db;
-mod error;
-pub mod http;
-pub mod ids;
-pub mod issuance;
-pub mod kafka;
-pub mod keys;
+mod http;
 pub mod metrics;
 pub mod relay;
 pub mod server;
-pub mod soldout;
-pub mod store;
+mod soldout;
 pub mod writer;
 
-pub use error::Error;
+// Transitional: the operator's imports move to `stampede_core` directly.
+pub use stampede_core::{Error, campaign, clock, coupon, db, ids, issuance, kafka, keys, store};

@@ -23,7 +23,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let shutdown = CancellationToken::new();
-    tokio::spawn(stampede_service::server::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(stampede_core::shutdown::cancel_on_signal(shutdown.clone()));
     match run(cli, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -2,19 +2,11 @@
 //! in one process. Labels are route templates, outcomes and campaign ids: never raw
 //! paths or users.
 
-use std::time::Duration;
-
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
-
-use crate::Error;
-
-/// Latency buckets from 100 µs to 2.5 s: the hot path lives in the first few.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+use stampede_core::metrics::{LATENCY_BUCKETS, RedisMetrics};
 
 /// Every metric the service exports.
 #[derive(Clone)]
@@ -74,13 +66,6 @@ pub struct HttpMetrics {
     pub shed: IntCounter,
 }
 
-/// Redis client metrics.
-#[derive(Clone)]
-pub struct RedisMetrics {
-    duration: HistogramVec,
-    errors: IntCounterVec,
-}
-
 /// Issuance decisions by campaign.
 #[derive(Clone)]
 pub struct IssuanceMetrics {
@@ -123,22 +108,7 @@ impl Metrics {
                 )
                 .unwrap(),
             },
-            redis: RedisMetrics {
-                duration: HistogramVec::new(
-                    HistogramOpts::new(
-                        "stampede_redis_call_duration_seconds",
-                        "Redis call latency",
-                    )
-                    .buckets(LATENCY_BUCKETS.to_vec()),
-                    &["op"],
-                )
-                .unwrap(),
-                errors: IntCounterVec::new(
-                    Opts::new("stampede_redis_errors_total", "Failed Redis calls by kind"),
-                    &["op", "kind"],
-                )
-                .unwrap(),
-            },
+            redis: RedisMetrics::register(&registry),
             issuance: IssuanceMetrics {
                 decisions: IntCounterVec::new(
                     Opts::new(
@@ -171,8 +141,6 @@ impl Metrics {
         r.register(Box::new(m.http.duration.clone())).unwrap();
         r.register(Box::new(m.http.in_flight.clone())).unwrap();
         r.register(Box::new(m.http.shed.clone())).unwrap();
-        r.register(Box::new(m.redis.duration.clone())).unwrap();
-        r.register(Box::new(m.redis.errors.clone())).unwrap();
         r.register(Box::new(m.issuance.decisions.clone())).unwrap();
         r.register(Box::new(m.issuance.soldout_from_memory.clone()))
             .unwrap();
@@ -183,11 +151,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .expect("text encoding never fails");
-        String::from_utf8(buf).expect("exposition is UTF-8")
+        stampede_core::metrics::render(&self.registry)
     }
 }
 
@@ -293,17 +257,5 @@ impl PipelineMetrics {
         r.register(Box::new(self.dead_lettered.clone())).unwrap();
         r.register(Box::new(self.unpersisted.clone())).unwrap();
         r.register(Box::new(self.excess_rows.clone())).unwrap();
-    }
-}
-
-impl RedisMetrics {
-    /// Records one call.
-    pub fn observe(&self, op: &'static str, took: Duration, err: Option<&Error>) {
-        self.duration
-            .with_label_values(&[op])
-            .observe(took.as_secs_f64());
-        if let Some(e) = err {
-            self.errors.with_label_values(&[op, e.metric_label()]).inc();
-        }
     }
 }

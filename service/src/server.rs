@@ -5,12 +5,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
 use crate::http::{App, InFlight, router};
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
-use crate::store::{Store, StoreConfig};
+use stampede_core::Error;
+use stampede_core::store::{Store, StoreConfig};
 
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
@@ -91,41 +91,6 @@ pub async fn serve_metrics(
     serve_metrics_text(listener, move || metrics.render(), shutdown).await
 }
 
-/// Serves /metrics (the text `render` returns), /healthz and /readyz until `shutdown`;
-/// shared by every role without the HTTP API, the operator included.
-pub async fn serve_metrics_text<F>(
-    listener: TcpListener,
-    render: F,
-    shutdown: CancellationToken,
-) -> Result<(), Error>
-where
-    F: Fn() -> String + Clone + Send + Sync + 'static,
-{
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route("/metrics", get(move || async move { render() }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
-    Ok(())
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C (every binary's graceful shutdown).
-pub async fn cancel_on_signal(token: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            token.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: finishing in-flight work"),
-    }
-    token.cancel();
-}
+// Transitional: the operator's imports move to `stampede_core` directly.
+pub use stampede_core::endpoint::serve_metrics_text;
+pub use stampede_core::shutdown::cancel_on_signal;

@@ -16,9 +16,9 @@ use axum::body::Bytes;
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 
-use crate::ids::{CampaignId, UserId};
 use crate::metrics::IssuanceMetrics;
-use crate::store::Store;
+use stampede_core::ids::{CampaignId, UserId};
+use stampede_core::store::Store;
 
 /// One campaign known to be sold out.
 struct SoldOut {

@@ -13,11 +13,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::Error;
-use crate::db;
-use crate::issuance::{Issuance, campaign_of_topic, dead_letter_topic};
-use crate::kafka::{KafkaConfig, kafka};
 use crate::metrics::PipelineMetrics;
+use stampede_core::Error;
+use stampede_core::db;
+use stampede_core::issuance::{Issuance, campaign_of_topic, dead_letter_topic};
+use stampede_core::kafka::{KafkaConfig, kafka};
 
 /// Every campaign's issuance topic (and not the dead-letter topics, `stampede-dlq.*`).
 pub const ALL_CAMPAIGN_TOPICS: &str = "^stampede\\.[a-z0-9].*";
@@ -167,7 +167,7 @@ impl Writer {
                 None => return false,
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
-                    let topic = crate::issuance::topic(&row.campaign);
+                    let topic = stampede_core::issuance::topic(&row.campaign);
                     let reason = e.to_string();
                     self.send_dead_letter(
                         &topic,

@@ -10,8 +10,8 @@ use common::pipeline::*;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use stampede_service::issuance::{Issuance, dead_letter_topic, topic};
-use stampede_service::kafka::KafkaConfig;
+use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
+use stampede_core::kafka::KafkaConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_issuances_land_exactly_once() {
@@ -166,7 +166,7 @@ async fn a_campaign_without_a_topic_does_not_hold_up_the_others() {
     let orphan = unique("no-topic");
     f.store
         .ensure_campaign(
-            &stampede_service::ids::CampaignId::parse(&orphan).unwrap(),
+            &stampede_core::ids::CampaignId::parse(&orphan).unwrap(),
             100,
             None,
         )

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use common::{RedisServer, Service, config};
 use redis::AsyncCommands;
-use stampede_service::campaign::{AdminAction, Window};
-use stampede_service::clock::parse_rfc3339_ms;
-use stampede_service::ids::CampaignId;
+use stampede_core::campaign::{AdminAction, Window};
+use stampede_core::clock::parse_rfc3339_ms;
+use stampede_core::ids::CampaignId;
+use stampede_core::store::Store;
 use stampede_service::metrics::Metrics;
-use stampede_service::store::Store;
 
 async fn setup() -> (RedisServer, Service, Store) {
     let redis = RedisServer::start().await;
@@ -245,18 +245,18 @@ async fn provisioning_is_idempotent_and_only_grows_stock() {
     let c = id("grow");
     assert!(matches!(
         store.ensure_campaign(&c, 2, None).await.unwrap(),
-        stampede_service::campaign::ProvisionOutcome::Created { total: 2 }
+        stampede_core::campaign::ProvisionOutcome::Created { total: 2 }
     ));
     assert_eq!(svc.issue("grow", "a").await.0, 201);
     assert!(matches!(
         store.ensure_campaign(&c, 2, None).await.unwrap(),
-        stampede_service::campaign::ProvisionOutcome::Unchanged { total: 2 }
+        stampede_core::campaign::ProvisionOutcome::Unchanged { total: 2 }
     ));
     let err = store.ensure_campaign(&c, 1, None).await.unwrap_err();
     assert!(err.to_string().contains("never shrink"), "{err}");
     assert!(matches!(
         store.ensure_campaign(&c, 3, None).await.unwrap(),
-        stampede_service::campaign::ProvisionOutcome::Restocked {
+        stampede_core::campaign::ProvisionOutcome::Restocked {
             before: 2,
             after: 3,
             ..

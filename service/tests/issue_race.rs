@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use common::{RedisServer, Service, config};
 use futures::StreamExt;
 use redis::AsyncCommands;
-use stampede_service::ids::CampaignId;
+use stampede_core::ids::CampaignId;
+use stampede_core::store::Store;
 use stampede_service::metrics::Metrics;
-use stampede_service::store::Store;
 
 const STOCK: u64 = 1_200;
 const USERS: usize = 10_000;

@@ -5,10 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{RedisServer, Service, config, eventually};
-use stampede_service::campaign::AdminAction;
-use stampede_service::ids::CampaignId;
+use stampede_core::campaign::AdminAction;
+use stampede_core::ids::CampaignId;
+use stampede_core::store::Store;
 use stampede_service::metrics::Metrics;
-use stampede_service::store::Store;
 
 async fn store(redis: &RedisServer) -> Store {
     Store::connect(&config(&redis.url()).store, Metrics::new().redis)

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::kafka::KafkaConfig;
-use crate::store::StoreConfig;
+use stampede_core::kafka::KafkaConfig;
+use stampede_core::store::StoreConfig;
 
 /// How to reach Redis.
 #[derive(Debug, Clone, Args)]

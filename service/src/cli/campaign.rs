@@ -4,12 +4,12 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{KafkaArgs, RedisArgs, print};
-use crate::Error;
-use crate::campaign::{AdminAction, Window};
-use crate::ids::CampaignId;
-use crate::kafka::ensure_topics;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use stampede_core::Error;
+use stampede_core::campaign::{AdminAction, Window};
+use stampede_core::ids::CampaignId;
+use stampede_core::kafka::ensure_topics;
+use stampede_core::store::Store;
 
 /// `campaign` subcommands.
 #[derive(Debug, Subcommand)]

@@ -15,8 +15,8 @@ pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
-use crate::Error;
 use crate::server::{ServeConfig, default_max_in_flight, serve};
+use stampede_core::Error;
 
 /// Stampede issuance service.
 #[derive(Debug, Parser)]

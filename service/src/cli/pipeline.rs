@@ -7,13 +7,14 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use super::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
-use crate::Error;
-use crate::ids::CampaignId;
 use crate::metrics::Metrics;
 use crate::server::serve_metrics;
-use crate::store::Store;
 use crate::writer::WriterConfig;
-use crate::{audit as audit_mod, db, relay as relay_mod, writer as writer_mod};
+use crate::{audit as audit_mod, relay as relay_mod, writer as writer_mod};
+use stampede_core::Error;
+use stampede_core::db;
+use stampede_core::ids::CampaignId;
+use stampede_core::store::Store;
 
 /// `relay` flags.
 #[derive(Debug, Args)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::{ApiError, Outcome};
-use crate::coupon::Decision;
-use crate::ids::{CampaignId, UserId};
+use stampede_core::coupon::Decision;
+use stampede_core::ids::{CampaignId, UserId};
 
 #[derive(Deserialize)]
 struct IssueRequest {
@@ -50,7 +50,7 @@ pub async fn issue(
         Decision::Closed => return Err(conflict("closed", &campaign, "is closed")),
         Decision::Paused => return Err(conflict("paused", &campaign, "is paused")),
         Decision::Unknown => {
-            return Err(crate::Error::CampaignNotFound(campaign.to_string()).into());
+            return Err(stampede_core::Error::CampaignNotFound(campaign.to_string()).into());
         }
     };
     let coupon = record.into_coupon(campaign.as_str(), user.as_str());
@@ -151,6 +151,6 @@ pub async fn show(
         .store
         .snapshot(&campaign)
         .await?
-        .ok_or_else(|| crate::Error::CampaignNotFound(campaign.to_string()))?;
+        .ok_or_else(|| stampede_core::Error::CampaignNotFound(campaign.to_string()))?;
     Ok(Json(snap.view(campaign.as_str())).into_response())
 }

@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::Error;
+use stampede_core::Error;
 
 /// The outcome label a handler leaves on its response for the metrics layer.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ use error::{ApiError, Outcome};
 
 use crate::metrics::Metrics;
 use crate::soldout::SoldOutCache;
-use crate::store::Store;
+use stampede_core::store::Store;
 
 /// What every handler shares, behind one `Arc` so each extraction is one refcount bump.
 pub type AppState = Arc<App>;

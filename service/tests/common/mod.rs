@@ -9,8 +9,8 @@ pub use kit::*;
 
 use std::time::Duration;
 
+use stampede_core::store::StoreConfig;
 use stampede_service::server::{ServeConfig, serve};
-use stampede_service::store::StoreConfig;
 use tokio_util::sync::CancellationToken;
 
 /// The service running in-process.
@@ -20,7 +20,7 @@ pub struct Service {
     /// Fires graceful shutdown.
     pub shutdown: CancellationToken,
     /// The serve task.
-    pub task: tokio::task::JoinHandle<Result<(), stampede_service::Error>>,
+    pub task: tokio::task::JoinHandle<Result<(), stampede_core::Error>>,
     /// An HTTP client.
     pub http: reqwest::Client,
 }

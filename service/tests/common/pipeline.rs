@@ -261,11 +261,11 @@ pub async fn wait_rows(pool: &PgPool, campaign: &str, count: i64, limit: Duratio
 }
 
 use futures::StreamExt;
-use stampede_service::ids::{CampaignId, UserId};
-use stampede_service::kafka::{KafkaConfig, ensure_topics};
+use stampede_core::ids::{CampaignId, UserId};
+use stampede_core::kafka::{KafkaConfig, ensure_topics};
+use stampede_core::store::{Store, StoreConfig};
 use stampede_service::metrics::Metrics;
 use stampede_service::relay::RelayConfig;
-use stampede_service::store::{Store, StoreConfig};
 use stampede_service::writer::WriterConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -332,7 +332,7 @@ pub fn writer_config(brokers: &str, database_url: &str, campaign: &str) -> Write
             brokers: brokers.to_owned(),
         },
         group: format!("writer-{campaign}"),
-        topics: stampede_service::issuance::topic(campaign),
+        topics: stampede_core::issuance::topic(campaign),
         database_url: database_url.to_owned(),
         batch_rows: 5_000,
         batch_linger: Duration::from_millis(20),
@@ -344,7 +344,7 @@ pub fn spawn_relay(
     config: RelayConfig,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+) -> tokio::task::JoinHandle<Result<(), stampede_core::Error>> {
     tokio::spawn(stampede_service::relay::run(
         config,
         metrics.pipeline.clone(),
@@ -357,7 +357,7 @@ pub fn spawn_writer(
     config: WriterConfig,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+) -> tokio::task::JoinHandle<Result<(), stampede_core::Error>> {
     tokio::spawn(stampede_service::writer::run(
         config,
         metrics.pipeline.clone(),
@@ -371,9 +371,7 @@ pub async fn audit(
     database_url: &str,
     campaign: &str,
 ) -> stampede_service::audit::AuditReport {
-    let pool = stampede_service::db::connect(database_url, 1)
-        .await
-        .unwrap();
+    let pool = stampede_core::db::connect(database_url, 1).await.unwrap();
     stampede_service::audit::audit(
         store,
         &pool,
@@ -435,7 +433,7 @@ impl Fixture {
     }
 
     /// The writer, in-process, on this campaign's topic only.
-    pub fn spawn_writer(&self) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+    pub fn spawn_writer(&self) -> tokio::task::JoinHandle<Result<(), stampede_core::Error>> {
         spawn_writer(
             writer_config(&self.brokers, &self.db, &self.campaign),
             &self.metrics,
@@ -444,7 +442,7 @@ impl Fixture {
     }
 
     /// The relay, in-process.
-    pub fn spawn_relay(&self) -> tokio::task::JoinHandle<Result<(), stampede_service::Error>> {
+    pub fn spawn_relay(&self) -> tokio::task::JoinHandle<Result<(), stampede_core::Error>> {
         spawn_relay(
             relay_config(&self.redis.url(), &self.brokers, "r"),
             &self.metrics,
@@ -454,7 +452,7 @@ impl Fixture {
 
     /// A pool on the test's database.
     pub async fn pool(&self) -> PgPool {
-        stampede_service::db::connect(&self.db, 1).await.unwrap()
+        stampede_core::db::connect(&self.db, 1).await.unwrap()
     }
 
     /// Audits the campaign with no grace.
@@ -481,7 +479,7 @@ pub fn drop_topics(brokers: &str, campaign: &str) {
             .build()
             .unwrap();
         let kafka = KafkaConfig { brokers };
-        let _ = rt.block_on(stampede_service::kafka::delete_topics(&kafka, &campaign));
+        let _ = rt.block_on(stampede_core::kafka::delete_topics(&kafka, &campaign));
     })
     .join();
 }

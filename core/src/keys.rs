@@ -1,5 +1,6 @@
-//! Redis key names. Every key of a campaign shares the hash tag `{stampede:<c>}` so one
-//! script may touch them all, on a single node or a cluster.
+//! Redis key names, both ways: a campaign's keys from its id, and the campaign a key
+//! belongs to. Every key of a campaign shares the hash tag `{stampede:<c>}` so one script
+//! may touch them all, on a single node or a cluster.
 
 use crate::ids::CampaignId;
 
@@ -27,6 +28,13 @@ impl CampaignKeys {
             outbox: format!("{tag}:outbox"),
         }
     }
+
+    /// The campaign whose key `key` is (any of its keys), or `None` for a foreign key.
+    pub fn campaign_of(key: &str) -> Option<&str> {
+        let rest = key.strip_prefix("{stampede:")?;
+        let (campaign, suffix) = rest.split_once("}:")?;
+        matches!(suffix, "meta" | "holders" | "outbox").then_some(campaign)
+    }
 }
 
 #[cfg(test)]
@@ -38,6 +46,19 @@ mod tests {
         let k = CampaignKeys::new(&CampaignId::parse("spring.sale-1").unwrap());
         for key in [&k.meta, &k.holders, &k.outbox] {
             assert!(key.starts_with("{stampede:spring.sale-1}:"), "{key}");
+            assert_eq!(CampaignKeys::campaign_of(key), Some("spring.sale-1"));
+        }
+    }
+
+    #[test]
+    fn foreign_keys_belong_to_no_campaign() {
+        for key in [
+            REGISTRY,
+            "{stampede:c}:other",
+            "stampede:c:outbox",
+            "{other:c}:meta",
+        ] {
+            assert_eq!(CampaignKeys::campaign_of(key), None, "{key}");
         }
     }
 }

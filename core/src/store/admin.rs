@@ -1,0 +1,143 @@
+//! Provisioning and admin: create or restock a campaign, change its window or state, read
+//! a snapshot, forget it, list the registry.
+
+use super::Store;
+use crate::Error;
+use crate::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use crate::ids::CampaignId;
+use crate::keys::{CampaignKeys, REGISTRY};
+
+impl Store {
+    /// Reads a consistent view of a campaign; `Ok(None)` when it does not exist.
+    pub async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<CampaignSnapshot>, Error> {
+        let k = CampaignKeys::new(campaign);
+        let mut inv = self.scripts.snapshot.prepare_invoke();
+        inv.key(&k.meta).key(&k.outbox);
+        let r: Vec<i64> = self.invoke("snapshot", inv).await?;
+        if r.is_empty() {
+            return Ok(None);
+        }
+        let [total, issued, opens, closes, paused, closed, now, outbox] = r[..] else {
+            return Err(Error::Protocol(format!("snapshot {r:?}")));
+        };
+        Ok(Some(CampaignSnapshot {
+            total: total.max(0) as u64,
+            issued: issued.max(0) as u64,
+            window: Window::from_stored(opens, closes),
+            paused: paused == 1,
+            closed: closed == 1,
+            now_ms: now,
+            outbox_len: outbox.max(0) as u64,
+        }))
+    }
+
+    /// Creates a campaign, or brings an existing one up to `stock` (restocking by the
+    /// difference) and to `window` when given. Never resets holders or the issued count.
+    pub async fn ensure_campaign(
+        &self,
+        campaign: &CampaignId,
+        stock: u64,
+        window: Option<Window>,
+    ) -> Result<ProvisionOutcome, Error> {
+        if stock == 0 {
+            return Err(Error::InvalidInput("stock must be at least 1".into()));
+        }
+        if let Some(w) = &window {
+            w.validate()?;
+        }
+        let k = CampaignKeys::new(campaign);
+        let mut inv = self.scripts.ensure.prepare_invoke();
+        inv.key(&k.meta)
+            .arg(stock)
+            .arg(if window.is_some() { "1" } else { "0" })
+            .arg(window.and_then(|w| w.opens_ms).unwrap_or(0))
+            .arg(window.and_then(|w| w.closes_ms).unwrap_or(0));
+        let (outcome, before, after, window_changed): (String, u64, u64, u8) =
+            self.invoke("ensure", inv).await?;
+        // The registry lives outside the campaign's hash slot, so it cannot join the script.
+        self.call("register", |mut c| async move {
+            redis::cmd("SADD")
+                .arg(REGISTRY)
+                .arg(campaign.as_str())
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await?;
+        Ok(match outcome.as_str() {
+            "CREATED" => ProvisionOutcome::Created { total: after },
+            "RESTOCKED" => ProvisionOutcome::Restocked {
+                before,
+                after,
+                window_changed: window_changed == 1,
+            },
+            "UPDATED" => ProvisionOutcome::WindowUpdated { total: after },
+            "UNCHANGED" => ProvisionOutcome::Unchanged { total: after },
+            "STOCK_DECREASE" => {
+                return Err(Error::StockDecrease {
+                    campaign: campaign.to_string(),
+                    current: before,
+                    requested: stock,
+                });
+            }
+            other => return Err(Error::Protocol(format!("ensure {other}"))),
+        })
+    }
+
+    /// Applies one admin change; returns the stock total afterwards.
+    pub async fn admin(&self, campaign: &CampaignId, action: AdminAction) -> Result<u64, Error> {
+        let k = CampaignKeys::new(campaign);
+        let mut inv = self.scripts.admin.prepare_invoke();
+        inv.key(&k.meta);
+        match action {
+            AdminAction::Restock(0) => {
+                return Err(Error::InvalidInput("--add must be at least 1".into()));
+            }
+            AdminAction::Restock(n) => inv.arg("restock").arg(n),
+            AdminAction::Pause => inv.arg("pause"),
+            AdminAction::Resume => inv.arg("resume"),
+            AdminAction::Close => inv.arg("close"),
+            AdminAction::Reopen => inv.arg("reopen"),
+        };
+        let reply: Vec<String> = self.invoke("admin", inv).await?;
+        match reply.as_slice() {
+            [s, total] if s == "OK" => total
+                .parse()
+                .map_err(|_| Error::Protocol(format!("admin {reply:?}"))),
+            [s] if s == "UNKNOWN" => Err(Error::CampaignNotFound(campaign.to_string())),
+            _ => Err(Error::Protocol(format!("admin {reply:?}"))),
+        }
+    }
+
+    /// Removes every key of `campaign` and its registry entry (`deletionPolicy: Delete`).
+    /// Returns how many keys existed.
+    pub async fn forget(&self, campaign: &CampaignId) -> Result<u64, Error> {
+        let k = CampaignKeys::new(campaign);
+        let removed: (u64, u64) = self
+            .call("forget", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .cmd("DEL")
+                    .arg(&k.meta)
+                    .arg(&k.holders)
+                    .arg(&k.outbox)
+                    .cmd("SREM")
+                    .arg(REGISTRY)
+                    .arg(campaign.as_str())
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(removed.0)
+    }
+
+    /// Every campaign id ever provisioned.
+    pub async fn registry(&self) -> Result<Vec<String>, Error> {
+        self.call("registry", |mut c| async move {
+            redis::cmd("SMEMBERS")
+                .arg(REGISTRY)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+}

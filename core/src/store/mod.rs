@@ -1,0 +1,125 @@
+//! Redis access: a small fixed set of multiplexed connections and the campaign scripts
+//! (`lua/`), split by concern: the issue hot path ([`issue`]), provisioning and admin
+//! ([`admin`]), whole-campaign scans for the audit ([`scan`]), and the relay's reads of the
+//! outbox streams ([`outbox`], on connections of its own).
+
+mod admin;
+mod issue;
+pub mod outbox;
+mod scan;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script, ScriptInvocation};
+
+use crate::Error;
+use crate::metrics::RedisMetrics;
+
+/// How to reach Redis.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `redis://host:port[/db]`.
+    pub url: String,
+    /// Multiplexed connections to spread calls over.
+    pub connections: usize,
+    /// Upper bound on any one call, connection set-up included.
+    pub timeout: Duration,
+}
+
+/// The campaign scripts, loaded once and invoked by SHA (EVALSHA, EVAL on NOSCRIPT).
+struct Scripts {
+    issue: Script,
+    ensure: Script,
+    admin: Script,
+    snapshot: Script,
+    lookup: Script,
+}
+
+/// A handle to Redis; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conns: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+    scripts: Arc<Scripts>,
+    timeout: Duration,
+    metrics: RedisMetrics,
+}
+
+impl Store {
+    /// Prepares connections without waiting for Redis: a service starts (and reports
+    /// not-ready) while Redis is still away.
+    pub fn connect_lazy(config: &StoreConfig, metrics: RedisMetrics) -> Result<Self, Error> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let mgr_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conns = (0..config.connections.max(1))
+            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), mgr_config.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            conns: conns.into(),
+            next: Arc::new(AtomicUsize::new(0)),
+            scripts: Arc::new(Scripts {
+                issue: Script::new(include_str!("lua/issue.lua")),
+                ensure: Script::new(include_str!("lua/ensure.lua")),
+                admin: Script::new(include_str!("lua/admin.lua")),
+                snapshot: Script::new(include_str!("lua/snapshot.lua")),
+                lookup: Script::new(include_str!("lua/lookup.lua")),
+            }),
+            timeout: config.timeout,
+            metrics,
+        })
+    }
+
+    /// Connects and checks Redis answers, for one-shot commands that need it now.
+    pub async fn connect(config: &StoreConfig, metrics: RedisMetrics) -> Result<Self, Error> {
+        let store = Self::connect_lazy(config, metrics)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+
+    /// Runs one Redis call under the timeout, recording its latency and failures.
+    async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Error>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, f(self.conn())).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(Error::RedisTimeout(self.timeout)),
+            Ok(Err(e)) => Err(Error::Redis(e)),
+            Err(_) => Err(Error::RedisTimeout(self.timeout)),
+        };
+        self.metrics
+            .observe(op, started.elapsed(), result.as_ref().err());
+        result
+    }
+
+    async fn invoke<T: FromRedisValue + Send>(
+        &self,
+        op: &'static str,
+        inv: ScriptInvocation<'_>,
+    ) -> Result<T, Error> {
+        self.call(op, |mut c| async move { inv.invoke_async(&mut c).await })
+            .await
+    }
+
+    /// Checks that Redis answers.
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.call("ping", |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
+    }
+}

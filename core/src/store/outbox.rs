@@ -1,0 +1,177 @@
+//! The relay's side of the outbox streams: a consumer group per campaign stream, reads of
+//! new or own pending entries, take-over of a dead relay's entries, and removal once Kafka
+//! acknowledged them. It holds connections of its own: XREADGROUP blocks the one it runs on.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+
+use crate::Error;
+use crate::ids::CampaignId;
+use crate::keys::{CampaignKeys, REGISTRY};
+
+/// The consumer group every relay joins.
+pub const GROUP: &str = "relay";
+
+/// Entries read from one campaign's outbox.
+#[derive(Debug)]
+pub struct OutboxBatch {
+    /// The campaign.
+    pub campaign: String,
+    /// Its entries, oldest first.
+    pub entries: Vec<StreamId>,
+}
+
+/// Where a read starts in one campaign's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Entries never delivered to any relay (`>`).
+    New,
+    /// This consumer's own pending entries (`0`): after a start or a failed delivery.
+    OwnPending,
+}
+
+/// The relay's connections to the outbox streams; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    /// Reads (may block up to `block`).
+    read: ConnectionManager,
+    /// Acknowledgements, from delivery tasks, never behind a blocked read.
+    ack: ConnectionManager,
+}
+
+impl Outbox {
+    /// Connects both connections.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        let client = redis::Client::open(url)?;
+        Ok(Self {
+            read: ConnectionManager::new(client.clone()).await?,
+            ack: ConnectionManager::new(client).await?,
+        })
+    }
+
+    /// Every campaign id in the registry.
+    pub async fn campaigns(&mut self) -> Result<Vec<String>, Error> {
+        Ok(redis::cmd("SMEMBERS")
+            .arg(REGISTRY)
+            .query_async(&mut self.read)
+            .await?)
+    }
+
+    /// Creates the relays' consumer group on `campaign`'s stream (and the stream) unless
+    /// it exists.
+    pub async fn join(&mut self, campaign: &CampaignId) -> Result<(), Error> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(CampaignKeys::new(campaign).outbox)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.read)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Entries in `campaign`'s stream (not yet acknowledged by Kafka).
+    pub async fn backlog(&mut self, campaign: &CampaignId) -> Result<u64, Error> {
+        Ok(redis::cmd("XLEN")
+            .arg(CampaignKeys::new(campaign).outbox)
+            .query_async(&mut self.read)
+            .await?)
+    }
+
+    /// Reads up to `count` entries per stream for `consumer`, each lane from where it says;
+    /// waits up to `block` for new entries when given.
+    pub async fn read(
+        &mut self,
+        consumer: &str,
+        lanes: &[(CampaignId, ReadFrom)],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Result<Vec<OutboxBatch>, Error> {
+        let keys: Vec<String> = lanes
+            .iter()
+            .map(|(c, _)| CampaignKeys::new(c).outbox)
+            .collect();
+        let ids: Vec<&str> = lanes
+            .iter()
+            .map(|(_, from)| match from {
+                ReadFrom::New => ">",
+                ReadFrom::OwnPending => "0",
+            })
+            .collect();
+        let mut opts = StreamReadOptions::default()
+            .group(GROUP, consumer)
+            .count(count);
+        if let Some(block) = block {
+            opts = opts.block(block.as_millis() as usize);
+        }
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg(&opts)
+            .arg("STREAMS")
+            .arg(&keys)
+            .arg(&ids)
+            .query_async(&mut self.read)
+            .await?;
+        Ok(reply
+            .map(|r| r.keys)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|k| {
+                let campaign = CampaignKeys::campaign_of(&k.key)?.to_owned();
+                Some(OutboxBatch {
+                    campaign,
+                    entries: k.ids,
+                })
+            })
+            .collect())
+    }
+
+    /// Takes over for `consumer` every entry of `campaign` that another consumer read
+    /// and left unacknowledged for at least `idle`.
+    pub async fn claim(
+        &mut self,
+        campaign: &CampaignId,
+        consumer: &str,
+        idle: Duration,
+        count: usize,
+    ) -> Result<Vec<StreamId>, Error> {
+        let key = CampaignKeys::new(campaign).outbox;
+        let mut claimed = Vec::new();
+        let mut cursor = "0-0".to_owned();
+        loop {
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&key)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(idle.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(&mut self.read)
+                .await?;
+            claimed.extend(reply.claimed);
+            if reply.next_stream_id == "0-0" {
+                return Ok(claimed);
+            }
+            cursor = reply.next_stream_id;
+        }
+    }
+
+    /// Acknowledges and deletes delivered entries of `campaign` (XACK + XDEL, one round trip).
+    pub async fn remove(&mut self, campaign: &str, ids: &[String]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let key = CampaignKeys::new(&CampaignId::parse(campaign)?).outbox;
+        let mut pipe = redis::pipe();
+        pipe.cmd("XACK").arg(&key).arg(GROUP).arg(ids).ignore();
+        pipe.cmd("XDEL").arg(&key).arg(ids).ignore();
+        pipe.query_async::<()>(&mut self.ack).await?;
+        Ok(())
+    }
+}

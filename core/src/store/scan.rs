@@ -1,0 +1,119 @@
+//! Whole-campaign reads for the audit and the sold-out cache (holders, outbox users), in
+//! slices so Redis is never blocked long, and the audit's repair (requeue to the outbox).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use redis::streams::StreamRangeReply;
+
+use super::Store;
+use crate::Error;
+use crate::coupon::HolderRecord;
+use crate::ids::CampaignId;
+use crate::issuance::Issuance;
+use crate::keys::CampaignKeys;
+
+impl Store {
+    /// Visits every holder (user id, raw record), read in slices so Redis is never
+    /// blocked long.
+    async fn scan_holders(
+        &self,
+        campaign: &CampaignId,
+        mut visit: impl FnMut(String, String),
+    ) -> Result<(), Error> {
+        let holders = CampaignKeys::new(campaign).holders;
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = self
+                .call("hscan", |mut c| {
+                    let mut cmd = redis::cmd("HSCAN");
+                    cmd.arg(&holders).arg(cursor).arg("COUNT").arg(5_000);
+                    async move { cmd.query_async(&mut c).await }
+                })
+                .await?;
+            for (user, rec) in page {
+                visit(user, rec);
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// Hashes of every holder's user id (the sold-out short-circuit's membership test).
+    pub async fn holder_hashes(
+        &self,
+        campaign: &CampaignId,
+        hasher: &RandomState,
+    ) -> Result<HashSet<u64>, Error> {
+        let mut set = HashSet::new();
+        self.scan_holders(campaign, |user, _| {
+            set.insert(hasher.hash_one(user.as_str()));
+        })
+        .await?;
+        Ok(set)
+    }
+
+    /// Every holder with its record (for the audit).
+    pub async fn holders(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<HashMap<String, HolderRecord>, Error> {
+        let mut map = HashMap::new();
+        let mut bad = None;
+        self.scan_holders(campaign, |user, rec| match HolderRecord::parse(&rec) {
+            Ok(r) => {
+                map.insert(user, r);
+            }
+            Err(e) => bad = Some(e),
+        })
+        .await?;
+        bad.map_or(Ok(map), Err)
+    }
+
+    /// The users of every entry still in the outbox stream.
+    pub async fn outbox_users(&self, campaign: &CampaignId) -> Result<HashSet<String>, Error> {
+        let key = CampaignKeys::new(campaign).outbox;
+        let mut users = HashSet::new();
+        let mut start = "-".to_owned();
+        loop {
+            let page: StreamRangeReply = self
+                .call("xrange", |mut c| {
+                    let mut cmd = redis::cmd("XRANGE");
+                    cmd.arg(&key).arg(&start).arg("+").arg("COUNT").arg(10_000);
+                    async move { cmd.query_async(&mut c).await }
+                })
+                .await?;
+            let Some(last) = page.ids.last().map(|e| e.id.clone()) else {
+                return Ok(users);
+            };
+            for e in &page.ids {
+                if let Some(u) = e.get::<String>("user") {
+                    users.insert(u);
+                }
+            }
+            start = format!("({last}");
+        }
+    }
+
+    /// Appends issuances to the outbox again (audit repair); the sink skips duplicates.
+    pub async fn requeue(&self, campaign: &CampaignId, items: &[Issuance]) -> Result<(), Error> {
+        let key = CampaignKeys::new(campaign).outbox;
+        for chunk in items.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for i in chunk {
+                pipe.cmd("XADD").arg(&key).arg("*");
+                for (k, v) in i.stream_fields() {
+                    pipe.arg(k).arg(v);
+                }
+                pipe.ignore();
+            }
+            self.call("requeue", |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
