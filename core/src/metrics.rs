@@ -1,10 +1,12 @@
-//! The core's own metrics (the Redis client's) and the Prometheus text exposition; each
-//! binary owns a registry and registers these beside its own.
+//! Metrics plumbing shared by every binary: a registrar that creates and registers in one
+//! step, the Redis client's metrics, and the Prometheus text exposition. Each binary owns
+//! its registry, so tests can run several in one process.
 
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::Error;
@@ -24,22 +26,20 @@ pub struct RedisMetrics {
 impl RedisMetrics {
     /// Creates the Redis metrics and registers them in `registry`.
     pub fn register(registry: &Registry) -> Self {
-        let m = Self {
-            duration: HistogramVec::new(
-                HistogramOpts::new("stampede_redis_call_duration_seconds", "Redis call latency")
-                    .buckets(LATENCY_BUCKETS.to_vec()),
+        let r = Registrar(registry);
+        Self {
+            duration: r.histogram_vec(
+                "stampede_redis_call_duration_seconds",
+                "Redis call latency",
                 &["op"],
-            )
-            .unwrap(),
-            errors: IntCounterVec::new(
-                Opts::new("stampede_redis_errors_total", "Failed Redis calls by kind"),
+                LATENCY_BUCKETS,
+            ),
+            errors: r.counter_vec(
+                "stampede_redis_errors_total",
+                "Failed Redis calls by kind",
                 &["op", "kind"],
-            )
-            .unwrap(),
-        };
-        registry.register(Box::new(m.duration.clone())).unwrap();
-        registry.register(Box::new(m.errors.clone())).unwrap();
-        m
+            ),
+        }
     }
 
     /// Records one call.
@@ -60,4 +60,57 @@ pub fn render(registry: &Registry) -> String {
         .encode(&registry.gather(), &mut buf)
         .expect("text encoding never fails");
     String::from_utf8(buf).expect("exposition is UTF-8")
+}
+
+/// Creates metrics and registers them in one step, so a metric can't be created and
+/// forgotten. Names and labels are constants of this code base: a clash is a programming
+/// error and panics at start-up.
+#[derive(Clone, Copy)]
+pub struct Registrar<'a>(pub &'a Registry);
+
+impl Registrar<'_> {
+    fn add<M: prometheus::core::Collector + Clone + 'static>(&self, m: M) -> M {
+        self.0
+            .register(Box::new(m.clone()))
+            .expect("metric names are unique");
+        m
+    }
+
+    /// A counter.
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid metric"))
+    }
+
+    /// A counter with labels.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// A gauge.
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help).expect("valid metric"))
+    }
+
+    /// A gauge with labels.
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    /// A histogram with these bucket bounds.
+    pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts).expect("valid metric"))
+    }
+
+    /// A histogram with labels and these bucket bounds.
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels).expect("valid metric"))
+    }
 }
