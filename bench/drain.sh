@@ -11,7 +11,7 @@
 #   e2e     a second campaign, filled first, then relay and writer started together
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. scripts/lib/service.sh
 N=${N:-1000000}
 PARTITIONS=${PARTITIONS:-6}
 ensure_bin

@@ -9,7 +9,7 @@
 # median over the rounds, so a noisy neighbour hits every path alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. scripts/lib/service.sh
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # scripts/lib/node-net.sh: the node's network on this host, for scripts/cluster (sourced).
 # Pods live on the bridge NODE_BRIDGE (NODE_ADDR/24 is the node's own address and the pods'
 # gateway); Services get ClusterIPs from SERVICE_CIDR, rewritten by kube-proxy. Nothing
@@ -12,12 +13,23 @@
 #    masquerades hairpin traffic to the node address, on the bridge).
 # The stack's data stores (loopback only) are reached from pods at NODE_ADDR:<port> through
 # DNAT to 127.0.0.1 (chain STAMPEDE-STACK in nat PREROUTING, route_localnet on the bridge).
+# Needs log/die (lib/common.sh); the addresses below are used by scripts/cluster and
+# scripts/lib/node-runtime.sh too.
+#
+#   ipt ARGS...           iptables, waiting up to 5 s for the xtables lock
+#   net_up STACK-PORT...  routes, bridge, guard and DNAT rules for the stack's ports; idempotent
+#   net_down              everything net_up made, and what the bridge CNI plugin left
+#   drop_kube_chains      the KUBE-* rules and chains left after `kube-proxy --cleanup`
+#   pod_netns             network namespaces of this node's pods, one a line
+#   net_status            the unreachable routes and the bridge's address
 
 POD_CIDR=10.244.0.0/16
+# shellcheck disable=SC2034 # used by scripts/lib/node-runtime.sh
 NODE_POD_CIDR=10.244.0.0/24
 NODE_ADDR=10.244.0.1
 NODE_BRIDGE=stampede0
 SERVICE_CIDR=10.96.0.0/16
+# shellcheck disable=SC2034 # used by scripts/lib/node-runtime.sh
 CLUSTER_DNS=10.96.0.10
 
 ipt() { iptables -w 5 "$@"; }

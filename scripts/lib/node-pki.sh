@@ -1,7 +1,14 @@
+# shellcheck shell=bash
 # scripts/lib/node-pki.sh: the extra certificates and kubeconfigs a control plane needs once
 # a real node joins it (scripts/control-plane start --node ADDR, used by scripts/cluster).
 # Sourced by scripts/control-plane; needs DIR, NODE_ADDR, NODE_NAME, SERVICE_IP, API_URL
-# and the helpers of scripts/lib/proc.sh.
+# and the helpers of scripts/lib/proc.sh and scripts/lib/pki.sh.
+#
+#   make_node_pki               front-proxy CA, per-component client certs, the kubelet's
+#                               serving cert and DIR/kubeconfigs/*.kubeconfig, each once
+#   write_cert_kubeconfig FILE NAME   a kubeconfig that authenticates with pki/NAME.crt
+#   node_apiserver_flags        kube-apiserver's flags for a real node, one a line
+#   start_scheduler PORT SECS   kube-scheduler, until its /healthz answers
 
 # Who each component is to the API server (the names RBAC's bootstrap roles expect).
 NODE_IDENTITIES="kube-controller-manager:/CN=system:kube-controller-manager

@@ -1,7 +1,23 @@
-# scripts/lib/proc.sh: process, wait, build and certificate helpers shared by
-# scripts/control-plane, scripts/cluster and scripts/cluster-addons (source it; it defines
-# functions only). Callers set DIR (where NAME.pid, NAME.log and pki/ live) and define
-# log/die.
+# shellcheck shell=bash
+# scripts/lib/proc.sh: processes, pid files, bounded waits and progress lines, shared by the
+# entry points under scripts/ (source it; it defines functions only). The DIR-based helpers
+# (read_pid, start_proc, stop_proc) need DIR (where NAME.pid and NAME.log live); wait_until,
+# stop_proc and with_progress need log/die (scripts/lib/common.sh or the caller's own).
+#
+#   gomod_version GO.MOD MODULE   the version GO.MOD requires MODULE at
+#   now                           the time, seconds with decimals (EPOCHREALTIME)
+#   elapsed T0                    seconds since T0 (from now), one decimal
+#   pid_alive PID                 PID exists and is no zombie
+#   read_pidfile FILE             the number on FILE's first line, if there is one
+#   read_pid NAME                 pid of DIR/NAME.pid's process if it runs and is ours
+#   port_open PORT                127.0.0.1:PORT accepts a TCP connection (2 s at most)
+#   show_log FILE                 FILE's last 30 lines on stderr, if it has any
+#   show_log_tail FILE [N]        FILE's last N (30) lines on stderr, or "(no log at FILE)"
+#   wait_until SECS PID LOG WHAT CMD...  polls CMD every 0.1 s; dies if PID dies or time is up
+#   stop_proc NAME SECS KILL      SIGTERM (SIGKILL if KILL=1) DIR/NAME.pid's process, bounded
+#   start_proc NAME CMD...        CMD in its own session, logging to DIR/NAME.log; sets PID
+#   with_progress WHAT CMD...     runs CMD, logging "still WHAT (N s)" every 30 s
+#   wait_briefly PID SECS         true once PID has ended, false after SECS
 
 gomod_version() { # GO.MOD MODULE: the version MODULE is required at
     sed -n "s|^[[:space:]]*\(require[[:space:]]\{1,\}\)\{0,1\}$2[[:space:]]\{1,\}\(v[^[:space:]]*\).*|\2|p" "$1" | head -n 1 | grep .
@@ -13,9 +29,21 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 pid_alive() { # PID: exists and is no zombie
     [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
     local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0 # no procfs: trust kill -0
     stat=${stat##*) }
     [ "${stat%% *}" != Z ]
+}
+
+read_pidfile() { # FILE: first line of a pid file, if the file exists and holds a number
+    local line=''
+    if [ -r "$1" ]; then IFS= read -r line <"$1" || true; fi
+    case $line in '' | *[!0-9]*) return 1 ;; esac
+    printf '%s\n' "$line"
+}
+
+port_open() { # PORT: does 127.0.0.1:PORT accept a TCP connection?
+    # shellcheck disable=SC2016 # $1 is the inner shell's
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
 }
 
 read_pid() { # NAME: pid of DIR's NAME process if it runs (and is ours)
@@ -35,6 +63,16 @@ show_log() { # FILE
         printf -- '--- last lines of %s ---\n' "$1" >&2
         tail -n 30 "$1" >&2
         printf -- '---\n' >&2
+    fi
+}
+
+show_log_tail() { # FILE [LINES]: like show_log, and says so when there is no log
+    if [ -s "$1" ]; then
+        printf -- '--- last lines of %s ---\n' "$1" >&2
+        tail -n "${2:-30}" "$1" >&2
+        printf -- '---\n' >&2
+    else
+        log "(no log at $1)"
     fi
 }
 
@@ -79,37 +117,6 @@ start_proc() {
     setsid "$@" </dev/null >>"$DIR/$name.log" 2>&1 &
     PID=$!
     echo "$PID" >"$DIR/$name.pid"
-}
-
-# sign_cert NAME SUBJECT SAN-EXT EKU: DIR/pki/NAME.{crt,key} signed by DIR/pki/ca (or by
-# the CA named in $SIGN_CA, e.g. front-proxy-ca).
-sign_cert() {
-    local pki=$DIR/pki name=$1 subj=$2 san=$3 eku=$4 ext ca=${SIGN_CA:-ca}
-    ext=$(mktemp)
-    {
-        echo "basicConstraints=critical,CA:FALSE"
-        echo "keyUsage=critical,digitalSignature,keyEncipherment"
-        echo "extendedKeyUsage=$eku"
-        [ -z "$san" ] || echo "$san"
-    } >"$ext"
-    if ! { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subj" \
-        -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null &&
-        openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
-            -CAcreateserial -days 3650 -extfile "$ext" -out "$pki/$name.crt" 2>/dev/null; }; then
-        rm -f "$ext"
-        die "openssl could not sign the $name certificate"
-    fi
-    rm -f "$ext" "$pki/$name.csr"
-}
-
-make_ca() { # NAME CN: DIR/pki/NAME.{crt,key}, once
-    local pki=$DIR/pki
-    [ -s "$pki/$1.crt" ] && [ -s "$pki/$1.key" ] && return 0
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-        -subj "/CN=$2" -keyout "$pki/$1.key" -out "$pki/$1.crt" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null ||
-        die "openssl could not make the $1 CA"
 }
 
 # with_progress WHAT CMD...: runs CMD, printing "still WHAT (N s)" every 30 s meanwhile, so

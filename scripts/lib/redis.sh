@@ -1,0 +1,135 @@
+# shellcheck shell=bash
+# scripts/lib/redis.sh: the stack's Redis (scripts/stack): config, start, stop, status. Needs
+# STACK_DIR and WAIT_SECS, and log/die/have (lib/common.sh), pid_alive/read_pidfile/
+# show_log_tail (lib/proc.sh) and wait_for (scripts/stack).
+#
+#   redis_cli ARGS...     redis-cli on the stack's port (3 s at most)
+#   redis_ping            the port answers PONG
+#   redis_server_pid      pid of whatever Redis answers on the port
+#   redis_our_pid         pid from our pid file, if that process is alive
+#   redis_write_conf      writes STACK_DIR/redis/redis.conf (on every up)
+#   redis_wait_ready      0 ready, 1 not yet, 2 the started process died (for wait_for)
+#   redis_up              starts it unless something answers on the port
+#   redis_down            SHUTDOWN (AOF flushed), then SIGTERM if needed; only ours
+#   redis_status          one status line; true if up
+
+REDIS_PORT=${STAMPEDE_REDIS_PORT:-6379}
+REDIS_DIR=$STACK_DIR/redis
+REDIS_CONF=$REDIS_DIR/redis.conf
+REDIS_PIDFILE=$REDIS_DIR/redis.pid
+REDIS_LOG=$REDIS_DIR/redis.log
+
+redis_cli() { timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+redis_ping() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
+
+redis_server_pid() { # pid of whatever redis answers on the port
+    redis_cli info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p'
+}
+
+redis_our_pid() { # pid from our pidfile, if that process is alive
+    local pid
+    pid=$(read_pidfile "$REDIS_PIDFILE") && pid_alive "$pid" && printf '%s\n' "$pid"
+}
+
+redis_write_conf() {
+    mkdir -p "$REDIS_DIR/data"
+    cat >"$REDIS_CONF" <<EOF
+# written by scripts/stack; rewritten on every 'up'
+bind 127.0.0.1
+port ${REDIS_PORT}
+# Loopback only; the local node's pods reach it through DNAT from the node address
+# (scripts/cluster), arriving from pod addresses, which protected mode would refuse.
+protected-mode no
+# scripts/stack starts it in the background itself (setsid), so it can tell at once when
+# the process dies (e.g. port in use) instead of waiting for the timeout
+daemonize no
+pidfile ${REDIS_PIDFILE}
+logfile ${REDIS_LOG}
+dir ${REDIS_DIR}/data
+# durability: AOF with fsync every second, no RDB snapshots
+appendonly yes
+appendfsync everysec
+appendfilename "appendonly.aof"
+appenddirname "appendonlydir"
+save ""
+EOF
+}
+
+REDIS_STARTED_PID=
+redis_wait_ready() {
+    redis_ping && return 0
+    pid_alive "$REDIS_STARTED_PID" || return 2
+    return 1
+}
+
+redis_up() {
+    if ! have redis-server || ! have redis-cli; then
+        die "redis-server/redis-cli not installed (scripts/deps)"
+    fi
+    if redis_ping; then
+        local pid ours
+        pid=$(redis_server_pid)
+        ours=$(redis_our_pid || true)
+        if [ -n "$ours" ] && [ "$ours" = "$pid" ]; then
+            log "redis: already up on 127.0.0.1:${REDIS_PORT} (pid ${pid})"
+        else
+            log "redis: 127.0.0.1:${REDIS_PORT} already answers (pid ${pid:-?}, not started by scripts/stack); leaving it alone"
+        fi
+        return 0
+    fi
+    redis_write_conf
+    rm -f "$REDIS_PIDFILE"
+    log "redis: starting on 127.0.0.1:${REDIS_PORT}"
+    # Own session (setsid: no terminal signals), stdin closed; 9>&-: the server must not
+    # inherit (and so hold forever) the stack lock. No job control here, so the background
+    # child is no process-group leader and setsid execs redis-server in it: $! is its pid.
+    setsid redis-server "$REDIS_CONF" </dev/null >>"$REDIS_LOG" 2>&1 9>&- &
+    REDIS_STARTED_PID=$!
+    printf '%s\n' "$REDIS_STARTED_PID" >"$REDIS_PIDFILE"
+    if ! wait_for "$WAIT_SECS" "redis: waiting for PONG" redis_wait_ready; then
+        show_log_tail "$REDIS_LOG"
+        die "redis: not answering on 127.0.0.1:${REDIS_PORT}"
+    fi
+    log "redis: up on 127.0.0.1:${REDIS_PORT} (pid $(redis_server_pid))"
+}
+
+redis_down() {
+    local pid
+    if ! pid=$(redis_our_pid); then
+        rm -f "$REDIS_PIDFILE"
+        if redis_ping; then
+            log "redis: 127.0.0.1:${REDIS_PORT} answers but was not started by scripts/stack; leaving it alone"
+        else
+            log "redis: already down"
+        fi
+        return 0
+    fi
+    log "redis: stopping (pid ${pid})"
+    # SHUTDOWN flushes the AOF; the connection closes without a reply on success.
+    # Ask the process we started, on the port its own config says.
+    local port
+    port=$(sed -n 's/^port //p' "$REDIS_CONF" 2>/dev/null || true)
+    timeout 10 redis-cli -h 127.0.0.1 -p "${port:-$REDIS_PORT}" shutdown >/dev/null 2>&1 || true
+    if ! wait_for "$WAIT_SECS" "redis: waiting for pid ${pid} to exit" eval "! pid_alive $pid"; then
+        log "redis: still running; sending SIGTERM"
+        kill -TERM "$pid" 2>/dev/null || true
+        wait_for 10 "redis: waiting for pid ${pid} after SIGTERM" eval "! pid_alive $pid" ||
+            die "redis: pid ${pid} did not stop"
+    fi
+    rm -f "$REDIS_PIDFILE"
+    log "redis: stopped"
+}
+
+redis_status() {
+    local pid=- state=down note=''
+    if redis_ping; then
+        state=up
+        pid=$(redis_server_pid)
+        local ours
+        ours=$(redis_our_pid || true)
+        [ "$ours" = "$pid" ] || note=' (not started by scripts/stack)'
+    fi
+    printf '%-9s %-5s %-16s pid %s%s\n' redis "$state" "127.0.0.1:${REDIS_PORT}" "${pid:-?}" "$note"
+    [ "$state" = up ]
+}

@@ -1,0 +1,101 @@
+# shellcheck shell=bash
+# scripts/lib/service.sh: the service and operator binaries and their roles, for bench/*.sh
+# and the demos/tests that run stampede-service as plain processes (source it from the repo
+# root; it defines functions only, sets STAMPEDE_HOME/CARGO_TARGET_DIR, BIN and OPERATOR,
+# and traps EXIT to stop the roles it started).
+#
+#   ensure_bin            cargo build --release of stampede-service (quick when up to date)
+#   ensure_operator       cargo build of stampede-operator (debug)
+#   stop_roles            SIGTERM and wait for every role start_role started (the EXIT trap)
+#   stop_role PID         SIGTERM and wait for one role
+#   start_role LOG ARGS...     `stampede-service ARGS` in the background; sets ROLE_PID
+#   wait_http URL PID LOG      polls URL (10 s at most); fails early if PID died
+#   start_service PORT LOG [FLAGS...]   `serve` on 127.0.0.1:PORT until /readyz answers; sets SVC_PID
+#   psql_value SQL        one value from the stack's database
+#   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
+: "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
+: "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
+export STAMPEDE_HOME CARGO_TARGET_DIR
+BIN="$CARGO_TARGET_DIR/release/stampede-service"
+
+# ensure_bin: brings the release binary up to date (a no-op in a second when it is).
+ensure_bin() {
+  cargo build --release -q -p stampede-service
+}
+
+# ensure_operator: the operator binary (debug: the test suite builds it too, and it only
+# runs the local load-test runner here).
+# shellcheck disable=SC2034 # used by the callers
+OPERATOR="$CARGO_TARGET_DIR/debug/stampede-operator"
+ensure_operator() {
+  cargo build -q -p stampede-operator
+}
+
+# Background processes started by start_role/start_service; stopped (SIGTERM) on exit.
+ROLE_PIDS=()
+stop_roles() {
+  local pid
+  for pid in "${ROLE_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${ROLE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  ROLE_PIDS=()
+}
+trap stop_roles EXIT
+
+# stop_role PID: stops one background role (SIGTERM) and waits for it.
+stop_role() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+# start_role LOG ARGS…: runs `stampede-service ARGS` in the background, logging to LOG;
+# sets ROLE_PID.
+start_role() {
+  local log=$1; shift
+  STAMPEDE_LOG=${STAMPEDE_LOG:-info} "$BIN" "$@" >"$log" 2>&1 &
+  ROLE_PID=$!
+  ROLE_PIDS+=("$ROLE_PID")
+}
+
+# wait_http URL PID LOG: polls URL (bounded, 10 s) until it answers; fails early if PID died.
+wait_http() {
+  local url=$1 pid=$2 log=$3
+  for _ in $(seq 200); do
+    curl -sf "$url" >/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "$url did not answer; log $log:" >&2
+  tail -n 30 "$log" >&2
+  return 1
+}
+
+# start_service PORT LOG [serve flags…]: starts `serve` and waits until /readyz answers.
+start_service() {
+  local port=$1 log=$2; shift 2
+  if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
+    echo "port $port is already in use; stop that process or pick another port" >&2
+    return 1
+  fi
+  start_role "$log" serve --listen "127.0.0.1:$port" "$@"
+  SVC_PID=$ROLE_PID
+  wait_http "http://127.0.0.1:$port/readyz" "$SVC_PID" "$log"
+}
+
+# psql_value SQL: one value from the stack's database.
+psql_value() {
+  psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
+}
+
+# forget_campaign C: removes a benchmark campaign's Redis keys, registry entry, rows and
+# Kafka topics, so repeated runs measure the same-sized store instead of an ever-growing
+# one, and a writer consuming every campaign does not replay benchmark traffic later.
+forget_campaign() {
+  local c=$1
+  scripts/kafka-broker tool topics --bootstrap-server "${STAMPEDE_KAFKA_BROKERS:-127.0.0.1:9092}" \
+    --delete --topic "stampede(-dlq)?\\.${c//./\\.}" >/dev/null 2>&1 || true
+  redis-cli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
+  redis-cli srem stampede:campaigns "$c" >/dev/null
+  if [ -n "${STAMPEDE_DATABASE_URL:-}" ]; then
+    psql_value "DELETE FROM coupon_issuances WHERE campaign = '$c'" >/dev/null 2>&1 || true
+  fi
+}
