@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
+.PHONY: help deps build fmt-check clippy scripts-check layout-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -26,6 +26,12 @@ build: ## release build of the binaries
 
 fmt-check: ## rustfmt drift
 	cargo fmt --all --check
+
+scripts-check: deps ## bash -n + shellcheck (warning level) over scripts/ and bench/
+	scripts/check-scripts
+
+layout-check: ## file and function budgets, no module cycles (scripts/check-layout)
+	scripts/check-layout
 
 clippy: ## lints, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -62,7 +68,7 @@ k6-test: deps build ## run every k6 script for real, short, against a local serv
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
 	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-test: deps fmt-check clippy crd-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy layout-check scripts-check crd-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo
