@@ -80,44 +80,10 @@ pub struct Simple {
 
 /// Runs one campaign command.
 pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
-    let (id, redis) = match &cmd {
-        CampaignCommand::Create { id, redis, .. } | CampaignCommand::Restock { id, redis, .. } => {
-            (id, redis)
-        }
-        CampaignCommand::Show(s)
-        | CampaignCommand::Pause(s)
-        | CampaignCommand::Resume(s)
-        | CampaignCommand::Close(s)
-        | CampaignCommand::Reopen(s) => (&s.id, &s.redis),
-    };
+    let (id, redis) = target(&cmd);
     let campaign =
         CampaignId::parse(&id.id).map_err(|e| Error::InvalidInput(format!("--id: {e}")))?;
-    let action = match &cmd {
-        CampaignCommand::Create { stock: 0, .. } => {
-            return Err(Error::InvalidInput("--stock must be at least 1".into()));
-        }
-        CampaignCommand::Create { partitions, .. } if *partitions < 1 => {
-            return Err(Error::InvalidInput(
-                "--partitions must be at least 1".into(),
-            ));
-        }
-        CampaignCommand::Create {
-            replication_factor, ..
-        } if *replication_factor < 1 => {
-            return Err(Error::InvalidInput(
-                "--replication-factor must be at least 1".into(),
-            ));
-        }
-        CampaignCommand::Restock { add: 0, .. } => {
-            return Err(Error::InvalidInput("--add must be at least 1".into()));
-        }
-        CampaignCommand::Create { .. } | CampaignCommand::Show(_) => None,
-        CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
-        CampaignCommand::Pause(_) => Some(AdminAction::Pause),
-        CampaignCommand::Resume(_) => Some(AdminAction::Resume),
-        CampaignCommand::Close(_) => Some(AdminAction::Close),
-        CampaignCommand::Reopen(_) => Some(AdminAction::Reopen),
-    };
+    let action = admin_action(&cmd)?;
     let store = Store::connect(&redis.store_config(), Metrics::new().redis).await?;
     if let Some(action) = action {
         let total = store.admin(&campaign, action).await?;
@@ -149,14 +115,53 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
             let outcome = store.ensure_campaign(&campaign, stock, window).await?;
             print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
         }
-        _ => {
-            let snap = store
-                .snapshot(&campaign)
-                .await?
-                .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
-            let mut view = snap.view(campaign.as_str());
-            view["outboxPending"] = json!(snap.outbox_len);
-            print(view)
-        }
+        _ => show(&store, &campaign).await,
     }
+}
+
+/// The campaign a command names and how to reach its Redis.
+fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
+    match cmd {
+        CampaignCommand::Create { id, redis, .. } | CampaignCommand::Restock { id, redis, .. } => {
+            (id, redis)
+        }
+        CampaignCommand::Show(s)
+        | CampaignCommand::Pause(s)
+        | CampaignCommand::Resume(s)
+        | CampaignCommand::Close(s)
+        | CampaignCommand::Reopen(s) => (&s.id, &s.redis),
+    }
+}
+
+/// The admin change a command asks for (`None` for create and show), after checking its
+/// numbers, before anything touches Redis or Kafka.
+fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
+    let invalid = |m: &str| Err(Error::InvalidInput(m.into()));
+    Ok(match cmd {
+        CampaignCommand::Create { stock: 0, .. } => return invalid("--stock must be at least 1"),
+        CampaignCommand::Create { partitions, .. } if *partitions < 1 => {
+            return invalid("--partitions must be at least 1");
+        }
+        CampaignCommand::Create {
+            replication_factor, ..
+        } if *replication_factor < 1 => return invalid("--replication-factor must be at least 1"),
+        CampaignCommand::Restock { add: 0, .. } => return invalid("--add must be at least 1"),
+        CampaignCommand::Create { .. } | CampaignCommand::Show(_) => None,
+        CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
+        CampaignCommand::Pause(_) => Some(AdminAction::Pause),
+        CampaignCommand::Resume(_) => Some(AdminAction::Resume),
+        CampaignCommand::Close(_) => Some(AdminAction::Close),
+        CampaignCommand::Reopen(_) => Some(AdminAction::Reopen),
+    })
+}
+
+/// Prints a campaign's state with its outbox backlog.
+async fn show(store: &Store, campaign: &CampaignId) -> Result<(), Error> {
+    let snap = store
+        .snapshot(campaign)
+        .await?
+        .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
+    let mut view = snap.view(campaign.as_str());
+    view["outboxPending"] = json!(snap.outbox_len);
+    print(view)
 }
