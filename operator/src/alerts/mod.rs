@@ -66,7 +66,7 @@ pub fn expr(rule: &Rule, scope: &Scope) -> String {
     expr
 }
 
-/// `summary`, `description` and `runbook_url`, in the scope's template language.
+/// `summary`, `description` and `runbook_url`, for the scope, in the dialect's templates.
 pub fn annotations(rule: &Rule, scope: &Scope, dialect: Dialect) -> [(&'static str, String); 3] {
     let limit = rule.fires.limit().shown(&scope.alerts);
     [

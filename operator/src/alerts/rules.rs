@@ -173,16 +173,10 @@ pub fn rules() -> [Rule; 10] {
         Rule {
             alert: "StampedeIssuerDown",
             severity: "critical",
-            query: |s| {
-                s.agg(
-                    "sum",
-                    "",
-                    &s.per_pod(Pods::Issuer, &format!("up{{{}}}", s.pods(Pods::Issuer, ""))),
-                )
-            },
+            query: |s| s.sum_of("up", Pods::Issuer),
             fires: Cmp::Below(Limit::Const(1.0)),
             hold: Hold::Fixed("1m"),
-            absent: Some(|s| format!("up{{{}}}", s.pods(Pods::Issuer, ""))),
+            absent: Some(|s| s.series("up", Pods::Issuer)),
             summary: "Campaign {campaign}: no issuer pod is up",
             description: "Prometheus scrapes no live {issuer} pod.",
         },
@@ -221,6 +215,16 @@ impl Scope {
     pub fn ratio(&self, counter: &str, pods: Pods, whole: &str, part: &str) -> String {
         let num = self.rate(counter, pods, &format!("{whole},{part}"), "5m");
         format!("{num} / {}", self.rate(counter, pods, whole, "5m"))
+    }
+
+    /// Sum of the pods' gauge.
+    pub fn sum_of(&self, gauge: &str, pods: Pods) -> String {
+        self.agg("sum", "", &self.per_pod(pods, &self.series(gauge, pods)))
+    }
+
+    /// The pods' series of a metric.
+    pub fn series(&self, metric: &str, pods: Pods) -> String {
+        format!("{metric}{{{}}}", self.pods(pods, ""))
     }
 
     /// `op` over a campaign-labelled series.
