@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy scripts-check layout-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
+.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -36,18 +36,20 @@ layout-check: ## file and function budgets, no module cycles (scripts/check-layo
 clippy: ## lints, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-crd: ## regenerate crds/couponcampaign.yaml from the operator's types (and the chart's copy)
-	cargo run -q -p stampede-operator -- crd > crds/couponcampaign.yaml
-	scripts/tool-helm sync
+generate: ## regenerate every generated artefact: CRD (crds/, chart), Grafana alerts, chart dashboards
+	scripts/generate
 
-crd-check: ## fail when crds/ drifts from the code
-	@cargo run -q -p stampede-operator -- crd | diff -u crds/couponcampaign.yaml - \
-		|| { echo "crds/couponcampaign.yaml is stale: run 'make crd'"; exit 1; }
+generate-check: ## fail when a generated artefact drifts from its source (names 'make generate')
+	scripts/generate --check
+
+crd: generate ## (old name) regenerate crds/ and everything else generated
+
+crd-check: generate-check ## (old name) fail when crds/ or another generated artefact drifts
 
 control-plane: ## build (or reuse) etcd + kube-apiserver for the operator tests
 	scripts/control-plane build
 
-alerts: deps ## promtool: check the generated alert rules, make every alert fire and stay quiet
+alerts: deps ## promtool: check the generated alert rules (per campaign and fleet-wide), make every alert fire and stay quiet
 	scripts/test-alerts
 
 dashboards: ## lint the Grafana dashboards (grafana/dashboard-linter, pinned, go install)
@@ -68,7 +70,7 @@ k6-test: deps build ## run every k6 script for real, short, against a local serv
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
 	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-test: deps fmt-check clippy layout-check scripts-check crd-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo

@@ -1,4 +1,4 @@
-//! Command line: `run` and `crd`.
+//! Command line: `run`, `crd`, `loadtest`, `rules` and `alerts`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,9 @@ pub enum Command {
     /// Print a campaign file's alert rules as a Prometheus rules file (for Prometheus
     /// without the operator's PrometheusRule).
     Rules(crate::local::RulesArgs),
+    /// Print the alert rules over every campaign (default thresholds) for Grafana alerting
+    /// (`--grafana`: dashboards/alerting/stampede-alerts.yaml) or Prometheus (`--prometheus`).
+    Alerts(crate::alerts::AlertsArgs),
 }
 
 /// `run` flags.

@@ -14,6 +14,7 @@ async fn main() {
             Ok(())
         }
         Command::Rules(args) => stampede_operator::local::rules(&args).map(|r| print!("{r}")),
+        Command::Alerts(args) => stampede_operator::alerts::render(&args).map(|r| print!("{r}")),
         Command::Loadtest(args) => match stampede_operator::local::loadtest(args).await {
             Ok(status) => {
                 println!("{}", serde_json::to_string(&status).unwrap_or_default());
