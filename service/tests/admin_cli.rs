@@ -2,17 +2,18 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::RedisServer;
+use common::role::service_command;
+use common::stack::{drop_topics, stack_kafka};
 use serde_json::Value;
 
 /// Runs the binary with `args` (split at spaces).
 fn cli(redis: &RedisServer, args: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stampede-service"))
+    service_command()
         .args(args.split_whitespace())
         .env("STAMPEDE_REDIS_URL", redis.url())
-        .env("STAMPEDE_LOG", "warn")
         .output()
         .unwrap()
 }
@@ -97,7 +98,7 @@ async fn bad_flags_are_refused_by_name_and_change_nothing() {
 #[tokio::test]
 async fn create_provisions_topics_that_only_grow() {
     let redis = RedisServer::start().await;
-    let id = common::pipeline::unique("topics");
+    let id = common::unique("topics");
     let create = |p: &str| {
         ok_json(
             &redis,
@@ -125,5 +126,5 @@ async fn create_provisions_topics_that_only_grow() {
     assert_eq!(kept["provision"]["outcome"], "unchanged");
     let zero = format!("campaign create --id {id} --stock 5 --partitions 0");
     fails_naming(&redis, &zero, "--partitions");
-    common::pipeline::drop_topics(&common::pipeline::stack_kafka(), &id);
+    drop_topics(&stack_kafka(), &id);
 }

@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::pipeline::*;
+use common::pipeline::{Fixture, issue_range, writer_config};
+use common::private::{PrivateKafka, PrivatePostgres};
+use common::role::Role;
+use common::stack::{stack_database, stack_kafka, wait_rows};
 
 const N: usize = 20_000;
 
@@ -68,8 +71,7 @@ async fn writer_killed_mid_stream_loses_and_duplicates_nothing() {
     writer.restart();
     issuing.await.unwrap();
     assert_complete(&f, &pool, N).await;
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
+    f.stop([relay]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,7 +106,7 @@ async fn relay_killed_mid_stream_loses_and_duplicates_nothing() {
     second.kill9();
     let mut conn = f.redis.conn().await;
     let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-        .arg(format!("{{stampede:{}}}:outbox", f.campaign))
+        .arg(common::key(&f.campaign, "outbox"))
         .arg("relay")
         .query_async(&mut conn)
         .await
@@ -114,8 +116,7 @@ async fn relay_killed_mid_stream_loses_and_duplicates_nothing() {
         0,
         "nothing left pending for the dead relay"
     );
-    f.shutdown.cancel();
-    writer.await.unwrap().unwrap();
+    f.stop([writer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,9 +140,7 @@ async fn kafka_restart_mid_stream_loses_and_duplicates_nothing() {
     kafka.up();
     issuing.await.unwrap();
     assert_complete(&f, &pool, N + 1).await;
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    writer.await.unwrap().unwrap();
+    f.stop([relay, writer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +162,5 @@ async fn database_outage_of_ten_seconds_loses_and_duplicates_nothing() {
         common::sample(&text, "stampede_writer_db_errors_total") >= 1.0,
         "the writer saw the outage and retried"
     );
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    writer.await.unwrap().unwrap();
+    f.stop([relay, writer]).await;
 }

@@ -1,15 +1,20 @@
-//! End to end on real Redis, Kafka and PostgreSQL: every issuance lands exactly once, and
-//! a poison message is dead-lettered without stopping its partition. Slow; needs
+//! End to end on real Redis, Kafka and PostgreSQL: every issuance lands exactly once, a
+//! poison message is dead-lettered without stopping its partition, a campaign without a
+//! topic holds up no other, and the audit finds lost rows and repairs them. Slow; needs
 //! `scripts/stack up` (Kafka and PostgreSQL).
 
 mod common;
 
 use std::time::Duration;
 
-use common::pipeline::*;
+use common::pipeline::{Fixture, issue_range};
+use common::role::service_command;
+use common::stack::wait_rows;
+use common::unique;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::PgPool;
 use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
 use stampede_core::kafka::KafkaConfig;
 
@@ -53,37 +58,27 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         metrics.render().contains(&lag_line).then_some(())
     })
     .await;
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    writer.await.unwrap().unwrap();
+    f.stop([relay, writer]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_is_dead_lettered_and_the_partition_moves_on() {
-    let f = Fixture::new("poison", 100, 1).await;
-    let (brokers, campaign) = (f.brokers.clone(), f.campaign.clone());
+/// Sends `payload` under `key` to the campaign's topic.
+async fn produce(producer: &FutureProducer, campaign: &str, key: &str, payload: &[u8]) {
+    let topic = topic(campaign);
+    let record = FutureRecord::to(&topic).key(key).payload(payload);
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .unwrap();
+}
 
-    // One partition: the poison sits in front of the good messages.
-    let kafka = KafkaConfig {
-        brokers: brokers.clone(),
-    };
+/// Produces, in this order: two undecodable messages (`bad-1`, `bad-2`), one that decodes
+/// but cannot be stored (`bad-3`), and one good issuance (`after-poison`, seq 1).
+async fn produce_poison_then_good(kafka: &KafkaConfig, campaign: &str) {
     let producer: FutureProducer = kafka.producer(0).create().unwrap();
-    for (key, payload) in [
-        ("bad-1", &b"not json at all"[..]),
-        ("bad-2", b"{\"seq\":0}"),
-    ] {
-        producer
-            .send(
-                FutureRecord::to(&topic(&campaign))
-                    .key(key)
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
-    }
+    produce(&producer, campaign, "bad-1", b"not json at all").await;
+    produce(&producer, campaign, "bad-2", b"{\"seq\":0}").await;
     let good = Issuance {
-        campaign: campaign.clone(),
+        campaign: campaign.to_owned(),
         user_id: "after-poison".into(),
         seq: 1,
         coupon_code: "C0DE".into(),
@@ -98,33 +93,22 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
         ..good.clone()
     };
     for i in [&unstorable, &good] {
-        producer
-            .send(
-                FutureRecord::to(&topic(&campaign))
-                    .key(&i.user_id)
-                    .payload(&i.to_json()),
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        produce(&producer, campaign, &i.user_id, &i.to_json()).await;
     }
+}
 
-    let writer = f.spawn_writer();
-    let pool = f.pool().await;
-    assert_eq!(
-        wait_rows(&pool, &campaign, 1, Duration::from_secs(60)).await,
-        1
-    );
-
+/// Reads `n` messages of the campaign's dead-letter topic from the start, waiting up to
+/// 30 s for each: (key, `stampede-reason` header), sorted by key.
+async fn read_dead_letters(kafka: &KafkaConfig, campaign: &str, n: usize) -> Vec<(String, String)> {
     let dlq: StreamConsumer = kafka
         .client()
         .set("group.id", unique("dlq-reader"))
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
-    dlq.subscribe(&[&dead_letter_topic(&campaign)]).unwrap();
-    let mut reasons = Vec::new();
-    for _ in 0..3 {
+    dlq.subscribe(&[&dead_letter_topic(campaign)]).unwrap();
+    let mut letters = Vec::new();
+    for _ in 0..n {
         let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
             .await
             .expect("dead-letter message")
@@ -136,27 +120,42 @@ async fn poison_is_dead_lettered_and_the_partition_moves_on() {
             .and_then(|h| h.value)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .unwrap();
-        reasons.push((
-            String::from_utf8_lossy(m.key().unwrap()).into_owned(),
-            reason,
-        ));
+        let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
+        letters.push((key, reason));
     }
-    reasons.sort();
+    letters.sort();
+    letters
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_is_dead_lettered_and_the_partition_moves_on() {
+    let f = Fixture::new("poison", 100, 1).await;
+    let kafka = KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    // One partition: the poison sits in front of the good messages.
+    produce_poison_then_good(&kafka, &f.campaign).await;
+
+    let writer = f.spawn_writer();
+    let pool = f.pool().await;
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, 1, Duration::from_secs(60)).await,
+        1,
+        "the good issuance behind the poison is stored"
+    );
+    let reasons = read_dead_letters(&kafka, &f.campaign, 3).await;
     assert_eq!(reasons[0].0, "bad-1");
     assert!(reasons[0].1.contains("undecodable"), "{reasons:?}");
     assert_eq!(reasons[1].0, "bad-2");
     assert_eq!(reasons[2].0, "bad-3");
     assert!(reasons[2].1.contains("out of range"), "{reasons:?}");
     let text = f.metrics.render();
-    assert!(
-        text.contains(&format!(
-            "stampede_dead_lettered_total{{topic=\"{}\"}} 3",
-            topic(&campaign)
-        )),
-        "{text}"
+    let dead_lettered = format!(
+        "stampede_dead_lettered_total{{topic=\"{}\"}} 3",
+        topic(&f.campaign)
     );
-    f.shutdown.cancel();
-    writer.await.unwrap().unwrap();
+    assert!(text.contains(&dead_lettered), "{text}");
+    f.stop([writer]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,11 +164,7 @@ async fn a_campaign_without_a_topic_does_not_hold_up_the_others() {
     // Registered in the same Redis, but its topic was never created.
     let orphan = unique("no-topic");
     f.store
-        .ensure_campaign(
-            &stampede_core::ids::CampaignId::parse(&orphan).unwrap(),
-            100,
-            None,
-        )
+        .ensure_campaign(&common::id(&orphan), 100, None)
         .await
         .unwrap();
     issue_range(&f.store, &orphan, 0..100).await;
@@ -182,19 +177,64 @@ async fn a_campaign_without_a_topic_does_not_hold_up_the_others() {
         1_000
     );
     // The orphan's issuances wait, safe, in its outbox.
-    let mut conn = f.redis.conn().await;
-    let waiting: u64 = redis::cmd("XLEN")
-        .arg(format!("{{stampede:{orphan}}}:outbox"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(waiting, 100);
+    assert_eq!(common::outbox_len(&f.redis, &orphan).await, 100);
     assert!(f.metrics.render().contains(&format!(
         "stampede_relay_backlog{{campaign=\"{orphan}\"}} 100"
     )));
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    writer.await.unwrap().unwrap();
+    f.stop([relay, writer]).await;
+}
+
+/// Runs `stampede-service audit --json --grace-secs 0` (and `extra`) on the fixture's
+/// campaign: its exit code and JSON report.
+fn audit_cli(f: &Fixture, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = service_command()
+        .args(["audit", "--campaign", &f.campaign, "--json"])
+        .args(["--grace-secs", "0"])
+        .args(extra)
+        .env("STAMPEDE_REDIS_URL", f.redis.url())
+        .env("STAMPEDE_DATABASE_URL", &f.db)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.code(), report)
+}
+
+/// Runs the background check that exports the unpersisted-issuances gauge, every 100 ms.
+fn spawn_unpersisted_reporter(f: &Fixture, pool: &PgPool) {
+    tokio::spawn(stampede_service::audit::report_unpersisted(
+        f.store.clone(),
+        pool.clone(),
+        f.metrics.pipeline.clone(),
+        Duration::from_millis(100),
+        f.shutdown.clone(),
+    ));
+}
+
+/// Waits up to 10 s until the campaign's unpersisted-issuances gauge reads `want`.
+async fn wait_unpersisted(f: &Fixture, want: f64) {
+    let gauge = format!(
+        "stampede_unpersisted_issuances{{campaign=\"{}\"}}",
+        f.campaign
+    );
+    let what = format!("unpersisted gauge at {want}");
+    common::eventually(&what, Duration::from_secs(10), || {
+        let v = common::sample(&f.metrics.render(), &gauge);
+        async move { (v == want).then_some(()) }
+    })
+    .await
+}
+
+/// Deletes the campaign's `n` lowest seqs behind the pipeline's back.
+async fn lose_rows(pool: &PgPool, campaign: &str, n: i64) {
+    sqlx::query(
+        "DELETE FROM coupon_issuances WHERE campaign = $1 AND seq IN
+           (SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq LIMIT $2)",
+    )
+    .bind(campaign)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,75 +247,26 @@ async fn audit_finds_lost_rows_and_repair_brings_them_back() {
         wait_rows(&pool, &f.campaign, 200, Duration::from_secs(60)).await,
         200
     );
-    let audit_cli = |extra: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stampede-service"))
-            .args([
-                "audit",
-                "--campaign",
-                &f.campaign,
-                "--json",
-                "--grace-secs",
-                "0",
-            ])
-            .args(extra)
-            .env("STAMPEDE_REDIS_URL", f.redis.url())
-            .env("STAMPEDE_DATABASE_URL", &f.db)
-            .output()
-            .unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), report)
-    };
-    assert_eq!(audit_cli(&[]).0, Some(0), "clean before the loss");
-    tokio::spawn(stampede_service::audit::report_unpersisted(
-        f.store.clone(),
-        pool.clone(),
-        f.metrics.pipeline.clone(),
-        Duration::from_millis(100),
-        f.shutdown.clone(),
-    ));
-    let gauge = format!(
-        "stampede_unpersisted_issuances{{campaign=\"{}\"}}",
-        f.campaign
-    );
-    let unpersisted = |want: f64| {
-        let gauge = gauge.clone();
-        let metrics = f.metrics.clone();
-        async move {
-            common::eventually("unpersisted gauge", Duration::from_secs(10), || {
-                let v = common::sample(&metrics.render(), &gauge);
-                async move { (v == want).then_some(()) }
-            })
-            .await
-        }
-    };
-    unpersisted(0.0).await;
+    assert_eq!(audit_cli(&f, &[]).0, Some(0), "clean before the loss");
+    spawn_unpersisted_reporter(&f, &pool);
+    wait_unpersisted(&f, 0.0).await;
 
-    // Lose 15 rows behind the pipeline's back.
-    sqlx::query(
-        "DELETE FROM coupon_issuances WHERE campaign = $1 AND seq IN
-           (SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq LIMIT 15)",
-    )
-    .bind(&f.campaign)
-    .execute(&pool)
-    .await
-    .unwrap();
-    let (code, report) = audit_cli(&[]);
+    lose_rows(&pool, &f.campaign, 15).await;
+    let (code, report) = audit_cli(&f, &[]);
     assert_eq!(code, Some(1), "missing rows make the audit fail: {report}");
     assert_eq!(
         (report["missing"].as_u64(), report["clean"].as_bool()),
         (Some(15), Some(false))
     );
 
-    let (_, repaired) = audit_cli(&["--repair"]);
+    let (_, repaired) = audit_cli(&f, &["--repair"]);
     assert_eq!(repaired["repaired"], 15);
     assert_eq!(
         wait_rows(&pool, &f.campaign, 200, Duration::from_secs(60)).await,
         200
     );
-    let (code, report) = audit_cli(&[]);
+    let (code, report) = audit_cli(&f, &[]);
     assert_eq!(code, Some(0), "clean after the repair: {report}");
-    unpersisted(0.0).await;
-    f.shutdown.cancel();
-    relay.await.unwrap().unwrap();
-    writer.await.unwrap().unwrap();
+    wait_unpersisted(&f, 0.0).await;
+    f.stop([relay, writer]).await;
 }

@@ -1,36 +1,13 @@
-//! The HTTP contract on real Redis: states, bad input, coupons, readiness, metrics.
+//! The HTTP contract on real Redis: campaign states and windows, bad input refused with a
+//! code, coupons, provisioning that only grows, readiness and metrics.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, Service, config};
-use redis::AsyncCommands;
-use stampede_core::campaign::{AdminAction, Window};
-use stampede_core::clock::parse_rfc3339_ms;
-use stampede_core::ids::CampaignId;
-use stampede_core::store::Store;
-use stampede_service::metrics::Metrics;
-
-async fn setup() -> (RedisServer, Service, Store) {
-    let redis = RedisServer::start().await;
-    let svc = Service::start(config(&redis.url())).await;
-    let store = Store::connect(&config(&redis.url()).store, Metrics::new().redis)
-        .await
-        .unwrap();
-    (redis, svc, store)
-}
-
-fn id(s: &str) -> CampaignId {
-    CampaignId::parse(s).unwrap()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use common::{Service, id, issuance_counts, setup, status_and_json};
+use stampede_core::campaign::{AdminAction, ProvisionOutcome, Window};
+use stampede_core::clock::{now_ms, parse_rfc3339_ms};
 
 #[tokio::test]
 async fn window_pause_close_and_unknown_campaigns() {
@@ -90,153 +67,147 @@ async fn window_pause_close_and_unknown_campaigns() {
     assert_eq!((s, b["error"].as_str()), (404, Some("campaign_not_found")));
 }
 
+/// The content type of a JSON body.
+const JSON: Option<&str> = Some("application/json");
+/// The answer to a body that is not a valid issue request.
+const INVALID: (u16, &str) = (400, "invalid_request");
+/// The answer to a body that is not declared JSON.
+const UNSUPPORTED: (u16, &str) = (415, "unsupported_media_type");
+/// The answer to a body over the size limit.
+const TOO_LARGE: (u16, &str) = (413, "payload_too_large");
+
+/// An issue request with a bad body or content type, and the answer it must get.
+struct BadBody {
+    what: &'static str,
+    content_type: Option<&'static str>,
+    body: String,
+    answer: (u16, &'static str),
+}
+
+/// One row of the `bad_bodies` table.
+fn bad(
+    what: &'static str,
+    content_type: Option<&'static str>,
+    body: impl Into<String>,
+    answer: (u16, &'static str),
+) -> BadBody {
+    let body = body.into();
+    BadBody {
+        what,
+        content_type,
+        body,
+        answer,
+    }
+}
+
+/// Every way an issue request's body or its content type can be wrong.
+fn bad_bodies() -> Vec<BadBody> {
+    let too_long = format!(r#"{{"userId":"{}"}}"#, "x".repeat(129));
+    let oversized = format!(r#"{{"userId":"a","pad":"{}"}}"#, "x".repeat(10_000));
+    let fine = r#"{"userId":"a"}"#;
+    vec![
+        bad("malformed json", JSON, r#"{"userId":"#, INVALID),
+        bad("not an object", JSON, "[1,2]", INVALID),
+        bad("missing userId", JSON, r#"{"user":"a"}"#, INVALID),
+        bad("userId not a string", JSON, r#"{"userId":7}"#, INVALID),
+        bad("empty userId", JSON, r#"{"userId":""}"#, INVALID),
+        bad("userId with space", JSON, r#"{"userId":"a b"}"#, INVALID),
+        bad("userId too long", JSON, too_long, INVALID),
+        bad("wrong content type", Some("text/plain"), fine, UNSUPPORTED),
+        bad("no content type", None, fine, UNSUPPORTED),
+        bad("oversized body", JSON, oversized, TOO_LARGE),
+    ]
+}
+
+/// Posts `case` to campaign `c`: the status and error code it must get, and a message.
+async fn assert_body_refused(svc: &Service, case: BadBody) {
+    let BadBody {
+        what,
+        content_type,
+        body,
+        answer: (status, code),
+    } = case;
+    let mut req = svc.http.post(svc.url("/v1/campaigns/c/issue")).body(body);
+    if let Some(t) = content_type {
+        req = req.header("content-type", t);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), status, "{what}");
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error"], code, "{what}: {b}");
+    assert!(
+        b["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}"
+    );
+}
+
+/// A chunked body with no Content-Length is still capped (raw HTTP over TCP).
+async fn assert_chunked_body_capped(svc: &Service) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = svc.base.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = String::from(
+        "POST /v1/campaigns/c/issue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    );
+    for _ in 0..10 {
+        req.push_str(&format!("3e8\r\n{}\r\n", " ".repeat(1_000)));
+    }
+    req.push_str("0\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).await.unwrap();
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("payload_too_large"), "{resp}");
+}
+
+/// Bad ids in the path, an unknown route and a wrong method: each refused with its code.
+async fn assert_bad_routes_refused(svc: &Service) {
+    let get = |path: &str| (path.to_owned(), svc.http.get(svc.url(path)));
+    let issue = |c: &str| {
+        (
+            format!("/v1/campaigns/{c}/issue"),
+            svc.issue_request(c, "a"),
+        )
+    };
+    let cases = [
+        (issue("Bad_Id"), INVALID),
+        (issue("-x"), INVALID),
+        (get("/v1/campaigns/c/users/a%20b/coupon"), INVALID),
+        (get("/v1/nothing-here"), (404, "not_found")),
+        (get("/v1/campaigns/c/issue"), (405, "method_not_allowed")),
+    ];
+    for ((path, request), (status, code)) in cases {
+        let (s, b) = status_and_json(request).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (status, Some(code)),
+            "{path}: {b}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gets_4xx_with_a_code_and_changes_nothing() {
     let (redis, svc, store) = setup().await;
     store.ensure_campaign(&id("c"), 10, None).await.unwrap();
-    let url = format!("{}/v1/campaigns/c/issue", svc.base);
-    let json = "application/json";
-    let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
-        (
-            "malformed json",
-            Some(json),
-            "{\"userId\":".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "not an object",
-            Some(json),
-            "[1,2]".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "missing userId",
-            Some(json),
-            "{\"user\":\"a\"}".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "userId not a string",
-            Some(json),
-            "{\"userId\":7}".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "empty userId",
-            Some(json),
-            "{\"userId\":\"\"}".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "userId with space",
-            Some(json),
-            "{\"userId\":\"a b\"}".into(),
-            400,
-            "invalid_request",
-        ),
-        (
-            "userId too long",
-            Some(json),
-            format!("{{\"userId\":\"{}\"}}", "x".repeat(129)),
-            400,
-            "invalid_request",
-        ),
-        (
-            "wrong content type",
-            Some("text/plain"),
-            "{\"userId\":\"a\"}".into(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            "no content type",
-            None,
-            "{\"userId\":\"a\"}".into(),
-            415,
-            "unsupported_media_type",
-        ),
-        (
-            "oversized body",
-            Some(json),
-            format!("{{\"userId\":\"a\",\"pad\":\"{}\"}}", "x".repeat(10_000)),
-            413,
-            "payload_too_large",
-        ),
-    ];
-    for (what, ctype, body, status, code) in cases {
-        let mut req = svc.http.post(&url).body(body);
-        if let Some(t) = ctype {
-            req = req.header("content-type", t);
-        }
-        let r = req.send().await.unwrap();
-        assert_eq!(r.status().as_u16(), status, "{what}");
-        let b: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(b["error"], code, "{what}: {b}");
-        assert!(
-            b["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}"
-        );
+    for case in bad_bodies() {
+        assert_body_refused(&svc, case).await;
     }
-    // A chunked body with no Content-Length is still capped (raw HTTP over TCP).
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = svc.base.trim_start_matches("http://");
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut req = String::from(
-            "POST /v1/campaigns/c/issue HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        );
-        for _ in 0..10 {
-            req.push_str(&format!("3e8\r\n{}\r\n", " ".repeat(1_000)));
-        }
-        req.push_str("0\r\n\r\n");
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut resp = String::new();
-        tcp.read_to_string(&mut resp).await.unwrap();
-        assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
-        assert!(resp.contains("payload_too_large"), "{resp}");
-    }
+    assert_chunked_body_capped(&svc).await;
+    assert_bad_routes_refused(&svc).await;
 
-    for (path, code) in [
-        ("/v1/campaigns/Bad_Id/issue", 400),
-        ("/v1/campaigns/-x/issue", 400),
-    ] {
-        let r = svc
-            .http
-            .post(format!("{}{path}", svc.base))
-            .json(&serde_json::json!({"userId": "a"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), code, "{path}");
-        let b: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(b["error"], "invalid_request");
-    }
-    let (s, b) = svc.get("/v1/campaigns/c/users/a%20b/coupon").await;
-    assert_eq!((s, b["error"].as_str()), (400, Some("invalid_request")));
-    let (s, b) = svc.get("/v1/nothing-here").await;
-    assert_eq!((s, b["error"].as_str()), (404, Some("not_found")));
-    let (s, b) = svc.get("/v1/campaigns/c/issue").await;
-    assert_eq!((s, b["error"].as_str()), (405, Some("method_not_allowed")));
-
-    // Nothing was spent.
-    let mut conn = redis.conn().await;
-    let issued: Option<u64> = conn.hget("{stampede:c}:meta", "issued").await.unwrap();
-    let holders: u64 = conn.hlen("{stampede:c}:holders").await.unwrap();
-    let outbox: u64 = conn.xlen("{stampede:c}:outbox").await.unwrap();
-    assert_eq!((issued.unwrap_or(0), holders, outbox), (0, 0, 0));
-    let text = svc.metrics().await;
-    assert!(
-        common::sample(
-            &text,
-            "stampede_http_requests_total{outcome=\"invalid_request\",route=\"/v1/campaigns/{campaign}/issue\"}"
-        ) >= 7.0,
-        "{text}"
+    let counts = issuance_counts(&redis, "c").await;
+    assert_eq!(
+        counts,
+        (0, 0, 0),
+        "nothing was spent: (issued, holders, outbox)"
     );
+    let text = svc.metrics().await;
+    let refused = common::sample(
+        &text,
+        "stampede_http_requests_total{outcome=\"invalid_request\",route=\"/v1/campaigns/{campaign}/issue\"}",
+    );
+    assert!(refused >= 7.0, "{text}");
 }
 
 #[tokio::test]
@@ -245,18 +216,18 @@ async fn provisioning_is_idempotent_and_only_grows_stock() {
     let c = id("grow");
     assert!(matches!(
         store.ensure_campaign(&c, 2, None).await.unwrap(),
-        stampede_core::campaign::ProvisionOutcome::Created { total: 2 }
+        ProvisionOutcome::Created { total: 2 }
     ));
     assert_eq!(svc.issue("grow", "a").await.0, 201);
     assert!(matches!(
         store.ensure_campaign(&c, 2, None).await.unwrap(),
-        stampede_core::campaign::ProvisionOutcome::Unchanged { total: 2 }
+        ProvisionOutcome::Unchanged { total: 2 }
     ));
     let err = store.ensure_campaign(&c, 1, None).await.unwrap_err();
     assert!(err.to_string().contains("never shrink"), "{err}");
     assert!(matches!(
         store.ensure_campaign(&c, 3, None).await.unwrap(),
-        stampede_core::campaign::ProvisionOutcome::Restocked {
+        ProvisionOutcome::Restocked {
             before: 2,
             after: 3,
             ..
@@ -285,13 +256,7 @@ async fn readiness_and_metrics_follow_redis() {
     store.ensure_campaign(&id("m"), 5, None).await.unwrap();
     assert_eq!(svc.issue("m", "a").await.0, 201);
     assert_eq!(svc.get("/healthz").await.0, 200);
-    let r = svc
-        .http
-        .get(format!("{}/readyz", svc.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(svc.get("/readyz").await.0, 200, "ready while Redis answers");
     let text = svc.metrics().await;
     for needle in [
         "stampede_http_requests_total{outcome=\"issued\",route=\"/v1/campaigns/{campaign}/issue\"} 1",
@@ -307,13 +272,7 @@ async fn readiness_and_metrics_follow_redis() {
     // Redis gone: a fast 503 with Retry-After, never a hang; readiness fails.
     redis.stop();
     let started = std::time::Instant::now();
-    let r = svc
-        .http
-        .post(format!("{}/v1/campaigns/m/issue", svc.base))
-        .json(&serde_json::json!({"userId": "b"}))
-        .send()
-        .await
-        .unwrap();
+    let r = svc.issue_request("m", "b").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().contains_key("retry-after"));
     let b: serde_json::Value = r.json().await.unwrap();
@@ -323,13 +282,7 @@ async fn readiness_and_metrics_follow_redis() {
         "answer took {:?}",
         started.elapsed()
     );
-    let r = svc
-        .http
-        .get(format!("{}/readyz", svc.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(svc.get("/readyz").await.0, 503, "not ready without Redis");
     assert!(
         svc.metric("stampede_redis_errors_total{kind=\"redis\",op=\"issue\"}")
             .await

@@ -4,17 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, Service, config, eventually};
+use common::{RedisServer, Service, eventually, id, setup, setup_with};
 use stampede_core::campaign::AdminAction;
-use stampede_core::ids::CampaignId;
-use stampede_core::store::Store;
-use stampede_service::metrics::Metrics;
-
-async fn store(redis: &RedisServer) -> Store {
-    Store::connect(&config(&redis.url()).store, Metrics::new().redis)
-        .await
-        .unwrap()
-}
 
 /// Makes Redis answer nobody for `ms` milliseconds (CLIENT PAUSE).
 async fn freeze(redis: &RedisServer, ms: u64) {
@@ -30,20 +21,8 @@ async fn freeze(redis: &RedisServer, ms: u64) {
 
 /// Sends one issue request in the background; yields its status.
 fn issue_in_background(svc: &Service, c: &str, user: &str) -> tokio::task::JoinHandle<u16> {
-    let (http, url) = (
-        svc.http.clone(),
-        format!("{}/v1/campaigns/{c}/issue", svc.base),
-    );
-    let body = serde_json::json!({ "userId": user });
-    tokio::spawn(async move {
-        http.post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    })
+    let request = svc.issue_request(c, user);
+    tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
 }
 
 /// Sells `c` out and waits until the replica answers sold-out from memory.
@@ -71,14 +50,8 @@ async fn sell_out(svc: &Service, c: &str, stock: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sold_out_is_answered_from_memory_without_redis() {
-    let mut redis = RedisServer::start().await;
-    let svc = Service::start(config(&redis.url())).await;
-    let c = CampaignId::parse("gone").unwrap();
-    store(&redis)
-        .await
-        .ensure_campaign(&c, 3, None)
-        .await
-        .unwrap();
+    let (mut redis, svc, store) = setup().await;
+    store.ensure_campaign(&id("gone"), 3, None).await.unwrap();
     sell_out(&svc, "gone", 3).await;
 
     redis.stop();
@@ -93,12 +66,9 @@ async fn sold_out_is_answered_from_memory_without_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restock_reopens_issuance_within_a_second() {
-    let redis = RedisServer::start().await;
-    let mut cfg = config(&redis.url());
-    cfg.soldout_recheck = Duration::from_millis(250);
-    let svc = Service::start(cfg).await;
-    let c = CampaignId::parse("again").unwrap();
-    let store = store(&redis).await;
+    let (_redis, svc, store) =
+        setup_with(|cfg| cfg.soldout_recheck = Duration::from_millis(250)).await;
+    let c = id("again");
     store.ensure_campaign(&c, 2, None).await.unwrap();
     sell_out(&svc, "again", 2).await;
     // Holders still get their coupon from a sold-out replica.
@@ -129,17 +99,12 @@ async fn restock_reopens_issuance_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_at_once_with_retry_after() {
-    let redis = RedisServer::start().await;
-    let mut cfg = config(&redis.url());
-    cfg.max_in_flight = 1;
-    cfg.store.timeout = Duration::from_secs(5);
-    let svc = Service::start(cfg).await;
-    let c = CampaignId::parse("busy").unwrap();
-    store(&redis)
-        .await
-        .ensure_campaign(&c, 10, None)
-        .await
-        .unwrap();
+    let (redis, svc, store) = setup_with(|cfg| {
+        cfg.max_in_flight = 1;
+        cfg.store.timeout = Duration::from_secs(5);
+    })
+    .await;
+    store.ensure_campaign(&id("busy"), 10, None).await.unwrap();
     assert_eq!(svc.issue("busy", "warm").await.0, 201);
 
     // Freeze Redis so the next request holds the only slot.
@@ -152,13 +117,7 @@ async fn overload_is_shed_at_once_with_retry_after() {
     )
     .await;
     let started = Instant::now();
-    let r = svc
-        .http
-        .post(format!("{}/v1/campaigns/busy/issue", svc.base))
-        .json(&serde_json::json!({"userId": "shed"}))
-        .send()
-        .await
-        .unwrap();
+    let r = svc.issue_request("busy", "shed").send().await.unwrap();
     let shed_in = started.elapsed();
     assert_eq!(r.status().as_u16(), 503);
     assert_eq!(r.headers()["retry-after"], "1");
@@ -179,14 +138,8 @@ async fn overload_is_shed_at_once_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests() {
-    let redis = RedisServer::start().await;
-    let svc = Service::start(config(&redis.url())).await;
-    let c = CampaignId::parse("bye").unwrap();
-    store(&redis)
-        .await
-        .ensure_campaign(&c, 10, None)
-        .await
-        .unwrap();
+    let (redis, svc, store) = setup().await;
+    store.ensure_campaign(&id("bye"), 10, None).await.unwrap();
     freeze(&redis, 500).await;
     let held = issue_in_background(&svc, "bye", "last");
     eventually("the request in flight", Duration::from_secs(5), || async {

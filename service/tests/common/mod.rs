@@ -1,15 +1,22 @@
-//! Test harness: a real redis-server per test on a free loopback port, and the service
-//! served in-process on port 0.
+//! Test harness: a real redis-server per test on a free loopback port, the service served
+//! in-process on port 0, and what the HTTP tests check in Redis behind it.
 #![allow(dead_code)]
 
 pub mod kit;
 pub mod pipeline;
+pub mod private;
+pub mod role;
+pub mod stack;
 
 pub use kit::*;
 
 use std::time::Duration;
 
-use stampede_core::store::StoreConfig;
+use redis::AsyncCommands;
+use reqwest::RequestBuilder;
+use stampede_core::ids::CampaignId;
+use stampede_core::store::{Store, StoreConfig};
+use stampede_service::metrics::Metrics;
 use stampede_service::server::{ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +47,63 @@ pub fn config(redis_url: &str) -> ServeConfig {
     }
 }
 
+/// A campaign id that must parse.
+pub fn id(s: &str) -> CampaignId {
+    CampaignId::parse(s).unwrap()
+}
+
+/// A store with `config`, for provisioning and driving campaigns directly.
+pub async fn connect_store(config: &StoreConfig) -> Store {
+    Store::connect(config, Metrics::new().redis).await.unwrap()
+}
+
+/// A store on `redis` with the test defaults.
+pub async fn store(redis: &RedisServer) -> Store {
+    connect_store(&config(&redis.url()).store).await
+}
+
+/// A private Redis, the service on it with the test defaults, and a store on it.
+pub async fn setup() -> (RedisServer, Service, Store) {
+    setup_with(|_| {}).await
+}
+
+/// As `setup`, with the service's defaults changed by `tweak` (the store keeps them).
+pub async fn setup_with(tweak: impl FnOnce(&mut ServeConfig)) -> (RedisServer, Service, Store) {
+    let redis = RedisServer::start().await;
+    let mut config = config(&redis.url());
+    tweak(&mut config);
+    let svc = Service::start(config).await;
+    let store = store(&redis).await;
+    (redis, svc, store)
+}
+
+/// The Redis key `{stampede:<campaign>}:<suffix>`.
+pub fn key(campaign: &str, suffix: &str) -> String {
+    format!("{{stampede:{campaign}}}:{suffix}")
+}
+
+/// Entries in `campaign`'s outbox stream.
+pub async fn outbox_len(redis: &RedisServer, campaign: &str) -> u64 {
+    let mut conn = redis.conn().await;
+    conn.xlen(key(campaign, "outbox")).await.unwrap()
+}
+
+/// What Redis holds for `campaign`: (issued counter, holders, outbox entries).
+pub async fn issuance_counts(redis: &RedisServer, campaign: &str) -> (u64, u64, u64) {
+    let mut conn = redis.conn().await;
+    let issued: Option<u64> = conn.hget(key(campaign, "meta"), "issued").await.unwrap();
+    let holders: u64 = conn.hlen(key(campaign, "holders")).await.unwrap();
+    let outbox = outbox_len(redis, campaign).await;
+    (issued.unwrap_or(0), holders, outbox)
+}
+
+/// Sends `request`; returns its status and JSON body (Null when not JSON).
+pub async fn status_and_json(request: RequestBuilder) -> (u16, serde_json::Value) {
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
 impl Service {
     /// Serves with `config` on a free port.
     pub async fn start(config: ServeConfig) -> Self {
@@ -60,39 +124,31 @@ impl Service {
         }
     }
 
-    /// POSTs an issue request for `user`; returns status, body and headers.
-    pub async fn issue(&self, campaign: &str, user: &str) -> (u16, serde_json::Value) {
-        let r = self
-            .http
-            .post(format!("{}/v1/campaigns/{campaign}/issue", self.base))
+    /// The URL of `path` on this service.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An issue request for `user`, not yet sent (for its headers, or to send elsewhere).
+    pub fn issue_request(&self, campaign: &str, user: &str) -> RequestBuilder {
+        self.http
+            .post(self.url(&format!("/v1/campaigns/{campaign}/issue")))
             .json(&serde_json::json!({ "userId": user }))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// POSTs an issue request for `user`; returns status and JSON body.
+    pub async fn issue(&self, campaign: &str, user: &str) -> (u16, serde_json::Value) {
+        status_and_json(self.issue_request(campaign, user)).await
     }
 
     /// GETs `path`; returns status and JSON body (Null when not JSON).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        status_and_json(self.http.get(self.url(path))).await
     }
 
     /// The /metrics text.
     pub async fn metrics(&self) -> String {
-        let r = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
         r.text().await.unwrap()
     }
 

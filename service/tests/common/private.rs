@@ -1,0 +1,154 @@
+//! Private servers a fault test may stop and start without disturbing the shared stack: a
+//! Kafka broker (`scripts/kafka-broker`) and a PostgreSQL (`scripts/stack`'s component under
+//! its own home and port).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::kit::{free_port, repo, unique};
+
+fn temp_dir(what: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(&format!("stampede-{what}")));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs a repository script with `bash`, panicking with its output when it fails.
+fn script(args: &[&str], envs: &[(&str, String)]) {
+    let out = Command::new("bash")
+        .args(args)
+        .current_dir(repo())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a repository script with `bash` for cleanup: its outcome is ignored.
+fn script_ignoring_failure(args: &[&str], envs: &[(&str, String)]) {
+    let _ = Command::new("bash")
+        .args(args)
+        .current_dir(repo())
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .output();
+}
+
+/// A private Kafka broker (scripts/kafka-broker) that a test may stop and start.
+pub struct PrivateKafka {
+    dir: PathBuf,
+    /// Its port.
+    pub port: u16,
+}
+
+impl PrivateKafka {
+    /// Starts one on free ports and waits until it serves.
+    pub fn start() -> Self {
+        let k = Self {
+            dir: temp_dir("kafka"),
+            port: free_port(),
+        };
+        k.up();
+        k
+    }
+
+    /// `host:port`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn dir(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Starts it again (after `stop`), keeping its data.
+    pub fn up(&self) {
+        let (port, cport) = (self.port.to_string(), free_port().to_string());
+        let args = [
+            "scripts/kafka-broker",
+            "start",
+            "--dir",
+            self.dir(),
+            "--port",
+            &port,
+            "--controller-port",
+            &cport,
+        ];
+        script(&args, &[]);
+    }
+
+    /// Stops it gracefully and waits until it is gone.
+    pub fn stop(&self) {
+        script(&["scripts/kafka-broker", "stop", "--dir", self.dir()], &[]);
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        let args = [
+            "scripts/kafka-broker",
+            "stop",
+            "--dir",
+            self.dir(),
+            "--kill",
+        ];
+        script_ignoring_failure(&args, &[]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private PostgreSQL (scripts/stack's postgres component under its own home and port).
+pub struct PrivatePostgres {
+    home: PathBuf,
+    /// Its port.
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    /// Initialises and starts one.
+    pub fn start() -> Self {
+        let p = Self {
+            home: temp_dir("pg"),
+            port: free_port(),
+        };
+        p.up();
+        p
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("STAMPEDE_HOME", self.home.to_str().unwrap().to_owned()),
+            ("STAMPEDE_PG_PORT", self.port.to_string()),
+            ("STAMPEDE_SKIP_DEPS", "1".into()),
+        ]
+    }
+
+    /// Its admin URL.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://stampede:stampede@127.0.0.1:{}/stampede",
+            self.port
+        )
+    }
+
+    /// Starts it (again).
+    pub fn up(&self) {
+        script(&["scripts/stack", "up", "postgres"], &self.env());
+    }
+
+    /// Stops it (fast shutdown) and waits until it is down.
+    pub fn stop(&self) {
+        script(&["scripts/stack", "down", "postgres"], &self.env());
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        script_ignoring_failure(&["scripts/stack", "down", "postgres"], &self.env());
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}

@@ -1,0 +1,61 @@
+//! The service binary as a child process: one-shot commands (`campaign …`, `audit …`) and
+//! long-running roles (relay, writer) that a test can kill with SIGKILL and start again.
+
+use std::process::{Child, Command, Stdio};
+
+/// The `stampede-service` binary, logging warnings only.
+pub fn service_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stampede-service"));
+    cmd.env("STAMPEDE_LOG", "warn");
+    cmd
+}
+
+/// The service binary running one role as a child process.
+pub struct Role {
+    child: Option<Child>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+impl Role {
+    /// Starts `stampede-service ARGS` with `envs`.
+    pub fn start(args: &[&str], envs: &[(&str, String)]) -> Self {
+        let mut r = Self {
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        r.restart();
+        r
+    }
+
+    /// Starts it again with the same arguments.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = service_command()
+            .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no cleanup, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
