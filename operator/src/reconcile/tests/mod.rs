@@ -1,4 +1,9 @@
-//! Unit tests of reconcile's policy.
+//! Unit tests of reconcile: its backoff policy, and the whole pipeline against a fake API
+//! server (`apiserver.rs`) and the in-memory backends, one test per branch
+//! (`pipeline.rs`).
+
+mod apiserver;
+mod pipeline;
 
 use std::time::Duration;
 
