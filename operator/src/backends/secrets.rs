@@ -9,7 +9,7 @@ use crate::validate::{Endpoint, Plan};
 
 /// A campaign's backing services, resolved to addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connections {
+pub(crate) struct Connections {
     /// Redis URL.
     pub redis: String,
     /// Kafka brokers.
@@ -19,7 +19,7 @@ pub struct Connections {
 }
 
 /// Reads a plan's endpoints, fetching Secret keys from the campaign's namespace.
-pub async fn connections(client: &Client, plan: &Plan) -> Result<Connections, Error> {
+pub(crate) async fn connections(client: &Client, plan: &Plan) -> Result<Connections, Error> {
     Ok(Connections {
         redis: resolve(client, &plan.namespace, &plan.redis).await?,
         kafka: resolve(client, &plan.namespace, &plan.kafka).await?,

@@ -8,7 +8,7 @@ use super::{issuer_name, metadata, typed};
 use crate::validate::Plan;
 
 /// autoscaling/v2 HPA on average CPU utilisation.
-pub fn issuer_hpa(plan: &Plan, owner: &OwnerReference) -> HorizontalPodAutoscaler {
+pub(crate) fn issuer_hpa(plan: &Plan, owner: &OwnerReference) -> HorizontalPodAutoscaler {
     let i = &plan.issuer;
     typed(json!({
         "apiVersion": "autoscaling/v2",

@@ -9,7 +9,7 @@ use super::{ISSUER_PORT, issuer_name, metadata, selector, typed};
 use crate::validate::Plan;
 
 /// The issuer Deployment. No `replicas`: the HPA owns that field.
-pub fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployment {
+pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployment {
     let name = issuer_name(plan);
     let mut env = vec![
         json!({ "name": "STAMPEDE_LISTEN", "value": format!("0.0.0.0:{ISSUER_PORT}") }),

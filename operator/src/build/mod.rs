@@ -20,30 +20,30 @@ use serde_json::{Value, json};
 
 use crate::validate::{Plan, labels};
 
-pub use hpa::issuer_hpa;
-pub use issuer::issuer_deployment;
-pub use pdb::issuer_pdb;
-pub use service::issuer_service;
-pub use writer::writer_deployment;
+pub(crate) use hpa::issuer_hpa;
+pub(crate) use issuer::issuer_deployment;
+pub(crate) use pdb::issuer_pdb;
+pub(crate) use service::issuer_service;
+pub(crate) use writer::writer_deployment;
 
 /// The issuer's container port (HTTP API, /metrics, /healthz, /readyz).
-pub const ISSUER_PORT: i32 = 8080;
+pub(crate) const ISSUER_PORT: i32 = 8080;
 /// The writer's metrics/health port.
-pub const WRITER_PORT: i32 = 9466;
+pub(crate) const WRITER_PORT: i32 = 9466;
 
 /// Name of the issuer Deployment, Service, HPA and PDB.
-pub fn issuer_name(plan: &Plan) -> String {
+pub(crate) fn issuer_name(plan: &Plan) -> String {
     format!("{}-issuer", plan.campaign)
 }
 
 /// Name of the writer Deployment.
-pub fn writer_name(plan: &Plan) -> String {
+pub(crate) fn writer_name(plan: &Plan) -> String {
     format!("{}-writer", plan.campaign)
 }
 
 /// Every child object of a campaign.
 #[derive(Debug, Clone)]
-pub struct Children {
+pub(crate) struct Children {
     /// Issuer Deployment (replicas left to the HPA).
     pub issuer: Deployment,
     /// ClusterIP Service in front of the issuers.
@@ -57,7 +57,7 @@ pub struct Children {
 }
 
 /// Builds every child, each owned by the campaign (`owner`).
-pub fn children(plan: &Plan, owner: &OwnerReference) -> Children {
+pub(crate) fn children(plan: &Plan, owner: &OwnerReference) -> Children {
     Children {
         issuer: issuer_deployment(plan, owner),
         service: issuer_service(plan, owner),

@@ -8,7 +8,7 @@ use super::{issuer_name, metadata, selector, typed};
 use crate::validate::Plan;
 
 /// At most one issuer down at a time for voluntary disruptions.
-pub fn issuer_pdb(plan: &Plan, owner: &OwnerReference) -> PodDisruptionBudget {
+pub(crate) fn issuer_pdb(plan: &Plan, owner: &OwnerReference) -> PodDisruptionBudget {
     typed(json!({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",

@@ -8,7 +8,7 @@ use super::{issuer_name, metadata, selector, typed};
 use crate::validate::Plan;
 
 /// The ClusterIP Service in front of the issuers.
-pub fn issuer_service(plan: &Plan, owner: &OwnerReference) -> Service {
+pub(crate) fn issuer_service(plan: &Plan, owner: &OwnerReference) -> Service {
     typed(json!({
         "apiVersion": "v1",
         "kind": "Service",

@@ -10,7 +10,7 @@ use super::{WRITER_PORT, metadata, selector, typed, writer_name};
 use crate::validate::Plan;
 
 /// The writer Deployment: one consumer group per campaign over the campaign's topic.
-pub fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployment {
+pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployment {
     let w = &plan.writer;
     let env = vec![
         json!({ "name": "STAMPEDE_METRICS_LISTEN", "value": format!("0.0.0.0:{WRITER_PORT}") }),

@@ -16,11 +16,10 @@ pub use status::{
     Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
 };
 
-use settings::{error_ratio, one, thousand};
-
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use settings::{error_ratio, one, thousand};
 
 /// The API group.
 pub const GROUP: &str = "stampede.dev";

@@ -16,7 +16,7 @@ use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, labels};
 
 /// The ConfigMap holding every script, mounted at /scripts in the runners.
-pub fn config_map(plan: &Plan, owner: &OwnerReference) -> ConfigMap {
+pub(crate) fn config_map(plan: &Plan, owner: &OwnerReference) -> ConfigMap {
     let data: BTreeMap<&str, &str> = SCRIPTS.into_iter().collect();
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -44,7 +44,7 @@ struct Runner<'a> {
 
 /// The runner Jobs of one run: one per segment, never retried, cleaned up after an hour,
 /// the k6 summary left in the pod's termination message.
-pub fn jobs(
+pub(crate) fn jobs(
     plan: &Plan,
     test: &LoadTestSpec,
     run: &str,

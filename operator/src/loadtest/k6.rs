@@ -8,7 +8,7 @@ use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, duration_secs};
 
 /// The environment a profile script reads, for one segment.
-pub fn script_env(
+pub(crate) fn script_env(
     test: &LoadTestSpec,
     shadow: &CampaignId,
     run: &str,
@@ -39,7 +39,7 @@ pub fn script_env(
 }
 
 /// k6 arguments for one segment of `n` (the script path last).
-pub fn k6_args(test: &LoadTestSpec, plan: &Plan, segment: i32, script: &str) -> Vec<String> {
+pub(crate) fn k6_args(test: &LoadTestSpec, plan: &Plan, segment: i32, script: &str) -> Vec<String> {
     let (segs, seq) = segments(test.parallelism);
     let mut args = vec!["run".into(), "--no-color".into(), "--quiet".into()];
     if test.parallelism > 1 {

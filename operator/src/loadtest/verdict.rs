@@ -7,7 +7,7 @@ use super::THRESHOLDS_FAILED_EXIT;
 use crate::crd::{LoadTestSpec, LoadTestStatus, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentResult {
+pub(crate) struct SegmentResult {
     /// Container exit code (99: thresholds failed).
     pub exit_code: i32,
     /// Termination message.
@@ -17,7 +17,7 @@ pub struct SegmentResult {
 /// The fields of a k6 summary (`k6-jobs/lib.js`) a verdict needs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Requests per second.
     pub rps: f64,
     /// p95, ms.
@@ -36,7 +36,7 @@ pub struct Summary {
 }
 
 /// Parses a termination message; k6 may print more than the JSON line.
-pub fn parse_summary(message: &str) -> Option<Summary> {
+pub(crate) fn parse_summary(message: &str) -> Option<Summary> {
     message
         .lines()
         .rev()
@@ -55,7 +55,7 @@ fn short(s: &str) -> String {
 }
 
 /// The status of a run from its segments' results (`None`: still running).
-pub fn verdict(
+pub(crate) fn verdict(
     test: &LoadTestSpec,
     run: &str,
     results: &[Option<SegmentResult>],

@@ -10,7 +10,7 @@ use crate::crd::{
 };
 
 /// The status for what was observed. `now` is RFC 3339.
-pub fn compute(
+pub(crate) fn compute(
     prev: Option<&CouponCampaignStatus>,
     obs: &Observed,
     now: &str,

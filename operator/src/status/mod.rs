@@ -13,14 +13,14 @@ use stampede_service::kafka::TopicsOutcome;
 
 use crate::crd::{Condition, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason};
 
-pub use compute::compute;
+pub(crate) use compute::compute;
 
 /// A condition's outcome: True with a reason and message, or False with a [`Problem`].
 pub(crate) type Outcome = Result<(Reason, String), Problem>;
 
 /// Why something is not (yet) as the spec asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// The condition's reason.
     pub reason: Reason,
     /// What is wrong and what to do about it.
@@ -39,7 +39,7 @@ impl Problem {
 
 /// Available vs wanted pods of the two Deployments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Workloads {
+pub(crate) struct Workloads {
     /// Issuer pods available.
     pub issuer_available: i32,
     /// Issuer pods wanted (at least the HPA minimum).
@@ -59,7 +59,7 @@ impl Workloads {
 
 /// Whether the PrometheusRule is in place.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Alerts {
+pub(crate) enum Alerts {
     /// Applied.
     Configured,
     /// The monitoring.coreos.com CRD is not installed.
@@ -70,7 +70,7 @@ pub enum Alerts {
 
 /// Whether gated load tests hold the campaign closed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Nothing holds it.
     #[default]
     Open,
@@ -82,7 +82,7 @@ pub enum Gate {
 
 /// Everything one reconcile saw.
 #[derive(Debug, Clone)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// `metadata.generation`.
     pub generation: Option<i64>,
     /// Redis stock after provisioning.
@@ -128,7 +128,7 @@ pub(crate) fn condition(
 }
 
 /// The status of a campaign whose spec cannot be carried out.
-pub fn failed(
+pub(crate) fn failed(
     prev: Option<&CouponCampaignStatus>,
     generation: Option<i64>,
     message: &str,
@@ -152,7 +152,7 @@ pub fn failed(
 }
 
 /// The previous status with `Ready` False for an RBAC refusal (everything else as it was).
-pub fn forbidden(
+pub(crate) fn forbidden(
     prev: Option<&CouponCampaignStatus>,
     generation: Option<i64>,
     message: &str,
@@ -175,7 +175,7 @@ pub fn forbidden(
 
 /// How long until the window next changes the phase (opensAt or closesAt ahead of
 /// `now_ms`), so reconcile can requeue for that moment.
-pub fn until_window_edge(window: &Window, now_ms: i64) -> Option<Duration> {
+pub(crate) fn until_window_edge(window: &Window, now_ms: i64) -> Option<Duration> {
     [window.opens_ms, window.closes_ms]
         .into_iter()
         .flatten()

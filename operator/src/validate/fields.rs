@@ -78,7 +78,7 @@ pub(super) fn is_quantity(v: &str) -> bool {
 }
 
 /// `90s`, `10m`, `2h` in seconds.
-pub fn duration_secs(d: &str) -> Option<u64> {
+pub(crate) fn duration_secs(d: &str) -> Option<u64> {
     let (num, unit) = d.split_at(d.len().checked_sub(1)?);
     let n: u64 = num.parse().ok()?;
     Some(match unit {

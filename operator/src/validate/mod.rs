@@ -17,8 +17,9 @@ use crate::Error;
 use crate::crd::{CouponCampaign, CouponCampaignSpec};
 use fields::{endpoint, inner, resources};
 
-pub use fields::duration_secs;
-pub use plan::{Defaults, Endpoint, IssuerPlan, Plan, WriterPlan, labels};
+pub(crate) use fields::duration_secs;
+pub(crate) use plan::labels;
+pub use plan::{Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
 
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
@@ -81,7 +82,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
 
 /// Reads and validates a campaign file (namespace `default` when it names none); the
 /// local commands (`loadtest`, `rules`) start here.
-pub fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
+pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
     let mut cc: CouponCampaign = serde_yaml::from_str(&text)

@@ -105,7 +105,7 @@ pub struct Plan {
     pub load_tests: Vec<LoadTestSpec>,
 }
 /// Labels every child carries; the selector uses the stable subset.
-pub fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
+pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "stampede".into()),
         (
