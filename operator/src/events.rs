@@ -74,8 +74,7 @@ pub(crate) async fn publish(
 
 /// The reason a condition of the previous status had.
 fn prev_reason(prev: Option<&CouponCampaignStatus>, t: ConditionType) -> Option<&str> {
-    prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == t.as_str()))
-        .map(|c| c.reason.as_str())
+    prev.and_then(|s| s.condition(t)).map(|c| c.reason.as_str())
 }
 
 /// A warning for a problem, unless the condition already said so.
@@ -173,13 +172,9 @@ pub(crate) async fn report_kafka(
 pub(crate) async fn report_forbidden(ctx: &Context, cc: &CouponCampaign, message: &str) {
     let prev = cc.status.as_ref();
     let note = format!("the operator's ServiceAccount is not allowed to do this: {message}");
-    let again = prev.is_some_and(|s| {
-        s.conditions.iter().any(|c| {
-            c.type_ == ConditionType::Ready.as_str()
-                && c.reason == Reason::Forbidden.as_str()
-                && c.message == note
-        })
-    });
+    let again = prev
+        .and_then(|s| s.condition(ConditionType::Ready))
+        .is_some_and(|c| c.reason == Reason::Forbidden.as_str() && c.message == note);
     if !again {
         publish(ctx, cc, EventType::Warning, Reason::Forbidden, note.clone()).await;
     }

@@ -104,6 +104,30 @@ string_enum! {
 }
 
 string_enum! {
+    /// The status of a condition.
+    ConditionStatus {
+        /// The condition holds.
+        True,
+        /// It does not; the reason says why.
+        False,
+        /// Not known (the operator never writes it; other writers may).
+        Unknown,
+    }
+}
+
+string_enum! {
+    /// Where a load-test run stands (`status.loadTests[].phase`).
+    RunPhase {
+        /// No segment finished yet.
+        Pending,
+        /// Some segments finished.
+        Running,
+        /// Every segment finished; the run has a verdict.
+        Finished,
+    }
+}
+
+string_enum! {
     /// The verdict of a finished load-test run (`status.loadTests[].verdict`).
     Verdict {
         /// Every segment ran and every threshold held.
@@ -137,16 +161,30 @@ impl Reason {
 mod tests {
     use super::*;
 
-    /// The CRD's documentation is written by hand; it must name every condition type.
+    /// The CRD's documentation is written by hand; it must name every variant of the
+    /// vocabularies its fields take.
     #[test]
-    fn the_crd_documents_every_condition_type() {
+    fn the_crd_documents_every_variant() {
         use kube::CustomResourceExt;
         let crd = serde_json::to_value(crate::crd::CouponCampaign::crd()).unwrap();
-        let conditions = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-            ["properties"]["conditions"]["description"];
-        let doc = conditions.as_str().expect("conditions are documented");
-        for t in ConditionType::ALL {
-            assert!(doc.contains(t.as_str()), "{t} missing from {doc:?}");
+        let status = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"];
+        let condition = &status["conditions"]["items"]["properties"];
+        let run = &status["loadTests"]["items"]["properties"];
+        let doc = |v: &serde_json::Value| v["description"].as_str().unwrap().to_owned();
+        fn names<T: Copy + Into<&'static str>>(all: &[T]) -> Vec<&'static str> {
+            all.iter().map(|&v| v.into()).collect()
+        }
+        let cases = [
+            (doc(&status["conditions"]), names(ConditionType::ALL)),
+            (doc(&condition["status"]), names(ConditionStatus::ALL)),
+            (doc(&run["phase"]), names(RunPhase::ALL)),
+            (doc(&run["verdict"]), names(Verdict::ALL)),
+        ];
+        for (doc, variants) in cases {
+            for v in variants {
+                assert!(doc.contains(v), "{v} missing from {doc:?}");
+            }
         }
         let column = format!(r#"@.type=="{}""#, ConditionType::LoadTestsPassed);
         let columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]

@@ -10,7 +10,7 @@ mod settings;
 mod status;
 
 pub(crate) use conditions::string_enum;
-pub use conditions::{ConditionType, Reason, Verdict};
+pub use conditions::{ConditionStatus, ConditionType, Reason, RunPhase, Verdict};
 pub use settings::{AlertsSpec, DeletionPolicy, IssuerSpec, KafkaSpec, Resources, WriterSpec};
 pub use status::{
     Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,

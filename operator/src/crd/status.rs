@@ -4,6 +4,8 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::{ConditionStatus, ConditionType};
+
 /// What the operator observed.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -146,4 +148,17 @@ pub struct KafkaStatus {
     pub dead_letter_topic: String,
     /// Partitions the topic has.
     pub partitions: i32,
+}
+
+impl CouponCampaignStatus {
+    /// The condition of this type, if the status has one.
+    pub fn condition(&self, t: ConditionType) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == t.as_str())
+    }
+
+    /// Whether the condition of this type has this status.
+    pub fn is(&self, t: ConditionType, status: ConditionStatus) -> bool {
+        self.condition(t)
+            .is_some_and(|c| c.status == status.as_str())
+    }
 }

@@ -9,7 +9,8 @@ use crate::Error;
 use crate::backends::Stock;
 use crate::context::Context;
 use crate::crd::{
-    ConditionType, CouponCampaign, CouponCampaignStatus, LoadTestSpec, LoadTestStatus, Verdict,
+    ConditionStatus, ConditionType, CouponCampaign, CouponCampaignStatus, LoadTestSpec,
+    LoadTestStatus, Verdict,
 };
 use crate::events::{EventReason, publish};
 use crate::status::Gate;
@@ -48,11 +49,10 @@ pub(crate) async fn hold_for_gate(
     snapshot: &mut CampaignSnapshot,
     gate: &Gate,
 ) -> Result<(), Error> {
-    let held_before = cc.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == ConditionType::LoadTestsPassed.as_str() && c.status == "False")
-    });
+    let held_before = cc
+        .status
+        .as_ref()
+        .is_some_and(|s| s.is(ConditionType::LoadTestsPassed, ConditionStatus::False));
     let action = match gate {
         Gate::Open if snapshot.closed && held_before => AdminAction::Reopen,
         Gate::Testing | Gate::Failed(_) if !snapshot.closed => AdminAction::Close,

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::THRESHOLDS_FAILED_EXIT;
-use crate::crd::{LoadTestSpec, LoadTestStatus, Verdict};
+use crate::crd::{LoadTestSpec, LoadTestStatus, RunPhase, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentResult {
@@ -72,10 +72,11 @@ pub(crate) fn verdict(
         profile: test.profile.as_str().into(),
         run: run.into(),
         phase: if done.is_empty() {
-            "Pending"
+            RunPhase::Pending
         } else {
-            "Running"
+            RunPhase::Running
         }
+        .as_str()
         .into(),
         segments: results.len() as i32,
         segments_done: done.len() as i32,
@@ -86,7 +87,7 @@ pub(crate) fn verdict(
     aggregate(&mut status, &judged.summaries);
     status.failed_thresholds = judged.failed.clone();
     if done.len() == results.len() {
-        status.phase = "Finished".into();
+        status.phase = RunPhase::Finished.as_str().into();
         status.finished_at = finished_at;
         let (v, reason) = if !judged.errors.is_empty() {
             (Verdict::Error, Some(judged.errors.join("; ")))

@@ -10,7 +10,7 @@ use stampede_service::clock::now_rfc3339;
 use super::provision::Provisioned;
 use crate::Error;
 use crate::context::Context;
-use crate::crd::{ConditionType, CouponCampaign, CouponCampaignStatus, Reason};
+use crate::crd::{ConditionStatus, ConditionType, CouponCampaign, CouponCampaignStatus, Reason};
 use crate::events::{publish, report_kafka, report_redis};
 use crate::kubeapi::write_status;
 use crate::loadtest::report_runs;
@@ -68,9 +68,5 @@ fn next(ctx: &Context, obs: &Observed) -> Duration {
 }
 
 fn is_ready(s: Option<&CouponCampaignStatus>) -> bool {
-    s.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
-    })
+    s.is_some_and(|s| s.is(ConditionType::Ready, ConditionStatus::True))
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use stampede_service::campaign::{CampaignSnapshot, Window};
 use stampede_service::kafka::TopicsOutcome;
 
-use crate::crd::{Condition, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason};
+use crate::crd::{
+    Condition, ConditionStatus, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason,
+};
 
 pub(crate) use compute::compute;
 
@@ -109,17 +111,17 @@ pub(crate) fn condition(
     outcome: Outcome,
 ) -> Condition {
     let (status, reason, message) = match outcome {
-        Ok((reason, message)) => ("True", reason, message),
-        Err(p) => ("False", p.reason, p.message),
+        Ok((reason, message)) => (ConditionStatus::True, reason, message),
+        Err(p) => (ConditionStatus::False, p.reason, p.message),
     };
     // The transition time moves only when the status does.
     let last_transition_time = prev
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_.as_str()))
-        .filter(|c| c.status == status)
+        .and_then(|s| s.condition(type_))
+        .filter(|c| c.status == status.as_str())
         .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
     Condition {
         type_: type_.as_str().into(),
-        status: status.into(),
+        status: status.as_str().into(),
         reason: reason.as_str().into(),
         message,
         last_transition_time,
