@@ -68,6 +68,7 @@ where
         .await?)
 }
 
+/// Server-side applies every child of a campaign.
 pub(crate) async fn apply_children(
     client: &Client,
     plan: &Plan,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use super::THRESHOLDS_FAILED_EXIT;
 use crate::crd::{LoadTestSpec, LoadTestStatus, RunPhase, Verdict};
 
+/// What one runner left: its exit code and termination message (the k6 summary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentResult {
     /// Container exit code (99: thresholds failed).

@@ -52,12 +52,17 @@ pub(crate) async fn reconcile(cc: Arc<CouponCampaign>, ctx: Arc<Context>) -> Res
 
 /// The pipeline for a campaign that is not being deleted.
 async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
+    // validate: the spec as a Plan; an invalid one gets the Failed status and stops here.
     let plan = spec::validated(cc, ctx).await?;
     let owner = spec::owner(cc)?;
+    // build (pure) and apply (server-side, one field manager).
     let children = build::children(&plan, &owner);
     let alerts = apply::apply(ctx, &plan, &owner, &children).await?;
+    // provision: topics, then stock; what fails becomes a condition, not an error.
     let mut provisioned = provision::provision(ctx, &plan).await?;
+    // observe: workloads, load-test runs and the gate.
     let observed = observe::observe(ctx, cc, &plan, &owner, &mut provisioned, alerts).await?;
+    // status: events, the computed status, and when to look again.
     report::report(ctx, cc, &provisioned, observed).await
 }
 

@@ -103,6 +103,8 @@ pub(crate) struct Observed {
     pub gate: Gate,
 }
 
+/// One condition from its outcome; the transition time is kept from `prev` while the
+/// status stays the same.
 pub(crate) fn condition(
     prev: Option<&CouponCampaignStatus>,
     generation: Option<i64>,
