@@ -28,6 +28,8 @@ pub(super) struct Call {
 pub(super) struct Cluster {
     /// The issuer and writer Deployments report every pod available.
     pub available: bool,
+    /// Patches of this resource (e.g. `deployments`) are forbidden, as RBAC would.
+    pub forbidden: Option<&'static str>,
 }
 
 /// The running fake; calls are recorded until it is dropped.
@@ -108,6 +110,14 @@ fn answer(call: &Call, campaign: &Value, cluster: &Cluster) -> (StatusCode, Valu
     let name = call.path.rsplit('/').next().unwrap_or_default();
     let campaigns = call.path.contains("/couponcampaigns/");
     match call.method {
+        Method::PATCH
+            if cluster
+                .forbidden
+                .is_some_and(|r| call.path.contains(&format!("/{r}/"))) =>
+        {
+            let resource = cluster.forbidden.unwrap_or_default();
+            (StatusCode::FORBIDDEN, forbidden(resource, name))
+        }
         Method::PATCH if campaigns && call.path.ends_with("/status") => {
             let mut cc = campaign.clone();
             cc["status"] = call.body["status"].clone();
@@ -146,5 +156,18 @@ fn not_found(name: &str) -> Value {
         "message": format!("{name} not found"),
         "reason": "NotFound",
         "code": 404,
+    })
+}
+
+fn forbidden(resource: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "message": format!(
+            "{resource} \"{name}\" is forbidden: User \"system:serviceaccount:stampede-system:stampede-operator\" cannot patch resource \"{resource}\""
+        ),
+        "reason": "Forbidden",
+        "code": 403,
     })
 }

@@ -75,7 +75,10 @@ fn is(status: &str, reason: Reason) -> (String, String) {
 }
 
 fn ready() -> Cluster {
-    Cluster { available: true }
+    Cluster {
+        available: true,
+        forbidden: None,
+    }
 }
 
 #[tokio::test]
@@ -213,6 +216,55 @@ async fn the_gate_holds_the_campaign_closed_while_its_test_runs() {
     let events = api.event_reasons();
     assert!(events.contains(&"GateClosed".to_owned()), "{events:?}");
     assert!(events.contains(&"LoadTestStarted".to_owned()), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_condition_and_nothing_is_provisioned() {
+    let fake = FakeBackends::default();
+    let secret = "  redis: {secretRef: {name: backends, key: redis-url}}\n";
+    let (result, api, _) = reconciled(secret, ready(), &fake).await;
+    let Err(Error::Incomplete(m)) = &result else {
+        panic!("expected Incomplete, got {result:?}");
+    };
+    assert!(m.starts_with("SecretUnavailable"), "{m}");
+    assert_eq!(api.find(Method::GET, "/secrets/backends").len(), 1);
+    let status = api.status();
+    let unavailable = is("False", Reason::SecretUnavailable);
+    assert_eq!(
+        condition(&status, ConditionType::RedisProvisioned),
+        unavailable
+    );
+    assert_eq!(
+        condition(&status, ConditionType::KafkaProvisioned),
+        unavailable
+    );
+    assert!(fake.state().campaigns.is_empty() && fake.state().topics.is_empty());
+}
+
+#[tokio::test]
+async fn an_rbac_refusal_is_reported_on_the_campaign() {
+    let fake = FakeBackends::default();
+    let cluster = Cluster {
+        available: true,
+        forbidden: Some("deployments"),
+    };
+    let (result, api, _) = reconciled("", cluster, &fake).await;
+    let Err(Error::Kube(kube::Error::Api(status))) = &result else {
+        panic!("expected a 403, got {result:?}");
+    };
+    assert!(status.is_forbidden(), "{status:?}");
+    assert_eq!(api.event_reasons(), ["Forbidden"]);
+    let written = api.status();
+    assert_eq!(
+        condition(&written, ConditionType::Ready),
+        is("False", Reason::Forbidden)
+    );
+    let message = written["conditions"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot patch resource \"deployments\""),
+        "{message}"
+    );
+    assert!(fake.state().campaigns.is_empty(), "nothing provisioned");
 }
 
 /// A campaign being deleted, with its stock and topics in the fake.
