@@ -27,10 +27,10 @@ pub enum Command {
     Crd,
     /// Run one of a campaign file's load tests with the local k6 against a running service
     /// and print the verdict as the operator records it (exit 1 unless it passed).
-    Loadtest(crate::local::LoadTestArgs),
+    Loadtest(crate::loadtest::local::LoadTestArgs),
     /// Print a campaign file's alert rules as a Prometheus rules file (for Prometheus
     /// without the operator's PrometheusRule).
-    Rules(crate::local::RulesArgs),
+    Rules(crate::rules::RulesArgs),
     /// Print the alert rules over every campaign (default thresholds) for Grafana alerting
     /// (`--grafana`: dashboards/alerting/stampede-alerts.yaml) or Prometheus (`--prometheus`).
     Alerts(crate::alerts::AlertsArgs),

@@ -1,142 +1,170 @@
-//! Kubernetes events for what reconcile did and what it was refused: provisioning,
-//! load-test runs, RBAC.
+//! Kubernetes events: publishing one, and the events for what provisioning changed or was
+//! refused and for RBAC refusals. (Load-test events are `loadtest/gate.rs`.)
 
 use kube::Resource;
-use kube::runtime::events::EventType;
+use kube::runtime::events::{Event, EventType};
 use stampede_service::campaign::{AdminAction, ProvisionOutcome};
 use stampede_service::clock::now_rfc3339;
 use stampede_service::kafka::TopicsOutcome;
 use tracing::warn;
 
-use crate::crd::{CouponCampaign, CouponCampaignStatus, LoadTestStatus};
+use crate::context::Context;
+use crate::crd::{ConditionType, CouponCampaign, CouponCampaignStatus, Reason, string_enum};
 use crate::kubeapi::write_status;
-use crate::provision::RedisOutcome;
-use crate::reconcile::Context;
 use crate::status::{self, Problem};
 
-/// Events for what provisioning changed or refused.
-pub(crate) async fn report_provisioning(
-    ctx: &Context,
-    cc: &CouponCampaign,
-    prev: Option<&CouponCampaignStatus>,
-    redis: &Result<RedisOutcome, Problem>,
-    kafka: &Result<TopicsOutcome, Problem>,
-) {
-    let prev_reason = |t: &str| {
-        prev.and_then(|s| s.conditions.iter().find(|c| c.type_ == t))
-            .map(|c| c.reason.clone())
-    };
-    match redis {
-        Ok(r) => {
-            let note = match r.provision {
-                ProvisionOutcome::Created { total } => {
-                    Some(("StockProvisioned", format!("created with {total} coupons")))
-                }
-                ProvisionOutcome::Restocked { before, after, .. } => Some((
-                    "Restocked",
-                    format!("stock {before} → {after} (+{})", after - before),
-                )),
-                ProvisionOutcome::WindowUpdated { .. } => {
-                    Some(("WindowUpdated", "sale window updated".into()))
-                }
-                ProvisionOutcome::Unchanged { .. } => None,
-            };
-            if let Some((reason, note)) = note {
-                ctx.event(cc, EventType::Normal, reason, note).await;
-            }
-            if let Some(a) = r.pause_change {
-                let (reason, note) = if a == AdminAction::Pause {
-                    ("Paused", "issuing paused by spec.paused")
-                } else {
-                    ("Resumed", "issuing resumed")
-                };
-                ctx.event(cc, EventType::Normal, reason, note.into()).await;
-            }
-        }
-        Err(p) if prev_reason("RedisProvisioned").as_deref() != Some(p.reason) => {
-            ctx.event(cc, EventType::Warning, p.reason, p.message.clone())
-                .await;
-        }
-        Err(_) => {}
-    }
-    match kafka {
-        Ok(t) if t.decrease_refused => {
-            if prev_reason("KafkaProvisioned").as_deref() != Some("PartitionDecreaseRefused") {
-                let note = format!(
-                    "topic {} keeps its {} partitions; Kafka cannot remove partitions",
-                    t.topic, t.partitions
-                );
-                ctx.event(cc, EventType::Warning, "PartitionDecreaseRefused", note)
-                    .await;
-            }
-        }
-        Ok(t) if t.partitions_before == 0 => {
-            let note = format!(
-                "created {} ({} partitions) and {}",
-                t.topic, t.partitions, t.dead_letter_topic
-            );
-            ctx.event(cc, EventType::Normal, "TopicsCreated", note)
-                .await;
-        }
-        Ok(t) if t.partitions > t.partitions_before => {
-            let note = format!(
-                "{} grew from {} to {} partitions",
-                t.topic, t.partitions_before, t.partitions
-            );
-            ctx.event(cc, EventType::Normal, "PartitionsAdded", note)
-                .await;
-        }
-        Ok(_) => {}
-        Err(p) if prev_reason("KafkaProvisioned").as_deref() != Some(p.reason) => {
-            ctx.event(cc, EventType::Warning, p.reason, p.message.clone())
-                .await;
-        }
-        Err(_) => {}
+string_enum! {
+    /// Reasons of events that are not also condition reasons.
+    EventReason {
+        /// A campaign's stock was created in Redis.
+        StockProvisioned,
+        /// Stock grew.
+        Restocked,
+        /// The sale window changed.
+        WindowUpdated,
+        /// `spec.paused` paused issuing.
+        Paused,
+        /// Issuing resumed.
+        Resumed,
+        /// The campaign topics were created.
+        TopicsCreated,
+        /// The campaign topic grew.
+        PartitionsAdded,
+        /// A load-test run started.
+        LoadTestStarted,
+        /// A load-test run passed.
+        LoadTestPassed,
+        /// A load-test run failed.
+        LoadTestFailed,
+        /// The gate let a held campaign open.
+        GateOpened,
+        /// The gate holds the campaign closed.
+        GateClosed,
+        /// Cleanup could not close the campaign (Retain).
+        CleanupSkipped,
+        /// Cleanup closed the campaign.
+        Closed,
+        /// The outbox did not drain in time; deleting anyway.
+        DrainTimedOut,
+        /// Cleanup deleted the campaign's data.
+        Deleted,
     }
 }
 
-/// Events for load-test runs that started or finished.
-pub(crate) async fn report_runs(
+/// Publishes one event on the campaign; a failure is logged, never fails the reconcile.
+pub(crate) async fn publish(
     ctx: &Context,
     cc: &CouponCampaign,
-    prev: &[LoadTestStatus],
-    now: &[LoadTestStatus],
+    type_: EventType,
+    reason: impl Into<&'static str>,
+    note: String,
 ) {
-    for r in now {
-        let before = prev.iter().find(|p| p.name == r.name && p.run == r.run);
-        if before.is_none() && r.started_at.is_some() {
-            let note = format!(
-                "load test {} started: run {}, {} segment(s)",
-                r.name, r.run, r.segments
-            );
-            ctx.event(cc, EventType::Normal, "LoadTestStarted", note)
-                .await;
-        }
-        let newly = r.verdict.is_some() && before.is_none_or(|p| p.verdict.is_none());
-        match r.verdict.as_deref() {
-            Some(v) if newly && v == crate::loadtest::PASSED => {
-                let note = format!(
-                    "load test {} passed: {} rps, p95 {} ms, error rate {}",
-                    r.name,
-                    r.rps.unwrap_or_default(),
-                    r.p95_ms.unwrap_or_default(),
-                    r.error_rate.unwrap_or_default()
-                );
-                ctx.event(cc, EventType::Normal, "LoadTestPassed", note)
-                    .await;
-            }
-            Some(v) if newly => {
-                let note = format!(
-                    "load test {} {v}: {}",
-                    r.name,
-                    r.reason.as_deref().unwrap_or("")
-                );
-                ctx.event(cc, EventType::Warning, "LoadTestFailed", note)
-                    .await;
-            }
-            _ => {}
-        }
+    let reason: &str = reason.into();
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &cc.object_ref(&())).await {
+        warn!(error = %e, reason, "publishing event failed");
     }
+}
+
+/// The reason a condition of the previous status had.
+fn prev_reason(prev: Option<&CouponCampaignStatus>, t: ConditionType) -> Option<&str> {
+    prev.and_then(|s| s.condition(t)).map(|c| c.reason.as_str())
+}
+
+/// A warning for a problem, unless the condition already said so.
+async fn warn_once(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: Option<&CouponCampaignStatus>,
+    t: ConditionType,
+    p: &Problem,
+) {
+    if prev_reason(prev, t) != Some(p.reason.as_str()) {
+        publish(ctx, cc, EventType::Warning, p.reason, p.message.clone()).await;
+    }
+}
+
+/// Events for what provisioning Redis changed or refused.
+pub(crate) async fn report_redis(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: Option<&CouponCampaignStatus>,
+    redis: Result<(&ProvisionOutcome, Option<AdminAction>), &Problem>,
+) {
+    let (provision, pause_change) = match redis {
+        Ok(r) => r,
+        Err(p) => return warn_once(ctx, cc, prev, ConditionType::RedisProvisioned, p).await,
+    };
+    let note = match *provision {
+        ProvisionOutcome::Created { total } => Some((
+            EventReason::StockProvisioned,
+            format!("created with {total} coupons"),
+        )),
+        ProvisionOutcome::Restocked { before, after, .. } => Some((
+            EventReason::Restocked,
+            format!("stock {before} → {after} (+{})", after - before),
+        )),
+        ProvisionOutcome::WindowUpdated { .. } => {
+            Some((EventReason::WindowUpdated, "sale window updated".into()))
+        }
+        ProvisionOutcome::Unchanged { .. } => None,
+    };
+    if let Some((reason, note)) = note {
+        publish(ctx, cc, EventType::Normal, reason, note).await;
+    }
+    if let Some(a) = pause_change {
+        let (reason, note) = if a == AdminAction::Pause {
+            (EventReason::Paused, "issuing paused by spec.paused")
+        } else {
+            (EventReason::Resumed, "issuing resumed")
+        };
+        publish(ctx, cc, EventType::Normal, reason, note.into()).await;
+    }
+}
+
+/// Events for what provisioning Kafka changed or refused.
+pub(crate) async fn report_kafka(
+    ctx: &Context,
+    cc: &CouponCampaign,
+    prev: Option<&CouponCampaignStatus>,
+    kafka: &Result<TopicsOutcome, Problem>,
+) {
+    let t = match kafka {
+        Ok(t) => t,
+        Err(p) => return warn_once(ctx, cc, prev, ConditionType::KafkaProvisioned, p).await,
+    };
+    let refused = Reason::PartitionDecreaseRefused;
+    let (type_, reason, note): (_, &'static str, _) = if t.decrease_refused {
+        if prev_reason(prev, ConditionType::KafkaProvisioned) == Some(refused.as_str()) {
+            return;
+        }
+        let note = format!(
+            "topic {} keeps its {} partitions; Kafka cannot remove partitions",
+            t.topic, t.partitions
+        );
+        (EventType::Warning, refused.into(), note)
+    } else if t.partitions_before == 0 {
+        let note = format!(
+            "created {} ({} partitions) and {}",
+            t.topic, t.partitions, t.dead_letter_topic
+        );
+        (EventType::Normal, EventReason::TopicsCreated.into(), note)
+    } else if t.partitions > t.partitions_before {
+        let note = format!(
+            "{} grew from {} to {} partitions",
+            t.topic, t.partitions_before, t.partitions
+        );
+        (EventType::Normal, EventReason::PartitionsAdded.into(), note)
+    } else {
+        return;
+    };
+    publish(ctx, cc, type_, reason, note).await;
 }
 
 /// RBAC refusals say so on the campaign (condition and event), not only in the log: a
@@ -144,14 +172,11 @@ pub(crate) async fn report_runs(
 pub(crate) async fn report_forbidden(ctx: &Context, cc: &CouponCampaign, message: &str) {
     let prev = cc.status.as_ref();
     let note = format!("the operator's ServiceAccount is not allowed to do this: {message}");
-    let again = prev.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.reason == "Forbidden" && c.message == note)
-    });
+    let again = prev
+        .and_then(|s| s.condition(ConditionType::Ready))
+        .is_some_and(|c| c.reason == Reason::Forbidden.as_str() && c.message == note);
     if !again {
-        ctx.event(cc, EventType::Warning, "Forbidden", note.clone())
-            .await;
+        publish(ctx, cc, EventType::Warning, Reason::Forbidden, note.clone()).await;
     }
     let status = status::forbidden(prev, cc.meta().generation, &note, &now_rfc3339());
     // If writing status is forbidden too, the event and the log are all there is.

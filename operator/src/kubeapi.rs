@@ -14,13 +14,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::build::{Children, issuer_name, writer_name};
-use crate::crd::{CouponCampaign, CouponCampaignStatus};
+use crate::crd::{CouponCampaign, CouponCampaignStatus, Reason};
 use crate::status::{Alerts, Problem, Workloads};
 use crate::validate::Plan;
 use crate::{Error, alerts};
 
 /// The one field manager for everything the operator applies.
-pub const MANAGER: &str = "stampede-operator";
+pub(crate) const MANAGER: &str = "stampede-operator";
 const PROMETHEUS_RULE_CRD: &str = "prometheusrules.monitoring.coreos.com";
 
 /// Writes a campaign's status (server-side apply on the status subresource), unless it
@@ -68,6 +68,7 @@ where
         .await?)
 }
 
+/// Server-side applies every child of a campaign.
 pub(crate) async fn apply_children(
     client: &Client,
     plan: &Plan,
@@ -126,7 +127,7 @@ pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads,
         async move { api.get_opt(&name).await }
     };
     let (issuer, writer) = futures::try_join!(get(issuer_name(plan)), get(writer_name(plan)))
-        .map_err(|e| Problem::new("WorkloadsUnreadable", e.to_string()))?;
+        .map_err(|e| Problem::new(Reason::WorkloadsUnreadable, e.to_string()))?;
     let (issuer_available, issuer_wanted) = counts(issuer, 1);
     let (writer_available, writer_wanted) = counts(writer, plan.writer.replicas);
     Ok(Workloads {

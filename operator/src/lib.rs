@@ -1,26 +1,26 @@
 //! Stampede operator: turns a `CouponCampaign` into provisioned Redis stock, Kafka topics,
 //! an HPA-scaled issuer and a writer, and keeps its status true.
 //!
-//! Reconcile is a pipeline: [`validate`] and [`build`] / [`alerts`] / [`status`] are pure;
-//! [`provision`] and [`reconcile`] are the edges that talk to the API server, Redis, Kafka
-//! and PostgreSQL.
+//! Reconcile (`reconcile/`) is a pipeline, read top to bottom: finalizer → [`validate`]
+//! → `build` → apply → provision → observe → status. `validate`, `build`, `alerts` and
+//! `status` are pure; the edges are `kubeapi` (the API server), `backends` (Redis, Kafka,
+//! PostgreSQL, behind a trait) and `events`. Everything about load tests is [`loadtest`].
 
 pub mod alerts;
-pub mod build;
-mod cleanup;
+mod backends;
+mod build;
 pub mod cli;
+mod context;
 pub mod crd;
 mod error;
 mod events;
-pub mod kubeapi;
+mod kubeapi;
 pub mod loadtest;
-pub mod local;
-pub mod metrics;
-pub mod provision;
-pub mod reconcile;
+mod metrics;
+mod reconcile;
+pub mod rules;
 pub mod run;
-pub mod runs;
-pub mod status;
+mod status;
 pub mod validate;
 
 pub use error::Error;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use stampede_operator::cli::{Cli, Command};
+use stampede_operator::crd::Verdict;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -13,13 +14,13 @@ async fn main() {
             print!("{}", stampede_operator::crd_yaml());
             Ok(())
         }
-        Command::Rules(args) => stampede_operator::local::rules(&args).map(|r| print!("{r}")),
+        Command::Rules(args) => stampede_operator::rules::rules(&args).map(|r| print!("{r}")),
         Command::Alerts(args) => stampede_operator::alerts::render(&args).map(|r| print!("{r}")),
-        Command::Loadtest(args) => match stampede_operator::local::loadtest(args).await {
+        Command::Loadtest(args) => match stampede_operator::loadtest::local::loadtest(args).await {
             Ok(status) => {
                 println!("{}", serde_json::to_string(&status).unwrap_or_default());
                 match status.verdict.as_deref() {
-                    Some(stampede_operator::loadtest::PASSED) => Ok(()),
+                    Some(v) if v == Verdict::Passed.as_str() => Ok(()),
                     v => Err(stampede_operator::Error::LoadTestFailed {
                         verdict: v.unwrap_or("no verdict").to_owned(),
                         reason: status.reason.unwrap_or_default(),

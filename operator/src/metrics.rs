@@ -8,7 +8,7 @@ use prometheus::{
 
 /// The operator's metrics; cheap to clone.
 #[derive(Clone)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     reconciles: IntCounterVec,
     failures: IntCounterVec,

@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::backends::RealBackends;
+use crate::context::{Context, Timings};
 use crate::crd::CouponCampaign;
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, error_policy, reconcile};
+use crate::reconcile::{error_policy, reconcile};
 use crate::validate::Defaults;
 use stampede_service::server::serve_metrics_text;
 
@@ -66,16 +68,7 @@ pub async fn run_on(
 ) -> Result<(), Error> {
     let client = client(config.kubeconfig.as_ref()).await?;
     let campaigns = Api::<CouponCampaign>::all(client.clone());
-    // Fail at start, clearly, when the CRD is missing.
-    campaigns
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(|e| {
-            Error::Config(format!(
-                "cannot list {}: {e} (is the CRD installed? `stampede-operator crd | kubectl apply -f -`)",
-                CouponCampaign::plural(&()),
-            ))
-        })?;
+    crd_installed(&campaigns).await?;
     info!(metrics = %listener.local_addr()?, "operator starting");
     let metrics = Metrics::new();
     let render = {
@@ -83,12 +76,17 @@ pub async fn run_on(
         move || m.render()
     };
     let server = tokio::spawn(serve_metrics_text(listener, render, shutdown.clone()));
+    let timings = Timings {
+        resync: config.resync,
+        drain_timeout: config.drain_timeout,
+    };
+    let backends = Arc::new(RealBackends::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.defaults,
+        backends,
         metrics,
-        config.resync,
-        config.drain_timeout,
+        timings,
     ));
     let (reader, writer) = reflector::store();
     // Status writes do not wake the controller: only spec (generation), finalizer and
@@ -115,6 +113,20 @@ pub async fn run_on(
         .await
         .map_err(|e| Error::Config(format!("metrics server task: {e}")))??;
     info!("operator stopped");
+    Ok(())
+}
+
+/// Fails at start, clearly, when the CRD is missing.
+async fn crd_installed(campaigns: &Api<CouponCampaign>) -> Result<(), Error> {
+    campaigns
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| {
+            Error::Config(format!(
+                "cannot list {}: {e} (is the CRD installed? `stampede-operator crd | kubectl apply -f -`)",
+                CouponCampaign::plural(&()),
+            ))
+        })?;
     Ok(())
 }
 

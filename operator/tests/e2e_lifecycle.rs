@@ -17,15 +17,35 @@ use serde_json::json;
 use stampede_operator::crd::FINALIZER;
 use stampede_service::ids::{CampaignId, UserId};
 
+const BASE: &str = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
+
+fn reject<T: std::fmt::Debug>(r: Result<T, kube::Error>, needle: &str) {
+    let e = r.expect_err(&format!("should be rejected ({needle})"));
+    let msg = e.to_string();
+    assert!(msg.contains(needle), "{needle:?} not in {msg}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_server_rejects_invalid_specs_with_the_cel_message() {
     let c = Cluster::start().await;
-    fn reject<T: std::fmt::Debug>(r: Result<T, kube::Error>, needle: &str) {
-        let e = r.expect_err(&format!("should be rejected ({needle})"));
-        let msg = e.to_string();
-        assert!(msg.contains(needle), "{needle:?} not in {msg}");
-    }
-    let base = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
+    invalid_fields_are_rejected(&c).await;
+    // Transition rules: stock and partitions never decrease.
+    decreases_are_rejected(&c).await;
+    let names: Vec<String> = c
+        .campaigns()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|x| x.name_any())
+        .collect();
+    assert_eq!(names, ["ok"]);
+}
+
+/// OpenAPI bounds and CEL rules on single fields.
+async fn invalid_fields_are_rejected(c: &Cluster) {
+    let base = BASE;
     reject(
         c.create("zero", &format!("{base}spec: {{stock: 0}}")).await,
         "spec.stock",
@@ -66,7 +86,11 @@ async fn the_api_server_rejects_invalid_specs_with_the_cel_message() {
         .await,
         "spec.deletionPolicy",
     );
-    // Transition rules: stock and partitions never decrease.
+}
+
+/// Stock and partitions may grow but never shrink; nothing is stored for a refusal.
+async fn decreases_are_rejected(c: &Cluster) {
+    let base = BASE;
     c.create(
         "ok",
         &format!("{base}spec: {{stock: 10, kafka: {{partitions: 6}}}}"),
@@ -82,20 +106,10 @@ async fn the_api_server_rejects_invalid_specs_with_the_cel_message() {
             .await,
         "kafka.partitions may grow but never decrease",
     );
-    // Growing both is fine, and nothing was stored for the rejected ones.
+    // Growing both is fine.
     c.patch_spec("ok", json!({ "stock": 11, "kafka": { "partitions": 8 } }))
         .await
         .unwrap();
-    let names: Vec<String> = c
-        .campaigns()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .map(|x| x.name_any())
-        .collect();
-    assert_eq!(names, ["ok"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,23 +134,35 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
             .await
             .unwrap();
     }
+    retain_closes_and_keeps_the_data(&c, &keep).await;
+    delete_waits_for_the_outbox_then_removes_the_data(&c, &store, &gone).await;
+    op.stop().await;
+}
 
-    // Retain: closed, data and topics kept, finalizer released.
+/// Waits until the campaign is gone from the API (its finalizer released).
+async fn gone_from_the_api(c: &Cluster, what: &str, name: &str, within: Duration) {
+    eventually(what, within, || {
+        let api = c.campaigns();
+        let name = name.to_owned();
+        async move { api.get_opt(&name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// Retain: closed, data and topics kept, finalizer released.
+async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
     c.campaigns()
-        .delete(&keep, &DeleteParams::default())
+        .delete(keep, &DeleteParams::default())
         .await
         .unwrap();
-    eventually(
+    gone_from_the_api(
+        c,
         "retained campaign gone from the API",
+        keep,
         Duration::from_secs(30),
-        || {
-            let api = c.campaigns();
-            let keep = keep.clone();
-            async move { api.get_opt(&keep).await.unwrap().is_none().then_some(()) }
-        },
     )
     .await;
-    let snap = snapshot(&keep).await.expect("Redis data retained");
+    let snap = snapshot(keep).await.expect("Redis data retained");
     assert!(snap.closed, "closed by the finalizer");
     assert_eq!(snap.issued, 1);
     assert_eq!(
@@ -144,25 +170,31 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
         6,
         "topic retained"
     );
+}
 
-    // Delete: closed at once, but held while the outbox still has an issuance nobody
-    // relayed; a relay drains it, then Redis keys and topics go.
+/// Delete: closed at once, but held while the outbox still has an issuance nobody
+/// relayed; a relay drains it, then Redis keys and topics go.
+async fn delete_waits_for_the_outbox_then_removes_the_data(
+    c: &Cluster,
+    store: &stampede_service::store::Store,
+    gone: &str,
+) {
     c.campaigns()
-        .delete(&gone, &DeleteParams::default())
+        .delete(gone, &DeleteParams::default())
         .await
         .unwrap();
     eventually("Delete campaign closed", Duration::from_secs(30), || {
-        let gone = gone.clone();
+        let gone = gone.to_owned();
         async move { snapshot(&gone).await.filter(|s| s.closed).map(|_| ()) }
     })
     .await;
     let held = c
         .campaigns()
-        .get(&gone)
+        .get(gone)
         .await
         .expect("held by the finalizer while the outbox drains");
     assert!(held.meta().deletion_timestamp.is_some());
-    assert_eq!(snapshot(&gone).await.unwrap().outbox_len, 1);
+    assert_eq!(snapshot(gone).await.unwrap().outbox_len, 1);
     let relay_stop = tokio_util::sync::CancellationToken::new();
     let relay = tokio::spawn(stampede_service::relay::run(
         stampede_service::relay::RelayConfig {
@@ -176,27 +208,23 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
         stampede_service::metrics::Metrics::new().pipeline,
         relay_stop.clone(),
     ));
-    eventually(
+    gone_from_the_api(
+        c,
         "Delete campaign gone from the API",
+        gone,
         Duration::from_secs(40),
-        || {
-            let api = c.campaigns();
-            let gone = gone.clone();
-            async move { api.get_opt(&gone).await.unwrap().is_none().then_some(()) }
-        },
     )
     .await;
     relay_stop.cancel();
     relay.await.unwrap().unwrap();
-    assert!(snapshot(&gone).await.is_none(), "Redis keys deleted");
-    assert!(!store.registry().await.unwrap().contains(&gone));
+    assert!(snapshot(gone).await.is_none(), "Redis keys deleted");
+    assert!(!store.registry().await.unwrap().contains(&gone.to_owned()));
     eventually("topics deleted", Duration::from_secs(30), || {
         let t = format!("stampede.{gone}");
         let d = format!("stampede-dlq.{gone}");
         async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
     })
     .await;
-    op.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,6 +246,28 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
         .await;
     assert_eq!(s.stock.as_ref().unwrap().total, 40);
     // Exactly one of each child, one finalizer, the stock provisioned once.
+    assert_eq!(children(&c, &name).await, (2, 1, 1, 1));
+    let cc = c.campaigns().get(&name).await.unwrap();
+    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
+    let snap = snapshot(&name).await.unwrap();
+    assert_eq!(
+        (snap.total, snap.issued),
+        (40, 0),
+        "provisioned once, not restocked twice"
+    );
+    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
+    // Every field the children carry is owned by the one field manager.
+    let d = c
+        .deployments()
+        .get(&format!("{name}-issuer"))
+        .await
+        .unwrap();
+    assert_eq!(apply_managers(&d), ["stampede-operator"]);
+    op.stop().await;
+}
+
+/// How many Deployments, Services, HPAs and PDBs carry the campaign's label.
+async fn children(c: &Cluster, name: &str) -> (usize, usize, usize, usize) {
     let selector = ListParams::default().labels(&format!("stampede.dev/campaign={name}"));
     let count_deploy = Api::<Deployment>::namespaced(c.client.clone(), &c.ns)
         .list(&selector)
@@ -243,25 +293,5 @@ async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
         .unwrap()
         .items
         .len();
-    assert_eq!(
-        (count_deploy, count_svc, count_hpa, count_pdb),
-        (2, 1, 1, 1)
-    );
-    let cc = c.campaigns().get(&name).await.unwrap();
-    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
-    let snap = snapshot(&name).await.unwrap();
-    assert_eq!(
-        (snap.total, snap.issued),
-        (40, 0),
-        "provisioned once, not restocked twice"
-    );
-    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
-    // Every field the children carry is owned by the one field manager.
-    let d = c
-        .deployments()
-        .get(&format!("{name}-issuer"))
-        .await
-        .unwrap();
-    assert_eq!(apply_managers(&d), ["stampede-operator"]);
-    op.stop().await;
+    (count_deploy, count_svc, count_hpa, count_pdb)
 }

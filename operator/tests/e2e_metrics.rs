@@ -76,7 +76,48 @@ fn walk(v: &serde_json::Value, into: &mut BTreeSet<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
-    // What the rules and dashboards query.
+    let wanted = queried_by_rules_and_dashboards();
+
+    // The processes, with traffic that makes each labelled metric appear.
+    let mut redis = RedisServer::start().await;
+    let c = Cluster::start().await;
+    let mut defaults = stack_defaults();
+    defaults.redis_url = redis.url();
+    let op = Operator::start_with(&c.cp.kubeconfig, defaults);
+    let name = unique("metrics");
+    let _forget = Forget(name.clone());
+    a_good_and_a_bad_campaign(&c, &name).await;
+    let stop = CancellationToken::new();
+    let (svc_port, writer_port) = (free_port(), free_port());
+    service_and_writer(&redis.url(), &name, svc_port, writer_port, &stop);
+    let svc = format!("http://127.0.0.1:{svc_port}");
+    let writer_metrics = format!("http://127.0.0.1:{writer_port}/metrics");
+    let http = traffic(&svc, &name, &writer_metrics).await;
+    // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
+    // a sold-out one is still answered from memory).
+    redis.stop();
+    let r = http
+        .post(format!("{svc}/v1/campaigns/{name}-other/issue"))
+        .json(&serde_json::json!({ "userId": "late" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+
+    let mut have = exported(&scrape(&format!("{svc}/metrics")).await);
+    have.extend(exported(&scrape(&writer_metrics).await));
+    have.extend(exported(&op.get("/metrics").await.1));
+    let missing: Vec<&String> = wanted.iter().filter(|m| !have.contains(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "queried but not exported: {missing:?}\nexported: {have:?}"
+    );
+    stop.cancel();
+    op.stop().await;
+}
+
+/// What the example's alert rules and the dashboards (and their alerting rules) query.
+fn queried_by_rules_and_dashboards() -> BTreeSet<String> {
     let example: stampede_operator::crd::CouponCampaign =
         serde_yaml::from_str(include_str!("../../examples/campaign.yaml")).unwrap();
     let plan = validate(&example, &stack_defaults()).unwrap();
@@ -112,16 +153,12 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
         "dashboards/ has the campaign and operator dashboards"
     );
     assert!(wanted.len() >= 15, "{wanted:?}");
+    wanted
+}
 
-    // The processes, with traffic that makes each labelled metric appear.
-    let mut redis = RedisServer::start().await;
-    let c = Cluster::start().await;
-    let mut defaults = stack_defaults();
-    defaults.redis_url = redis.url();
-    let op = Operator::start_with(&c.cp.kubeconfig, defaults);
-    let name = unique("metrics");
-    let _forget = Forget(name.clone());
-    c.create(&name, "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 3, issuer: {minReplicas: 1}}\n")
+/// `name` provisioned, and `bad` Failed (an invalid spec is counted).
+async fn a_good_and_a_bad_campaign(c: &Cluster, name: &str) {
+    c.create(name, "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 3, issuer: {minReplicas: 1}}\n")
         .await
         .unwrap();
     c.create("bad", "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 3, writer: {resources: {limits: {cpu: lots}}}}\n")
@@ -129,37 +166,45 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
         .unwrap();
     c.status_until("bad", "Failed", |s| s.phase == Some(Phase::Failed))
         .await;
-    c.status_until(&name, "provisioned", |s| has(s, "RedisProvisioned", "True"))
+    c.status_until(name, "provisioned", |s| has(s, "RedisProvisioned", "True"))
         .await;
+}
 
-    let redis_url = redis.url();
-    let stop = CancellationToken::new();
-    let (svc_port, writer_port) = (free_port(), free_port());
+/// The service (with its relay) and the writer of `name`'s topic, in-process.
+fn service_and_writer(
+    redis_url: &str,
+    name: &str,
+    svc_port: u16,
+    writer_port: u16,
+    stop: &CancellationToken,
+) {
     let kafka = stack_defaults().kafka_brokers;
     let db = stack_defaults().database_url;
     let topic = format!("stampede.{name}");
     let group = format!("metrics-test-{name}");
+    let listen = format!("127.0.0.1:{svc_port}");
     role(
         &[
             "serve",
             "--listen",
-            &format!("127.0.0.1:{svc_port}"),
+            &listen,
             "--redis-url",
-            &redis_url,
+            redis_url,
             "--kafka-brokers",
             &kafka,
             "--relay-consumer",
             "metrics-test",
         ],
-        &stop,
+        stop,
     );
+    let metrics_listen = format!("127.0.0.1:{writer_port}");
     role(
         &[
             "writer",
             "--metrics-listen",
-            &format!("127.0.0.1:{writer_port}"),
+            &metrics_listen,
             "--redis-url",
-            &redis_url,
+            redis_url,
             "--kafka-brokers",
             &kafka,
             "--database-url",
@@ -173,9 +218,13 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
             "--batch-linger-ms",
             "5",
         ],
-        &stop,
+        stop,
     );
-    let svc = format!("http://127.0.0.1:{svc_port}");
+}
+
+/// Issues past the stock, and a poison message the writer dead-letters; returns once the
+/// writer's metrics show rows written and the poison dead-lettered.
+async fn traffic(svc: &str, name: &str, writer_metrics: &str) -> reqwest::Client {
     let http = reqwest::Client::new();
     eventually("service ready", Duration::from_secs(30), || {
         let (http, url) = (http.clone(), format!("{svc}/readyz"));
@@ -197,21 +246,23 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
             .unwrap();
     }
     // A message the writer cannot decode goes to the dead-letter topic.
+    let kafka = stack_defaults().kafka_brokers;
     let producer: FutureProducer = stampede_operator_kafka(&kafka).create().unwrap();
     producer
         .send(
-            FutureRecord::to(&topic).key("poison").payload("{not json"),
+            FutureRecord::to(&format!("stampede.{name}"))
+                .key("poison")
+                .payload("{not json"),
             Duration::from_secs(10),
         )
         .await
         .map_err(|(e, _)| e)
         .unwrap();
-    let writer_metrics = format!("http://127.0.0.1:{writer_port}/metrics");
     eventually(
         "writer wrote rows and dead-lettered the poison",
         Duration::from_secs(60),
         || {
-            let url = writer_metrics.clone();
+            let url = writer_metrics.to_owned();
             async move {
                 let text = reqwest::get(url).await.ok()?.text().await.ok()?;
                 let names = exported(&text);
@@ -224,27 +275,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
         },
     )
     .await;
-    // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
-    // a sold-out one is still answered from memory).
-    redis.stop();
-    let r = http
-        .post(format!("{svc}/v1/campaigns/{name}-other/issue"))
-        .json(&serde_json::json!({ "userId": "late" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
-
-    let mut have = exported(&scrape(&format!("{svc}/metrics")).await);
-    have.extend(exported(&scrape(&writer_metrics).await));
-    have.extend(exported(&op.get("/metrics").await.1));
-    let missing: Vec<&String> = wanted.iter().filter(|m| !have.contains(*m)).collect();
-    assert!(
-        missing.is_empty(),
-        "queried but not exported: {missing:?}\nexported: {have:?}"
-    );
-    stop.cancel();
-    op.stop().await;
+    http
 }
 
 fn stampede_operator_kafka(brokers: &str) -> rdkafka::ClientConfig {

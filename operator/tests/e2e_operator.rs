@@ -2,17 +2,15 @@
 //! module proxy) with the stack's real Redis, Kafka and PostgreSQL.
 
 mod common;
+#[path = "e2e_operator/example.rs"]
+mod example;
 
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::ResourceExt;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::api::Api;
 use serde_json::json;
-use stampede_operator::crd::{FINALIZER, Phase};
+use stampede_operator::crd::Phase;
 use stampede_service::ids::{CampaignId, UserId};
 
 const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
@@ -27,138 +25,11 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
     c.create(&name, EXAMPLE)
         .await
         .expect("the example is accepted by the API server");
-
-    // Before any pod is available: provisioned, not Ready, and it says why.
-    let s = c
-        .status_until(&name, "provisioned, waiting for pods", |s| {
-            has(s, "RedisProvisioned", "True") && has(s, "KafkaProvisioned", "True")
-        })
-        .await;
-    assert_eq!(s.phase, Some(Phase::Provisioning));
-    let ready = condition(&s, "Ready").unwrap();
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "WaitingForPods")
-    );
-    assert_eq!(
-        condition(&s, "AlertsConfigured").unwrap().reason,
-        "PrometheusRuleCRDMissing",
-        "no monitoring CRD installed yet"
-    );
-
-    // Every child exists, owned by the campaign.
-    let cc = c.campaigns().get(&name).await.unwrap();
-    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
-    let uid = cc.uid().unwrap();
-    let issuer = format!("{name}-issuer");
-    let owners = [
-        c.deployments().get(&issuer).await.unwrap().metadata,
-        c.deployments()
-            .get(&format!("{name}-writer"))
-            .await
-            .unwrap()
-            .metadata,
-        Api::<Service>::namespaced(c.client.clone(), &c.ns)
-            .get(&issuer)
-            .await
-            .unwrap()
-            .metadata,
-        Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
-            .get(&issuer)
-            .await
-            .unwrap()
-            .metadata,
-        Api::<PodDisruptionBudget>::namespaced(c.client.clone(), &c.ns)
-            .get(&issuer)
-            .await
-            .unwrap()
-            .metadata,
-    ];
-    for m in &owners {
-        let o = &m.owner_references.as_ref().unwrap()[0];
-        assert_eq!(
-            (o.uid.as_str(), o.controller),
-            (uid.as_str(), Some(true)),
-            "{:?}",
-            m.name
-        );
-    }
-    let hpa = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
-        .get(&issuer)
-        .await
-        .unwrap();
-    let spec = hpa.spec;
-    let replicas = |k: &str| example["spec"]["issuer"][k].as_i64().unwrap() as i32;
-    assert_eq!(
-        (spec.min_replicas, spec.max_replicas),
-        (Some(replicas("minReplicas")), replicas("maxReplicas"))
-    );
-
-    // Redis stock and Kafka partitions as the spec says.
-    let stock = example["spec"]["stock"].as_u64().unwrap();
-    let snap = snapshot(&name)
-        .await
-        .expect("campaign provisioned in Redis");
-    assert_eq!((snap.total, snap.issued), (stock, 0));
-    assert!(
-        snap.window.opens_ms.is_some(),
-        "the example's window is provisioned"
-    );
-    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
-    assert_eq!(partitions(&format!("stampede-dlq.{name}")).await, 1);
-
-    // Pods become available (the test plays the kubelet): Ready, and the example's load
-    // tests start; its gated preflight holds the phase at Testing.
-    c.mark_campaign_available(&name).await;
-    let s = c
-        .status_until(&name, "Ready and testing", |s| {
-            has(s, "Ready", "True") && s.load_tests.iter().all(|r| r.started_at.is_some())
-        })
-        .await;
-    assert_eq!(s.phase, Some(Phase::Testing));
-    assert_eq!(s.load_tests.len(), 2);
-    let runners = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(c.client.clone(), &c.ns)
-        .list(&ListParams::default().labels(stampede_operator::loadtest::RUN_LABEL))
-        .await
-        .unwrap();
-    assert_eq!(runners.items.len(), 3, "preflight: 1 runner, peak: 2");
-
-    // What `kubectl get cc` prints: the API server's table from the printer columns.
-    let req = http::Request::get(format!(
-        "/apis/stampede.dev/v1alpha1/namespaces/{}/couponcampaigns/{name}",
-        c.ns
-    ))
-    .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
-    .body(Vec::new())
-    .unwrap();
-    let table: serde_json::Value =
-        serde_json::from_str(&c.client.request_text(req).await.unwrap()).unwrap();
-    let columns: Vec<&str> = table["columnDefinitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        columns,
-        [
-            "Name",
-            "Phase",
-            "Stock",
-            "Remaining",
-            "Issued",
-            "Tests",
-            "Opens",
-            "Age"
-        ]
-    );
-    let cells = &table["rows"][0]["cells"];
-    assert_eq!(cells[1], "Testing");
-    assert_eq!(
-        (cells[2].as_u64(), cells[3].as_u64(), cells[4].as_u64()),
-        (Some(stock), Some(stock), Some(0))
-    );
-    assert_eq!(cells[5], "False", "the gated preflight has not passed yet");
+    example::provisioned_and_waiting_for_pods(&c, &name).await;
+    let cc = example::every_child_is_owned(&c, &name, &example).await;
+    let stock = example::stock_and_topics_as_the_spec_says(&name, &example).await;
+    let s = example::ready_and_testing(&c, &name).await;
+    example::kubectl_get_prints_the_columns(&c, &name, stock).await;
     let st = s.stock.clone().unwrap();
     assert_eq!(
         (st.total, st.remaining, st.issued),
@@ -167,32 +38,7 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
     assert_eq!(st.persisted, Some(0), "persisted is read from PostgreSQL");
     assert_eq!(s.kafka.as_ref().unwrap().partitions, 6);
     assert_eq!(s.observed_generation, cc.metadata.generation);
-
-    // With the monitoring CRD installed, a spec change brings a PrometheusRule.
-    let rule_crd = prometheus_rule_crd();
-    install_crd(&c.client, &rule_crd).await;
-    let patched = c
-        .patch_spec(&name, json!({ "alerts": { "p95LatencyMs": 80 } }))
-        .await
-        .unwrap();
-    let generation = patched.metadata.generation;
-    c.status_until(&name, "AlertsConfigured for the new generation", |s| {
-        has(s, "AlertsConfigured", "True") && s.observed_generation == generation
-    })
-    .await;
-    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "PrometheusRule");
-    let rules = Api::<DynamicObject>::namespaced_with(
-        c.client.clone(),
-        &c.ns,
-        &ApiResource::from_gvk_with_plural(&gvk, "prometheusrules"),
-    );
-    let rule = rules.get(&format!("{name}-alerts")).await.unwrap();
-    let exprs = rule.data["spec"]["groups"][0]["rules"].to_string();
-    assert!(
-        exprs.contains("> 0.08"),
-        "the new threshold is in the rule: {exprs}"
-    );
-
+    example::a_spec_change_brings_the_prometheus_rule(&c, &name).await;
     let reasons = c.event_reasons(&name).await;
     for r in ["TopicsCreated", "StockProvisioned", "Ready"] {
         assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
@@ -219,8 +65,26 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
     assert!(has(&s, "Ready", "True"));
     c.status_until(&name, "Open at opensAt", |s| s.phase == Some(Phase::Open))
         .await;
+    sold_out_then_restocked(&c, &name).await;
 
-    // Three users take the whole stock: SoldOut.
+    // spec.paused pauses issuing.
+    c.patch_spec(&name, json!({ "paused": true }))
+        .await
+        .unwrap();
+    c.status_until(&name, "Paused", |s| s.phase == Some(Phase::Paused))
+        .await;
+    assert!(snapshot(&name).await.unwrap().paused);
+    let reasons = c.event_reasons(&name).await;
+    for r in ["Restocked", "Paused"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    op.stop().await;
+}
+
+/// Three users take the whole stock (SoldOut); `kubectl patch` stock 3 → 10 restocks by
+/// the difference and keeps the holders.
+async fn sold_out_then_restocked(c: &Cluster, name: &str) {
+    let name = name.to_owned();
     let store = store().await;
     let id = CampaignId::parse(&name).unwrap();
     for u in ["u1", "u2", "u3"] {
@@ -249,19 +113,6 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
         matches!(again, stampede_service::coupon::Decision::Already(_)),
         "{again:?}"
     );
-
-    // spec.paused pauses issuing.
-    c.patch_spec(&name, json!({ "paused": true }))
-        .await
-        .unwrap();
-    c.status_until(&name, "Paused", |s| s.phase == Some(Phase::Paused))
-        .await;
-    assert!(snapshot(&name).await.unwrap().paused);
-    let reasons = c.event_reasons(&name).await;
-    for r in ["Restocked", "Paused"] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
-    }
-    op.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,8 +155,28 @@ async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     c.status_until(&name, "Ready", |s| has(s, "Ready", "True"))
         .await;
 
-    // A spec the schema lets through but the operator cannot carry out: Failed, a
-    // condition and an event naming the field; fixing it recovers.
+    bad_spec_fails_waits_for_a_change_and_recovers(&c, &op, &name).await;
+    let reasons = c.event_reasons(&name).await;
+    for r in ["PartitionDecreaseRefused", "InvalidSpec"] {
+        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
+    }
+    let (code, body) = op.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        sample(
+            &body,
+            r#"stampede_operator_reconciles_total{kind="apply",result="ok"}"#
+        ) >= 2.0
+    );
+    assert!(body.contains("stampede_operator_reconcile_duration_seconds_bucket"));
+    assert_eq!(op.get("/healthz").await.0, 200);
+    op.stop().await;
+}
+
+/// A spec the schema lets through but the operator cannot carry out: Failed, a
+/// condition and an event naming the field; fixing it recovers.
+async fn bad_spec_fails_waits_for_a_change_and_recovers(c: &Cluster, op: &Operator, name: &str) {
+    let name = name.to_owned();
     c.patch_spec(
         &name,
         json!({ "writer": { "resources": { "limits": { "memory": "lots" } } } }),
@@ -339,21 +210,6 @@ async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     .unwrap();
     c.status_until(&name, "Ready again", |s| has(s, "Ready", "True"))
         .await;
-    let reasons = c.event_reasons(&name).await;
-    for r in ["PartitionDecreaseRefused", "InvalidSpec"] {
-        assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
-    }
-    let (code, body) = op.get("/metrics").await;
-    assert_eq!(code, 200);
-    assert!(
-        sample(
-            &body,
-            r#"stampede_operator_reconciles_total{kind="apply",result="ok"}"#
-        ) >= 2.0
-    );
-    assert!(body.contains("stampede_operator_reconcile_duration_seconds_bucket"));
-    assert_eq!(op.get("/healthz").await.0, 200);
-    op.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

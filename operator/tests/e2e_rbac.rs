@@ -103,7 +103,24 @@ async fn the_charts_rbac_is_enough_and_a_missing_verb_is_reported() {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
+    let (sa, role_name) = the_chart_applied(&c).await;
+    // The operator as the chart's ServiceAccount: a campaign reaches Ready, with its
+    // load-test Jobs and its PrometheusRule.
+    let kubeconfig = service_account_kubeconfig(&c, &sa).await;
+    let op = Operator::start(&kubeconfig);
+    let name = unique("rbac");
+    let _forget = Forget(name.clone());
+    ready_under_rbac(&c, &name).await;
+    // Take `patch` on deployments away: a new campaign says Forbidden, naming what.
+    take_patch_on_deployments_away(&c, &role_name).await;
+    let denied = unique("denied");
+    let _forget2 = Forget(denied.clone());
+    forbidden_is_reported(&c, &denied).await;
+    op.stop().await;
+}
 
+/// Renders and applies the chart; returns its ServiceAccount and ClusterRole names.
+async fn the_chart_applied(c: &Cluster) -> (String, String) {
     let docs = render_chart();
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     for k in [
@@ -130,12 +147,12 @@ async fn the_charts_rbac_is_enough_and_a_missing_verb_is_reported() {
         .unwrap()
         .to_owned();
 
-    // The operator as the chart's ServiceAccount: a campaign reaches Ready, with its
-    // load-test Jobs and its PrometheusRule.
-    let kubeconfig = service_account_kubeconfig(&c, &sa).await;
-    let op = Operator::start(&kubeconfig);
-    let name = unique("rbac");
-    let _forget = Forget(name.clone());
+    (sa, role_name)
+}
+
+/// A campaign reaches Ready with alerts and a started load test, events written.
+async fn ready_under_rbac(c: &Cluster, name: &str) {
+    let name = name.to_owned();
     c.create(
         &name,
         "apiVersion: stampede.dev/v1alpha1
@@ -167,10 +184,12 @@ spec:
         c.event_reasons(&name).await.iter().any(|r| r == "Ready"),
         "events written under RBAC"
     );
+}
 
-    // Take `patch` on deployments away: a new campaign says Forbidden, naming what.
+/// Removes `patch` on deployments from the chart's ClusterRole.
+async fn take_patch_on_deployments_away(c: &Cluster, role_name: &str) {
     let roles = Api::<ClusterRole>::all(c.client.clone());
-    let mut role = roles.get(&role_name).await.unwrap();
+    let mut role = roles.get(role_name).await.unwrap();
     let mut removed = false;
     for rule in role.rules.iter_mut().flatten() {
         if rule
@@ -189,11 +208,14 @@ spec:
     );
     role.metadata.managed_fields = None;
     roles
-        .replace(&role_name, &PostParams::default(), &role)
+        .replace(role_name, &PostParams::default(), &role)
         .await
         .unwrap();
-    let denied = unique("denied");
-    let _forget2 = Forget(denied.clone());
+}
+
+/// A new campaign says Forbidden (condition and event), naming the verb and resource.
+async fn forbidden_is_reported(c: &Cluster, denied: &str) {
+    let denied = denied.to_owned();
     c.create(&denied, "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 5}\n")
         .await
         .unwrap();
@@ -213,5 +235,4 @@ spec:
             .iter()
             .any(|r| r == "Forbidden")
     );
-    op.stop().await;
 }

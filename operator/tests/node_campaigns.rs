@@ -33,8 +33,31 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
     let name = t.campaign_name("spring");
     let applied = Instant::now();
     t.apply(&name, &example_opening_in(75));
-
     // Issuer and writer pods run and pass their probes under the hardened spec.
+    hardened_pods_with_their_memory_limits(&t, &name).await;
+    // The gated preflight ran as a real k6 pod against the issuer Service by DNS name;
+    // its verdict is the pod's termination message.
+    preflight_passed_in_a_real_k6_pod(&t, &name).await;
+    let ready_secs = applied.elapsed().as_secs_f64();
+
+    let s = t
+        .status_until(&name, "Open at opensAt", Duration::from_secs(180), |s| {
+            s.phase == Some(Phase::Open)
+        })
+        .await;
+    eprintln!(
+        "measured: apply -> preflight passed {ready_secs:.1} s, -> Open {:.1} s",
+        applied.elapsed().as_secs_f64()
+    );
+    let stock = s.stock.as_ref().unwrap().total;
+    // A stampede from inside the cluster spends the whole stock; the issuers scale.
+    a_stampede_scales_the_issuers(&t, &name).await;
+    sold_out_persisted_and_audited(&t, &name, stock).await;
+}
+
+/// Read-only root, no token, and the memory limit in the container's cgroup (v1 here).
+async fn hardened_pods_with_their_memory_limits(t: &NodeTest, name: &str) {
+    let name = name.to_owned();
     let issuers = t.ready_pods(&name, "issuer", 2).await;
     let writers = t.ready_pods(&name, "writer", 1).await;
     for p in issuers.iter().chain(&writers) {
@@ -73,9 +96,12 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
             .unwrap();
         assert_eq!(got, want, "{cg}");
     }
+}
 
-    // The gated preflight ran as a real k6 pod against the issuer Service by DNS name;
-    // its verdict is the pod's termination message.
+/// The preflight's verdict is Passed, from a k6 summary in the runner's termination
+/// message.
+async fn preflight_passed_in_a_real_k6_pod(t: &NodeTest, name: &str) {
+    let name = name.to_owned();
     let s = t
         .status_until(&name, "preflight Passed", Duration::from_secs(240), |s| {
             s.load_tests.iter().any(|r| r.verdict.is_some())
@@ -101,20 +127,11 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         runner.contains("\"rps\""),
         "a k6 summary as termination message: {runner}"
     );
-    let ready_secs = applied.elapsed().as_secs_f64();
+}
 
-    let s = t
-        .status_until(&name, "Open at opensAt", Duration::from_secs(180), |s| {
-            s.phase == Some(Phase::Open)
-        })
-        .await;
-    eprintln!(
-        "measured: apply -> preflight passed {ready_secs:.1} s, -> Open {:.1} s",
-        applied.elapsed().as_secs_f64()
-    );
-    let stock = s.stock.as_ref().unwrap().total;
-
-    // A stampede from inside the cluster spends the whole stock; the issuers scale.
+/// `scripts/k6-stampede` from inside the cluster; the HPA scales the issuers on CPU.
+async fn a_stampede_scales_the_issuers(t: &NodeTest, name: &str) {
+    let name = name.to_owned();
     let out = std::env::temp_dir().join(unique("stampede"));
     let ns = t.ns.clone();
     let (n2, o2) = (name.clone(), out.to_str().unwrap().to_owned());
@@ -168,7 +185,11 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         out.join("stampede-report.html").exists(),
         "k6's HTML report"
     );
+}
 
+/// SoldOut with every coupon persisted, and a clean audit.
+async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64) {
+    let name = name.to_owned();
     let s = t
         .status_until(
             &name,

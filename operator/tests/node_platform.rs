@@ -15,8 +15,29 @@ use kube::api::Api;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer() {
     let t = NodeTest::start("plat").await;
-
     // Before anything could leak: the pod and Service ranges end here.
+    the_pod_and_service_ranges_are_unreachable();
+    the_node_is_ready(&t).await;
+    // CoreDNS (a pod) answers for Service names.
+    coredns_resolves_the_operator_service();
+
+    // metrics-server reads the kubelet: real CPU and memory of the node.
+    let metrics = eventually("node metrics", Duration::from_secs(90), || async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        try_kubectl(&[
+            "get",
+            "--raw",
+            "/apis/metrics.k8s.io/v1beta1/nodes/stampede-node",
+        ])
+        .ok()
+    })
+    .await;
+    let m: serde_json::Value = serde_json::from_str(&metrics).unwrap();
+    assert!(m["usage"]["cpu"].as_str().is_some(), "{m}");
+    assert!(m["usage"]["memory"].as_str().is_some(), "{m}");
+}
+
+fn the_pod_and_service_ranges_are_unreachable() {
     let routes = Command::new("ip")
         .args(["route", "show", "type", "unreachable"])
         .output()
@@ -30,7 +51,10 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
             "no unreachable route for {range}: {routes}"
         );
     }
+}
 
+/// Ready, with the node's address, kubelet version and containerd.
+async fn the_node_is_ready(t: &NodeTest) {
     let node = Api::<Node>::all(t.client.clone())
         .get("stampede-node")
         .await
@@ -57,8 +81,9 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
         "{}",
         info.container_runtime_version
     );
+}
 
-    // CoreDNS (a pod) answers for Service names.
+fn coredns_resolves_the_operator_service() {
     let dns_ip = kubectl(&[
         "-n",
         "kube-system",
@@ -83,21 +108,6 @@ async fn the_node_is_ready_its_ranges_are_unreachable_and_dns_and_metrics_answer
         answer.starts_with("10.96."),
         "the operator Service resolves: {answer:?}"
     );
-
-    // metrics-server reads the kubelet: real CPU and memory of the node.
-    let metrics = eventually("node metrics", Duration::from_secs(90), || async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        try_kubectl(&[
-            "get",
-            "--raw",
-            "/apis/metrics.k8s.io/v1beta1/nodes/stampede-node",
-        ])
-        .ok()
-    })
-    .await;
-    let m: serde_json::Value = serde_json::from_str(&metrics).unwrap();
-    assert!(m["usage"]["cpu"].as_str().is_some(), "{m}");
-    assert!(m["usage"]["memory"].as_str().is_some(), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,15 +6,15 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Args;
-use kube::ResourceExt;
 use stampede_service::clock::now_rfc3339;
+use stampede_service::ids::CampaignId;
 use stampede_service::metrics::Metrics;
 use stampede_service::store::{Store, StoreConfig};
 
+use super::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
 use crate::Error;
-use crate::crd::{CouponCampaign, LoadTestStatus};
-use crate::loadtest::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
-use crate::validate::{Defaults, Plan, validate};
+use crate::crd::{LoadTestSpec, LoadTestStatus};
+use crate::validate::{self, Plan};
 
 /// `loadtest` flags.
 #[derive(Debug, Args)]
@@ -47,58 +47,10 @@ pub struct LoadTestArgs {
     pub time_scale: Option<f64>,
 }
 
-/// Reads and validates a campaign file (namespace `default` when it names none).
-pub fn plan_from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
-    let mut cc: CouponCampaign = serde_yaml::from_str(&text)
-        .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", file.display())))?;
-    if cc.namespace().is_none() {
-        cc.metadata.namespace = Some("default".into());
-    }
-    let defaults = Defaults {
-        redis_url: redis_url.to_owned(),
-        kafka_brokers: String::new(),
-        database_url: String::new(),
-        service_image: String::new(),
-        k6_image: String::new(),
-    };
-    validate(&cc, &defaults)
-}
-
-/// `rules` flags.
-#[derive(Debug, Args)]
-pub struct RulesArgs {
-    /// The campaign file (a CouponCampaign in YAML).
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
-}
-
-/// The campaign's alert rules as a Prometheus rules file (YAML).
-pub fn rules(args: &RulesArgs) -> Result<String, Error> {
-    let plan = plan_from_file(&args.file, "")?;
-    serde_yaml::to_string(&crate::alerts::rule_groups(&plan))
-        .map_err(|e| Error::Config(format!("rules: {e}")))
-}
-
 /// Runs the test and returns its status as the operator would record it.
 pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
-    let plan = plan_from_file(&args.file, &args.redis_url)?;
-    let Some(test) = plan.load_tests.iter().find(|t| t.name == args.test) else {
-        let names: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
-        return Err(Error::InvalidSpec(format!(
-            "--test {:?}: the campaign has no such load test (it has: {})",
-            args.test,
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        )));
-    };
-    // One local k6 process runs every segment's share.
-    let mut local = test.clone();
-    local.parallelism = 1;
+    let plan = validate::from_file(&args.file, &args.redis_url)?;
+    let test = find_test(&plan, &args.test)?;
     let run = run_id(&plan, test);
     let shadow = shadow_id(&plan.campaign, &test.name);
     let store = Store::connect(
@@ -112,9 +64,50 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
     .await?;
     store.forget(&shadow).await?;
     store.ensure_campaign(&shadow, plan.stock, None).await?;
-
     let dir = std::env::temp_dir().join(format!("stampede-loadtest-{}-{run}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let started = now_rfc3339();
+    let result = run_k6(&args, &plan, test, &shadow, &run, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = result?;
+    store.forget(&shadow).await?;
+    Ok(verdict(
+        test,
+        &run,
+        &[Some(result)],
+        Some(started),
+        Some(now_rfc3339()),
+    ))
+}
+
+fn find_test<'a>(plan: &'a Plan, name: &str) -> Result<&'a LoadTestSpec, Error> {
+    plan.load_tests
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+            Error::InvalidSpec(format!(
+                "--test {name:?}: the campaign has no such load test (it has: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
+}
+
+/// Writes the scripts into `dir` and runs every segment's share in one local k6.
+async fn run_k6(
+    args: &LoadTestArgs,
+    plan: &Plan,
+    test: &LoadTestSpec,
+    shadow: &CampaignId,
+    run: &str,
+    dir: &Path,
+) -> Result<SegmentResult, Error> {
+    let mut local = test.clone();
+    local.parallelism = 1;
+    std::fs::create_dir_all(dir)?;
     for (name, body) in SCRIPTS {
         std::fs::write(dir.join(name), body)?;
     }
@@ -122,15 +115,14 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
     let script = dir.join(format!("{}.js", test.profile.as_str()));
     let env = script_env(
         &local,
-        &shadow,
-        &run,
+        shadow,
+        run,
         &args.target,
         0,
         &summary.to_string_lossy(),
     );
-    let started = now_rfc3339();
     let mut k6 = std::process::Command::new(&args.k6);
-    k6.args(k6_args(&local, &plan, 0, &script.to_string_lossy()))
+    k6.args(k6_args(&local, plan, 0, &script.to_string_lossy()))
         .envs(env)
         .envs(args.time_scale.map(|t| ("TIME_SCALE", t.to_string())))
         .stdout(Stdio::null());
@@ -144,19 +136,9 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
                 args.k6.display()
             ))
         })?;
-    let message = std::fs::read_to_string(&summary).unwrap_or_default();
-    let result = SegmentResult {
+    Ok(SegmentResult {
         // A k6 killed by a signal has no exit code; count it as a crash.
         exit_code: status.code().unwrap_or(-1),
-        message,
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    store.forget(&shadow).await?;
-    Ok(verdict(
-        test,
-        &run,
-        &[Some(result)],
-        Some(started),
-        Some(now_rfc3339()),
-    ))
+        message: std::fs::read_to_string(&summary).unwrap_or_default(),
+    })
 }

@@ -1,0 +1,76 @@
+//! The seam between reconcile and the services a campaign runs on: Redis (stock), Kafka
+//! (topics) and PostgreSQL (persisted rows), behind [`Backends`]. The real implementation
+//! (`real.rs`) talks to them through the service library; unit tests use the in-memory
+//! fake (`fake.rs`). Where a campaign's services are is read from its Secrets
+//! (`secrets.rs`).
+
+#[cfg(test)]
+pub(crate) mod fake;
+mod real;
+mod secrets;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use stampede_service::Error as Backend;
+use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_service::ids::CampaignId;
+use stampede_service::kafka::TopicsOutcome;
+
+use crate::Error;
+
+pub(crate) use real::RealBackends;
+pub(crate) use secrets::{Connections, connections};
+
+/// Redis, Kafka and PostgreSQL, each at an address a campaign names.
+pub(crate) trait Backends: Send + Sync {
+    /// The campaign store of the Redis at `url` (connected lazily, kept per address).
+    fn stock(&self, url: &str) -> Result<Arc<dyn Stock>, Error>;
+
+    /// Creates or grows `stampede.<campaign>` and its dead-letter topic.
+    fn ensure_topics<'a>(
+        &'a self,
+        brokers: &'a str,
+        campaign: &'a str,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> BoxFuture<'a, Result<TopicsOutcome, Backend>>;
+
+    /// Deletes the campaign's topics.
+    fn delete_topics<'a>(
+        &'a self,
+        brokers: &'a str,
+        campaign: &'a str,
+    ) -> BoxFuture<'a, Result<(), Backend>>;
+
+    /// Rows of `campaign` in the PostgreSQL at `url`; `None` when it cannot be read
+    /// (status then leaves `persisted` out rather than failing the reconcile).
+    fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>>;
+}
+
+/// The campaign operations of one Redis (the service library's `Store`).
+pub(crate) trait Stock: Send + Sync {
+    /// Creates a campaign or brings it up to `stock` and `window` (never shrinking).
+    fn ensure_campaign<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+        stock: u64,
+        window: Option<Window>,
+    ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>>;
+
+    /// The campaign's counters and flags, `None` when it does not exist.
+    fn snapshot<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+    ) -> BoxFuture<'a, Result<Option<CampaignSnapshot>, Backend>>;
+
+    /// Pause, resume, close or reopen.
+    fn admin<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+        action: AdminAction,
+    ) -> BoxFuture<'a, Result<u64, Backend>>;
+
+    /// Removes every key of the campaign; returns how many.
+    fn forget<'a>(&'a self, campaign: &'a CampaignId) -> BoxFuture<'a, Result<u64, Backend>>;
+}

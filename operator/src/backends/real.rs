@@ -1,0 +1,139 @@
+//! The real [`Backends`]: Redis through the service library's `Store`, Kafka through its
+//! topic admin, PostgreSQL through its pool; clients shared across reconciles, one per
+//! address.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use stampede_service::Error as Backend;
+use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_service::ids::CampaignId;
+use stampede_service::kafka::{KafkaConfig, TopicsOutcome, delete_topics, ensure_topics};
+use stampede_service::metrics::Metrics as ServiceMetrics;
+use stampede_service::store::{Store, StoreConfig};
+
+use super::{Backends, Stock};
+use crate::Error;
+
+/// Bound on connecting to PostgreSQL for the persisted count (status only).
+const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Clients shared across reconciles, one per address.
+#[derive(Default)]
+pub(crate) struct RealBackends {
+    stores: Mutex<HashMap<String, Store>>,
+    pools: tokio::sync::Mutex<HashMap<String, PgPool>>,
+}
+
+impl RealBackends {
+    async fn pool(&self, url: &str) -> Option<PgPool> {
+        let mut pools = self.pools.lock().await;
+        if let Some(p) = pools.get(url) {
+            return Some(p.clone());
+        }
+        let p = tokio::time::timeout(DB_CONNECT_TIMEOUT, stampede_service::db::connect(url, 2))
+            .await
+            .ok()?
+            .map_err(|e| tracing::warn!(error = %e, "database unreachable"))
+            .ok()?;
+        pools.insert(url.to_owned(), p.clone());
+        Some(p)
+    }
+}
+
+impl Backends for RealBackends {
+    fn stock(&self, url: &str) -> Result<Arc<dyn Stock>, Error> {
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = stores.get(url) {
+            return Ok(Arc::new(s.clone()));
+        }
+        let config = StoreConfig {
+            url: url.to_owned(),
+            connections: 1,
+            timeout: Duration::from_secs(2),
+        };
+        let store = Store::connect_lazy(&config, ServiceMetrics::new().redis)?;
+        stores.insert(url.to_owned(), store.clone());
+        Ok(Arc::new(store))
+    }
+
+    fn ensure_topics<'a>(
+        &'a self,
+        brokers: &'a str,
+        campaign: &'a str,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> BoxFuture<'a, Result<TopicsOutcome, Backend>> {
+        async move {
+            let config = KafkaConfig {
+                brokers: brokers.to_owned(),
+            };
+            ensure_topics(&config, campaign, partitions, replication_factor).await
+        }
+        .boxed()
+    }
+
+    fn delete_topics<'a>(
+        &'a self,
+        brokers: &'a str,
+        campaign: &'a str,
+    ) -> BoxFuture<'a, Result<(), Backend>> {
+        async move {
+            let config = KafkaConfig {
+                brokers: brokers.to_owned(),
+            };
+            delete_topics(&config, campaign).await
+        }
+        .boxed()
+    }
+
+    fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>> {
+        async move {
+            let pool = self.pool(url).await?;
+            let count = stampede_service::db::persisted_count(&pool, campaign);
+            match tokio::time::timeout(DB_CONNECT_TIMEOUT, count).await {
+                Ok(Ok(n)) => Some(n as i64),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, campaign, "counting persisted rows failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Stock for Store {
+    fn ensure_campaign<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+        stock: u64,
+        window: Option<Window>,
+    ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
+        Store::ensure_campaign(self, campaign, stock, window).boxed()
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+    ) -> BoxFuture<'a, Result<Option<CampaignSnapshot>, Backend>> {
+        Store::snapshot(self, campaign).boxed()
+    }
+
+    fn admin<'a>(
+        &'a self,
+        campaign: &'a CampaignId,
+        action: AdminAction,
+    ) -> BoxFuture<'a, Result<u64, Backend>> {
+        Store::admin(self, campaign, action).boxed()
+    }
+
+    fn forget<'a>(&'a self, campaign: &'a CampaignId) -> BoxFuture<'a, Result<u64, Backend>> {
+        Store::forget(self, campaign).boxed()
+    }
+}

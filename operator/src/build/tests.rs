@@ -1,0 +1,157 @@
+//! Unit tests of the child builders, from an inline campaign.
+
+use serde_json::Value;
+
+use super::*;
+use crate::validate::tests::{defaults, from_yaml};
+use crate::validate::validate;
+
+const CAMPAIGN: &str = "
+apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata: {name: spring-sale, namespace: shop, uid: 0a1b2c3d}
+spec:
+  stock: 1200
+  redis: {secretRef: {name: redis-conn, key: url}}
+  issuer: {minReplicas: 3, maxReplicas: 12, targetCPUUtilization: 60, maxInFlight: 512}
+  writer: {replicas: 2, batchRows: 2000, batchLingerMs: 10}
+";
+
+fn built() -> (Plan, Children) {
+    let cc = from_yaml(CAMPAIGN);
+    let plan = validate(&cc, &defaults()).unwrap();
+    let owner = OwnerReference {
+        api_version: "stampede.dev/v1alpha1".into(),
+        kind: "CouponCampaign".into(),
+        name: "spring-sale".into(),
+        uid: "0a1b2c3d".into(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let c = children(&plan, &owner);
+    (plan, c)
+}
+
+fn env(d: &Deployment) -> Value {
+    let spec = d.spec.template.spec.as_ref().unwrap();
+    serde_json::to_value(&spec.containers[0].env).unwrap()
+}
+
+fn find<'a>(env: &'a Value, name: &str) -> &'a Value {
+    env.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+        .unwrap_or_else(|| panic!("env {name} missing"))
+}
+
+#[test]
+fn every_child_is_owned_named_and_labelled() {
+    let (_, c) = built();
+    let metas = [
+        (&c.issuer.metadata, "spring-sale-issuer", "issuer"),
+        (&c.service.metadata, "spring-sale-issuer", "issuer"),
+        (&c.hpa.metadata, "spring-sale-issuer", "issuer"),
+        (&c.pdb.metadata, "spring-sale-issuer", "issuer"),
+        (&c.writer.metadata, "spring-sale-writer", "writer"),
+    ];
+    for (m, name, component) in metas {
+        assert_eq!(m.name.as_deref(), Some(name));
+        assert_eq!(m.namespace.as_deref(), Some("shop"));
+        let owner = &m.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            ("0a1b2c3d", Some(true))
+        );
+        let labels = m.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/component"], component);
+        assert_eq!(labels["stampede.dev/campaign"], "spring-sale");
+    }
+}
+
+#[test]
+fn pods_are_hardened_with_probes_and_resources() {
+    let (_, c) = built();
+    for d in [&c.issuer, &c.writer] {
+        let pod = d.spec.template.spec.as_ref().unwrap();
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let ctr = &pod.containers[0];
+        let sc = ctr.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(),
+            &["ALL"]
+        );
+        let probe_path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone()
+        };
+        assert_eq!(probe_path(&ctr.liveness_probe).as_deref(), Some("/healthz"));
+        assert_eq!(probe_path(&ctr.readiness_probe).as_deref(), Some("/readyz"));
+        let r = ctr.resources.as_ref().unwrap();
+        for key in ["cpu", "memory"] {
+            assert!(r.requests.as_ref().unwrap().contains_key(key));
+            assert!(r.limits.as_ref().unwrap().contains_key(key));
+        }
+    }
+}
+
+#[test]
+fn issuer_leaves_replicas_to_the_hpa() {
+    let (_, c) = built();
+    assert_eq!(c.issuer.spec.replicas, None);
+    let hpa = &c.hpa.spec;
+    assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(3), 12));
+    assert_eq!(hpa.scale_target_ref.name, "spring-sale-issuer");
+    let target = &hpa.metrics.as_ref().unwrap()[0]
+        .resource
+        .as_ref()
+        .unwrap()
+        .target;
+    assert_eq!(target.average_utilization, Some(60));
+    let env = env(&c.issuer);
+    assert_eq!(find(&env, "STAMPEDE_MAX_IN_FLIGHT")["value"], "512");
+    assert_eq!(
+        find(&env, "STAMPEDE_REDIS_URL")["valueFrom"]["secretKeyRef"]["name"],
+        "redis-conn"
+    );
+}
+
+#[test]
+fn writer_consumes_only_its_campaign_topic() {
+    let (_, c) = built();
+    assert_eq!(c.writer.spec.replicas, Some(2));
+    let env = env(&c.writer);
+    assert_eq!(
+        find(&env, "STAMPEDE_WRITER_TOPICS")["value"],
+        "stampede.spring-sale"
+    );
+    assert_eq!(find(&env, "STAMPEDE_BATCH_ROWS")["value"], "2000");
+    assert_eq!(
+        find(&env, "STAMPEDE_DATABASE_URL")["value"],
+        "postgres://db/stampede"
+    );
+    let selector = c.service.spec.as_ref().unwrap().selector.as_ref().unwrap();
+    assert_eq!(selector["app.kubernetes.io/component"], "issuer");
+}
+
+#[test]
+fn selectors_match_pod_labels() {
+    let (_, c) = built();
+    for d in [&c.issuer, &c.writer] {
+        let spec = &d.spec;
+        let pod_labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        for (k, v) in spec.selector.match_labels.as_ref().unwrap() {
+            assert_eq!(pod_labels.get(k), Some(v), "{k}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The objects a run applies: the scripts ConfigMap and one runner Job per segment.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::{Value, json};
+use stampede_service::ids::CampaignId;
+
+use super::{
+    RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env, shadow_id,
+};
+use crate::build::issuer_name;
+use crate::crd::LoadTestSpec;
+use crate::validate::{Plan, labels};
+
+/// The ConfigMap holding every script, mounted at /scripts in the runners.
+pub(crate) fn config_map(plan: &Plan, owner: &OwnerReference) -> ConfigMap {
+    let data: BTreeMap<&str, &str> = SCRIPTS.into_iter().collect();
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": config_map_name(plan),
+            "namespace": plan.namespace,
+            "labels": labels(plan, "load-test"),
+            "ownerReferences": [owner],
+        },
+        "data": data,
+    }))
+    .expect("ConfigMap literal")
+}
+
+/// One run's runner, as everything its Jobs share.
+struct Runner<'a> {
+    plan: &'a Plan,
+    test: &'a LoadTestSpec,
+    run: &'a str,
+    image: &'a str,
+    shadow: CampaignId,
+    base_url: String,
+}
+
+/// The runner Jobs of one run: one per segment, never retried, cleaned up after an hour,
+/// the k6 summary left in the pod's termination message.
+pub(crate) fn jobs(
+    plan: &Plan,
+    test: &LoadTestSpec,
+    run: &str,
+    owner: &OwnerReference,
+    image: &str,
+) -> Vec<Job> {
+    let runner = Runner {
+        plan,
+        test,
+        run,
+        image,
+        shadow: shadow_id(&plan.campaign, &test.name),
+        base_url: format!("http://{}.{}.svc:80", issuer_name(plan), plan.namespace),
+    };
+    (0..test.parallelism)
+        .map(|i| runner.job(owner, i))
+        .collect()
+}
+
+impl Runner<'_> {
+    fn job(&self, owner: &OwnerReference, i: i32) -> Job {
+        let plan = self.plan;
+        let mut l = labels(plan, "load-test");
+        l.insert(RUN_LABEL.into(), self.run.into());
+        l.insert(SEGMENT_LABEL.into(), i.to_string());
+        l.insert("stampede.dev/load-test".into(), self.test.name.clone());
+        serde_json::from_value(json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": job_name(plan, self.run, i),
+                "namespace": plan.namespace,
+                "labels": l,
+                "ownerReferences": [owner],
+            },
+            "spec": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 3600,
+                "template": {
+                    "metadata": { "labels": l },
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": false,
+                        "securityContext": {
+                            "runAsNonRoot": true, "runAsUser": 12345,
+                            "seccompProfile": { "type": "RuntimeDefault" },
+                        },
+                        "containers": [self.container(i)],
+                        "volumes": [
+                            { "name": "scripts", "configMap": { "name": config_map_name(plan) } },
+                            { "name": "tmp", "emptyDir": {} },
+                        ],
+                    },
+                },
+            },
+        }))
+        .expect("Job literal")
+    }
+
+    fn container(&self, i: i32) -> Value {
+        let env: Vec<_> = script_env(
+            self.test,
+            &self.shadow,
+            self.run,
+            &self.base_url,
+            i,
+            "/dev/termination-log",
+        )
+        .into_iter()
+        .map(|(name, value)| json!({ "name": name, "value": value }))
+        .collect();
+        let script = format!("/scripts/{}.js", self.test.profile.as_str());
+        json!({
+            "name": "k6",
+            "image": self.image,
+            "args": k6_args(self.test, self.plan, i, &script),
+            "env": env,
+            "terminationMessagePath": "/dev/termination-log",
+            "terminationMessagePolicy": "File",
+            "resources": {
+                "requests": { "cpu": "250m", "memory": "128Mi" },
+                "limits": { "cpu": "2", "memory": "1Gi" },
+            },
+            "securityContext": {
+                "allowPrivilegeEscalation": false,
+                "readOnlyRootFilesystem": true,
+                "capabilities": { "drop": ["ALL"] },
+            },
+            "volumeMounts": [
+                { "name": "scripts", "mountPath": "/scripts", "readOnly": true },
+                { "name": "tmp", "mountPath": "/tmp" },
+            ],
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! The k6 command line and environment of one runner segment, shared by the runner Jobs
+//! and the local runner.
+
+use stampede_service::ids::CampaignId;
+
+use super::segments;
+use crate::crd::LoadTestSpec;
+use crate::validate::{Plan, duration_secs};
+
+/// The environment a profile script reads, for one segment.
+pub(crate) fn script_env(
+    test: &LoadTestSpec,
+    shadow: &CampaignId,
+    run: &str,
+    base_url: &str,
+    segment: i32,
+    summary_file: &str,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("BASE_URL", base_url.to_owned()),
+        ("CAMPAIGN", shadow.to_string()),
+        ("RUN_ID", run.to_owned()),
+        ("INSTANCE", segment.to_string()),
+        ("P95_MS", test.thresholds.p95_ms.to_string()),
+        ("ERROR_RATE", test.thresholds.error_rate.to_string()),
+        ("SUMMARY_FILE", summary_file.to_owned()),
+        ("LOG_ISSUED", "0".to_owned()),
+    ];
+    if let Some(r) = test.rate {
+        env.push(("RATE", r.to_string()));
+    }
+    if let Some(v) = test.vus {
+        env.push(("VUS", v.to_string()));
+    }
+    if let Some(s) = test.duration.as_deref().and_then(duration_secs) {
+        env.push(("DURATION", s.to_string()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// k6 arguments for one segment of `n` (the script path last).
+pub(crate) fn k6_args(test: &LoadTestSpec, plan: &Plan, segment: i32, script: &str) -> Vec<String> {
+    let (segs, seq) = segments(test.parallelism);
+    let mut args = vec!["run".into(), "--no-color".into(), "--quiet".into()];
+    if test.parallelism > 1 {
+        args.extend([
+            "--execution-segment".into(),
+            segs[segment as usize].clone(),
+            "--execution-segment-sequence".into(),
+            seq,
+        ]);
+    }
+    for (k, v) in [
+        ("campaign", plan.campaign.as_str()),
+        ("test", test.name.as_str()),
+        ("instance", &segment.to_string()),
+    ] {
+        args.push("--tag".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(script.into());
+    args
+}

@@ -1,0 +1,178 @@
+//! The load-test edge of reconcile: start each test's run (shadow campaign, scripts
+//! ConfigMap, runner Jobs) once, and read the runners' results back from their pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use stampede_service::clock::now_rfc3339;
+
+use super::{
+    RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, shadow_id, verdict,
+};
+use crate::Error;
+use crate::backends::Stock;
+use crate::crd::{LoadTestSpec, LoadTestStatus};
+use crate::kubeapi::ssa;
+use crate::validate::Plan;
+
+/// What every run of one reconcile shares.
+pub(crate) struct Runs<'a> {
+    /// API client.
+    pub client: &'a Client,
+    /// The Redis holding the shadow campaigns.
+    pub stock: &'a dyn Stock,
+    /// The campaign.
+    pub plan: &'a Plan,
+    /// Owner of the ConfigMap and Jobs.
+    pub owner: &'a OwnerReference,
+    /// Runner image.
+    pub image: &'a str,
+}
+
+/// Brings every load test's current run along and returns its status. Before the
+/// workloads are ready (`ready` false) nothing starts; runs already recorded keep their
+/// status.
+pub(crate) async fn reconcile_runs(
+    r: &Runs<'_>,
+    prev: &[LoadTestStatus],
+    ready: bool,
+) -> Result<Vec<LoadTestStatus>, Error> {
+    let plan = r.plan;
+    let mut out = Vec::with_capacity(plan.load_tests.len());
+    let mut scripts_applied = false;
+    for test in &plan.load_tests {
+        let run = run_id(plan, test);
+        let recorded = prev.iter().find(|s| s.name == test.name && s.run == run);
+        if let Some(done) = recorded.filter(|s| s.verdict.is_some()) {
+            out.push(done.clone());
+            continue;
+        }
+        if !ready {
+            let pending = vec![None; test.parallelism as usize];
+            out.push(
+                recorded
+                    .cloned()
+                    .unwrap_or_else(|| verdict(test, &run, &pending, None, None)),
+            );
+            continue;
+        }
+        // The scripts only matter while a run is under way; judged runs need no apply.
+        if !scripts_applied {
+            ssa(r.client, &plan.namespace, &config_map(plan, r.owner)).await?;
+            scripts_applied = true;
+        }
+        out.push(r.advance(test, &run, recorded).await?);
+    }
+    Ok(out)
+}
+
+impl Runs<'_> {
+    async fn advance(
+        &self,
+        test: &LoadTestSpec,
+        run: &str,
+        recorded: Option<&LoadTestStatus>,
+    ) -> Result<LoadTestStatus, Error> {
+        let (plan, ns) = (self.plan, &self.plan.namespace);
+        let runners = jobs(plan, test, run, self.owner, self.image);
+        let jobs_api = Api::<Job>::namespaced(self.client.clone(), ns);
+        let first = runners[0].metadata.name.clone().unwrap_or_default();
+        let shadow = shadow_id(&plan.campaign, &test.name);
+        // The Jobs' existence (not our status, which a crash may not have written) says
+        // whether this run started: a fresh shadow campaign only for a run that did not.
+        let started_at = match jobs_api.get_opt(&first).await? {
+            Some(job) => recorded
+                .and_then(|r| r.started_at.clone())
+                .or_else(|| job.metadata.creation_timestamp.map(|t| t.0.to_string())),
+            None => {
+                self.stock.forget(&shadow).await?;
+                self.stock
+                    .ensure_campaign(&shadow, plan.stock, None)
+                    .await?;
+                Some(now_rfc3339())
+            }
+        };
+        for job in &runners {
+            ssa(self.client, ns, job).await?;
+        }
+        let results = results(self.client, ns, run, test.parallelism).await?;
+        let all_done = results.iter().all(Option::is_some);
+        let status = verdict(test, run, &results, started_at, all_done.then(now_rfc3339));
+        if status.verdict.is_some() {
+            // The shadow's stock and holders served their purpose; nothing real was spent.
+            self.stock.forget(&shadow).await?;
+        }
+        Ok(status)
+    }
+}
+
+/// The segment a runner pod or Job carries, when it is one of the `n`.
+fn segment(labels: Option<&BTreeMap<String, String>>, n: i32) -> Option<usize> {
+    labels
+        .and_then(|l| l.get(SEGMENT_LABEL))
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|i| *i < n as usize)
+}
+
+/// Each segment's result: the runner pod's termination (exit code and message, the k6
+/// summary), or the Job's failure when it failed without a pod that terminated.
+async fn results(
+    client: &Client,
+    ns: &str,
+    run: &str,
+    n: i32,
+) -> Result<Vec<Option<SegmentResult>>, Error> {
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    let mut out: Vec<Option<SegmentResult>> = vec![None; n as usize];
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    for pod in pods.list(&selector).await?.items {
+        let Some(i) = segment(pod.metadata.labels.as_ref(), n) else {
+            continue;
+        };
+        let terminated = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.name == "k6"))
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.terminated.as_ref());
+        if let Some(t) = terminated {
+            out[i] = Some(SegmentResult {
+                exit_code: t.exit_code,
+                message: t.message.clone().unwrap_or_default(),
+            });
+        }
+    }
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    for job in jobs.list(&selector).await?.items {
+        let Some(i) = segment(job.metadata.labels.as_ref(), n) else {
+            continue;
+        };
+        if out[i].is_none() {
+            out[i] = job_failure(&job);
+        }
+    }
+    Ok(out)
+}
+
+/// A failed Job as a segment result (exit code -1, the Job's reason and message).
+fn job_failure(job: &Job) -> Option<SegmentResult> {
+    let c = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    Some(SegmentResult {
+        exit_code: -1,
+        message: format!(
+            "Job failed: {} {}",
+            c.reason.as_deref().unwrap_or(""),
+            c.message.as_deref().unwrap_or("")
+        ),
+    })
+}

@@ -1,0 +1,232 @@
+//! Unit tests of the pure load-test parts: names, Jobs, verdicts and the gate.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use stampede_service::ids::CampaignId;
+
+use super::*;
+use crate::crd::{LoadTestSpec, LoadTestStatus, Profile, Verdict};
+use crate::status::Gate;
+use crate::validate::Plan;
+use crate::validate::tests::{defaults, from_yaml};
+use crate::validate::validate;
+
+fn plan() -> (Plan, LoadTestSpec) {
+    let cc = from_yaml(
+        "
+metadata: {name: spring-sale, namespace: shop}
+spec:
+  stock: 1200
+  loadTests:
+  - {name: preflight, profile: peak, parallelism: 3, rate: 900, duration: 2m, thresholds: {p95Ms: 50, errorRate: 0.02}, gate: true}
+",
+    );
+    let test = cc.spec.load_tests[0].clone();
+    (validate(&cc, &defaults()).unwrap(), test)
+}
+
+fn summary(p95: f64, requests: f64, error_rate: f64, passed: bool) -> String {
+    let failed = if passed {
+        "[]"
+    } else {
+        r#"["http_req_duration: p(95)<50"]"#
+    };
+    format!(
+        r#"{{"profile":"peak","rps":100.5,"p50":1,"p95":{p95},"p99":{},"errorRate":{error_rate},"requests":{requests},"thresholdsPassed":{passed},"failedThresholds":{failed}}}"#,
+        p95 * 2.0
+    )
+}
+
+#[test]
+fn segments_cover_the_whole_run() {
+    assert_eq!(segments(1), (vec!["0:1".to_owned()], "0,1".to_owned()));
+    let (s, seq) = segments(3);
+    assert_eq!(s, ["0:1/3", "1/3:2/3", "2/3:1"]);
+    assert_eq!(seq, "0,1/3,2/3,1");
+}
+
+#[test]
+fn jobs_one_per_segment_with_tags_and_the_summary_as_termination_message() {
+    let (plan, test) = plan();
+    let run = run_id(&plan, &test);
+    let jobs = jobs(
+        &plan,
+        &test,
+        &run,
+        &OwnerReference::default(),
+        DEFAULT_K6_IMAGE,
+    );
+    assert_eq!(jobs.len(), 3);
+    for (i, job) in jobs.iter().enumerate() {
+        let name = job.metadata.name.as_deref().unwrap();
+        assert!(
+            name.len() <= 63 && name.ends_with(&format!("-{i}")),
+            "{name}"
+        );
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert!(spec.ttl_seconds_after_finished.is_some());
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        let args = c.args.clone().unwrap();
+        let seg = &args[args
+            .iter()
+            .position(|a| a == "--execution-segment")
+            .unwrap()
+            + 1];
+        assert_eq!(seg, &segments(3).0[i]);
+        assert!(args.contains(&format!("instance={i}")));
+        assert!(args.contains(&"campaign=spring-sale".to_owned()));
+        assert_eq!(args.last().unwrap(), "/scripts/peak.js");
+        assert_eq!(
+            c.termination_message_path.as_deref(),
+            Some("/dev/termination-log")
+        );
+        assert!(c.resources.as_ref().unwrap().limits.is_some());
+        let env = serde_json::to_value(&c.env).unwrap().to_string();
+        for kv in [
+            r#""name":"CAMPAIGN","value":"spring-sale.lt-preflight""#,
+            r#""name":"RATE","value":"900""#,
+            r#""name":"DURATION","value":"120""#,
+            r#""name":"P95_MS","value":"50""#,
+            r#""name":"SUMMARY_FILE","value":"/dev/termination-log""#,
+            r#""name":"BASE_URL","value":"http://spring-sale-issuer.shop.svc:80""#,
+        ] {
+            assert!(env.contains(kv), "{kv} in {env}");
+        }
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[RUN_LABEL], run);
+        assert_eq!(labels[SEGMENT_LABEL], i.to_string());
+    }
+}
+
+#[test]
+fn run_ids_are_stable_and_change_with_the_test() {
+    let (plan, mut test) = plan();
+    let a = run_id(&plan, &test);
+    assert_eq!(a, run_id(&plan, &test));
+    assert!(a.starts_with("preflight-"));
+    test.run_id = Some("again".into());
+    assert_ne!(a, run_id(&plan, &test));
+}
+
+#[test]
+fn shadow_ids_are_campaign_ids_even_for_long_names() {
+    let long = CampaignId::parse(&"a".repeat(128)).unwrap();
+    let s = shadow_id(&long, "preflight");
+    assert!(s.as_str().len() <= 128 && s.as_str().ends_with(".lt-preflight"));
+}
+
+#[test]
+fn verdicts_aggregate_segments() {
+    let (_, test) = plan();
+    let ok = |p95, n, e| {
+        Some(SegmentResult {
+            exit_code: 0,
+            message: summary(p95, n, e, true),
+        })
+    };
+    let v = verdict(
+        &test,
+        "r",
+        &[ok(10.0, 100.0, 0.0), ok(20.0, 300.0, 0.01)],
+        None,
+        Some("t".into()),
+    );
+    assert_eq!(
+        (v.phase.as_str(), v.verdict.as_deref()),
+        ("Finished", Some(Verdict::Passed.as_str()))
+    );
+    assert_eq!(v.p95_ms, Some(20.0));
+    assert_eq!(v.p99_ms, Some(40.0));
+    assert_eq!(v.rps, Some(201.0));
+    assert_eq!(v.requests, Some(400));
+    assert_eq!(v.error_rate, Some(0.0075));
+
+    let failed = Some(SegmentResult {
+        exit_code: 99,
+        message: summary(80.0, 100.0, 0.0, false),
+    });
+    let v = verdict(&test, "r", &[ok(10.0, 100.0, 0.0), failed], None, None);
+    assert_eq!(
+        v.verdict.as_deref(),
+        Some(Verdict::ThresholdsFailed.as_str())
+    );
+    assert_eq!(v.reason.as_deref(), Some("http_req_duration: p(95)<50"));
+
+    let crashed = Some(SegmentResult {
+        exit_code: 107,
+        message: "script exception".into(),
+    });
+    let v = verdict(&test, "r", &[ok(10.0, 100.0, 0.0), crashed], None, None);
+    assert_eq!(v.verdict.as_deref(), Some(Verdict::Error.as_str()));
+    assert!(
+        v.reason
+            .unwrap()
+            .contains("segment 1: k6 exited 107: script exception")
+    );
+}
+
+#[test]
+fn unfinished_and_unreadable_segments() {
+    let (_, test) = plan();
+    let ok = |p95, n, e| {
+        Some(SegmentResult {
+            exit_code: 0,
+            message: summary(p95, n, e, true),
+        })
+    };
+    let v = verdict(&test, "r", &[ok(10.0, 100.0, 0.0), None], None, None);
+    assert_eq!((v.phase.as_str(), v.verdict), ("Running", None));
+    assert_eq!((v.segments, v.segments_done), (2, 1));
+    let v = verdict(&test, "r", &[None, None], None, None);
+    assert_eq!(v.phase, "Pending");
+
+    // Exit 0 without a readable summary is not a pass.
+    let garbled = Some(SegmentResult {
+        exit_code: 0,
+        message: "{not json".into(),
+    });
+    assert_eq!(
+        verdict(&test, "r", &[garbled], None, None)
+            .verdict
+            .as_deref(),
+        Some(Verdict::Error.as_str())
+    );
+}
+
+fn gated(name: &str, gate: bool) -> LoadTestSpec {
+    serde_json::from_value(serde_json::json!({ "name": name, "profile": "smoke", "gate": gate }))
+        .unwrap()
+}
+
+fn judged(name: &str, verdict: Option<&str>) -> LoadTestStatus {
+    LoadTestStatus {
+        name: name.into(),
+        verdict: verdict.map(Into::into),
+        reason: Some("http_req_duration: p(95)<5".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_gate() {
+    let tests = [gated("pre", true), gated("info", false)];
+    let passed = Some(Verdict::Passed.as_str());
+    assert_eq!(tests[0].profile, Profile::Smoke);
+    assert_eq!(gate(&tests, &[], 0), Gate::Testing);
+    assert_eq!(gate(&tests, &[judged("pre", None)], 0), Gate::Testing);
+    assert_eq!(
+        gate(
+            &tests,
+            &[judged("pre", passed), judged("info", Some("Error"))],
+            0
+        ),
+        Gate::Open
+    );
+    assert!(
+        matches!(gate(&tests, &[judged("pre", Some("ThresholdsFailed"))], 0), Gate::Failed(m) if m.contains("p(95)<5"))
+    );
+    // A campaign already selling is not closed by a gate added later.
+    assert_eq!(gate(&tests, &[], 1), Gate::Open);
+    assert_eq!(gate(&[gated("info", false)], &[], 0), Gate::Open);
+}

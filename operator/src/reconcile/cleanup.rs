@@ -1,0 +1,126 @@
+//! Cleanup under the finalizer: close the campaign; under `deletionPolicy: Delete`, let
+//! the outbox drain (bounded), then delete the Redis keys and topics.
+
+use std::time::Duration;
+
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use stampede_service::campaign::AdminAction;
+use tracing::info;
+
+use crate::Error;
+use crate::backends::{Connections, Stock, connections};
+use crate::context::Context;
+use crate::crd::{CouponCampaign, DeletionPolicy};
+use crate::events::{EventReason, publish};
+use crate::loadtest::shadow_id;
+use crate::validate::{Plan, validate};
+
+/// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
+/// (bounded by the drain timeout), then remove Redis data and the topics.
+pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
+    let plan = match validate(cc, &ctx.defaults) {
+        Ok(p) => p,
+        // Nothing was provisioned for a spec that never validated.
+        Err(Error::InvalidSpec(_)) => return Ok(Action::await_change()),
+        Err(e) => return Err(e),
+    };
+    let conns = match connections(&ctx.client, &plan).await {
+        Ok(c) => c,
+        Err(Error::Secret(m)) if plan.deletion_policy == DeletionPolicy::Retain => {
+            // A namespace being deleted takes its Secrets first; Retain keeps data anyway.
+            let note = format!("campaign not closed: {m}");
+            publish(
+                ctx,
+                cc,
+                EventType::Warning,
+                EventReason::CleanupSkipped,
+                note,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+        Err(e) => return Err(e),
+    };
+    let stock = ctx.backends.stock(&conns.redis)?;
+    match stock.admin(&plan.campaign, AdminAction::Close).await {
+        Ok(_) => {
+            let note = "campaign closed; holders keep their coupons".into();
+            publish(ctx, cc, EventType::Normal, EventReason::Closed, note).await;
+        }
+        Err(stampede_service::Error::CampaignNotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if plan.deletion_policy == DeletionPolicy::Retain {
+        info!(campaign = %plan.campaign, "closed; data retained");
+        return Ok(Action::await_change());
+    }
+    drained(cc, ctx, stock.as_ref(), &plan).await?;
+    delete(cc, ctx, stock.as_ref(), &plan, &conns).await?;
+    Ok(Action::await_change())
+}
+
+/// `Ok` once the outbox is empty or the drain timeout has passed since deletion started.
+async fn drained(
+    cc: &CouponCampaign,
+    ctx: &Context,
+    stock: &dyn Stock,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let Some(snap) = stock.snapshot(&plan.campaign).await? else {
+        return Ok(());
+    };
+    if snap.outbox_len == 0 {
+        return Ok(());
+    }
+    let waited = cc
+        .meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(Duration::ZERO, |t| {
+            let ms = stampede_service::clock::now_ms() - t.0.as_millisecond();
+            Duration::from_millis(ms.max(0) as u64)
+        });
+    if waited < ctx.drain_timeout {
+        return Err(Error::OutboxNotDrained {
+            pending: snap.outbox_len,
+        });
+    }
+    let note = format!(
+        "outbox still held {} issuances after {:?}; deleting anyway (`stampede-service audit` lists what PostgreSQL lacks)",
+        snap.outbox_len, ctx.drain_timeout
+    );
+    publish(
+        ctx,
+        cc,
+        EventType::Warning,
+        EventReason::DrainTimedOut,
+        note,
+    )
+    .await;
+    Ok(())
+}
+
+/// Removes the campaign's (and its shadows') Redis keys and its topics.
+async fn delete(
+    cc: &CouponCampaign,
+    ctx: &Context,
+    stock: &dyn Stock,
+    plan: &Plan,
+    conns: &Connections,
+) -> Result<(), Error> {
+    let mut removed = stock.forget(&plan.campaign).await?;
+    for t in &plan.load_tests {
+        removed += stock.forget(&shadow_id(&plan.campaign, &t.name)).await?;
+    }
+    ctx.backends
+        .delete_topics(&conns.kafka, plan.campaign.as_str())
+        .await?;
+    let note = format!(
+        "deleted {removed} Redis keys and the topics of {}; rows in PostgreSQL are kept",
+        plan.campaign
+    );
+    publish(ctx, cc, EventType::Normal, EventReason::Deleted, note).await;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The regular status: one condition per concern (Ready first), the phase, and the stock
+//! and topic counters, from one reconcile's [`Observed`].
+
+use stampede_service::campaign::{CampaignSnapshot, CampaignState};
+
+use super::{Alerts, Gate, Observed, Outcome, Problem, condition};
+use crate::crd::{
+    ConditionType, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, Reason, StockStatus,
+    Verdict,
+};
+
+/// The status for what was observed. `now` is RFC 3339.
+pub(crate) fn compute(
+    prev: Option<&CouponCampaignStatus>,
+    obs: &Observed,
+    now: &str,
+) -> CouponCampaignStatus {
+    let (redis, kafka, workloads) = (redis(obs), kafka(obs), workloads(obs));
+    // Ready needs stock, topics and pods; alert rules are advisory.
+    let ready = [&redis, &kafka, &workloads]
+        .into_iter()
+        .find_map(|r| r.as_ref().err().cloned())
+        .map_or_else(
+            || {
+                Ok((
+                    Reason::Ready,
+                    "stock, topics and workloads are in place".to_owned(),
+                ))
+            },
+            Err,
+        );
+    let is_ready = ready.is_ok();
+    let g = obs.generation;
+    let mut conditions = vec![
+        condition(prev, g, now, ConditionType::Ready, ready),
+        condition(prev, g, now, ConditionType::RedisProvisioned, redis),
+        condition(prev, g, now, ConditionType::KafkaProvisioned, kafka),
+        condition(prev, g, now, ConditionType::WorkloadsReady, workloads),
+        condition(prev, g, now, ConditionType::AlertsConfigured, alerts(obs)),
+    ];
+    if !obs.load_tests.is_empty() {
+        let passed = load_tests_passed(&obs.load_tests, is_ready);
+        conditions.push(condition(
+            prev,
+            g,
+            now,
+            ConditionType::LoadTestsPassed,
+            passed,
+        ));
+    }
+    CouponCampaignStatus {
+        phase: Some(phase(obs, is_ready)),
+        observed_generation: g,
+        conditions,
+        stock: stock(prev, obs),
+        kafka: topic(prev, obs),
+        load_tests: obs.load_tests.clone(),
+    }
+}
+
+fn redis(obs: &Observed) -> Outcome {
+    obs.redis.as_ref().map_err(Clone::clone).map(|s| {
+        (
+            Reason::Provisioned,
+            format!(
+                "stock {} total, {} issued, {} remaining",
+                s.total,
+                s.issued,
+                s.remaining()
+            ),
+        )
+    })
+}
+
+fn kafka(obs: &Observed) -> Outcome {
+    match &obs.kafka {
+        Err(p) => Err(p.clone()),
+        Ok(t) if t.decrease_refused => Err(Problem::new(
+            Reason::PartitionDecreaseRefused,
+            format!(
+                "spec.kafka.partitions asks for fewer partitions than topic {} has ({}); Kafka cannot remove partitions, so the topic keeps {}. Set spec.kafka.partitions to {} or more.",
+                t.topic, t.partitions, t.partitions, t.partitions
+            ),
+        )),
+        Ok(t) => Ok((
+            Reason::Provisioned,
+            format!(
+                "topic {} with {} partitions, dead letters to {}",
+                t.topic, t.partitions, t.dead_letter_topic
+            ),
+        )),
+    }
+}
+
+fn workloads(obs: &Observed) -> Outcome {
+    let w = obs.workloads.as_ref().map_err(Clone::clone)?;
+    let counts = format!(
+        "issuer {}/{} available, writer {}/{} available",
+        w.issuer_available, w.issuer_wanted, w.writer_available, w.writer_wanted
+    );
+    if w.ready() {
+        Ok((Reason::Available, counts))
+    } else {
+        Err(Problem::new(Reason::WaitingForPods, counts))
+    }
+}
+
+fn alerts(obs: &Observed) -> Outcome {
+    match &obs.alerts {
+        Alerts::Configured => Ok((Reason::RuleApplied, "PrometheusRule applied".to_owned())),
+        Alerts::CrdMissing => Err(Problem::new(
+            Reason::PrometheusRuleCRDMissing,
+            "monitoring.coreos.com/v1 PrometheusRule is not installed; the campaign runs without alert rules",
+        )),
+        Alerts::Failed(m) => Err(Problem::new(Reason::ApplyFailed, m.clone())),
+    }
+}
+
+/// `LoadTestsPassed`: every test's latest run finished and passed.
+fn load_tests_passed(runs: &[LoadTestStatus], ready: bool) -> Outcome {
+    let passed = Verdict::Passed.as_str();
+    if let Some(r) = runs
+        .iter()
+        .find(|r| r.verdict.as_deref().is_some_and(|v| v != passed))
+    {
+        let reason = if r.verdict.as_deref() == Some(Verdict::ThresholdsFailed.as_str()) {
+            Reason::ThresholdsFailed
+        } else {
+            Reason::LoadTestError
+        };
+        let why = r.reason.as_deref().unwrap_or("no reason recorded");
+        return Err(Problem::new(
+            reason,
+            format!("load test {} (run {}): {why}", r.name, r.run),
+        ));
+    }
+    if let Some(r) = runs.iter().find(|r| r.verdict.is_none()) {
+        return Err(if !ready && r.segments_done == 0 {
+            Problem::new(
+                Reason::WaitingForWorkloads,
+                "load tests start once stock, topics and pods are ready",
+            )
+        } else {
+            Problem::new(
+                Reason::Running,
+                format!(
+                    "load test {} running: {}/{} segments done",
+                    r.name, r.segments_done, r.segments
+                ),
+            )
+        });
+    }
+    Ok((
+        Reason::Passed,
+        format!("{} load test(s) passed", runs.len()),
+    ))
+}
+
+fn phase(obs: &Observed, is_ready: bool) -> Phase {
+    match obs.redis.as_ref().ok().map(CampaignSnapshot::state) {
+        _ if !is_ready && obs.gate == Gate::Testing => Phase::Provisioning,
+        _ if obs.gate == Gate::Testing => Phase::Testing,
+        // A closed campaign is closed whatever else is missing.
+        Some(CampaignState::Closed) => Phase::Closed,
+        _ if !is_ready => Phase::Provisioning,
+        Some(CampaignState::Scheduled) => Phase::Scheduled,
+        Some(CampaignState::Open) => Phase::Open,
+        Some(CampaignState::Paused) => Phase::Paused,
+        Some(CampaignState::SoldOut) => Phase::SoldOut,
+        None => Phase::Provisioning,
+    }
+}
+
+/// Counters from Redis (and PostgreSQL); the last known ones when Redis could not be read.
+fn stock(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<StockStatus> {
+    obs.redis
+        .as_ref()
+        .ok()
+        .map(|s| StockStatus {
+            total: s.total as i64,
+            remaining: s.remaining() as i64,
+            issued: s.issued as i64,
+            persisted: obs.persisted,
+        })
+        .or_else(|| prev.and_then(|p| p.stock.clone()))
+}
+
+fn topic(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<KafkaStatus> {
+    obs.kafka
+        .as_ref()
+        .ok()
+        .map(|t| KafkaStatus {
+            topic: t.topic.clone(),
+            dead_letter_topic: t.dead_letter_topic.clone(),
+            partitions: t.partitions,
+        })
+        .or_else(|| prev.and_then(|p| p.kafka.clone()))
+}

@@ -1,0 +1,189 @@
+//! Status: what reconcile observed, turned into phase and conditions. Pure. The types of
+//! an observation and the special statuses (invalid spec, RBAC refusal) are here; the
+//! regular status is computed in `compute.rs`.
+
+mod compute;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use stampede_service::campaign::{CampaignSnapshot, Window};
+use stampede_service::kafka::TopicsOutcome;
+
+use crate::crd::{
+    Condition, ConditionStatus, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason,
+};
+
+pub(crate) use compute::compute;
+
+/// A condition's outcome: True with a reason and message, or False with a [`Problem`].
+pub(crate) type Outcome = Result<(Reason, String), Problem>;
+
+/// Why something is not (yet) as the spec asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// The condition's reason.
+    pub reason: Reason,
+    /// What is wrong and what to do about it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with this reason and message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Available vs wanted pods of the two Deployments.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Workloads {
+    /// Issuer pods available.
+    pub issuer_available: i32,
+    /// Issuer pods wanted (at least the HPA minimum).
+    pub issuer_wanted: i32,
+    /// Writer pods available.
+    pub writer_available: i32,
+    /// Writer pods wanted.
+    pub writer_wanted: i32,
+}
+
+impl Workloads {
+    /// Every wanted pod is available.
+    pub fn ready(&self) -> bool {
+        self.issuer_available >= self.issuer_wanted && self.writer_available >= self.writer_wanted
+    }
+}
+
+/// Whether the PrometheusRule is in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Alerts {
+    /// Applied.
+    Configured,
+    /// The monitoring.coreos.com CRD is not installed.
+    CrdMissing,
+    /// Applying failed.
+    Failed(String),
+}
+
+/// Whether gated load tests hold the campaign closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Nothing holds it.
+    #[default]
+    Open,
+    /// A gated test has not finished yet.
+    Testing,
+    /// A gated test failed; says which and why.
+    Failed(String),
+}
+
+/// Everything one reconcile saw.
+#[derive(Debug, Clone)]
+pub(crate) struct Observed {
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Redis stock after provisioning.
+    pub redis: Result<CampaignSnapshot, Problem>,
+    /// The topics after provisioning.
+    pub kafka: Result<TopicsOutcome, Problem>,
+    /// Deployment availability.
+    pub workloads: Result<Workloads, Problem>,
+    /// Alert rules.
+    pub alerts: Alerts,
+    /// Rows in PostgreSQL, when it could be read.
+    pub persisted: Option<i64>,
+    /// The latest run of each load test.
+    pub load_tests: Vec<LoadTestStatus>,
+    /// The gate.
+    pub gate: Gate,
+}
+
+/// One condition from its outcome; the transition time is kept from `prev` while the
+/// status stays the same.
+pub(crate) fn condition(
+    prev: Option<&CouponCampaignStatus>,
+    generation: Option<i64>,
+    now: &str,
+    type_: ConditionType,
+    outcome: Outcome,
+) -> Condition {
+    let (status, reason, message) = match outcome {
+        Ok((reason, message)) => (ConditionStatus::True, reason, message),
+        Err(p) => (ConditionStatus::False, p.reason, p.message),
+    };
+    // The transition time moves only when the status does.
+    let last_transition_time = prev
+        .and_then(|s| s.condition(type_))
+        .filter(|c| c.status == status.as_str())
+        .map_or_else(|| now.to_owned(), |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.as_str().into(),
+        status: status.as_str().into(),
+        reason: reason.as_str().into(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// The status of a campaign whose spec cannot be carried out.
+pub(crate) fn failed(
+    prev: Option<&CouponCampaignStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &str,
+) -> CouponCampaignStatus {
+    let problem = || Err(Problem::new(Reason::InvalidSpec, message));
+    CouponCampaignStatus {
+        phase: Some(Phase::Failed),
+        observed_generation: generation,
+        conditions: vec![condition(
+            prev,
+            generation,
+            now,
+            ConditionType::Ready,
+            problem(),
+        )],
+        stock: prev.and_then(|p| p.stock.clone()),
+        kafka: prev.and_then(|p| p.kafka.clone()),
+        load_tests: prev.map(|p| p.load_tests.clone()).unwrap_or_default(),
+    }
+}
+
+/// The previous status with `Ready` False for an RBAC refusal (everything else as it was).
+pub(crate) fn forbidden(
+    prev: Option<&CouponCampaignStatus>,
+    generation: Option<i64>,
+    message: &str,
+    now: &str,
+) -> CouponCampaignStatus {
+    let mut s = prev.cloned().unwrap_or_default();
+    let ready = condition(
+        prev,
+        generation,
+        now,
+        ConditionType::Ready,
+        Err(Problem::new(Reason::Forbidden, message)),
+    );
+    s.conditions
+        .retain(|c| c.type_ != ConditionType::Ready.as_str());
+    s.conditions.insert(0, ready);
+    s.phase.get_or_insert(Phase::Provisioning);
+    s
+}
+
+/// How long until the window next changes the phase (opensAt or closesAt ahead of
+/// `now_ms`), so reconcile can requeue for that moment.
+pub(crate) fn until_window_edge(window: &Window, now_ms: i64) -> Option<Duration> {
+    [window.opens_ms, window.closes_ms]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now_ms)
+        .min()
+        .map(|t| Duration::from_millis((t - now_ms) as u64))
+}

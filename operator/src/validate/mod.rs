@@ -1,0 +1,195 @@
+//! Validate: a `CouponCampaign` in, a [`Plan`] (everything reconcile needs, defaults
+//! applied, free of Kubernetes types) out. Pure; the API server's schema catches most of
+//! this first, but an object stored under an older schema must not get past here.
+
+mod fields;
+mod plan;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::path::Path;
+
+use kube::ResourceExt;
+use stampede_service::campaign::Window;
+use stampede_service::ids::CampaignId;
+
+use crate::Error;
+use crate::crd::{CouponCampaign, CouponCampaignSpec};
+use fields::{endpoint, inner, resources};
+
+pub(crate) use fields::duration_secs;
+pub(crate) use plan::labels;
+pub use plan::{Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
+
+/// Checks the campaign and applies defaults. Errors name the field.
+pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
+    let spec = &cc.spec;
+    let name = cc.name_any();
+    let campaign = CampaignId::parse(&name).map_err(|e| {
+        Error::InvalidSpec(format!("metadata.name {name:?} is not a campaign id: {e}"))
+    })?;
+    let Some(namespace) = cc.namespace() else {
+        return Err(Error::InvalidSpec("metadata.namespace is missing".into()));
+    };
+    if spec.stock < 1 {
+        let m = format!("spec.stock must be at least 1, got {}", spec.stock);
+        return Err(Error::InvalidSpec(m));
+    }
+    let window = window(spec)?;
+    check_bounds(spec)?;
+    check_load_tests(spec)?;
+    let (k, i) = (&spec.kafka, &spec.issuer);
+    let issuer_resources = resources(
+        "spec.issuer.resources",
+        i.resources.as_ref(),
+        ("250m", "128Mi"),
+        ("2", "512Mi"),
+    )?;
+    let writer = writer(spec, defaults)?;
+    Ok(Plan {
+        campaign,
+        namespace,
+        stock: spec.stock as u64,
+        window,
+        paused: spec.paused,
+        partitions: k.partitions,
+        replication_factor: k.replication_factor,
+        redis: endpoint("spec.redis", spec.redis.as_ref(), &defaults.redis_url)?,
+        kafka: endpoint(
+            "spec.kafka.brokers",
+            k.brokers.as_ref(),
+            &defaults.kafka_brokers,
+        )?,
+        database: endpoint(
+            "spec.database",
+            spec.database.as_ref(),
+            &defaults.database_url,
+        )?,
+        writer,
+        issuer: IssuerPlan {
+            image: issuer_image(spec, defaults),
+            min_replicas: i.min_replicas,
+            max_replicas: i.max_replicas,
+            target_cpu: i.target_cpu_utilization,
+            max_in_flight: i.max_in_flight,
+            resources: issuer_resources,
+        },
+        alerts: spec.alerts.clone(),
+        deletion_policy: spec.deletion_policy,
+        load_tests: spec.load_tests.clone(),
+    })
+}
+
+/// Reads and validates a campaign file (namespace `default` when it names none); the
+/// local commands (`loadtest`, `rules`) start here.
+pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
+    let mut cc: CouponCampaign = serde_yaml::from_str(&text)
+        .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", file.display())))?;
+    if cc.namespace().is_none() {
+        cc.metadata.namespace = Some("default".into());
+    }
+    let defaults = Defaults {
+        redis_url: redis_url.to_owned(),
+        kafka_brokers: String::new(),
+        database_url: String::new(),
+        service_image: String::new(),
+        k6_image: String::new(),
+    };
+    validate(&cc, &defaults)
+}
+
+fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
+    let Some(w) = &spec.window else {
+        return Ok(None);
+    };
+    Window::from_rfc3339(w.opens_at.as_deref(), w.closes_at.as_deref())
+        .map(Some)
+        .map_err(|e| Error::InvalidSpec(format!("spec.window: {}", inner(e))))
+}
+
+/// Partitions, replicas and batch bounds.
+fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
+    let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
+    let problem = if k.partitions < 1 {
+        format!(
+            "spec.kafka.partitions must be at least 1, got {}",
+            k.partitions
+        )
+    } else if k.replication_factor < 1 {
+        format!(
+            "spec.kafka.replicationFactor must be at least 1, got {}",
+            k.replication_factor
+        )
+    } else if i.min_replicas < 1 || i.min_replicas > i.max_replicas {
+        format!(
+            "spec.issuer.minReplicas ({}) must be at least 1 and not exceed spec.issuer.maxReplicas ({})",
+            i.min_replicas, i.max_replicas
+        )
+    } else if !(1..=100).contains(&i.target_cpu_utilization) {
+        format!(
+            "spec.issuer.targetCPUUtilization must be 1..=100, got {}",
+            i.target_cpu_utilization
+        )
+    } else if w.replicas < 1 || w.batch_rows < 1 || w.batch_linger_ms < 0 {
+        "spec.writer: replicas and batchRows must be at least 1, batchLingerMs at least 0".into()
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidSpec(problem))
+}
+
+/// Unique names, parallelism and durations of the load tests.
+fn check_load_tests(spec: &CouponCampaignSpec) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::new();
+    for t in &spec.load_tests {
+        if !seen.insert(t.name.as_str()) {
+            return Err(Error::InvalidSpec(format!(
+                "spec.loadTests: the name {:?} is used twice",
+                t.name
+            )));
+        }
+        if t.parallelism < 1 {
+            return Err(Error::InvalidSpec(format!(
+                "spec.loadTests[{}].parallelism must be at least 1",
+                t.name
+            )));
+        }
+        if let Some(d) = &t.duration
+            && duration_secs(d).is_none()
+        {
+            return Err(Error::InvalidSpec(format!(
+                "spec.loadTests[{}].duration {d:?} is not a duration like 90s, 10m or 1h",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn issuer_image(spec: &CouponCampaignSpec, defaults: &Defaults) -> String {
+    spec.issuer
+        .image
+        .clone()
+        .unwrap_or_else(|| defaults.service_image.clone())
+}
+
+fn writer(spec: &CouponCampaignSpec, defaults: &Defaults) -> Result<WriterPlan, Error> {
+    let w = &spec.writer;
+    Ok(WriterPlan {
+        image: w
+            .image
+            .clone()
+            .unwrap_or_else(|| issuer_image(spec, defaults)),
+        replicas: w.replicas,
+        batch_rows: w.batch_rows,
+        batch_linger_ms: w.batch_linger_ms,
+        resources: resources(
+            "spec.writer.resources",
+            w.resources.as_ref(),
+            ("100m", "128Mi"),
+            ("1", "512Mi"),
+        )?,
+    })
+}

@@ -1,0 +1,122 @@
+//! The [`Plan`]: everything reconcile needs to know about one campaign, defaults applied
+//! and free of Kubernetes types, and the labels every child carries.
+
+use std::collections::BTreeMap;
+
+use stampede_service::campaign::Window;
+use stampede_service::ids::CampaignId;
+
+use crate::crd::{AlertsSpec, DeletionPolicy, LoadTestSpec, Resources};
+
+/// Operator-wide defaults for what a campaign does not name.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// Redis URL.
+    pub redis_url: String,
+    /// Kafka brokers.
+    pub kafka_brokers: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// Image of `stampede-service` (issuer and writer).
+    pub service_image: String,
+    /// Image of the k6 load-test runners.
+    pub k6_image: String,
+}
+
+/// Where a backing service is found: a value, or a Secret key the operator and the pods
+/// both read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The value itself.
+    Value(String),
+    /// A key of a Secret in the campaign's namespace.
+    Secret {
+        /// Secret name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+}
+
+/// Issuer settings with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerPlan {
+    /// Image.
+    pub image: String,
+    /// HPA bounds.
+    pub min_replicas: i32,
+    /// HPA bounds.
+    pub max_replicas: i32,
+    /// HPA CPU target, percent.
+    pub target_cpu: i32,
+    /// Per-pod in-flight cap, when set.
+    pub max_in_flight: Option<i32>,
+    /// Container resources.
+    pub resources: Resources,
+}
+
+/// Writer settings with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriterPlan {
+    /// Image.
+    pub image: String,
+    /// Pods.
+    pub replicas: i32,
+    /// Rows per batch.
+    pub batch_rows: i32,
+    /// Batch linger, ms.
+    pub batch_linger_ms: i32,
+    /// Container resources.
+    pub resources: Resources,
+}
+
+/// Everything reconcile needs to know about one campaign.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Campaign id (the resource name).
+    pub campaign: CampaignId,
+    /// Namespace of the resource and its children.
+    pub namespace: String,
+    /// Stock to provision.
+    pub stock: u64,
+    /// Sale window, when the spec has one.
+    pub window: Option<Window>,
+    /// Held by the spec.
+    pub paused: bool,
+    /// Topic partitions.
+    pub partitions: i32,
+    /// Replication factor of new topics.
+    pub replication_factor: i32,
+    /// Redis.
+    pub redis: Endpoint,
+    /// Kafka brokers.
+    pub kafka: Endpoint,
+    /// PostgreSQL.
+    pub database: Endpoint,
+    /// Issuer.
+    pub issuer: IssuerPlan,
+    /// Writer.
+    pub writer: WriterPlan,
+    /// Alert thresholds.
+    pub alerts: AlertsSpec,
+    /// What deletion does.
+    pub deletion_policy: DeletionPolicy,
+    /// Load tests.
+    pub load_tests: Vec<LoadTestSpec>,
+}
+/// Labels every child carries; the selector uses the stable subset.
+pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "stampede".into()),
+        (
+            "app.kubernetes.io/instance".into(),
+            plan.campaign.to_string(),
+        ),
+        ("app.kubernetes.io/component".into(), component.into()),
+        (
+            "app.kubernetes.io/managed-by".into(),
+            "stampede-operator".into(),
+        ),
+        ("stampede.dev/campaign".into(), plan.campaign.to_string()),
+    ])
+}

@@ -1,0 +1,131 @@
+//! Unit tests of validation, and the fixtures other stages' tests build plans from.
+
+use super::fields::is_quantity;
+use super::*;
+use crate::crd::DeletionPolicy;
+
+pub(crate) fn defaults() -> Defaults {
+    Defaults {
+        redis_url: "redis://redis:6379".into(),
+        kafka_brokers: "kafka:9092".into(),
+        database_url: "postgres://db/stampede".into(),
+        service_image: "stampede/service:test".into(),
+        k6_image: "grafana/k6:test".into(),
+    }
+}
+
+pub(crate) fn from_yaml(yaml: &str) -> CouponCampaign {
+    serde_yaml::from_str(yaml).expect("fixture parses")
+}
+
+fn plan(yaml: &str) -> Result<Plan, Error> {
+    validate(&from_yaml(yaml), &defaults())
+}
+
+const MINIMAL: &str = "
+apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata: {name: spring-sale, namespace: shop}
+spec: {stock: 1200}
+";
+
+#[test]
+fn minimal_spec_gets_defaults() {
+    let p = plan(MINIMAL).unwrap();
+    assert_eq!(p.campaign.as_str(), "spring-sale");
+    assert_eq!(p.stock, 1200);
+    assert_eq!(p.partitions, 6);
+    assert_eq!((p.issuer.min_replicas, p.issuer.max_replicas), (2, 10));
+    assert_eq!(p.issuer.image, "stampede/service:test");
+    assert_eq!(p.writer.image, "stampede/service:test");
+    assert_eq!(p.redis, Endpoint::Value("redis://redis:6379".into()));
+    assert_eq!(p.deletion_policy, DeletionPolicy::Retain);
+    assert_eq!(p.issuer.resources.limits["memory"], "512Mi");
+    assert!(p.window.is_none());
+}
+
+#[test]
+fn secret_refs_and_explicit_values() {
+    let p = plan(
+        "
+metadata: {name: s, namespace: shop}
+spec:
+  stock: 5
+  redis: {secretRef: {name: redis-conn, key: url}}
+  database: {url: 'postgres://other/db'}
+  issuer: {resources: {requests: {cpu: 1500m}}}
+",
+    )
+    .unwrap();
+    assert_eq!(
+        p.redis,
+        Endpoint::Secret {
+            name: "redis-conn".into(),
+            key: "url".into()
+        }
+    );
+    assert_eq!(p.database, Endpoint::Value("postgres://other/db".into()));
+    assert_eq!(p.issuer.resources.requests["cpu"], "1500m");
+    assert_eq!(p.issuer.resources.requests["memory"], "128Mi");
+}
+
+#[test]
+fn bad_specs_name_the_field() {
+    let cases = [
+        ("spec: {stock: 0}", "spec.stock"),
+        (
+            "spec: {stock: 1, window: {opensAt: '2026-01-02T00:00:00Z', closesAt: '2026-01-01T00:00:00Z'}}",
+            "closesAt",
+        ),
+        ("spec: {stock: 1, window: {opensAt: 'tomorrow'}}", "opensAt"),
+        (
+            "spec: {stock: 1, issuer: {minReplicas: 5, maxReplicas: 2}}",
+            "spec.issuer.minReplicas",
+        ),
+        (
+            "spec: {stock: 1, kafka: {partitions: 0}}",
+            "spec.kafka.partitions",
+        ),
+        (
+            "spec: {stock: 1, redis: {url: 'redis://x', secretRef: {name: a, key: b}}}",
+            "spec.redis",
+        ),
+        (
+            "spec: {stock: 1, writer: {resources: {limits: {memory: lots}}}}",
+            "spec.writer.resources.limits.memory",
+        ),
+    ];
+    for (spec, field) in cases {
+        let yaml = format!("metadata: {{name: c, namespace: n}}\n{spec}");
+        match plan(&yaml) {
+            Err(Error::InvalidSpec(m)) => assert!(m.contains(field), "{spec}: {m}"),
+            other => panic!("{spec}: expected InvalidSpec, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn names_that_are_not_campaign_ids_are_refused() {
+    let long = "a".repeat(129);
+    let yaml = format!("metadata: {{name: {long}, namespace: n}}\nspec: {{stock: 1}}");
+    assert!(matches!(plan(&yaml), Err(Error::InvalidSpec(m)) if m.contains("metadata.name")));
+}
+
+#[test]
+fn quantities() {
+    for ok in ["1", "500m", "1.5", "256Mi", "2Gi", "100k"] {
+        assert!(is_quantity(ok), "{ok}");
+    }
+    for bad in ["", "m", "1.2.3", "lots", "5 Mi", "-1"] {
+        assert!(!is_quantity(bad), "{bad}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(super::duration_secs("90s"), Some(90));
+    assert_eq!(super::duration_secs("10m"), Some(600));
+    assert_eq!(super::duration_secs("2h"), Some(7200));
+    assert_eq!(super::duration_secs("5d"), None);
+    assert_eq!(super::duration_secs(""), None);
+}

@@ -1,0 +1,129 @@
+//! The private control plane of a test (etcd + kube-apiserver from
+//! `scripts/control-plane`), orphan reaping, and installing CRDs into it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use stampede_operator::run::client;
+
+use super::{eventually, repo, unique};
+
+/// etcd + kube-apiserver on loopback ports, stopped on drop.
+pub struct ControlPlane {
+    dir: PathBuf,
+    /// Admin kubeconfig (token auth).
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts one (building the binaries first if the cache lacks them).
+    pub fn start() -> Self {
+        reap_orphans();
+        let dir = std::env::temp_dir().join(unique("stampede-cp"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(repo().join("scripts/control-plane"))
+            .args(["start", "--dir", dir.to_str().unwrap(), "--timeout", "120"])
+            .output()
+            .expect("running scripts/control-plane");
+        assert!(
+            out.status.success(),
+            "control plane did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        }
+    }
+
+    /// A client authenticated as the admin.
+    pub async fn client(&self) -> Client {
+        client(Some(&self.kubeconfig))
+            .await
+            .expect("client from kubeconfig")
+    }
+}
+
+/// Stops control planes left behind by test processes that were killed before their
+/// `Drop` ran (a CI timeout, a ^C): their directory names carry the dead process's pid.
+fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("stampede-cp-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = Command::new(repo().join("scripts/control-plane"))
+            .args(["stop", "--dir", &e.path().to_string_lossy(), "--kill"])
+            .output();
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("scripts/control-plane"))
+            .args(["stop", "--dir", self.dir.to_str().unwrap(), "--kill"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Installs a CRD by server-side apply and waits until it is served.
+pub async fn install_crd(client: &Client, crd: &CustomResourceDefinition) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("stampede-tests").force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+    eventually(
+        &format!("CRD {name} established"),
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// A minimal `prometheusrules.monitoring.coreos.com` CRD (what prometheus-operator
+/// installs, without its schema), so the operator's PrometheusRule path runs.
+pub fn prometheus_rule_crd() -> CustomResourceDefinition {
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "prometheusrules.monitoring.coreos.com" },
+        "spec": { "group": "monitoring.coreos.com", "scope": "Namespaced",
+            "names": { "plural": "prometheusrules", "singular": "prometheusrule", "kind": "PrometheusRule", "listKind": "PrometheusRuleList" },
+            "versions": [{ "name": "v1", "served": true, "storage": true,
+                "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }] }
+    }))
+    .unwrap()
+}
