@@ -42,6 +42,12 @@ impl RedisMetrics {
         }
     }
 
+    /// Metrics kept in a registry nobody serves: for one-shot commands and callers whose
+    /// Redis calls are not part of what they export (the operator's provisioning).
+    pub fn detached() -> Self {
+        Self::register(&Registry::new())
+    }
+
     /// Records one call.
     pub fn observe(&self, op: &'static str, took: Duration, err: Option<&Error>) {
         self.duration

@@ -11,7 +11,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
     /// Redis, Kafka or PostgreSQL, through the service library.
     #[error(transparent)]
-    Backend(#[from] stampede_service::Error),
+    Backend(#[from] stampede_core::Error),
     /// A Secret a campaign names is missing or unusable.
     #[error("secret {0}")]
     Secret(String),

@@ -3,9 +3,9 @@
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
-use stampede_service::campaign::{AdminAction, ProvisionOutcome};
-use stampede_service::clock::now_rfc3339;
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::campaign::{AdminAction, ProvisionOutcome};
+use stampede_core::clock::now_rfc3339;
+use stampede_core::kafka::TopicsOutcome;
 use tracing::warn;
 
 use crate::context::Context;

@@ -4,7 +4,9 @@
 //! Reconcile (`reconcile/`) is a pipeline, read top to bottom: finalizer → [`validate`]
 //! → `build` → apply → provision → observe → status. `validate`, `build`, `alerts` and
 //! `status` are pure; the edges are `kubeapi` (the API server), `backends` (Redis, Kafka,
-//! PostgreSQL, behind a trait) and `events`. Everything about load tests is [`loadtest`].
+//! PostgreSQL, behind a trait, over `stampede_core`) and `events`. Everything about load
+//! tests is [`loadtest`]. See `docs/architecture.md` for the whole picture.
+#![forbid(unsafe_code)]
 
 pub mod alerts;
 mod backends;

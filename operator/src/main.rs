@@ -39,7 +39,7 @@ async fn main() {
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                 .init();
             let shutdown = CancellationToken::new();
-            tokio::spawn(stampede_service::server::cancel_on_signal(shutdown.clone()));
+            tokio::spawn(stampede_core::shutdown::cancel_on_signal(shutdown.clone()));
             stampede_operator::run::run(args.config(), shutdown).await
         }
     };

@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+use stampede_core::metrics::Registrar;
+
+/// Reconciles take milliseconds; a slow API server or backend, seconds.
+const DURATION_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// The operator's metrics; cheap to clone.
 #[derive(Clone)]
@@ -25,45 +27,25 @@ impl Metrics {
     /// Registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let reconciles = IntCounterVec::new(
-            Opts::new(
+        let r = Registrar(&registry);
+        Self {
+            reconciles: r.counter_vec(
                 "stampede_operator_reconciles_total",
                 "Reconciles by kind (apply, cleanup) and result (ok, error)",
+                &["kind", "result"],
             ),
-            &["kind", "result"],
-        )
-        .unwrap();
-        let failures = IntCounterVec::new(
-            Opts::new(
+            failures: r.counter_vec(
                 "stampede_operator_reconcile_failures_total",
                 "Failed reconciles by error label",
+                &["error"],
             ),
-            &["error"],
-        )
-        .unwrap();
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
+            duration: r.histogram_vec(
                 "stampede_operator_reconcile_duration_seconds",
                 "Reconcile duration by kind",
-            )
-            .buckets(vec![
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["kind"],
-        )
-        .unwrap();
-        for c in [
-            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(failures.clone()),
-            Box::new(duration.clone()),
-        ] {
-            registry.register(c).unwrap();
-        }
-        Self {
+                &["kind"],
+                DURATION_BUCKETS,
+            ),
             registry,
-            reconciles,
-            failures,
-            duration,
         }
     }
 
@@ -81,9 +63,6 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        // Encoding into a Vec cannot fail for the text format.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
-        String::from_utf8(buf).unwrap_or_default()
+        stampede_core::metrics::render(&self.registry)
     }
 }

@@ -24,7 +24,7 @@ use crate::crd::CouponCampaign;
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::validate::Defaults;
-use stampede_service::server::serve_metrics_text;
+use stampede_core::endpoint::serve_metrics_text;
 
 /// How the operator runs.
 #[derive(Debug, Clone)]

@@ -14,8 +14,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use stampede_core::ids::{CampaignId, UserId};
 use stampede_operator::crd::FINALIZER;
-use stampede_service::ids::{CampaignId, UserId};
 
 const BASE: &str = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
 
@@ -176,7 +176,7 @@ async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
 /// relayed; a relay drains it, then Redis keys and topics go.
 async fn delete_waits_for_the_outbox_then_removes_the_data(
     c: &Cluster,
-    store: &stampede_service::store::Store,
+    store: &stampede_core::store::Store,
     gone: &str,
 ) {
     c.campaigns()

@@ -12,11 +12,11 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use runners::*;
 use serde_json::json;
+use stampede_core::coupon::Decision;
+use stampede_core::ids::{CampaignId, UserId};
+use stampede_core::store::Store;
 use stampede_operator::crd::Phase;
 use stampede_operator::loadtest::RUN_LABEL;
-use stampede_service::coupon::Decision;
-use stampede_service::ids::{CampaignId, UserId};
-use stampede_service::store::Store;
 
 const THREE_TESTS: &str = "apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign

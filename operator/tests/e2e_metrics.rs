@@ -279,7 +279,7 @@ async fn traffic(svc: &str, name: &str, writer_metrics: &str) -> reqwest::Client
 }
 
 fn stampede_operator_kafka(brokers: &str) -> rdkafka::ClientConfig {
-    stampede_service::kafka::KafkaConfig {
+    stampede_core::kafka::KafkaConfig {
         brokers: brokers.to_owned(),
     }
     .producer(0)

@@ -10,8 +10,8 @@ use std::time::Duration;
 use common::*;
 use kube::api::Api;
 use serde_json::json;
+use stampede_core::ids::{CampaignId, UserId};
 use stampede_operator::crd::Phase;
-use stampede_service::ids::{CampaignId, UserId};
 
 const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
 
@@ -53,7 +53,7 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
     let _forget = Forget(name.clone());
     let op = c.operator();
     // Opens 3 s from now: Scheduled, then Open without any spec change (requeue at opensAt).
-    let opens = stampede_service::clock::format_ms(stampede_service::clock::now_ms() + 3_000);
+    let opens = stampede_core::clock::format_ms(stampede_core::clock::now_ms() + 3_000);
     let yaml = format!(
         "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: 3, window: {{opensAt: '{opens}'}}, issuer: {{minReplicas: 1}}}}\n"
     );
@@ -110,7 +110,7 @@ async fn sold_out_then_restocked(c: &Cluster, name: &str) {
         .await
         .unwrap();
     assert!(
-        matches!(again, stampede_service::coupon::Decision::Already(_)),
+        matches!(again, stampede_core::coupon::Decision::Already(_)),
         "{again:?}"
     );
 }
@@ -121,7 +121,7 @@ async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     let name = unique("shrink");
     let _forget = Forget(name.clone());
     // The topic already has 8 partitions (an earlier campaign of that name, Retained).
-    let pre = stampede_service::kafka::ensure_topics(&kafka(), &name, 8, 1)
+    let pre = stampede_core::kafka::ensure_topics(&kafka(), &name, 8, 1)
         .await
         .unwrap();
     assert_eq!(pre.partitions, 8);

@@ -14,6 +14,3 @@ pub mod relay;
 pub mod server;
 mod soldout;
 pub mod writer;
-
-// Transitional: the operator's imports move to `stampede_core` directly.
-pub use stampede_core::{Error, campaign, clock, coupon, db, ids, issuance, kafka, keys, store};

@@ -88,9 +88,5 @@ pub async fn serve_metrics(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    serve_metrics_text(listener, move || metrics.render(), shutdown).await
+    stampede_core::endpoint::serve_metrics_text(listener, move || metrics.render(), shutdown).await
 }
-
-// Transitional: the operator's imports move to `stampede_core` directly.
-pub use stampede_core::endpoint::serve_metrics_text;
-pub use stampede_core::shutdown::cancel_on_signal;

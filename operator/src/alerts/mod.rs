@@ -242,7 +242,7 @@ spec:
 
     #[test]
     fn fleet_rules_leave_out_exactly_the_load_tests_shadows() {
-        let campaign = stampede_service::ids::CampaignId::parse("flash").unwrap();
+        let campaign = stampede_core::ids::CampaignId::parse("flash").unwrap();
         let shadow = crate::loadtest::shadow_id(&campaign, "smoke");
         assert_eq!(
             shadow.as_str(),

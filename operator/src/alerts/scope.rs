@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use stampede_service::issuance::topic;
+use stampede_core::issuance::topic;
 
 use crate::build::{issuer_name, writer_name};
 use crate::crd::{AlertsSpec, CouponCampaign};

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use stampede_service::Error as Backend;
-use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
-use stampede_service::ids::CampaignId;
-use stampede_service::issuance::{dead_letter_topic, topic};
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::Error as Backend;
+use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_core::ids::CampaignId;
+use stampede_core::issuance::{dead_letter_topic, topic};
+use stampede_core::kafka::TopicsOutcome;
 
 use super::{Backends, Stock};
 use crate::Error;
@@ -180,7 +180,7 @@ impl Stock for FakeBackends {
     ) -> BoxFuture<'a, Result<Option<CampaignSnapshot>, Backend>> {
         let r = self.redis().map(|s| {
             s.campaigns.get(campaign.as_str()).cloned().map(|mut c| {
-                c.now_ms = stampede_service::clock::now_ms();
+                c.now_ms = stampede_core::clock::now_ms();
                 c
             })
         });

@@ -12,10 +12,10 @@ mod secrets;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use stampede_service::Error as Backend;
-use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
-use stampede_service::ids::CampaignId;
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::Error as Backend;
+use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_core::ids::CampaignId;
+use stampede_core::kafka::TopicsOutcome;
 
 use crate::Error;
 

@@ -9,12 +9,12 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
-use stampede_service::Error as Backend;
-use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
-use stampede_service::ids::CampaignId;
-use stampede_service::kafka::{KafkaConfig, TopicsOutcome, delete_topics, ensure_topics};
-use stampede_service::metrics::Metrics as ServiceMetrics;
-use stampede_service::store::{Store, StoreConfig};
+use stampede_core::Error as Backend;
+use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_core::ids::CampaignId;
+use stampede_core::kafka::{KafkaConfig, TopicsOutcome, delete_topics, ensure_topics};
+use stampede_core::metrics::RedisMetrics;
+use stampede_core::store::{Store, StoreConfig};
 
 use super::{Backends, Stock};
 use crate::Error;
@@ -35,7 +35,7 @@ impl RealBackends {
         if let Some(p) = pools.get(url) {
             return Some(p.clone());
         }
-        let p = tokio::time::timeout(DB_CONNECT_TIMEOUT, stampede_service::db::connect(url, 2))
+        let p = tokio::time::timeout(DB_CONNECT_TIMEOUT, stampede_core::db::connect(url, 2))
             .await
             .ok()?
             .map_err(|e| tracing::warn!(error = %e, "database unreachable"))
@@ -56,7 +56,7 @@ impl Backends for RealBackends {
             connections: 1,
             timeout: Duration::from_secs(2),
         };
-        let store = Store::connect_lazy(&config, ServiceMetrics::new().redis)?;
+        let store = Store::connect_lazy(&config, RedisMetrics::detached())?;
         stores.insert(url.to_owned(), store.clone());
         Ok(Arc::new(store))
     }
@@ -94,7 +94,7 @@ impl Backends for RealBackends {
     fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>> {
         async move {
             let pool = self.pool(url).await?;
-            let count = stampede_service::db::persisted_count(&pool, campaign);
+            let count = stampede_core::db::persisted_count(&pool, campaign);
             match tokio::time::timeout(DB_CONNECT_TIMEOUT, count).await {
                 Ok(Ok(n)) => Some(n as i64),
                 Ok(Err(e)) => {

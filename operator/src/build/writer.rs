@@ -3,7 +3,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
-use stampede_service::issuance::topic;
+use stampede_core::issuance::topic;
 
 use super::pod::{env_var, pod_template};
 use super::{WRITER_PORT, metadata, selector, typed, writer_name};

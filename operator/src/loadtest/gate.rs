@@ -3,7 +3,7 @@
 //! runs that started or finished are the edge.
 
 use kube::runtime::events::EventType;
-use stampede_service::campaign::{AdminAction, CampaignSnapshot};
+use stampede_core::campaign::{AdminAction, CampaignSnapshot};
 
 use crate::Error;
 use crate::backends::Stock;

@@ -6,7 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
-use stampede_service::ids::CampaignId;
+use stampede_core::ids::CampaignId;
 
 use super::{
     RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env, shadow_id,

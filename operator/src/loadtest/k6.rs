@@ -1,7 +1,7 @@
 //! The k6 command line and environment of one runner segment, shared by the runner Jobs
 //! and the local runner.
 
-use stampede_service::ids::CampaignId;
+use stampede_core::ids::CampaignId;
 
 use super::segments;
 use crate::crd::LoadTestSpec;

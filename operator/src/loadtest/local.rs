@@ -6,10 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Args;
-use stampede_service::clock::now_rfc3339;
-use stampede_service::ids::CampaignId;
-use stampede_service::metrics::Metrics;
-use stampede_service::store::{Store, StoreConfig};
+use stampede_core::clock::now_rfc3339;
+use stampede_core::ids::CampaignId;
+use stampede_core::metrics::RedisMetrics;
+use stampede_core::store::{Store, StoreConfig};
 
 use super::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
 use crate::Error;
@@ -59,7 +59,7 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
             connections: 1,
             timeout: Duration::from_secs(2),
         },
-        Metrics::new().redis,
+        RedisMetrics::detached(),
     )
     .await?;
     store.forget(&shadow).await?;

@@ -3,7 +3,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use stampede_service::ids::CampaignId;
+use stampede_core::ids::CampaignId;
 
 use crate::crd::LoadTestSpec;
 use crate::validate::Plan;

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
 use kube::{Api, Client};
-use stampede_service::clock::now_rfc3339;
+use stampede_core::clock::now_rfc3339;
 
 use super::{
     RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, shadow_id, verdict,

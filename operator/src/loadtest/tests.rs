@@ -1,7 +1,7 @@
 //! Unit tests of the pure load-test parts: names, Jobs, verdicts and the gate.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use stampede_service::ids::CampaignId;
+use stampede_core::ids::CampaignId;
 
 use super::*;
 use crate::crd::{LoadTestSpec, LoadTestStatus, Profile, Verdict};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use stampede_service::campaign::AdminAction;
+use stampede_core::campaign::AdminAction;
 use tracing::info;
 
 use crate::Error;
@@ -49,7 +49,7 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
             let note = "campaign closed; holders keep their coupons".into();
             publish(ctx, cc, EventType::Normal, EventReason::Closed, note).await;
         }
-        Err(stampede_service::Error::CampaignNotFound(_)) => {}
+        Err(stampede_core::Error::CampaignNotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
     if plan.deletion_policy == DeletionPolicy::Retain {
@@ -79,7 +79,7 @@ async fn drained(
         .deletion_timestamp
         .as_ref()
         .map_or(Duration::ZERO, |t| {
-            let ms = stampede_service::clock::now_ms() - t.0.as_millisecond();
+            let ms = stampede_core::clock::now_ms() - t.0.as_millisecond();
             Duration::from_millis(ms.max(0) as u64)
         });
     if waited < ctx.drain_timeout {

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use stampede_service::Error as Backend;
-use stampede_service::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome};
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::Error as Backend;
+use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome};
+use stampede_core::kafka::TopicsOutcome;
 
 use crate::Error;
 use crate::backends::{Stock, connections};

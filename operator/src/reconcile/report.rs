@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use stampede_service::clock::now_rfc3339;
+use stampede_core::clock::now_rfc3339;
 
 use super::provision::Provisioned;
 use crate::Error;

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::runtime::events::EventType;
-use stampede_service::clock::now_rfc3339;
+use stampede_core::clock::now_rfc3339;
 
 use crate::Error;
 use crate::context::Context;

@@ -1,7 +1,7 @@
 //! The regular status: one condition per concern (Ready first), the phase, and the stock
 //! and topic counters, from one reconcile's [`Observed`].
 
-use stampede_service::campaign::{CampaignSnapshot, CampaignState};
+use stampede_core::campaign::{CampaignSnapshot, CampaignState};
 
 use super::{Alerts, Gate, Observed, Outcome, Problem, condition};
 use crate::crd::{

@@ -8,8 +8,8 @@ mod tests;
 
 use std::time::Duration;
 
-use stampede_service::campaign::{CampaignSnapshot, Window};
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::campaign::{CampaignSnapshot, Window};
+use stampede_core::kafka::TopicsOutcome;
 
 use crate::crd::{
     Condition, ConditionStatus, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason,

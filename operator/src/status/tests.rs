@@ -1,7 +1,7 @@
 //! Unit tests of the status: conditions, phases, transition times.
 
-use stampede_service::campaign::{CampaignSnapshot, Window};
-use stampede_service::kafka::TopicsOutcome;
+use stampede_core::campaign::{CampaignSnapshot, Window};
+use stampede_core::kafka::TopicsOutcome;
 
 use super::*;
 use crate::crd::{Condition, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason};

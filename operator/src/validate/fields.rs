@@ -5,9 +5,9 @@ use crate::Error;
 use crate::crd::{Connection, Resources};
 use crate::validate::Endpoint;
 
-pub(super) fn inner(e: stampede_service::Error) -> String {
+pub(super) fn inner(e: stampede_core::Error) -> String {
     match e {
-        stampede_service::Error::InvalidInput(m) => m,
+        stampede_core::Error::InvalidInput(m) => m,
         other => other.to_string(),
     }
 }

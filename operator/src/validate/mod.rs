@@ -10,8 +10,8 @@ pub(crate) mod tests;
 use std::path::Path;
 
 use kube::ResourceExt;
-use stampede_service::campaign::Window;
-use stampede_service::ids::CampaignId;
+use stampede_core::campaign::Window;
+use stampede_core::ids::CampaignId;
 
 use crate::Error;
 use crate::crd::{CouponCampaign, CouponCampaignSpec};

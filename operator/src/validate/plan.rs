@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use stampede_service::campaign::Window;
-use stampede_service::ids::CampaignId;
+use stampede_core::campaign::Window;
+use stampede_core::ids::CampaignId;
 
 use crate::crd::{AlertsSpec, DeletionPolicy, LoadTestSpec, Resources};
 

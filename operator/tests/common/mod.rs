@@ -21,14 +21,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
+use stampede_core::campaign::CampaignSnapshot;
+use stampede_core::ids::CampaignId;
+use stampede_core::kafka::KafkaConfig;
+use stampede_core::store::{Store, StoreConfig};
 use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
 use stampede_operator::run::{Config, run_on};
 use stampede_operator::validate::Defaults;
-use stampede_service::campaign::CampaignSnapshot;
-use stampede_service::ids::CampaignId;
-use stampede_service::kafka::KafkaConfig;
 use stampede_service::metrics::Metrics;
-use stampede_service::store::{Store, StoreConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -281,7 +281,7 @@ pub async fn snapshot(campaign: &str) -> Option<CampaignSnapshot> {
 
 /// Partitions of a topic (0 when it does not exist).
 pub async fn partitions(topic: &str) -> i32 {
-    stampede_service::kafka::partition_count(&kafka(), topic)
+    stampede_core::kafka::partition_count(&kafka(), topic)
         .await
         .unwrap()
 }
@@ -309,7 +309,7 @@ impl Drop for Forget {
             rt.block_on(async {
                 let id = CampaignId::parse(&campaign).unwrap();
                 let _ = store().await.forget(&id).await;
-                let _ = stampede_service::kafka::delete_topics(&kafka(), &campaign).await;
+                let _ = stampede_core::kafka::delete_topics(&kafka(), &campaign).await;
             });
         })
         .join();

@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use stampede_core::store::StoreConfig;
 use stampede_operator::loadtest::{RUN_LABEL, SEGMENT_LABEL};
 use stampede_service::server::{ServeConfig, serve};
-use stampede_service::store::StoreConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
@@ -122,7 +122,7 @@ pub async fn finish_pod(c: &Cluster, job: &Job, exit_code: i32, message: &str) {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let now = stampede_service::clock::now_rfc3339();
+    let now = stampede_core::clock::now_rfc3339();
     let status = json!({ "status": {
         "phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
         "containerStatuses": [{

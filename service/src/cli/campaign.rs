@@ -4,11 +4,11 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{KafkaArgs, RedisArgs, print};
-use crate::metrics::Metrics;
 use stampede_core::Error;
 use stampede_core::campaign::{AdminAction, Window};
 use stampede_core::ids::CampaignId;
 use stampede_core::kafka::ensure_topics;
+use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::Store;
 
 /// `campaign` subcommands.
@@ -84,7 +84,7 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
     let campaign =
         CampaignId::parse(&id.id).map_err(|e| Error::InvalidInput(format!("--id: {e}")))?;
     let action = admin_action(&cmd)?;
-    let store = Store::connect(&redis.store_config(), Metrics::new().redis).await?;
+    let store = Store::connect(&redis.store_config(), RedisMetrics::detached()).await?;
     if let Some(action) = action {
         let total = store.admin(&campaign, action).await?;
         return print(

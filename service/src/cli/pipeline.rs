@@ -14,6 +14,7 @@ use crate::{audit as audit_mod, relay as relay_mod, writer as writer_mod};
 use stampede_core::Error;
 use stampede_core::db;
 use stampede_core::ids::CampaignId;
+use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::Store;
 
 /// `relay` flags.
@@ -142,7 +143,7 @@ pub async fn migrate(a: MigrateArgs) -> Result<(), Error> {
 pub async fn audit(a: AuditArgs) -> Result<(), Error> {
     let campaign = CampaignId::parse(&a.campaign)
         .map_err(|e| Error::InvalidInput(format!("--campaign: {e}")))?;
-    let store = Store::connect(&a.redis.store_config(), Metrics::new().redis).await?;
+    let store = Store::connect(&a.redis.store_config(), RedisMetrics::detached()).await?;
     let pool = db::connect(&a.database.database_url, 1).await?;
     let r = audit_mod::audit(
         &store,

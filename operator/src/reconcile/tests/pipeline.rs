@@ -8,8 +8,8 @@ use std::time::Duration;
 use http::Method;
 use kube::runtime::controller::Action;
 use serde_json::Value;
-use stampede_service::campaign::AdminAction;
-use stampede_service::ids::CampaignId;
+use stampede_core::campaign::AdminAction;
+use stampede_core::ids::CampaignId;
 
 use super::apiserver::{ApiServer, Cluster};
 use crate::Error;
