@@ -5,6 +5,7 @@
 # client's per-request cost is equal and the ratios compare the server's paths. Everything on loopback; each wrk run is bounded by -d.
 #   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
+#   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
 # median over the rounds, so a noisy neighbour hits every path alike.
 set -euo pipefail

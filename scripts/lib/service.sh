@@ -4,7 +4,8 @@
 # root; it defines functions only, sets STAMPEDE_HOME/CARGO_TARGET_DIR, BIN and OPERATOR,
 # and traps EXIT to stop the roles it started).
 #
-#   ensure_bin            cargo build --release of stampede-service (quick when up to date)
+#   ensure_bin            cargo build --release of stampede-service (quick when up to date);
+#                         with STAMPEDE_BIN set, that binary is used as it is (e.g. a baseline)
 #   ensure_operator       cargo build of stampede-operator (debug)
 #   stop_roles            SIGTERM and wait for every role start_role started (the EXIT trap)
 #   stop_role PID         SIGTERM and wait for one role
@@ -16,10 +17,15 @@
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
 export STAMPEDE_HOME CARGO_TARGET_DIR
-BIN="$CARGO_TARGET_DIR/release/stampede-service"
+BIN="${STAMPEDE_BIN:-$CARGO_TARGET_DIR/release/stampede-service}"
 
-# ensure_bin: brings the release binary up to date (a no-op in a second when it is).
+# ensure_bin: brings the release binary up to date (a no-op in a second when it is), unless
+# STAMPEDE_BIN names another build to run.
 ensure_bin() {
+  if [ -n "${STAMPEDE_BIN:-}" ]; then
+    [ -x "$BIN" ] || { echo "STAMPEDE_BIN=$BIN is not an executable" >&2; return 1; }
+    return 0
+  fi
   cargo build --release -q -p stampede-service
 }
 
