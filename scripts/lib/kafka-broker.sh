@@ -55,6 +55,9 @@ cluster_id() { # generated once per DIR: a Kafka Uuid is 16 random bytes in URL-
 }
 
 write_config() {
+    # Auto-creation is off unless a test asks for it: clients must not create topics.
+    local auto=${STAMPEDE_KAFKA_AUTO_CREATE_TOPICS:-false}
+    case $auto in true | false) ;; *) die "STAMPEDE_KAFKA_AUTO_CREATE_TOPICS must be true or false, not '$auto'" ;; esac
     cat >"$CONF" <<EOF
 # written by scripts/kafka-broker on every start; edits are lost
 # single node, KRaft combined mode
@@ -80,7 +83,7 @@ share.coordinator.state.topic.min.isr=1
 # fewer internal partitions than the default 50: faster first group join and restart
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
-auto.create.topics.enable=false
+auto.create.topics.enable=${auto}
 group.initial.rebalance.delay.ms=0
 
 # Restart after kill -9: the new broker process cannot register until the controller has

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply,
+};
 
 use crate::Error;
 use crate::ids::CampaignId;
@@ -13,6 +15,13 @@ use crate::keys::{CampaignKeys, REGISTRY};
 
 /// The consumer group every relay joins.
 pub const GROUP: &str = "relay";
+
+/// Whether `e` is Redis saying a stream or its consumer group does not exist (NOGROUP): the
+/// campaign was deleted (or re-created) under the relay. A read over several streams fails
+/// whole with it, whichever stream is gone.
+pub fn is_missing_group(e: &Error) -> bool {
+    matches!(e, Error::Redis(r) if r.code() == Some("NOGROUP"))
+}
 
 /// Entries read from one campaign's outbox.
 #[derive(Debug)]
@@ -74,6 +83,25 @@ impl Outbox {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
             _ => Ok(()),
         }
+    }
+
+    /// Whether `campaign`'s stream exists and has the relays' group.
+    pub async fn has_group(&mut self, campaign: &CampaignId) -> Result<bool, Error> {
+        let key = CampaignKeys::new(campaign).outbox;
+        // XINFO on a missing key is a plain ERR: ask EXISTS first rather than parse it.
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut self.read)
+            .await?;
+        if !exists {
+            return Ok(false);
+        }
+        let reply: StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&key)
+            .query_async(&mut self.read)
+            .await?;
+        Ok(reply.groups.iter().any(|g| g.name == GROUP))
     }
 
     /// Entries in `campaign`'s stream (not yet acknowledged by Kafka).

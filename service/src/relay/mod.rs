@@ -4,8 +4,10 @@
 //! produced keyed by user id with an idempotent producer, and removed (XACK + XDEL) only
 //! after Kafka acknowledged them. Entries a dead relay left pending are claimed after
 //! `claim_idle`. The request path never waits on any of this: it only appends to the stream.
+//! Lanes follow the registry: a deleted campaign (stream, group and registry entry gone)
+//! leaves, and one whose stream or group vanished under a read is retired alone.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
@@ -13,13 +15,14 @@ use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::topic;
 use stampede_core::kafka::{KafkaConfig, kafka};
-use stampede_core::store::outbox::{Outbox, OutboxBatch, ReadFrom};
+use stampede_core::store::outbox::{Outbox, OutboxBatch, ReadFrom, is_missing_group};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::PipelineMetrics;
 
 mod deliver;
+mod lanes;
 
 use deliver::{deliver, topic_exists};
 
@@ -50,9 +53,13 @@ pub async fn run(
     let Some(outbox) = connect(&config.redis_url, &shutdown).await? else {
         return Ok(());
     };
+    // Topics are provisioned with their partition count; on a broker that allows
+    // auto-creation, a metadata probe or a late send for a missing (or just deleted) topic
+    // would otherwise create it with the broker's defaults.
     let producer: FutureProducer = config
         .kafka
         .producer(config.linger_ms)
+        .set("allow.auto.create.topics", "false")
         .create()
         .map_err(kafka)?;
     let mut relay = Relay {
@@ -61,6 +68,7 @@ pub async fn run(
         producer,
         lanes: HashMap::new(),
         unready: HashMap::new(),
+        registered: HashSet::new(),
         last_claim: Instant::now(),
         last_refresh: None,
         outbox,
@@ -128,6 +136,8 @@ struct Relay {
     lanes: HashMap<CampaignId, Lane>,
     /// Campaigns without a topic yet, and when to look again.
     unready: HashMap<CampaignId, Instant>,
+    /// The registry as last seen: the campaigns with a backlog series.
+    registered: HashSet<CampaignId>,
     last_claim: Instant,
     last_refresh: Option<Instant>,
     /// The outbox streams (its reads block; delivery tasks acknowledge on a clone).
@@ -156,22 +166,7 @@ impl Relay {
         if self.lanes.values().any(|l| l.reread) {
             self.reap(true).await?;
         }
-        let now = Instant::now();
-        let ready: Vec<(CampaignId, ReadFrom)> = self
-            .lanes
-            .iter()
-            .filter(|(_, l)| l.resume_at <= now)
-            .map(|(c, l)| {
-                (
-                    c.clone(),
-                    if l.reread {
-                        ReadFrom::OwnPending
-                    } else {
-                        ReadFrom::New
-                    },
-                )
-            })
-            .collect();
+        let mut ready = self.ready();
         if ready.is_empty() {
             tokio::time::sleep(Duration::from_millis(100)).await;
             return Ok(());
@@ -180,14 +175,21 @@ impl Relay {
             let claimed = self.claim_orphans(&ready).await?;
             self.deliver(claimed).await?;
             self.last_claim = Instant::now();
+            // Claiming retires lanes whose stream is gone.
+            ready.retain(|(c, _)| self.lanes.contains_key(c));
+            if ready.is_empty() {
+                return Ok(());
+            }
         }
         // Reading our own history never waits; waiting for new entries does, briefly.
         let rereading = ready.iter().any(|(_, from)| *from == ReadFrom::OwnPending);
         let block = (!rereading).then_some(Duration::from_millis(100));
-        let batches = self
-            .outbox
-            .read(&self.config.consumer, &ready, self.config.batch, block)
-            .await?;
+        let (consumer, batch) = (&self.config.consumer, self.config.batch);
+        let batches = match self.outbox.read(consumer, &ready, batch, block).await {
+            Ok(batches) => batches,
+            Err(e) if is_missing_group(&e) => return self.retire_gone(&ready, e).await,
+            Err(e) => return Err(e),
+        };
         // A lane that re-read its history and found none goes back to new entries.
         for (campaign, from) in &ready {
             let empty = batches
@@ -214,6 +216,8 @@ impl Relay {
             .iter()
             .filter_map(|c| CampaignId::parse(c).ok())
             .collect();
+        let registered: HashSet<CampaignId> = all.iter().cloned().collect();
+        self.leave_unregistered(&registered);
         let now = Instant::now();
         for c in &all {
             if self.lanes.contains_key(c) || self.unready.get(c).is_some_and(|at| *at > now) {
@@ -244,6 +248,7 @@ impl Relay {
                 .with_label_values(&[c.as_str()])
                 .set(len as i64);
         }
+        self.registered = registered;
         self.last_refresh = Some(Instant::now());
         Ok(())
     }
@@ -256,10 +261,18 @@ impl Relay {
         let mut out = Vec::new();
         for (campaign, _) in ready {
             let (consumer, idle) = (&self.config.consumer, self.config.claim_idle);
-            let entries = self
+            let entries = match self
                 .outbox
                 .claim(campaign, consumer, idle, self.config.batch)
-                .await?;
+                .await
+            {
+                Ok(entries) => entries,
+                Err(e) if is_missing_group(&e) => {
+                    self.retire(campaign, "its outbox stream or group is gone");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !entries.is_empty() {
                 tracing::info!(campaign = %campaign, n = entries.len(), "claimed orphaned entries");
                 self.metrics.relay_claimed.inc_by(entries.len() as u64);

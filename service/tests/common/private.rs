@@ -41,6 +41,8 @@ fn script_ignoring_failure(args: &[&str], envs: &[(&str, String)]) {
 /// A private Kafka broker (scripts/kafka-broker) that a test may stop and start.
 pub struct PrivateKafka {
     dir: PathBuf,
+    /// `auto.create.topics.enable` (off unless asked for, like the stack's broker).
+    auto_create: bool,
     /// Its port.
     pub port: u16,
 }
@@ -48,8 +50,19 @@ pub struct PrivateKafka {
 impl PrivateKafka {
     /// Starts one on free ports and waits until it serves.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts one that creates a topic a client merely asks about (as some production
+    /// brokers do), for tests that clients never rely on that.
+    pub fn start_auto_creating() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(auto_create: bool) -> Self {
         let k = Self {
             dir: temp_dir("kafka"),
+            auto_create,
             port: free_port(),
         };
         k.up();
@@ -78,7 +91,11 @@ impl PrivateKafka {
             "--controller-port",
             &cport,
         ];
-        script(&args, &[]);
+        let auto = (
+            "STAMPEDE_KAFKA_AUTO_CREATE_TOPICS",
+            self.auto_create.to_string(),
+        );
+        script(&args, &[auto]);
     }
 
     /// Stops it gracefully and waits until it is gone.
