@@ -114,13 +114,25 @@ pub async fn persisted_count(pool: &PgPool, campaign: &str) -> Result<u64, Error
     Ok(n as u64)
 }
 
-/// Row count per campaign, for the unpersisted-issuances metric.
-pub async fn persisted_counts(pool: &PgPool) -> Result<HashMap<String, u64>, Error> {
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT campaign, count(*) FROM coupon_issuances GROUP BY campaign")
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().map(|(c, n)| (c, n as u64)).collect())
+/// For the drift gauges of one campaign: rows with `seq <= watermark` (issued long enough
+/// ago to have arrived) and rows with `seq > issued` (beyond anything Redis issued). Both
+/// counts read the `(campaign, seq)` unique index.
+pub async fn persisted_around(
+    pool: &PgPool,
+    campaign: &str,
+    watermark: u64,
+    issued: u64,
+) -> Result<(u64, u64), Error> {
+    let (settled, beyond): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE seq <= $2), count(*) FILTER (WHERE seq > $3)
+           FROM coupon_issuances WHERE campaign = $1",
+    )
+    .bind(campaign)
+    .bind(watermark as i64)
+    .bind(issued as i64)
+    .fetch_one(pool)
+    .await?;
+    Ok((settled as u64, beyond as u64))
 }
 
 /// True for errors worth retrying (the database away or busy) rather than a bug.

@@ -1,7 +1,7 @@
 //! The audit: Redis (what was promised) against PostgreSQL (what was persisted).
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::PgPool;
@@ -171,28 +171,38 @@ pub async fn audit(
     Ok(report)
 }
 
+/// How the drift gauges are kept: how often, and how long an issuance may take from Redis
+/// to PostgreSQL before it counts as missing.
+#[derive(Debug, Clone, Copy)]
+pub struct DriftConfig {
+    /// Refresh period.
+    pub every: Duration,
+    /// An issuance younger than this is in flight, not missing.
+    pub grace: Duration,
+}
+
 /// Keeps `stampede_unpersisted_issuances` and `stampede_audit_excess_rows` current for
 /// every campaign until `shutdown`.
+///
+/// Unpersisted counts only issuances older than the grace: the seqs up to the issued
+/// counter as it was `grace` ago (a watermark) that are not in PostgreSQL. So coupons in
+/// flight on a healthy pipeline never show, and the gauge stays 0 under steady traffic;
+/// a lost or stuck issuance shows once it is older than the grace. Excess counts rows whose
+/// seq is beyond what Redis issued (oversold or unknown).
 pub async fn report_unpersisted(
     store: Store,
     pool: PgPool,
     metrics: PipelineMetrics,
-    every: Duration,
+    config: DriftConfig,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(config.every);
+    let mut watermarks = Watermarks::new(config.grace);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let persisted = match db::persisted_counts(&pool).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(error = %e, "unpersisted metric: database read failed");
-                continue;
-            }
-        };
         let Ok(campaigns) = store.registry().await else {
             continue;
         };
@@ -200,17 +210,56 @@ pub async fn report_unpersisted(
             let Ok(id) = CampaignId::parse(&c) else {
                 continue;
             };
-            if let Ok(Some(s)) = store.snapshot(&id).await {
-                let done = persisted.get(&c).copied().unwrap_or(0);
-                metrics
-                    .unpersisted
-                    .with_label_values(&[&c])
-                    .set(s.issued.saturating_sub(done) as i64);
-                metrics
-                    .excess_rows
-                    .with_label_values(&[&c])
-                    .set(done.saturating_sub(s.issued) as i64);
+            let Ok(Some(s)) = store.snapshot(&id).await else {
+                continue;
+            };
+            let watermark = watermarks.observe(&c, Instant::now(), s.issued);
+            match db::persisted_around(&pool, &c, watermark, s.issued).await {
+                Ok((settled, beyond)) => {
+                    let missing = watermark.saturating_sub(settled);
+                    metrics
+                        .unpersisted
+                        .with_label_values(&[&c])
+                        .set(missing as i64);
+                    metrics
+                        .excess_rows
+                        .with_label_values(&[&c])
+                        .set(beyond as i64);
+                }
+                Err(e) => tracing::debug!(error = %e, "drift gauges: database read failed"),
             }
+        }
+    }
+}
+
+/// Per campaign, the issued counter as it was at least `grace` ago.
+#[derive(Debug)]
+struct Watermarks {
+    grace: Duration,
+    /// Samples (when, issued), oldest first; the first is the newest one older than grace.
+    samples: HashMap<String, VecDeque<(Instant, u64)>>,
+}
+
+impl Watermarks {
+    fn new(grace: Duration) -> Self {
+        Self {
+            grace,
+            samples: HashMap::new(),
+        }
+    }
+
+    /// Records `issued` at `now` and returns the watermark: the newest sample at least
+    /// `grace` old (0 until one is).
+    fn observe(&mut self, campaign: &str, now: Instant, issued: u64) -> u64 {
+        let samples = self.samples.entry(campaign.to_owned()).or_default();
+        samples.push_back((now, issued));
+        let settled = |t: Instant| now.duration_since(t) >= self.grace;
+        while samples.len() > 1 && settled(samples[1].0) {
+            samples.pop_front();
+        }
+        match samples.front() {
+            Some(&(t, n)) if settled(t) => n,
+            _ => 0,
         }
     }
 }
@@ -282,5 +331,26 @@ mod tests {
         assert_eq!(r.oversold, 1);
         assert_eq!(r.unknown_in_redis, 1);
         assert!(!r.clean);
+    }
+
+    #[test]
+    fn the_watermark_trails_by_the_grace() {
+        let mut w = Watermarks::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(w.observe("c", at(0), 10), 0, "nothing is settled at first");
+        assert_eq!(w.observe("c", at(20), 50), 0);
+        assert_eq!(w.observe("c", at(30), 70), 10, "the sample from 30 s ago");
+        assert_eq!(
+            w.observe("c", at(55), 90),
+            50,
+            "the newest one at least 30 s old"
+        );
+        assert_eq!(
+            w.observe("c", at(200), 90),
+            90,
+            "a quiet campaign settles fully"
+        );
+        assert_eq!(w.observe("other", at(200), 5), 0, "per campaign");
     }
 }

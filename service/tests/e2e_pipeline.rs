@@ -17,6 +17,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
 use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
 use stampede_core::kafka::KafkaConfig;
+use stampede_service::audit::DriftConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_thousand_issuances_land_exactly_once() {
@@ -199,15 +200,30 @@ fn audit_cli(f: &Fixture, extra: &[&str]) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), report)
 }
 
-/// Runs the background check that exports the unpersisted-issuances gauge, every 100 ms.
-fn spawn_unpersisted_reporter(f: &Fixture, pool: &PgPool) {
+/// Runs the background check that exports the drift gauges every 100 ms, counting an
+/// issuance older than `grace` as missing when it is not in PostgreSQL.
+fn spawn_unpersisted_reporter(f: &Fixture, pool: &PgPool, grace: Duration) {
+    let config = DriftConfig {
+        every: Duration::from_millis(100),
+        grace,
+    };
     tokio::spawn(stampede_service::audit::report_unpersisted(
         f.store.clone(),
         pool.clone(),
         f.metrics.pipeline.clone(),
-        Duration::from_millis(100),
+        config,
         f.shutdown.clone(),
     ));
+}
+
+/// The campaign's unpersisted-issuances gauge, `None` until it is exported.
+fn unpersisted(f: &Fixture) -> Option<f64> {
+    let gauge = format!(
+        "stampede_unpersisted_issuances{{campaign=\"{}\"}}",
+        f.campaign
+    );
+    let text = f.metrics.render();
+    text.contains(&gauge).then(|| common::sample(&text, &gauge))
 }
 
 /// Waits up to 10 s until the campaign's unpersisted-issuances gauge reads `want`.
@@ -248,10 +264,11 @@ async fn audit_finds_lost_rows_and_repair_brings_them_back() {
         200
     );
     assert_eq!(audit_cli(&f, &[]).0, Some(0), "clean before the loss");
-    spawn_unpersisted_reporter(&f, &pool);
+    spawn_unpersisted_reporter(&f, &pool, Duration::from_millis(200));
     wait_unpersisted(&f, 0.0).await;
 
     lose_rows(&pool, &f.campaign, 15).await;
+    wait_unpersisted(&f, 15.0).await;
     let (code, report) = audit_cli(&f, &[]);
     assert_eq!(code, Some(1), "missing rows make the audit fail: {report}");
     assert_eq!(
@@ -268,5 +285,46 @@ async fn audit_finds_lost_rows_and_repair_brings_them_back() {
     let (code, report) = audit_cli(&f, &[]);
     assert_eq!(code, Some(0), "clean after the repair: {report}");
     wait_unpersisted(&f, 0.0).await;
+    f.stop([relay, writer]).await;
+}
+
+/// How long the steady-traffic check issues: `STAMPEDE_STEADY_SECS` (default 40; the
+/// recorded live check ran 300, longer than twice the alert's default `for`).
+fn steady_secs() -> u64 {
+    std::env::var("STAMPEDE_STEADY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_issuing_keeps_the_unpersisted_gauge_at_zero() {
+    let f = Fixture::new("steady", 10_000_000, 2).await;
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    let pool = f.pool().await;
+    // A short grace, so that a stuck pipeline would show within the run.
+    spawn_unpersisted_reporter(&f, &pool, Duration::from_secs(2));
+    let until = std::time::Instant::now() + Duration::from_secs(steady_secs());
+    let (mut issued, mut samples, mut worst) = (0, 0, 0.0_f64);
+    // About 200 issuances a second, the gauge read after every step of 20.
+    while std::time::Instant::now() < until {
+        issue_range(&f.store, &f.campaign, issued..issued + 20).await;
+        issued += 20;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(v) = unpersisted(&f) {
+            samples += 1;
+            worst = worst.max(v);
+        }
+    }
+    assert!(
+        samples > 50,
+        "the gauge was exported and read ({samples} samples)"
+    );
+    assert_eq!(
+        worst, 0.0,
+        "in-flight issuances never count as unpersisted ({issued} issued)"
+    );
+    let rows = wait_rows(&pool, &f.campaign, issued as i64, Duration::from_secs(60)).await;
+    assert_eq!(rows, issued as i64, "and every one of them arrived");
     f.stop([relay, writer]).await;
 }

@@ -56,6 +56,10 @@ pub struct WriterArgs {
     /// How often to refresh the unpersisted-issuances metric, in milliseconds.
     #[arg(long, env = "STAMPEDE_AUDIT_INTERVAL_MS", default_value_t = 5_000)]
     audit_interval_ms: u64,
+    /// How long an issuance may take from Redis to PostgreSQL before the unpersisted
+    /// metric counts it as missing, in seconds (younger ones are in flight).
+    #[arg(long, env = "STAMPEDE_UNPERSISTED_GRACE_SECS", default_value_t = 30)]
+    unpersisted_grace_secs: u64,
     #[command(flatten)]
     redis: RedisArgs,
     #[command(flatten)]
@@ -115,7 +119,10 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         store,
         pool,
         metrics.pipeline.clone(),
-        Duration::from_millis(a.audit_interval_ms.max(100)),
+        audit_mod::DriftConfig {
+            every: Duration::from_millis(a.audit_interval_ms.max(100)),
+            grace: Duration::from_secs(a.unpersisted_grace_secs),
+        },
         shutdown.clone(),
     ));
     let config = WriterConfig {
