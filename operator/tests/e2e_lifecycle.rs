@@ -204,6 +204,7 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
             batch: 100,
             linger_ms: 1,
             claim_idle: Duration::from_secs(30),
+            campaigns: None,
         },
         stampede_service::metrics::Metrics::new().pipeline,
         relay_stop.clone(),

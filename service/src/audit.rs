@@ -171,18 +171,25 @@ pub async fn audit(
     Ok(report)
 }
 
-/// How the drift gauges are kept: how often, and how long an issuance may take from Redis
-/// to PostgreSQL before it counts as missing.
-#[derive(Debug, Clone, Copy)]
+/// How the drift gauges are kept: how often, how long an issuance may take from Redis to
+/// PostgreSQL before it counts as missing, and for which campaigns.
+#[derive(Debug, Clone)]
 pub struct DriftConfig {
     /// Refresh period.
     pub every: Duration,
     /// An issuance younger than this is in flight, not missing.
     pub grace: Duration,
+    /// The campaigns whose rows this process writes to this database (only there can the
+    /// gauges be right); `None`: every campaign in the registry.
+    pub campaigns: Option<HashSet<String>>,
 }
 
+/// A campaign whose counter and watermark did not move and whose last reading was clean
+/// is read again only every this many refreshes (rows can still vanish behind our back).
+const QUIET_RECHECK: u32 = 12;
+
 /// Keeps `stampede_unpersisted_issuances` and `stampede_audit_excess_rows` current for
-/// every campaign until `shutdown`.
+/// the configured campaigns until `shutdown`.
 ///
 /// Unpersisted counts only issuances older than the grace: the seqs up to the issued
 /// counter as it was `grace` ago (a watermark) that are not in PostgreSQL. So coupons in
@@ -197,7 +204,11 @@ pub async fn report_unpersisted(
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(config.every);
-    let mut watermarks = Watermarks::new(config.grace);
+    let mut drift = Drift {
+        watermarks: Watermarks::new(config.grace),
+        last: HashMap::new(),
+        config,
+    };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -207,27 +218,55 @@ pub async fn report_unpersisted(
             continue;
         };
         for c in campaigns {
-            let Ok(id) = CampaignId::parse(&c) else {
-                continue;
-            };
-            let Ok(Some(s)) = store.snapshot(&id).await else {
-                continue;
-            };
-            let watermark = watermarks.observe(&c, Instant::now(), s.issued);
-            match db::persisted_around(&pool, &c, watermark, s.issued).await {
-                Ok((settled, beyond)) => {
-                    let missing = watermark.saturating_sub(settled);
-                    metrics
-                        .unpersisted
-                        .with_label_values(&[&c])
-                        .set(missing as i64);
-                    metrics
-                        .excess_rows
-                        .with_label_values(&[&c])
-                        .set(beyond as i64);
-                }
-                Err(e) => tracing::debug!(error = %e, "drift gauges: database read failed"),
+            if drift.serves(&c) {
+                drift.refresh(&store, &pool, &metrics, &c).await;
             }
+        }
+    }
+}
+
+/// The drift gauges' bookkeeping across refreshes.
+struct Drift {
+    config: DriftConfig,
+    watermarks: Watermarks,
+    /// Per campaign: (issued, watermark, clean, refreshes skipped since the last read).
+    last: HashMap<String, (u64, u64, bool, u32)>,
+}
+
+impl Drift {
+    fn serves(&self, campaign: &str) -> bool {
+        self.config
+            .campaigns
+            .as_ref()
+            .is_none_or(|owned| owned.contains(campaign))
+    }
+
+    /// Reads one campaign's counter and, if it moved (or is due), its rows.
+    async fn refresh(&mut self, store: &Store, pool: &PgPool, m: &PipelineMetrics, c: &str) {
+        let Ok(id) = CampaignId::parse(c) else {
+            return;
+        };
+        let Ok(Some(s)) = store.snapshot(&id).await else {
+            return;
+        };
+        let watermark = self.watermarks.observe(c, Instant::now(), s.issued);
+        if let Some(last) = self.last.get_mut(c)
+            && (last.0, last.1, last.2) == (s.issued, watermark, true)
+            && last.3 + 1 < QUIET_RECHECK
+        {
+            last.3 += 1;
+            return;
+        }
+        match db::persisted_around(pool, c, watermark, s.issued).await {
+            Ok((settled, beyond)) => {
+                let missing = watermark.saturating_sub(settled);
+                m.unpersisted.with_label_values(&[c]).set(missing as i64);
+                m.excess_rows.with_label_values(&[c]).set(beyond as i64);
+                let clean = missing == 0 && beyond == 0;
+                self.last
+                    .insert(c.to_owned(), (s.issued, watermark, clean, 0));
+            }
+            Err(e) => tracing::debug!(error = %e, "drift gauges: database read failed"),
         }
     }
 }

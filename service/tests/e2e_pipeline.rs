@@ -206,6 +206,7 @@ fn spawn_unpersisted_reporter(f: &Fixture, pool: &PgPool, grace: Duration) {
     let config = DriftConfig {
         every: Duration::from_millis(100),
         grace,
+        campaigns: Some([f.campaign.clone()].into()),
     };
     tokio::spawn(stampede_service::audit::report_unpersisted(
         f.store.clone(),

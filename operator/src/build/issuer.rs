@@ -17,6 +17,9 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         env_var("STAMPEDE_KAFKA_BROKERS", &plan.kafka),
         // A restarted pod keeps its name's pending outbox entries; others claim them.
         pod_name_env("STAMPEDE_RELAY_CONSUMER"),
+        // Only its own campaign, to its own Kafka: other campaigns on the same Redis have
+        // their own issuers (and maybe another Kafka).
+        json!({ "name": "STAMPEDE_RELAY_CAMPAIGNS", "value": plan.campaign.as_str() }),
     ];
     if let Some(n) = plan.issuer.max_in_flight {
         env.push(json!({ "name": "STAMPEDE_MAX_IN_FLIGHT", "value": n.to_string() }));

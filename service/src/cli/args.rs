@@ -87,6 +87,10 @@ pub struct RelayArgs {
     /// Entries another relay left pending this long are claimed, in milliseconds.
     #[arg(long, env = "STAMPEDE_RELAY_CLAIM_IDLE_MS", default_value_t = 30_000)]
     pub relay_claim_idle_ms: u64,
+    /// Relay only these campaigns (comma-separated ids); default: every campaign in the
+    /// registry. The operator sets it to the issuer's own campaign.
+    #[arg(long, env = "STAMPEDE_RELAY_CAMPAIGNS", value_delimiter = ',')]
+    pub relay_campaigns: Vec<String>,
 }
 
 impl RelayArgs {
@@ -102,8 +106,19 @@ impl RelayArgs {
             batch: self.relay_batch.max(1),
             linger_ms: self.relay_linger_ms,
             claim_idle: Duration::from_millis(self.relay_claim_idle_ms.max(100)),
+            campaigns: scope(&self.relay_campaigns),
         }
     }
+}
+
+/// A campaign list flag as a scope: empty means every campaign.
+pub fn scope(ids: &[String]) -> Option<std::collections::HashSet<String>> {
+    let ids: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .collect();
+    (!ids.is_empty()).then_some(ids)
 }
 
 /// This machine's (or pod's) name.

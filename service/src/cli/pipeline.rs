@@ -108,6 +108,15 @@ pub async fn relay(a: RelayRoleArgs, shutdown: CancellationToken) -> Result<(), 
     r
 }
 
+/// The campaigns a writer consuming `topics` writes: the one campaign of a plain topic
+/// name; `None` (every campaign) for a regex.
+fn written_campaigns(topics: &str) -> Option<std::collections::HashSet<String>> {
+    if topics.starts_with('^') {
+        return None;
+    }
+    stampede_core::issuance::campaign_of_topic(topics).map(|c| [c.to_owned()].into())
+}
+
 /// Runs the writer with its own metrics endpoint and the unpersisted-issuances gauge.
 pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Error> {
     let metrics = Metrics::new();
@@ -122,6 +131,7 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         audit_mod::DriftConfig {
             every: Duration::from_millis(a.audit_interval_ms.max(100)),
             grace: Duration::from_secs(a.unpersisted_grace_secs),
+            campaigns: written_campaigns(&a.topics),
         },
         shutdown.clone(),
     ));

@@ -42,6 +42,9 @@ pub struct RelayConfig {
     pub linger_ms: u32,
     /// Pending entries idle this long belong to a dead relay and are claimed.
     pub claim_idle: Duration,
+    /// The campaigns this relay serves (an issuer relays only its own campaign, to its
+    /// own Kafka); `None`: every campaign in the registry (a shared relay).
+    pub campaigns: Option<HashSet<String>>,
 }
 
 /// Runs until `shutdown`; what it read but has not acknowledged stays pending in Redis.
@@ -207,6 +210,14 @@ impl Relay {
 
     /// Finds new campaigns; a campaign joins once its topic exists (provisioned by
     /// `campaign create` or the operator) and its outbox has our group.
+    /// Whether `campaign` is this relay's to serve.
+    fn serves(&self, campaign: &str) -> bool {
+        self.config
+            .campaigns
+            .as_ref()
+            .is_none_or(|owned| owned.contains(campaign))
+    }
+
     async fn refresh(&mut self) -> Result<(), Error> {
         // Ids in the registry were validated when they were provisioned; skip any other.
         let all: Vec<CampaignId> = self
@@ -214,6 +225,7 @@ impl Relay {
             .campaigns()
             .await?
             .iter()
+            .filter(|c| self.serves(c))
             .filter_map(|c| CampaignId::parse(c).ok())
             .collect();
         let registered: HashSet<CampaignId> = all.iter().cloned().collect();

@@ -76,6 +76,7 @@ pub fn relay_config(redis_url: &str, brokers: &str, consumer: &str) -> RelayConf
         batch: 2_000,
         linger_ms: 5,
         claim_idle: Duration::from_secs(1),
+        campaigns: None,
     }
 }
 
