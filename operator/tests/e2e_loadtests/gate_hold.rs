@@ -12,6 +12,7 @@ use stampede_core::ids::CampaignId;
 use stampede_operator::crd::{ClosedBy, Phase};
 use stampede_operator::validate::Defaults;
 use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::runners::*;
@@ -55,7 +56,9 @@ struct Answers {
 }
 
 /// Issue requests from `workers` loops, each user new, until `stop` (bounded at 90 s and
-/// 100 000 requests a worker).
+/// 100 000 requests a worker). Each loop is paced at one request per 2 ms (up to 500/s):
+/// plenty to find any gap in the gate, without starving the other suites' k6 runs that
+/// share this test binary's two cores.
 fn hammer(
     url: &str,
     campaign: &str,
@@ -68,7 +71,10 @@ fn hammer(
             tokio::spawn(async move {
                 let client = reqwest::Client::new();
                 let (mut a, started) = (Answers::default(), Instant::now());
+                let mut pace = tokio::time::interval(Duration::from_millis(2));
+                pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 for i in 0..100_000 {
+                    pace.tick().await;
                     if stop.is_cancelled() || started.elapsed() > Duration::from_secs(90) {
                         break;
                     }
