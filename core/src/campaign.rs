@@ -69,7 +69,7 @@ pub enum CampaignState {
     Paused,
     /// Every coupon is issued.
     SoldOut,
-    /// Past `closesAt` or closed by an operator.
+    /// Past `closesAt`, closed by hand, or held closed by the load-test gate.
     Closed,
 }
 
@@ -84,8 +84,10 @@ pub struct CampaignSnapshot {
     pub window: Window,
     /// Paused by an operator.
     pub paused: bool,
-    /// Closed by an operator.
+    /// Closed by hand (`campaign close`); only `campaign reopen` undoes it.
     pub closed: bool,
+    /// Closed by the load-test gate until its gated tests pass; only the gate opens it.
+    pub gate_closed: bool,
     /// Redis server time when the snapshot was taken.
     pub now_ms: i64,
     /// Issuances not yet relayed out of the outbox stream.
@@ -108,6 +110,7 @@ impl CampaignSnapshot {
                 "opensAt": self.window.opens_ms.map(format_ms),
                 "closesAt": self.window.closes_ms.map(format_ms),
             },
+            "closedBy": { "manual": self.closed, "gate": self.gate_closed },
         })
     }
 
@@ -117,7 +120,10 @@ impl CampaignSnapshot {
             CampaignState::Paused
         } else if self.window.opens_ms.is_some_and(|o| self.now_ms < o) {
             CampaignState::Scheduled
-        } else if self.closed || self.window.closes_ms.is_some_and(|c| self.now_ms >= c) {
+        } else if self.closed
+            || self.gate_closed
+            || self.window.closes_ms.is_some_and(|c| self.now_ms >= c)
+        {
             CampaignState::Closed
         } else if self.issued >= self.total {
             CampaignState::SoldOut
@@ -170,6 +176,10 @@ pub enum AdminAction {
     Close,
     /// Undo a close.
     Reopen,
+    /// The load-test gate holds the campaign closed (its own flag, not the manual one).
+    GateClose,
+    /// The load-test gate lets go; a manual close stays.
+    GateOpen,
 }
 
 #[cfg(test)]
@@ -183,6 +193,7 @@ mod tests {
             window: Window::default(),
             paused: false,
             closed: false,
+            gate_closed: false,
             now_ms: 1_000,
             outbox_len: 0,
         }
@@ -200,6 +211,28 @@ mod tests {
         s.paused = true;
         assert_eq!(s.state(), CampaignState::Paused);
         assert_eq!(snap(10, 12).remaining(), 0);
+    }
+
+    #[test]
+    fn closed_by_hand_or_by_the_gate_is_closed_and_says_which() {
+        let mut s = snap(10, 0);
+        s.gate_closed = true;
+        assert_eq!(s.state(), CampaignState::Closed);
+        let v = s.view("c");
+        assert_eq!(v["state"], "closed");
+        assert_eq!(
+            v["closedBy"],
+            serde_json::json!({"manual": false, "gate": true})
+        );
+        s.closed = true;
+        s.gate_closed = false;
+        assert_eq!(s.state(), CampaignState::Closed);
+        assert_eq!(s.view("c")["closedBy"]["manual"], true);
+        // Before the window opens it is scheduled, gate or not.
+        s.closed = false;
+        s.gate_closed = true;
+        s.window = Window::from_stored(2_000, 0);
+        assert_eq!(s.state(), CampaignState::Scheduled);
     }
 
     #[test]

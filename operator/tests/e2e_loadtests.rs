@@ -3,6 +3,8 @@
 //! real local k6 runs of the same scripts with the same environment; the gate.
 
 mod common;
+#[path = "e2e_loadtests/gate_hold.rs"]
+mod gate_hold;
 #[path = "e2e_loadtests/runners.rs"]
 mod runners;
 
@@ -203,7 +205,7 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
     let cond = condition(&s, "LoadTestsPassed").unwrap();
     assert_eq!(cond.reason, "ThresholdsFailed");
     assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
-    assert!(snapshot(&bad).await.unwrap().closed);
+    assert!(snapshot(&bad).await.unwrap().gate_closed);
     the_passing_one_opens(&c, &store, &good).await;
     a_rerun_is_held_until_it_passes(&c, &service, &bad).await;
     op.stop().await;
@@ -214,7 +216,10 @@ async fn held_closed_while_testing(c: &Cluster, store: &Store, name: &str) {
     c.status_until(name, "Testing", |s| s.phase == Some(Phase::Testing))
         .await;
     let snap = snapshot(name).await.unwrap();
-    assert!(snap.closed, "held closed while the gated test runs");
+    assert!(
+        snap.gate_closed && !snap.closed,
+        "held closed by the gate while the gated test runs"
+    );
     let d = store
         .issue(
             &CampaignId::parse(name).unwrap(),
@@ -229,7 +234,7 @@ async fn held_closed_while_testing(c: &Cluster, store: &Store, name: &str) {
 async fn the_passing_one_opens(c: &Cluster, store: &Store, good: &str) {
     c.status_until(good, "Open", |s| s.phase == Some(Phase::Open))
         .await;
-    assert!(!snapshot(good).await.unwrap().closed);
+    assert!(!snapshot(good).await.unwrap().gate_closed);
     let d = store
         .issue(
             &CampaignId::parse(good).unwrap(),
@@ -265,5 +270,5 @@ async fn a_rerun_is_held_until_it_passes(c: &Cluster, service: &LocalService, ba
         s.phase == Some(Phase::Open)
     })
     .await;
-    assert!(!snapshot(bad).await.unwrap().closed);
+    assert!(!snapshot(bad).await.unwrap().gate_closed);
 }

@@ -245,7 +245,7 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
     assert_eq!(cond.reason, "ThresholdsFailed", "{cond:?}");
     assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
     assert!(
-        snapshot(&bad).await.unwrap().closed,
+        snapshot(&bad).await.unwrap().gate_closed,
         "the real campaign stays closed"
     );
     assert_eq!(snapshot(&bad).await.unwrap().issued, 0);
@@ -254,7 +254,7 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
         s.phase == Some(Phase::Open)
     })
     .await;
-    assert!(!snapshot(&good).await.unwrap().closed);
+    assert!(!snapshot(&good).await.unwrap().gate_closed);
 
     let s = t
         .status_until(&crash, "a verdict", Duration::from_secs(300), |s| {
@@ -268,7 +268,7 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
         "{r:?}"
     );
     assert!(
-        snapshot(&crash).await.unwrap().closed,
+        snapshot(&crash).await.unwrap().gate_closed,
         "an Error keeps the gate shut"
     );
 }

@@ -17,7 +17,18 @@ impl Store {
         if r.is_empty() {
             return Ok(None);
         }
-        let [total, issued, opens, closes, paused, closed, now, outbox] = r[..] else {
+        let [
+            total,
+            issued,
+            opens,
+            closes,
+            paused,
+            closed,
+            now,
+            outbox,
+            gate_closed,
+        ] = r[..]
+        else {
             return Err(Error::Protocol(format!("snapshot {r:?}")));
         };
         Ok(Some(CampaignSnapshot {
@@ -26,6 +37,7 @@ impl Store {
             window: Window::from_stored(opens, closes),
             paused: paused == 1,
             closed: closed == 1,
+            gate_closed: gate_closed == 1,
             now_ms: now,
             outbox_len: outbox.max(0) as u64,
         }))
@@ -39,6 +51,20 @@ impl Store {
         stock: u64,
         window: Option<Window>,
     ) -> Result<ProvisionOutcome, Error> {
+        self.ensure_campaign_gated(campaign, stock, window, false)
+            .await
+    }
+
+    /// [`Store::ensure_campaign`]; with `gated`, a campaign this call creates is created
+    /// closed by the load-test gate in the same atomic script, so no issuance can slip in
+    /// before the gate's verdict. An existing campaign's flags are never changed here.
+    pub async fn ensure_campaign_gated(
+        &self,
+        campaign: &CampaignId,
+        stock: u64,
+        window: Option<Window>,
+        gated: bool,
+    ) -> Result<ProvisionOutcome, Error> {
         if stock == 0 {
             return Err(Error::InvalidInput("stock must be at least 1".into()));
         }
@@ -51,7 +77,8 @@ impl Store {
             .arg(stock)
             .arg(if window.is_some() { "1" } else { "0" })
             .arg(window.and_then(|w| w.opens_ms).unwrap_or(0))
-            .arg(window.and_then(|w| w.closes_ms).unwrap_or(0));
+            .arg(window.and_then(|w| w.closes_ms).unwrap_or(0))
+            .arg(if gated { "1" } else { "0" });
         let (outcome, before, after, window_changed): (String, u64, u64, u8) =
             self.invoke("ensure", inv).await?;
         // The registry lives outside the campaign's hash slot, so it cannot join the script.
@@ -97,6 +124,8 @@ impl Store {
             AdminAction::Resume => inv.arg("resume"),
             AdminAction::Close => inv.arg("close"),
             AdminAction::Reopen => inv.arg("reopen"),
+            AdminAction::GateClose => inv.arg("gate_close"),
+            AdminAction::GateOpen => inv.arg("gate_open"),
         };
         let reply: Vec<String> = self.invoke("admin", inv).await?;
         match reply.as_slice() {

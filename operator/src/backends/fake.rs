@@ -1,6 +1,7 @@
 //! An in-memory [`Backends`] for unit tests: campaigns and topics in maps, with switches
 //! that make Redis or Kafka unreachable. It keeps the rules reconcile relies on (stock
-//! and partitions never shrink, admin on a missing campaign fails).
+//! and partitions never shrink, admin on a missing campaign fails, a gated campaign is
+//! created closed by the gate, and the gate's flag and the manual close are separate).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -104,6 +105,7 @@ impl FakeBackends {
         campaign: &CampaignId,
         stock: u64,
         window: Option<Window>,
+        gated: bool,
     ) -> Result<ProvisionOutcome, Backend> {
         let mut s = self.redis()?;
         let Some(c) = s.campaigns.get_mut(campaign.as_str()) else {
@@ -113,6 +115,7 @@ impl FakeBackends {
                 window: window.unwrap_or_default(),
                 paused: false,
                 closed: false,
+                gate_closed: gated,
                 now_ms: 0,
                 outbox_len: 0,
             };
@@ -158,6 +161,8 @@ impl FakeBackends {
             AdminAction::Resume => c.paused = false,
             AdminAction::Close => c.closed = true,
             AdminAction::Reopen => c.closed = false,
+            AdminAction::GateClose => c.gate_closed = true,
+            AdminAction::GateOpen => c.gate_closed = false,
         }
         Ok(c.total)
     }
@@ -169,8 +174,9 @@ impl Stock for FakeBackends {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
+        gated: bool,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
-        let r = self.ensure(campaign, stock, window);
+        let r = self.ensure(campaign, stock, window, gated);
         async move { r }.boxed()
     }
 

@@ -50,12 +50,14 @@ pub(crate) trait Backends: Send + Sync {
 
 /// The campaign operations of one Redis (the service library's `Store`).
 pub(crate) trait Stock: Send + Sync {
-    /// Creates a campaign or brings it up to `stock` and `window` (never shrinking).
+    /// Creates a campaign or brings it up to `stock` and `window` (never shrinking); with
+    /// `gated`, one this call creates is created closed by the gate, in the same call.
     fn ensure_campaign<'a>(
         &'a self,
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
+        gated: bool,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>>;
 
     /// The campaign's counters and flags, `None` when it does not exist.
@@ -64,7 +66,7 @@ pub(crate) trait Stock: Send + Sync {
         campaign: &'a CampaignId,
     ) -> BoxFuture<'a, Result<Option<CampaignSnapshot>, Backend>>;
 
-    /// Pause, resume, close or reopen.
+    /// Pause, resume, close or reopen (by hand), or the gate's close and open.
     fn admin<'a>(
         &'a self,
         campaign: &'a CampaignId,

@@ -114,8 +114,9 @@ impl Stock for Store {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
+        gated: bool,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
-        Store::ensure_campaign(self, campaign, stock, window).boxed()
+        Store::ensure_campaign_gated(self, campaign, stock, window, gated).boxed()
     }
 
     fn snapshot<'a>(

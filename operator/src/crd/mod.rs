@@ -13,7 +13,7 @@ pub(crate) use conditions::string_enum;
 pub use conditions::{ConditionStatus, ConditionType, Reason, RunPhase, Verdict};
 pub use settings::{AlertsSpec, DeletionPolicy, IssuerSpec, KafkaSpec, Resources, WriterSpec};
 pub use status::{
-    Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
+    ClosedBy, Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
 };
 
 use kube::{CustomResource, KubeSchema};

@@ -24,6 +24,11 @@ pub struct CouponCampaignStatus {
     /// Stock counters (issued from Redis, persisted from PostgreSQL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<StockStatus>,
+    /// What holds the campaign closed in Redis, besides its window: `Manual` (closed by
+    /// hand with `stampede-service campaign close`; only `campaign reopen` undoes it, never
+    /// the operator) and `Gate` (gated load tests have not passed). Empty when neither.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_by: Vec<ClosedBy>,
     /// The campaign topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaStatus>,
@@ -102,6 +107,15 @@ pub enum Phase {
     Closed,
     /// The spec cannot be carried out; waits for a change.
     Failed,
+}
+
+/// Who closed a campaign: two separate flags in Redis, each undone only by its owner.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClosedBy {
+    /// Closed by hand (`stampede-service campaign close`).
+    Manual,
+    /// Held closed by the load-test gate.
+    Gate,
 }
 
 /// A status condition (the `metav1.Condition` shape).

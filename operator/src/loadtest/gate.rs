@@ -1,6 +1,8 @@
 //! The gate: gated load tests must pass before a campaign that has issued nothing opens.
-//! Deciding it is pure; holding the campaign closed (and reopening it) and the events of
-//! runs that started or finished are the edge.
+//! Deciding it is pure; holding the campaign closed (and letting it go) and the events of
+//! runs that started or finished are the edge. The gate has its own flag in Redis
+//! (`gate_closed`, set at creation for a gated campaign): it never sets or clears the
+//! manual close, so a campaign closed by hand stays closed whatever the gate decides.
 
 use kube::runtime::events::EventType;
 use stampede_core::campaign::{AdminAction, CampaignSnapshot};
@@ -8,10 +10,7 @@ use stampede_core::campaign::{AdminAction, CampaignSnapshot};
 use crate::Error;
 use crate::backends::Stock;
 use crate::context::Context;
-use crate::crd::{
-    ConditionStatus, ConditionType, CouponCampaign, CouponCampaignStatus, LoadTestSpec,
-    LoadTestStatus, Verdict,
-};
+use crate::crd::{CouponCampaign, CouponCampaignStatus, LoadTestSpec, LoadTestStatus, Verdict};
 use crate::events::{EventReason, publish};
 use crate::status::Gate;
 use crate::validate::Plan;
@@ -39,8 +38,9 @@ pub(crate) fn gate(tests: &[LoadTestSpec], runs: &[LoadTestStatus], issued: u64)
     if testing { Gate::Testing } else { Gate::Open }
 }
 
-/// Keeps the real campaign closed while the gate holds, and reopens it once the gate that
-/// held it lets go; `snapshot` is refreshed after a change.
+/// Keeps the gate's flag on the real campaign while the gate holds and clears it once the
+/// gate lets go; `snapshot` is refreshed after a change. `created` says this reconcile
+/// created the campaign (closed by the gate already, when gated), for the event.
 pub(crate) async fn hold_for_gate(
     ctx: &Context,
     cc: &CouponCampaign,
@@ -48,33 +48,43 @@ pub(crate) async fn hold_for_gate(
     plan: &Plan,
     snapshot: &mut CampaignSnapshot,
     gate: &Gate,
+    created: bool,
 ) -> Result<(), Error> {
-    let held_before = cc
-        .status
-        .as_ref()
-        .is_some_and(|s| s.is(ConditionType::LoadTestsPassed, ConditionStatus::False));
-    let action = match gate {
-        Gate::Open if snapshot.closed && held_before => AdminAction::Reopen,
-        Gate::Testing | Gate::Failed(_) if !snapshot.closed => AdminAction::Close,
-        _ => return Ok(()),
-    };
-    stock.admin(&plan.campaign, action).await?;
-    if let Some(s) = stock.snapshot(&plan.campaign).await? {
-        *snapshot = s;
+    let action = gate_action(gate, snapshot.gate_closed);
+    if let Some(action) = action {
+        stock.admin(&plan.campaign, action).await?;
+        if let Some(s) = stock.snapshot(&plan.campaign).await? {
+            *snapshot = s;
+        }
+    } else if !(created && snapshot.gate_closed) {
+        return Ok(());
     }
-    let (reason, note) = match (action, gate) {
-        (AdminAction::Reopen, _) => (
+    let (reason, note) = match gate {
+        Gate::Open if snapshot.closed => (
+            EventReason::GateOpened,
+            "gated load tests passed; the campaign stays closed by hand until `stampede-service campaign reopen`".to_owned(),
+        ),
+        Gate::Open => (
             EventReason::GateOpened,
             "gated load tests passed; the campaign may open".to_owned(),
         ),
-        (_, Gate::Failed(why)) => (EventReason::GateClosed, format!("held closed: {why}")),
-        _ => (
+        Gate::Failed(why) => (EventReason::GateClosed, format!("held closed: {why}")),
+        Gate::Testing => (
             EventReason::GateClosed,
             "held closed until the gated load tests pass".to_owned(),
         ),
     };
     publish(ctx, cc, EventType::Normal, reason, note).await;
     Ok(())
+}
+
+/// What the gate must change: its own flag only, never the manual close.
+pub(crate) fn gate_action(gate: &Gate, gate_closed: bool) -> Option<AdminAction> {
+    match gate {
+        Gate::Open if gate_closed => Some(AdminAction::GateOpen),
+        Gate::Testing | Gate::Failed(_) if !gate_closed => Some(AdminAction::GateClose),
+        _ => None,
+    }
 }
 
 /// Events for load-test runs that started or finished.

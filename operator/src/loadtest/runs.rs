@@ -91,7 +91,7 @@ impl Runs<'_> {
             None => {
                 self.stock.forget(&shadow).await?;
                 self.stock
-                    .ensure_campaign(&shadow, plan.stock, None)
+                    .ensure_campaign(&shadow, plan.stock, None, false)
                     .await?;
                 Some(now_rfc3339())
             }

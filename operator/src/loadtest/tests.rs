@@ -230,3 +230,24 @@ fn the_gate() {
     assert_eq!(gate(&tests, &[], 1), Gate::Open);
     assert_eq!(gate(&[gated("info", false)], &[], 0), Gate::Open);
 }
+
+#[test]
+fn the_gate_sets_and_clears_only_its_own_flag() {
+    use stampede_core::campaign::AdminAction::{GateClose, GateOpen};
+    let failed = Gate::Failed("preflight: ThresholdsFailed".into());
+    let cases = [
+        (Gate::Testing, false, Some(GateClose)),
+        (Gate::Testing, true, None),
+        (failed.clone(), false, Some(GateClose)),
+        (failed, true, None),
+        (Gate::Open, true, Some(GateOpen)),
+        (Gate::Open, false, None),
+    ];
+    for (g, gate_closed, want) in cases {
+        assert_eq!(
+            gate::gate_action(&g, gate_closed),
+            want,
+            "{g:?} {gate_closed}"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! The observe stage: what the workloads report, where each load test's run stands, and
-//! whether the gate holds the campaign closed (closing or reopening it to match).
+//! whether the gate holds the campaign closed (setting or clearing the gate's own flag).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use stampede_core::campaign::ProvisionOutcome;
 
 use super::provision::Provisioned;
 use crate::Error;
@@ -44,7 +45,9 @@ pub(super) async fn observe(
             };
             let load_tests = reconcile_runs(&runs, prev_runs, base_ready).await?;
             let gate = gate(&plan.load_tests, &load_tests, redis.snapshot.issued);
-            hold_for_gate(ctx, cc, stock.as_ref(), plan, &mut redis.snapshot, &gate).await?;
+            let created = matches!(redis.provision, ProvisionOutcome::Created { .. });
+            let snapshot = &mut redis.snapshot;
+            hold_for_gate(ctx, cc, stock.as_ref(), plan, snapshot, &gate, created).await?;
             (load_tests, gate)
         }
         _ => (prev_runs.to_vec(), Gate::Open),

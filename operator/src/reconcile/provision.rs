@@ -95,11 +95,14 @@ pub(super) async fn provision(ctx: &Context, plan: &Plan) -> Result<Provisioned,
 }
 
 /// Brings the campaign in Redis to the plan: stock (restock by the difference, never
-/// shrink), window (the spec is the truth; none means unbounded), paused.
+/// shrink), window (the spec is the truth; none means unbounded), paused. A campaign with
+/// gated load tests is created closed by the gate in the creating call itself: whatever
+/// fails before the observe stage judges the gate, nothing is issued meanwhile.
 async fn provision_redis(stock: &dyn Stock, plan: &Plan) -> Result<RedisOutcome, Problem> {
     let window = Some(plan.window.unwrap_or_default());
+    let gated = plan.load_tests.iter().any(|t| t.gate);
     let provision = stock
-        .ensure_campaign(&plan.campaign, plan.stock, window)
+        .ensure_campaign(&plan.campaign, plan.stock, window, gated)
         .await
         .map_err(|e| redis_problem(plan, e))?;
     let mut snapshot = snapshot(stock, plan).await?;

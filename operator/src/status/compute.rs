@@ -5,8 +5,8 @@ use stampede_core::campaign::{CampaignSnapshot, CampaignState};
 
 use super::{Alerts, Gate, Observed, Outcome, Problem, condition};
 use crate::crd::{
-    ConditionType, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, Reason, StockStatus,
-    Verdict,
+    ClosedBy, ConditionType, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, Reason,
+    StockStatus, Verdict,
 };
 
 /// The status for what was observed. `now` is RFC 3339.
@@ -53,6 +53,7 @@ pub(crate) fn compute(
         observed_generation: g,
         conditions,
         stock: stock(prev, obs),
+        closed_by: closed_by(prev, obs),
         kafka: topic(prev, obs),
         load_tests: obs.load_tests.clone(),
     }
@@ -183,6 +184,20 @@ fn stock(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<StockSta
             persisted: obs.persisted,
         })
         .or_else(|| prev.and_then(|p| p.stock.clone()))
+}
+
+/// The close flags from Redis; the last known ones when Redis could not be read.
+fn closed_by(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Vec<ClosedBy> {
+    match &obs.redis {
+        Ok(s) => [
+            (s.closed, ClosedBy::Manual),
+            (s.gate_closed, ClosedBy::Gate),
+        ]
+        .into_iter()
+        .filter_map(|(set, by)| set.then_some(by))
+        .collect(),
+        Err(_) => prev.map(|p| p.closed_by.clone()).unwrap_or_default(),
+    }
 }
 
 fn topic(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<KafkaStatus> {

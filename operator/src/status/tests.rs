@@ -4,7 +4,9 @@ use stampede_core::campaign::{CampaignSnapshot, Window};
 use stampede_core::kafka::TopicsOutcome;
 
 use super::*;
-use crate::crd::{Condition, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason};
+use crate::crd::{
+    ClosedBy, Condition, ConditionType, CouponCampaignStatus, LoadTestStatus, Phase, Reason,
+};
 
 fn snapshot(total: u64, issued: u64) -> CampaignSnapshot {
     CampaignSnapshot {
@@ -13,6 +15,7 @@ fn snapshot(total: u64, issued: u64) -> CampaignSnapshot {
         window: Window::default(),
         paused: false,
         closed: false,
+        gate_closed: false,
         now_ms: 10_000,
         outbox_len: 0,
     }
@@ -175,7 +178,7 @@ fn gated_tests_hold_the_phase_and_say_why() {
     assert_eq!(cond(&s, ConditionType::LoadTestsPassed).reason, "Running");
 
     let mut closed = snapshot(100, 0);
-    closed.closed = true;
+    closed.gate_closed = true;
     o.redis = Ok(closed);
     o.load_tests = vec![run(
         Some("ThresholdsFailed"),
@@ -191,6 +194,7 @@ fn gated_tests_hold_the_phase_and_say_why() {
     );
     assert!(c.message.contains("p(95)<50"), "{}", c.message);
     assert_eq!(s.load_tests.len(), 1);
+    assert_eq!(s.closed_by, [ClosedBy::Gate]);
 
     o.redis = Ok(snapshot(100, 0));
     o.load_tests = vec![run(Some("Passed"), None)];
@@ -198,6 +202,25 @@ fn gated_tests_hold_the_phase_and_say_why() {
     let s = compute(None, &o, "t");
     assert_eq!(s.phase, Some(Phase::Open));
     assert_eq!(cond(&s, ConditionType::LoadTestsPassed).status, "True");
+}
+
+#[test]
+fn closed_by_names_each_flag_and_survives_an_unreadable_redis() {
+    let mut o = observed();
+    assert!(compute(None, &o, "t").closed_by.is_empty());
+    let mut both = snapshot(100, 0);
+    (both.closed, both.gate_closed) = (true, true);
+    o.redis = Ok(both);
+    let s = compute(None, &o, "t");
+    assert_eq!(s.closed_by, [ClosedBy::Manual, ClosedBy::Gate]);
+    assert_eq!(s.phase, Some(Phase::Closed));
+    let mut by_hand = snapshot(100, 0);
+    by_hand.closed = true;
+    o.redis = Ok(by_hand);
+    let s = compute(Some(&s), &o, "t");
+    assert_eq!(s.closed_by, [ClosedBy::Manual]);
+    o.redis = Err(Problem::new(Reason::RedisUnavailable, "timed out"));
+    assert_eq!(compute(Some(&s), &o, "t").closed_by, [ClosedBy::Manual]);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 -- Changes one admin field of an existing campaign atomically.
 -- KEYS[1] meta hash
--- ARGV[1] action: 'restock' (ARGV[2] = amount), 'pause', 'resume', 'close', 'reopen'
+-- ARGV[1] action: 'restock' (ARGV[2] = amount), 'pause', 'resume', 'close', 'reopen' (the
+-- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
+-- side ever undoes the other's close)
 -- Returns {'OK', total} or {'UNKNOWN'}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
 local a = ARGV[1]
@@ -10,5 +12,7 @@ elseif a == 'pause' then redis.call('HSET', KEYS[1], 'paused', '1')
 elseif a == 'resume' then redis.call('HSET', KEYS[1], 'paused', '0')
 elseif a == 'close' then redis.call('HSET', KEYS[1], 'closed', '1')
 elseif a == 'reopen' then redis.call('HSET', KEYS[1], 'closed', '0')
+elseif a == 'gate_close' then redis.call('HSET', KEYS[1], 'gate_closed', '1')
+elseif a == 'gate_open' then redis.call('HSET', KEYS[1], 'gate_closed', '0')
 else return redis.error_reply('unknown admin action ' .. a) end
 return {'OK', tonumber(redis.call('HGET', KEYS[1], 'total'))}

@@ -1,7 +1,11 @@
 -- Creates a campaign or brings an existing one to the requested stock, never resetting
 -- holders or the issued count. Stock only grows; a smaller stock is refused.
+-- A gated campaign (ARGV[5] = '1') is created closed by the gate (gate_closed = '1') in
+-- this same call, so it never answers an issue before its gate passes; an existing
+-- campaign's flags (closed, gate_closed, paused) are never touched here.
 -- KEYS[1] meta hash
--- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms
+-- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms,
+-- ARGV[5] created closed by the gate ('1' or '0')
 -- Returns {outcome, total_before, total_after, window_changed}
 local stock = tonumber(ARGV[1])
 local total = redis.call('HGET', KEYS[1], 'total')
@@ -10,7 +14,8 @@ if not total then
   local opens, closes = '0', '0'
   if ARGV[2] == '1' then opens, closes = ARGV[3], ARGV[4] end
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
-    'paused', '0', 'closed', '0', 'created_ms', t[1] * 1000)
+    'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
+    'created_ms', t[1] * 1000)
   return {'CREATED', 0, stock, 1}
 end
 total = tonumber(total)

@@ -2,9 +2,12 @@
 -- KEYS[1] meta hash (total, issued, window, flags), KEYS[2] holders hash, KEYS[3] outbox stream
 -- ARGV[1] user id, ARGV[2] campaign id, ARGV[3] coupon code to use if a coupon is issued
 -- Returns {status, detail}: ISSUED/ALREADY carry the holder record "seq:issuedMs:code".
+-- Closed by hand ('closed') and closed by the load-test gate ('gate_closed') are separate
+-- flags, answered alike: CLOSED.
 -- Every redis.call costs about a microsecond of Lua overhead on the hottest path, so
 -- the script makes as few as it can: one read of meta, one of holders, three writes.
-local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed')
+local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
+  'gate_closed')
 if not m[1] then return {'UNKNOWN'} end
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 if held then return {'ALREADY', held} end
@@ -14,7 +17,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local opens = tonumber(m[3] or '0')
 if opens > 0 and now < opens then return {'NOT_OPEN'} end
 local closes = tonumber(m[4] or '0')
-if m[6] == '1' or (closes > 0 and now >= closes) then return {'CLOSED'} end
+if m[6] == '1' or m[7] == '1' or (closes > 0 and now >= closes) then return {'CLOSED'} end
 if tonumber(m[2] or '0') >= tonumber(m[1]) then return {'SOLD_OUT', m[1]} end
 local seq = redis.call('HINCRBY', KEYS[1], 'issued', 1)
 local rec = seq .. ':' .. now .. ':' .. ARGV[3]

@@ -1,8 +1,9 @@
 //! Unit tests of reconcile: its backoff policy, and the whole pipeline against a fake API
 //! server (`apiserver.rs`) and the in-memory backends, one test per branch
-//! (`pipeline.rs`).
+//! (`pipeline.rs`); the gate against a close made by hand (`gate.rs`).
 
 mod apiserver;
+mod gate;
 mod pipeline;
 
 use std::time::Duration;

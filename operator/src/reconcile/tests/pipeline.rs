@@ -35,7 +35,7 @@ spec:
 ";
 
 /// One reconcile of `yaml` (appended to [`CAMPAIGN`]'s spec) against a fake cluster.
-async fn reconciled(
+pub(super) async fn reconciled(
     extra_spec: &str,
     cluster: Cluster,
     fake: &FakeBackends,
@@ -59,7 +59,7 @@ async fn reconciled(
 }
 
 /// `(status, reason)` of a condition in a written status.
-fn condition(status: &Value, t: ConditionType) -> (String, String) {
+pub(super) fn condition(status: &Value, t: ConditionType) -> (String, String) {
     let c = status["conditions"]
         .as_array()
         .unwrap()
@@ -70,11 +70,11 @@ fn condition(status: &Value, t: ConditionType) -> (String, String) {
     (s("status"), s("reason"))
 }
 
-fn is(status: &str, reason: Reason) -> (String, String) {
+pub(super) fn is(status: &str, reason: Reason) -> (String, String) {
     (status.to_owned(), reason.as_str().to_owned())
 }
 
-fn ready() -> Cluster {
+pub(super) fn ready() -> Cluster {
     Cluster {
         available: true,
         forbidden: None,
@@ -110,6 +110,11 @@ async fn a_healthy_campaign_becomes_ready_and_open() {
         ["StockProvisioned", "TopicsCreated", "Ready"]
     );
     assert_eq!(fake.state().topics["spring-sale"], 6);
+    let c = &fake.state().campaigns["spring-sale"];
+    assert!(
+        !c.closed && !c.gate_closed,
+        "an ungated campaign is created open"
+    );
 }
 
 #[tokio::test]
@@ -191,11 +196,10 @@ async fn the_gate_holds_the_campaign_closed_while_its_test_runs() {
     let (result, api, _) = reconciled(tests, ready(), &fake).await;
     assert!(result.is_ok(), "{result:?}");
     let state = fake.state();
-    assert_eq!(
-        state.admin,
-        [("spring-sale".to_owned(), AdminAction::Close)]
-    );
-    assert!(state.campaigns["spring-sale"].closed);
+    // Created closed by the gate: no admin call, so no gap in which it was open.
+    assert!(state.admin.is_empty(), "{:?}", state.admin);
+    let c = &state.campaigns["spring-sale"];
+    assert!(c.gate_closed && !c.closed, "{c:?}");
     assert!(state.campaigns.contains_key("spring-sale.lt-preflight"));
     assert_eq!(
         api.find(Method::PATCH, "configmaps/spring-sale-k6").len(),
@@ -208,6 +212,7 @@ async fn the_gate_holds_the_campaign_closed_while_its_test_runs() {
     );
     let status = api.status();
     assert_eq!(status["phase"], "Testing");
+    assert_eq!(status["closedBy"], serde_json::json!(["Gate"]));
     assert_eq!(
         condition(&status, ConditionType::LoadTestsPassed),
         is("False", Reason::Running)
@@ -271,7 +276,7 @@ async fn an_rbac_refusal_is_reported_on_the_campaign() {
 async fn deleting(policy: &str) -> (FakeBackends, ApiServer, Result<Action, Error>) {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None).await.unwrap();
+    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
     fake.state().topics.insert("spring-sale".into(), 6);
     let deleting = CAMPAIGN.replace(
         "  generation: 1\n",
