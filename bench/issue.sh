@@ -6,6 +6,8 @@
 #   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
 #   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
+#   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
+#                              # --durability replica, a Redis replica attached to both
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
 # median over the rounds, so a noisy neighbour hits every path alike.
 set -euo pipefail
@@ -32,6 +34,23 @@ log="$STAMPEDE_HOME/bench-service.log"
 # the same two cores, so the hot path is measured alone (bench/drain.sh measures the relay).
 STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay
 
+if [ "${REPLICA:-0}" = 1 ]; then
+  # A replica of the stack's Redis (loopback, no persistence) and a second service that
+  # acknowledges only what the replica holds; both services then run with it attached.
+  rdir=$(mktemp -d); rport=$((PORT + 2))
+  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$rdir" \
+    --replicaof 127.0.0.1 "${STAMPEDE_REDIS_PORT:-6379}" >"$rdir/log" 2>&1 &
+  REPLICA_PID=$!
+  trap 'kill "$REPLICA_PID" 2>/dev/null; rm -rf "$rdir"; stop_roles' EXIT
+  for _ in $(seq 200); do
+    redis-cli -p "$rport" info replication 2>/dev/null | grep -q master_link_status:up && break
+    sleep 0.05
+  done
+  redis-cli -p "$rport" info replication | grep -q master_link_status:up || { echo "replica did not link" >&2; exit 1; }
+  STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --max-in-flight 4096 --no-relay \
+    --durability replica
+fi
+
 # Sell the "gone" campaign out so that every later request takes the memory path.
 curl -sf -XPOST -H 'content-type: application/json' -d '{"userId":"first"}' \
   "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
@@ -53,14 +72,19 @@ url="http://127.0.0.1:$PORT"
 for r in $(seq "$ROUNDS"); do
   wrk_run healthz "$url" healthz
   wrk_run issue "$url" issue "$live" "$run-$r"
+  if [ "${REPLICA:-0}" = 1 ]; then
+    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live" "$run-r$r"
+  fi
   wrk_run sold-out "$url" issue "$gone" "$run-$r"
 done
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
 med = {}
-for name in ("healthz", "issue", "sold-out"):
+for name in ("healthz", "issue", "issue-replica", "sold-out"):
     rs = [r for r in rows if r[0] == name]
+    if not rs:
+        continue
     rps, p50, p99 = (statistics.median(float(r[i]) for r in rs) for i in (1, 2, 3))
     med[name] = rps
     runs = " ".join(f"{float(r[1]):.0f}" for r in rs)
@@ -69,6 +93,8 @@ for name in ("healthz", "issue", "sold-out"):
 h = med["healthz"]
 print(f"ratio issue/healthz    {med['issue']/h:.2f} (aim >= 0.30, p99 <= 5 ms)")
 print(f"ratio sold-out/healthz {med['sold-out']/h:.2f} (aim >= 0.80)")
+if "issue-replica" in med:
+    print(f"ratio issue-replica/issue {med['issue-replica']/med['issue']:.2f} (the cost of --durability replica)")
 PY
 issued=$("$BIN" campaign show --id "$live" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p')
 echo "coupons issued during the issue run: $issued (each one a fresh user)"

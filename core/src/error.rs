@@ -27,6 +27,9 @@ pub enum Error {
     /// Redis did not answer within the configured timeout.
     #[error("redis did not answer within {0:?}")]
     RedisTimeout(std::time::Duration),
+    /// The replicas did not acknowledge an issuance in time (`--durability replica`).
+    #[error("not replicated: {0}")]
+    NotReplicated(String),
     /// Redis answered something this code does not understand.
     #[error("unexpected reply from redis: {0}")]
     Protocol(String),
@@ -53,6 +56,7 @@ impl Error {
             Error::StockDecrease { .. } => "stock_decrease",
             Error::Redis(_) => "redis",
             Error::RedisTimeout(_) => "redis_timeout",
+            Error::NotReplicated(_) => "not_replicated",
             Error::Protocol(_) => "protocol",
             Error::Kafka(_) => "kafka",
             Error::Database(_) => "database",
@@ -63,6 +67,9 @@ impl Error {
 
     /// True when the backend (Redis) is unreachable or too slow, as opposed to bad input.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Redis(_) | Error::RedisTimeout(_))
+        matches!(
+            self,
+            Error::Redis(_) | Error::RedisTimeout(_) | Error::NotReplicated(_)
+        )
     }
 }

@@ -10,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
 use stampede_core::Error;
+use stampede_core::store::fence::{FenceConfig, ReplicaFence};
 use stampede_core::store::{Store, StoreConfig};
 
 /// Everything `serve` needs besides its listener.
@@ -25,6 +26,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
+    /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
+    pub durability: Option<FenceConfig>,
 }
 
 /// A sensible in-flight cap for this machine: enough to keep Redis busy, small enough
@@ -57,8 +60,13 @@ pub async fn serve(
             shutdown.clone(),
         ))
     });
+    let fence = match config.durability {
+        Some(f) => Some(ReplicaFence::start(&config.store.url, f)?),
+        None => None,
+    };
     let state = std::sync::Arc::new(App {
         store,
+        fence,
         soldout,
         metrics,
         in_flight: InFlight::new(config.max_in_flight),

@@ -1,9 +1,11 @@
 //! Redis access: a small fixed set of multiplexed connections and the campaign scripts
 //! (`lua/`), split by concern: the issue hot path ([`issue`]), provisioning and admin
 //! ([`admin`]), whole-campaign scans for the audit ([`scan`]), and the relay's reads of the
-//! outbox streams ([`outbox`], on connections of its own).
+//! outbox streams ([`outbox`], on connections of its own), and the replica fence that
+//! `--durability replica` waits on ([`fence`]).
 
 mod admin;
+pub mod fence;
 mod issue;
 pub mod outbox;
 mod scan;

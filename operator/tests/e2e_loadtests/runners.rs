@@ -39,6 +39,7 @@ impl LocalService {
             soldout_recheck: Duration::from_millis(50),
             max_body_bytes: 4096,
             relay: None,
+            durability: None,
         };
         let stop = CancellationToken::new();
         tokio::spawn(serve(listener, config, stop.clone()));

@@ -17,6 +17,7 @@ pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
 use crate::server::{ServeConfig, default_max_in_flight, serve};
 use stampede_core::Error;
+use stampede_core::store::fence::FenceConfig;
 
 /// Stampede issuance service.
 #[derive(Debug, Parser)]
@@ -63,8 +64,39 @@ pub struct ServeArgs {
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
+    /// When a new coupon is acknowledged: `local` once the Redis primary has it; `replica`
+    /// once `--durability-replicas` replicas have it too (a failover then loses nothing
+    /// that was acknowledged; a replica that does not answer in time means 503).
+    #[arg(long, env = "STAMPEDE_DURABILITY", value_enum, default_value_t = Durability::Local)]
+    pub durability: Durability,
+    /// Replicas that must hold an issuance before it is acknowledged (`replica` only).
+    #[arg(long, env = "STAMPEDE_DURABILITY_REPLICAS", default_value_t = 1)]
+    pub durability_replicas: u32,
+    /// How long to wait for them, in milliseconds (`replica` only).
+    #[arg(long, env = "STAMPEDE_DURABILITY_TIMEOUT_MS", default_value_t = 500)]
+    pub durability_timeout_ms: u64,
     #[command(flatten)]
     relay: RelayArgs,
+}
+
+/// When an issuance is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Once the Redis primary holds it (AOF `everysec`: a host crash can lose the last
+    /// second; a failover to a lagging replica can lose what it had not received).
+    Local,
+    /// Once the replicas hold it too (one WAIT per batch of acknowledgements).
+    Replica,
+}
+
+impl ServeArgs {
+    /// The replica fence, when `--durability replica`.
+    fn fence(&self) -> Option<FenceConfig> {
+        (self.durability == Durability::Replica).then(|| FenceConfig {
+            replicas: self.durability_replicas.max(1),
+            timeout: Duration::from_millis(self.durability_timeout_ms.max(1)),
+        })
+    }
 }
 
 /// Runs the parsed command until it finishes or `shutdown` fires.
@@ -78,6 +110,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 soldout_recheck: Duration::from_millis(a.soldout_recheck_ms.max(10)),
                 max_body_bytes: a.max_body_bytes,
                 relay: (!a.no_relay).then(|| a.relay.config("serve")),
+                durability: a.fence(),
             };
             serve(listener, config, shutdown).await
         }

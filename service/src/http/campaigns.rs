@@ -53,6 +53,10 @@ pub async fn issue(
             return Err(stampede_core::Error::CampaignNotFound(campaign.to_string()).into());
         }
     };
+    // An answer that hands out a coupon (new, or again after a 503) waits for the replicas.
+    if let Some(fence) = &st.fence {
+        fence.wait().await?;
+    }
     let coupon = record.into_coupon(campaign.as_str(), user.as_str());
     let mut resp = (status, Json(coupon)).into_response();
     resp.extensions_mut().insert(Outcome(label));

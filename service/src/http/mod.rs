@@ -20,6 +20,7 @@ use error::{ApiError, Outcome};
 use crate::metrics::Metrics;
 use crate::soldout::SoldOutCache;
 use stampede_core::store::Store;
+use stampede_core::store::fence::ReplicaFence;
 
 /// What every handler shares, behind one `Arc` so each extraction is one refcount bump.
 pub type AppState = Arc<App>;
@@ -28,6 +29,8 @@ pub type AppState = Arc<App>;
 pub struct App {
     /// Redis.
     pub store: Store,
+    /// With `--durability replica`: what a new coupon's answer waits for.
+    pub fence: Option<ReplicaFence>,
     /// Campaigns answered sold-out from memory.
     pub soldout: SoldOutCache,
     /// Metrics.

@@ -72,6 +72,40 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a replica of `primary` and waits until its link to the primary is up.
+    pub async fn replica_of(primary: &RedisServer) -> Self {
+        let port = primary.port.to_string();
+        let replica = Self::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+        let mut conn = replica.conn().await;
+        for _ in 0..500 {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if info.contains("master_link_status:up") {
+                return replica;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the replica never linked to its primary");
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
+    }
+
+    /// Starts one with extra `redis-server` arguments.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let bin = std::env::var("STAMPEDE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let dir = std::env::temp_dir().join(format!(
             "stampede-test-redis-{}-{}",
@@ -91,6 +125,7 @@ impl RedisServer {
                     "",
                 ])
                 .args(["--appendonly", "no", "--dir", dir.to_str().unwrap()])
+                .args(extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

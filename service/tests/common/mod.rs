@@ -44,6 +44,7 @@ pub fn config(redis_url: &str) -> ServeConfig {
         soldout_recheck: Duration::from_millis(50),
         max_body_bytes: 4096,
         relay: None,
+        durability: None,
     }
 }
 
