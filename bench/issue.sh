@@ -7,7 +7,7 @@
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
 #   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
-#                              # --durability replica, a Redis replica attached to both
+#                              # --durability replica (the stack's replica attached to both)
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
 # median over the rounds, so a noisy neighbour hits every path alike.
 set -euo pipefail
@@ -35,18 +35,12 @@ log="$STAMPEDE_HOME/bench-service.log"
 STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay
 
 if [ "${REPLICA:-0}" = 1 ]; then
-  # A replica of the stack's Redis (loopback, no persistence) and a second service that
+  # The stack's Redis replica (scripts/stack up replica) and a second service that
   # acknowledges only what the replica holds; both services then run with it attached.
-  rdir=$(mktemp -d); rport=$((PORT + 2))
-  redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$rdir" \
-    --replicaof 127.0.0.1 "${STAMPEDE_REDIS_PORT:-6379}" >"$rdir/log" 2>&1 &
-  REPLICA_PID=$!
-  trap 'kill "$REPLICA_PID" 2>/dev/null; rm -rf "$rdir"; stop_roles' EXIT
-  for _ in $(seq 200); do
-    redis-cli -p "$rport" info replication 2>/dev/null | grep -q master_link_status:up && break
-    sleep 0.05
-  done
-  redis-cli -p "$rport" info replication | grep -q master_link_status:up || { echo "replica did not link" >&2; exit 1; }
+  if ! scripts/stack status replica >/dev/null 2>&1; then
+    STAMPEDE_SKIP_DEPS=1 scripts/stack up replica >/dev/null
+    trap 'scripts/stack down replica >/dev/null 2>&1; stop_roles' EXIT
+  fi
   STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --max-in-flight 4096 --no-relay \
     --durability replica
 fi

@@ -13,6 +13,7 @@
 #   redis_down            SHUTDOWN (AOF flushed), then SIGTERM if needed; only ours
 #   redis_status          one status line; true if up
 
+REDIS_NAME=${REDIS_NAME:-redis} # in messages; lib/redis-replica.sh runs these as replica
 REDIS_PORT=${STAMPEDE_REDIS_PORT:-6379}
 REDIS_DIR=$STACK_DIR/redis
 REDIS_CONF=$REDIS_DIR/redis.conf
@@ -53,6 +54,7 @@ appendfsync everysec
 appendfilename "appendonly.aof"
 appenddirname "appendonlydir"
 save ""
+${REDIS_EXTRA_CONF:-}
 EOF
 }
 
@@ -72,26 +74,26 @@ redis_up() {
         pid=$(redis_server_pid)
         ours=$(redis_our_pid || true)
         if [ -n "$ours" ] && [ "$ours" = "$pid" ]; then
-            log "redis: already up on 127.0.0.1:${REDIS_PORT} (pid ${pid})"
+            log "${REDIS_NAME}: already up on 127.0.0.1:${REDIS_PORT} (pid ${pid})"
         else
-            log "redis: 127.0.0.1:${REDIS_PORT} already answers (pid ${pid:-?}, not started by scripts/stack); leaving it alone"
+            log "${REDIS_NAME}: 127.0.0.1:${REDIS_PORT} already answers (pid ${pid:-?}, not started by scripts/stack); leaving it alone"
         fi
         return 0
     fi
     redis_write_conf
     rm -f "$REDIS_PIDFILE"
-    log "redis: starting on 127.0.0.1:${REDIS_PORT}"
+    log "${REDIS_NAME}: starting on 127.0.0.1:${REDIS_PORT}"
     # Own session (setsid: no terminal signals), stdin closed; 9>&-: the server must not
     # inherit (and so hold forever) the stack lock. No job control here, so the background
     # child is no process-group leader and setsid execs redis-server in it: $! is its pid.
     setsid redis-server "$REDIS_CONF" </dev/null >>"$REDIS_LOG" 2>&1 9>&- &
     REDIS_STARTED_PID=$!
     printf '%s\n' "$REDIS_STARTED_PID" >"$REDIS_PIDFILE"
-    if ! wait_for "$WAIT_SECS" "redis: waiting for PONG" redis_wait_ready; then
+    if ! wait_for "$WAIT_SECS" "${REDIS_NAME}: waiting for PONG" redis_wait_ready; then
         show_log_tail "$REDIS_LOG"
-        die "redis: not answering on 127.0.0.1:${REDIS_PORT}"
+        die "${REDIS_NAME}: not answering on 127.0.0.1:${REDIS_PORT}"
     fi
-    log "redis: up on 127.0.0.1:${REDIS_PORT} (pid $(redis_server_pid))"
+    log "${REDIS_NAME}: up on 127.0.0.1:${REDIS_PORT} (pid $(redis_server_pid))"
 }
 
 redis_down() {
@@ -99,26 +101,26 @@ redis_down() {
     if ! pid=$(redis_our_pid); then
         rm -f "$REDIS_PIDFILE"
         if redis_ping; then
-            log "redis: 127.0.0.1:${REDIS_PORT} answers but was not started by scripts/stack; leaving it alone"
+            log "${REDIS_NAME}: 127.0.0.1:${REDIS_PORT} answers but was not started by scripts/stack; leaving it alone"
         else
-            log "redis: already down"
+            log "${REDIS_NAME}: already down"
         fi
         return 0
     fi
-    log "redis: stopping (pid ${pid})"
+    log "${REDIS_NAME}: stopping (pid ${pid})"
     # SHUTDOWN flushes the AOF; the connection closes without a reply on success.
     # Ask the process we started, on the port its own config says.
     local port
     port=$(sed -n 's/^port //p' "$REDIS_CONF" 2>/dev/null || true)
     timeout 10 redis-cli -h 127.0.0.1 -p "${port:-$REDIS_PORT}" shutdown >/dev/null 2>&1 || true
-    if ! wait_for "$WAIT_SECS" "redis: waiting for pid ${pid} to exit" eval "! pid_alive $pid"; then
-        log "redis: still running; sending SIGTERM"
+    if ! wait_for "$WAIT_SECS" "${REDIS_NAME}: waiting for pid ${pid} to exit" eval "! pid_alive $pid"; then
+        log "${REDIS_NAME}: still running; sending SIGTERM"
         kill -TERM "$pid" 2>/dev/null || true
-        wait_for 10 "redis: waiting for pid ${pid} after SIGTERM" eval "! pid_alive $pid" ||
-            die "redis: pid ${pid} did not stop"
+        wait_for 10 "${REDIS_NAME}: waiting for pid ${pid} after SIGTERM" eval "! pid_alive $pid" ||
+            die "${REDIS_NAME}: pid ${pid} did not stop"
     fi
     rm -f "$REDIS_PIDFILE"
-    log "redis: stopped"
+    log "${REDIS_NAME}: stopped"
 }
 
 redis_status() {
@@ -130,6 +132,6 @@ redis_status() {
         ours=$(redis_our_pid || true)
         [ "$ours" = "$pid" ] || note=' (not started by scripts/stack)'
     fi
-    printf '%-9s %-5s %-16s pid %s%s\n' redis "$state" "127.0.0.1:${REDIS_PORT}" "${pid:-?}" "$note"
+    printf '%-9s %-5s %-16s pid %s%s\n' "$REDIS_NAME" "$state" "127.0.0.1:${REDIS_PORT}" "${pid:-?}" "$note"
     [ "$state" = up ]
 }
