@@ -1,0 +1,74 @@
+//! The writer as a process among others, on real Kafka and PostgreSQL: SIGTERM in the
+//! middle of a stream (after it dead-lettered something) ends it within seconds and loses
+//! nothing, and a rebalance takes the lag gauges of the partitions it moved away. Slow;
+//! needs `scripts/stack up`.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::letters::{DeadLetters, stream_in_background};
+use common::pipeline::{Fixture, writer_config};
+use common::role::Role;
+use common::stack::wait_rows;
+
+/// Good issuances the stream carries.
+const N: u64 = 3_000;
+/// One poison message in front of every this many issuances.
+const POISON_EVERY: u64 = 100;
+
+/// `stampede-service writer` on the fixture's campaign, small batches.
+fn writer_process(f: &Fixture) -> Role {
+    let w = writer_config(&f.brokers, &f.db, &f.campaign);
+    let envs = [
+        ("STAMPEDE_KAFKA_BROKERS", f.brokers.clone()),
+        ("STAMPEDE_DATABASE_URL", f.db.clone()),
+        ("STAMPEDE_REDIS_URL", f.redis.url()),
+        ("STAMPEDE_WRITER_GROUP", w.group.clone()),
+        ("STAMPEDE_WRITER_TOPICS", w.topics.clone()),
+    ];
+    let args = [
+        "writer",
+        "--batch-rows",
+        "100",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    Role::start(&args, &envs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_stream_after_dead_letters_exits_and_loses_nothing() {
+    let f = Fixture::new("sigterm", N, 2).await;
+    let mut writer = writer_process(&f);
+    let producing = stream_in_background(&f.brokers, &f.campaign, N, POISON_EVERY, true);
+    let pool = f.pool().await;
+    let letters = DeadLetters::open(&f.brokers, &f.campaign);
+    let first = letters.next(Duration::from_secs(30)).await;
+    assert!(first.is_some(), "the writer dead-letters the first poison");
+    let got = wait_rows(&pool, &f.campaign, 500, Duration::from_secs(30)).await;
+    assert!(got >= 500, "only {got} rows before SIGTERM");
+    assert!(!producing.is_finished(), "SIGTERM must land mid-stream");
+
+    let status = writer.terminate(Duration::from_secs(40));
+    let status = status.expect("the writer exits within 5 s of SIGTERM");
+    assert!(status.success(), "clean exit: {status}");
+
+    // A writer of the same group takes over from the committed offsets: whatever the first
+    // one had in flight arrives, nothing is skipped.
+    producing.await.unwrap();
+    let successor = f.spawn_writer();
+    let rows = wait_rows(&pool, &f.campaign, N as i64, Duration::from_secs(60)).await;
+    assert_eq!(rows, N as i64, "every issuance reaches PostgreSQL");
+    let mut keys: HashSet<String> = first.into_iter().map(|l| l.key).collect();
+    keys.extend(letters.drain(Duration::from_secs(3)).await.into_keys());
+    let poison: HashSet<String> = (0..N / POISON_EVERY)
+        .map(|c| format!("poison-{c}"))
+        .collect();
+    assert_eq!(
+        keys, poison,
+        "every poison message, and only those, dead-lettered"
+    );
+    f.stop([successor]).await;
+}
