@@ -1,17 +1,25 @@
 //! The writer on real Kafka and PostgreSQL, where its inputs or its database go wrong: a
 //! seq that another user already holds is dead-lettered loudly (a replay of the same
 //! issuance is not), and a database that turns read-only for a while holds the stream up
-//! without dead-lettering anything. Slow; needs `scripts/stack up`.
+//! without dead-lettering anything, and a dead letter Kafka never acknowledged is not
+//! committed past. Slow; needs `scripts/stack up`.
 
 mod common;
 
 use std::time::Duration;
 
-use common::letters::{DeadLetters, issuance, produce_issuance, producer, stream_in_background};
-use common::pipeline::Fixture;
+use common::letters::{
+    DeadLetters, issuance, produce, produce_issuance, producer, stream_in_background,
+};
+use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
 use common::stack::{stack_kafka, wait_rows};
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seq_held_by_another_user_is_dead_lettered_loudly_and_a_replay_is_not() {
@@ -119,4 +127,76 @@ async fn a_database_read_only_for_ten_seconds_dead_letters_nothing() {
             .unwrap();
     assert_eq!(distinct, N as i64, "each seq once");
     f.stop([writer]).await;
+}
+
+/// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
+async fn committed(f: &Fixture) -> i64 {
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    let group = writer_config(&f.brokers, &f.db, &f.campaign).group;
+    let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&stampede_core::issuance::topic(&f.campaign), 0);
+    let got =
+        tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .unwrap();
+    got.elements()[0].offset().to_raw().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
+    let f = Fixture::new("dlq-away", 100, 1).await;
+    let c = &f.campaign;
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+    let dlq = stampede_core::issuance::dead_letter_topic(c);
+    admin
+        .delete_topics(&[&dlq], &AdminOptions::new())
+        .await
+        .unwrap();
+    let p = producer(&f.brokers);
+    produce(&p, c, "poison", b"not json").await;
+    for n in 0..5 {
+        produce_issuance(&p, &issuance(c, &format!("u-{n}"), n + 1)).await;
+    }
+    let writer = f.spawn_writer();
+    // Lag 0: the writer has taken all six messages and is stuck on the dead letter.
+    let lag = format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{c}\"}} 0");
+    common::eventually(
+        "the writer holds the batch",
+        Duration::from_secs(30),
+        || async { f.metrics.render().contains(&lag).then_some(()) },
+    )
+    .await;
+    f.shutdown.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    ended
+        .expect("the writer stops within seconds")
+        .unwrap()
+        .unwrap();
+    assert!(
+        committed(&f).await <= 0,
+        "nothing committed past the poison"
+    );
+
+    // With its dead-letter topic back, a new writer settles everything.
+    stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let config = writer_config(&f.brokers, &f.db, c);
+    let again = spawn_writer(config, &f.metrics, &shutdown);
+    let pool = f.pool().await;
+    assert_eq!(wait_rows(&pool, c, 5, Duration::from_secs(30)).await, 5);
+    let letter = DeadLetters::open(&f.brokers, c)
+        .next(Duration::from_secs(30))
+        .await;
+    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
+    shutdown.cancel();
+    again.await.unwrap().unwrap();
 }

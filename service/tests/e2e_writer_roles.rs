@@ -51,7 +51,7 @@ async fn sigterm_mid_stream_after_dead_letters_exits_and_loses_nothing() {
     assert!(got >= 500, "only {got} rows before SIGTERM");
     assert!(!producing.is_finished(), "SIGTERM must land mid-stream");
 
-    let status = writer.terminate(Duration::from_secs(40));
+    let status = writer.terminate(Duration::from_secs(5));
     let status = status.expect("the writer exits within 5 s of SIGTERM");
     assert!(status.success(), "clean exit: {status}");
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::Retry;
@@ -19,8 +19,6 @@ use stampede_core::kafka::{KafkaConfig, kafka};
 pub(super) const SEQ_CONFLICT: &str = "seq_conflict";
 /// How long a send already under way may finish after shutdown before it is abandoned.
 const SEND_GRACE: Duration = Duration::from_secs(2);
-/// How long closing waits for letters still queued in the producer (normally none).
-const FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// One message on its way to the dead-letter topic.
 pub(super) struct Letter<'a> {
@@ -108,14 +106,6 @@ impl DeadLetters {
         }
         tracing::warn!(source = %letter.source, "shutdown before the dead letter was acknowledged; it will be replayed");
         false
-    }
-
-    /// Flushes what the producer still holds (normally nothing: every send was awaited)
-    /// and closes it. Blocks.
-    pub(super) fn close(self) {
-        if let Err(e) = self.producer.flush(FLUSH_LIMIT) {
-            tracing::warn!(error = %e, "dead-letter producer not flushed");
-        }
     }
 }
 

@@ -203,8 +203,9 @@ impl Writer {
         }
     }
 
-    /// Lets go of Kafka in order: the dead-letter producer (every letter was awaited, so
-    /// nothing waits in it), then the consumer, which leaves the group so its partitions
+    /// Lets go of Kafka in order: the dead-letter producer (every letter was awaited; one
+    /// still queued was abandoned and is not committed past, so it is purged), then the
+    /// consumer, which leaves the group so its partitions
     /// move at once. Both block, so they close on a thread of their own, waited for no
     /// longer than [`CLOSE_LIMIT`]: a broker that does not answer must not keep a stopping
     /// writer alive (nothing is lost: uncommitted messages are replayed), and a plain
@@ -221,7 +222,7 @@ impl Writer {
         let closing = std::thread::Builder::new()
             .name("writer-close".into())
             .spawn(move || {
-                dlq.close();
+                drop(dlq);
                 drop(consumer);
                 let _ = done.send(());
             });
