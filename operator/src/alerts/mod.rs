@@ -20,7 +20,7 @@ pub use scope::{Dialect, FLEET_LABELS, Pods, Scope};
 pub const RUNBOOK_BASE: &str = "https://github.com/stampede-dev/stampede/blob/main/docs/runbooks";
 
 /// Every alert the operator generates, in rule order.
-pub const ALERTS: [&str; 10] = [
+pub const ALERTS: [&str; 11] = [
     "StampedeIssueLatencyHigh",
     "StampedeIssueErrorsHigh",
     "StampedeLoadShedding",
@@ -28,6 +28,7 @@ pub const ALERTS: [&str; 10] = [
     "StampedeIssueToDbSlow",
     "StampedeRelayBacklogHigh",
     "StampedeAuditDrift",
+    "StampedeWriterSeqConflict",
     "StampedeRedisUnreachable",
     "StampedeIssuerDown",
     "StampedeSoldOut",
