@@ -8,10 +8,13 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::eventually;
 use common::letters::{DeadLetters, stream_in_background};
-use common::pipeline::{Fixture, writer_config};
+use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::role::Role;
 use common::stack::wait_rows;
+use stampede_service::metrics::Metrics;
+use tokio_util::sync::CancellationToken;
 
 /// Good issuances the stream carries.
 const N: u64 = 3_000;
@@ -71,4 +74,52 @@ async fn sigterm_mid_stream_after_dead_letters_exits_and_loses_nothing() {
         "every poison message, and only those, dead-lettered"
     );
     f.stop([successor]).await;
+}
+
+/// The partitions `metrics` reports a consumer lag for.
+fn lag_partitions(metrics: &Metrics) -> Vec<String> {
+    let text = metrics.render();
+    let mut parts: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("stampede_writer_consumer_lag{partition=\""))
+        .filter_map(|l| l.split('"').next().map(str::to_owned))
+        .collect();
+    parts.sort();
+    parts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_takes_the_lag_series_of_the_partitions_it_moved() {
+    let f = Fixture::new("rebalance", 200, 2).await;
+    stream_in_background(&f.brokers, &f.campaign, 200, 100, false)
+        .await
+        .unwrap();
+    let config = writer_config(&f.brokers, &f.db, &f.campaign);
+    let (first, second) = (Metrics::new(), Metrics::new());
+    let stop = CancellationToken::new();
+    let a = spawn_writer(config.clone(), &first, &stop);
+    let both = vec!["0".to_owned(), "1".to_owned()];
+    eventually(
+        "the first writer reports both partitions",
+        Duration::from_secs(30),
+        || {
+            let ok = lag_partitions(&first) == both;
+            async move { ok.then_some(()) }
+        },
+    )
+    .await;
+
+    // A second writer joins the group: each gets one partition, and the first writer
+    // stops reporting the one it gave away.
+    let b = spawn_writer(config, &second, &stop);
+    let split = eventually("one partition each", Duration::from_secs(40), || {
+        let (x, y) = (lag_partitions(&first), lag_partitions(&second));
+        async move { (x.len() == 1 && y.len() == 1).then_some((x, y)) }
+    })
+    .await;
+    assert_ne!(split.0, split.1, "no partition reported by both writers");
+    stop.cancel();
+    for w in [a, b] {
+        w.await.unwrap().unwrap();
+    }
 }
