@@ -52,6 +52,8 @@ fn forget(lag: &IntGaugeVec, topic: &str, partition: i32) {
 
 /// A partition: topic and number.
 type Partition = (String, i32);
+/// What one report measured: the assigned partitions, and the lag of those it could read.
+type Measured = (Vec<Partition>, Vec<(Partition, i64)>);
 
 /// Which partitions have a series, so that those no longer assigned lose theirs.
 #[derive(Default)]
@@ -112,10 +114,7 @@ pub(super) async fn report_lag(
 
 /// The assigned partitions and the lag of each whose watermarks could be read; `None` when
 /// the assignment could not be read or shutdown came.
-fn measure(
-    c: &WriterConsumer,
-    stop: &CancellationToken,
-) -> Option<(Vec<Partition>, Vec<(Partition, i64)>)> {
+fn measure(c: &WriterConsumer, stop: &CancellationToken) -> Option<Measured> {
     let positions = c.position().ok()?;
     let mut assigned = Vec::new();
     let mut lags = Vec::new();
@@ -173,7 +172,7 @@ mod tests {
             .map(|m| {
                 let l = m.get_label();
                 let v = m.get_gauge().get_value() as i64;
-                (l[1].get_value().to_owned(), l[0].get_value().to_owned(), v)
+                (l[1].value().to_owned(), l[0].value().to_owned(), v)
             })
             .collect();
         out.sort();
