@@ -1,5 +1,6 @@
 //! The service binary as a child process: one-shot commands (`campaign …`, `audit …`) and
-//! long-running roles (relay, writer) that a test can kill with SIGKILL and start again.
+//! long-running roles (relay, writer) that a test can kill with SIGKILL and start again, or
+//! stop with SIGTERM.
 
 use std::process::{Child, Command, Stdio};
 
