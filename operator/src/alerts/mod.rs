@@ -28,10 +28,10 @@ pub const ALERTS: [&str; 11] = [
     "StampedeIssueToDbSlow",
     "StampedeRelayBacklogHigh",
     "StampedeAuditDrift",
-    "StampedeWriterSeqConflict",
     "StampedeRedisUnreachable",
     "StampedeIssuerDown",
     "StampedeSoldOut",
+    "StampedeWriterSeqConflict",
 ];
 
 /// The campaign's rule groups (`{groups: [...]}`), as in a Prometheus rules file.
@@ -221,6 +221,13 @@ spec:
         assert_eq!(
             expr(9),
             r#"sum(stampede_issuance_decisions_total{campaign="flash",outcome="sold_out"}) > 0"#
+        );
+        let conflicts = r#"stampede_writer_seq_conflicts_total{campaign="flash"}"#;
+        assert_eq!(
+            expr(10),
+            format!(
+                "sum(increase({conflicts}[1h])) > 0 or sum({conflicts} unless {conflicts} offset 1h) > 0"
+            )
         );
     }
 

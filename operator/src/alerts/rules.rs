@@ -161,27 +161,6 @@ pub fn rules() -> [Rule; 11] {
             description: "Issued coupons have been missing from PostgreSQL for the whole window, or PostgreSQL holds rows Redis never issued ({value}). Run the audit.",
         },
         Rule {
-            alert: "StampedeWriterSeqConflict",
-            severity: "critical",
-            // Rows dead-lettered in the last hour because another user holds their seq. A
-            // writer exports the counter at 0 from a campaign's first rows; a series that
-            // still appears at 1 or more (a conflict in a new pod's first batch) counts too.
-            query: |s| {
-                let total = format!(
-                    "stampede_writer_seq_conflicts_total{{{}}}",
-                    s.campaign_matchers("")
-                );
-                let rose = s.agg("sum", "", &format!("increase({total}[1h])"));
-                let new = s.agg("sum", "", &format!("{total} unless {total} offset 1h"));
-                format!("{rose} > 0 or {new}")
-            },
-            fires: Cmp::Above(Limit::Const(0.0)),
-            hold: Hold::AtOnce,
-            absent: None,
-            summary: "Campaign {campaign}: a coupon seq was handed to two users",
-            description: "The writer dead-lettered issuances whose seq another user already holds in PostgreSQL (reason seq_conflict): Redis lost acknowledged writes and is reissuing taken coupons.",
-        },
-        Rule {
             alert: "StampedeRedisUnreachable",
             severity: "critical",
             query: |s| s.rate("stampede_redis_errors_total", Pods::Issuer, "", "1m"),
@@ -216,6 +195,27 @@ pub fn rules() -> [Rule; 11] {
             absent: None,
             summary: "Campaign {campaign} sold out",
             description: "Every coupon is issued; later requests get 410 from memory.",
+        },
+        Rule {
+            alert: "StampedeWriterSeqConflict",
+            severity: "critical",
+            // Rows dead-lettered in the last hour because another user holds their seq. A
+            // writer exports the counter at 0 from a campaign's first rows; a series that
+            // still appears at 1 or more (a conflict in a new pod's first batch) counts too.
+            query: |s| {
+                let total = format!(
+                    "stampede_writer_seq_conflicts_total{{{}}}",
+                    s.campaign_matchers("")
+                );
+                let rose = s.agg("sum", "", &format!("increase({total}[1h])"));
+                let new = s.agg("sum", "", &format!("{total} unless {total} offset 1h"));
+                format!("{rose} > 0 or {new}")
+            },
+            fires: Cmp::Above(Limit::Const(0.0)),
+            hold: Hold::AtOnce,
+            absent: None,
+            summary: "Campaign {campaign}: a coupon seq was handed to two users",
+            description: "The writer dead-lettered issuances whose seq another user already holds in PostgreSQL (reason seq_conflict): Redis lost acknowledged writes and is reissuing taken coupons.",
         },
     ]
 }
