@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use crate::Error;
 use crate::issuance::Issuance;
@@ -54,24 +54,37 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
     Ok(applied)
 }
 
-/// Inserts a batch with one statement per campaign in it; rows already present are
-/// skipped, so replays are harmless. Returns how many rows were new, per campaign.
+/// Inserts a batch with one statement per campaign in it; rows whose `(campaign,
+/// user_id)` is already present are skipped, so replays are harmless. A row whose seq
+/// another user already holds is refused (a unique violation, [`is_seq_conflict`]): the
+/// database must not hide that Redis handed one coupon to two users. Returns how many
+/// rows were new, per campaign.
 pub async fn insert_batch(pool: &PgPool, rows: &[Issuance]) -> Result<HashMap<String, u64>, Error> {
     let mut by_campaign: HashMap<&str, Vec<&Issuance>> = HashMap::new();
     for r in rows {
         by_campaign.entry(&r.campaign).or_default().push(r);
     }
+    let mut conn = pool.acquire().await?;
     let mut new = HashMap::with_capacity(by_campaign.len());
     // Almost always one campaign: one statement, no RETURNING to ship rows back.
     for (campaign, rows) in by_campaign {
-        let n = insert_campaign_rows(pool, campaign.to_owned(), &rows).await?;
-        new.insert(campaign.to_owned(), n);
+        match insert_campaign_rows(&mut conn, campaign.to_owned(), &rows).await {
+            Ok(n) => new.insert(campaign.to_owned(), n),
+            Err(e) => {
+                if !is_data_error(&e) {
+                    // A server that went read-only (failover) or broke the session: the
+                    // next attempt gets a fresh connection, perhaps to the new primary.
+                    conn.close_on_drop();
+                }
+                return Err(e);
+            }
+        };
     }
     Ok(new)
 }
 
 async fn insert_campaign_rows(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     campaign: String,
     rows: &[&Issuance],
 ) -> Result<u64, Error> {
@@ -83,14 +96,14 @@ async fn insert_campaign_rows(
         "INSERT INTO coupon_issuances (campaign, user_id, seq, coupon_code, issued_at)
          SELECT $1, u, s, code, to_timestamp(ms / 1000.0)
          FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[]) AS t(u, s, code, ms)
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT (campaign, user_id) DO NOTHING",
     )
     .bind(campaign)
     .bind(user)
     .bind(seq)
     .bind(code)
     .bind(ms)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }
@@ -135,25 +148,34 @@ pub async fn persisted_around(
     Ok((settled as u64, beyond as u64))
 }
 
-/// True for errors worth retrying (the database away or busy) rather than a bug.
-pub fn is_transient(e: &Error) -> bool {
+/// The constraint behind `UNIQUE (campaign, seq)` (PostgreSQL's default name).
+const SEQ_CONSTRAINT: &str = "coupon_issuances_campaign_seq_key";
+
+/// True when the database refused the data itself (SQLSTATE class 22 data exception or 23
+/// integrity constraint violation): retrying cannot help, the row must go aside. Anything
+/// else (connection lost, read-only after a failover, I/O, a missing table, TLS) is the
+/// database's trouble, not the row's, and is worth retrying.
+pub fn is_data_error(e: &Error) -> bool {
+    sqlstate(e).is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+}
+
+/// True when a row was refused because another user already holds its seq.
+pub fn is_seq_conflict(e: &Error) -> bool {
     match e {
         Error::Database(sqlx::Error::Database(db)) => {
-            // Class 08 connection, 53 resources, 57 operator intervention (shutdown),
-            // 40 serialization/deadlock.
-            db.code()
-                .is_some_and(|c| ["08", "53", "57", "40"].iter().any(|p| c.starts_with(p)))
+            db.code().as_deref() == Some("23505") && db.constraint() == Some(SEQ_CONSTRAINT)
         }
-        Error::Database(
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed
-            | sqlx::Error::Protocol(_),
-        ) => true,
         _ => false,
     }
 }
+
+fn sqlstate(e: &Error) -> Option<String> {
+    match e {
+        Error::Database(sqlx::Error::Database(db)) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 /// The statements of a migration file, split at `;` (one prepared statement each).
 fn statements(sql: &str) -> impl Iterator<Item = &str> {
     sql.split(';').map(str::trim).filter(|stmt| {

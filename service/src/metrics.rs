@@ -40,6 +40,8 @@ pub struct PipelineMetrics {
     pub writer_duplicates: IntCounter,
     /// Failed database attempts (each retried).
     pub writer_db_errors: IntCounter,
+    /// Rows refused because another user already holds their seq, by campaign.
+    pub writer_seq_conflicts: IntCounterVec,
     /// Messages behind the high watermark, per topic and partition.
     pub consumer_lag: IntGaugeVec,
     /// From issuance in Redis to the row committed in PostgreSQL.
@@ -193,6 +195,11 @@ impl PipelineMetrics {
             writer_db_errors: r.counter(
                 "stampede_writer_db_errors_total",
                 "Failed database attempts (each one retried)",
+            ),
+            writer_seq_conflicts: r.counter_vec(
+                "stampede_writer_seq_conflicts_total",
+                "Rows dead-lettered because another user already holds their seq (Redis lost writes)",
+                &["campaign"],
             ),
             consumer_lag: r.gauge_vec(
                 "stampede_writer_consumer_lag",

@@ -20,7 +20,7 @@ pub use scope::{Dialect, FLEET_LABELS, Pods, Scope};
 pub const RUNBOOK_BASE: &str = "https://github.com/stampede-dev/stampede/blob/main/docs/runbooks";
 
 /// Every alert the operator generates, in rule order.
-pub const ALERTS: [&str; 10] = [
+pub const ALERTS: [&str; 11] = [
     "StampedeIssueLatencyHigh",
     "StampedeIssueErrorsHigh",
     "StampedeLoadShedding",
@@ -31,6 +31,7 @@ pub const ALERTS: [&str; 10] = [
     "StampedeRedisUnreachable",
     "StampedeIssuerDown",
     "StampedeSoldOut",
+    "StampedeWriterSeqConflict",
 ];
 
 /// The campaign's rule groups (`{groups: [...]}`), as in a Prometheus rules file.
@@ -220,6 +221,13 @@ spec:
         assert_eq!(
             expr(9),
             r#"sum(stampede_issuance_decisions_total{campaign="flash",outcome="sold_out"}) > 0"#
+        );
+        let conflicts = r#"stampede_writer_seq_conflicts_total{campaign="flash"}"#;
+        assert_eq!(
+            expr(10),
+            format!(
+                "sum(increase({conflicts}[1h])) > 0 or sum({conflicts} unless {conflicts} offset 1h) > 0"
+            )
         );
     }
 

@@ -63,7 +63,7 @@ pub enum Hold {
 
 /// Every rule, in rule order.
 // layout: table
-pub fn rules() -> [Rule; 10] {
+pub fn rules() -> [Rule; 11] {
     [
         Rule {
             alert: "StampedeIssueLatencyHigh",
@@ -104,8 +104,8 @@ pub fn rules() -> [Rule; 10] {
         Rule {
             alert: "StampedeWriterLagHigh",
             severity: "warning",
-            // Max per partition first: a writer keeps the gauge of a partition a rebalance
-            // took away, so the same partition may be reported twice.
+            // Max per partition first: while a rebalance moves a partition, the writer that
+            // lost it and the one that got it may both report it for a scrape or two.
             query: |s| {
                 let lag = format!(
                     "max by (topic, partition) (stampede_writer_consumer_lag{{{}}})",
@@ -195,6 +195,27 @@ pub fn rules() -> [Rule; 10] {
             absent: None,
             summary: "Campaign {campaign} sold out",
             description: "Every coupon is issued; later requests get 410 from memory.",
+        },
+        Rule {
+            alert: "StampedeWriterSeqConflict",
+            severity: "critical",
+            // Rows dead-lettered in the last hour because another user holds their seq. A
+            // writer exports the counter at 0 from a campaign's first rows; a series that
+            // still appears at 1 or more (a conflict in a new pod's first batch) counts too.
+            query: |s| {
+                let total = format!(
+                    "stampede_writer_seq_conflicts_total{{{}}}",
+                    s.campaign_matchers("")
+                );
+                let rose = s.agg("sum", "", &format!("increase({total}[1h])"));
+                let new = s.agg("sum", "", &format!("{total} unless {total} offset 1h"));
+                format!("{rose} > 0 or {new}")
+            },
+            fires: Cmp::Above(Limit::Const(0.0)),
+            hold: Hold::AtOnce,
+            absent: None,
+            summary: "Campaign {campaign}: a coupon seq was handed to two users",
+            description: "The writer dead-lettered issuances whose seq another user already holds in PostgreSQL (reason seq_conflict): Redis lost acknowledged writes and is reissuing taken coupons.",
         },
     ]
 }

@@ -1,5 +1,6 @@
 //! The service binary as a child process: one-shot commands (`campaign …`, `audit …`) and
-//! long-running roles (relay, writer) that a test can kill with SIGKILL and start again.
+//! long-running roles (relay, writer) that a test can kill with SIGKILL and start again, or
+//! stop with SIGTERM.
 
 use std::process::{Child, Command, Stdio};
 
@@ -51,6 +52,24 @@ impl Role {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit: its exit status, or
+    /// `None` when it is still running then (it is left running; `Drop` kills it).
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut().expect("running");
+        let pid = c.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
     }
 }
 

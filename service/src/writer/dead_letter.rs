@@ -1,0 +1,116 @@
+//! The dead-letter topic `stampede-dlq.<c>`: where a message goes that the writer cannot
+//! store (undecodable, refused by the database as data, a seq another user holds), with
+//! headers `stampede-reason` and `stampede-source`. A letter counts as settled only once
+//! Kafka acknowledged it; the writer commits nothing past a letter that was not.
+
+use std::time::Duration;
+
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::retry::Retry;
+use crate::metrics::PipelineMetrics;
+use stampede_core::Error;
+use stampede_core::issuance::{campaign_of_topic, dead_letter_topic};
+use stampede_core::kafka::{KafkaConfig, kafka};
+
+/// The reason of a row whose seq another user already holds.
+pub(super) const SEQ_CONFLICT: &str = "seq_conflict";
+/// How long a send already under way may finish after shutdown before it is abandoned.
+const SEND_GRACE: Duration = Duration::from_secs(2);
+
+/// One message on its way to the dead-letter topic.
+pub(super) struct Letter<'a> {
+    topic: &'a str,
+    key: Option<&'a str>,
+    payload: &'a [u8],
+    reason: &'a str,
+    source: String,
+}
+
+impl<'a> Letter<'a> {
+    /// `m`, as it was consumed, with why it cannot be stored.
+    pub(super) fn of(m: &'a OwnedMessage, reason: &'a str) -> Self {
+        Self {
+            topic: m.topic(),
+            key: m.key().and_then(|k| std::str::from_utf8(k).ok()),
+            payload: m.payload().unwrap_or_default(),
+            reason,
+            source: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
+        }
+    }
+}
+
+/// The producer of dead letters.
+pub(super) struct DeadLetters {
+    producer: FutureProducer,
+    metrics: PipelineMetrics,
+    shutdown: CancellationToken,
+}
+
+impl DeadLetters {
+    pub(super) fn new(
+        kafka_config: &KafkaConfig,
+        metrics: PipelineMetrics,
+        shutdown: CancellationToken,
+    ) -> Result<Self, Error> {
+        let producer = kafka_config.producer(5).create().map_err(kafka)?;
+        Ok(Self {
+            producer,
+            metrics,
+            shutdown,
+        })
+    }
+
+    /// Sends `letter` to its campaign's dead-letter topic, retrying until Kafka acknowledged
+    /// it: true then, false when shutdown came first (the letter may or may not have
+    /// arrived; the caller must not commit past it, so it is sent again after a replay).
+    pub(super) async fn send(&self, letter: Letter<'_>) -> bool {
+        let campaign = campaign_of_topic(letter.topic).unwrap_or("unknown");
+        let dlq_topic = dead_letter_topic(campaign);
+        tracing::warn!(source = %letter.source, reason = %letter.reason, "dead-lettering message");
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "stampede-reason",
+                value: Some(letter.reason),
+            })
+            .insert(Header {
+                key: "stampede-source",
+                value: Some(&letter.source),
+            });
+        let mut retry = Retry::new("dead-letter produce");
+        loop {
+            let mut record = FutureRecord::to(&dlq_topic)
+                .payload(letter.payload)
+                .headers(headers.clone());
+            if let Some(k) = letter.key {
+                record = record.key(k);
+            }
+            let sent = tokio::select! {
+                r = self.producer.send(record, Duration::from_secs(5)) => r,
+                _ = after_grace(&self.shutdown) => break,
+            };
+            match sent {
+                Ok(_) => {
+                    retry.succeeded();
+                    let m = &self.metrics.dead_lettered;
+                    m.with_label_values(&[letter.topic]).inc();
+                    return true;
+                }
+                Err((e, _)) => retry.failed(&format_args!("{e} (topic {dlq_topic})")),
+            }
+            if !retry.wait(&self.shutdown).await {
+                break;
+            }
+        }
+        tracing::warn!(source = %letter.source, "shutdown before the dead letter was acknowledged; it will be replayed");
+        false
+    }
+}
+
+/// Completes [`SEND_GRACE`] after shutdown.
+async fn after_grace(shutdown: &CancellationToken) {
+    shutdown.cancelled().await;
+    tokio::time::sleep(SEND_GRACE).await;
+}

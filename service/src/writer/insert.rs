@@ -1,0 +1,110 @@
+//! Rows into PostgreSQL: a batch in one statement, retried until the database takes it;
+//! a batch it refuses as data is written row by row and only the rows it still refuses go
+//! to the dead-letter topic (a seq another user holds counted and logged as such).
+
+use std::collections::HashMap;
+
+use rdkafka::message::OwnedMessage;
+
+use super::Writer;
+use super::dead_letter::{Letter, SEQ_CONFLICT};
+use super::retry::Retry;
+use stampede_core::Error;
+use stampede_core::db;
+use stampede_core::issuance::Issuance;
+
+impl Writer {
+    /// Writes `rows` (decoded from `sources`, index by index); false when shutdown came
+    /// first, and then nothing may be committed (the batch is replayed later). One bad
+    /// row must not hold the partition.
+    pub(super) async fn write(&self, rows: &[Issuance], sources: &[&OwnedMessage]) -> bool {
+        if rows.is_empty() {
+            return true;
+        }
+        match self.insert_retrying(rows).await {
+            None => return false,
+            Some(Ok(())) => return true,
+            Some(Err(e)) => tracing::error!(error = %e, "batch refused; writing row by row"),
+        }
+        for (row, source) in rows.iter().zip(sources) {
+            match self.insert_retrying(std::slice::from_ref(row)).await {
+                None => return false,
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    if !self.refuse(row, source, &e).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Dead-letters a row the database refused; false when shutdown came first.
+    async fn refuse(&self, row: &Issuance, source: &OwnedMessage, e: &Error) -> bool {
+        let reason = if db::is_seq_conflict(e) {
+            let conflicts = &self.metrics.writer_seq_conflicts;
+            conflicts.with_label_values(&[&row.campaign]).inc();
+            // Redis handed a seq that PostgreSQL already holds for another user: it lost
+            // acknowledged writes. Loud, and kept whole in the dead-letter topic.
+            tracing::error!(campaign = %row.campaign, seq = row.seq, "seq conflict: another user already holds this seq");
+            SEQ_CONFLICT.to_owned()
+        } else {
+            e.to_string()
+        };
+        self.dlq.send(Letter::of(source, &reason)).await
+    }
+
+    /// Inserts `rows`, retrying with backoff everything but a refusal of the data itself
+    /// (the database away, read-only, broken, misconfigured: it holds the partition until
+    /// it is fixed, and nothing is skipped). `None` when shutdown came first; `Some(Err)`
+    /// for a data error.
+    async fn insert_retrying(&self, rows: &[Issuance]) -> Option<Result<(), Error>> {
+        let mut retry = Retry::new("database write");
+        loop {
+            match db::insert_batch(&self.pool, rows).await {
+                Ok(new) => {
+                    retry.succeeded();
+                    self.record(rows, new);
+                    return Some(Ok(()));
+                }
+                Err(e) if db::is_data_error(&e) => {
+                    self.metrics.writer_db_errors.inc();
+                    return Some(Err(e));
+                }
+                Err(e) => {
+                    self.metrics.writer_db_errors.inc();
+                    retry.failed(&format_args!("{e} ({} rows)", rows.len()));
+                }
+            }
+            if !retry.wait(&self.shutdown).await {
+                return None;
+            }
+        }
+    }
+
+    fn record(&self, rows: &[Issuance], new: HashMap<String, u64>) {
+        let m = &self.metrics;
+        m.writer_batch_rows.observe(rows.len() as f64);
+        let fresh: u64 = new.values().sum();
+        m.writer_duplicates
+            .inc_by((rows.len() as u64).saturating_sub(fresh));
+        for (c, n) in &new {
+            m.writer_rows.with_label_values(&[c]).inc_by(*n);
+            // Exported at 0 from the campaign's first rows on, so that the first conflict
+            // is an increase an alert can see, not a series that appears at 1.
+            m.writer_seq_conflicts.with_label_values(&[c]);
+        }
+        let now_ms = now_ms();
+        for r in rows {
+            m.issue_to_db
+                .observe((now_ms - r.issued_at_ms).max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

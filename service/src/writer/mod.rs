@@ -1,0 +1,240 @@
+//! The writer: consumes every campaign topic as one consumer group and writes batches to
+//! PostgreSQL. Offsets are committed only after every message of the batch is settled (its
+//! row committed in the database, or the message acknowledged by the dead-letter topic),
+//! so a crash replays (harmlessly: the insert skips rows it already has) and never skips.
+
+mod dead_letter;
+mod insert;
+mod lag;
+mod retry;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::PipelineMetrics;
+use dead_letter::{DeadLetters, Letter};
+use lag::WriterContext;
+use stampede_core::Error;
+use stampede_core::db;
+use stampede_core::issuance::Issuance;
+use stampede_core::kafka::{KafkaConfig, kafka};
+
+/// Every campaign's issuance topic (and not the dead-letter topics, `stampede-dlq.*`).
+pub const ALL_CAMPAIGN_TOPICS: &str = "^stampede\\.[a-z0-9].*";
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Kafka.
+    pub kafka: KafkaConfig,
+    /// Consumer group shared by every writer replica.
+    pub group: String,
+    /// Topics to consume: a name, or a regex when it starts with `^`.
+    pub topics: String,
+    /// PostgreSQL URL.
+    pub database_url: String,
+    /// A batch is written when it holds this many rows…
+    pub batch_rows: usize,
+    /// …or when its first message has waited this long.
+    pub batch_linger: Duration,
+}
+
+type WriterConsumer = StreamConsumer<WriterContext>;
+
+/// Runs until `shutdown`. A batch being written when shutdown comes is finished first, or
+/// left uncommitted (replayed by the next owner of its partitions) when it cannot be.
+pub async fn run(
+    config: WriterConfig,
+    metrics: PipelineMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let pool = db::connect(&config.database_url, 4).await?;
+    let applied = db::migrate(&pool).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let consumer = Arc::new(consumer(&config, &metrics)?);
+    let dlq = DeadLetters::new(&config.kafka, metrics.clone(), shutdown.clone())?;
+    let lag = tokio::spawn(lag::report_lag(
+        consumer.clone(),
+        metrics.consumer_lag.clone(),
+        shutdown.clone(),
+    ));
+    tracing::info!(group = %config.group, "writer running");
+    let w = Writer {
+        config,
+        metrics,
+        pool,
+        consumer,
+        dlq,
+        shutdown,
+    };
+    let result = w.run().await;
+    w.shutdown.cancel();
+    // The lag reporter holds the consumer; it must let go before the consumer is closed
+    // here, not later on a blocking thread the runtime would wait for at exit.
+    let _ = lag.await;
+    w.close().await;
+    tracing::info!("writer stopped");
+    result
+}
+
+fn consumer(config: &WriterConfig, metrics: &PipelineMetrics) -> Result<WriterConsumer, Error> {
+    let consumer: WriterConsumer = config
+        .kafka
+        .client()
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // A writer that died is noticed in seconds, not the default 45 s, so its
+        // partitions move to a live writer quickly.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .set("fetch.min.bytes", "1")
+        .create_with_context(WriterContext::new(metrics.consumer_lag.clone()))
+        .map_err(kafka)?;
+    // A regex subscription picks up campaigns created after the writer started.
+    consumer.subscribe(&[&config.topics]).map_err(kafka)?;
+    Ok(consumer)
+}
+
+struct Writer {
+    config: WriterConfig,
+    metrics: PipelineMetrics,
+    pool: PgPool,
+    consumer: Arc<WriterConsumer>,
+    dlq: DeadLetters,
+    shutdown: CancellationToken,
+}
+
+impl Writer {
+    async fn run(&self) -> Result<(), Error> {
+        while let Some(batch) = self.next_batch().await {
+            if batch.is_empty() {
+                continue;
+            }
+            if !self.settle(&batch).await {
+                // Shut down before every message was settled: nothing is committed, the
+                // next owner of these partitions replays the batch.
+                return Ok(());
+            }
+            self.commit(&batch);
+        }
+        Ok(())
+    }
+
+    /// Puts every message of `batch` in PostgreSQL or the dead-letter topic; false when
+    /// shutdown came first.
+    async fn settle(&self, batch: &[OwnedMessage]) -> bool {
+        let (mut rows, mut sources) = (Vec::with_capacity(batch.len()), Vec::new());
+        for m in batch {
+            match Issuance::from_json(m.payload().unwrap_or_default()) {
+                Ok(i) => {
+                    rows.push(i);
+                    sources.push(m);
+                }
+                Err(reason) => {
+                    if !self.dlq.send(Letter::of(m, &reason)).await {
+                        return false;
+                    }
+                }
+            }
+        }
+        self.write(&rows, &sources).await
+    }
+
+    /// Waits for a first message, then gathers more until the batch is full or has lingered.
+    async fn next_batch(&self) -> Option<Vec<OwnedMessage>> {
+        let first = tokio::select! {
+            _ = self.shutdown.cancelled() => return None,
+            m = self.consumer.recv() => m,
+        };
+        let mut batch = Vec::with_capacity(self.config.batch_rows);
+        match first {
+            Ok(m) => batch.push(m.detach()),
+            Err(e) => {
+                tracing::warn!(error = %e, "kafka receive failed");
+                return Some(batch);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+        while batch.len() < self.config.batch_rows {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => batch.push(m.detach()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka receive failed");
+                        break;
+                    }
+                },
+            }
+        }
+        Some(batch)
+    }
+
+    /// Commits, per partition, the offset after the last message of the batch.
+    fn commit(&self, batch: &[OwnedMessage]) {
+        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
+        for m in batch {
+            let e = next.entry((m.topic(), m.partition())).or_insert(0);
+            *e = (*e).max(m.offset() + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in next {
+            if let Err(e) = tpl.add_partition_offset(t, p, Offset::Offset(o)) {
+                tracing::warn!(error = %e, "bad offset");
+            }
+        }
+        // Asynchronous: the rows are already committed, so waiting for the broker's answer
+        // would only stall the next batch. A commit that is lost (crash, rebalance) makes
+        // the next owner replay from the previous one: duplicates, which the insert skips.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed");
+        }
+    }
+
+    /// Lets go of Kafka in order: the dead-letter producer (every letter was awaited; one
+    /// still queued was abandoned and is not committed past, so it is purged), then the
+    /// consumer, which leaves the group so its partitions
+    /// move at once. Both block, so they close on a thread of their own, waited for no
+    /// longer than [`CLOSE_LIMIT`]: a broker that does not answer must not keep a stopping
+    /// writer alive (nothing is lost: uncommitted messages are replayed), and a plain
+    /// thread, unlike the runtime's blocking pool, does not hold up the process exit.
+    async fn close(self) {
+        let Writer {
+            consumer,
+            dlq,
+            pool,
+            ..
+        } = self;
+        pool.close().await;
+        let (done, closed) = tokio::sync::oneshot::channel();
+        let closing = std::thread::Builder::new()
+            .name("writer-close".into())
+            .spawn(move || {
+                drop(dlq);
+                drop(consumer);
+                let _ = done.send(());
+            });
+        if let Err(e) = closing {
+            tracing::warn!(error = %e, "cannot start the closing thread; leaving kafka as is");
+            return;
+        }
+        if tokio::time::timeout(CLOSE_LIMIT, closed).await.is_err() {
+            tracing::warn!(limit = ?CLOSE_LIMIT, "kafka clients did not close in time");
+        }
+    }
+}
+
+/// How long a stopping writer waits for its Kafka clients to close.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);

@@ -1,0 +1,202 @@
+//! The writer on real Kafka and PostgreSQL, where its inputs or its database go wrong: a
+//! seq that another user already holds is dead-lettered loudly (a replay of the same
+//! issuance is not), and a database that turns read-only for a while holds the stream up
+//! without dead-lettering anything, and a dead letter Kafka never acknowledged is not
+//! committed past. Slow; needs `scripts/stack up`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::letters::{
+    DeadLetters, issuance, produce, produce_issuance, producer, stream_in_background,
+};
+use common::pipeline::{Fixture, spawn_writer, writer_config};
+use common::private::PrivatePostgres;
+use common::stack::{stack_kafka, wait_rows};
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seq_held_by_another_user_is_dead_lettered_loudly_and_a_replay_is_not() {
+    let f = Fixture::new("seq-conflict", 100, 1).await;
+    let c = &f.campaign;
+    let holder = issuance(c, "holder", 1);
+    // Redis lost the write that gave seq 1 to `holder` and gave it again to `second`.
+    let second = issuance(c, "second", 1);
+    let other = issuance(c, "other", 2);
+    let p = producer(&f.brokers);
+    // One partition, produced before the writer starts: one batch holds them all, the
+    // replay of `holder` after the conflict included.
+    for i in [&holder, &second, &holder, &other] {
+        produce_issuance(&p, i).await;
+    }
+    let writer = f.spawn_writer();
+    let pool = f.pool().await;
+    assert_eq!(wait_rows(&pool, c, 2, Duration::from_secs(30)).await, 2);
+    let letters = DeadLetters::open(&f.brokers, c)
+        .drain(Duration::from_secs(5))
+        .await;
+    let want = [("second".to_owned(), vec!["seq_conflict".to_owned()])];
+    assert_eq!(
+        letters,
+        want.into_iter().collect(),
+        "only the conflicting row, not the replay"
+    );
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT user_id, seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq",
+    )
+    .bind(c)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, [("holder".to_owned(), 1), ("other".to_owned(), 2)]);
+    let text = f.metrics.render();
+    let counter = format!("stampede_writer_seq_conflicts_total{{campaign=\"{c}\"}}");
+    assert_eq!(common::sample(&text, &counter), 1.0, "{text}");
+    f.stop([writer]).await;
+}
+
+/// Runs `sql` (one statement) as the private server's superuser, in a session that is never
+/// read-only itself.
+async fn admin(pg: &PrivatePostgres, sql: &str) {
+    let mut conn = sqlx::PgConnection::connect(&pg.url()).await.unwrap();
+    for stmt in ["SET default_transaction_read_only = off", sql] {
+        sqlx::query(stmt).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+}
+
+/// Turns the whole server read-only, as a failover to a standby does, and ends every
+/// session of `database` so that the writer's next attempt meets the read-only server.
+async fn go_read_only(pg: &PrivatePostgres, database: &str) {
+    admin(pg, "ALTER SYSTEM SET default_transaction_read_only = on").await;
+    admin(pg, "SELECT pg_reload_conf()").await;
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+    );
+    admin(pg, &kill).await;
+}
+
+async fn go_writable(pg: &PrivatePostgres) {
+    admin(pg, "ALTER SYSTEM RESET default_transaction_read_only").await;
+    admin(pg, "SELECT pg_reload_conf()").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_read_only_for_ten_seconds_dead_letters_nothing() {
+    const N: u64 = 3_000;
+    let pg = PrivatePostgres::start();
+    let f = Fixture::on("read-only", N, 2, stack_kafka(), &pg.url()).await;
+    let writer = f.spawn_writer();
+    let streaming = stream_in_background(&f.brokers, &f.campaign, N, 100, false);
+    let pool = f.pool().await;
+    let got = wait_rows(&pool, &f.campaign, 500, Duration::from_secs(30)).await;
+    assert!(got >= 500, "only {got} rows before the failover");
+    let database = f.db.rsplit_once('/').unwrap().1.to_owned();
+    go_read_only(&pg, &database).await;
+    // The outage lasts as long as the drill says, not a synchronisation sleep.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = common::sample(&f.metrics.render(), "stampede_writer_db_errors_total");
+    go_writable(&pg).await;
+    streaming.await.unwrap();
+
+    let pool = f.pool().await;
+    let rows = wait_rows(&pool, &f.campaign, N as i64, Duration::from_secs(60)).await;
+    assert_eq!(
+        rows, N as i64,
+        "every issuance arrives once the database is writable"
+    );
+    let letters = DeadLetters::open(&f.brokers, &f.campaign)
+        .drain(Duration::from_secs(3))
+        .await;
+    assert!(letters.is_empty(), "nothing dead-lettered: {letters:?}");
+    assert!(
+        during >= 1.0,
+        "the writer met the read-only database and retried"
+    );
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT seq) FROM coupon_issuances WHERE campaign = $1")
+            .bind(&f.campaign)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(distinct, N as i64, "each seq once");
+    f.stop([writer]).await;
+}
+
+/// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
+async fn committed(f: &Fixture) -> i64 {
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    let group = writer_config(&f.brokers, &f.db, &f.campaign).group;
+    let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&stampede_core::issuance::topic(&f.campaign), 0);
+    let got =
+        tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(10)))
+            .await
+            .unwrap()
+            .unwrap();
+    got.elements()[0].offset().to_raw().unwrap_or(-1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
+    let f = Fixture::new("dlq-away", 100, 1).await;
+    let c = &f.campaign;
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+    let dlq = stampede_core::issuance::dead_letter_topic(c);
+    admin
+        .delete_topics(&[&dlq], &AdminOptions::new())
+        .await
+        .unwrap();
+    let p = producer(&f.brokers);
+    produce(&p, c, "poison", b"not json").await;
+    for n in 0..5 {
+        produce_issuance(&p, &issuance(c, &format!("u-{n}"), n + 1)).await;
+    }
+    let writer = f.spawn_writer();
+    // Lag 0: the writer has taken all six messages and is stuck on the dead letter.
+    let lag = format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{c}\"}} 0");
+    common::eventually(
+        "the writer holds the batch",
+        Duration::from_secs(30),
+        || async { f.metrics.render().contains(&lag).then_some(()) },
+    )
+    .await;
+    f.shutdown.cancel();
+    let ended = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    ended
+        .expect("the writer stops within seconds")
+        .unwrap()
+        .unwrap();
+    assert!(
+        committed(&f).await <= 0,
+        "nothing committed past the poison"
+    );
+
+    // With its dead-letter topic back, a new writer settles everything.
+    stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
+        .await
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let config = writer_config(&f.brokers, &f.db, c);
+    let again = spawn_writer(config, &f.metrics, &shutdown);
+    let pool = f.pool().await;
+    assert_eq!(wait_rows(&pool, c, 5, Duration::from_secs(30)).await, 5);
+    let letter = DeadLetters::open(&f.brokers, c)
+        .next(Duration::from_secs(30))
+        .await;
+    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
+    shutdown.cancel();
+    again.await.unwrap().unwrap();
+}
