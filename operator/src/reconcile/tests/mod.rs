@@ -1,8 +1,9 @@
 //! Unit tests of reconcile: its backoff policy, and the whole pipeline against a fake API
 //! server (`apiserver.rs`) and the in-memory backends, one test per branch
-//! (`pipeline.rs`).
+//! (`pipeline.rs`), and cleanup when a backend stays away (`cleanup.rs`).
 
 mod apiserver;
+mod cleanup;
 mod pipeline;
 
 use std::time::Duration;
