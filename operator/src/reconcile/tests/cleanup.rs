@@ -97,8 +97,7 @@ async fn redis_gone_past_the_drain_timeout_releases_the_finalizer_with_a_warning
 #[tokio::test]
 async fn a_missing_secret_past_the_drain_timeout_releases_the_finalizer() {
     let secret = "  redis: {secretRef: {name: backends, key: redis-url}}\n";
-    let (_, api, result) =
-        deleting_without_redis("2026-01-01T00:00:00Z", "Delete", secret).await;
+    let (_, api, result) = deleting_without_redis("2026-01-01T00:00:00Z", "Delete", secret).await;
     assert_eq!(result.unwrap(), Action::await_change());
     assert!(finalizer_released(&api));
     assert_eq!(api.event_reasons(), ["CleanupAbandoned"]);
