@@ -88,8 +88,14 @@ async fn slow_bodies_get_408_and_never_starve_normal_clients() {
         "only {} normal requests",
         statuses.len()
     );
-    let refused = statuses.iter().filter(|&&s| s != 201).count();
-    assert_eq!(refused, 0, "normal clients refused: {statuses:?}");
+    let refused: Vec<_> = statuses.iter().filter(|&&s| s != 201).collect();
+    let first = &refused[..refused.len().min(5)];
+    assert!(
+        refused.is_empty(),
+        "{} of {} normal requests refused, e.g. {first:?}",
+        refused.len(),
+        statuses.len()
+    );
     for task in slow {
         let (answer, took) = task.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
