@@ -129,7 +129,8 @@ impl SoldOutCache {
         let Ok(campaign) = CampaignId::parse(name) else {
             return self.clear(name);
         };
-        // While Redis is away the entry stays: sold out is still the truth.
+        // A recheck or two may fail while the entry stays (sold out is most likely still
+        // the truth); after MAX_FAILED_RECHECKS in a row nothing vouches for it any more.
         // A total that moved since the holders were read means a restock (and maybe new
         // holders), even if the new stock is gone again already.
         let loaded_total = entry.holders.get().map(|(t, _)| *t);
