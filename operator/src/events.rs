@@ -48,6 +48,8 @@ string_enum! {
         DrainTimedOut,
         /// Cleanup deleted the campaign's data.
         Deleted,
+        /// Cleanup kept failing past the drain timeout; the finalizer was released anyway.
+        CleanupAbandoned,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The operator's lifecycle on a real control plane with the stack's real Redis and
-//! Kafka: what the API server refuses (CEL), deletion under both policies, and an operator
-//! killed mid-reconcile.
+//! Kafka: what the API server refuses (CEL), deletion under both policies (and with Redis
+//! gone), and an operator killed mid-reconcile.
 
 mod common;
 
@@ -136,6 +136,48 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
     }
     retain_closes_and_keeps_the_data(&c, &keep).await;
     delete_waits_for_the_outbox_then_removes_the_data(&c, &store, &gone).await;
+    op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_with_redis_gone_releases_the_finalizer_after_the_drain_timeout() {
+    let c = Cluster::start().await;
+    let name = unique("orphan");
+    let _f = Forget(name.clone());
+    let op = Operator::start_draining(&c.cp.kubeconfig, stack_defaults(), Duration::from_secs(3));
+    // Nothing listens on port 1: every Redis call of this campaign fails at once.
+    let yaml = minimal_campaign(5).replace(
+        "spec: {",
+        "spec: {deletionPolicy: Delete, redis: {url: 'redis://127.0.0.1:1'}, ",
+    );
+    c.create(&name, &yaml).await.unwrap();
+    eventually("finalizer added", Duration::from_secs(30), || {
+        let api = c.campaigns();
+        let name = name.clone();
+        async move {
+            let cc = api.get(&name).await.unwrap();
+            cc.finalizers()
+                .contains(&FINALIZER.to_owned())
+                .then_some(())
+        }
+    })
+    .await;
+    c.campaigns()
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    gone_from_the_api(
+        &c,
+        "campaign with Redis gone released",
+        &name,
+        Duration::from_secs(40),
+    )
+    .await;
+    let reasons = c.event_reasons(&name).await;
+    assert!(
+        reasons.contains(&"CleanupAbandoned".to_owned()),
+        "{reasons:?}"
+    );
     op.stop().await;
 }
 

@@ -24,6 +24,10 @@ pub struct ServeConfig {
     pub soldout_recheck: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive before 408 `request_timeout`.
+    pub body_timeout: Duration,
+    /// How long a request may take, headers to answer, before 503 `timeout`.
+    pub request_timeout: Duration,
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
     /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
@@ -71,6 +75,8 @@ pub async fn serve(
         metrics,
         in_flight: InFlight::new(config.max_in_flight),
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.body_timeout,
+        request_timeout: config.request_timeout,
     });
     tracing::info!(addr = %listener.local_addr()?, max_in_flight = config.max_in_flight, "serving");
     axum::serve(listener, router(state))

@@ -2,13 +2,19 @@
 //! coupon is gone; once a replica has seen SOLD_OUT it answers those requests from memory.
 //!
 //! A holder asking again must still get their coupon (200), so a sold-out entry carries
-//! the hashes of every holder, read once from Redis. A request whose user hash is absent
-//! is certainly not a holder and gets 410 from memory; a hit (a holder, or a rare hash
-//! collision) goes to Redis for the exact answer. A refresher re-reads each sold-out
-//! campaign's stock and drops the entry after a restock.
+//! a Bloom filter of the hashes of every holder, read once from Redis and sized from the
+//! stock (about 2 bytes a holder, capped per campaign; see `bloom`). A request whose user
+//! is absent from it is certainly not a holder and gets 410 from memory; a hit (a holder,
+//! or a false positive at about 0.1 %) goes to Redis for the exact answer. A refresher
+//! re-reads each sold-out campaign's stock and drops the entry after a restock, or after
+//! a few rechecks in a row failed: a replica that cannot see Redis does not keep saying
+//! 410 on old knowledge for ever; it asks Redis again (503 `unavailable` while away).
 
-use std::collections::{HashMap, HashSet};
+mod bloom;
+
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -17,13 +23,19 @@ use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IssuanceMetrics;
+use bloom::Bloom;
 use stampede_core::ids::{CampaignId, UserId};
 use stampede_core::store::Store;
 
+/// Rechecks failing in a row after which an entry is dropped (then Redis is asked again).
+const MAX_FAILED_RECHECKS: u32 = 3;
+
 /// One campaign known to be sold out.
 struct SoldOut {
-    /// Hashes of the holders' user ids, once loaded, with the stock total they belong to.
-    holders: OnceLock<(u64, HashSet<u64>)>,
+    /// The holders' user-id hashes, once loaded, with the stock total they belong to.
+    holders: OnceLock<(u64, Bloom)>,
+    /// Rechecks that failed since the last one that succeeded.
+    failed_rechecks: AtomicU32,
     /// The ready-made 410 body, so the hot path neither formats nor serialises.
     body: Bytes,
     /// This campaign's counters, resolved once instead of per request.
@@ -56,7 +68,7 @@ impl SoldOutCache {
         let map = self.campaigns.read().unwrap();
         let entry = map.get(campaign.as_str())?;
         let (_, holders) = entry.holders.get()?;
-        if holders.contains(&self.hasher.hash_one(user.as_str())) {
+        if holders.may_contain(self.hasher.hash_one(user.as_str())) {
             return None;
         }
         entry.memory_answers.inc();
@@ -72,6 +84,7 @@ impl SoldOutCache {
         }
         let entry = SoldOut {
             holders: OnceLock::new(),
+            failed_rechecks: AtomicU32::new(0),
             body: body(),
             memory_answers: self.metrics.soldout_from_memory.with_label_values(&[c]),
             sold_out_decisions: self.metrics.decisions.with_label_values(&[c, "sold_out"]),
@@ -116,7 +129,8 @@ impl SoldOutCache {
         let Ok(campaign) = CampaignId::parse(name) else {
             return self.clear(name);
         };
-        // While Redis is away the entry stays: sold out is still the truth.
+        // A recheck or two may fail while the entry stays (sold out is most likely still
+        // the truth); after MAX_FAILED_RECHECKS in a row nothing vouches for it any more.
         // A total that moved since the holders were read means a restock (and maybe new
         // holders), even if the new stock is gone again already.
         let loaded_total = entry.holders.get().map(|(t, _)| *t);
@@ -129,22 +143,46 @@ impl SoldOutCache {
                 return self.clear(name);
             }
             Err(e) => {
+                let failed = entry.failed_rechecks.fetch_add(1, Ordering::Relaxed) + 1;
+                if failed >= MAX_FAILED_RECHECKS {
+                    tracing::warn!(campaign = name, error = %e, failed, "sold-out rechecks keep failing; asking Redis");
+                    return self.clear(name);
+                }
                 tracing::debug!(campaign = name, error = %e, "sold-out recheck failed");
                 return;
             }
         };
+        entry.failed_rechecks.store(0, Ordering::Relaxed);
         if entry.holders.get().is_none() {
-            match store.holder_hashes(&campaign, &self.hasher).await {
-                Ok(set) => {
-                    tracing::info!(
-                        campaign = name,
-                        holders = set.len(),
-                        "sold out; answering from memory"
-                    );
-                    let _ = entry.holders.set((total, set));
-                }
-                Err(e) => tracing::warn!(campaign = name, error = %e, "loading holders failed"),
+            self.load_holders(store, &campaign, entry, total).await;
+        }
+    }
+
+    /// Reads every holder into a filter sized for `total` (holders never exceed the stock).
+    async fn load_holders(
+        &self,
+        store: &Store,
+        campaign: &CampaignId,
+        entry: &SoldOut,
+        total: u64,
+    ) {
+        let mut filter = Bloom::new(total, bloom::FALSE_POSITIVE_RATE, bloom::MAX_BYTES);
+        let mut holders = 0u64;
+        let read = store.holder_hashes(campaign, &self.hasher, |h| {
+            filter.insert(h);
+            holders += 1;
+        });
+        match read.await {
+            Ok(()) => {
+                tracing::info!(
+                    campaign = %campaign,
+                    holders,
+                    filter_bytes = filter.bytes(),
+                    "sold out; answering from memory"
+                );
+                let _ = entry.holders.set((total, filter));
             }
+            Err(e) => tracing::warn!(campaign = %campaign, error = %e, "loading holders failed"),
         }
     }
 }

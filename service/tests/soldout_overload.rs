@@ -49,19 +49,57 @@ async fn sell_out(svc: &Service, c: &str, stock: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sold_out_is_answered_from_memory_without_redis() {
-    let (mut redis, svc, store) = setup().await;
+async fn sold_out_is_answered_from_memory_without_redis_until_rechecks_keep_failing() {
+    let (mut redis, svc, store) =
+        setup_with(|cfg| cfg.soldout_recheck = Duration::from_millis(1_000)).await;
     store.ensure_campaign(&id("gone"), 3, None).await.unwrap();
     sell_out(&svc, "gone", 3).await;
 
     redis.stop();
+    let stopped = Instant::now();
+    // Three failed rechecks take about two seconds: until then, memory answers.
     for i in 0..50 {
         let (s, b) = svc.issue("gone", &format!("after-{i}")).await;
         assert_eq!((s, b["error"].as_str()), (410, Some("sold_out")));
     }
+    assert!(
+        stopped.elapsed() < Duration::from_millis(900),
+        "too slow to tell"
+    );
     // A holder's answer needs Redis, which is away: a clear 503, not a wrong 410.
     let (s, b) = svc.issue("gone", "winner-0").await;
     assert_eq!((s, b["error"].as_str()), (503, Some("unavailable")));
+    // Once rechecks keep failing the entry expires: Redis is asked, 503 while it is away,
+    // never a stale 410 for ever.
+    let mut n = 0;
+    eventually("the sold-out entry expires", Duration::from_secs(5), || {
+        n += 1;
+        let user = format!("later-{n}");
+        let svc = &svc;
+        async move { (svc.issue("gone", &user).await.0 == 503).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_holder_gets_their_coupon_and_non_holders_410_from_memory() {
+    let (_redis, svc, store) = setup().await;
+    store.ensure_campaign(&id("many"), 300, None).await.unwrap();
+    sell_out(&svc, "many", 300).await;
+    let memory = "stampede_soldout_memory_answers_total{campaign=\"many\"}";
+    let before = svc.metric(memory).await;
+    for i in 0..300 {
+        let (s, b) = svc.issue("many", &format!("winner-{i}")).await;
+        assert_eq!(s, 200, "winner-{i}: {b}");
+        assert_eq!(b["userId"], format!("winner-{i}"));
+    }
+    for i in 0..300 {
+        let (s, b) = svc.issue("many", &format!("loser-{i}")).await;
+        assert_eq!((s, b["error"].as_str()), (410, Some("sold_out")));
+    }
+    // All but the filter's rare false positives (sent to Redis, also 410) from memory.
+    let from_memory = svc.metric(memory).await - before;
+    assert!(from_memory >= 295.0, "{from_memory} of 300 from memory");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,18 +41,16 @@ impl Store {
         }
     }
 
-    /// Hashes of every holder's user id (the sold-out short-circuit's membership test).
+    /// Hands the hash of every holder's user id to `insert` (the sold-out short-circuit's
+    /// membership test), a slice at a time, so the caller decides how much it keeps.
     pub async fn holder_hashes(
         &self,
         campaign: &CampaignId,
         hasher: &RandomState,
-    ) -> Result<HashSet<u64>, Error> {
-        let mut set = HashSet::new();
-        self.scan_holders(campaign, |user, _| {
-            set.insert(hasher.hash_one(user.as_str()));
-        })
-        .await?;
-        Ok(set)
+        mut insert: impl FnMut(u64),
+    ) -> Result<(), Error> {
+        self.scan_holders(campaign, |user, _| insert(hasher.hash_one(user.as_str())))
+            .await
     }
 
     /// Every holder with its record (for the audit).

@@ -1,5 +1,7 @@
 //! Cleanup under the finalizer: close the campaign; under `deletionPolicy: Delete`, let
-//! the outbox drain (bounded), then delete the Redis keys and topics.
+//! the outbox drain (bounded), then delete the Redis keys and topics. When Redis, Kafka or a
+//! Secret stays away past the drain timeout, it records what was left behind and lets the
+//! finalizer go, so deleting a namespace never hangs on a backend that is gone.
 
 use std::time::Duration;
 
@@ -18,7 +20,9 @@ use crate::loadtest::shadow_id;
 use crate::validate::{Plan, validate};
 
 /// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
-/// (bounded by the drain timeout), then remove Redis data and the topics.
+/// (bounded by the drain timeout), then remove Redis data and the topics. A failure is
+/// retried until the drain timeout has passed since deletion started; then it is recorded
+/// as a Warning and the finalizer released.
 pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let plan = match validate(cc, &ctx.defaults) {
         Ok(p) => p,
@@ -26,7 +30,57 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
         Err(Error::InvalidSpec(_)) => return Ok(Action::await_change()),
         Err(e) => return Err(e),
     };
-    let conns = match connections(&ctx.client, &plan).await {
+    match clean(cc, ctx, &plan).await {
+        Err(e) if waited(cc) >= ctx.drain_timeout => {
+            abandon(cc, ctx, &plan, &e).await;
+            Ok(Action::await_change())
+        }
+        result => result,
+    }
+}
+
+/// Gives up on a cleanup that kept failing: says what stays behind, so someone can remove
+/// it by hand, and lets the finalizer go.
+async fn abandon(cc: &CouponCampaign, ctx: &Context, plan: &Plan, e: &Error) {
+    let c = &plan.campaign;
+    let left = match plan.deletion_policy {
+        DeletionPolicy::Retain => format!("campaign {c} may still be open in Redis"),
+        DeletionPolicy::Delete => format!(
+            "the Redis keys {{stampede:{c}}}:* (and those of its load-test shadows) and the \
+             topics {} and {} may remain",
+            stampede_core::issuance::topic(c.as_str()),
+            stampede_core::issuance::dead_letter_topic(c.as_str()),
+        ),
+    };
+    let note = format!(
+        "cleanup still failing after {:?} ({e}); releasing the finalizer: {left}",
+        ctx.drain_timeout
+    );
+    tracing::warn!(campaign = %c, "{note}");
+    publish(
+        ctx,
+        cc,
+        EventType::Warning,
+        EventReason::CleanupAbandoned,
+        note,
+    )
+    .await;
+}
+
+/// How long ago deletion of `cc` started (zero when it has not).
+fn waited(cc: &CouponCampaign) -> Duration {
+    cc.meta()
+        .deletion_timestamp
+        .as_ref()
+        .map_or(Duration::ZERO, |t| {
+            let ms = stampede_core::clock::now_ms() - t.0.as_millisecond();
+            Duration::from_millis(ms.max(0) as u64)
+        })
+}
+
+/// The cleanup proper: close, and under `Delete` drain and delete.
+async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action, Error> {
+    let conns = match connections(&ctx.client, plan).await {
         Ok(c) => c,
         Err(Error::Secret(m)) if plan.deletion_policy == DeletionPolicy::Retain => {
             // A namespace being deleted takes its Secrets first; Retain keeps data anyway.
@@ -56,8 +110,8 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
         info!(campaign = %plan.campaign, "closed; data retained");
         return Ok(Action::await_change());
     }
-    drained(cc, ctx, stock.as_ref(), &plan).await?;
-    delete(cc, ctx, stock.as_ref(), &plan, &conns).await?;
+    drained(cc, ctx, stock.as_ref(), plan).await?;
+    delete(cc, ctx, stock.as_ref(), plan, &conns).await?;
     Ok(Action::await_change())
 }
 
@@ -74,15 +128,7 @@ async fn drained(
     if snap.outbox_len == 0 {
         return Ok(());
     }
-    let waited = cc
-        .meta()
-        .deletion_timestamp
-        .as_ref()
-        .map_or(Duration::ZERO, |t| {
-            let ms = stampede_core::clock::now_ms() - t.0.as_millisecond();
-            Duration::from_millis(ms.max(0) as u64)
-        });
-    if waited < ctx.drain_timeout {
+    if waited(cc) < ctx.drain_timeout {
         return Err(Error::OutboxNotDrained {
             pending: snap.outbox_len,
         });

@@ -210,12 +210,17 @@ impl Operator {
 
     /// [`Operator::start`] with other defaults for campaigns.
     pub fn start_with(kubeconfig: &Path, defaults: Defaults) -> Self {
+        Self::start_draining(kubeconfig, defaults, Duration::from_secs(60))
+    }
+
+    /// [`Operator::start_with`] with another drain timeout (how long cleanup is retried).
+    pub fn start_draining(kubeconfig: &Path, defaults: Defaults, drain_timeout: Duration) -> Self {
         let config = Config {
             kubeconfig: Some(kubeconfig.to_owned()),
             metrics_listen: "127.0.0.1:0".parse().unwrap(),
             defaults,
             resync: Duration::from_secs(2),
-            drain_timeout: Duration::from_secs(60),
+            drain_timeout,
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();

@@ -38,6 +38,8 @@ impl LocalService {
             max_in_flight: 512,
             soldout_recheck: Duration::from_millis(50),
             max_body_bytes: 4096,
+            body_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
             relay: None,
             durability: None,
         };

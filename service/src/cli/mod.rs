@@ -61,6 +61,15 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "STAMPEDE_MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,
+    /// Milliseconds a request body may take to arrive before 408 `request_timeout`; it is
+    /// read before the request takes an in-flight slot.
+    #[arg(long, env = "STAMPEDE_BODY_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+    /// Milliseconds a request may take from its headers to its answer before 503 `timeout`.
+    #[arg(long, env = "STAMPEDE_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
@@ -109,6 +118,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 max_in_flight: a.max_in_flight,
                 soldout_recheck: Duration::from_millis(a.soldout_recheck_ms.max(10)),
                 max_body_bytes: a.max_body_bytes,
+                body_timeout: Duration::from_millis(a.body_timeout_ms),
+                request_timeout: Duration::from_millis(a.request_timeout_ms),
                 relay: (!a.no_relay).then(|| a.relay.config("serve")),
                 durability: a.fence(),
             };

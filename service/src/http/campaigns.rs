@@ -81,13 +81,7 @@ async fn read_issue_request(
             "send the body as Content-Type: application/json",
         ));
     }
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body must be at most {max_body} bytes"),
-        )
-    };
+    let too_large = || ApiError::payload_too_large(max_body);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

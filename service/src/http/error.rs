@@ -46,6 +46,35 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(max_body: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {max_body} bytes"),
+        )
+    }
+
+    /// 408 `request_timeout`: the body did not arrive within `limit`.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request body did not arrive within {limit:?}"),
+        )
+    }
+
+    /// 503 `timeout`: the answer took longer than `limit`; retry after a second (issuing
+    /// is idempotent per user, so a retry returns the coupon if one was issued).
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {limit:?}; retry shortly"),
+        )
+        .retry_after(1)
+    }
+
     /// Adds a Retry-After header.
     pub fn retry_after(mut self, secs: u32) -> Self {
         self.retry_after_secs = Some(secs);

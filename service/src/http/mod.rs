@@ -5,9 +5,10 @@ mod campaigns;
 pub mod error;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -39,6 +40,10 @@ pub struct App {
     pub in_flight: InFlight,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// How long a request's body may take to arrive (408 after).
+    pub body_timeout: Duration,
+    /// How long a request may take from its headers to its answer.
+    pub request_timeout: Duration,
 }
 
 /// Builds the router with the HTTP contract in the README.
@@ -95,13 +100,7 @@ async fn track(
     let started = Instant::now();
     let route = path.as_ref().map_or("unmatched", |p| p.as_str());
     let resp = if route.starts_with("/v1/") {
-        match st.in_flight.try_acquire(&st.metrics.http.in_flight) {
-            Some(_slot) => next.run(req).await,
-            None => {
-                st.metrics.http.shed.inc();
-                ApiError::overloaded().into_response()
-            }
-        }
+        admit(&st, req, next).await
     } else {
         next.run(req).await
     };
@@ -121,4 +120,36 @@ async fn track(
         .with_label_values(&[route])
         .observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Reads the body first, bounded in size and time, and only then takes an in-flight slot:
+/// a client trickling its body holds its own connection, never a slot others need. The
+/// handler then runs under the slot until the request's overall deadline.
+async fn admit(st: &App, req: Request, next: Next) -> Response {
+    let deadline = tokio::time::Instant::now() + st.request_timeout;
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    // A body declared too large is refused by the handler without being read.
+    let body = if declared.is_some_and(|n| n > st.max_body_bytes) {
+        body
+    } else {
+        match tokio::time::timeout(st.body_timeout, to_bytes(body, st.max_body_bytes)).await {
+            Ok(Ok(bytes)) => Body::from(bytes),
+            Ok(Err(_)) => return ApiError::payload_too_large(st.max_body_bytes).into_response(),
+            Err(_) => return ApiError::body_timeout(st.body_timeout).into_response(),
+        }
+    };
+    let req = Request::from_parts(parts, body);
+    let Some(_slot) = st.in_flight.try_acquire(&st.metrics.http.in_flight) else {
+        st.metrics.http.shed.inc();
+        return ApiError::overloaded().into_response();
+    };
+    match tokio::time::timeout_at(deadline, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::request_timeout(st.request_timeout).into_response(),
+    }
 }

@@ -1,8 +1,10 @@
 //! Unit tests of reconcile: its backoff policy, and the whole pipeline against a fake API
 //! server (`apiserver.rs`) and the in-memory backends, one test per branch
-//! (`pipeline.rs`); the gate against a close made by hand (`gate.rs`).
+//! (`pipeline.rs`); the gate against a close made by hand (`gate.rs`); cleanup when a
+//! backend stays away (`cleanup.rs`).
 
 mod apiserver;
+mod cleanup;
 mod gate;
 mod pipeline;
 

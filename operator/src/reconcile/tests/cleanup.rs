@@ -1,0 +1,104 @@
+//! Cleanup when a backend stays away: retried while deletion is young, given up (Warning
+//! event, finalizer released) once the drain timeout has passed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use kube::runtime::controller::Action;
+use stampede_core::ids::CampaignId;
+
+use super::apiserver::{ApiServer, Cluster};
+use crate::Error;
+use crate::backends::Stock;
+use crate::backends::fake::FakeBackends;
+use crate::context::{Context, Timings};
+use crate::metrics::Metrics;
+use crate::reconcile::reconcile;
+use crate::validate::tests::{defaults, from_yaml};
+
+/// One reconcile of `spring-sale` (deleted at `deleted_at`, under `policy`, with `extra`
+/// appended to its spec) while Redis is unreachable.
+async fn deleting_without_redis(
+    deleted_at: &str,
+    policy: &str,
+    extra: &str,
+) -> (FakeBackends, ApiServer, Result<Action, Error>) {
+    let fake = FakeBackends::default();
+    let id = CampaignId::parse("spring-sale").unwrap();
+    fake.ensure_campaign(&id, 100, None).await.unwrap();
+    fake.state().topics.insert("spring-sale".into(), 6);
+    fake.state().redis_down = true;
+    let cc = from_yaml(&format!(
+        "apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata:
+  name: spring-sale
+  namespace: shop
+  uid: 0a1b2c3d
+  generation: 1
+  deletionTimestamp: '{deleted_at}'
+  finalizers: [stampede.dev/cleanup]
+spec:
+  stock: 100
+  deletionPolicy: {policy}
+{extra}"
+    ));
+    let cluster = Cluster {
+        available: true,
+        forbidden: None,
+    };
+    let (client, api) = ApiServer::start(&cc, cluster);
+    let timings = Timings {
+        resync: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(60),
+    };
+    let backends = Arc::new(fake.clone());
+    let ctx = Context::new(client, defaults(), backends, Metrics::new(), timings);
+    let result = reconcile(Arc::new(cc), Arc::new(ctx)).await;
+    (fake, api, result)
+}
+
+fn finalizer_released(api: &ApiServer) -> bool {
+    api.find(Method::PATCH, "couponcampaigns/spring-sale")
+        .iter()
+        .any(|c| c.body.to_string().contains("remove"))
+}
+
+#[tokio::test]
+async fn a_young_deletion_without_redis_is_retried_and_keeps_the_finalizer() {
+    let just_now = stampede_core::clock::now_rfc3339();
+    let (_, api, result) = deleting_without_redis(&just_now, "Delete", "").await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(!finalizer_released(&api));
+    assert!(api.event_reasons().is_empty(), "{:?}", api.event_reasons());
+}
+
+#[tokio::test]
+async fn redis_gone_past_the_drain_timeout_releases_the_finalizer_with_a_warning() {
+    let (fake, api, result) = deleting_without_redis("2026-01-01T00:00:00Z", "Delete", "").await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(finalizer_released(&api));
+    assert_eq!(api.event_reasons(), ["CleanupAbandoned"]);
+    let note = api
+        .find(Method::POST, "/events")
+        .iter()
+        .map(|c| c.body["note"].to_string())
+        .collect::<String>();
+    assert!(note.contains("{stampede:spring-sale}:*"), "{note}");
+    assert!(note.contains("stampede.spring-sale"), "{note}");
+    // Nothing was deleted: the data is what the event says was left behind.
+    fake.state().redis_down = false;
+    let id = CampaignId::parse("spring-sale").unwrap();
+    assert!(fake.snapshot(&id).await.unwrap().is_some());
+    assert_eq!(fake.state().topics["spring-sale"], 6);
+}
+
+#[tokio::test]
+async fn a_missing_secret_past_the_drain_timeout_releases_the_finalizer() {
+    let secret = "  redis: {secretRef: {name: backends, key: redis-url}}\n";
+    let (_, api, result) = deleting_without_redis("2026-01-01T00:00:00Z", "Delete", secret).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(finalizer_released(&api));
+    assert_eq!(api.event_reasons(), ["CleanupAbandoned"]);
+}

@@ -1,0 +1,142 @@
+//! Bounded time at the edge: clients trickling their bodies get 408 within the body
+//! timeout and never hold the in-flight slots normal clients need; a request slower than
+//! its deadline gets 503 `timeout`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{RedisServer, id, setup_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BODY_TIMEOUT: Duration = Duration::from_millis(1_000);
+
+/// Sends an issue request's headers, then its 40-byte body one byte every 100 ms; returns
+/// the raw answer and how long after the headers it came.
+async fn trickle(addr: String, user: String) -> (String, Duration) {
+    let mut conn = TcpStream::connect(&addr).await.unwrap();
+    let body = format!("{:<40}", format!("{{\"userId\":\"{user}\"}}"));
+    let head = format!(
+        "POST /v1/campaigns/busy/issue HTTP/1.1\r\nHost: {addr}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut rd, mut wr) = conn.into_split();
+    let writer = tokio::spawn(async move {
+        for b in body.bytes() {
+            if wr.write_all(&[b]).await.is_err() {
+                return; // the server answered and closed
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        while !String::from_utf8_lossy(&answer).contains('}') {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("an answer within 10 s");
+    let took = started.elapsed();
+    writer.abort();
+    (String::from_utf8_lossy(&answer).into_owned(), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_get_408_and_never_starve_normal_clients() {
+    let (_redis, svc, store) = setup_with(|cfg| {
+        cfg.max_in_flight = 8;
+        cfg.body_timeout = BODY_TIMEOUT;
+        cfg.request_timeout = Duration::from_secs(2);
+    })
+    .await;
+    store
+        .ensure_campaign(&id("busy"), 100_000, None)
+        .await
+        .unwrap();
+    let addr = svc.base.trim_start_matches("http://").to_owned();
+    // Three times as many tricklers as there are slots.
+    let slow: Vec<_> = (0..24)
+        .map(|i| tokio::spawn(trickle(addr.clone(), format!("slow-{i}"))))
+        .collect();
+    // Normal clients, for most of the time the tricklers are still sending.
+    let started = Instant::now();
+    let mut statuses = Vec::new();
+    let mut n = 0;
+    while started.elapsed() < BODY_TIMEOUT * 8 / 10 {
+        let batch: Vec<_> = (0..4)
+            .map(|_| {
+                n += 1;
+                svc.issue_request("busy", &format!("normal-{n}")).send()
+            })
+            .collect();
+        for r in futures::future::join_all(batch).await {
+            statuses.push(r.unwrap().status().as_u16());
+        }
+    }
+    assert!(
+        statuses.len() >= 20,
+        "only {} normal requests",
+        statuses.len()
+    );
+    let refused: Vec<_> = statuses.iter().filter(|&&s| s != 201).collect();
+    let first = &refused[..refused.len().min(5)];
+    assert!(
+        refused.is_empty(),
+        "{} of {} normal requests refused, e.g. {first:?}",
+        refused.len(),
+        statuses.len()
+    );
+    for task in slow {
+        let (answer, took) = task.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains(r#""error":"request_timeout""#), "{answer}");
+        assert!(
+            took < BODY_TIMEOUT + Duration::from_millis(700),
+            "408 after {took:?}"
+        );
+    }
+}
+
+/// Makes Redis answer nobody for `ms` milliseconds (CLIENT PAUSE).
+async fn freeze(redis: &RedisServer, ms: u64) {
+    let mut admin = redis.conn().await;
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(ms)
+        .arg("ALL")
+        .query_async::<()>(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_gets_503_timeout() {
+    let (redis, svc, store) = setup_with(|cfg| {
+        cfg.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    store
+        .ensure_campaign(&id("frozen"), 10, None)
+        .await
+        .unwrap();
+    freeze(&redis, 2_000).await;
+    let started = Instant::now();
+    let r = svc.issue_request("frozen", "patient").send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "timeout", "{body}");
+    // The store's own timeout (1 s in the tests) would answer later, as `unavailable`.
+    assert!(took < Duration::from_millis(900), "answered after {took:?}");
+}
