@@ -48,7 +48,7 @@ pub(crate) trait Backends: Send + Sync {
     fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>>;
 }
 
-/// The campaign operations of one Redis (the service library's `Store`).
+/// The campaign operations of one Redis (the core's `Store`).
 pub(crate) trait Stock: Send + Sync {
     /// Creates a campaign or brings it up to `stock` and `window` (never shrinking); with
     /// `gated`, one this call creates is created closed by the gate, in the same call.

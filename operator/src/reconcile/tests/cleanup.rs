@@ -26,7 +26,7 @@ async fn deleting_without_redis(
 ) -> (FakeBackends, ApiServer, Result<Action, Error>) {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None).await.unwrap();
+    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
     fake.state().topics.insert("spring-sale".into(), 6);
     fake.state().redis_down = true;
     let cc = from_yaml(&format!(
