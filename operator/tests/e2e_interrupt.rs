@@ -75,7 +75,10 @@ impl Blocked {
     /// (children applied, no status yet, the request unanswered), and returns when the
     /// request was first held.
     async fn reconcile_in_flight(&self) -> Instant {
-        let held = self.proxy.until_held(Duration::from_secs(60)).await;
+        let Some(held) = self.proxy.until_held(Duration::from_secs(60)).await else {
+            let cc = self.c.campaigns().get(&self.name).await.unwrap();
+            panic!("no stock request reached Redis; status: {:?}", cc.status);
+        };
         let request = String::from_utf8_lossy(&held.request);
         assert!(
             request.contains("EVALSHA") && request.contains(&self.sha),
@@ -143,6 +146,7 @@ impl Blocked {
             e.contains_key("Ready").then_some(e)
         })
         .await;
+        eprintln!("{name}: events {events:?}");
         // Events of the interrupted reconcile were never published (it died before its
         // report stage); nothing may be reported twice, and nothing that did not happen.
         for (reason, at_most) in [("Ready", 1), ("StockProvisioned", 1), ("TopicsCreated", 1)] {
@@ -187,6 +191,20 @@ async fn the_operator_binary_sigtermed_mid_reconcile_exits_promptly_and_a_restar
     assert!(
         took < Duration::from_secs(5),
         "exited {took:?} after SIGTERM"
+    );
+    // Graceful: the reconcile in flight was finished (its Redis call timed out) and
+    // reported before the process exited, not dropped.
+    let cc = b.c.campaigns().get(&b.name).await.unwrap();
+    let redis = cc
+        .status
+        .as_ref()
+        .and_then(|s| condition(s, "RedisProvisioned"));
+    let reason = redis.map(|c| (c.status.as_str(), c.reason.as_str()));
+    assert_eq!(
+        reason,
+        Some(("False", "RedisUnavailable")),
+        "{:?}",
+        cc.status
     );
     b.release_and_land().await;
     let mut restarted = operator_binary(&b);

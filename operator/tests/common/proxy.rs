@@ -68,12 +68,17 @@ impl HoldingProxy {
         self.shared.held.lock().unwrap().clone()
     }
 
-    /// Waits (up to `limit`) until a request is held, returning it.
-    pub async fn until_held(&self, limit: Duration) -> Held {
-        super::eventually("a request held by the proxy", limit, || async {
-            Some(self.held()).filter(|h| h.since.is_some())
-        })
-        .await
+    /// Waits (up to `limit`) until a request is held, returning it; `None` if none was.
+    pub async fn until_held(&self, limit: Duration) -> Option<Held> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let held = self.held();
+            if held.since.is_some() {
+                return Some(held);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 
     /// Forwards what is held and passes everything from now on.
