@@ -1,21 +1,16 @@
 //! The operator's lifecycle on a real control plane with the stack's real Redis and
 //! Kafka: what the API server refuses (CEL), deletion under both policies (and with Redis
-//! gone), and an operator killed mid-reconcile.
+//! gone). (An operator interrupted mid-reconcile: `e2e_interrupt.rs`.)
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use stampede_core::ids::{CampaignId, UserId};
-use stampede_operator::crd::FINALIZER;
 
 const BASE: &str = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
 
@@ -268,73 +263,4 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
     })
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_killed_mid_reconcile_converges_without_duplicates() {
-    let c = Cluster::start().await;
-    let name = unique("crash");
-    let _forget = Forget(name.clone());
-    c.create(&name, &minimal_campaign(40)).await.unwrap();
-    // Kill the operator at different points of its first reconciles, three times over.
-    for delay_ms in [150, 400, 900] {
-        let op = c.operator();
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        op.kill().await;
-    }
-    let op = c.operator();
-    c.mark_campaign_available(&name).await;
-    let s = c
-        .status_until(&name, "Ready", |s| has(s, "Ready", "True"))
-        .await;
-    assert_eq!(s.stock.as_ref().unwrap().total, 40);
-    // Exactly one of each child, one finalizer, the stock provisioned once.
-    assert_eq!(children(&c, &name).await, (2, 1, 1, 1));
-    let cc = c.campaigns().get(&name).await.unwrap();
-    assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
-    let snap = snapshot(&name).await.unwrap();
-    assert_eq!(
-        (snap.total, snap.issued),
-        (40, 0),
-        "provisioned once, not restocked twice"
-    );
-    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
-    // Every field the children carry is owned by the one field manager.
-    let d = c
-        .deployments()
-        .get(&format!("{name}-issuer"))
-        .await
-        .unwrap();
-    assert_eq!(apply_managers(&d), ["stampede-operator"]);
-    op.stop().await;
-}
-
-/// How many Deployments, Services, HPAs and PDBs carry the campaign's label.
-async fn children(c: &Cluster, name: &str) -> (usize, usize, usize, usize) {
-    let selector = ListParams::default().labels(&format!("stampede.dev/campaign={name}"));
-    let count_deploy = Api::<Deployment>::namespaced(c.client.clone(), &c.ns)
-        .list(&selector)
-        .await
-        .unwrap()
-        .items
-        .len();
-    let count_svc = Api::<Service>::namespaced(c.client.clone(), &c.ns)
-        .list(&selector)
-        .await
-        .unwrap()
-        .items
-        .len();
-    let count_hpa = Api::<HorizontalPodAutoscaler>::namespaced(c.client.clone(), &c.ns)
-        .list(&selector)
-        .await
-        .unwrap()
-        .items
-        .len();
-    let count_pdb = Api::<PodDisruptionBudget>::namespaced(c.client.clone(), &c.ns)
-        .list(&selector)
-        .await
-        .unwrap()
-        .items
-        .len();
-    (count_deploy, count_svc, count_hpa, count_pdb)
 }

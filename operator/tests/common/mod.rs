@@ -6,6 +6,7 @@
 mod control_plane;
 pub mod fixtures;
 pub mod node;
+pub mod proxy;
 
 pub use control_plane::*;
 pub use fixtures::*;
@@ -254,6 +255,11 @@ impl Operator {
             .expect("operator stops within 30 s")
             .expect("operator task")
             .expect("operator ran without error");
+    }
+
+    /// True while it runs (it neither failed nor was stopped).
+    pub fn is_running(&self) -> bool {
+        !self.handle.is_finished()
     }
 
     /// Stops it dead, wherever it is (a crash mid-reconcile).

@@ -1,9 +1,10 @@
 //! Test kit shared by every crate's black-box tests (the operator's include this file by
-//! path): polling, unique names, free ports, a private redis-server, metric samples.
+//! path): polling, unique names, free ports, SIGTERM to a child, a private redis-server,
+//! metric samples.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,31 @@ pub fn sample(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// `kill -TERM <pid>`: a signal without unsafe code.
+pub fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(ok.success(), "kill -TERM {}", child.id());
+}
+
+/// Waits up to `limit` for `child` to exit; kills it (SIGKILL) and panics after that.
+pub async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pid {} still running {limit:?} after SIGTERM", child.id());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A redis-server child process on 127.0.0.1, killed on drop.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kit;
+pub mod ledger;
 pub mod letters;
 pub mod pipeline;
 pub mod private;
