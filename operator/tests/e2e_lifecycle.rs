@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use stampede_core::ids::{CampaignId, UserId};
+use stampede_operator::crd::FINALIZER;
 
 const BASE: &str = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\n";
 

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::ledger::assert_exactly_once;
-use common::pipeline::{Fixture, issue_range, writer_config};
+use common::pipeline::{Fixture, issue_range};
 use common::private::{PrivateKafka, PrivatePostgres};
 use common::role::Role;
 use common::stack::{stack_database, stack_kafka, wait_rows};
@@ -55,14 +55,7 @@ async fn assert_complete(f: &Fixture, pool: &sqlx::PgPool, n: usize) {
 async fn writer_killed_mid_stream_loses_and_duplicates_nothing() {
     let f = Fixture::new("kill-writer", N as u64, 4).await;
     let relay = f.spawn_relay();
-    let w = writer_config(&f.brokers, &f.db, &f.campaign);
-    let envs = [
-        ("STAMPEDE_KAFKA_BROKERS", f.brokers.clone()),
-        ("STAMPEDE_DATABASE_URL", f.db.clone()),
-        ("STAMPEDE_REDIS_URL", f.redis.url()),
-        ("STAMPEDE_WRITER_GROUP", w.group.clone()),
-        ("STAMPEDE_WRITER_TOPICS", w.topics.clone()),
-    ];
+    let envs = f.writer_env();
     let args = [
         "writer",
         "--batch-rows",

@@ -7,15 +7,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::letters::DeadLetters;
 use common::pipeline::{Fixture, issue_range};
 use common::role::service_command;
 use common::stack::wait_rows;
 use common::unique;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::PgPool;
-use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
+use stampede_core::issuance::{Issuance, topic};
 use stampede_core::kafka::KafkaConfig;
 use stampede_service::audit::DriftConfig;
 
@@ -101,28 +100,14 @@ async fn produce_poison_then_good(kafka: &KafkaConfig, campaign: &str) {
 /// Reads `n` messages of the campaign's dead-letter topic from the start, waiting up to
 /// 30 s for each: (key, `stampede-reason` header), sorted by key.
 async fn read_dead_letters(kafka: &KafkaConfig, campaign: &str, n: usize) -> Vec<(String, String)> {
-    let dlq: StreamConsumer = kafka
-        .client()
-        .set("group.id", unique("dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&dead_letter_topic(campaign)]).unwrap();
+    let dlq = DeadLetters::open(&kafka.brokers, campaign);
     let mut letters = Vec::new();
     for _ in 0..n {
-        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv())
+        let l = dlq
+            .next(Duration::from_secs(30))
             .await
-            .expect("dead-letter message")
-            .unwrap();
-        let headers = m.headers().expect("dead letters carry headers");
-        let reason = headers
-            .iter()
-            .find(|h| h.key == "stampede-reason")
-            .and_then(|h| h.value)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap();
-        let key = String::from_utf8_lossy(m.key().unwrap()).into_owned();
-        letters.push((key, reason));
+            .expect("dead-letter message");
+        letters.push((l.key, l.reason));
     }
     letters.sort();
     letters

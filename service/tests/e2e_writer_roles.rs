@@ -23,14 +23,7 @@ const POISON_EVERY: u64 = 100;
 
 /// `stampede-service writer` on the fixture's campaign, small batches.
 fn writer_process(f: &Fixture) -> Role {
-    let w = writer_config(&f.brokers, &f.db, &f.campaign);
-    let envs = [
-        ("STAMPEDE_KAFKA_BROKERS", f.brokers.clone()),
-        ("STAMPEDE_DATABASE_URL", f.db.clone()),
-        ("STAMPEDE_REDIS_URL", f.redis.url()),
-        ("STAMPEDE_WRITER_GROUP", w.group.clone()),
-        ("STAMPEDE_WRITER_TOPICS", w.topics.clone()),
-    ];
+    let envs = f.writer_env();
     let args = [
         "writer",
         "--batch-rows",

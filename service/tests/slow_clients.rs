@@ -107,18 +107,6 @@ async fn slow_bodies_get_408_and_never_starve_normal_clients() {
     }
 }
 
-/// Makes Redis answer nobody for `ms` milliseconds (CLIENT PAUSE).
-async fn freeze(redis: &RedisServer, ms: u64) {
-    let mut admin = redis.conn().await;
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(ms)
-        .arg("ALL")
-        .query_async::<()>(&mut admin)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_past_its_deadline_gets_503_timeout() {
     let (redis, svc, store) = setup_with(|cfg| {
@@ -129,7 +117,7 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
         .ensure_campaign(&id("frozen"), 10, None)
         .await
         .unwrap();
-    freeze(&redis, 2_000).await;
+    redis.freeze(2_000).await;
     let started = Instant::now();
     let r = svc.issue_request("frozen", "patient").send().await.unwrap();
     let took = started.elapsed();

@@ -4,20 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, Service, eventually, id, setup, setup_with};
+use common::{Service, eventually, id, setup, setup_with};
 use stampede_core::campaign::AdminAction;
-
-/// Makes Redis answer nobody for `ms` milliseconds (CLIENT PAUSE).
-async fn freeze(redis: &RedisServer, ms: u64) {
-    let mut admin = redis.conn().await;
-    redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(ms)
-        .arg("ALL")
-        .query_async::<()>(&mut admin)
-        .await
-        .unwrap();
-}
 
 /// Sends one issue request in the background; yields its status.
 fn issue_in_background(svc: &Service, c: &str, user: &str) -> tokio::task::JoinHandle<u16> {
@@ -146,7 +134,7 @@ async fn overload_is_shed_at_once_with_retry_after() {
     assert_eq!(svc.issue("busy", "warm").await.0, 201);
 
     // Freeze Redis so the next request holds the only slot.
-    freeze(&redis, 1500).await;
+    redis.freeze(1500).await;
     let held = issue_in_background(&svc, "busy", "held");
     eventually(
         "the held request in flight",
@@ -178,7 +166,7 @@ async fn overload_is_shed_at_once_with_retry_after() {
 async fn shutdown_finishes_in_flight_requests() {
     let (redis, svc, store) = setup().await;
     store.ensure_campaign(&id("bye"), 10, None).await.unwrap();
-    freeze(&redis, 500).await;
+    redis.freeze(500).await;
     let held = issue_in_background(&svc, "bye", "last");
     eventually("the request in flight", Duration::from_secs(5), || async {
         (svc.metric("stampede_http_in_flight").await >= 1.0).then_some(())

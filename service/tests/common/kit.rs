@@ -206,6 +206,18 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// Makes it answer nobody for `ms` milliseconds (CLIENT PAUSE).
+    pub async fn freeze(&self, ms: u64) {
+        let mut admin = self.conn().await;
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(ms)
+            .arg("ALL")
+            .query_async::<()>(&mut admin)
+            .await
+            .unwrap();
+    }
+
     /// Kills it (SIGKILL) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

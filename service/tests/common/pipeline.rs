@@ -183,6 +183,18 @@ impl Fixture {
         spawn_relay(config, &self.metrics, &self.shutdown)
     }
 
+    /// The environment of a `stampede-service writer` process on this campaign.
+    pub fn writer_env(&self) -> Vec<(&'static str, String)> {
+        let w = writer_config(&self.brokers, &self.db, &self.campaign);
+        vec![
+            ("STAMPEDE_KAFKA_BROKERS", self.brokers.clone()),
+            ("STAMPEDE_DATABASE_URL", self.db.clone()),
+            ("STAMPEDE_REDIS_URL", self.redis.url()),
+            ("STAMPEDE_WRITER_GROUP", w.group),
+            ("STAMPEDE_WRITER_TOPICS", w.topics),
+        ]
+    }
+
     /// A pool on the test's database.
     pub async fn pool(&self) -> PgPool {
         stampede_core::db::connect(&self.db, 1).await.unwrap()
