@@ -20,6 +20,7 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         // Only its own campaign, to its own Kafka: other campaigns on the same Redis have
         // their own issuers (and maybe another Kafka).
         json!({ "name": "STAMPEDE_RELAY_CAMPAIGNS", "value": plan.campaign.as_str() }),
+        json!({ "name": "STAMPEDE_DURABILITY", "value": plan.issuer.durability.flag() }),
     ];
     if let Some(n) = plan.issuer.max_in_flight {
         env.push(json!({ "name": "STAMPEDE_MAX_IN_FLIGHT", "value": n.to_string() }));

@@ -13,7 +13,7 @@ metadata: {name: spring-sale, namespace: shop, uid: 0a1b2c3d}
 spec:
   stock: 1200
   redis: {secretRef: {name: redis-conn, key: url}}
-  issuer: {minReplicas: 3, maxReplicas: 12, targetCPUUtilization: 60, maxInFlight: 512}
+  issuer: {minReplicas: 3, maxReplicas: 12, targetCPUUtilization: 60, maxInFlight: 512, durability: Replica}
   writer: {replicas: 2, batchRows: 2000, batchLingerMs: 10}
 ";
 
@@ -113,10 +113,24 @@ fn issuer_leaves_replicas_to_the_hpa() {
     assert_eq!(target.average_utilization, Some(60));
     let env = env(&c.issuer);
     assert_eq!(find(&env, "STAMPEDE_MAX_IN_FLIGHT")["value"], "512");
+    assert_eq!(find(&env, "STAMPEDE_DURABILITY")["value"], "replica");
+    assert_eq!(
+        find(&env, "STAMPEDE_RELAY_CAMPAIGNS")["value"],
+        "spring-sale"
+    );
     assert_eq!(
         find(&env, "STAMPEDE_REDIS_URL")["valueFrom"]["secretKeyRef"]["name"],
         "redis-conn"
     );
+}
+
+#[test]
+fn durability_defaults_to_local() {
+    let cc = from_yaml(
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: c, namespace: shop, uid: u}\nspec: {stock: 1}\n",
+    );
+    let plan = validate(&cc, &defaults()).unwrap();
+    assert_eq!(plan.issuer.durability.flag(), "local");
 }
 
 #[test]

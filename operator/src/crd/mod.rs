@@ -11,7 +11,9 @@ mod status;
 
 pub(crate) use conditions::string_enum;
 pub use conditions::{ConditionStatus, ConditionType, Reason, RunPhase, Verdict};
-pub use settings::{AlertsSpec, DeletionPolicy, IssuerSpec, KafkaSpec, Resources, WriterSpec};
+pub use settings::{
+    AlertsSpec, DeletionPolicy, Durability, IssuerSpec, KafkaSpec, Resources, WriterSpec,
+};
 pub use status::{
     ClosedBy, Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
 };

@@ -65,6 +65,11 @@ pub struct IssuerSpec {
     /// Container resources; defaults suit one issuer pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// When a coupon is acknowledged: `Local` once the Redis primary holds it, `Replica`
+    /// once a Redis replica holds it too (a failover loses nothing acknowledged; needs a
+    /// replica, else every issue answers 503).
+    #[serde(default)]
+    pub durability: Durability,
 }
 
 impl Default for IssuerSpec {
@@ -76,6 +81,27 @@ impl Default for IssuerSpec {
             target_cpu_utilization: 70,
             max_in_flight: None,
             resources: None,
+            durability: Durability::Local,
+        }
+    }
+}
+
+/// When the issuer acknowledges a coupon (`stampede-service serve --durability`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the Redis primary holds it.
+    #[default]
+    Local,
+    /// Once a Redis replica holds it too.
+    Replica,
+}
+
+impl Durability {
+    /// The service's `--durability` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Durability::Local => "local",
+            Durability::Replica => "replica",
         }
     }
 }

@@ -72,6 +72,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
             max_replicas: i.max_replicas,
             target_cpu: i.target_cpu_utilization,
             max_in_flight: i.max_in_flight,
+            durability: i.durability,
             resources: issuer_resources,
         },
         alerts: spec.alerts.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use stampede_core::campaign::Window;
 use stampede_core::ids::CampaignId;
 
-use crate::crd::{AlertsSpec, DeletionPolicy, LoadTestSpec, Resources};
+use crate::crd::{AlertsSpec, DeletionPolicy, Durability, LoadTestSpec, Resources};
 
 /// Operator-wide defaults for what a campaign does not name.
 #[derive(Debug, Clone)]
@@ -53,6 +53,8 @@ pub struct IssuerPlan {
     pub max_in_flight: Option<i32>,
     /// Container resources.
     pub resources: Resources,
+    /// When a coupon is acknowledged.
+    pub durability: Durability,
 }
 
 /// Writer settings with defaults applied.
