@@ -1,21 +1,16 @@
 //! Cleanup when a backend stays away: retried while deletion is young, given up (Warning
 //! event, finalizer released) once the drain timeout has passed.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use http::Method;
 use kube::runtime::controller::Action;
 use stampede_core::ids::CampaignId;
 
-use super::apiserver::{ApiServer, Cluster};
+use super::apiserver::ApiServer;
+use super::pipeline::{provisioned, ready, reconcile_once};
 use crate::Error;
 use crate::backends::Stock;
 use crate::backends::fake::FakeBackends;
-use crate::context::{Context, Timings};
-use crate::metrics::Metrics;
-use crate::reconcile::reconcile;
-use crate::validate::tests::{defaults, from_yaml};
+use crate::validate::tests::from_yaml;
 
 /// One reconcile of `spring-sale` (deleted at `deleted_at`, under `policy`, with `extra`
 /// appended to its spec) while Redis is unreachable.
@@ -24,10 +19,7 @@ async fn deleting_without_redis(
     policy: &str,
     extra: &str,
 ) -> (FakeBackends, ApiServer, Result<Action, Error>) {
-    let fake = FakeBackends::default();
-    let id = CampaignId::parse("spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
-    fake.state().topics.insert("spring-sale".into(), 6);
+    let fake = provisioned().await;
     fake.state().redis_down = true;
     let cc = from_yaml(&format!(
         "apiVersion: stampede.dev/v1alpha1
@@ -44,18 +36,7 @@ spec:
   deletionPolicy: {policy}
 {extra}"
     ));
-    let cluster = Cluster {
-        available: true,
-        forbidden: None,
-    };
-    let (client, api) = ApiServer::start(&cc, cluster);
-    let timings = Timings {
-        resync: Duration::from_secs(30),
-        drain_timeout: Duration::from_secs(60),
-    };
-    let backends = Arc::new(fake.clone());
-    let ctx = Context::new(client, defaults(), backends, Metrics::new(), timings);
-    let result = reconcile(Arc::new(cc), Arc::new(ctx)).await;
+    let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
     (fake, api, result)
 }
 

@@ -16,7 +16,7 @@ use crate::Error;
 use crate::backends::Stock;
 use crate::backends::fake::FakeBackends;
 use crate::context::{Context, Timings};
-use crate::crd::{ConditionType, Reason};
+use crate::crd::{ConditionType, CouponCampaign, Reason};
 use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::validate::tests::{defaults, from_yaml};
@@ -40,22 +40,39 @@ pub(super) async fn reconciled(
     cluster: Cluster,
     fake: &FakeBackends,
 ) -> (Result<Action, Error>, ApiServer, Arc<Context>) {
-    let cc = from_yaml(&format!("{CAMPAIGN}{extra_spec}"));
+    reconcile_once(from_yaml(&format!("{CAMPAIGN}{extra_spec}")), cluster, fake).await
+}
+
+/// One reconcile of `cc` against a fake API server serving `cluster` and `fake` backends.
+pub(super) async fn reconcile_once(
+    cc: CouponCampaign,
+    cluster: Cluster,
+    fake: &FakeBackends,
+) -> (Result<Action, Error>, ApiServer, Arc<Context>) {
     let (client, api) = ApiServer::start(&cc, cluster);
     let timings = Timings {
         resync: Duration::from_secs(30),
         drain_timeout: Duration::from_secs(60),
     };
-    let ctx = Context::new(
+    let backends = Arc::new(fake.clone());
+    let ctx = Arc::new(Context::new(
         client,
         defaults(),
-        Arc::new(fake.clone()),
+        backends,
         Metrics::new(),
         timings,
-    );
-    let ctx = Arc::new(ctx);
+    ));
     let result = reconcile(Arc::new(cc), ctx.clone()).await;
     (result, api, ctx)
+}
+
+/// Fake backends holding `spring-sale` provisioned: stock 100, topics of 6 partitions.
+pub(super) async fn provisioned() -> FakeBackends {
+    let fake = FakeBackends::default();
+    let id = CampaignId::parse("spring-sale").unwrap();
+    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
+    fake.state().topics.insert("spring-sale".into(), 6);
+    fake
 }
 
 /// `(status, reason)` of a condition in a written status.
@@ -274,23 +291,13 @@ async fn an_rbac_refusal_is_reported_on_the_campaign() {
 
 /// A campaign being deleted, with its stock and topics in the fake.
 async fn deleting(policy: &str) -> (FakeBackends, ApiServer, Result<Action, Error>) {
-    let fake = FakeBackends::default();
-    let id = CampaignId::parse("spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
-    fake.state().topics.insert("spring-sale".into(), 6);
+    let fake = provisioned().await;
     let deleting = CAMPAIGN.replace(
         "  generation: 1\n",
         "  generation: 1\n  deletionTimestamp: '2026-01-01T00:00:00Z'\n",
     );
     let cc = from_yaml(&format!("{deleting}  deletionPolicy: {policy}\n"));
-    let (client, api) = ApiServer::start(&cc, ready());
-    let timings = Timings {
-        resync: Duration::from_secs(30),
-        drain_timeout: Duration::from_secs(60),
-    };
-    let backends = Arc::new(fake.clone());
-    let ctx = Context::new(client, defaults(), backends, Metrics::new(), timings);
-    let result = reconcile(Arc::new(cc), Arc::new(ctx)).await;
+    let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
     (fake, api, result)
 }
 
