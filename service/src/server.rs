@@ -34,6 +34,32 @@ pub struct ServeConfig {
     pub durability: Option<FenceConfig>,
 }
 
+/// `--soldout-recheck-ms` unless set.
+pub const DEFAULT_SOLDOUT_RECHECK_MS: u64 = 250;
+/// `--max-body-bytes` unless set.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4096;
+/// `--body-timeout-ms` unless set.
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 5_000;
+/// `--request-timeout-ms` unless set.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+impl ServeConfig {
+    /// `serve`'s defaults on `store`, with the relay off and `local` durability: what an
+    /// embedding caller (a test) starts from and changes field by field.
+    pub fn new(store: StoreConfig) -> Self {
+        Self {
+            store,
+            max_in_flight: default_max_in_flight(),
+            soldout_recheck: Duration::from_millis(DEFAULT_SOLDOUT_RECHECK_MS),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
+            request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            relay: None,
+            durability: None,
+        }
+    }
+}
+
 /// A sensible in-flight cap for this machine: enough to keep Redis busy, small enough
 /// that a request never waits long behind the others.
 pub fn default_max_in_flight() -> usize {

@@ -30,18 +30,13 @@ impl LocalService {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let config = ServeConfig {
-            store: StoreConfig {
+            max_in_flight: 512,
+            soldout_recheck: Duration::from_millis(50),
+            ..ServeConfig::new(StoreConfig {
                 url: stack_defaults().redis_url,
                 connections: 2,
                 timeout: Duration::from_secs(1),
-            },
-            max_in_flight: 512,
-            soldout_recheck: Duration::from_millis(50),
-            max_body_bytes: 4096,
-            body_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-            relay: None,
-            durability: None,
+            })
         };
         let stop = CancellationToken::new();
         tokio::spawn(serve(listener, config, stop.clone()));

@@ -15,7 +15,10 @@ pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
-use crate::server::{ServeConfig, default_max_in_flight, serve};
+use crate::server::{
+    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_MS,
+    DEFAULT_SOLDOUT_RECHECK_MS, ServeConfig, default_max_in_flight, serve,
+};
 use stampede_core::Error;
 use stampede_core::store::fence::FenceConfig;
 
@@ -56,18 +59,18 @@ pub struct ServeArgs {
     #[arg(long, env = "STAMPEDE_MAX_IN_FLIGHT", default_value_t = default_max_in_flight())]
     pub max_in_flight: usize,
     /// How often a sold-out campaign's stock is re-read, in milliseconds.
-    #[arg(long, env = "STAMPEDE_SOLDOUT_RECHECK_MS", default_value_t = 250)]
+    #[arg(long, env = "STAMPEDE_SOLDOUT_RECHECK_MS", default_value_t = DEFAULT_SOLDOUT_RECHECK_MS)]
     pub soldout_recheck_ms: u64,
     /// Largest request body accepted, in bytes.
-    #[arg(long, env = "STAMPEDE_MAX_BODY_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "STAMPEDE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Milliseconds a request body may take to arrive before 408 `request_timeout`; it is
     /// read before the request takes an in-flight slot.
-    #[arg(long, env = "STAMPEDE_BODY_TIMEOUT_MS", default_value_t = 5_000,
+    #[arg(long, env = "STAMPEDE_BODY_TIMEOUT_MS", default_value_t = DEFAULT_BODY_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
     /// Milliseconds a request may take from its headers to its answer before 503 `timeout`.
-    #[arg(long, env = "STAMPEDE_REQUEST_TIMEOUT_MS", default_value_t = 10_000,
+    #[arg(long, env = "STAMPEDE_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).

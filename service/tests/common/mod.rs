@@ -37,18 +37,13 @@ pub struct Service {
 /// Test defaults: a short sold-out recheck, a generous Redis timeout.
 pub fn config(redis_url: &str) -> ServeConfig {
     ServeConfig {
-        store: StoreConfig {
+        max_in_flight: 512,
+        soldout_recheck: Duration::from_millis(50),
+        ..ServeConfig::new(StoreConfig {
             url: redis_url.to_owned(),
             connections: 2,
             timeout: Duration::from_millis(1_000),
-        },
-        max_in_flight: 512,
-        soldout_recheck: Duration::from_millis(50),
-        max_body_bytes: 4096,
-        body_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(10),
-        relay: None,
-        durability: None,
+        })
     }
 }
 
