@@ -65,6 +65,9 @@ pub enum CampaignState {
     Scheduled,
     /// Issuing.
     Open,
+    /// Held because Redis may have lost acknowledged writes (it restarted or failed over);
+    /// nothing new is issued until an admin audits and unsuspends it.
+    Suspended,
     /// Held by an operator; nothing is issued.
     Paused,
     /// Every coupon is issued.
@@ -92,6 +95,21 @@ pub struct CampaignSnapshot {
     pub now_ms: i64,
     /// Issuances not yet relayed out of the outbox stream.
     pub outbox_len: u64,
+    /// Set while the campaign is suspended because Redis may have lost acknowledged writes.
+    pub suspension: Option<Suspension>,
+    /// The highest seq any issuer reported having acknowledged when an epoch change was
+    /// noticed (0: no report); kept after an unsuspend, for the audit.
+    pub acked_high: u64,
+}
+
+/// Why and since when a campaign is suspended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Suspension {
+    /// Redis time the suspension began.
+    pub since_ms: i64,
+    /// The issued counter then: the seqs after it may have been issued twice or lost.
+    pub issued_then: u64,
 }
 
 impl CampaignSnapshot {
@@ -111,12 +129,19 @@ impl CampaignSnapshot {
                 "closesAt": self.window.closes_ms.map(format_ms),
             },
             "closedBy": { "manual": self.closed, "gate": self.gate_closed },
+            "suspended": self.suspension.map(|s| serde_json::json!({
+                "since": format_ms(s.since_ms),
+                "issuedThen": s.issued_then,
+                "ackedHigh": self.acked_high,
+            })),
         })
     }
 
     /// The state, in the same order of precedence the issue script applies.
     pub fn state(&self) -> CampaignState {
-        if self.paused {
+        if self.suspension.is_some() {
+            CampaignState::Suspended
+        } else if self.paused {
             CampaignState::Paused
         } else if self.window.opens_ms.is_some_and(|o| self.now_ms < o) {
             CampaignState::Scheduled
@@ -180,6 +205,8 @@ pub enum AdminAction {
     GateClose,
     /// The load-test gate lets go; a manual close stays.
     GateOpen,
+    /// Lift a suspension after Redis lost writes, once the audit is understood.
+    Unsuspend,
 }
 
 #[cfg(test)]
@@ -194,6 +221,8 @@ mod tests {
             paused: false,
             closed: false,
             gate_closed: false,
+            suspension: None,
+            acked_high: 0,
             now_ms: 1_000,
             outbox_len: 0,
         }
@@ -210,7 +239,14 @@ mod tests {
         assert_eq!(s.state(), CampaignState::Scheduled);
         s.paused = true;
         assert_eq!(s.state(), CampaignState::Paused);
+        s.suspension = Some(Suspension {
+            since_ms: 500,
+            issued_then: 10,
+        });
+        assert_eq!(s.state(), CampaignState::Suspended, "above a pause");
+        assert_eq!(s.view("c")["suspended"]["issuedThen"], 10);
         assert_eq!(snap(10, 12).remaining(), 0);
+        assert!(snap(10, 1).view("c")["suspended"].is_null());
     }
 
     #[test]

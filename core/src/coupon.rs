@@ -74,6 +74,8 @@ pub enum Decision {
     Closed,
     /// Paused.
     Paused,
+    /// Suspended: Redis may have lost acknowledged writes.
+    Suspended,
     /// No such campaign.
     Unknown,
 }
@@ -97,6 +99,7 @@ impl Decision {
             Some("NOT_OPEN") => Self::NotOpen,
             Some("CLOSED") => Self::Closed,
             Some("PAUSED") => Self::Paused,
+            Some("SUSPENDED") => Self::Suspended,
             Some("UNKNOWN") => Self::Unknown,
             _ => return Err(Error::Protocol(format!("{reply:?}"))),
         })
@@ -111,6 +114,7 @@ impl Decision {
             Self::NotOpen => "not_open",
             Self::Closed => "closed",
             Self::Paused => "paused",
+            Self::Suspended => "suspended",
             Self::Unknown => "campaign_not_found",
         }
     }

@@ -7,6 +7,12 @@ use crate::ids::CampaignId;
 /// The set of every campaign id ever provisioned (lets the relay find outbox streams).
 pub const REGISTRY: &str = "stampede:campaigns";
 
+/// Which Redis took the writes so far: `<run id>/<replication id>` (see `store::epoch`).
+pub const EPOCH: &str = "stampede:epoch";
+
+/// The set of campaigns suspended because Redis may have lost acknowledged writes.
+pub const SUSPENDED: &str = "stampede:suspended";
+
 /// The keys of one campaign.
 #[derive(Debug, Clone)]
 pub struct CampaignKeys {

@@ -3,13 +3,13 @@
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
-use stampede_core::campaign::{AdminAction, ProvisionOutcome};
+use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome};
 use stampede_core::clock::now_rfc3339;
 use stampede_core::kafka::TopicsOutcome;
 use tracing::warn;
 
 use crate::context::Context;
-use crate::crd::{ConditionType, CouponCampaign, CouponCampaignStatus, Reason, string_enum};
+use crate::crd::{ConditionType, CouponCampaign, CouponCampaignStatus, Phase, Reason, string_enum};
 use crate::kubeapi::write_status;
 use crate::status::{self, Problem};
 
@@ -50,6 +50,38 @@ string_enum! {
         Deleted,
         /// Cleanup kept failing past the drain timeout; the finalizer was released anyway.
         CleanupAbandoned,
+        /// Redis restarted or failed over: the campaign suspended itself.
+        Suspended,
+        /// An admin lifted the suspension.
+        Unsuspended,
+    }
+}
+
+/// The event for a campaign entering or leaving the suspended phase, if it did.
+pub(crate) fn suspension_event(
+    prev: Option<Phase>,
+    now: Option<Phase>,
+    snapshot: Option<&CampaignSnapshot>,
+) -> Option<(EventType, EventReason, String)> {
+    let was = prev == Some(Phase::Suspended);
+    match now == Some(Phase::Suspended) {
+        true if !was => {
+            let since = snapshot
+                .and_then(|s| s.suspension)
+                .map(|s| format!(" after seq {}", s.issued_then))
+                .unwrap_or_default();
+            let note = format!(
+                "Redis restarted or failed over and may have lost acknowledged coupons{since}; \
+                 issuing is suspended: run `stampede-service audit`, then `campaign unsuspend`"
+            );
+            Some((EventType::Warning, EventReason::Suspended, note))
+        }
+        false if was => Some((
+            EventType::Normal,
+            EventReason::Unsuspended,
+            "the suspension was lifted; issuing follows the campaign's state again".into(),
+        )),
+        _ => None,
     }
 }
 
@@ -184,5 +216,43 @@ pub(crate) async fn report_forbidden(ctx: &Context, cc: &CouponCampaign, message
     // If writing status is forbidden too, the event and the log are all there is.
     if let Err(e) = write_status(&ctx.client, cc, status).await {
         warn!(error = %e, "writing the Forbidden condition failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stampede_core::campaign::{CampaignSnapshot, Suspension, Window};
+
+    use super::*;
+
+    #[test]
+    fn entering_and_leaving_the_suspension_are_events() {
+        let snap = CampaignSnapshot {
+            total: 100,
+            issued: 40,
+            window: Window::default(),
+            paused: false,
+            closed: false,
+            gate_closed: false,
+            now_ms: 0,
+            outbox_len: 0,
+            suspension: Some(Suspension {
+                since_ms: 0,
+                issued_then: 40,
+            }),
+            acked_high: 45,
+        };
+        let suspended = Some(Phase::Suspended);
+        let (type_, reason, note) = suspension_event(Some(Phase::Open), suspended, Some(&snap))
+            .expect("entering the suspension is an event");
+        assert_eq!(
+            (type_, reason),
+            (EventType::Warning, EventReason::Suspended)
+        );
+        assert!(note.contains("after seq 40"), "{note}");
+        assert!(suspension_event(suspended, suspended, Some(&snap)).is_none());
+        let lifted = suspension_event(suspended, Some(Phase::Open), None);
+        assert_eq!(lifted.map(|e| e.1), Some(EventReason::Unsuspended));
+        assert!(suspension_event(Some(Phase::Open), Some(Phase::SoldOut), None).is_none());
     }
 }

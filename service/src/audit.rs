@@ -13,8 +13,10 @@ use stampede_core::issuance::Issuance;
 use stampede_core::store::Store;
 
 mod drift;
+mod seqs;
 
 pub use drift::{DriftConfig, report_unpersisted};
+pub use seqs::SeqReport;
 
 /// What the audit found for one campaign.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -47,7 +49,11 @@ pub struct AuditReport {
     pub unknown_in_redis: u64,
     /// Missing issuances put back into the outbox by `--repair`.
     pub repaired: u64,
-    /// Nothing oversold, duplicated, mismatched or missing.
+    /// The reconciliation by seq (what a Redis that lost writes did).
+    pub seqs: SeqReport,
+    /// Set while the campaign is suspended because Redis may have lost writes.
+    pub suspended: bool,
+    /// Nothing oversold, duplicated, mismatched, missing, issued twice or lost.
     pub clean: bool,
 }
 
@@ -60,10 +66,12 @@ pub struct AuditInput<'a> {
     pub stock: u64,
     /// Issued counter in Redis.
     pub issued: u64,
+    /// The highest seq an issuer reported acknowledging when Redis' epoch changed.
+    pub acked_high: u64,
     /// Redis holders: user → record.
     pub holders: &'a HashMap<String, HolderRecord>,
-    /// Users with an entry still in the outbox stream.
-    pub outbox_users: &'a HashSet<String>,
+    /// Entries still in the outbox stream: user → seq.
+    pub outbox: &'a HashMap<String, u64>,
     /// PostgreSQL rows: user → seq.
     pub persisted: &'a HashMap<String, u64>,
     /// Redis time of the snapshot.
@@ -78,8 +86,9 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         campaign,
         stock,
         issued,
+        acked_high,
         holders,
-        outbox_users,
+        outbox,
         persisted,
         now_ms,
         grace,
@@ -91,7 +100,7 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         issued,
         holders: holders.len() as u64,
         persisted: persisted.len() as u64,
-        outbox_pending: outbox_users.len() as u64,
+        outbox_pending: outbox.len() as u64,
         ..Default::default()
     };
     let mut missing = Vec::new();
@@ -99,7 +108,7 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         match persisted.get(user) {
             Some(seq) if *seq != rec.seq => r.mismatched += 1,
             Some(_) => {}
-            None if outbox_users.contains(user) || now_ms - rec.issued_ms < grace_ms => {
+            None if outbox.contains_key(user) || now_ms - rec.issued_ms < grace_ms => {
                 r.in_flight += 1
             }
             None => {
@@ -117,7 +126,18 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         + issued.saturating_sub(stock);
     r.duplicated =
         duplicates(persisted.values().copied()) + duplicates(holders.values().map(|h| h.seq));
-    r.clean = r.missing == 0 && r.oversold == 0 && r.duplicated == 0 && r.mismatched == 0;
+    r.seqs = seqs::reconcile(seqs::SeqSources {
+        holders,
+        outbox,
+        persisted,
+        issued,
+        acked_high,
+    });
+    r.clean = r.missing == 0
+        && r.oversold == 0
+        && r.duplicated == 0
+        && r.mismatched == 0
+        && r.seqs.clean();
     missing.sort();
     (r, missing)
 }
@@ -140,18 +160,20 @@ pub async fn audit(
         .await?
         .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
     let holders = store.holders(campaign).await?;
-    let outbox_users = store.outbox_users(campaign).await?;
+    let outbox = store.outbox_seqs(campaign).await?;
     let persisted = db::persisted_seqs(pool, campaign.as_str()).await?;
     let (mut report, missing) = compare(AuditInput {
         campaign: campaign.as_str(),
         stock: snap.total,
         issued: snap.issued,
+        acked_high: snap.acked_high,
         holders: &holders,
-        outbox_users: &outbox_users,
+        outbox: &outbox,
         persisted: &persisted,
         now_ms: snap.now_ms,
         grace,
     });
+    report.suspended = snap.suspension.is_some();
     if repair && !missing.is_empty() {
         let again: Vec<Issuance> = missing
             .iter()
@@ -179,7 +201,7 @@ mod tests {
     fn input<'a>(
         stock: u64,
         holders: &'a HashMap<String, HolderRecord>,
-        outbox_users: &'a HashSet<String>,
+        outbox: &'a HashMap<String, u64>,
         persisted: &'a HashMap<String, u64>,
         now_ms: i64,
         grace_secs: u64,
@@ -188,8 +210,9 @@ mod tests {
             campaign: "c",
             stock,
             issued: holders.len() as u64,
+            acked_high: 0,
             holders,
-            outbox_users,
+            outbox,
             persisted,
             now_ms,
             grace: Duration::from_secs(grace_secs),
@@ -208,7 +231,7 @@ mod tests {
     fn clean_when_everything_matches() {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 1), ("b".into(), 2)]);
-        let none = HashSet::new();
+        let none = HashMap::new();
         let (r, missing) = compare(input(2, &holders, &none, &persisted, 100_000, 30));
         assert!(r.clean, "{r:?}");
         assert!(missing.is_empty());
@@ -221,7 +244,7 @@ mod tests {
             ("queued".into(), rec(2, 0)),
             ("fresh".into(), rec(3, 95_000)),
         ]);
-        let outbox = HashSet::from(["queued".to_owned()]);
+        let outbox = HashMap::from([("queued".to_owned(), 2)]);
         let (r, missing) = compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
         assert_eq!((r.in_flight, r.missing), (2, 1));
         assert_eq!(missing, vec!["old".to_owned()]);
@@ -232,7 +255,7 @@ mod tests {
     fn finds_oversold_duplicated_and_mismatched() {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 2), ("b".into(), 2), ("z".into(), 3)]);
-        let none = HashSet::new();
+        let none = HashMap::new();
         let (r, _) = compare(input(2, &holders, &none, &persisted, 0, 0));
         assert_eq!(r.mismatched, 1);
         assert_eq!(r.duplicated, 1);

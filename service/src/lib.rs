@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod epoch;
 mod http;
 pub mod metrics;
 pub mod relay;

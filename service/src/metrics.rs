@@ -76,6 +76,10 @@ pub struct IssuanceMetrics {
     pub soldout_from_memory: IntCounterVec,
     /// Campaigns this replica currently knows to be sold out.
     pub soldout_campaigns: IntGauge,
+    /// Redis restarts or failovers this replica noticed (epoch changes).
+    pub epoch_changes: IntCounter,
+    /// 1 for each campaign suspended because Redis may have lost acknowledged writes.
+    pub suspended: IntGaugeVec,
 }
 
 impl Metrics {
@@ -143,6 +147,15 @@ impl IssuanceMetrics {
             soldout_campaigns: r.gauge(
                 "stampede_soldout_campaigns",
                 "Campaigns this replica answers as sold out from memory",
+            ),
+            epoch_changes: r.counter(
+                "stampede_redis_epoch_changes_total",
+                "Redis restarts or failovers noticed (Redis may have lost acknowledged writes)",
+            ),
+            suspended: r.gauge_vec(
+                "stampede_campaign_suspended",
+                "1 while the campaign is suspended because Redis may have lost acknowledged writes",
+                &["campaign"],
             ),
         }
     }

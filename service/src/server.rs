@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::epoch::AckedSeqs;
 use crate::http::{App, InFlight, router};
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
@@ -32,6 +34,9 @@ pub struct ServeConfig {
     pub relay: Option<RelayConfig>,
     /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
     pub durability: Option<FenceConfig>,
+    /// How often to check whether Redis restarted or failed over (and may have lost
+    /// acknowledged writes).
+    pub epoch_check: Duration,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -42,6 +47,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4096;
 pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 5_000;
 /// `--request-timeout-ms` unless set.
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// `--epoch-check-ms` unless set.
+pub const DEFAULT_EPOCH_CHECK_MS: u64 = 1_000;
 
 impl ServeConfig {
     /// `serve`'s defaults on `store`, with the relay off and `local` durability: what an
@@ -56,6 +63,7 @@ impl ServeConfig {
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             relay: None,
             durability: None,
+            epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
         }
     }
 }
@@ -78,18 +86,8 @@ pub async fn serve(
         tracing::warn!(error = %e, "redis is not reachable yet; serving 503 until it is");
     }
     let soldout = SoldOutCache::new(metrics.issuance.clone());
-    let refresher = tokio::spawn(soldout.clone().refresh(
-        store.clone(),
-        config.soldout_recheck,
-        shutdown.clone(),
-    ));
-    let relay = config.relay.clone().map(|r| {
-        tokio::spawn(crate::relay::run(
-            r,
-            metrics.pipeline.clone(),
-            shutdown.clone(),
-        ))
-    });
+    let acked = AckedSeqs::default();
+    let tasks = Background::start(&config, &store, &soldout, &acked, &metrics, &shutdown);
     let fence = match config.durability {
         Some(f) => Some(ReplicaFence::start(&config.store.url, f)?),
         None => None,
@@ -97,6 +95,7 @@ pub async fn serve(
     let state = std::sync::Arc::new(App {
         store,
         fence,
+        acked,
         soldout,
         metrics,
         in_flight: InFlight::new(config.max_in_flight),
@@ -109,16 +108,63 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();
-    let _ = refresher.await;
-    if let Some(relay) = relay {
-        match relay.await {
-            Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
-            Err(e) => tracing::error!(error = %e, "relay task failed"),
-            Ok(Ok(())) => {}
-        }
-    }
+    tasks.join().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `serve` runs beside the API: the sold-out refresher, the epoch watch and, unless
+/// off, the outbox relay.
+struct Background {
+    refresher: JoinHandle<()>,
+    epoch_watch: JoinHandle<()>,
+    relay: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl Background {
+    fn start(
+        config: &ServeConfig,
+        store: &Store,
+        soldout: &SoldOutCache,
+        acked: &AckedSeqs,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let refresher = tokio::spawn(soldout.clone().refresh(
+            store.clone(),
+            config.soldout_recheck,
+            shutdown.clone(),
+        ));
+        let epoch_watch = tokio::spawn(crate::epoch::watch(
+            store.clone(),
+            acked.clone(),
+            metrics.issuance.clone(),
+            config.epoch_check,
+            shutdown.clone(),
+        ));
+        let relay = config.relay.clone().map(|r| {
+            let relay = crate::relay::run(r, metrics.pipeline.clone(), shutdown.clone());
+            tokio::spawn(relay)
+        });
+        Self {
+            refresher,
+            epoch_watch,
+            relay,
+        }
+    }
+
+    /// Waits for every task after shutdown.
+    async fn join(self) {
+        let _ = self.refresher.await;
+        let _ = self.epoch_watch.await;
+        if let Some(relay) = self.relay {
+            match relay.await {
+                Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
+                Err(e) => tracing::error!(error = %e, "relay task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+    }
 }
 
 /// Serves only /metrics, /healthz and /readyz (for the relay and writer roles) until

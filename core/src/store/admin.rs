@@ -3,7 +3,7 @@
 
 use super::Store;
 use crate::Error;
-use crate::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use crate::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Suspension, Window};
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, REGISTRY};
 
@@ -27,6 +27,10 @@ impl Store {
             now,
             outbox,
             gate_closed,
+            suspended,
+            suspended_ms,
+            issued_then,
+            acked_high,
         ] = r[..]
         else {
             return Err(Error::Protocol(format!("snapshot {r:?}")));
@@ -40,6 +44,11 @@ impl Store {
             gate_closed: gate_closed == 1,
             now_ms: now,
             outbox_len: outbox.max(0) as u64,
+            suspension: (suspended == 1).then_some(Suspension {
+                since_ms: suspended_ms,
+                issued_then: issued_then.max(0) as u64,
+            }),
+            acked_high: acked_high.max(0) as u64,
         }))
     }
 
@@ -126,12 +135,18 @@ impl Store {
             AdminAction::Reopen => inv.arg("reopen"),
             AdminAction::GateClose => inv.arg("gate_close"),
             AdminAction::GateOpen => inv.arg("gate_open"),
+            AdminAction::Unsuspend => inv.arg("unsuspend"),
         };
         let reply: Vec<String> = self.invoke("admin", inv).await?;
         match reply.as_slice() {
-            [s, total] if s == "OK" => total
-                .parse()
-                .map_err(|_| Error::Protocol(format!("admin {reply:?}"))),
+            [s, total] if s == "OK" => {
+                if action == AdminAction::Unsuspend {
+                    self.set_suspended(campaign, false).await?;
+                }
+                total
+                    .parse()
+                    .map_err(|_| Error::Protocol(format!("admin {reply:?}")))
+            }
             [s] if s == "UNKNOWN" => Err(Error::CampaignNotFound(campaign.to_string())),
             _ => Err(Error::Protocol(format!("admin {reply:?}"))),
         }

@@ -20,6 +20,18 @@ fn coupon_code() -> String {
 impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
+        self.issue_after(campaign, user, 0).await
+    }
+
+    /// [`Store::issue`] by a caller that has already handed out seqs up to `handed_out`:
+    /// a counter below it means Redis lost acknowledged writes, and the script suspends
+    /// the campaign then and there instead of handing those seqs out again.
+    pub async fn issue_after(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        handed_out: u64,
+    ) -> Result<Decision, Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.issue.prepare_invoke();
         inv.key(&k.meta)
@@ -27,8 +39,18 @@ impl Store {
             .key(&k.outbox)
             .arg(user.as_str())
             .arg(campaign.as_str())
-            .arg(coupon_code());
+            .arg(coupon_code())
+            .arg(handed_out);
         let reply: Vec<String> = self.invoke("issue", inv).await?;
+        if reply.first().is_some_and(|s| s == "SUSPENDED") && reply.len() > 1 {
+            // This call suspended it: the alert's set lives outside the campaign's slot.
+            tracing::error!(
+                campaign = %campaign, handed_out,
+                "Redis' issued counter is below seqs already handed out (it lost writes): \
+                 campaign suspended; run `audit`, then `campaign unsuspend`"
+            );
+            self.set_suspended(campaign, true).await?;
+        }
         Decision::from_reply(&reply)
     }
 

@@ -1,10 +1,12 @@
 //! Redis access: a small fixed set of multiplexed connections and the campaign scripts
 //! (`lua/`), split by concern: the issue hot path ([`issue`]), provisioning and admin
 //! ([`admin`]), whole-campaign scans for the audit ([`scan`]), and the relay's reads of the
-//! outbox streams ([`outbox`], on connections of its own), and the replica fence that
-//! `--durability replica` waits on ([`fence`]).
+//! outbox streams ([`outbox`], on connections of its own), the replica fence that
+//! `--durability replica` waits on ([`fence`]), and the epoch check that notices a Redis
+//! restart or failover ([`epoch`]).
 
 mod admin;
+pub mod epoch;
 pub mod fence;
 mod issue;
 pub mod outbox;
@@ -38,6 +40,7 @@ struct Scripts {
     admin: Script,
     snapshot: Script,
     lookup: Script,
+    suspend: Script,
 }
 
 /// A handle to Redis; cheap to clone.
@@ -72,6 +75,7 @@ impl Store {
                 admin: Script::new(include_str!("lua/admin.lua")),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 lookup: Script::new(include_str!("lua/lookup.lua")),
+                suspend: Script::new(include_str!("lua/suspend.lua")),
             }),
             timeout: config.timeout,
             metrics,

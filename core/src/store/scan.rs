@@ -1,7 +1,7 @@
 //! Whole-campaign reads for the audit and the sold-out cache (holders, outbox users), in
 //! slices so Redis is never blocked long, and the audit's repair (requeue to the outbox).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
 use redis::streams::StreamRangeReply;
@@ -70,10 +70,10 @@ impl Store {
         bad.map_or(Ok(map), Err)
     }
 
-    /// The users of every entry still in the outbox stream.
-    pub async fn outbox_users(&self, campaign: &CampaignId) -> Result<HashSet<String>, Error> {
+    /// The user and seq of every entry still in the outbox stream.
+    pub async fn outbox_seqs(&self, campaign: &CampaignId) -> Result<HashMap<String, u64>, Error> {
         let key = CampaignKeys::new(campaign).outbox;
-        let mut users = HashSet::new();
+        let mut users = HashMap::new();
         let mut start = "-".to_owned();
         loop {
             let page: StreamRangeReply = self
@@ -88,7 +88,7 @@ impl Store {
             };
             for e in &page.ids {
                 if let Some(u) = e.get::<String>("user") {
-                    users.insert(u);
+                    users.insert(u, e.get::<u64>("seq").unwrap_or(0));
                 }
             }
             start = format!("({last}");

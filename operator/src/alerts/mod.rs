@@ -20,7 +20,7 @@ pub use scope::{Dialect, FLEET_LABELS, Pods, Scope};
 pub const RUNBOOK_BASE: &str = "https://github.com/stampede-dev/stampede/blob/main/docs/runbooks";
 
 /// Every alert the operator generates, in rule order.
-pub const ALERTS: [&str; 11] = [
+pub const ALERTS: [&str; 12] = [
     "StampedeIssueLatencyHigh",
     "StampedeIssueErrorsHigh",
     "StampedeLoadShedding",
@@ -32,6 +32,7 @@ pub const ALERTS: [&str; 11] = [
     "StampedeIssuerDown",
     "StampedeSoldOut",
     "StampedeWriterSeqConflict",
+    "StampedeCampaignSuspended",
 ];
 
 /// The campaign's rule groups (`{groups: [...]}`), as in a Prometheus rules file.

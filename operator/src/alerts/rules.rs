@@ -63,7 +63,7 @@ pub enum Hold {
 
 /// Every rule, in rule order.
 // layout: table
-pub fn rules() -> [Rule; 11] {
+pub fn rules() -> [Rule; 12] {
     [
         Rule {
             alert: "StampedeIssueLatencyHigh",
@@ -216,6 +216,17 @@ pub fn rules() -> [Rule; 11] {
             absent: None,
             summary: "Campaign {campaign}: a coupon seq was handed to two users",
             description: "The writer dead-lettered issuances whose seq another user already holds in PostgreSQL (reason seq_conflict): Redis lost acknowledged writes and is reissuing taken coupons.",
+        },
+        Rule {
+            alert: "StampedeCampaignSuspended",
+            severity: "critical",
+            // Every issuer exports the campaigns suspended in its Redis, so any one says it.
+            query: |s| s.labelled("max", "stampede_campaign_suspended", ""),
+            fires: Cmp::Above(Limit::Const(0.0)),
+            hold: Hold::AtOnce,
+            absent: None,
+            summary: "Campaign {campaign} is suspended: Redis may have lost issued coupons",
+            description: "Redis restarted or failed over, or its issued counter fell below seqs already handed out; the campaign issues nothing until an admin runs the audit and `campaign unsuspend`.",
         },
     ]
 }

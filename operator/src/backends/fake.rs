@@ -118,6 +118,8 @@ impl FakeBackends {
                 gate_closed: gated,
                 now_ms: 0,
                 outbox_len: 0,
+                suspension: None,
+                acked_high: 0,
             };
             s.campaigns.insert(campaign.to_string(), snap);
             return Ok(ProvisionOutcome::Created { total: stock });
@@ -163,6 +165,7 @@ impl FakeBackends {
             AdminAction::Reopen => c.closed = false,
             AdminAction::GateClose => c.gate_closed = true,
             AdminAction::GateOpen => c.gate_closed = false,
+            AdminAction::Unsuspend => c.suspension = None,
         }
         Ok(c.total)
     }

@@ -101,6 +101,9 @@ pub enum Phase {
     Open,
     /// Held by `spec.paused`.
     Paused,
+    /// Redis restarted or failed over and may have lost acknowledged coupons; nothing new
+    /// is issued until an admin audits it and runs `campaign unsuspend`.
+    Suspended,
     /// Every coupon is issued.
     SoldOut,
     /// Past `closesAt` or closed.

@@ -11,7 +11,7 @@ use super::provision::Provisioned;
 use crate::Error;
 use crate::context::Context;
 use crate::crd::{ConditionStatus, ConditionType, CouponCampaign, CouponCampaignStatus, Reason};
-use crate::events::{publish, report_kafka, report_redis};
+use crate::events::{publish, report_kafka, report_redis, suspension_event};
 use crate::kubeapi::write_status;
 use crate::loadtest::report_runs;
 use crate::status::{self, Observed};
@@ -37,7 +37,15 @@ pub(super) async fn report(
     report_runs(ctx, cc, prev, &obs.load_tests).await;
     let new = status::compute(prev, &obs, &now_rfc3339());
     let became_ready = is_ready(Some(&new)) && !is_ready(prev);
+    let suspension = suspension_event(
+        prev.and_then(|p| p.phase),
+        new.phase,
+        obs.redis.as_ref().ok(),
+    );
     write_status(&ctx.client, cc, new).await?;
+    if let Some((type_, reason, note)) = suspension {
+        publish(ctx, cc, type_, reason, note).await;
+    }
     if became_ready {
         let note = "stock, topics and workloads are in place".into();
         publish(ctx, cc, EventType::Normal, Reason::Ready, note).await;

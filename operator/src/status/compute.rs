@@ -161,6 +161,7 @@ fn phase(obs: &Observed, is_ready: bool) -> Phase {
     match obs.redis.as_ref().ok().map(CampaignSnapshot::state) {
         _ if !is_ready && obs.gate == Gate::Testing => Phase::Provisioning,
         _ if obs.gate == Gate::Testing => Phase::Testing,
+        Some(CampaignState::Suspended) => Phase::Suspended,
         // A closed campaign is closed whatever else is missing.
         Some(CampaignState::Closed) => Phase::Closed,
         _ if !is_ready => Phase::Provisioning,

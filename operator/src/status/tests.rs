@@ -18,6 +18,8 @@ fn snapshot(total: u64, issued: u64) -> CampaignSnapshot {
         gate_closed: false,
         now_ms: 10_000,
         outbox_len: 0,
+        suspension: None,
+        acked_high: 0,
     }
 }
 
@@ -92,8 +94,14 @@ fn phases_follow_the_stock_and_window() {
     assert_eq!(compute(None, &o, "t").phase, Some(Phase::Closed));
     s.window = Window::default();
     s.paused = true;
-    o.redis = Ok(s);
+    o.redis = Ok(s.clone());
     assert_eq!(compute(None, &o, "t").phase, Some(Phase::Paused));
+    s.suspension = Some(stampede_core::campaign::Suspension {
+        since_ms: 9_000,
+        issued_then: 40,
+    });
+    o.redis = Ok(s.clone());
+    assert_eq!(compute(None, &o, "t").phase, Some(Phase::Suspended));
 }
 
 #[test]

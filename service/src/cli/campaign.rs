@@ -59,6 +59,9 @@ pub enum CampaignCommand {
     Close(Simple),
     /// Undo a close.
     Reopen(Simple),
+    /// Lift a suspension (set when Redis restarted or failed over and may have lost
+    /// acknowledged coupons) once `audit` has been run and its findings handled.
+    Unsuspend(Simple),
 }
 
 /// `--id`.
@@ -129,7 +132,8 @@ fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
         | CampaignCommand::Pause(s)
         | CampaignCommand::Resume(s)
         | CampaignCommand::Close(s)
-        | CampaignCommand::Reopen(s) => (&s.id, &s.redis),
+        | CampaignCommand::Reopen(s)
+        | CampaignCommand::Unsuspend(s) => (&s.id, &s.redis),
     }
 }
 
@@ -152,6 +156,7 @@ fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
         CampaignCommand::Resume(_) => Some(AdminAction::Resume),
         CampaignCommand::Close(_) => Some(AdminAction::Close),
         CampaignCommand::Reopen(_) => Some(AdminAction::Reopen),
+        CampaignCommand::Unsuspend(_) => Some(AdminAction::Unsuspend),
     })
 }
 

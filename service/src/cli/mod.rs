@@ -16,8 +16,9 @@ pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
 use crate::server::{
-    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_REQUEST_TIMEOUT_MS,
-    DEFAULT_SOLDOUT_RECHECK_MS, ServeConfig, default_max_in_flight, serve,
+    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EPOCH_CHECK_MS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, ServeConfig, default_max_in_flight,
+    serve,
 };
 use stampede_core::Error;
 use stampede_core::store::fence::FenceConfig;
@@ -87,6 +88,12 @@ pub struct ServeArgs {
     /// How long to wait for them, in milliseconds (`replica` only).
     #[arg(long, env = "STAMPEDE_DURABILITY_TIMEOUT_MS", default_value_t = 500)]
     pub durability_timeout_ms: u64,
+    /// How often to check, in milliseconds, whether Redis restarted or failed over (its
+    /// run id or replication id changed): its campaigns are then suspended, since it may
+    /// have lost acknowledged coupons, until `audit` and `campaign unsuspend`.
+    #[arg(long, env = "STAMPEDE_EPOCH_CHECK_MS", default_value_t = DEFAULT_EPOCH_CHECK_MS,
+          value_parser = clap::value_parser!(u64).range(50..))]
+    pub epoch_check_ms: u64,
     #[command(flatten)]
     relay: RelayArgs,
 }
@@ -125,6 +132,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 request_timeout: Duration::from_millis(a.request_timeout_ms),
                 relay: (!a.no_relay).then(|| a.relay.config("serve")),
                 durability: a.fence(),
+                epoch_check: Duration::from_millis(a.epoch_check_ms),
             };
             serve(listener, config, shutdown).await
         }

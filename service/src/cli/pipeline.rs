@@ -173,31 +173,54 @@ pub async fn audit(a: AuditArgs) -> Result<(), Error> {
     if a.json {
         super::print(serde_json::to_value(&r).expect("report serialises"))?;
     } else {
-        println!("audit of campaign {}", r.campaign);
-        for (k, v) in [
-            ("stock", r.stock),
-            ("issued", r.issued),
-            ("holders", r.holders),
-            ("persisted", r.persisted),
-            ("outbox pending", r.outbox_pending),
-            ("in flight", r.in_flight),
-            ("missing", r.missing),
-            ("oversold", r.oversold),
-            ("duplicated", r.duplicated),
-            ("mismatched", r.mismatched),
-            ("unknown in redis", r.unknown_in_redis),
-            ("repaired", r.repaired),
-        ] {
-            println!("  {k:<17} {v}");
-        }
-        println!(
-            "  verdict           {}",
-            if r.clean { "CLEAN" } else { "NOT CLEAN" }
-        );
+        print_audit(&r);
     }
     if r.clean {
         Ok(())
     } else {
         Err(Error::AuditFailed(r.campaign))
     }
+}
+
+/// The audit report as text.
+fn print_audit(r: &audit_mod::AuditReport) {
+    println!("audit of campaign {}", r.campaign);
+    for (k, v) in [
+        ("stock", r.stock),
+        ("issued", r.issued),
+        ("holders", r.holders),
+        ("persisted", r.persisted),
+        ("outbox pending", r.outbox_pending),
+        ("in flight", r.in_flight),
+        ("missing", r.missing),
+        ("oversold", r.oversold),
+        ("duplicated", r.duplicated),
+        ("mismatched", r.mismatched),
+        ("unknown in redis", r.unknown_in_redis),
+        ("repaired", r.repaired),
+        ("acked high", r.seqs.acked_high),
+        ("counter behind", r.seqs.counter_behind),
+        ("issued twice", r.seqs.issued_twice),
+        ("lost", r.seqs.lost),
+    ] {
+        println!("  {k:<17} {v}");
+    }
+    for (k, v) in [
+        ("issued twice", &r.seqs.issued_twice_seqs),
+        ("lost", &r.seqs.lost_seqs),
+    ] {
+        if !v.is_empty() {
+            println!(
+                "  {k} seqs{} {v:?}",
+                if v.len() == 100 { " (first 100)" } else { "" }
+            );
+        }
+    }
+    if r.suspended {
+        println!("  suspended         yes (lift with `campaign unsuspend` once handled)");
+    }
+    println!(
+        "  verdict           {}",
+        if r.clean { "CLEAN" } else { "NOT CLEAN" }
+    );
 }

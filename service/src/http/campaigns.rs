@@ -31,7 +31,8 @@ pub async fn issue(
         return Ok(sold_out_from_memory(body));
     }
     let decisions = &st.metrics.issuance.decisions;
-    let decision = st.store.issue(&campaign, &user).await?;
+    let handed_out = st.acked.high(campaign.as_str());
+    let decision = st.store.issue_after(&campaign, &user, handed_out).await?;
     let label = decision.label();
     if !matches!(decision, Decision::Unknown) {
         decisions
@@ -49,6 +50,7 @@ pub async fn issue(
         Decision::NotOpen => return Err(conflict("not_open", &campaign, "has not opened yet")),
         Decision::Closed => return Err(conflict("closed", &campaign, "is closed")),
         Decision::Paused => return Err(conflict("paused", &campaign, "is paused")),
+        Decision::Suspended => return Err(suspended(&campaign)),
         Decision::Unknown => {
             return Err(stampede_core::Error::CampaignNotFound(campaign.to_string()).into());
         }
@@ -57,6 +59,7 @@ pub async fn issue(
     if let Some(fence) = &st.fence {
         fence.wait().await?;
     }
+    st.acked.record(campaign.as_str(), record.seq);
     let coupon = record.into_coupon(campaign.as_str(), user.as_str());
     let mut resp = (status, Json(coupon)).into_response();
     resp.extensions_mut().insert(Outcome(label));
@@ -112,6 +115,17 @@ fn sold_out_from_memory(body: Bytes) -> Response {
     );
     resp.extensions_mut().insert(Outcome("sold_out"));
     resp
+}
+
+/// 503 `suspended`: Redis may have lost acknowledged coupons; nothing new is issued until
+/// an admin has audited the campaign and lifted the suspension.
+fn suspended(campaign: &CampaignId) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "suspended",
+        format!("campaign {campaign} is suspended after a storage incident; retry later"),
+    )
+    .retry_after(30)
 }
 
 fn conflict(code: &'static str, campaign: &CampaignId, what: &str) -> ApiError {

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 pub use admission::InFlight;
 use error::{ApiError, Outcome};
 
+use crate::epoch::AckedSeqs;
 use crate::metrics::Metrics;
 use crate::soldout::SoldOutCache;
 use stampede_core::store::Store;
@@ -32,6 +33,8 @@ pub struct App {
     pub store: Store,
     /// With `--durability replica`: what a new coupon's answer waits for.
     pub fence: Option<ReplicaFence>,
+    /// The highest seq answered per campaign (reported when Redis loses writes).
+    pub acked: AckedSeqs,
     /// Campaigns answered sold-out from memory.
     pub soldout: SoldOutCache,
     /// Metrics.

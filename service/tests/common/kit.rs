@@ -218,6 +218,23 @@ impl RedisServer {
             .unwrap();
     }
 
+    /// Kills it (SIGKILL) and starts a new, empty one on the same port (a restart that lost
+    /// everything: no persistence).
+    pub async fn restart_empty(&mut self) {
+        self.stop();
+        let bin = std::env::var("STAMPEDE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let port = self.port.to_string();
+        let child = Command::new(&bin)
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--dir", self.dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        assert!(self.wait_ready(Duration::from_secs(10)).await, "restarted");
+    }
+
     /// Kills it (SIGKILL) and waits for it to exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod private;
 pub mod role;
 pub mod stack;
+pub mod switch;
 
 pub use kit::*;
 

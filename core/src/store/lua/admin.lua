@@ -2,7 +2,8 @@
 -- KEYS[1] meta hash
 -- ARGV[1] action: 'restock' (ARGV[2] = amount), 'pause', 'resume', 'close', 'reopen' (the
 -- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
--- side ever undoes the other's close)
+-- side ever undoes the other's close), 'unsuspend' (after an audit of a suspension; the
+-- suspension's epoch is remembered so a late detector does not suspend it again)
 -- Returns {'OK', total} or {'UNKNOWN'}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
 local a = ARGV[1]
@@ -14,5 +15,8 @@ elseif a == 'close' then redis.call('HSET', KEYS[1], 'closed', '1')
 elseif a == 'reopen' then redis.call('HSET', KEYS[1], 'closed', '0')
 elseif a == 'gate_close' then redis.call('HSET', KEYS[1], 'gate_closed', '1')
 elseif a == 'gate_open' then redis.call('HSET', KEYS[1], 'gate_closed', '0')
+elseif a == 'unsuspend' then
+  local m = redis.call('HMGET', KEYS[1], 'suspended_epoch', 'acked_high')
+  redis.call('HSET', KEYS[1], 'suspended', '0', 'cleared_epoch', m[1] or '', 'cleared_high', m[2] or '0')
 else return redis.error_reply('unknown admin action ' .. a) end
 return {'OK', tonumber(redis.call('HGET', KEYS[1], 'total'))}

@@ -1,11 +1,12 @@
 -- Reads a consistent view of one campaign.
 -- KEYS[1] meta hash, KEYS[2] outbox stream
 -- Returns {} when unknown, else
--- {total, issued, opens_ms, closes_ms, paused, closed, now_ms, outbox_len, gate_closed}
+-- {total, issued, opens_ms, closes_ms, paused, closed, now_ms, outbox_len, gate_closed,
+--  suspended, suspended_ms, issued_at_suspend, acked_high}
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
-  'gate_closed')
+  'gate_closed', 'suspended', 'suspended_ms', 'issued_at_suspend', 'acked_high')
 if not m[1] then return {} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return {m[1], m[2] or '0', m[3] or '0', m[4] or '0', m[5] or '0', m[6] or '0', tostring(now),
-  redis.call('XLEN', KEYS[2]), m[7] or '0'}
+  redis.call('XLEN', KEYS[2]), m[7] or '0', m[8] or '0', m[9] or '0', m[10] or '0', m[11] or '0'}

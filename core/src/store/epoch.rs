@@ -1,0 +1,237 @@
+//! Noticing that Redis may have lost acknowledged writes.
+//!
+//! A Redis that restarts (`appendfsync everysec` after a host crash) or fails over to a
+//! replica that lagged comes back without the last writes it acknowledged: the issued
+//! counter goes back and the same seqs would be handed out again. Both change who answers:
+//! a restart changes the run id, a failover the run id and the replication id. The epoch
+//! key records `<run id>/<replication id>` of the Redis that took the writes so far; an
+//! issuer compares it with INFO every second and, when they differ, suspends the campaigns
+//! (`lua/suspend.lua`) before recording the new epoch, so a crash in between is noticed
+//! again by the next check.
+
+use super::Store;
+use crate::Error;
+use crate::ids::CampaignId;
+use crate::keys::{CampaignKeys, EPOCH, REGISTRY, SUSPENDED};
+
+/// Who answers on a Redis connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisIdentity {
+    /// `run_id`: new on every start.
+    pub run_id: String,
+    /// `master_replid`: new on a promotion (and on a start that did not load one).
+    pub replid: String,
+    /// Whether it is a primary (only a primary takes writes).
+    pub primary: bool,
+}
+
+impl RedisIdentity {
+    /// Reads the identity out of `INFO server replication`.
+    pub fn parse(info: &str) -> Result<Self, Error> {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.trim().strip_prefix(name)?.strip_prefix(':'))
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Protocol(format!("INFO without {name}")))
+        };
+        Ok(Self {
+            run_id: field("run_id")?,
+            replid: field("master_replid")?,
+            primary: field("role")? == "master",
+        })
+    }
+
+    /// The epoch this identity stands for.
+    pub fn epoch(&self) -> String {
+        format!("{}/{}", self.run_id, self.replid)
+    }
+}
+
+/// What one epoch check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EpochCheck {
+    /// No epoch recorded and none seen before by this process: recorded now. A Redis that
+    /// lost everything before this process ever saw it cannot be told from a new one.
+    Recorded(String),
+    /// The same Redis as before.
+    Unchanged(String),
+    /// Another Redis than the one that took earlier writes (or the same one, emptied).
+    Changed {
+        /// The epoch recorded, or last seen by this process.
+        before: String,
+        /// The epoch now.
+        now: String,
+        /// The epoch key itself is gone: Redis lost everything (campaigns included).
+        everything_lost: bool,
+    },
+    /// Connected to a replica (mid-failover); nothing to compare until a primary answers.
+    NotPrimary,
+}
+
+/// Decides what an epoch reading means: `stored` is the epoch key, `seen` the epoch this
+/// process last saw, `now` the epoch of the Redis answering.
+pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str) -> EpochCheck {
+    let changed = |before: &str, everything_lost| EpochCheck::Changed {
+        before: before.to_owned(),
+        now: now.to_owned(),
+        everything_lost,
+    };
+    match (stored, seen) {
+        (Some(s), _) if s != now => changed(s, false),
+        // Another process noticed first and recorded the new epoch; this one still reports
+        // what it acknowledged.
+        (Some(_), Some(l)) if l != now => changed(l, false),
+        (None, Some(l)) => changed(l, true),
+        (None, None) => EpochCheck::Recorded(now.to_owned()),
+        (Some(_), _) => EpochCheck::Unchanged(now.to_owned()),
+    }
+}
+
+impl Store {
+    /// Who answers now.
+    pub async fn identity(&self) -> Result<RedisIdentity, Error> {
+        let info: String = self
+            .call("info", |mut c| async move {
+                redis::cmd("INFO")
+                    .arg("server")
+                    .arg("replication")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        RedisIdentity::parse(&info)
+    }
+
+    /// Compares the Redis answering with the recorded epoch and with `seen`, the epoch this
+    /// process saw last; records the epoch when there is none. A change is only reported:
+    /// the caller suspends, then calls [`Store::record_epoch`].
+    pub async fn check_epoch(&self, seen: Option<&str>) -> Result<EpochCheck, Error> {
+        let id = self.identity().await?;
+        if !id.primary {
+            return Ok(EpochCheck::NotPrimary);
+        }
+        let now = id.epoch();
+        let stored: Option<String> = self
+            .call("epoch", |mut c| async move {
+                redis::cmd("GET").arg(EPOCH).query_async(&mut c).await
+            })
+            .await?;
+        let check = judge(stored.as_deref(), seen, &now);
+        if matches!(check, EpochCheck::Recorded(_)) {
+            self.record_epoch(&now).await?;
+        }
+        Ok(check)
+    }
+
+    /// Records `epoch` as the Redis that takes the writes from now on.
+    pub async fn record_epoch(&self, epoch: &str) -> Result<(), Error> {
+        self.call("epoch", |mut c| async move {
+            redis::cmd("SET")
+                .arg(EPOCH)
+                .arg(epoch)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// Suspends `campaign` for the change to `epoch`, reporting `acked_high`, the highest
+    /// seq this process acknowledged; with `everything_lost` the flags are written even
+    /// though the campaign is gone. Returns whether this call suspended it.
+    pub async fn suspend(
+        &self,
+        campaign: &CampaignId,
+        epoch: &str,
+        acked_high: u64,
+        everything_lost: bool,
+    ) -> Result<bool, Error> {
+        let k = CampaignKeys::new(campaign);
+        let mut inv = self.scripts.suspend.prepare_invoke();
+        inv.key(&k.meta)
+            .arg(epoch)
+            .arg(acked_high)
+            .arg(if everything_lost { "1" } else { "0" });
+        let suspended: u8 = self.invoke("suspend", inv).await?;
+        if suspended == 1 {
+            self.set_suspended(campaign, true).await?;
+            if everything_lost {
+                // The registry went with everything else; the relay finds streams by it.
+                self.call("register", |mut c| async move {
+                    redis::cmd("SADD")
+                        .arg(REGISTRY)
+                        .arg(campaign.as_str())
+                        .query_async::<()>(&mut c)
+                        .await
+                })
+                .await?;
+            }
+        }
+        Ok(suspended == 1)
+    }
+
+    /// Adds `campaign` to, or removes it from, the set of suspended campaigns (the alert's
+    /// source; the campaign's own flag is what issuing obeys).
+    pub(super) async fn set_suspended(&self, campaign: &CampaignId, on: bool) -> Result<(), Error> {
+        self.call("suspended", |mut c| async move {
+            redis::cmd(if on { "SADD" } else { "SREM" })
+                .arg(SUSPENDED)
+                .arg(campaign.as_str())
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
+
+    /// The campaigns suspended now.
+    pub async fn suspended_campaigns(&self) -> Result<Vec<String>, Error> {
+        self.call("suspended", |mut c| async move {
+            redis::cmd("SMEMBERS")
+                .arg(SUSPENDED)
+                .query_async(&mut c)
+                .await
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_identity_from_info() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n\r\n# Replication\r\n\
+                    role:master\r\nconnected_slaves:0\r\nmaster_replid:r1\r\nmaster_replid2:000\r\n";
+        let id = RedisIdentity::parse(info).unwrap();
+        assert_eq!(id.epoch(), "abc/r1");
+        assert!(id.primary);
+        let replica = info.replace("role:master", "role:slave");
+        assert!(!RedisIdentity::parse(&replica).unwrap().primary);
+        assert!(RedisIdentity::parse("# Server\r\n").is_err());
+    }
+
+    #[test]
+    fn judges_every_reading() {
+        use EpochCheck::*;
+        assert_eq!(judge(None, None, "a"), Recorded("a".into()));
+        assert_eq!(judge(Some("a"), None, "a"), Unchanged("a".into()));
+        assert_eq!(judge(Some("a"), Some("a"), "a"), Unchanged("a".into()));
+        let changed = |before: &str, everything_lost| Changed {
+            before: before.into(),
+            now: "b".into(),
+            everything_lost,
+        };
+        assert_eq!(judge(Some("a"), None, "b"), changed("a", false));
+        assert_eq!(judge(Some("a"), Some("a"), "b"), changed("a", false));
+        assert_eq!(
+            judge(Some("b"), Some("a"), "b"),
+            changed("a", false),
+            "another process recorded it first"
+        );
+        assert_eq!(
+            judge(None, Some("a"), "b"),
+            changed("a", true),
+            "emptied Redis"
+        );
+    }
+}

@@ -1,0 +1,120 @@
+//! A campaign suspends itself when Redis may have lost acknowledged writes, on a real
+//! redis-server: at once on the hot path when the issued counter is below seqs the issuer
+//! already handed out, and within an epoch check when Redis restarted empty. Only
+//! `campaign unsuspend` lifts it, and re-provisioning does not.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, id, setup_with};
+use stampede_core::campaign::{AdminAction, CampaignState};
+use stampede_core::coupon::Decision;
+use stampede_core::ids::UserId;
+
+fn user(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_counter_below_what_was_handed_out_suspends_until_an_admin_lifts_it() {
+    let (_redis, svc, store) = setup_with(|_| {}).await;
+    let c = id("regress");
+    store.ensure_campaign(&c, 100, None).await.unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            store
+                .issue(&c, &user(&format!("u{i}")))
+                .await
+                .unwrap()
+                .label(),
+            "issued"
+        );
+    }
+    // An issuer that handed out seq 5 finds the counter at 3: Redis lost seqs 4 and 5.
+    let d = store.issue_after(&c, &user("next"), 5).await.unwrap();
+    assert_eq!(d, Decision::Suspended);
+    let snap = store.snapshot(&c).await.unwrap().unwrap();
+    assert_eq!(snap.state(), CampaignState::Suspended);
+    let s = snap.suspension.unwrap();
+    assert_eq!((s.issued_then, snap.acked_high, snap.issued), (3, 5, 3));
+    assert_eq!(store.suspended_campaigns().await.unwrap(), vec!["regress"]);
+    // Issuers that know nothing are held too; holders still get their coupon.
+    assert_eq!(
+        store.issue(&c, &user("other")).await.unwrap(),
+        Decision::Suspended
+    );
+    assert_eq!(
+        store.issue(&c, &user("u0")).await.unwrap().label(),
+        "already"
+    );
+    let (status, body) = svc.issue("regress", "other").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("suspended")),
+        "{body}"
+    );
+    // Pause and resume (what the operator does for spec.paused) leave it suspended.
+    store.admin(&c, AdminAction::Pause).await.unwrap();
+    store.admin(&c, AdminAction::Resume).await.unwrap();
+    store.ensure_campaign(&c, 200, None).await.unwrap();
+    assert_eq!(
+        store.issue(&c, &user("other")).await.unwrap(),
+        Decision::Suspended
+    );
+
+    store.admin(&c, AdminAction::Unsuspend).await.unwrap();
+    assert!(store.suspended_campaigns().await.unwrap().is_empty());
+    // The same issuer, still remembering seq 5, does not suspend it again.
+    let d = store.issue_after(&c, &user("next"), 5).await.unwrap();
+    assert_eq!(d.label(), "issued", "{d:?}");
+}
+
+#[tokio::test]
+async fn a_redis_that_restarted_empty_is_noticed_and_the_campaign_comes_back_suspended() {
+    let (mut redis, svc, store) = setup_with(|c| c.epoch_check = Duration::from_millis(100)).await;
+    let c = id("restart");
+    store.ensure_campaign(&c, 100, None).await.unwrap();
+    eventually("the epoch is recorded", Duration::from_secs(10), || async {
+        let mut conn = redis.conn().await;
+        let e: Option<String> = redis::cmd("GET")
+            .arg("stampede:epoch")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        e
+    })
+    .await;
+    for i in 0..4 {
+        assert_eq!(svc.issue("restart", &format!("u{i}")).await.0, 201);
+    }
+
+    redis.restart_empty().await;
+    eventually("the issuer notices", Duration::from_secs(10), || async {
+        (svc.metric("stampede_redis_epoch_changes_total").await == 1.0).then_some(())
+    })
+    .await;
+    // Re-provisioning (the operator finding the campaign gone) keeps the suspension. (The
+    // test's own connection broke with the restart: its first call may fail.)
+    eventually("re-provisioned", Duration::from_secs(10), || async {
+        store.ensure_campaign(&c, 100, None).await.ok()
+    })
+    .await;
+    let snap = store.snapshot(&c).await.unwrap().unwrap();
+    assert_eq!(snap.state(), CampaignState::Suspended, "{snap:?}");
+    assert_eq!((snap.issued, snap.acked_high), (0, 4));
+    let (status, body) = svc.issue("restart", "new").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("suspended")),
+        "{body}"
+    );
+    eventually("the gauge shows it", Duration::from_secs(10), || async {
+        let v = svc
+            .metric(r#"stampede_campaign_suspended{campaign="restart"}"#)
+            .await;
+        (v == 1.0).then_some(())
+    })
+    .await;
+    svc.shutdown.cancel();
+}
