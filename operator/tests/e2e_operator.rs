@@ -265,3 +265,57 @@ async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
     assert_eq!(redis["valueFrom"]["secretKeyRef"]["name"], "backends");
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_it() {
+    let c = Cluster::start().await;
+    let name = unique("suspend");
+    let _forget = Forget(name.clone());
+    let op = c.operator();
+    c.create(&name, &minimal_campaign(10)).await.unwrap();
+    c.mark_campaign_available(&name).await;
+    c.status_until(&name, "Open", |s| s.phase == Some(Phase::Open))
+        .await;
+    // An issuer that handed out seq 5 finds Redis' counter at 1 (Redis lost writes): the
+    // issue script suspends the campaign.
+    let id = CampaignId::parse(&name).unwrap();
+    let store = store().await;
+    let user = |u: &str| UserId::parse(u).unwrap();
+    let nothing = stampede_core::store::HandedOut::default();
+    let (_, incarnation) = store.issue_after(&id, &user("u1"), &nothing).await.unwrap();
+    let handed = stampede_core::store::HandedOut {
+        incarnation,
+        high: 5,
+    };
+    let (d, _) = store
+        .issue_after(&id, &user("after-the-loss"), &handed)
+        .await
+        .unwrap();
+    assert_eq!(d, stampede_core::coupon::Decision::Suspended);
+    c.status_until(&name, "Suspended", |s| s.phase == Some(Phase::Suspended))
+        .await;
+    let reasons = c.event_reasons(&name).await;
+    assert!(reasons.iter().any(|r| r == "Suspended"), "{reasons:?}");
+    // Pausing and resuming through the spec (the operator's own pause) does not lift it.
+    for paused in [true, false] {
+        c.patch_spec(&name, json!({ "paused": paused }))
+            .await
+            .unwrap();
+        let generation = c.campaigns().get(&name).await.unwrap().metadata.generation;
+        let s = c
+            .status_until(&name, "the spec change observed", |s| {
+                s.observed_generation == generation
+            })
+            .await;
+        assert_eq!(s.phase, Some(Phase::Suspended), "paused: {paused}");
+    }
+    assert!(snapshot(&name).await.unwrap().suspension.is_some());
+    // `campaign unsuspend` lifts it.
+    let admin = stampede_core::campaign::AdminAction::Unsuspend;
+    store.admin(&id, admin).await.unwrap();
+    c.status_until(&name, "Open again", |s| s.phase == Some(Phase::Open))
+        .await;
+    let reasons = c.event_reasons(&name).await;
+    assert!(reasons.iter().any(|r| r == "Unsuspended"), "{reasons:?}");
+    op.stop().await;
+}

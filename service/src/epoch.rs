@@ -5,28 +5,29 @@
 //! `stampede_campaign_suspended` gauge that the `StampedeCampaignSuspended` alert reads.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
-use stampede_core::store::Store;
 use stampede_core::store::epoch::EpochCheck;
+use stampede_core::store::{HandedOut, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IssuanceMetrics;
 
-/// The highest seq this process answered, per campaign; cheap to clone.
+/// What this process handed out, per campaign (the highest seq and the campaign's
+/// incarnation); cheap to clone.
 #[derive(Clone, Default)]
-pub struct AckedSeqs(Arc<RwLock<HashMap<String, Arc<AtomicU64>>>>);
+pub struct AckedSeqs(Arc<RwLock<HashMap<String, Arc<Mutex<HandedOut>>>>>);
 
 impl AckedSeqs {
-    /// Notes that `seq` of `campaign` was handed to a user.
-    pub fn record(&self, campaign: &str, seq: u64) {
+    /// Notes that `seq` of `campaign` (its `incarnation`) was handed to a user. A new
+    /// incarnation (the campaign was created again) starts afresh.
+    pub fn record(&self, campaign: &str, incarnation: &str, seq: u64) {
         let known = self.0.read().expect("acked lock").get(campaign).cloned();
-        let high = match known {
-            Some(high) => high,
+        let entry = match known {
+            Some(entry) => entry,
             None => self
                 .0
                 .write()
@@ -35,20 +36,27 @@ impl AckedSeqs {
                 .or_default()
                 .clone(),
         };
-        high.fetch_max(seq, Ordering::Relaxed);
+        let mut h = entry.lock().expect("handed lock");
+        if h.incarnation != incarnation {
+            h.incarnation = incarnation.to_owned();
+            h.high = 0;
+        }
+        h.high = h.high.max(seq);
     }
 
-    /// The highest seq answered for `campaign` (0: none).
-    pub fn high(&self, campaign: &str) -> u64 {
+    /// What was handed out of `campaign` (nothing: the default).
+    pub fn handed(&self, campaign: &str) -> HandedOut {
         let map = self.0.read().expect("acked lock");
-        map.get(campaign).map_or(0, |h| h.load(Ordering::Relaxed))
+        map.get(campaign)
+            .map(|h| h.lock().expect("handed lock").clone())
+            .unwrap_or_default()
     }
 
-    /// Every campaign with its highest answered seq.
-    pub fn highs(&self) -> HashMap<String, u64> {
+    /// Every campaign with what was handed out of it.
+    pub fn all(&self) -> HashMap<String, HandedOut> {
         let map = self.0.read().expect("acked lock");
         map.iter()
-            .map(|(c, h)| (c.clone(), h.load(Ordering::Relaxed)))
+            .map(|(c, h)| (c.clone(), h.lock().expect("handed lock").clone()))
             .collect()
     }
 }
@@ -105,16 +113,16 @@ async fn check(
         } => (before, now, everything_lost),
     };
     metrics.epoch_changes.inc();
-    let highs = acked.highs();
+    let handed = acked.all();
     let mut campaigns: BTreeSet<String> = store.registry().await?.into_iter().collect();
-    campaigns.extend(highs.keys().cloned());
+    campaigns.extend(handed.keys().cloned());
     let mut suspended = Vec::new();
     for c in &campaigns {
         let Ok(id) = CampaignId::parse(c) else {
             continue;
         };
-        let high = highs.get(c).copied().unwrap_or(0);
-        if store.suspend(&id, &now, high, everything_lost).await? {
+        let h = handed.get(c).cloned().unwrap_or_default();
+        if store.suspend(&id, &now, &h, everything_lost).await? {
             suspended.push(c.as_str());
         }
     }
@@ -132,16 +140,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_the_highest_seq_per_campaign() {
+    fn keeps_the_highest_seq_per_campaign_and_incarnation() {
         let acked = AckedSeqs::default();
-        acked.record("a", 3);
-        acked.record("a", 9);
-        acked.record("a", 4);
-        acked.record("b", 1);
-        assert_eq!((acked.high("a"), acked.high("c")), (9, 0));
-        assert_eq!(
-            acked.highs(),
-            HashMap::from([("a".to_owned(), 9), ("b".to_owned(), 1)])
-        );
+        acked.record("a", "1", 3);
+        acked.record("a", "1", 9);
+        acked.record("a", "1", 4);
+        acked.record("b", "1", 1);
+        assert_eq!(acked.handed("a").high, 9);
+        assert_eq!(acked.handed("c"), HandedOut::default());
+        // Created again under the same id: what the old one handed out no longer counts.
+        acked.record("a", "2", 2);
+        let a = acked.handed("a");
+        assert_eq!((a.incarnation.as_str(), a.high), ("2", 2));
+        assert_eq!(acked.all().len(), 2);
     }
 }

@@ -11,6 +11,7 @@ use common::{eventually, id, setup_with};
 use stampede_core::campaign::{AdminAction, CampaignState};
 use stampede_core::coupon::Decision;
 use stampede_core::ids::UserId;
+use stampede_core::store::HandedOut;
 
 fn user(s: &str) -> UserId {
     UserId::parse(s).unwrap()
@@ -21,18 +22,23 @@ async fn a_counter_below_what_was_handed_out_suspends_until_an_admin_lifts_it() 
     let (_redis, svc, store) = setup_with(|_| {}).await;
     let c = id("regress");
     store.ensure_campaign(&c, 100, None).await.unwrap();
+    let mut incarnation = String::new();
     for i in 0..3 {
-        assert_eq!(
-            store
-                .issue(&c, &user(&format!("u{i}")))
-                .await
-                .unwrap()
-                .label(),
-            "issued"
-        );
+        let u = user(&format!("u{i}"));
+        let (d, inc) = store
+            .issue_after(&c, &u, &HandedOut::default())
+            .await
+            .unwrap();
+        assert_eq!(d.label(), "issued");
+        incarnation = inc;
     }
+    assert!(!incarnation.is_empty());
     // An issuer that handed out seq 5 finds the counter at 3: Redis lost seqs 4 and 5.
-    let d = store.issue_after(&c, &user("next"), 5).await.unwrap();
+    let handed = HandedOut {
+        incarnation,
+        high: 5,
+    };
+    let (d, _) = store.issue_after(&c, &user("next"), &handed).await.unwrap();
     assert_eq!(d, Decision::Suspended);
     let snap = store.snapshot(&c).await.unwrap().unwrap();
     assert_eq!(snap.state(), CampaignState::Suspended);
@@ -66,8 +72,25 @@ async fn a_counter_below_what_was_handed_out_suspends_until_an_admin_lifts_it() 
     store.admin(&c, AdminAction::Unsuspend).await.unwrap();
     assert!(store.suspended_campaigns().await.unwrap().is_empty());
     // The same issuer, still remembering seq 5, does not suspend it again.
-    let d = store.issue_after(&c, &user("next"), 5).await.unwrap();
+    let (d, _) = store.issue_after(&c, &user("next"), &handed).await.unwrap();
     assert_eq!(d.label(), "issued", "{d:?}");
+}
+
+#[tokio::test]
+async fn a_campaign_created_again_under_the_same_id_starts_afresh() {
+    // The load-test gate forgets and re-creates its shadow campaign for every run; the
+    // issuer that served the last run must not take the new counter for a lost one.
+    let (_redis, svc, store) = setup_with(|_| {}).await;
+    let c = id("again");
+    store.ensure_campaign(&c, 100, None).await.unwrap();
+    for i in 0..5 {
+        assert_eq!(svc.issue("again", &format!("u{i}")).await.0, 201);
+    }
+    store.forget(&c).await.unwrap();
+    store.ensure_campaign(&c, 100, None).await.unwrap();
+    let (status, body) = svc.issue("again", "first-of-the-new-one").await;
+    assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");
+    assert!(store.suspended_campaigns().await.unwrap().is_empty());
 }
 
 #[tokio::test]

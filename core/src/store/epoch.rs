@@ -9,7 +9,7 @@
 //! (`lua/suspend.lua`) before recording the new epoch, so a crash in between is noticed
 //! again by the next check.
 
-use super::Store;
+use super::{HandedOut, Store};
 use crate::Error;
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, EPOCH, REGISTRY, SUSPENDED};
@@ -135,22 +135,23 @@ impl Store {
         .await
     }
 
-    /// Suspends `campaign` for the change to `epoch`, reporting `acked_high`, the highest
-    /// seq this process acknowledged; with `everything_lost` the flags are written even
-    /// though the campaign is gone. Returns whether this call suspended it.
+    /// Suspends `campaign` for the change to `epoch`, reporting `handed`, the highest seq
+    /// this process handed out; with `everything_lost` the flags are written even though
+    /// the campaign is gone. Returns whether this call suspended it.
     pub async fn suspend(
         &self,
         campaign: &CampaignId,
         epoch: &str,
-        acked_high: u64,
+        handed: &HandedOut,
         everything_lost: bool,
     ) -> Result<bool, Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.suspend.prepare_invoke();
         inv.key(&k.meta)
             .arg(epoch)
-            .arg(acked_high)
-            .arg(if everything_lost { "1" } else { "0" });
+            .arg(handed.high)
+            .arg(if everything_lost { "1" } else { "0" })
+            .arg(handed.incarnation.as_str());
         let suspended: u8 = self.invoke("suspend", inv).await?;
         if suspended == 1 {
             self.set_suspended(campaign, true).await?;

@@ -17,21 +17,35 @@ fn coupon_code() -> String {
     format!("{:016X}", RandomState::new().hash_one(n))
 }
 
+/// What an issuer has handed out of one campaign: the highest seq, and the incarnation of
+/// the campaign it belongs to (a campaign created again under the same id starts afresh).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandedOut {
+    /// The campaign's incarnation, as the issue script returned it.
+    pub incarnation: String,
+    /// The highest seq handed out (0: none).
+    pub high: u64,
+}
+
 impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
-        self.issue_after(campaign, user, 0).await
+        let (decision, _) = self
+            .issue_after(campaign, user, &HandedOut::default())
+            .await?;
+        Ok(decision)
     }
 
-    /// [`Store::issue`] by a caller that has already handed out seqs up to `handed_out`:
-    /// a counter below it means Redis lost acknowledged writes, and the script suspends
-    /// the campaign then and there instead of handing those seqs out again.
+    /// [`Store::issue`] by a caller that has already handed out seqs of this campaign up to
+    /// `handed.high`: a counter below it means Redis lost acknowledged writes, and the
+    /// script suspends the campaign then and there instead of handing those seqs out again.
+    /// Also returns the campaign's incarnation, which the caller's next `handed` names.
     pub async fn issue_after(
         &self,
         campaign: &CampaignId,
         user: &UserId,
-        handed_out: u64,
-    ) -> Result<Decision, Error> {
+        handed: &HandedOut,
+    ) -> Result<(Decision, String), Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.issue.prepare_invoke();
         inv.key(&k.meta)
@@ -40,18 +54,24 @@ impl Store {
             .arg(user.as_str())
             .arg(campaign.as_str())
             .arg(coupon_code())
-            .arg(handed_out);
-        let reply: Vec<String> = self.invoke("issue", inv).await?;
+            .arg(handed.high)
+            .arg(handed.incarnation.as_str());
+        let mut reply: Vec<String> = self.invoke("issue", inv).await?;
         if reply.first().is_some_and(|s| s == "SUSPENDED") && reply.len() > 1 {
             // This call suspended it: the alert's set lives outside the campaign's slot.
             tracing::error!(
-                campaign = %campaign, handed_out,
+                campaign = %campaign, handed_out = handed.high,
                 "Redis' issued counter is below seqs already handed out (it lost writes): \
                  campaign suspended; run `audit`, then `campaign unsuspend`"
             );
             self.set_suspended(campaign, true).await?;
         }
-        Decision::from_reply(&reply)
+        let incarnation = if reply.len() > 2 {
+            reply.pop().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((Decision::from_reply(&reply)?, incarnation))
     }
 
     /// Finds the coupon `user` holds; `Ok(None)` when the user has none.

@@ -22,6 +22,8 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use crate::Error;
 use crate::metrics::RedisMetrics;
 
+pub use issue::HandedOut;
+
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

@@ -31,8 +31,8 @@ pub async fn issue(
         return Ok(sold_out_from_memory(body));
     }
     let decisions = &st.metrics.issuance.decisions;
-    let handed_out = st.acked.high(campaign.as_str());
-    let decision = st.store.issue_after(&campaign, &user, handed_out).await?;
+    let handed = st.acked.handed(campaign.as_str());
+    let (decision, incarnation) = st.store.issue_after(&campaign, &user, &handed).await?;
     let label = decision.label();
     if !matches!(decision, Decision::Unknown) {
         decisions
@@ -59,7 +59,7 @@ pub async fn issue(
     if let Some(fence) = &st.fence {
         fence.wait().await?;
     }
-    st.acked.record(campaign.as_str(), record.seq);
+    st.acked.record(campaign.as_str(), &incarnation, record.seq);
     let coupon = record.into_coupon(campaign.as_str(), user.as_str());
     let mut resp = (status, Json(coupon)).into_response();
     resp.extensions_mut().insert(Outcome(label));

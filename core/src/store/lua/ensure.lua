@@ -2,7 +2,9 @@
 -- holders or the issued count. Stock only grows; a smaller stock is refused.
 -- A gated campaign (ARGV[5] = '1') is created closed by the gate (gate_closed = '1') in
 -- this same call, so it never answers an issue before its gate passes; an existing
--- campaign's flags (closed, gate_closed, paused) are never touched here.
+-- campaign's flags (closed, gate_closed, paused, suspended) are never touched here.
+-- 'incarnation' (Redis time in microseconds) tells a campaign created again under the same
+-- id (forgotten, then re-provisioned) from the one before it.
 -- KEYS[1] meta hash
 -- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms,
 -- ARGV[5] created closed by the gate ('1' or '0')
@@ -15,7 +17,7 @@ if not total then
   if ARGV[2] == '1' then opens, closes = ARGV[3], ARGV[4] end
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
     'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
-    'created_ms', t[1] * 1000)
+    'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
   return {'CREATED', 0, stock, 1}
 end
 total = tonumber(total)

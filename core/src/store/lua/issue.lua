@@ -1,20 +1,23 @@
 -- Decides one issuance atomically; the only place stock is spent.
 -- KEYS[1] meta hash (total, issued, window, flags), KEYS[2] holders hash, KEYS[3] outbox stream
 -- ARGV[1] user id, ARGV[2] campaign id, ARGV[3] coupon code to use if a coupon is issued,
--- ARGV[4] the highest seq the caller has handed out (a counter below it went back: Redis
--- lost acknowledged writes, so the campaign is suspended here rather than hand them out
--- again; unless an admin already lifted a suspension that covered it, 'cleared_high')
--- Returns {status, detail}: ISSUED/ALREADY carry the holder record "seq:issuedMs:code".
+-- ARGV[4] the highest seq the caller has handed out of this campaign's ARGV[5] incarnation
+-- (a counter below it went back: Redis lost acknowledged writes, so the campaign is
+-- suspended here rather than hand them out again; unless an admin already lifted a
+-- suspension that covered it, 'cleared_high'; a campaign created again starts afresh)
+-- Returns {status, detail, incarnation}: ISSUED/ALREADY carry the holder record
+-- "seq:issuedMs:code" and the campaign's incarnation.
 -- Closed by hand ('closed') and closed by the load-test gate ('gate_closed') are separate
 -- flags, answered alike: CLOSED. 'suspended' is set when Redis may have lost acknowledged
 -- writes (suspend.lua): nothing new is issued until an admin has audited and unsuspended.
 -- Every redis.call costs about a microsecond of Lua overhead on the hottest path, so
 -- the script makes as few as it can: one read of meta, one of holders, three writes.
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
-  'gate_closed', 'suspended')
+  'gate_closed', 'suspended', 'incarnation')
 if not m[1] then return {'UNKNOWN'} end
 local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held then return {'ALREADY', held} end
+local inc = m[9] or ''
+if held then return {'ALREADY', held, inc} end
 if m[8] == '1' then return {'SUSPENDED'} end
 if m[5] == '1' then return {'PAUSED'} end
 local t = redis.call('TIME')
@@ -25,7 +28,7 @@ local closes = tonumber(m[4] or '0')
 if m[6] == '1' or m[7] == '1' or (closes > 0 and now >= closes) then return {'CLOSED'} end
 local issued = tonumber(m[2] or '0')
 local handed = tonumber(ARGV[4] or '0')
-if handed > issued and handed > tonumber(redis.call('HGET', KEYS[1], 'cleared_high') or '0') then
+if handed > issued and ARGV[5] == inc and handed > tonumber(redis.call('HGET', KEYS[1], 'cleared_high') or '0') then
   local acked = math.max(handed, tonumber(redis.call('HGET', KEYS[1], 'acked_high') or '0'))
   redis.call('HSET', KEYS[1], 'suspended', '1', 'suspended_epoch', 'counter-went-back',
     'suspended_ms', now, 'issued_at_suspend', issued, 'acked_high', acked)
@@ -36,4 +39,4 @@ local seq = redis.call('HINCRBY', KEYS[1], 'issued', 1)
 local rec = seq .. ':' .. now .. ':' .. ARGV[3]
 redis.call('HSET', KEYS[2], ARGV[1], rec)
 redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[2], 'user', ARGV[1], 'seq', seq, 'ts', now, 'code', ARGV[3])
-return {'ISSUED', rec}
+return {'ISSUED', rec, inc}
