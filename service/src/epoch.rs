@@ -2,7 +2,8 @@
 //! compares who answers with the recorded epoch (`stampede_core::store::epoch`); on a
 //! change it suspends the campaigns, reporting the highest seq this process acknowledged
 //! for each, and only then records the new epoch. It also keeps the
-//! `stampede_campaign_suspended` gauge that the `StampedeCampaignSuspended` alert reads.
+//! `stampede_campaign_suspended` gauge (0 or 1 per campaign in the registry) that the
+//! `StampedeCampaignSuspended` alert reads.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -83,17 +84,30 @@ pub async fn watch(
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
         }
-        if let Ok(now) = store.suspended_campaigns().await {
-            let now: BTreeSet<String> = now.into_iter().collect();
-            for gone in gauged.difference(&now) {
-                let _ = metrics.suspended.remove_label_values(&[gone]);
-            }
-            for c in &now {
-                metrics.suspended.with_label_values(&[c]).set(1);
-            }
+        if let Ok(now) = gauge_suspended(&store, &metrics, &gauged).await {
             gauged = now;
         }
     }
+}
+
+/// Sets `stampede_campaign_suspended` for every campaign in the registry (0, or 1 while
+/// suspended), so the alert has a series to watch; drops campaigns that left it.
+async fn gauge_suspended(
+    store: &Store,
+    metrics: &IssuanceMetrics,
+    gauged: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, Error> {
+    let suspended: BTreeSet<String> = store.suspended_campaigns().await?.into_iter().collect();
+    let mut now: BTreeSet<String> = store.registry().await?.into_iter().collect();
+    now.extend(suspended.iter().cloned());
+    for gone in gauged.difference(&now) {
+        let _ = metrics.suspended.remove_label_values(&[gone]);
+    }
+    for c in &now {
+        let on = i64::from(suspended.contains(c));
+        metrics.suspended.with_label_values(&[c]).set(on);
+    }
+    Ok(now)
 }
 
 /// One check; returns the epoch to remember as seen, if any.

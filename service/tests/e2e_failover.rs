@@ -288,7 +288,8 @@ async fn lifted_for_good(f: &Failover) {
     }
     eventually("the gauge clears", Duration::from_secs(5), || async {
         let text = f.svc.metrics().await;
-        (!text.contains("stampede_campaign_suspended{")).then_some(())
+        let gauge = r#"stampede_campaign_suspended{campaign="failover"} 0"#;
+        text.contains(gauge).then_some(())
     })
     .await;
 }
