@@ -33,6 +33,8 @@ log="$STAMPEDE_HOME/bench-service.log"
 # The relay runs as its own process in production-sized setups; here it would compete for
 # the same two cores, so the hot path is measured alone (bench/drain.sh measures the relay).
 STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay
+# /healthz lives on the operations listener; the same process, so still the reference.
+ops_url=$SVC_METRICS
 
 if [ "${REPLICA:-0}" = 1 ]; then
   # The stack's Redis replica (scripts/stack up replica) and a second service that
@@ -64,7 +66,7 @@ wrk_run() { # name url [lua args…]: appends "name rps p50_us p99_us non2xx" to
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
 url="http://127.0.0.1:$PORT"
 for r in $(seq "$ROUNDS"); do
-  wrk_run healthz "$url" healthz
+  wrk_run healthz "$ops_url" healthz
   wrk_run issue "$url" issue "$live" "$run-$r"
   if [ "${REPLICA:-0}" = 1 ]; then
     wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live" "$run-r$r"

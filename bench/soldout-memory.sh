@@ -87,7 +87,7 @@ holder=$(issue "user-$((N / 2))")
 late=$(issue "late-1")
 [ "$holder" = 200 ] || { echo "a holder got $holder, not 200" >&2; exit 1; }
 [ "$late" = 410 ] || { echo "a new user got $late, not 410" >&2; exit 1; }
-memory=$(curl -s "http://127.0.0.1:$PORT/metrics" |
+memory=$(curl -s "$SVC_METRICS/metrics" |
   awk -v c="$c" 'index($0, "stampede_soldout_memory_answers_total{campaign=\"" c "\"}") == 1 { print $2 }')
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 echo "binary:        $BIN"

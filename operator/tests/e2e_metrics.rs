@@ -88,11 +88,12 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     let _forget = Forget(name.clone());
     a_good_and_a_bad_campaign(&c, &name).await;
     let stop = CancellationToken::new();
-    let (svc_port, writer_port) = (free_port(), free_port());
-    service_and_writer(&redis.url(), &name, svc_port, writer_port, &stop);
-    let svc = format!("http://127.0.0.1:{svc_port}");
-    let writer_metrics = format!("http://127.0.0.1:{writer_port}/metrics");
-    let http = traffic(&svc, &name, &writer_metrics).await;
+    let ports = [free_port(), free_port(), free_port()];
+    service_and_writer(&redis.url(), &name, ports, &stop);
+    let svc = format!("http://127.0.0.1:{}", ports[0]);
+    let svc_ops = format!("http://127.0.0.1:{}", ports[1]);
+    let writer_metrics = format!("http://127.0.0.1:{}/metrics", ports[2]);
+    let http = traffic(&svc, &svc_ops, &name, &writer_metrics).await;
     // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
     // a sold-out one is still answered from memory).
     redis.stop();
@@ -104,7 +105,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 503);
 
-    let mut have = exported(&scrape(&format!("{svc}/metrics")).await);
+    let mut have = exported(&scrape(&format!("{svc_ops}/metrics")).await);
     have.extend(exported(&scrape(&writer_metrics).await));
     have.extend(exported(&op.get("/metrics").await.1));
     let missing: Vec<&String> = wanted.iter().filter(|m| !have.contains(*m)).collect();
@@ -170,24 +171,22 @@ async fn a_good_and_a_bad_campaign(c: &Cluster, name: &str) {
         .await;
 }
 
-/// The service (with its relay) and the writer of `name`'s topic, in-process.
-fn service_and_writer(
-    redis_url: &str,
-    name: &str,
-    svc_port: u16,
-    writer_port: u16,
-    stop: &CancellationToken,
-) {
+/// The service (with its relay) and the writer of `name`'s topic, in-process, on
+/// `[API, service metrics, writer metrics]` ports.
+fn service_and_writer(redis_url: &str, name: &str, ports: [u16; 3], stop: &CancellationToken) {
     let kafka = stack_defaults().kafka_brokers;
     let db = stack_defaults().database_url;
     let topic = format!("stampede.{name}");
     let group = format!("metrics-test-{name}");
-    let listen = format!("127.0.0.1:{svc_port}");
+    let listen = format!("127.0.0.1:{}", ports[0]);
+    let svc_metrics = format!("127.0.0.1:{}", ports[1]);
     role(
         &[
             "serve",
             "--listen",
             &listen,
+            "--metrics-listen",
+            &svc_metrics,
             "--redis-url",
             redis_url,
             "--kafka-brokers",
@@ -197,7 +196,7 @@ fn service_and_writer(
         ],
         stop,
     );
-    let metrics_listen = format!("127.0.0.1:{writer_port}");
+    let metrics_listen = format!("127.0.0.1:{}", ports[2]);
     role(
         &[
             "writer",
@@ -224,10 +223,10 @@ fn service_and_writer(
 
 /// Issues past the stock, and a poison message the writer dead-letters; returns once the
 /// writer's metrics show rows written and the poison dead-lettered.
-async fn traffic(svc: &str, name: &str, writer_metrics: &str) -> reqwest::Client {
+async fn traffic(svc: &str, svc_ops: &str, name: &str, writer_metrics: &str) -> reqwest::Client {
     let http = reqwest::Client::new();
     eventually("service ready", Duration::from_secs(30), || {
-        let (http, url) = (http.clone(), format!("{svc}/readyz"));
+        let (http, url) = (http.clone(), format!("{svc_ops}/readyz"));
         async move {
             http.get(url)
                 .send()

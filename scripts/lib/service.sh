@@ -11,7 +11,9 @@
 #   stop_role PID         SIGTERM and wait for one role
 #   start_role LOG ARGS...     `stampede-service ARGS` in the background; sets ROLE_PID
 #   wait_http URL PID LOG      polls URL (10 s at most); fails early if PID died
-#   start_service PORT LOG [FLAGS...]   `serve` on 127.0.0.1:PORT until /readyz answers; sets SVC_PID
+#   start_service PORT LOG [FLAGS...]   `serve` on 127.0.0.1:PORT (API) and PORT+10000
+#                         (/metrics, /healthz, /readyz) until /readyz answers; sets SVC_PID
+#                         and SVC_METRICS (the metrics base URL)
 #   psql_value SQL        one value from the stack's database
 #   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
@@ -75,16 +77,21 @@ wait_http() {
   return 1
 }
 
-# start_service PORT LOG [serve flags…]: starts `serve` and waits until /readyz answers.
+# start_service PORT LOG [serve flags…]: starts `serve` (operations on PORT+10000) and
+# waits until /readyz answers.
 start_service() {
   local port=$1 log=$2; shift 2
-  if curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; then
-    echo "port $port is already in use; stop that process or pick another port" >&2
-    return 1
-  fi
-  start_role "$log" serve --listen "127.0.0.1:$port" "$@"
+  local ops=$((port + 10000)) p
+  for p in "$port" "$ops"; do
+    if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+      echo "port $p is already in use; stop that process or pick another port" >&2
+      return 1
+    fi
+  done
+  start_role "$log" serve --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$ops" "$@"
   SVC_PID=$ROLE_PID
-  wait_http "http://127.0.0.1:$port/readyz" "$SVC_PID" "$log"
+  SVC_METRICS="http://127.0.0.1:$ops"
+  wait_http "$SVC_METRICS/readyz" "$SVC_PID" "$log"
 }
 
 # psql_value SQL: one value from the stack's database.

@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::epoch::AckedSeqs;
-use crate::http::{App, InFlight, router};
+use crate::http::{App, InFlight, ops_router, router};
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
@@ -74,12 +74,22 @@ pub fn default_max_in_flight() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()) * 256
 }
 
-/// Serves the API on `listener` until `shutdown` fires, then finishes in-flight requests.
+/// Where `serve` listens.
+pub struct Listeners {
+    /// The public API (`--listen`).
+    pub api: TcpListener,
+    /// /metrics, /healthz and /readyz (`--metrics-listen`), kept off the public port.
+    pub ops: TcpListener,
+}
+
+/// Serves the API and the operations endpoints until `shutdown` fires, then finishes
+/// in-flight requests.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Listeners,
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let Listeners { api: listener, ops } = listeners;
     let metrics = Metrics::new();
     let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
     if let Err(e) = store.ping().await {
@@ -103,11 +113,20 @@ pub async fn serve(
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
     });
-    tracing::info!(addr = %listener.local_addr()?, max_in_flight = config.max_in_flight, "serving");
+    tracing::info!(
+        addr = %listener.local_addr()?, metrics = %ops.local_addr()?,
+        max_in_flight = config.max_in_flight, "serving"
+    );
+    let ops = tokio::spawn(
+        axum::serve(ops, ops_router(state.clone()))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();
+    let _ = ops.await;
     tasks.join().await;
     tracing::info!("stopped");
     Ok(())

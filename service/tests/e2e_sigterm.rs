@@ -73,11 +73,12 @@ async fn serve_sigtermed_under_load_answers_what_it_took_and_exits_promptly() {
     every_coupon_in_outbox_or_kafka(&redis, &brokers, &campaign, &created(&outcomes)).await;
 }
 
-/// Starts `stampede-service serve` on a free port; waits until /healthz answers.
+/// Starts `stampede-service serve` on free ports; waits until the API listens.
 fn serve(redis: &RedisServer, brokers: &str) -> (Child, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let child = service_command()
         .args(["serve", "--listen", &listen, "--relay-consumer", "sigterm"])
+        .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .env("STAMPEDE_REDIS_URL", redis.url())
         .env("STAMPEDE_REDIS_TIMEOUT_MS", "1000")
         .env("STAMPEDE_KAFKA_BROKERS", brokers)

@@ -255,8 +255,21 @@ async fn readiness_and_metrics_follow_redis() {
     let (mut redis, svc, store) = setup().await;
     store.ensure_campaign(&id("m"), 5, None).await.unwrap();
     assert_eq!(svc.issue("m", "a").await.0, 201);
-    assert_eq!(svc.get("/healthz").await.0, 200);
-    assert_eq!(svc.get("/readyz").await.0, 200, "ready while Redis answers");
+    assert_eq!(svc.ops_get("/healthz").await.0, 200);
+    assert_eq!(
+        svc.ops_get("/readyz").await.0,
+        200,
+        "ready while Redis answers"
+    );
+    // Operations stay off the public port.
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let (status, body) = svc.get(path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
     let text = svc.metrics().await;
     for needle in [
         "stampede_http_requests_total{outcome=\"issued\",route=\"/v1/campaigns/{campaign}/issue\"} 1",
@@ -282,7 +295,11 @@ async fn readiness_and_metrics_follow_redis() {
         "answer took {:?}",
         started.elapsed()
     );
-    assert_eq!(svc.get("/readyz").await.0, 503, "not ready without Redis");
+    assert_eq!(
+        svc.ops_get("/readyz").await.0,
+        503,
+        "not ready without Redis"
+    );
     assert!(
         svc.metric("stampede_redis_errors_total{kind=\"redis\",op=\"issue\"}")
             .await

@@ -184,7 +184,7 @@ async fn shutdown_finishes_in_flight_requests() {
         .unwrap()
         .unwrap();
     let after = reqwest::Client::new()
-        .get(format!("{}/healthz", svc.base))
+        .get(format!("{}/v1/campaigns/any", svc.base))
         .send()
         .await;
     assert!(after.is_err(), "the listener is closed after shutdown");

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
 use super::pod::{env_var, pod_name_env, pod_template};
-use super::{ISSUER_PORT, issuer_name, metadata, selector, typed};
+use super::{ISSUER_METRICS_PORT, ISSUER_PORT, issuer_name, metadata, selector, typed};
 use crate::validate::Plan;
 
 /// The issuer Deployment. No `replicas`: the HPA owns that field.
@@ -13,6 +13,7 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
     let name = issuer_name(plan);
     let mut env = vec![
         json!({ "name": "STAMPEDE_LISTEN", "value": format!("0.0.0.0:{ISSUER_PORT}") }),
+        json!({ "name": "STAMPEDE_METRICS_LISTEN", "value": format!("0.0.0.0:{ISSUER_METRICS_PORT}") }),
         env_var("STAMPEDE_REDIS_URL", &plan.redis),
         env_var("STAMPEDE_KAFKA_BROKERS", &plan.kafka),
         // A restarted pod keeps its name's pending outbox entries; others claim them.
@@ -26,6 +27,16 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         env.push(json!({ "name": "STAMPEDE_MAX_IN_FLIGHT", "value": n.to_string() }));
     }
     let i = &plan.issuer;
+    let ports = [("http", ISSUER_PORT), ("metrics", ISSUER_METRICS_PORT)];
+    let template = pod_template(
+        plan,
+        "issuer",
+        &i.image,
+        &["serve"],
+        env,
+        &ports,
+        &i.resources,
+    );
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -34,7 +45,7 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
             "selector": { "matchLabels": selector(plan, "issuer") },
             "strategy": { "type": "RollingUpdate",
                           "rollingUpdate": { "maxUnavailable": 0, "maxSurge": "25%" } },
-            "template": pod_template(plan, "issuer", &i.image, &["serve"], env, ISSUER_PORT, &i.resources),
+            "template": template,
         },
     }))
 }

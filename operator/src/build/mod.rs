@@ -26,8 +26,10 @@ pub(crate) use pdb::issuer_pdb;
 pub(crate) use service::issuer_service;
 pub(crate) use writer::writer_deployment;
 
-/// The issuer's container port (HTTP API, /metrics, /healthz, /readyz).
+/// The issuer's public port (the HTTP API only).
 pub(crate) const ISSUER_PORT: i32 = 8080;
+/// The issuer's operations port (/metrics, /healthz, /readyz), kept off the public one.
+pub(crate) const ISSUER_METRICS_PORT: i32 = 9464;
 /// The writer's metrics/health port.
 pub(crate) const WRITER_PORT: i32 = 9466;
 

@@ -24,23 +24,32 @@ fn resources(r: &Resources) -> Value {
 
 /// A pod template with the hardening every Stampede pod gets: non-root, read-only root
 /// filesystem, no privilege escalation, no capabilities, RuntimeDefault seccomp, no
-/// service-account token, probes on /healthz and /readyz.
+/// service-account token, probes on /healthz and /readyz of the port named `metrics`
+/// (scraped there too).
 pub(super) fn pod_template(
     plan: &Plan,
     component: &str,
     image: &str,
     args: &[&str],
     env: Vec<Value>,
-    port: i32,
+    ports: &[(&str, i32)],
     res: &Resources,
 ) -> Value {
+    let metrics = ports
+        .iter()
+        .find(|(name, _)| *name == "metrics")
+        .map_or(0, |(_, p)| *p);
+    let ports: Vec<Value> = ports
+        .iter()
+        .map(|(name, p)| json!({ "name": name, "containerPort": p, "protocol": "TCP" }))
+        .collect();
     json!({
         "metadata": {
             "labels": labels(plan, component),
             // For Prometheus setups that scrape pods by annotation.
             "annotations": {
                 "prometheus.io/scrape": "true",
-                "prometheus.io/port": port.to_string(),
+                "prometheus.io/port": metrics.to_string(),
                 "prometheus.io/path": "/metrics",
             },
         },
@@ -59,7 +68,7 @@ pub(super) fn pod_template(
                 "image": image,
                 "args": args,
                 "env": env,
-                "ports": [{ "name": "http", "containerPort": port, "protocol": "TCP" }],
+                "ports": ports,
                 "resources": resources(res),
                 "securityContext": {
                     "allowPrivilegeEscalation": false,
@@ -69,11 +78,11 @@ pub(super) fn pod_template(
                     "capabilities": { "drop": ["ALL"] },
                 },
                 "livenessProbe": {
-                    "httpGet": { "path": "/healthz", "port": "http" },
+                    "httpGet": { "path": "/healthz", "port": "metrics" },
                     "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
                 },
                 "readinessProbe": {
-                    "httpGet": { "path": "/readyz", "port": "http" },
+                    "httpGet": { "path": "/readyz", "port": "metrics" },
                     "periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 2,
                 },
             }],

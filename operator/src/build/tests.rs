@@ -90,6 +90,26 @@ fn pods_are_hardened_with_probes_and_resources() {
         };
         assert_eq!(probe_path(&ctr.liveness_probe).as_deref(), Some("/healthz"));
         assert_eq!(probe_path(&ctr.readiness_probe).as_deref(), Some("/readyz"));
+        // Probes and scraping on the operations port, never the public one.
+        let probe_port = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+            p.as_ref().unwrap().http_get.as_ref().unwrap().port.clone()
+        };
+        let metrics =
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("metrics".into());
+        assert_eq!(probe_port(&ctr.readiness_probe), metrics);
+        assert_eq!(probe_port(&ctr.liveness_probe), metrics);
+        let ports = ctr.ports.as_ref().unwrap();
+        let scraped = &d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()["prometheus.io/port"];
+        let metrics_port = ports.iter().find(|p| p.name.as_deref() == Some("metrics"));
+        assert_eq!(scraped, &metrics_port.unwrap().container_port.to_string());
         let r = ctr.resources.as_ref().unwrap();
         for key in ["cpu", "memory"] {
             assert!(r.requests.as_ref().unwrap().contains_key(key));

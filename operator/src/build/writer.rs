@@ -29,7 +29,7 @@ pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         "spec": {
             "replicas": w.replicas,
             "selector": { "matchLabels": selector(plan, "writer") },
-            "template": pod_template(plan, "writer", &w.image, &["writer"], env, WRITER_PORT, &w.resources),
+            "template": pod_template(plan, "writer", &w.image, &["writer"], env, &[("metrics", WRITER_PORT)], &w.resources),
         },
     }))
 }

@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use stampede_core::store::StoreConfig;
 use stampede_operator::loadtest::{RUN_LABEL, SEGMENT_LABEL};
-use stampede_service::server::{ServeConfig, serve};
+use stampede_service::server::{Listeners, ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
@@ -27,8 +27,11 @@ pub struct LocalService {
 impl LocalService {
     /// Starts one.
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ops: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let url = format!("http://{}", listeners.api.local_addr().unwrap());
         let config = ServeConfig {
             max_in_flight: 512,
             soldout_recheck: Duration::from_millis(50),
@@ -39,7 +42,7 @@ impl LocalService {
             })
         };
         let stop = CancellationToken::new();
-        tokio::spawn(serve(listener, config, stop.clone()));
+        tokio::spawn(serve(listeners, config, stop.clone()));
         Self { url, stop }
     }
 }

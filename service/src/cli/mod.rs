@@ -17,8 +17,8 @@ pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
 use crate::server::{
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EPOCH_CHECK_MS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, ServeConfig, default_max_in_flight,
-    serve,
+    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, Listeners, ServeConfig,
+    default_max_in_flight, serve,
 };
 use stampede_core::Error;
 use stampede_core::store::fence::FenceConfig;
@@ -53,9 +53,16 @@ pub enum Command {
 /// `serve` flags.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to serve the public API on.
     #[arg(long, env = "STAMPEDE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address to serve /metrics, /healthz and /readyz on (never the public port).
+    #[arg(
+        long,
+        env = "STAMPEDE_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
     /// Requests in flight before new ones get 503 `overloaded` (default: 256 per core).
     #[arg(long, env = "STAMPEDE_MAX_IN_FLIGHT", default_value_t = default_max_in_flight())]
     pub max_in_flight: usize,
@@ -122,7 +129,10 @@ impl ServeArgs {
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
     match cli.command {
         Command::Serve(a) => {
-            let listener = tokio::net::TcpListener::bind(a.listen).await?;
+            let listeners = Listeners {
+                api: tokio::net::TcpListener::bind(a.listen).await?,
+                ops: tokio::net::TcpListener::bind(a.metrics_listen).await?,
+            };
             let config = ServeConfig {
                 store: a.relay.redis.store_config(),
                 max_in_flight: a.max_in_flight,
@@ -134,7 +144,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
             };
-            serve(listener, config, shutdown).await
+            serve(listeners, config, shutdown).await
         }
         Command::Relay(a) => pipeline::relay(a, shutdown).await,
         Command::Writer(a) => pipeline::writer(a, shutdown).await,

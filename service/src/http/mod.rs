@@ -49,7 +49,7 @@ pub struct App {
     pub request_timeout: Duration,
 }
 
-/// Builds the router with the HTTP contract in the README.
+/// Builds the public API router with the HTTP contract in the README.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/campaigns/{campaign}/issue", post(campaigns::issue))
@@ -58,12 +58,21 @@ pub fn router(state: AppState) -> Router {
             get(campaigns::coupon),
         )
         .route("/v1/campaigns/{campaign}", get(campaigns::show))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Builds the operations router for the listener of its own (`--metrics-listen`):
+/// /metrics, /healthz and /readyz, never on the public port and never under the in-flight
+/// cap (a probe is not shed when users flood the API).
+pub fn ops_router(state: AppState) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -102,6 +111,8 @@ async fn track(
 ) -> Response {
     let started = Instant::now();
     let route = path.as_ref().map_or("unmatched", |p| p.as_str());
+    // Everything on this router is API (operations have their own listener); unmatched
+    // routes are answered 404 without a slot.
     let resp = if route.starts_with("/v1/") {
         admit(&st, req, next).await
     } else {

@@ -20,13 +20,15 @@ use reqwest::RequestBuilder;
 use stampede_core::ids::CampaignId;
 use stampede_core::store::{Store, StoreConfig};
 use stampede_service::metrics::Metrics;
-use stampede_service::server::{ServeConfig, serve};
+use stampede_service::server::{Listeners, ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
 
 /// The service running in-process.
 pub struct Service {
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port`: the public API.
     pub base: String,
+    /// `http://127.0.0.1:port`: /metrics, /healthz and /readyz.
+    pub ops_base: String,
     /// Fires graceful shutdown.
     pub shutdown: CancellationToken,
     /// The serve task.
@@ -108,10 +110,14 @@ pub async fn status_and_json(request: RequestBuilder) -> (u16, serde_json::Value
 impl Service {
     /// Serves with `config` on a free port.
     pub async fn start(config: ServeConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            ops: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let base = format!("http://{}", listeners.api.local_addr().unwrap());
+        let ops_base = format!("http://{}", listeners.ops.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, config, shutdown.clone()));
+        let task = tokio::spawn(serve(listeners, config, shutdown.clone()));
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(512)
             .timeout(Duration::from_secs(10))
@@ -119,6 +125,7 @@ impl Service {
             .unwrap();
         Self {
             base,
+            ops_base,
             shutdown,
             task,
             http,
@@ -147,10 +154,16 @@ impl Service {
         status_and_json(self.http.get(self.url(path))).await
     }
 
-    /// The /metrics text.
+    /// GETs `path` on the operations listener; returns status and body text.
+    pub async fn ops_get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.ops_base));
+        let r = r.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// The /metrics text (from the operations listener).
     pub async fn metrics(&self) -> String {
-        let r = self.http.get(self.url("/metrics")).send().await.unwrap();
-        r.text().await.unwrap()
+        self.ops_get("/metrics").await.1
     }
 
     /// The value of one sample line in /metrics, 0 when absent.
