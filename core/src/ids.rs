@@ -36,7 +36,16 @@ impl CampaignId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this is a load test's shadow campaign (`<campaign>.lt-<test>`), which spends
+    /// no real stock.
+    pub fn is_load_test_shadow(&self) -> bool {
+        self.0.contains(SHADOW_MARK)
+    }
 }
+
+/// What separates a campaign from its load test's name in a shadow campaign id.
+pub const SHADOW_MARK: &str = ".lt-";
 
 impl UserId {
     /// Checks `raw` against the user id grammar.

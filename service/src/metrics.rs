@@ -65,6 +65,10 @@ pub struct HttpMetrics {
     pub in_flight: IntGauge,
     /// Requests refused by the in-flight cap.
     pub shed: IntCounter,
+    /// Requests answered 429 because a user or client was past its budget, by who.
+    pub rate_limited: IntCounterVec,
+    /// Users and client addresses whose budgets are tracked (after the last sweep).
+    pub rate_limit_keys: IntGaugeVec,
 }
 
 /// Issuance decisions by campaign.
@@ -126,6 +130,16 @@ impl HttpMetrics {
             shed: r.counter(
                 "stampede_http_shed_total",
                 "Requests answered 503 overloaded by the in-flight cap",
+            ),
+            rate_limited: r.counter_vec(
+                "stampede_http_rate_limited_total",
+                "Requests answered 429 rate_limited: a user or client past its budget",
+                &["by"],
+            ),
+            rate_limit_keys: r.gauge_vec(
+                "stampede_http_rate_limit_keys",
+                "Users and client addresses whose budgets are tracked",
+                &["by"],
             ),
         }
     }

@@ -1,5 +1,6 @@
 //! The `serve` role: HTTP API plus the sold-out refresher, with graceful shutdown.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -7,7 +8,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::epoch::AckedSeqs;
-use crate::http::{App, InFlight, ops_router, router};
+pub use crate::http::limits::{LimitConfig, Rate};
+use crate::http::{App, InFlight, Limits, ops_router, router};
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
@@ -37,6 +39,8 @@ pub struct ServeConfig {
     /// How often to check whether Redis restarted or failed over (and may have lost
     /// acknowledged writes).
     pub epoch_check: Duration,
+    /// Per-user and per-client budgets.
+    pub limits: LimitConfig,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -49,6 +53,11 @@ pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// `--epoch-check-ms` unless set.
 pub const DEFAULT_EPOCH_CHECK_MS: u64 = 1_000;
+/// `--user-rate` / `--user-burst` unless set: far above what an honest client sends (one
+/// issue, a retry or two, a lookup), far below a retry storm.
+pub const DEFAULT_USER_RATE: u32 = 5;
+/// See [`DEFAULT_USER_RATE`].
+pub const DEFAULT_USER_BURST: u32 = 10;
 
 impl ServeConfig {
     /// `serve`'s defaults on `store`, with the relay off and `local` durability: what an
@@ -64,6 +73,11 @@ impl ServeConfig {
             relay: None,
             durability: None,
             epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
+            limits: LimitConfig {
+                per_user: Rate::new(DEFAULT_USER_RATE, DEFAULT_USER_BURST),
+                per_client: None,
+                client_ip_header: None,
+            },
         }
     }
 }
@@ -109,6 +123,7 @@ pub async fn serve(
         soldout,
         metrics,
         in_flight: InFlight::new(config.max_in_flight),
+        limits: Limits::new(&config.limits),
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
@@ -122,14 +137,35 @@ pub async fn serve(
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );
-    axum::serve(listener, router(state))
+    let sweeper = tokio::spawn(sweep_limits(state.clone(), shutdown.clone()));
+    let api = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, api)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();
     let _ = ops.await;
+    let _ = sweeper.await;
     tasks.join().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Forgets idle budget keys every few seconds, so a flood of new users or addresses
+/// cannot grow memory without bound.
+async fn sweep_limits(state: std::sync::Arc<App>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                state.limits.sweep();
+                let (users, clients) = state.limits.tracked();
+                let keys = &state.metrics.http.rate_limit_keys;
+                keys.with_label_values(&["user"]).set(users as i64);
+                keys.with_label_values(&["client"]).set(clients as i64);
+            }
+        }
+    }
 }
 
 /// What `serve` runs beside the API: the sold-out refresher, the epoch watch and, unless

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::pod::{env_var, pod_name_env, pod_template};
 use super::{ISSUER_METRICS_PORT, ISSUER_PORT, issuer_name, metadata, selector, typed};
+use crate::crd::{IssuerLimits, RateSpec};
 use crate::validate::Plan;
 
 /// The issuer Deployment. No `replicas`: the HPA owns that field.
@@ -26,6 +27,7 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
     if let Some(n) = plan.issuer.max_in_flight {
         env.push(json!({ "name": "STAMPEDE_MAX_IN_FLIGHT", "value": n.to_string() }));
     }
+    env.extend(limit_env(plan.issuer.limits.as_ref()));
     let i = &plan.issuer;
     let ports = [("http", ISSUER_PORT), ("metrics", ISSUER_METRICS_PORT)];
     let template = pod_template(
@@ -48,4 +50,23 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
             "template": template,
         },
     }))
+}
+
+/// The budgets' variables, for what the spec sets (the service's defaults otherwise).
+fn limit_env(limits: Option<&IssuerLimits>) -> Vec<serde_json::Value> {
+    let Some(l) = limits else { return Vec::new() };
+    let mut env = Vec::new();
+    let mut rate = |who: &str, r: Option<RateSpec>| {
+        if let Some(r) = r {
+            let (rate, burst) = (r.per_second.to_string(), r.burst.to_string());
+            env.push(json!({ "name": format!("STAMPEDE_{who}_RATE"), "value": rate }));
+            env.push(json!({ "name": format!("STAMPEDE_{who}_BURST"), "value": burst }));
+        }
+    };
+    rate("USER", l.per_user);
+    rate("CLIENT", l.per_client);
+    if let Some(h) = &l.client_ip_header {
+        env.push(json!({ "name": "STAMPEDE_CLIENT_IP_HEADER", "value": h }));
+    }
+    env
 }

@@ -70,13 +70,7 @@ pub(super) fn pod_template(
                 "env": env,
                 "ports": ports,
                 "resources": resources(res),
-                "securityContext": {
-                    "allowPrivilegeEscalation": false,
-                    "readOnlyRootFilesystem": true,
-                    "runAsNonRoot": true,
-                    "privileged": false,
-                    "capabilities": { "drop": ["ALL"] },
-                },
+                "securityContext": container_security(),
                 "livenessProbe": {
                     "httpGet": { "path": "/healthz", "port": "metrics" },
                     "periodSeconds": 10, "timeoutSeconds": 2, "failureThreshold": 3,
@@ -87,6 +81,17 @@ pub(super) fn pod_template(
                 },
             }],
         },
+    })
+}
+
+/// The container's security context: nothing beyond running the binary.
+fn container_security() -> Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "runAsNonRoot": true,
+        "privileged": false,
+        "capabilities": { "drop": ["ALL"] },
     })
 }
 

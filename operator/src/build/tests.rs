@@ -13,7 +13,13 @@ metadata: {name: spring-sale, namespace: shop, uid: 0a1b2c3d}
 spec:
   stock: 1200
   redis: {secretRef: {name: redis-conn, key: url}}
-  issuer: {minReplicas: 3, maxReplicas: 12, targetCPUUtilization: 60, maxInFlight: 512, durability: Replica}
+  issuer:
+    minReplicas: 3
+    maxReplicas: 12
+    targetCPUUtilization: 60
+    maxInFlight: 512
+    durability: Replica
+    limits: {perClient: {perSecond: 200, burst: 400}, clientIpHeader: X-Forwarded-For}
   writer: {replicas: 2, batchRows: 2000, batchLingerMs: 10}
 ";
 
@@ -188,4 +194,26 @@ fn selectors_match_pod_labels() {
             assert_eq!(pod_labels.get(k), Some(v), "{k}");
         }
     }
+}
+
+#[test]
+fn the_issuer_gets_the_budgets_the_spec_sets_and_the_services_defaults_otherwise() {
+    let (_, c) = built();
+    let env = env(&c.issuer);
+    assert_eq!(find(&env, "STAMPEDE_CLIENT_RATE")["value"], "200");
+    assert_eq!(find(&env, "STAMPEDE_CLIENT_BURST")["value"], "400");
+    assert_eq!(
+        find(&env, "STAMPEDE_CLIENT_IP_HEADER")["value"],
+        "X-Forwarded-For"
+    );
+    let names: Vec<&str> = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"STAMPEDE_USER_RATE"),
+        "per user: the service's default"
+    );
 }

@@ -12,7 +12,8 @@ mod status;
 pub(crate) use conditions::string_enum;
 pub use conditions::{ConditionStatus, ConditionType, Reason, RunPhase, Verdict};
 pub use settings::{
-    AlertsSpec, DeletionPolicy, Durability, IssuerSpec, KafkaSpec, Resources, WriterSpec,
+    AlertsSpec, DeletionPolicy, Durability, IssuerLimits, IssuerSpec, KafkaSpec, RateSpec,
+    Resources, WriterSpec,
 };
 pub use status::{
     ClosedBy, Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,

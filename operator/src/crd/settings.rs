@@ -70,6 +70,39 @@ pub struct IssuerSpec {
     /// replica, else every issue answers 503).
     #[serde(default)]
     pub durability: Durability,
+    /// Per-user and per-client request budgets (429 `rate_limited` past them); default:
+    /// the service's (5/s, burst 10 per user; no client budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<IssuerLimits>,
+}
+
+/// The issuer's request budgets (`stampede-service serve --user-rate …`), per replica.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerLimits {
+    /// One user's budget (the token's subject); `perSecond: 0` turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_user: Option<RateSpec>,
+    /// One client address's budget; load tests' shadow campaigns are exempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_client: Option<RateSpec>,
+    /// Take the client address from this header (e.g. `X-Forwarded-For`), only behind a
+    /// proxy that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9-]{1,64}$"))]
+    pub client_ip_header: Option<String>,
+}
+
+/// A steady rate and the burst on top of it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateSpec {
+    /// Requests per second, sustained (0: no limit).
+    #[schemars(range(min = 0, max = 1000000))]
+    pub per_second: i32,
+    /// Requests allowed at once.
+    #[schemars(range(min = 1, max = 1000000))]
+    pub burst: i32,
 }
 
 impl Default for IssuerSpec {
@@ -82,6 +115,7 @@ impl Default for IssuerSpec {
             max_in_flight: None,
             resources: None,
             durability: Durability::Local,
+            limits: None,
         }
     }
 }

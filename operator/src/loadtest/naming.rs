@@ -10,7 +10,7 @@ use crate::validate::Plan;
 
 /// The shadow campaign a test issues from, so it never spends real stock.
 pub(crate) fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
-    let suffix = format!(".lt-{test}");
+    let suffix = format!("{}{test}", stampede_core::ids::SHADOW_MARK);
     let keep = 128usize.saturating_sub(suffix.len());
     let base: String = campaign.as_str().chars().take(keep).collect();
     let id = format!("{}{suffix}", base.trim_end_matches(['.', '-']));

@@ -114,6 +114,7 @@ fn shadow_ids_are_campaign_ids_even_for_long_names() {
     let long = CampaignId::parse(&"a".repeat(128)).unwrap();
     let s = shadow_id(&long, "preflight");
     assert!(s.as_str().len() <= 128 && s.as_str().ends_with(".lt-preflight"));
+    assert!(s.is_load_test_shadow() && !long.is_load_test_shadow());
 }
 
 #[test]

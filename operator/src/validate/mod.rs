@@ -73,6 +73,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
             target_cpu: i.target_cpu_utilization,
             max_in_flight: i.max_in_flight,
             durability: i.durability,
+            limits: i.limits.clone(),
             resources: issuer_resources,
         },
         alerts: spec.alerts.clone(),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use stampede_core::campaign::Window;
 use stampede_core::ids::CampaignId;
 
-use crate::crd::{AlertsSpec, DeletionPolicy, Durability, LoadTestSpec, Resources};
+use crate::crd::{AlertsSpec, DeletionPolicy, Durability, IssuerLimits, LoadTestSpec, Resources};
 
 /// Operator-wide defaults for what a campaign does not name.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ pub struct IssuerPlan {
     pub resources: Resources,
     /// When a coupon is acknowledged.
     pub durability: Durability,
+    /// Request budgets, when set.
+    pub limits: Option<IssuerLimits>,
 }
 
 /// Writer settings with defaults applied.

@@ -15,10 +15,11 @@ pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
+use crate::http::limits::{LimitConfig, Rate};
 use crate::server::{
     DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EPOCH_CHECK_MS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, Listeners, ServeConfig,
-    default_max_in_flight, serve,
+    DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, DEFAULT_USER_BURST, DEFAULT_USER_RATE,
+    Listeners, ServeConfig, default_max_in_flight, serve,
 };
 use stampede_core::Error;
 use stampede_core::store::fence::FenceConfig;
@@ -102,7 +103,53 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(50..))]
     pub epoch_check_ms: u64,
     #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
     relay: RelayArgs,
+}
+
+/// Per-user and per-client budgets (`serve`); a user or client past its budget gets 429
+/// `rate_limited` with Retry-After. Each replica counts on its own.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Requests per second one user may make (0: no limit).
+    #[arg(long, env = "STAMPEDE_USER_RATE", default_value_t = DEFAULT_USER_RATE)]
+    pub user_rate: u32,
+    /// Requests one user may make at once on top of the rate.
+    #[arg(long, env = "STAMPEDE_USER_BURST", default_value_t = DEFAULT_USER_BURST)]
+    pub user_burst: u32,
+    /// Requests per second one client address may make (0, the default: no limit; turn it
+    /// on where clients reach the service directly or through `--client-ip-header`).
+    /// Load-test shadow campaigns are exempt.
+    #[arg(long, env = "STAMPEDE_CLIENT_RATE", default_value_t = 0)]
+    pub client_rate: u32,
+    /// Requests one client address may make at once on top of the rate.
+    #[arg(long, env = "STAMPEDE_CLIENT_BURST", default_value_t = 100)]
+    pub client_burst: u32,
+    /// Take the client address from this header's first entry (e.g. `X-Forwarded-For`);
+    /// only behind a proxy that sets it, or clients choose their own address.
+    #[arg(long, env = "STAMPEDE_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+}
+
+impl LimitArgs {
+    /// The budgets; a header name that is not one is refused, naming the flag.
+    fn config(&self) -> Result<LimitConfig, Error> {
+        let client_ip_header = self
+            .client_ip_header
+            .as_deref()
+            .map(|h| {
+                h.parse::<axum::http::HeaderName>().map_err(|_| {
+                    Error::InvalidInput(format!("--client-ip-header: {h:?} is not a header name"))
+                })
+            })
+            .transpose()?;
+        Ok(LimitConfig {
+            per_user: Rate::new(self.user_rate, self.user_burst),
+            per_client: Rate::new(self.client_rate, self.client_burst),
+            client_ip_header,
+        })
+    }
 }
 
 /// When an issuance is acknowledged.
@@ -143,6 +190,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 relay: (!a.no_relay).then(|| a.relay.config("serve")),
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
+                limits: a.limits.config()?,
             };
             serve(listeners, config, shutdown).await
         }

@@ -7,8 +7,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::AppState;
 use super::error::{ApiError, Outcome};
+use super::limits::LimitedBy;
+use super::{App, AppState};
 use stampede_core::coupon::Decision;
 use stampede_core::ids::{CampaignId, UserId};
 
@@ -16,6 +17,13 @@ use stampede_core::ids::{CampaignId, UserId};
 struct IssueRequest {
     #[serde(rename = "userId")]
     user_id: String,
+}
+
+/// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
+fn check_user_budget(st: &App, user: &UserId) -> Result<(), ApiError> {
+    st.limits
+        .check_user(user.as_str())
+        .map_err(|wait| ApiError::rate_limited(LimitedBy::User, wait, &st.metrics.http))
 }
 
 /// `POST /v1/campaigns/{c}/issue`.
@@ -27,6 +35,7 @@ pub async fn issue(
     let campaign = CampaignId::parse(&campaign)?;
     let (parts, body) = req.into_parts();
     let user = read_issue_request(&parts.headers, body, st.max_body_bytes).await?;
+    check_user_budget(&st, &user)?;
     if let Some(body) = st.soldout.answer(&campaign, &user) {
         return Ok(sold_out_from_memory(body));
     }
@@ -143,6 +152,7 @@ pub async fn coupon(
 ) -> Result<Response, ApiError> {
     let campaign = CampaignId::parse(&campaign)?;
     let user = UserId::parse(&user)?;
+    check_user_budget(&st, &user)?;
     match st.store.lookup(&campaign, &user).await? {
         Some(r) => Ok(Json(r.into_coupon(campaign.as_str(), user.as_str())).into_response()),
         None => Err(ApiError::new(

@@ -46,6 +46,22 @@ impl ApiError {
         .retry_after(1)
     }
 
+    /// 429 `rate_limited`: the user or the client address is past its budget; retry when
+    /// it has refilled. Counted by who was limited.
+    pub fn rate_limited(
+        by: super::limits::LimitedBy,
+        wait: std::time::Duration,
+        http: &crate::metrics::HttpMetrics,
+    ) -> Self {
+        http.rate_limited.with_label_values(&[by.label()]).inc();
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests from this {}; retry later", by.label()),
+        )
+        .retry_after(super::limits::retry_after_secs(wait))
+    }
+
     /// 413 `payload_too_large`.
     pub fn payload_too_large(max_body: usize) -> Self {
         Self::new(

@@ -3,13 +3,15 @@
 mod admission;
 mod campaigns;
 pub mod error;
+pub mod limits;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +19,8 @@ use axum::routing::{get, post};
 
 pub use admission::InFlight;
 use error::{ApiError, Outcome};
+use limits::LimitedBy;
+pub use limits::Limits;
 
 use crate::epoch::AckedSeqs;
 use crate::metrics::Metrics;
@@ -41,6 +45,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The in-flight cap.
     pub in_flight: InFlight,
+    /// Per-user and per-client budgets.
+    pub limits: Limits,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// How long a request's body may take to arrive (408 after).
@@ -87,6 +93,14 @@ async fn metrics(State(st): State<AppState>) -> Response {
 async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store.ping().await?;
     Ok("ready")
+}
+
+/// Whether a `/v1/campaigns/{c}/…` path names a load test's shadow campaign (exempt from
+/// the client budget: a runner pod sends its whole stampede from one address).
+fn is_shadow_route(path: &str) -> bool {
+    path.strip_prefix("/v1/campaigns/")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|c| c.contains(stampede_core::ids::SHADOW_MARK))
 }
 
 async fn not_found() -> ApiError {
@@ -142,6 +156,16 @@ async fn track(
 async fn admit(st: &App, req: Request, next: Next) -> Response {
     let deadline = tokio::time::Instant::now() + st.request_timeout;
     let (parts, body) = req.into_parts();
+    if !is_shadow_route(parts.uri.path()) {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Err(wait) = st.limits.check_client(&parts.headers, peer) {
+            return ApiError::rate_limited(LimitedBy::Client, wait, &st.metrics.http)
+                .into_response();
+        }
+    }
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)

@@ -20,7 +20,7 @@ use reqwest::RequestBuilder;
 use stampede_core::ids::CampaignId;
 use stampede_core::store::{Store, StoreConfig};
 use stampede_service::metrics::Metrics;
-use stampede_service::server::{Listeners, ServeConfig, serve};
+use stampede_service::server::{LimitConfig, Listeners, ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
 
 /// The service running in-process.
@@ -42,6 +42,9 @@ pub fn config(redis_url: &str) -> ServeConfig {
     ServeConfig {
         max_in_flight: 512,
         soldout_recheck: Duration::from_millis(50),
+        // Budgets are tested on their own (rate_limits.rs); elsewhere tests send many
+        // requests per user on purpose (races, retries).
+        limits: LimitConfig::default(),
         ..ServeConfig::new(StoreConfig {
             url: redis_url.to_owned(),
             connections: 2,
