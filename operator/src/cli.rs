@@ -73,6 +73,22 @@ pub struct RunArgs {
         default_value = concat!("ghcr.io/stampede-dev/stampede-service:", env!("CARGO_PKG_VERSION"))
     )]
     pub service_image: String,
+    /// Image patterns (comma-separated, `*` wildcard) a campaign's `spec.issuer.image` or
+    /// `spec.writer.image` may name; others are refused with a condition. Default: the
+    /// repository of `--service-image` (any tag or digest).
+    #[arg(long, env = "STAMPEDE_ALLOWED_IMAGES", value_delimiter = ',')]
+    pub allowed_images: Vec<String>,
+    /// Create NetworkPolicies for each campaign: issuers admit the API port from anywhere
+    /// and metrics only from `--monitoring-namespace`; writers only metrics from there.
+    #[arg(long, env = "STAMPEDE_NETWORK_POLICIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub network_policies: bool,
+    /// The namespace Prometheus scrapes from (its `kubernetes.io/metadata.name` label).
+    #[arg(
+        long,
+        env = "STAMPEDE_MONITORING_NAMESPACE",
+        default_value = "monitoring"
+    )]
+    pub monitoring_namespace: String,
     /// Image of the k6 load-test runner Jobs.
     #[arg(long, env = "STAMPEDE_K6_IMAGE", default_value = crate::loadtest::DEFAULT_K6_IMAGE)]
     pub k6_image: String,
@@ -101,6 +117,8 @@ impl RunArgs {
                 database_url: self.database_url,
                 service_image: self.service_image,
                 k6_image: self.k6_image,
+                allowed_images: self.allowed_images,
+                monitoring_namespace: self.network_policies.then_some(self.monitoring_namespace),
             },
             resync: Duration::from_secs(self.resync_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),

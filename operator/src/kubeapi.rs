@@ -75,11 +75,17 @@ pub(crate) async fn apply_children(
     c: &Children,
 ) -> Result<(), Error> {
     let ns = &plan.namespace;
+    if let Some(secret) = &c.connections {
+        ssa(client, ns, secret).await?;
+    }
     ssa(client, ns, &c.issuer).await?;
     ssa(client, ns, &c.service).await?;
     ssa(client, ns, &c.hpa).await?;
     ssa(client, ns, &c.pdb).await?;
     ssa(client, ns, &c.writer).await?;
+    for p in &c.network_policies {
+        ssa(client, ns, p).await?;
+    }
     Ok(())
 }
 

@@ -77,6 +77,8 @@ impl Scope {
             database_url: none(),
             service_image: none(),
             k6_image: none(),
+            allowed_images: Vec::new(),
+            monitoring_namespace: Some("monitoring".into()),
         };
         let plan = validate(&probe, &defaults).expect("the probe campaign is valid");
         Self {

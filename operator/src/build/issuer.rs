@@ -4,7 +4,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
-use super::pod::{env_var, pod_name_env, pod_template};
+use super::connections::{KAFKA_KEY, REDIS_KEY, env_from};
+use super::pod::{pod_name_env, pod_template};
 use super::{ISSUER_METRICS_PORT, ISSUER_PORT, issuer_name, metadata, selector, typed};
 use crate::crd::{IssuerLimits, RateSpec};
 use crate::validate::Plan;
@@ -15,8 +16,8 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
     let mut env = vec![
         json!({ "name": "STAMPEDE_LISTEN", "value": format!("0.0.0.0:{ISSUER_PORT}") }),
         json!({ "name": "STAMPEDE_METRICS_LISTEN", "value": format!("0.0.0.0:{ISSUER_METRICS_PORT}") }),
-        env_var("STAMPEDE_REDIS_URL", &plan.redis),
-        env_var("STAMPEDE_KAFKA_BROKERS", &plan.kafka),
+        env_from(plan, "STAMPEDE_REDIS_URL", &plan.redis, REDIS_KEY),
+        env_from(plan, "STAMPEDE_KAFKA_BROKERS", &plan.kafka, KAFKA_KEY),
         // A restarted pod keeps its name's pending outbox entries; others claim them.
         pod_name_env("STAMPEDE_RELAY_CONSUMER"),
         // Only its own campaign, to its own Kafka: other campaigns on the same Redis have

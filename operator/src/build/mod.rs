@@ -1,8 +1,10 @@
 //! Build: the child objects of one campaign, as pure functions of its [`Plan`], one file
 //! per kind. Reconcile server-side-applies exactly what these return.
 
+mod connections;
 mod hpa;
 mod issuer;
+mod netpol;
 mod pdb;
 mod pod;
 mod service;
@@ -12,7 +14,8 @@ mod writer;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::de::DeserializeOwned;
@@ -20,6 +23,7 @@ use serde_json::{Value, json};
 
 use crate::validate::{Plan, labels};
 
+pub(crate) use connections::connection_secret;
 pub(crate) use hpa::issuer_hpa;
 pub(crate) use issuer::issuer_deployment;
 pub(crate) use pdb::issuer_pdb;
@@ -56,6 +60,11 @@ pub(crate) struct Children {
     pub pdb: PodDisruptionBudget,
     /// Writer Deployment.
     pub writer: Deployment,
+    /// The backend addresses the pods read through `secretKeyRef` (when any is not in a
+    /// Secret of the campaign's own). Applied before the Deployments that read it.
+    pub connections: Option<Secret>,
+    /// Ingress rules for issuers and writers (none without `--network-policies`).
+    pub network_policies: Vec<NetworkPolicy>,
 }
 
 /// Builds every child, each owned by the campaign (`owner`).
@@ -66,6 +75,8 @@ pub(crate) fn children(plan: &Plan, owner: &OwnerReference) -> Children {
         hpa: issuer_hpa(plan, owner),
         pdb: issuer_pdb(plan, owner),
         writer: writer_deployment(plan, owner),
+        connections: connection_secret(plan, owner),
+        network_policies: netpol::network_policies(plan, owner),
     }
 }
 

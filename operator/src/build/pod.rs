@@ -3,20 +3,10 @@
 use serde_json::{Value, json};
 
 use crate::crd::Resources;
-use crate::validate::{Endpoint, Plan, labels};
+use crate::validate::{Plan, labels};
 
 /// Non-root user the pods run as.
 const RUN_AS: i64 = 65532;
-
-pub(super) fn env_var(name: &str, e: &Endpoint) -> Value {
-    match e {
-        Endpoint::Value(v) => json!({ "name": name, "value": v }),
-        Endpoint::Secret { name: s, key } => json!({
-            "name": name,
-            "valueFrom": { "secretKeyRef": { "name": s, "key": key } },
-        }),
-    }
-}
 
 fn resources(r: &Resources) -> Value {
     json!({ "requests": r.requests, "limits": r.limits })

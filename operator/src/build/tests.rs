@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::validate::tests::{defaults, from_yaml};
-use crate::validate::validate;
+use crate::validate::{Endpoint, validate};
 
 const CAMPAIGN: &str = "
 apiVersion: stampede.dev/v1alpha1
@@ -169,10 +169,8 @@ fn writer_consumes_only_its_campaign_topic() {
         "stampede.spring-sale"
     );
     assert_eq!(find(&env, "STAMPEDE_BATCH_ROWS")["value"], "2000");
-    assert_eq!(
-        find(&env, "STAMPEDE_DATABASE_URL")["value"],
-        "postgres://db/stampede"
-    );
+    let db = &find(&env, "STAMPEDE_DATABASE_URL")["valueFrom"]["secretKeyRef"];
+    assert_eq!(db["name"], "spring-sale-connections", "never a plain value");
     let selector = c.service.spec.as_ref().unwrap().selector.as_ref().unwrap();
     assert_eq!(selector["app.kubernetes.io/component"], "issuer");
 }
@@ -215,5 +213,75 @@ fn the_issuer_gets_the_budgets_the_spec_sets_and_the_services_defaults_otherwise
     assert!(
         !names.contains(&"STAMPEDE_USER_RATE"),
         "per user: the service's default"
+    );
+}
+
+#[test]
+fn connections_the_campaign_does_not_keep_in_its_own_secrets_go_through_the_campaigns_secret() {
+    let (plan, c) = built();
+    let secret = c
+        .connections
+        .as_ref()
+        .expect("the operator's defaults need a Secret");
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some("spring-sale-connections")
+    );
+    let data = secret.data.as_ref().unwrap();
+    let Endpoint::Value(db) = &plan.database else {
+        panic!("the test campaign takes the operator's database")
+    };
+    assert_eq!(data["database-url"].0, db.as_bytes());
+    assert!(
+        !data.contains_key("redis-url"),
+        "redis comes from redis-conn"
+    );
+    for d in [&c.issuer, &c.writer] {
+        let env = env(d);
+        for e in env.as_array().unwrap() {
+            assert!(
+                e.get("value")
+                    .is_none_or(|v| !v.as_str().unwrap_or("").contains("://")),
+                "{e}"
+            );
+        }
+        let redis = &find(&env, "STAMPEDE_REDIS_URL")["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            (redis["name"].as_str(), redis["key"].as_str()),
+            (Some("redis-conn"), Some("url"))
+        );
+    }
+    let writer_env = env(&c.writer);
+    let db = &find(&writer_env, "STAMPEDE_DATABASE_URL")["valueFrom"]["secretKeyRef"];
+    assert_eq!(db["name"], "spring-sale-connections");
+    assert_eq!(db["key"], "database-url");
+}
+
+#[test]
+fn network_policies_admit_the_api_anywhere_and_metrics_from_monitoring_only() {
+    let (mut plan, c) = built();
+    let [issuer, writer] = &c.network_policies[..] else {
+        panic!("two policies: {:?}", c.network_policies.len())
+    };
+    let rules = |p: &k8s_openapi::api::networking::v1::NetworkPolicy| {
+        serde_json::to_value(&p.spec.as_ref().unwrap().ingress).unwrap()
+    };
+    let i = rules(issuer);
+    assert_eq!(i[0]["ports"][0]["port"], 8080);
+    assert!(i[0].get("from").is_none(), "the API from anywhere");
+    assert_eq!(i[1]["ports"][0]["port"], 9464);
+    let from = &i[1]["from"][0]["namespaceSelector"]["matchLabels"];
+    assert_eq!(from["kubernetes.io/metadata.name"], "monitoring");
+    let w = rules(writer);
+    assert_eq!(w.as_array().unwrap().len(), 1);
+    assert_eq!(w[0]["ports"][0]["port"], 9466);
+    plan.monitoring_namespace = None;
+    assert!(
+        children(
+            &plan,
+            &c.issuer.metadata.owner_references.clone().unwrap()[0]
+        )
+        .network_policies
+        .is_empty()
     );
 }

@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 use stampede_core::issuance::topic;
 
-use super::pod::{env_var, pod_template};
+use super::connections::{DATABASE_KEY, KAFKA_KEY, REDIS_KEY, env_from};
+use super::pod::pod_template;
 use super::{WRITER_PORT, metadata, selector, typed, writer_name};
 use crate::validate::Plan;
 
@@ -14,9 +15,9 @@ pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
     let w = &plan.writer;
     let env = vec![
         json!({ "name": "STAMPEDE_METRICS_LISTEN", "value": format!("0.0.0.0:{WRITER_PORT}") }),
-        env_var("STAMPEDE_REDIS_URL", &plan.redis),
-        env_var("STAMPEDE_KAFKA_BROKERS", &plan.kafka),
-        env_var("STAMPEDE_DATABASE_URL", &plan.database),
+        env_from(plan, "STAMPEDE_REDIS_URL", &plan.redis, REDIS_KEY),
+        env_from(plan, "STAMPEDE_KAFKA_BROKERS", &plan.kafka, KAFKA_KEY),
+        env_from(plan, "STAMPEDE_DATABASE_URL", &plan.database, DATABASE_KEY),
         json!({ "name": "STAMPEDE_WRITER_TOPICS", "value": topic(plan.campaign.as_str()) }),
         json!({ "name": "STAMPEDE_WRITER_GROUP", "value": format!("stampede-writer.{}", plan.campaign) }),
         json!({ "name": "STAMPEDE_BATCH_ROWS", "value": w.batch_rows.to_string() }),

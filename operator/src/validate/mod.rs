@@ -3,6 +3,7 @@
 //! this first, but an object stored under an older schema must not get past here.
 
 mod fields;
+mod images;
 mod plan;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -31,13 +32,10 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
     let Some(namespace) = cc.namespace() else {
         return Err(Error::InvalidSpec("metadata.namespace is missing".into()));
     };
-    if spec.stock < 1 {
-        let m = format!("spec.stock must be at least 1, got {}", spec.stock);
-        return Err(Error::InvalidSpec(m));
-    }
-    let window = window(spec)?;
     check_bounds(spec)?;
+    let window = window(spec)?;
     check_load_tests(spec)?;
+    images::check_images(spec, defaults)?;
     let (k, i) = (&spec.kafka, &spec.issuer);
     let issuer_resources = resources(
         "spec.issuer.resources",
@@ -79,6 +77,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         alerts: spec.alerts.clone(),
         deletion_policy: spec.deletion_policy,
         load_tests: spec.load_tests.clone(),
+        monitoring_namespace: defaults.monitoring_namespace.clone(),
     })
 }
 
@@ -98,6 +97,9 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
         database_url: String::new(),
         service_image: String::new(),
         k6_image: String::new(),
+        // A local load test runs no pods.
+        allowed_images: vec!["*".into()],
+        monitoring_namespace: None,
     };
     validate(&cc, &defaults)
 }
@@ -114,7 +116,9 @@ fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
 /// Partitions, replicas and batch bounds.
 fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
     let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
-    let problem = if k.partitions < 1 {
+    let problem = if spec.stock < 1 {
+        format!("spec.stock must be at least 1, got {}", spec.stock)
+    } else if k.partitions < 1 {
         format!(
             "spec.kafka.partitions must be at least 1, got {}",
             k.partitions

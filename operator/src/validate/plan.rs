@@ -21,6 +21,12 @@ pub struct Defaults {
     pub service_image: String,
     /// Image of the k6 load-test runners.
     pub k6_image: String,
+    /// Image patterns a campaign's `spec.issuer.image` / `spec.writer.image` may use (`*`
+    /// wildcard); empty: the repository of `service_image`.
+    pub allowed_images: Vec<String>,
+    /// With `--network-policies`: the namespace Prometheus scrapes from; `None`: no
+    /// NetworkPolicies.
+    pub monitoring_namespace: Option<String>,
 }
 
 /// Where a backing service is found: a value, or a Secret key the operator and the pods
@@ -107,6 +113,8 @@ pub struct Plan {
     pub deletion_policy: DeletionPolicy,
     /// Load tests.
     pub load_tests: Vec<LoadTestSpec>,
+    /// Where metrics scrapes come from, when NetworkPolicies are built.
+    pub monitoring_namespace: Option<String>,
 }
 /// Labels every child carries; the selector uses the stable subset.
 pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {

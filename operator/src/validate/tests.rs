@@ -11,6 +11,8 @@ pub(crate) fn defaults() -> Defaults {
         database_url: "postgres://db/stampede".into(),
         service_image: "stampede/service:test".into(),
         k6_image: "grafana/k6:test".into(),
+        allowed_images: Vec::new(),
+        monitoring_namespace: Some("monitoring".into()),
     }
 }
 

@@ -45,6 +45,8 @@ pub fn stack_defaults() -> Defaults {
         ),
         service_image: "stampede/service:test".into(),
         k6_image: "grafana/k6:test".into(),
+        allowed_images: Vec::new(),
+        monitoring_namespace: Some("monitoring".into()),
     }
 }
 

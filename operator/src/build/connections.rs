@@ -1,0 +1,66 @@
+//! The campaign's connection Secret: every backend address its pods need that the campaign
+//! does not already take from a Secret of its own (an operator default, or a `url` written
+//! in the spec). Pods read each one through `secretKeyRef`, so no credential is ever a
+//! plain value in a pod spec, and `kubectl get deploy -o yaml` shows none.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::{Value, json};
+
+use super::{metadata, typed};
+use crate::validate::{Endpoint, Plan};
+
+/// The Secret's key for each backend.
+pub(crate) const REDIS_KEY: &str = "redis-url";
+/// See [`REDIS_KEY`].
+pub(crate) const KAFKA_KEY: &str = "kafka-brokers";
+/// See [`REDIS_KEY`].
+pub(crate) const DATABASE_KEY: &str = "database-url";
+
+/// Name of the campaign's connection Secret.
+pub(crate) fn connections_name(plan: &Plan) -> String {
+    format!("{}-connections", plan.campaign)
+}
+
+/// The connection Secret, or `None` when every backend comes from the campaign's own
+/// Secrets.
+pub(crate) fn connection_secret(plan: &Plan, owner: &OwnerReference) -> Option<Secret> {
+    let data: BTreeMap<String, ByteString> = [
+        (REDIS_KEY, &plan.redis),
+        (KAFKA_KEY, &plan.kafka),
+        (DATABASE_KEY, &plan.database),
+    ]
+    .into_iter()
+    .filter_map(|(key, e)| match e {
+        Endpoint::Value(v) => Some((key.to_owned(), ByteString(v.clone().into_bytes()))),
+        Endpoint::Secret { .. } => None,
+    })
+    .collect();
+    if data.is_empty() {
+        return None;
+    }
+    let mut secret: Secret = typed(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(plan, &connections_name(plan), "connections", owner),
+        "type": "Opaque",
+    }));
+    secret.data = Some(data);
+    Some(secret)
+}
+
+/// The variable `name` read from where `e` lives: the campaign's own Secret, or `key` of
+/// the connection Secret.
+pub(super) fn env_from(plan: &Plan, name: &str, e: &Endpoint, key: &str) -> Value {
+    let (secret, key) = match e {
+        Endpoint::Secret { name: s, key } => (s.clone(), key.as_str()),
+        Endpoint::Value(_) => (connections_name(plan), key),
+    };
+    json!({
+        "name": name,
+        "valueFrom": { "secretKeyRef": { "name": secret, "key": key } },
+    })
+}

@@ -1,0 +1,87 @@
+//! Secrets stay secret, on the real control plane: every connection reaches the campaign's
+//! pods through `secretKeyRef` (the operator's own defaults through the campaign's
+//! `<campaign>-connections` Secret), so the Deployments as stored by the API server — what
+//! `kubectl get deploy -o yaml` prints — carry no credential; and a campaign naming an image
+//! the operator does not allow is refused with a condition, its pods never created.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use stampede_operator::crd::Phase;
+
+/// Both Deployments of `name`, once the operator has applied them.
+async fn deployments(c: &Cluster, name: &str) -> Vec<Deployment> {
+    let mut found = Vec::new();
+    for d in [format!("{name}-issuer"), format!("{name}-writer")] {
+        let what = format!("Deployment {d}");
+        let dep = eventually(&what, Duration::from_secs(30), || async {
+            c.deployments().get_opt(&d).await.unwrap()
+        })
+        .await;
+        found.push(dep);
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
+    let c = Cluster::start().await;
+    let name = unique("secrets");
+    let _forget = Forget(name.clone());
+    let op = c.operator();
+    c.create(&name, &minimal_campaign(5)).await.unwrap();
+    let database_url = stack_defaults().database_url;
+    let credential = database_url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .map(|(userinfo, _)| userinfo.to_owned())
+        .expect("the stack's database URL has a user and password");
+    for d in deployments(&c, &name).await {
+        let stored = serde_json::to_string(&d).unwrap();
+        assert!(!stored.contains(&credential), "a credential in {stored}");
+        let env = &d.spec.template.spec.as_ref().unwrap().containers[0];
+        for e in env.env.as_ref().unwrap() {
+            if e.name.ends_with("_URL") || e.name.ends_with("_BROKERS") {
+                let from = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref());
+                let from = from.unwrap_or_else(|| panic!("{} is a plain value", e.name));
+                assert_eq!(from.name, format!("{name}-connections"), "{}", e.name);
+            }
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.ns);
+    let secret = secrets.get(&format!("{name}-connections")).await.unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["database-url"].0, database_url.as_bytes());
+    let owner = &secret.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("CouponCampaign", name.as_str())
+    );
+
+    // An image outside the allowed ones: refused with the field named, nothing deployed.
+    let foreign = unique("foreign");
+    let _forget_foreign = Forget(foreign.clone());
+    let yaml = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 5, issuer: {minReplicas: 1, image: 'evil/miner:1'}}\n";
+    c.create(&foreign, yaml).await.unwrap();
+    let s = c
+        .status_until(&foreign, "Failed", |s| s.phase == Some(Phase::Failed))
+        .await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains("spec.issuer.image"),
+        "{}",
+        ready.message
+    );
+    let issuer = c.deployments().get_opt(&format!("{foreign}-issuer")).await;
+    assert!(issuer.unwrap().is_none(), "no pods for a refused image");
+    op.stop().await;
+}
