@@ -6,6 +6,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AuthConfig;
 use crate::epoch::AckedSeqs;
 use crate::http::{App, InFlight, router};
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct ServeConfig {
     /// How often to check whether Redis restarted or failed over (and may have lost
     /// acknowledged writes).
     pub epoch_check: Duration,
+    /// Who is asking: bearer JWTs, or (`--auth none`, rehearsal only) the body's userId.
+    pub auth: AuthConfig,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -64,6 +67,8 @@ impl ServeConfig {
             relay: None,
             durability: None,
             epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
+            // serve's own default is jwt, which has no default keys: an embedder sets it.
+            auth: AuthConfig::None,
         }
     }
 }
@@ -80,6 +85,7 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let auth = config.auth.start(&shutdown).await?;
     let metrics = Metrics::new();
     let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
     if let Err(e) = store.ping().await {
@@ -102,6 +108,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
+        auth,
     });
     tracing::info!(addr = %listener.local_addr()?, max_in_flight = config.max_in_flight, "serving");
     axum::serve(listener, router(state))

@@ -2,6 +2,7 @@
 //! commands (`campaign …`, `migrate`, `audit`).
 
 mod args;
+mod auth;
 mod campaign;
 mod pipeline;
 
@@ -12,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
+pub use auth::{AuthArgs, AuthMode, TokenArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
@@ -48,6 +50,8 @@ pub enum Command {
     /// Create and administer campaigns.
     #[command(subcommand)]
     Campaign(CampaignCommand),
+    /// Print HS256 bearer tokens for users, one a line (secret from a variable).
+    Token(TokenArgs),
 }
 
 /// `serve` flags.
@@ -96,6 +100,8 @@ pub struct ServeArgs {
     pub epoch_check_ms: u64,
     #[command(flatten)]
     relay: RelayArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// When an issuance is acknowledged.
@@ -122,6 +128,7 @@ impl ServeArgs {
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
     match cli.command {
         Command::Serve(a) => {
+            let auth = a.auth.config()?;
             let listener = tokio::net::TcpListener::bind(a.listen).await?;
             let config = ServeConfig {
                 store: a.relay.redis.store_config(),
@@ -133,6 +140,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 relay: (!a.no_relay).then(|| a.relay.config("serve")),
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
+                auth,
             };
             serve(listener, config, shutdown).await
         }
@@ -141,6 +149,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
         Command::Migrate(a) => pipeline::migrate(a).await,
         Command::Audit(a) => pipeline::audit(a).await,
         Command::Campaign(c) => campaign::run(c).await,
+        Command::Token(a) => auth::token(a),
     }
 }
 
