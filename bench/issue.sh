@@ -9,7 +9,9 @@
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
 #                              # --durability replica (the stack's replica attached to both)
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
-# median over the rounds, so a noisy neighbour hits every path alike.
+# median over the rounds, so a noisy neighbour hits every path alike. Every request carries
+# a bearer token (serve verifies it on the issue paths), minted before each run with
+# `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -17,6 +19,7 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+TOKENS_PER_SEC=${TOKENS_PER_SEC:-60000}
 PORT=${BENCH_PORT:-18181}
 ensure_bin
 command -v wrk >/dev/null || scripts/deps
@@ -46,14 +49,20 @@ if [ "${REPLICA:-0}" = 1 ]; then
 fi
 
 # Sell the "gone" campaign out so that every later request takes the memory path.
-curl -sf -XPOST -H 'content-type: application/json' -d '{"userId":"first"}' \
+curl -sf -XPOST -H "Authorization: Bearer $("$BIN" token --sub first)" \
   "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
 
 results="$STAMPEDE_HOME/bench-issue.tsv"
 : >"$results"
-wrk_run() { # name url [lua args…]: appends "name rps p50_us p99_us non2xx" to $results
-  local name=$1 url=$2; shift 2
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- "$@" |
+tokens="$STAMPEDE_HOME/bench-tokens.txt"
+secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
+minted=0
+wrk_run() { # name url mode [campaign]: appends "name rps p50_us p99_us non2xx" to $results
+  local name=$1 url=$2 mode=$3; shift 3
+  # Fresh users for every run, minted before wrk starts (not part of the measurement).
+  "$BIN" token --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
+    "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
@@ -65,12 +74,13 @@ echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redi
 url="http://127.0.0.1:$PORT"
 for r in $(seq "$ROUNDS"); do
   wrk_run healthz "$url" healthz
-  wrk_run issue "$url" issue "$live" "$run-$r"
+  wrk_run issue "$url" issue "$live"
   if [ "${REPLICA:-0}" = 1 ]; then
-    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live" "$run-r$r"
+    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live"
   fi
-  wrk_run sold-out "$url" issue "$gone" "$run-$r"
+  wrk_run sold-out "$url" issue "$gone"
 done
+rm -f "$tokens"
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
