@@ -72,7 +72,7 @@ wrk_run() { # name url mode [campaign]: appends "name rps p50_us p99_us non2xx" 
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
 url="http://127.0.0.1:$PORT"
-for r in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
   wrk_run healthz "$url" healthz
   wrk_run issue "$url" issue "$live"
   if [ "${REPLICA:-0}" = 1 ]; then

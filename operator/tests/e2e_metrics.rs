@@ -194,6 +194,10 @@ fn service_and_writer(
             &kafka,
             "--relay-consumer",
             "metrics-test",
+            // What is measured here is the metrics, not who asks (tests/auth.rs in the
+            // service covers tokens).
+            "--auth",
+            "none",
         ],
         stop,
     );

@@ -52,7 +52,7 @@ local_auth() {
     fi
     STAMPEDE_JWT_HS256_SECRET=$(cat "$f")
   fi
-  : "${STAMPEDE_JWT_ISSUER:=stampede-local}" "${STAMPEDE_JWT_AUDIENCE:=stampede}"
+  : "${STAMPEDE_JWT_ISSUER:=stampede}" "${STAMPEDE_JWT_AUDIENCE:=stampede}"
   export STAMPEDE_JWT_HS256_SECRET STAMPEDE_JWT_ISSUER STAMPEDE_JWT_AUDIENCE
 }
 local_auth

@@ -1,6 +1,7 @@
 //! Build: the child objects of one campaign, as pure functions of its [`Plan`], one file
 //! per kind. Reconcile server-side-applies exactly what these return.
 
+mod auth;
 mod hpa;
 mod issuer;
 mod pdb;
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 
 use crate::validate::{Plan, labels};
 
+pub(crate) use auth::runner_auth_env;
 pub(crate) use hpa::issuer_hpa;
 pub(crate) use issuer::issuer_deployment;
 pub(crate) use pdb::issuer_pdb;

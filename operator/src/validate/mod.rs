@@ -19,7 +19,7 @@ use fields::{endpoint, inner, resources};
 
 pub(crate) use fields::duration_secs;
 pub(crate) use plan::labels;
-pub use plan::{Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
+pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
 
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
@@ -46,6 +46,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         ("2", "512Mi"),
     )?;
     let writer = writer(spec, defaults)?;
+    let auth = fields::auth(spec)?;
     Ok(Plan {
         campaign,
         namespace,
@@ -66,6 +67,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
             &defaults.database_url,
         )?,
         writer,
+        auth,
         issuer: IssuerPlan {
             image: issuer_image(spec, defaults),
             min_replicas: i.min_replicas,

@@ -59,31 +59,32 @@ impl KeySet {
     }
 
     /// Runs `verify` with the key `token` names (its header's `kid`, or the only key);
-    /// `Err(())` when there is none or the header names another algorithm.
+    /// `None` when there is none or the header names another algorithm.
     pub fn with_key<T>(
         &self,
         token: &str,
-        verify: impl FnOnce(&VerifyKey) -> Result<T, ()>,
-    ) -> Result<T, ()> {
+        verify: impl FnOnce(&VerifyKey) -> Option<T>,
+    ) -> Option<T> {
         let keys = match self {
             Self::Static(key) => return verify(key),
             Self::Jwks(keys) => keys.read().unwrap_or_else(|p| p.into_inner()).clone(),
         };
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))?;
+            .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))
+            .ok()?;
         let kid = header.kid.as_deref().unwrap_or("");
         let key = match keys.get(kid) {
             Some(key) => key,
             // A token without a kid is fine while the set holds a single key.
-            None if header.kid.is_none() && keys.len() == 1 => keys.values().next().ok_or(())?,
+            None if header.kid.is_none() && keys.len() == 1 => keys.values().next()?,
             None => {
                 tracing::debug!("token refused: unknown kid");
-                return Err(());
+                return None;
             }
         };
         if key.algorithm != header.alg {
             tracing::debug!(alg = ?header.alg, "token refused: algorithm is not the key's");
-            return Err(());
+            return None;
         }
         verify(key)
     }

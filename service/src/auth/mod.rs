@@ -194,13 +194,13 @@ impl Verifier {
             let (_, validation) = self
                 .validations
                 .iter()
-                .find(|(alg, _)| *alg == key.algorithm)
-                .ok_or(())?;
+                .find(|(alg, _)| *alg == key.algorithm)?;
             jsonwebtoken::decode::<Claims>(token, &key.key, validation)
                 .map(|t| t.claims.sub)
                 .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))
+                .ok()
         });
-        let sub = sub.map_err(|()| Rejection::InvalidToken)?;
+        let sub = sub.ok_or(Rejection::InvalidToken)?;
         UserId::parse(&sub).map_err(|_| {
             tracing::debug!("token refused: sub is not a user id");
             Rejection::InvalidToken
