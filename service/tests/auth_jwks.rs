@@ -22,7 +22,7 @@ fn private_key(dir: &Path, kind: &str, name: &str) -> Vec<u8> {
         _ => &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
     };
     let ok = Command::new("openssl")
-        .arg("genpkey")
+        .args(["genpkey", "-quiet"])
         .args(opts)
         .arg("-out")
         .arg(&path)
@@ -135,5 +135,55 @@ async fn rs256_and_es256_keys_from_a_jwks_file_verify_and_rotate() {
     std::fs::write(&jwks, "not json").unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await; // three refresh periods, nothing to poll
     assert_eq!(issue(ec.token("e3")).await.0, 201, "last good keys kept");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A JWKS served over HTTP (`--jwt-jwks-url`): its keys verify, and while the URL fails
+/// the last good keys stay.
+#[tokio::test]
+async fn a_jwks_url_verifies_and_an_outage_keeps_the_last_good_keys() {
+    use axum::http::StatusCode;
+    use std::sync::{Arc, Mutex};
+    let dir = std::env::temp_dir().join(unique("stampede-jwks-url"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = Signer::new(&dir, Algorithm::ES256, "ec-url");
+    let set = serde_json::to_string(&JwkSet {
+        keys: vec![ec.jwk()],
+    })
+    .unwrap();
+    // What the JWKS endpoint answers: the set, or (None) a 503.
+    let answer = Arc::new(Mutex::new(Some(set)));
+    let served = answer.clone();
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let body = served.lock().unwrap().clone();
+            async move { body.ok_or(StatusCode::SERVICE_UNAVAILABLE) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (_redis, svc, store) = setup_with(|c| {
+        c.auth = AuthConfig::Jwt(JwtConfig {
+            issuer: TEST_ISSUER.into(),
+            audience: TEST_AUDIENCE.into(),
+            keys: KeySource::JwksUrl(url),
+            refresh: Duration::from_millis(100),
+        });
+    })
+    .await;
+    store.ensure_campaign(&id("c"), 10, None).await.unwrap();
+    let issue = |token: String| {
+        status_and_json(
+            svc.http
+                .post(svc.url("/v1/campaigns/c/issue"))
+                .bearer_auth(token),
+        )
+    };
+    assert_eq!(issue(ec.token("u1")).await.0, 201);
+    *answer.lock().unwrap() = None;
+    tokio::time::sleep(Duration::from_millis(300)).await; // refreshes fail meanwhile
+    assert_eq!(issue(ec.token("u2")).await.0, 201, "last good keys kept");
     let _ = std::fs::remove_dir_all(&dir);
 }
