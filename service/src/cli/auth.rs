@@ -30,7 +30,7 @@ pub struct AuthArgs {
     /// HS256 shared secret (at least 32 bytes). Prefer the variable (from a Secret): a
     /// flag shows in the process list.
     #[arg(long, env = "STAMPEDE_JWT_HS256_SECRET", hide_env_values = true)]
-    pub jwt_hs256_secret: Option<String>,
+    pub jwt_hs256_secret: Option<Secret>,
     /// JWKS file with the RS256/ES256 verification keys, read again every refresh.
     #[arg(long, env = "STAMPEDE_JWT_JWKS_FILE")]
     pub jwt_jwks_file: Option<PathBuf>,
@@ -75,9 +75,9 @@ impl AuthArgs {
     }
 
     fn key_source(&self) -> Result<KeySource, Error> {
-        let secret = self.jwt_hs256_secret.as_ref().filter(|s| !s.is_empty());
+        let secret = self.jwt_hs256_secret.as_ref().filter(|s| !s.0.is_empty());
         match (secret, &self.jwt_jwks_file, &self.jwt_jwks_url) {
-            (Some(s), None, None) => Ok(KeySource::Hs256(Secret(s.as_bytes().to_vec()))),
+            (Some(s), None, None) => Ok(KeySource::Hs256(s.clone())),
             (None, Some(f), None) => Ok(KeySource::JwksFile(f.clone())),
             (None, None, Some(u)) if u.starts_with("http://") => Ok(KeySource::JwksUrl(u.clone())),
             (None, None, Some(_)) => Err(Error::InvalidInput(
