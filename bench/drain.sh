@@ -32,7 +32,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 # one), before any clock starts.
 prepare() {
   "$BIN" campaign create --id "$1" --stock "$N" --partitions "$PARTITIONS" >/dev/null
-  "$BIN" token --sub-prefix "$1" --count "$((N + N / 10 + 1000))" >"$out/tokens-$1.txt"
+  "$BIN" token --with-sub --sub-prefix "$1" --count "$((N + N / 10 + 1000))" >"$out/tokens-$1.txt"
 }
 # fill C: issues the whole stock of N through the HTTP API, a fresh user per request;
 # prints the issued count. The relay is off, so everything waits in the outbox.

@@ -2,9 +2,10 @@
 -- per-request Lua cost is the same for each path and the ratios compare the server only.
 --   wrk -s bench/issue.lua URL -- healthz TOKENS THREADS
 --   wrk -s bench/issue.lua URL -- issue CAMPAIGN TOKENS THREADS   (a fresh user per request)
--- TOKENS is a file of bearer tokens, one a line, each for a distinct user
--- (`stampede-service token --sub-prefix P --count N`); thread i of THREADS takes every
--- THREADS-th line from line i. Signing in Lua would cost the client more than the server
+-- TOKENS is a file of `<user> <bearer token>` lines, each for a distinct user
+-- (`stampede-service token --with-sub --sub-prefix P --count N`); thread i of THREADS
+-- takes every THREADS-th line from line i. The body names the user too, so the same run
+-- works against `serve --auth none` (or a build from before tokens) for an A/B. Signing in Lua would cost the client more than the server
 -- spends verifying, so the tokens are minted before the run. Every request carries one
 -- (healthz ignores it) so the client's cost stays equal across paths. A thread that runs
 -- out starts over (those users then get 200, their coupon again) and done() says so.
@@ -28,7 +29,8 @@ function init(args)
   local n = 0
   for line in io.lines(file) do
     if n % nthreads == tid - 1 then
-      tokens[#tokens + 1] = "Bearer " .. line
+      local user, token = line:match("^(%S+) (%S+)$")
+      tokens[#tokens + 1] = { "Bearer " .. token, '{"userId":"' .. user .. '"}' }
     end
     n = n + 1
   end
@@ -41,11 +43,12 @@ function request()
   if counter > #tokens then
     counter, wrapped = 1, wrapped + 1
   end
-  headers["Authorization"] = tokens[counter]
+  local t = tokens[counter]
+  headers["Authorization"] = t[1]
   if mode == "healthz" then
     return wrk.format("GET", "/healthz", headers)
   end
-  return wrk.format("POST", path, headers, "{}")
+  return wrk.format("POST", path, headers, t[2])
 end
 
 function done()

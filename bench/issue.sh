@@ -6,6 +6,8 @@
 #   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
 #   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
+#   AUTH=none bench/issue.sh   # serve --auth none: the same requests, nothing verified
+#                              # (the A/B for the cost of verifying tokens)
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
 #                              # --durability replica (the stack's replica attached to both)
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
@@ -35,7 +37,7 @@ gone="bench-gone-$run"
 log="$STAMPEDE_HOME/bench-service.log"
 # The relay runs as its own process in production-sized setups; here it would compete for
 # the same two cores, so the hot path is measured alone (bench/drain.sh measures the relay).
-STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay
+STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay ${AUTH:+--auth "$AUTH"}
 
 if [ "${REPLICA:-0}" = 1 ]; then
   # The stack's Redis replica (scripts/stack up replica) and a second service that
@@ -45,11 +47,12 @@ if [ "${REPLICA:-0}" = 1 ]; then
     trap 'scripts/stack down replica >/dev/null 2>&1; stop_roles' EXIT
   fi
   STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --max-in-flight 4096 --no-relay \
-    --durability replica
+    --durability replica ${AUTH:+--auth "$AUTH"}
 fi
 
 # Sell the "gone" campaign out so that every later request takes the memory path.
 curl -sf -XPOST -H "Authorization: Bearer $("$BIN" token --sub first)" \
+  -H 'content-type: application/json' -d '{"userId":"first"}' \
   "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
 
 results="$STAMPEDE_HOME/bench-issue.tsv"
@@ -60,7 +63,7 @@ minted=0
 wrk_run() { # name url mode [campaign]: appends "name rps p50_us p99_us non2xx" to $results
   local name=$1 url=$2 mode=$3; shift 3
   # Fresh users for every run, minted before wrk starts (not part of the measurement).
-  "$BIN" token --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
+  "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
     "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '

@@ -121,6 +121,9 @@ pub struct TokenArgs {
     /// Seconds each token stays valid.
     #[arg(long, default_value_t = 3600)]
     pub ttl_secs: u64,
+    /// Print `<sub> <token>` a line (a client that also names the user in the body).
+    #[arg(long)]
+    pub with_sub: bool,
 }
 
 /// Runs `token`.
@@ -131,8 +134,13 @@ pub fn token(a: TokenArgs) -> Result<(), Error> {
         .ok_or_else(|| Error::InvalidInput(format!("{} is not set", a.secret_env)))?;
     let minter = Minter::new(secret.as_bytes(), &a.issuer, &a.audience, a.ttl_secs)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let with_sub = a.with_sub;
     let mut mint = |user: &str| -> Result<(), Error> {
-        writeln!(out, "{}", minter.token(user)?)?;
+        let token = minter.token(user)?;
+        match with_sub {
+            true => writeln!(out, "{user} {token}")?,
+            false => writeln!(out, "{token}")?,
+        }
         Ok(())
     };
     match (&a.sub_prefix, a.count) {
