@@ -27,15 +27,22 @@ now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# prepare C: creates campaign C with a stock of N and mints one bearer token per user
+# (a tenth more than the stock, so every user wrk sends before the sell-out is a fresh
+# one), before any clock starts.
+prepare() {
+  "$BIN" campaign create --id "$1" --stock "$N" --partitions "$PARTITIONS" >/dev/null
+  "$BIN" token --with-sub --sub-prefix "$1" --count "$((N + N / 10 + 1000))" >"$out/tokens-$1.txt"
+}
 # fill C: issues the whole stock of N through the HTTP API, a fresh user per request;
 # prints the issued count. The relay is off, so everything waits in the outbox.
 fill() {
   local c=$1 wrk_pid
-  "$BIN" campaign create --id "$c" --stock "$N" --partitions "$PARTITIONS" >/dev/null
-  wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$c" >/dev/null &
+  wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$out/tokens-$c.txt" 2 >/dev/null &
   wrk_pid=$!
   wait_until 600 sold_out "$c"
   kill "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
+  rm -f "$out/tokens-$c.txt"
   redis-cli hget "{stampede:$c}:meta" issued
 }
 sold_out() { [ "$(redis-cli hget "{stampede:$1}:meta" issued)" -ge "$N" ]; }
@@ -69,6 +76,7 @@ writer() {
 }
 
 a="drain-a-$run"
+prepare "$a"
 t0=$(now); issued=$(fill "$a"); t1=$(now)
 echo "fill    $issued issuances in $(secs "$t0" "$t1") s: $(rate "$issued" "$t0" "$t1") /s (POST /issue via wrk -c64, relay off)"
 
@@ -83,6 +91,7 @@ echo "writer  $(secs "$t4" "$t5") s: $(rate "$issued" "$t4" "$t5") rows/s (Kafka
 stop_role "$WRITER_PID"
 
 b="drain-b-$run"
+prepare "$b"
 issued_b=$(fill "$b")
 relay "$b"; writer "$b"; t6=$(now)
 wait_until 600 all_rows "$b" "$issued_b"; t7=$(now)

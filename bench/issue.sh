@@ -6,10 +6,14 @@
 #   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
 #   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
+#   AUTH=none bench/issue.sh   # serve --auth none: the same requests, nothing verified
+#                              # (the A/B for the cost of verifying tokens)
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
 #                              # --durability replica (the stack's replica attached to both)
 # The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
-# median over the rounds, so a noisy neighbour hits every path alike.
+# median over the rounds, so a noisy neighbour hits every path alike. Every request carries
+# a bearer token (serve verifies it on the issue paths), minted before each run with
+# `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -17,6 +21,7 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+TOKENS_PER_SEC=${TOKENS_PER_SEC:-60000}
 PORT=${BENCH_PORT:-18181}
 ensure_bin
 command -v wrk >/dev/null || scripts/deps
@@ -32,7 +37,7 @@ gone="bench-gone-$run"
 log="$STAMPEDE_HOME/bench-service.log"
 # The relay runs as its own process in production-sized setups; here it would compete for
 # the same two cores, so the hot path is measured alone (bench/drain.sh measures the relay).
-STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay
+STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay ${AUTH:+--auth "$AUTH"}
 # /healthz lives on the operations listener; the same process, so still the reference.
 ops_url=$SVC_METRICS
 
@@ -44,18 +49,25 @@ if [ "${REPLICA:-0}" = 1 ]; then
     trap 'scripts/stack down replica >/dev/null 2>&1; stop_roles' EXIT
   fi
   STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --max-in-flight 4096 --no-relay \
-    --durability replica
+    --durability replica ${AUTH:+--auth "$AUTH"}
 fi
 
 # Sell the "gone" campaign out so that every later request takes the memory path.
-curl -sf -XPOST -H 'content-type: application/json' -d '{"userId":"first"}' \
+curl -sf -XPOST -H "Authorization: Bearer $("$BIN" token --sub first)" \
+  -H 'content-type: application/json' -d '{"userId":"first"}' \
   "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
 
 results="$STAMPEDE_HOME/bench-issue.tsv"
 : >"$results"
-wrk_run() { # name url [lua args…]: appends "name rps p50_us p99_us non2xx" to $results
-  local name=$1 url=$2; shift 2
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- "$@" |
+tokens="$STAMPEDE_HOME/bench-tokens.txt"
+secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
+minted=0
+wrk_run() { # name url mode [campaign]: appends "name rps p50_us p99_us non2xx" to $results
+  local name=$1 url=$2 mode=$3; shift 3
+  # Fresh users for every run, minted before wrk starts (not part of the measurement).
+  "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
+    "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
@@ -65,14 +77,15 @@ wrk_run() { # name url [lua args…]: appends "name rps p50_us p99_us non2xx" to
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
 url="http://127.0.0.1:$PORT"
-for r in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
   wrk_run healthz "$ops_url" healthz
-  wrk_run issue "$url" issue "$live" "$run-$r"
+  wrk_run issue "$url" issue "$live"
   if [ "${REPLICA:-0}" = 1 ]; then
-    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live" "$run-r$r"
+    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live"
   fi
-  wrk_run sold-out "$url" issue "$gone" "$run-$r"
+  wrk_run sold-out "$url" issue "$gone"
 done
+rm -f "$tokens"
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]

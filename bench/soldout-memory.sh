@@ -67,8 +67,7 @@ STAMPEDE_LOG=info start_service "$PORT" "$log" --no-relay \
   --redis-url "redis://127.0.0.1:$REDIS_PORT" --redis-timeout-ms 2000
 url="http://127.0.0.1:$PORT/v1/campaigns/$c/issue"
 issue() { # USER: prints the HTTP status
-  curl -s -o /dev/null -w '%{http_code}' -XPOST -H 'content-type: application/json' \
-    -d "{\"userId\":\"$1\"}" "$url"
+  curl -s -o /dev/null -w '%{http_code}' -XPOST -H "Authorization: Bearer $("$BIN" token --sub "$1")" "$url"
 }
 rss_idle=$(status_kb VmRSS)
 code=$(issue "late-0")

@@ -8,12 +8,17 @@
 //   DROPPED_TOLERANCE (0.01 of expected iterations)   REQ_TIMEOUT (10s)
 //   SUMMARY_FILE (k6-summary.json; /dev/termination-log in a cluster Job)
 //   LOG_ISSUED (1: log `ISSUED <seq> <userId> <couponCode>` per 201 for scripts/k6-verdict)
+//   STAMPEDE_JWT_HS256_SECRET, STAMPEDE_JWT_ISSUER, STAMPEDE_JWT_AUDIENCE: the service's
+//     own settings; with a secret every user's request carries an HS256 bearer token for
+//     that user, minted here (k6/crypto); without one, none (a service with --auth none)
 //
 // Every iteration is a fresh user `${runId}-${vu}-${iteration}` (plus the execution
 // segment's instance when run split across Jobs) that POSTs /v1/campaigns/{c}/issue once.
 // Expected answers for a fresh user: 201, 410 sold_out, 409 not_open/closed/paused. Errors:
 // 5xx (503 overloaded included), timeouts, any other status (200 too: a fresh user cannot
 // hold a coupon yet, so a replay means user ids collided), or a body off the contract.
+import crypto from 'k6/crypto';
+import encoding from 'k6/encoding';
 import http from 'k6/http';
 import exec from 'k6/execution';
 import { check } from 'k6';
@@ -38,6 +43,20 @@ const SUMMARY_FILE = __ENV.SUMMARY_FILE || 'k6-summary.json';
 const LOG_ISSUED = (__ENV.LOG_ISSUED || '1') !== '0';
 // Set by the operator's Jobs so users stay distinct across execution segments.
 const INSTANCE = __ENV.INSTANCE || '';
+
+const JWT_SECRET = __ENV.STAMPEDE_JWT_HS256_SECRET || '';
+const JWT_ISSUER = __ENV.STAMPEDE_JWT_ISSUER || '';
+const JWT_AUDIENCE = __ENV.STAMPEDE_JWT_AUDIENCE || '';
+const JWT_HEADER = encoding.b64encode(JSON.stringify({ alg: 'HS256', typ: 'JWT' }), 'rawurl');
+
+/** `Bearer <HS256 token for userId>` (ten minutes long), or null without a secret. */
+export function bearer(userId) {
+  if (!JWT_SECRET) return null;
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { sub: userId, iss: JWT_ISSUER, aud: JWT_AUDIENCE, iat: now, exp: now + 600 };
+  const signed = `${JWT_HEADER}.${encoding.b64encode(JSON.stringify(claims), 'rawurl')}`;
+  return `Bearer ${signed}.${crypto.hmac('sha256', JWT_SECRET, signed, 'base64rawurl')}`;
+}
 
 /** Seconds scaled by TIME_SCALE, at least 1. */
 export const scaled = (seconds) => Math.max(1, Math.round(seconds * TIME_SCALE));
@@ -100,7 +119,7 @@ export function setupRun(profile, describe) {
   const runId = __ENV.RUN_ID || new Date().toISOString().replace(/[-:.]/g, '');
   // scripts/k6-verdict looks for this `run_id=` marker: k6 appends to --console-output, and
   // the ISSUED lines after the marker of the summary's run id are this run's.
-  console.warn(`${profile}: campaign=${CAMPAIGN} base_url=${BASE_URL} run_id=${runId} ${describe}`);
+  console.warn(`${profile}: campaign=${CAMPAIGN} base_url=${BASE_URL} run_id=${runId} tokens=${JWT_SECRET ? 'hs256' : 'none'} ${describe}`);
   return { runId };
 }
 
@@ -120,11 +139,14 @@ export function issueOnce(data) {
   // Computed from setup()'s run id, not at init: every VU runs the init code on its own.
   const instance = INSTANCE ? `${INSTANCE}-` : '';
   const userId = `${data.runId}-${instance}${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
+  const headers = { 'Content-Type': 'application/json' };
+  const auth = bearer(userId);
+  if (auth) headers.Authorization = auth;
   const res = http.post(
     `${BASE_URL}/v1/campaigns/${encodeURIComponent(CAMPAIGN)}/issue`,
     JSON.stringify({ userId }),
     {
-      headers: { 'Content-Type': 'application/json' },
+      headers,
       tags: { name: 'POST /v1/campaigns/{campaign}/issue' },
       timeout: REQ_TIMEOUT,
     },

@@ -193,6 +193,10 @@ fn service_and_writer(redis_url: &str, name: &str, ports: [u16; 3], stop: &Cance
             &kafka,
             "--relay-consumer",
             "metrics-test",
+            // What is measured here is the metrics, not who asks (tests/auth.rs in the
+            // service covers tokens).
+            "--auth",
+            "none",
         ],
         stop,
     );

@@ -2,7 +2,7 @@
 # scripts/lib/service.sh: the service and operator binaries and their roles, for bench/*.sh
 # and the demos/tests that run stampede-service as plain processes (source it from the repo
 # root; it defines functions only, sets STAMPEDE_HOME/CARGO_TARGET_DIR, BIN and OPERATOR,
-# and traps EXIT to stop the roles it started).
+# exports the local token settings (local_auth) and traps EXIT to stop the roles it started).
 #
 #   ensure_bin            cargo build --release of stampede-service (quick when up to date);
 #                         with STAMPEDE_BIN set, that binary is used as it is (e.g. a baseline)
@@ -14,6 +14,9 @@
 #   start_service PORT LOG [FLAGS...]   `serve` on 127.0.0.1:PORT (API) and PORT+10000
 #                         (/metrics, /healthz, /readyz) until /readyz answers; sets SVC_PID
 #                         and SVC_METRICS (the metrics base URL)
+#   local_auth            exports STAMPEDE_JWT_HS256_SECRET/_ISSUER/_AUDIENCE for local runs
+#                         (called on sourcing): serve verifies with them, k6 and
+#                         `stampede-service token` mint with them
 #   psql_value SQL        one value from the stack's database
 #   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
@@ -38,6 +41,23 @@ OPERATOR="$CARGO_TARGET_DIR/debug/stampede-operator"
 ensure_operator() {
   cargo build -q -p stampede-operator
 }
+
+# local_auth: the HS256 secret, issuer and audience every local serve verifies and every
+# local client (k6, `$BIN token`, the bench) signs with, unless already set. The secret is
+# made once per STAMPEDE_HOME (mode 600) and never printed.
+local_auth() {
+  local f="$STAMPEDE_HOME/local-jwt-secret"
+  if [ -z "${STAMPEDE_JWT_HS256_SECRET:-}" ]; then
+    if [ ! -s "$f" ]; then
+      mkdir -p "$STAMPEDE_HOME"
+      (umask 077; openssl rand -hex 32 >"$f")
+    fi
+    STAMPEDE_JWT_HS256_SECRET=$(cat "$f")
+  fi
+  : "${STAMPEDE_JWT_ISSUER:=stampede}" "${STAMPEDE_JWT_AUDIENCE:=stampede}"
+  export STAMPEDE_JWT_HS256_SECRET STAMPEDE_JWT_ISSUER STAMPEDE_JWT_AUDIENCE
+}
+local_auth
 
 # Background processes started by start_role/start_service; stopped (SIGTERM) on exit.
 ROLE_PIDS=()

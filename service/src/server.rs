@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::AuthConfig;
 use crate::epoch::AckedSeqs;
 pub use crate::http::limits::{LimitConfig, Rate};
 use crate::http::{App, InFlight, Limits, ops_router, router};
@@ -41,6 +42,8 @@ pub struct ServeConfig {
     pub epoch_check: Duration,
     /// Per-user and per-client budgets.
     pub limits: LimitConfig,
+    /// Who is asking: bearer JWTs, or (`--auth none`, rehearsal only) the body's userId.
+    pub auth: AuthConfig,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -78,6 +81,8 @@ impl ServeConfig {
                 per_client: None,
                 client_ip_header: None,
             },
+            // serve's own default is jwt, which has no default keys: an embedder sets it.
+            auth: AuthConfig::None,
         }
     }
 }
@@ -104,6 +109,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Listeners { api: listener, ops } = listeners;
+    let auth = config.auth.start(&shutdown).await?;
     let metrics = Metrics::new();
     let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
     if let Err(e) = store.ping().await {
@@ -127,6 +133,7 @@ pub async fn serve(
         max_body_bytes: config.max_body_bytes,
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
+        auth,
     });
     tracing::info!(
         addr = %listener.local_addr()?, metrics = %ops.local_addr()?,

@@ -15,7 +15,7 @@ use common::pipeline::{provision, store};
 use common::role::service_command;
 use common::stack::{drop_topics, stack_kafka};
 use common::{
-    RedisServer, eventually, exit_within, free_port, issuance_counts, key, sigterm, unique,
+    RedisServer, eventually, exit_within, free_port, issuance_counts, key, sigterm, token, unique,
 };
 use stampede_core::issuance::{Issuance, topic};
 
@@ -112,7 +112,13 @@ async fn client(
     for i in 0.. {
         let user = format!("c{k}-{i}");
         let body = serde_json::json!({ "userId": user });
-        let outcome = match http.post(&url).json(&body).send().await {
+        let outcome = match http
+            .post(&url)
+            .bearer_auth(token(&user))
+            .json(&body)
+            .send()
+            .await
+        {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let v: serde_json::Value = r.json().await.unwrap_or_default();

@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Service, id, issuance_counts, setup, status_and_json};
+use common::{Service, id, issuance_counts, setup, setup_with, status_and_json};
 use stampede_core::campaign::{AdminAction, ProvisionOutcome, Window};
 use stampede_core::clock::{now_ms, parse_rfc3339_ms};
+use stampede_service::auth::AuthConfig;
 
 #[tokio::test]
 async fn window_pause_close_and_unknown_campaigns() {
@@ -188,7 +189,9 @@ async fn assert_bad_routes_refused(svc: &Service) {
 
 #[tokio::test]
 async fn bad_input_gets_4xx_with_a_code_and_changes_nothing() {
-    let (redis, svc, store) = setup().await;
+    // The body's userId grammar is the --auth none contract (tests/auth.rs has the bodies
+    // a token may come with).
+    let (redis, svc, store) = setup_with(|c| c.auth = AuthConfig::None).await;
     store.ensure_campaign(&id("c"), 10, None).await.unwrap();
     for case in bad_bodies() {
         assert_body_refused(&svc, case).await;

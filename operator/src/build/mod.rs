@@ -1,6 +1,7 @@
 //! Build: the child objects of one campaign, as pure functions of its [`Plan`], one file
 //! per kind. Reconcile server-side-applies exactly what these return.
 
+mod auth;
 mod connections;
 mod hpa;
 mod issuer;
@@ -23,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::validate::{Plan, labels};
 
+pub(crate) use auth::runner_auth_env;
 pub(crate) use connections::connection_secret;
 pub(crate) use hpa::issuer_hpa;
 pub(crate) use issuer::issuer_deployment;

@@ -285,3 +285,48 @@ fn network_policies_admit_the_api_anywhere_and_metrics_from_monitoring_only() {
         .is_empty()
     );
 }
+
+#[test]
+fn the_issuer_verifies_tokens_with_the_secret_by_reference() {
+    let (_, c) = built();
+    let env = env(&c.issuer);
+    assert_eq!(find(&env, "STAMPEDE_AUTH")["value"], "jwt");
+    assert_eq!(find(&env, "STAMPEDE_JWT_ISSUER")["value"], "stampede");
+    assert_eq!(find(&env, "STAMPEDE_JWT_AUDIENCE")["value"], "stampede");
+    let secret = find(&env, "STAMPEDE_JWT_HS256_SECRET");
+    assert!(secret.get("value").is_none(), "never a value: {secret}");
+    assert_eq!(
+        secret["valueFrom"]["secretKeyRef"],
+        serde_json::json!({ "name": "stampede-auth", "key": "hs256-secret" })
+    );
+}
+
+#[test]
+fn a_jwks_url_replaces_the_secret() {
+    let yaml = CAMPAIGN.replace(
+        "  stock: 1200\n",
+        "  stock: 1200\n  auth: {issuer: https://id.shop, audience: coupons, jwksUrl: 'http://id.shop/jwks'}\n",
+    );
+    let plan = validate(&from_yaml(&yaml), &defaults()).unwrap();
+    let owner = OwnerReference::default();
+    let env = env(&issuer_deployment(&plan, &owner));
+    assert_eq!(
+        find(&env, "STAMPEDE_JWT_JWKS_URL")["value"],
+        "http://id.shop/jwks"
+    );
+    assert_eq!(
+        find(&env, "STAMPEDE_JWT_ISSUER")["value"],
+        "https://id.shop"
+    );
+    assert_eq!(find(&env, "STAMPEDE_JWT_AUDIENCE")["value"], "coupons");
+    let names: Vec<_> = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert!(
+        !names.contains(&"STAMPEDE_JWT_HS256_SECRET".into()),
+        "{names:?}"
+    );
+}

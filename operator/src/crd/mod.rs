@@ -5,10 +5,12 @@
 //! issuer, writer and alert sections, `status.rs` the status and `conditions.rs` the
 //! condition vocabulary.
 
+mod auth;
 mod conditions;
 mod settings;
 mod status;
 
+pub use auth::{AuthSpec, DEFAULT_AUTH_SECRET, DEFAULT_AUTH_SECRET_KEY, DEFAULT_TOKEN_CLAIM};
 pub(crate) use conditions::string_enum;
 pub use conditions::{ConditionStatus, ConditionType, Reason, RunPhase, Verdict};
 pub use settings::{
@@ -75,6 +77,10 @@ pub struct CouponCampaignSpec {
     /// The Kafka → PostgreSQL writer (Deployment).
     #[serde(default)]
     pub writer: WriterSpec,
+    /// How the issuer verifies who is asking (bearer JWTs), and the key the load-test
+    /// runners mint tokens with.
+    #[serde(default)]
+    pub auth: AuthSpec,
     /// Alert thresholds for the campaign's PrometheusRule.
     #[serde(default)]
     pub alerts: AlertsSpec,

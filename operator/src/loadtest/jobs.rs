@@ -11,7 +11,7 @@ use stampede_core::ids::CampaignId;
 use super::{
     RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env, shadow_id,
 };
-use crate::build::issuer_name;
+use crate::build::{issuer_name, runner_auth_env};
 use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, labels};
 
@@ -115,6 +115,7 @@ impl Runner<'_> {
         )
         .into_iter()
         .map(|(name, value)| json!({ "name": name, "value": value }))
+        .chain(runner_auth_env(self.plan))
         .collect();
         let script = format!("/scripts/{}.js", self.test.profile.as_str());
         json!({

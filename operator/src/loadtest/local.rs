@@ -96,6 +96,25 @@ fn find_test<'a>(plan: &'a Plan, name: &str) -> Result<&'a LoadTestSpec, Error> 
         })
 }
 
+/// The campaign's token issuer and audience for k6 where this process' environment does
+/// not name the target's own; the HS256 secret comes only from the environment (k6
+/// inherits `STAMPEDE_JWT_HS256_SECRET`), never from the campaign file.
+fn token_env(plan: &Plan) -> Vec<(&'static str, String)> {
+    if std::env::var_os("STAMPEDE_JWT_HS256_SECRET").is_none() {
+        tracing::warn!(
+            "STAMPEDE_JWT_HS256_SECRET is not set: k6 sends no tokens (only a target with --auth none answers)"
+        );
+    }
+    [
+        ("STAMPEDE_JWT_ISSUER", &plan.auth.issuer),
+        ("STAMPEDE_JWT_AUDIENCE", &plan.auth.audience),
+    ]
+    .into_iter()
+    .filter(|(var, _)| std::env::var_os(var).is_none())
+    .map(|(var, value)| (var, value.clone()))
+    .collect()
+}
+
 /// Writes the scripts into `dir` and runs every segment's share in one local k6.
 async fn run_k6(
     args: &LoadTestArgs,
@@ -125,6 +144,7 @@ async fn run_k6(
     k6.args(k6_args(&local, plan, 0, &script.to_string_lossy()))
         .envs(env)
         .envs(args.time_scale.map(|t| ("TIME_SCALE", t.to_string())))
+        .envs(token_env(plan))
         .stdout(Stdio::null());
     // k6 runs for the whole test; wait for it off the async workers.
     let status = tokio::task::spawn_blocking(move || k6.status())

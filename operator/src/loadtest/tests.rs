@@ -252,3 +252,27 @@ fn the_gate_sets_and_clears_only_its_own_flag() {
         );
     }
 }
+
+#[test]
+fn runners_mint_tokens_with_the_issuers_secret_by_reference() {
+    let (plan, test) = plan();
+    let run = run_id(&plan, &test);
+    let owner = OwnerReference::default();
+    for job in jobs(&plan, &test, &run, &owner, DEFAULT_K6_IMAGE) {
+        let spec = job.spec.unwrap().template.spec.unwrap();
+        let env = serde_json::to_value(&spec.containers[0].env).unwrap();
+        let var = |name: &str| {
+            env.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("{name}"))
+        };
+        assert_eq!(var("STAMPEDE_JWT_ISSUER")["value"], "stampede");
+        assert_eq!(var("STAMPEDE_JWT_AUDIENCE")["value"], "stampede");
+        let secret = var("STAMPEDE_JWT_HS256_SECRET");
+        assert!(secret.get("value").is_none(), "never a value: {secret}");
+        assert_eq!(secret["valueFrom"]["secretKeyRef"]["name"], "stampede-auth");
+    }
+}

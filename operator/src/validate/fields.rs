@@ -2,8 +2,10 @@
 //! quantities and durations.
 
 use crate::Error;
-use crate::crd::{Connection, Resources};
-use crate::validate::Endpoint;
+use crate::crd::{
+    Connection, CouponCampaignSpec, DEFAULT_AUTH_SECRET, DEFAULT_AUTH_SECRET_KEY, Resources,
+};
+use crate::validate::{AuthKeys, AuthPlan, Endpoint};
 
 pub(super) fn inner(e: stampede_core::Error) -> String {
     match e {
@@ -34,6 +36,41 @@ pub(super) fn endpoint(
             "{field}: set exactly one of url and secretRef (with name and key)"
         ))),
     }
+}
+
+/// `spec.auth` with its defaults; load tests need an HS256 secret to mint tokens with.
+pub(super) fn auth(spec: &CouponCampaignSpec) -> Result<AuthPlan, Error> {
+    let a = &spec.auth;
+    let invalid = |m: &str| Err(Error::InvalidSpec(format!("spec.auth.{m}")));
+    if a.issuer.trim().is_empty() || a.audience.trim().is_empty() {
+        return invalid("issuer and spec.auth.audience must not be empty");
+    }
+    let keys = match (&a.hs256_secret_ref, &a.jwks_url) {
+        (Some(_), Some(_)) => return invalid("hs256SecretRef and jwksUrl: set at most one"),
+        (Some(s), None) if s.name.is_empty() || s.key.is_empty() => {
+            return invalid("hs256SecretRef needs a name and a key");
+        }
+        (Some(s), None) => AuthKeys::Hs256 {
+            name: s.name.clone(),
+            key: s.key.clone(),
+        },
+        (None, Some(u)) if !u.starts_with("http://") => return invalid("jwksUrl must be http://"),
+        (None, Some(_)) if !spec.load_tests.is_empty() => {
+            return invalid(
+                "jwksUrl: load tests need hs256SecretRef (their runners mint HS256 tokens)",
+            );
+        }
+        (None, Some(u)) => AuthKeys::JwksUrl(u.clone()),
+        (None, None) => AuthKeys::Hs256 {
+            name: DEFAULT_AUTH_SECRET.into(),
+            key: DEFAULT_AUTH_SECRET_KEY.into(),
+        },
+    };
+    Ok(AuthPlan {
+        issuer: a.issuer.clone(),
+        audience: a.audience.clone(),
+        keys,
+    })
 }
 
 /// Fills cpu/memory requests and limits the spec leaves out, and rejects anything that is

@@ -20,7 +20,7 @@ use fields::{endpoint, inner, resources};
 
 pub(crate) use fields::duration_secs;
 pub(crate) use plan::labels;
-pub use plan::{Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
+pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
 
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
@@ -44,6 +44,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         ("2", "512Mi"),
     )?;
     let writer = writer(spec, defaults)?;
+    let auth = fields::auth(spec)?;
     Ok(Plan {
         campaign,
         namespace,
@@ -64,6 +65,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
             &defaults.database_url,
         )?,
         writer,
+        auth,
         issuer: IssuerPlan {
             image: issuer_image(spec, defaults),
             min_replicas: i.min_replicas,

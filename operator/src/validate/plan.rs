@@ -65,6 +65,31 @@ pub struct IssuerPlan {
     pub limits: Option<IssuerLimits>,
 }
 
+/// Bearer-token verification with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthPlan {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` tokens must include.
+    pub audience: String,
+    /// The keys.
+    pub keys: AuthKeys,
+}
+
+/// Where the issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthKeys {
+    /// An HS256 secret in a Secret key (the runners mint with it too).
+    Hs256 {
+        /// Secret name.
+        name: String,
+        /// Key.
+        key: String,
+    },
+    /// A JWKS URL.
+    JwksUrl(String),
+}
+
 /// Writer settings with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriterPlan {
@@ -107,6 +132,8 @@ pub struct Plan {
     pub issuer: IssuerPlan,
     /// Writer.
     pub writer: WriterPlan,
+    /// Bearer-token verification.
+    pub auth: AuthPlan,
     /// Alert thresholds.
     pub alerts: AlertsSpec,
     /// What deletion does.

@@ -131,3 +131,49 @@ fn durations() {
     assert_eq!(super::duration_secs("5d"), None);
     assert_eq!(super::duration_secs(""), None);
 }
+
+#[test]
+fn auth_defaults_and_refusals() {
+    let p = plan(MINIMAL).unwrap();
+    assert_eq!(
+        (p.auth.issuer.as_str(), p.auth.audience.as_str()),
+        ("stampede", "stampede")
+    );
+    assert_eq!(
+        p.auth.keys,
+        AuthKeys::Hs256 {
+            name: "stampede-auth".into(),
+            key: "hs256-secret".into()
+        }
+    );
+    let with = |auth: &str| {
+        plan(&MINIMAL.replace("{stock: 1200}", &format!("{{stock: 1200, auth: {auth}}}")))
+    };
+    let own = with("{hs256SecretRef: {name: tokens, key: k}}").unwrap();
+    assert_eq!(
+        own.auth.keys,
+        AuthKeys::Hs256 {
+            name: "tokens".into(),
+            key: "k".into()
+        }
+    );
+    let refused = [
+        ("{issuer: ''}", "issuer"),
+        ("{jwksUrl: 'https://id/jwks'}", "http://"),
+        (
+            "{jwksUrl: 'http://id/jwks', hs256SecretRef: {name: a, key: b}}",
+            "at most one",
+        ),
+    ];
+    for (auth, says) in refused {
+        let e = with(auth).unwrap_err().to_string();
+        assert!(e.contains("spec.auth") && e.contains(says), "{auth}: {e}");
+    }
+    let tests = "loadTests: [{name: pre, profile: smoke}]";
+    let yaml = MINIMAL.replace(
+        "{stock: 1200}",
+        &format!("{{stock: 1200, auth: {{jwksUrl: 'http://id/jwks'}}, {tests}}}"),
+    );
+    let e = plan(&yaml).unwrap_err().to_string();
+    assert!(e.contains("load tests need hs256SecretRef"), "{e}");
+}

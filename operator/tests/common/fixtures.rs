@@ -41,6 +41,20 @@ pub fn apply_managers(d: &Deployment) -> Vec<String> {
 }
 
 /// Creates namespace `ns`.
+/// The Secret a campaign's issuers verify tokens with and its load-test runners mint
+/// them with (`spec.auth`'s default: key `hs256-secret` of `stampede-auth`).
+pub async fn create_auth_secret(client: &Client, ns: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": { "name": "stampede-auth" },
+        "stringData": { "hs256-secret": format!("{}-0123456789abcdef0123456789abcdef", super::unique("auth")) },
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
 pub async fn create_namespace(client: &Client, ns: &str) {
     let namespace: Namespace =
         serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap();

@@ -118,6 +118,8 @@ impl NodeTest {
         let client = client(Some(&kc)).await.expect("client for the node");
         let ns = unique(prefix);
         create_namespace(&client, &ns).await;
+        // Real issuer pods verify tokens: the Secret spec.auth names by default.
+        super::fixtures::create_auth_secret(&client, &ns).await;
         Self {
             client,
             ns,

@@ -78,8 +78,10 @@ fn hammer(
                     if stop.is_cancelled() || started.elapsed() > Duration::from_secs(90) {
                         break;
                     }
-                    let body = json!({ "userId": format!("h{w}-{i}") });
-                    let Ok(r) = client.post(&url).json(&body).send().await else {
+                    let user = format!("h{w}-{i}");
+                    let body = json!({ "userId": user });
+                    let req = client.post(&url).header("authorization", bearer(&user));
+                    let Ok(r) = req.json(&body).send().await else {
                         continue;
                     };
                     match r.status().as_u16() {
@@ -157,6 +159,7 @@ async fn a_gated_campaign_issues_nothing_before_its_verdict_however_slow_the_rec
 async fn issue(url: &str, campaign: &str, user: &str) -> (u16, Option<String>) {
     let r = reqwest::Client::new()
         .post(format!("{url}/v1/campaigns/{campaign}/issue"))
+        .header("authorization", bearer(user))
         .json(&json!({ "userId": user }))
         .send()
         .await

@@ -12,12 +12,25 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use stampede_core::store::StoreConfig;
 use stampede_operator::loadtest::{RUN_LABEL, SEGMENT_LABEL};
+use stampede_service::auth::mint::Minter;
+use stampede_service::auth::{AuthConfig, JwtConfig, KeySource, Secret};
 use stampede_service::server::{Listeners, ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-/// An issuance service in-process on a free port, over the stack's Redis.
+/// The HS256 secret the local service verifies with: what the kubelet would resolve a
+/// runner's `STAMPEDE_JWT_HS256_SECRET` (Secret `stampede-auth`) to.
+pub const AUTH_SECRET: &str = "operator-e2e-secret-0123456789abcdef";
+
+/// `Bearer <token>` for `user`, as a client of the campaign (spec.auth's default claims).
+pub fn bearer(user: &str) -> String {
+    let minter = Minter::new(AUTH_SECRET.as_bytes(), "stampede", "stampede", 600).unwrap();
+    format!("Bearer {}", minter.token(user).unwrap())
+}
+
+/// An issuance service in-process on a free port, over the stack's Redis, verifying
+/// tokens as the campaign's issuers do.
 pub struct LocalService {
     /// Base URL.
     pub url: String,
@@ -35,6 +48,12 @@ impl LocalService {
         let config = ServeConfig {
             max_in_flight: 512,
             soldout_recheck: Duration::from_millis(50),
+            auth: AuthConfig::Jwt(JwtConfig {
+                issuer: "stampede".into(),
+                audience: "stampede".into(),
+                keys: KeySource::Hs256(Secret(AUTH_SECRET.as_bytes().to_vec())),
+                refresh: Duration::from_secs(300),
+            }),
             ..ServeConfig::new(StoreConfig {
                 url: stack_defaults().redis_url,
                 connections: 2,
@@ -96,6 +115,7 @@ pub fn run_like_the_job(job: &Job, service: &str, extra_env: &[(&str, &str)]) ->
         let v = match e.name.as_str() {
             "BASE_URL" => service.to_owned(),
             "SUMMARY_FILE" => summary.to_string_lossy().into_owned(),
+            "STAMPEDE_JWT_HS256_SECRET" => AUTH_SECRET.to_owned(),
             _ => e.value.unwrap_or_default(),
         };
         cmd.env(e.name, v);

@@ -2,6 +2,7 @@
 //! commands (`campaign …`, `migrate`, `audit`).
 
 mod args;
+mod auth;
 mod campaign;
 mod pipeline;
 
@@ -12,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
+pub use auth::{AuthArgs, AuthMode, TokenArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
@@ -37,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the issuance HTTP API (and, unless --no-relay, relay the outbox to Kafka).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Relay outbox streams to Kafka (standalone).
     Relay(RelayRoleArgs),
     /// Write issuances from Kafka to PostgreSQL.
@@ -49,6 +51,8 @@ pub enum Command {
     /// Create and administer campaigns.
     #[command(subcommand)]
     Campaign(CampaignCommand),
+    /// Print HS256 bearer tokens for users, one a line (secret from a variable).
+    Token(TokenArgs),
 }
 
 /// `serve` flags.
@@ -106,6 +110,8 @@ pub struct ServeArgs {
     limits: LimitArgs,
     #[command(flatten)]
     relay: RelayArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 /// Per-user and per-client budgets (`serve`); a user or client past its budget gets 429
@@ -176,6 +182,7 @@ impl ServeArgs {
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
     match cli.command {
         Command::Serve(a) => {
+            let auth = a.auth.config()?;
             let listeners = Listeners {
                 api: tokio::net::TcpListener::bind(a.listen).await?,
                 ops: tokio::net::TcpListener::bind(a.metrics_listen).await?,
@@ -191,6 +198,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
                 limits: a.limits.config()?,
+                auth,
             };
             serve(listeners, config, shutdown).await
         }
@@ -199,6 +207,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
         Command::Migrate(a) => pipeline::migrate(a).await,
         Command::Audit(a) => pipeline::audit(a).await,
         Command::Campaign(c) => campaign::run(c).await,
+        Command::Token(a) => auth::token(a),
     }
 }
 

@@ -9,14 +9,14 @@ use serde::Deserialize;
 
 use super::error::{ApiError, Outcome};
 use super::limits::LimitedBy;
-use super::{App, AppState};
+use super::{App, AppState, identity};
 use stampede_core::coupon::Decision;
 use stampede_core::ids::{CampaignId, UserId};
 
 #[derive(Deserialize)]
 struct IssueRequest {
     #[serde(rename = "userId")]
-    user_id: String,
+    user_id: Option<String>,
 }
 
 /// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
@@ -34,7 +34,11 @@ pub async fn issue(
 ) -> Result<Response, ApiError> {
     let campaign = CampaignId::parse(&campaign)?;
     let (parts, body) = req.into_parts();
-    let user = read_issue_request(&parts.headers, body, st.max_body_bytes).await?;
+    // Who is asking is settled first: a request without a valid token never reaches Redis.
+    let caller = identity::caller(&st, &parts.headers)?;
+    let claimed =
+        read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
+    let user = identity::issue_user(caller, claimed)?;
     check_user_budget(&st, &user)?;
     if let Some(body) = st.soldout.answer(&campaign, &user) {
         return Ok(sold_out_from_memory(body));
@@ -75,12 +79,26 @@ pub async fn issue(
     Ok(resp)
 }
 
-/// Checks content type and size, then parses `{"userId": …}`.
+/// Checks content type and size, then parses `{"userId": …}`; the user id it names, if
+/// any. With a token the body may be empty (and then needs no content type).
 async fn read_issue_request(
     headers: &HeaderMap,
     body: Body,
     max_body: usize,
-) -> Result<UserId, ApiError> {
+    has_token: bool,
+) -> Result<Option<String>, ApiError> {
+    let too_large = || ApiError::payload_too_large(max_body);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return Err(too_large());
+    }
+    let bytes = to_bytes(body, max_body).await.map_err(|_| too_large())?;
+    if has_token && bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -93,18 +111,9 @@ async fn read_issue_request(
             "send the body as Content-Type: application/json",
         ));
     }
-    let too_large = || ApiError::payload_too_large(max_body);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max_body) {
-        return Err(too_large());
-    }
-    let bytes = to_bytes(body, max_body).await.map_err(|_| too_large())?;
     let req: IssueRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid(format!("body must be {{\"userId\": \"…\"}}: {e}")))?;
-    Ok(UserId::parse(&req.user_id)?)
+    Ok(req.user_id)
 }
 
 fn sold_out(campaign: &CampaignId) -> ApiError {
@@ -145,22 +154,49 @@ fn conflict(code: &'static str, campaign: &CampaignId, what: &str) -> ApiError {
     )
 }
 
-/// `GET /v1/campaigns/{c}/users/{u}/coupon`.
+/// `GET /v1/campaigns/{c}/users/{u}/coupon`: with tokens, only the token's own user.
 pub async fn coupon(
     State(st): State<AppState>,
     Path((campaign, user)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let campaign = CampaignId::parse(&campaign)?;
+    let caller = identity::caller(&st, &headers)?;
     let user = UserId::parse(&user)?;
-    check_user_budget(&st, &user)?;
+    if caller.is_some_and(|c| c != user) {
+        // Exactly the answer for a user without a coupon: no oracle for others' coupons.
+        return Err(not_issued(&campaign, &user));
+    }
+    lookup(&st, campaign, user).await
+}
+
+/// `GET /v1/campaigns/{c}/coupon`: the token's own coupon.
+pub async fn own_coupon(
+    State(st): State<AppState>,
+    Path(campaign): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let campaign = CampaignId::parse(&campaign)?;
+    let user = identity::caller(&st, &headers)?.ok_or_else(|| {
+        ApiError::invalid("with --auth none name the user: GET /v1/campaigns/{c}/users/{u}/coupon")
+    })?;
+    lookup(&st, campaign, user).await
+}
+
+async fn lookup(st: &App, campaign: CampaignId, user: UserId) -> Result<Response, ApiError> {
+    check_user_budget(st, &user)?;
     match st.store.lookup(&campaign, &user).await? {
         Some(r) => Ok(Json(r.into_coupon(campaign.as_str(), user.as_str())).into_response()),
-        None => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_issued",
-            format!("user {user} holds no coupon of campaign {campaign}"),
-        )),
+        None => Err(not_issued(&campaign, &user)),
     }
+}
+
+fn not_issued(campaign: &CampaignId, user: &UserId) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_issued",
+        format!("user {user} holds no coupon of campaign {campaign}"),
+    )
 }
 
 /// `GET /v1/campaigns/{c}`.

@@ -18,6 +18,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u32>,
+    www_authenticate: Option<&'static str>,
 }
 
 impl ApiError {
@@ -28,7 +29,29 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            www_authenticate: None,
         }
+    }
+
+    /// 401 `unauthenticated` or `invalid_token`, with the RFC 6750 challenge; nothing in
+    /// the answer says why a token was refused.
+    pub fn unauthorized(rejection: crate::auth::Rejection) -> Self {
+        use crate::auth::Rejection;
+        let (code, message, challenge) = match rejection {
+            Rejection::Unauthenticated => (
+                "unauthenticated",
+                "send Authorization: Bearer <token>",
+                "Bearer",
+            ),
+            Rejection::InvalidToken => (
+                "invalid_token",
+                "the bearer token is not valid",
+                "Bearer error=\"invalid_token\"",
+            ),
+        };
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, code, message);
+        e.www_authenticate = Some(challenge);
+        e
     }
 
     /// 400 `invalid_request`.
@@ -152,6 +175,10 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after_secs {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(c) = self.www_authenticate {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         resp.extensions_mut().insert(Outcome(self.code));
         resp

@@ -3,6 +3,7 @@
 mod admission;
 mod campaigns;
 pub mod error;
+mod identity;
 pub mod limits;
 
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub struct App {
     pub body_timeout: Duration,
     /// How long a request may take from its headers to its answer.
     pub request_timeout: Duration,
+    /// Verifies bearer tokens; `None` with `--auth none` (the body names the user).
+    pub auth: Option<Arc<crate::auth::Verifier>>,
 }
 
 /// Builds the public API router with the HTTP contract in the README.
@@ -62,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/campaigns/{campaign}/users/{user}/coupon",
             get(campaigns::coupon),
+        )
+        .route(
+            "/v1/campaigns/{campaign}/coupon",
+            get(campaigns::own_coupon),
         )
         .route("/v1/campaigns/{campaign}", get(campaigns::show))
         .fallback(not_found)
@@ -92,7 +99,10 @@ async fn metrics(State(st): State<AppState>) -> Response {
 
 async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     st.store.ping().await?;
-    Ok("ready")
+    Ok(match st.auth {
+        Some(_) => "ready",
+        None => crate::auth::INSECURE_READY,
+    })
 }
 
 /// Whether a `/v1/campaigns/{c}/…` path names a load test's shadow campaign (exempt from

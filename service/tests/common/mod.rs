@@ -19,6 +19,7 @@ use redis::AsyncCommands;
 use reqwest::RequestBuilder;
 use stampede_core::ids::CampaignId;
 use stampede_core::store::{Store, StoreConfig};
+use stampede_service::auth::{AuthConfig, JwtConfig, KeySource, Secret};
 use stampede_service::metrics::Metrics;
 use stampede_service::server::{LimitConfig, Listeners, ServeConfig, serve};
 use tokio_util::sync::CancellationToken;
@@ -37,7 +38,43 @@ pub struct Service {
     pub http: reqwest::Client,
 }
 
-/// Test defaults: a short sold-out recheck, a generous Redis timeout.
+/// The HS256 secret every test service verifies with (at least 32 bytes).
+pub const TEST_SECRET: &str = "stampede-test-secret-0123456789abcdef";
+/// The issuer test tokens carry.
+pub const TEST_ISSUER: &str = "https://issuer.test";
+/// The audience test tokens carry.
+pub const TEST_AUDIENCE: &str = "stampede-test";
+
+/// The auth configuration of every test service: HS256 with the test secret.
+pub fn test_auth() -> AuthConfig {
+    AuthConfig::Jwt(JwtConfig {
+        issuer: TEST_ISSUER.into(),
+        audience: TEST_AUDIENCE.into(),
+        keys: KeySource::Hs256(Secret(TEST_SECRET.as_bytes().to_vec())),
+        refresh: Duration::from_secs(300),
+    })
+}
+
+/// The variables a child `serve` needs to verify test tokens.
+pub fn auth_env() -> [(&'static str, &'static str); 3] {
+    [
+        ("STAMPEDE_JWT_HS256_SECRET", TEST_SECRET),
+        ("STAMPEDE_JWT_ISSUER", TEST_ISSUER),
+        ("STAMPEDE_JWT_AUDIENCE", TEST_AUDIENCE),
+    ]
+}
+
+/// A valid test token for `user` (an hour long).
+pub fn token(user: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = serde_json::json!({
+        "sub": user, "iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "iat": now, "exp": now + 3600,
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+/// Test defaults: a short sold-out recheck, a generous Redis timeout, test tokens.
 pub fn config(redis_url: &str) -> ServeConfig {
     ServeConfig {
         max_in_flight: 512,
@@ -45,6 +82,7 @@ pub fn config(redis_url: &str) -> ServeConfig {
         // Budgets are tested on their own (rate_limits.rs); elsewhere tests send many
         // requests per user on purpose (races, retries).
         limits: LimitConfig::default(),
+        auth: test_auth(),
         ..ServeConfig::new(StoreConfig {
             url: redis_url.to_owned(),
             connections: 2,
@@ -140,10 +178,12 @@ impl Service {
         format!("{}{path}", self.base)
     }
 
-    /// An issue request for `user`, not yet sent (for its headers, or to send elsewhere).
+    /// An issue request for `user` with `user`'s token, not yet sent (for its headers, or
+    /// to send elsewhere).
     pub fn issue_request(&self, campaign: &str, user: &str) -> RequestBuilder {
         self.http
             .post(self.url(&format!("/v1/campaigns/{campaign}/issue")))
+            .bearer_auth(token(user))
             .json(&serde_json::json!({ "userId": user }))
     }
 
@@ -152,9 +192,14 @@ impl Service {
         status_and_json(self.issue_request(campaign, user)).await
     }
 
-    /// GETs `path`; returns status and JSON body (Null when not JSON).
+    /// GETs `path` with the token of the user it names (`…/users/<u>/…`, else `reader`);
+    /// returns status and JSON body (Null when not JSON).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        status_and_json(self.http.get(self.url(path))).await
+        let user = path
+            .split_once("/users/")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or("reader");
+        status_and_json(self.http.get(self.url(path)).bearer_auth(token(user))).await
     }
 
     /// GETs `path` on the operations listener; returns status and body text.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 /// The `stampede-service` binary, logging warnings only.
 pub fn service_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stampede-service"));
-    cmd.env("STAMPEDE_LOG", "warn");
+    cmd.env("STAMPEDE_LOG", "warn").envs(super::auth_env());
     cmd
 }
 

@@ -1,0 +1,190 @@
+//! The verifier against tokens a client could send: good, forged, expired, early, for
+//! another audience or issuer, unsigned, malformed; and JWKS key selection.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use jsonwebtoken::{EncodingKey, Header, encode, get_current_timestamp};
+use serde_json::{Value, json};
+
+use super::*;
+
+const SECRET: &[u8] = b"unit-test-secret-0123456789abcdef!";
+
+fn config(keys: KeySource) -> JwtConfig {
+    JwtConfig {
+        issuer: "iss-a".into(),
+        audience: "aud-a".into(),
+        keys,
+        refresh: Duration::from_secs(300),
+    }
+}
+
+fn hs256() -> Verifier {
+    let keys = KeySet::hs256(SECRET).unwrap();
+    Verifier::with_keys(&config(KeySource::Hs256(Secret(SECRET.to_vec()))), keys)
+}
+
+fn claims(sub: &str) -> Value {
+    let now = get_current_timestamp();
+    json!({ "sub": sub, "iss": "iss-a", "aud": "aud-a", "exp": now + 600 })
+}
+
+fn sign(claims: &Value, secret: &[u8]) -> String {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret).unwrap(),
+    )
+    .unwrap()
+}
+
+fn with(claims: Value, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut c = claims;
+    edit(&mut c);
+    c
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    h
+}
+
+#[test]
+fn a_good_token_names_its_user() {
+    let v = hs256();
+    let user = v
+        .authenticate(&bearer(&sign(&claims("u-1"), SECRET)))
+        .unwrap();
+    assert_eq!(user.as_str(), "u-1");
+}
+
+/// `claims("u-1")` signed with SECRET after `field` is set to `value`.
+fn edited(field: &str, value: Value) -> String {
+    sign(&with(claims("u-1"), |c| c[field] = value), SECRET)
+}
+
+/// Every token a forger or a broken client could send, by what is wrong with it.
+fn bad_tokens() -> Vec<(&'static str, String)> {
+    let now = get_current_timestamp();
+    let b64 = |v: &Value| base64_url(v.to_string().as_bytes());
+    let none = json!({"alg": "none", "typ": "JWT"});
+    let unsigned = format!("{}.{}.", b64(&none), b64(&claims("u-1")));
+    let no_sub = json!({"iss": "iss-a", "aud": "aud-a", "exp": now + 600});
+    vec![
+        (
+            "forged",
+            sign(&claims("u-1"), b"another-secret-0123456789abcdefgh"),
+        ),
+        ("expired", edited("exp", json!(now - 120))),
+        ("not yet valid", edited("nbf", json!(now + 120))),
+        ("wrong audience", edited("aud", json!("aud-b"))),
+        ("wrong issuer", edited("iss", json!("iss-b"))),
+        ("no exp", edited("exp", Value::Null)),
+        ("no sub", sign(&no_sub, SECRET)),
+        ("sub not a user id", sign(&claims("a b"), SECRET)),
+        ("alg none", unsigned),
+        ("malformed", "not.a.token".into()),
+    ]
+}
+
+#[test]
+fn every_bad_token_is_invalid() {
+    let v = hs256();
+    for (what, token) in bad_tokens() {
+        assert_eq!(
+            v.authenticate(&bearer(&token)),
+            Err(Rejection::InvalidToken),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_or_blank_header_is_unauthenticated_another_scheme_invalid() {
+    let v = hs256();
+    let header = |value: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        h
+    };
+    assert_eq!(
+        v.authenticate(&HeaderMap::new()),
+        Err(Rejection::Unauthenticated)
+    );
+    assert_eq!(
+        v.authenticate(&header("  ")),
+        Err(Rejection::Unauthenticated)
+    );
+    assert_eq!(
+        v.authenticate(&header("Basic dTpw")),
+        Err(Rejection::InvalidToken)
+    );
+    assert_eq!(
+        v.authenticate(&header("Bearer")),
+        Err(Rejection::InvalidToken)
+    );
+}
+
+#[test]
+fn within_the_leeway_a_token_is_still_good() {
+    let now = get_current_timestamp();
+    let token = sign(&with(claims("u-1"), |c| c["exp"] = json!(now - 5)), SECRET);
+    assert!(hs256().authenticate(&bearer(&token)).is_ok());
+}
+
+#[test]
+fn a_short_secret_is_refused() {
+    assert!(KeySet::hs256(b"short").is_err());
+}
+
+#[test]
+fn a_jwks_without_a_usable_key_is_refused() {
+    assert!(KeySet::jwks(r#"{"keys": []}"#.into()).is_err());
+    assert!(KeySet::jwks(r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#.into()).is_err());
+    assert!(KeySet::jwks("nonsense".into()).is_err());
+}
+
+#[test]
+fn a_jwks_token_must_name_a_known_key() {
+    // An oct key is never used; a token for a JWKS verifier must find an RS/ES key by kid.
+    let jwks = r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
+    let keys = KeySet::jwks(jwks.into()).unwrap();
+    let v = Verifier::with_keys(&config(KeySource::JwksFile("x".into())), keys);
+    // HS256 with the EC key's kid: the key's algorithm is ES256, so it is refused unread.
+    let mut header = Header {
+        kid: Some("k1".into()),
+        ..Header::default()
+    };
+    let key = EncodingKey::from_secret(SECRET).unwrap();
+    let confused = encode(&header, &claims("u-1"), &key).unwrap();
+    assert_eq!(
+        v.authenticate(&bearer(&confused)),
+        Err(Rejection::InvalidToken)
+    );
+    header.kid = Some("k2".into());
+    let unknown = encode(&header, &claims("u-1"), &key).unwrap();
+    assert_eq!(
+        v.authenticate(&bearer(&unknown)),
+        Err(Rejection::InvalidToken)
+    );
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}

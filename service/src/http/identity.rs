@@ -1,0 +1,34 @@
+//! Who a request speaks for: the verified token's user, or with `--auth none` the body's.
+
+use axum::http::{HeaderMap, StatusCode};
+
+use super::App;
+use super::error::ApiError;
+use stampede_core::ids::UserId;
+
+/// The token's user; `None` when the service runs with `--auth none`.
+pub fn caller(st: &App, headers: &HeaderMap) -> Result<Option<UserId>, ApiError> {
+    match &st.auth {
+        Some(verifier) => verifier
+            .authenticate(headers)
+            .map(Some)
+            .map_err(ApiError::unauthorized),
+        None => Ok(None),
+    }
+}
+
+/// The user an issue request is for: the token's (a body `userId` may repeat it, never
+/// differ from it), or without tokens the body's.
+pub fn issue_user(caller: Option<UserId>, body: Option<String>) -> Result<UserId, ApiError> {
+    match (caller, body) {
+        (Some(user), None) => Ok(user),
+        (Some(user), Some(named)) if named == user.as_str() => Ok(user),
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "user_mismatch",
+            "the body's userId is not the token's subject; send no userId, or the token's own",
+        )),
+        (None, Some(named)) => Ok(UserId::parse(&named)?),
+        (None, None) => Err(ApiError::invalid("body must be {\"userId\": \"…\"}")),
+    }
+}
