@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::{id, setup_with};
+use common::{id, setup_with, token};
 use stampede_service::server::{LimitConfig, Rate};
 
 /// An HTTP client whose requests come from `addr`.
@@ -21,10 +21,12 @@ fn client_from(addr: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// POSTs an issue for `user` of `campaign` from `http`; the status and error code.
+/// POSTs an issue for `user` (with its token) of `campaign` from `http`; the status and
+/// error code.
 async fn issue(http: &reqwest::Client, base: &str, campaign: &str, user: &str) -> (u16, String) {
     let r = http
         .post(format!("{base}/v1/campaigns/{campaign}/issue"))
+        .bearer_auth(token(user))
         .json(&serde_json::json!({ "userId": user }))
         .send()
         .await
