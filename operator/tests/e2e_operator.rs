@@ -315,7 +315,11 @@ async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_i
     store.admin(&id, admin).await.unwrap();
     c.status_until(&name, "Open again", |s| s.phase == Some(Phase::Open))
         .await;
-    let reasons = c.event_reasons(&name).await;
-    assert!(reasons.iter().any(|r| r == "Unsuspended"), "{reasons:?}");
+    // The event follows the status write.
+    eventually("the Unsuspended event", Duration::from_secs(10), || async {
+        let reasons = c.event_reasons(&name).await;
+        reasons.iter().any(|r| r == "Unsuspended").then_some(())
+    })
+    .await;
     op.stop().await;
 }

@@ -1,8 +1,9 @@
 //! Secrets stay secret, on the real control plane: every connection reaches the campaign's
 //! pods through `secretKeyRef` (the operator's own defaults through the campaign's
 //! `<campaign>-connections` Secret), so the Deployments as stored by the API server — what
-//! `kubectl get deploy -o yaml` prints — carry no credential; and a campaign naming an image
-//! the operator does not allow is refused with a condition, its pods never created.
+//! `kubectl get deploy -o yaml` prints — carry no credential; a campaign naming an image
+//! the operator does not allow is refused with a condition, its pods never created; and the
+//! API server refuses a campaign named like a load test's shadow campaign.
 
 mod common;
 
@@ -84,4 +85,14 @@ async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
     let issuer = c.deployments().get_opt(&format!("{foreign}-issuer")).await;
     assert!(issuer.unwrap().is_none(), "no pods for a refused image");
     op.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_server_refuses_a_name_a_load_test_shadow_campaign_would_have() {
+    let c = Cluster::start().await;
+    let err = c
+        .create("flash.lt-smoke", &minimal_campaign(5))
+        .await
+        .expect_err("a shadow-like name is refused");
+    assert!(err.to_string().contains(".lt-"), "{err}");
 }

@@ -25,10 +25,7 @@ pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterP
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
     let spec = &cc.spec;
-    let name = cc.name_any();
-    let campaign = CampaignId::parse(&name).map_err(|e| {
-        Error::InvalidSpec(format!("metadata.name {name:?} is not a campaign id: {e}"))
-    })?;
+    let campaign = campaign_id(cc)?;
     let Some(namespace) = cc.namespace() else {
         return Err(Error::InvalidSpec("metadata.namespace is missing".into()));
     };
@@ -116,6 +113,20 @@ fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
 }
 
 /// Partitions, replicas and batch bounds.
+/// The campaign id: the object's name, if it is one and not a load-test shadow's.
+fn campaign_id(cc: &CouponCampaign) -> Result<CampaignId, Error> {
+    let name = cc.name_any();
+    CampaignId::parse(&name)
+        .ok()
+        .filter(|c| !c.is_load_test_shadow())
+        .ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "metadata.name {name:?} is not a campaign id (a-z, 0-9, '.', '-'; at most \
+                 128; never '.lt-', which names load-test shadow campaigns)"
+            ))
+        })
+}
+
 fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
     let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
     let problem = if spec.stock < 1 {

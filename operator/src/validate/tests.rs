@@ -111,6 +111,9 @@ fn names_that_are_not_campaign_ids_are_refused() {
     let long = "a".repeat(129);
     let yaml = format!("metadata: {{name: {long}, namespace: n}}\nspec: {{stock: 1}}");
     assert!(matches!(plan(&yaml), Err(Error::InvalidSpec(m)) if m.contains("metadata.name")));
+    // A name like a load test's shadow campaign would share its keys.
+    let yaml = "metadata: {name: flash.lt-smoke, namespace: n}\nspec: {stock: 1}";
+    assert!(matches!(plan(yaml), Err(Error::InvalidSpec(m)) if m.contains(".lt-")));
 }
 
 #[test]
