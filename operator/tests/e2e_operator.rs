@@ -284,7 +284,7 @@ async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_i
     let nothing = stampede_core::store::HandedOut::default();
     let (_, incarnation) = store.issue_after(&id, &user("u1"), &nothing).await.unwrap();
     let handed = stampede_core::store::HandedOut {
-        incarnation,
+        incarnation: incarnation.into(),
         high: 5,
     };
     let (d, _) = store

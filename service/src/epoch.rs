@@ -38,8 +38,8 @@ impl AckedSeqs {
                 .clone(),
         };
         let mut h = entry.lock().expect("handed lock");
-        if h.incarnation != incarnation {
-            h.incarnation = incarnation.to_owned();
+        if *h.incarnation != *incarnation {
+            h.incarnation = incarnation.into();
             h.high = 0;
         }
         h.high = h.high.max(seq);
@@ -84,6 +84,7 @@ pub async fn watch(
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
         }
+        metrics.epoch_checks.inc();
         if let Ok(now) = gauge_suspended(&store, &metrics, &gauged).await {
             gauged = now;
         }
@@ -165,7 +166,7 @@ mod tests {
         // Created again under the same id: what the old one handed out no longer counts.
         acked.record("a", "2", 2);
         let a = acked.handed("a");
-        assert_eq!((a.incarnation.as_str(), a.high), ("2", 2));
+        assert_eq!((&*a.incarnation, a.high), ("2", 2));
         assert_eq!(acked.all().len(), 2);
     }
 }

@@ -69,6 +69,8 @@ pub struct HttpMetrics {
     pub rate_limited: IntCounterVec,
     /// Users and client addresses whose budgets are tracked (after the last sweep).
     pub rate_limit_keys: IntGaugeVec,
+    /// JWKS refreshes by result (`ok`, `failed`: the last good keys stay).
+    pub jwks_refreshes: IntCounterVec,
 }
 
 /// Issuance decisions by campaign.
@@ -82,6 +84,8 @@ pub struct IssuanceMetrics {
     pub soldout_campaigns: IntGauge,
     /// Redis restarts or failovers this replica noticed (epoch changes).
     pub epoch_changes: IntCounter,
+    /// Epoch checks this replica made (whatever they found).
+    pub epoch_checks: IntCounter,
     /// 1 for each campaign suspended because Redis may have lost acknowledged writes.
     pub suspended: IntGaugeVec,
 }
@@ -141,6 +145,11 @@ impl HttpMetrics {
                 "Users and client addresses whose budgets are tracked",
                 &["by"],
             ),
+            jwks_refreshes: r.counter_vec(
+                "stampede_auth_jwks_refreshes_total",
+                "JWKS refreshes by result (failed: the last good keys stay in use)",
+                &["result"],
+            ),
         }
     }
 }
@@ -165,6 +174,10 @@ impl IssuanceMetrics {
             epoch_changes: r.counter(
                 "stampede_redis_epoch_changes_total",
                 "Redis restarts or failovers noticed (Redis may have lost acknowledged writes)",
+            ),
+            epoch_checks: r.counter(
+                "stampede_redis_epoch_checks_total",
+                "Checks whether Redis restarted or failed over (one every --epoch-check-ms)",
             ),
             suspended: r.gauge_vec(
                 "stampede_campaign_suspended",

@@ -109,8 +109,11 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Listeners { api: listener, ops } = listeners;
-    let auth = config.auth.start(&shutdown).await?;
     let metrics = Metrics::new();
+    let auth = config
+        .auth
+        .start(metrics.http.jwks_refreshes.clone(), &shutdown)
+        .await?;
     let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "redis is not reachable yet; serving 503 until it is");

@@ -10,6 +10,8 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::role::service_command;
 use common::{
     Service, TEST_AUDIENCE, TEST_ISSUER, TEST_SECRET, exit_within, id, issuance_counts, setup,
@@ -38,10 +40,7 @@ fn edited(sub: &str, field: &str, value: Value) -> String {
 /// Every token a forger or a broken client could send, by what is wrong with it.
 fn bad_tokens() -> Vec<(&'static str, String)> {
     let now = get_current_timestamp() as i64;
-    let b64 = |v: &Value| {
-        use base64_engine::encode_url;
-        encode_url(v.to_string().as_bytes())
-    };
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
     let unsigned = format!("{}.{}.", b64(&json!({"alg": "none"})), b64(&claims("u1")));
     vec![
         (
@@ -58,24 +57,6 @@ fn bad_tokens() -> Vec<(&'static str, String)> {
         ("alg none", unsigned),
         ("malformed", "abc.def".into()),
     ]
-}
-
-/// Just enough base64url for the unsigned token (no dependency for one line).
-mod base64_engine {
-    pub fn encode_url(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-            for i in 0..=chunk.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            }
-        }
-        out
-    }
 }
 
 fn post(svc: &Service, campaign: &str, body: Value) -> reqwest::RequestBuilder {

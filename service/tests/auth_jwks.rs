@@ -133,9 +133,18 @@ async fn rs256_and_es256_keys_from_a_jwks_file_verify_and_rotate() {
 
     // A broken rewrite keeps the last good keys.
     std::fs::write(&jwks, "not json").unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await; // three refresh periods, nothing to poll
+    refresh_failed(&svc).await;
     assert_eq!(issue(ec.token("e3")).await.0, 201, "last good keys kept");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until a JWKS refresh has failed (the service counts them).
+async fn refresh_failed(svc: &common::Service) {
+    let failed = r#"stampede_auth_jwks_refreshes_total{result="failed"}"#;
+    eventually("a failed refresh", Duration::from_secs(10), || async {
+        (svc.metric(failed).await >= 1.0).then_some(())
+    })
+    .await;
 }
 
 /// A JWKS served over HTTP (`--jwt-jwks-url`): its keys verify, and while the URL fails
@@ -183,7 +192,7 @@ async fn a_jwks_url_verifies_and_an_outage_keeps_the_last_good_keys() {
     };
     assert_eq!(issue(ec.token("u1")).await.0, 201);
     *answer.lock().unwrap() = None;
-    tokio::time::sleep(Duration::from_millis(300)).await; // refreshes fail meanwhile
+    refresh_failed(&svc).await;
     assert_eq!(issue(ec.token("u2")).await.0, 201, "last good keys kept");
     let _ = std::fs::remove_dir_all(&dir);
 }

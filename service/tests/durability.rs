@@ -33,17 +33,6 @@ async fn setup(
     (primary, replica, Service::start(c).await)
 }
 
-/// Makes the replica lag for real: freezes it (SIGSTOP) and has the primary drop its link,
-/// so that nothing written from now on reaches it, not even its socket buffer.
-async fn cut_off(primary: &RedisServer, replica: &RedisServer) {
-    replica.signal("STOP");
-    let _: i64 = redis::cmd("CLIENT")
-        .arg(&["KILL", "TYPE", "replica"])
-        .query_async(&mut primary.conn().await)
-        .await
-        .unwrap();
-}
-
 /// The users among `users` whose coupon the (now promoted) replica holds.
 async fn held_by(replica: &RedisServer, campaign: &str, users: &[String]) -> Vec<String> {
     let mut conn = replica.conn().await;
@@ -78,7 +67,7 @@ async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary()
     }
 
     // A replica that does not acknowledge: the coupon is not handed out (503, retry).
-    cut_off(&primary, &replica).await;
+    primary.cut_off(&replica).await;
     let (status, body) = svc.issue("durable", "stalled").await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -114,7 +103,7 @@ async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_local_durability_a_lagging_replica_loses_acknowledged_coupons() {
     let (mut primary, replica, svc) = setup(None, "local").await;
-    cut_off(&primary, &replica).await;
+    primary.cut_off(&replica).await;
     let users: Vec<String> = (0..5).map(|i| format!("u-{i}")).collect();
     for user in &users {
         assert_eq!(

@@ -111,12 +111,7 @@ async fn stampede_through_failover(durability: Option<FenceConfig>, lagging: boo
     let answers = stampede(&svc, 8, &stop);
     until_acked(&answers, 200).await;
     if lagging {
-        replica.signal("STOP");
-        let _: i64 = redis::cmd("CLIENT")
-            .arg(&["KILL", "TYPE", "replica"])
-            .query_async(&mut primary.conn().await)
-            .await
-            .unwrap();
+        primary.cut_off(&replica).await;
     }
     until_acked(&answers, acked_count(&answers) + 200).await;
 
@@ -281,11 +276,18 @@ async fn lifted_for_good(f: &Failover) {
         .admin(&id(CAMPAIGN), AdminAction::Unsuspend)
         .await
         .unwrap();
-    // Across several epoch checks (100 ms apart) too.
+    // Across two epoch checks made after the lift, too.
+    let checks = "stampede_redis_epoch_checks_total";
+    let before = f.svc.metric(checks).await;
+    eventually("two more epoch checks", Duration::from_secs(10), || async {
+        (f.svc.metric(checks).await >= before + 2.0).then_some(())
+    })
+    .await;
     for i in 0..5 {
         assert_eq!(f.svc.issue(CAMPAIGN, &format!("after-{i}")).await.0, 201);
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let snap = f.store.snapshot(&id(CAMPAIGN)).await.unwrap().unwrap();
+    assert!(snap.suspension.is_none(), "{snap:?}");
     eventually("the gauge clears", Duration::from_secs(5), || async {
         let text = f.svc.metrics().await;
         let gauge = r#"stampede_campaign_suspended{campaign="failover"} 0"#;

@@ -7,12 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::letters::DeadLetters;
+use common::letters::{DeadLetters, produce};
 use common::pipeline::{Fixture, issue_range};
 use common::role::service_command;
 use common::stack::wait_rows;
 use common::unique;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use stampede_core::issuance::{Issuance, topic};
 use stampede_core::kafka::KafkaConfig;
@@ -59,16 +59,6 @@ async fn fifty_thousand_issuances_land_exactly_once() {
     })
     .await;
     f.stop([relay, writer]).await;
-}
-
-/// Sends `payload` under `key` to the campaign's topic.
-async fn produce(producer: &FutureProducer, campaign: &str, key: &str, payload: &[u8]) {
-    let topic = topic(campaign);
-    let record = FutureRecord::to(&topic).key(key).payload(payload);
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .unwrap();
 }
 
 /// Produces, in this order: two undecodable messages (`bad-1`, `bad-2`), one that decodes

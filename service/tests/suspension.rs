@@ -35,7 +35,7 @@ async fn a_counter_below_what_was_handed_out_suspends_until_an_admin_lifts_it() 
     assert!(!incarnation.is_empty());
     // An issuer that handed out seq 5 finds the counter at 3: Redis lost seqs 4 and 5.
     let handed = HandedOut {
-        incarnation,
+        incarnation: incarnation.into(),
         high: 5,
     };
     let (d, _) = store.issue_after(&c, &user("next"), &handed).await.unwrap();

@@ -91,14 +91,7 @@ impl Store {
         let (outcome, before, after, window_changed): (String, u64, u64, u8) =
             self.invoke("ensure", inv).await?;
         // The registry lives outside the campaign's hash slot, so it cannot join the script.
-        self.call("register", |mut c| async move {
-            redis::cmd("SADD")
-                .arg(REGISTRY)
-                .arg(campaign.as_str())
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await?;
+        self.register(campaign).await?;
         Ok(match outcome.as_str() {
             "CREATED" => ProvisionOutcome::Created { total: after },
             "RESTOCKED" => ProvisionOutcome::Restocked {
@@ -172,6 +165,18 @@ impl Store {
             })
             .await?;
         Ok(removed.0)
+    }
+
+    /// Adds `campaign` to the registry (the relay and the audit find campaigns by it).
+    pub(super) async fn register(&self, campaign: &CampaignId) -> Result<(), Error> {
+        self.call("register", |mut c| async move {
+            redis::cmd("SADD")
+                .arg(REGISTRY)
+                .arg(campaign.as_str())
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
     }
 
     /// Every campaign id ever provisioned.

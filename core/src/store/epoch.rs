@@ -12,7 +12,7 @@
 use super::{HandedOut, Store};
 use crate::Error;
 use crate::ids::CampaignId;
-use crate::keys::{CampaignKeys, EPOCH, REGISTRY, SUSPENDED};
+use crate::keys::{CampaignKeys, EPOCH, SUSPENDED};
 
 /// Who answers on a Redis connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,20 +151,13 @@ impl Store {
             .arg(epoch)
             .arg(handed.high)
             .arg(if everything_lost { "1" } else { "0" })
-            .arg(handed.incarnation.as_str());
+            .arg(&*handed.incarnation);
         let suspended: u8 = self.invoke("suspend", inv).await?;
         if suspended == 1 {
             self.set_suspended(campaign, true).await?;
             if everything_lost {
                 // The registry went with everything else; the relay finds streams by it.
-                self.call("register", |mut c| async move {
-                    redis::cmd("SADD")
-                        .arg(REGISTRY)
-                        .arg(campaign.as_str())
-                        .query_async::<()>(&mut c)
-                        .await
-                })
-                .await?;
+                self.register(campaign).await?;
             }
         }
         Ok(suspended == 1)

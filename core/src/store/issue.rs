@@ -21,8 +21,9 @@ fn coupon_code() -> String {
 /// the campaign it belongs to (a campaign created again under the same id starts afresh).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandedOut {
-    /// The campaign's incarnation, as the issue script returned it.
-    pub incarnation: String,
+    /// The campaign's incarnation, as the issue script returned it (shared: the hot path
+    /// copies this per request).
+    pub incarnation: std::sync::Arc<str>,
     /// The highest seq handed out (0: none).
     pub high: u64,
 }
@@ -55,7 +56,7 @@ impl Store {
             .arg(campaign.as_str())
             .arg(coupon_code())
             .arg(handed.high)
-            .arg(handed.incarnation.as_str());
+            .arg(&*handed.incarnation);
         let mut reply: Vec<String> = self.invoke("issue", inv).await?;
         if reply.first().is_some_and(|s| s == "SUSPENDED") && reply.len() > 1 {
             // This call suspended it: the alert's set lives outside the campaign's slot.

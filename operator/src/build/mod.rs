@@ -50,7 +50,8 @@ pub(crate) fn writer_name(plan: &Plan) -> String {
 }
 
 /// Every child object of a campaign.
-#[derive(Debug, Clone)]
+/// No `Debug`: `connections` holds credentials, which must never reach a log line.
+#[derive(Clone)]
 pub(crate) struct Children {
     /// Issuer Deployment (replicas left to the HPA).
     pub issuer: Deployment,

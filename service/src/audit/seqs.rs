@@ -75,16 +75,20 @@ pub fn reconcile(s: SeqSources<'_>) -> SeqReport {
     }
     let highest_found = users.keys().copied().max().unwrap_or(0);
     let highest = highest_found.max(s.acked_high).max(s.issued);
-    let lost: Vec<u64> = (1..=highest).filter(|q| !users.contains_key(q)).collect();
+    // Counted in one pass, only the first LISTED kept: a counter far behind would
+    // otherwise collect millions of seqs to print a hundred.
+    let mut lost = (1..=highest).filter(|q| !users.contains_key(q));
+    let lost_seqs: Vec<u64> = lost.by_ref().take(LISTED).collect();
+    let lost_count = lost_seqs.len() as u64 + lost.count() as u64;
     let mut twice: Vec<u64> = twice.into_iter().collect();
     twice.sort_unstable();
     SeqReport {
         acked_high: s.acked_high,
         counter_behind: highest_found.max(s.acked_high).saturating_sub(s.issued),
         issued_twice: twice.len() as u64,
-        lost: lost.len() as u64,
+        lost: lost_count,
         issued_twice_seqs: twice.into_iter().take(LISTED).collect(),
-        lost_seqs: lost.into_iter().take(LISTED).collect(),
+        lost_seqs,
     }
 }
 

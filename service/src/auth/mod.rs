@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::{Algorithm, Validation};
+use prometheus::IntCounterVec;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
@@ -91,9 +92,11 @@ impl fmt::Debug for Secret {
 
 impl AuthConfig {
     /// The verifier for this configuration (loading its keys once), started refreshing
-    /// until `shutdown`; `None` with `--auth none`, after a loud warning.
+    /// until `shutdown` (each refresh counted in `refreshes` by result); `None` with
+    /// `--auth none`, after a loud warning.
     pub async fn start(
         &self,
+        refreshes: IntCounterVec,
         shutdown: &CancellationToken,
     ) -> Result<Option<Arc<Verifier>>, Error> {
         match self {
@@ -106,7 +109,7 @@ impl AuthConfig {
             }
             AuthConfig::Jwt(jwt) => {
                 let verifier = Arc::new(Verifier::load(jwt).await?);
-                verifier.refresh(jwt, shutdown.clone());
+                verifier.refresh(jwt, refreshes, shutdown.clone());
                 tracing::info!(issuer = %jwt.issuer, audience = %jwt.audience, keys = ?jwt.keys, "verifying bearer tokens");
                 Ok(Some(verifier))
             }
@@ -171,7 +174,12 @@ impl Verifier {
 
     /// Keeps a JWKS source's keys fresh until `shutdown`; a failed refresh keeps the last
     /// good keys.
-    pub fn refresh(self: &Arc<Self>, config: &JwtConfig, shutdown: CancellationToken) {
+    pub fn refresh(
+        self: &Arc<Self>,
+        config: &JwtConfig,
+        refreshes: IntCounterVec,
+        shutdown: CancellationToken,
+    ) {
         if matches!(config.keys, KeySource::Hs256(_)) {
             return;
         }
@@ -186,8 +194,12 @@ impl Verifier {
                     .await
                     .and_then(|set| me.keys.replace(set))
                 {
-                    Ok(n) => tracing::debug!(keys = n, "jwks refreshed"),
+                    Ok(n) => {
+                        refreshes.with_label_values(&["ok"]).inc();
+                        tracing::debug!(keys = n, "jwks refreshed");
+                    }
                     Err(e) => {
+                        refreshes.with_label_values(&["failed"]).inc();
                         tracing::warn!(error = %e, "jwks refresh failed; keeping the last good keys")
                     }
                 }

@@ -206,6 +206,17 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// Makes `replica` (of this primary) lag for real: freezes it (SIGSTOP) and drops its
+    /// link here, so nothing written from now on reaches it, not even its socket buffer.
+    pub async fn cut_off(&self, replica: &RedisServer) {
+        replica.signal("STOP");
+        let _: i64 = redis::cmd("CLIENT")
+            .arg(&["KILL", "TYPE", "replica"])
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+    }
+
     /// Makes it answer nobody for `ms` milliseconds (CLIENT PAUSE).
     pub async fn freeze(&self, ms: u64) {
         let mut admin = self.conn().await;
