@@ -13,7 +13,7 @@ E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_
 NODE := $(basename $(notdir $(wildcard operator/tests/node_*.rs)))
 FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
 # Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
-WITH_STACK := scripts/stack up >/dev/null && eval "$$(scripts/stack env)" &&
+WITH_STACK := scripts/stack up >/dev/null && scripts/stack prune && eval "$$(scripts/stack env)" &&
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'

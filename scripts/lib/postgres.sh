@@ -15,6 +15,7 @@
 #   pg_init BIN           initdb once; pg_hba line for pods; stampede.conf on every up
 #   pg_psql_admin BIN ARGS...  superuser psql over our unix socket
 #   pg_ensure_database BIN     role password and database
+#   pg_prune_test_databases  drops the test suites' databases (t_*) nobody is connected to
 #   pg_url                the stack's database URL
 #   pg_up                 starts it unless something answers on the port
 #   pg_down               pg_ctl stop (fast); only ours
@@ -175,6 +176,23 @@ pg_ensure_database() {
         pg_psql_admin "$bin" -c "CREATE DATABASE ${PG_DATABASE} OWNER ${PG_ROLE}" ||
             die "postgres: could not create database ${PG_DATABASE}"
     fi
+}
+
+# The black-box suites make a database per test (t_<pid><stamp>_<n>) and never drop it (a
+# test that fails keeps its rows to look at). They pile up across runs, so each suite run
+# first drops the ones left over; one still in use refuses DROP and stays.
+pg_prune_test_databases() {
+    local bin names name dropped=0
+    bin=$(pg_bindir) || die "postgres: no PostgreSQL server under /usr/lib/postgresql/*/bin (scripts/deps)"
+    pg_our_pid >/dev/null || { log "postgres: not ours or not up; nothing pruned"; return 0; }
+    names=$(pg_psql_admin "$bin" -tA -c "SELECT datname FROM pg_database WHERE datname LIKE 't\_%'") ||
+        die "postgres: could not list databases"
+    for name in $names; do
+        if pg_psql_admin "$bin" -c "DROP DATABASE \"${name}\"" 2>/dev/null; then
+            dropped=$((dropped + 1))
+        fi
+    done
+    log "postgres: dropped ${dropped} leftover test database(s)"
 }
 
 pg_url() { printf 'postgres://%s:%s@127.0.0.1:%s/%s\n' "$PG_ROLE" "$PG_PASSWORD" "$PG_PORT" "$PG_DATABASE"; }

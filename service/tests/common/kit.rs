@@ -30,12 +30,36 @@ where
 }
 
 /// A name unique to this test process and call, usable as a campaign id.
+///
+/// The process id alone repeats across runs (CI starts each run in a fresh pid space
+/// while PostgreSQL and Kafka keep their data), so a stamp of the process's start time
+/// rides along with it.
 pub fn unique(prefix: &str) -> String {
     format!(
-        "{prefix}-{}-{}",
+        "{prefix}-{}{}-{}",
         std::process::id(),
+        run_stamp(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Five lowercase base-36 digits of this process's start time in milliseconds (they wrap
+/// every 16.8 hours, and a clash needs the same pid too).
+fn run_stamp() -> &'static str {
+    static STAMP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STAMP.get_or_init(|| {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let mut n = millis % 36u128.pow(5);
+        let mut digits = [b'0'; 5];
+        for d in digits.iter_mut().rev() {
+            *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(n % 36) as usize];
+            n /= 36;
+        }
+        String::from_utf8(digits.to_vec()).unwrap()
+    })
 }
 
 /// The repository root (scripts live there).
