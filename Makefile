@@ -5,7 +5,7 @@ export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down
+.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down stack-auth-test
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -101,3 +101,6 @@ stack-up: ## start Redis, PostgreSQL and Kafka on loopback
 
 stack-down: ## stop them
 	scripts/stack down
+
+stack-auth-test: ## a private stack in authenticated mode (STAMPEDE_STACK_AUTH=1): refusals and logins, checked; ~30 s
+	scripts/test-stack-auth

@@ -2,14 +2,18 @@
 # scripts/lib/kafka-broker.sh: one broker's files and process, for scripts/kafka-broker
 # (sourced): its config, storage, log, readiness and exit. Needs the paths parse_opts sets
 # (DIR, CONF, LOG4J_CONF, PIDFILE, LOG, DATA, CLUSTER_ID_FILE), PORT/CPORT/NODE_LISTENER/
-# TIMEOUT, JAVA/LIBS (lib/kafka-jvm.sh), log/die (lib/common.sh) and lib/proc.sh.
+# TIMEOUT/AUTH_DIR, JAVA/LIBS (lib/kafka-jvm.sh), log/die (lib/common.sh) and lib/proc.sh.
 #
 #   is_our_broker PID     PID runs this DIR's broker (not a process that reused the pid)
 #   broker_pid            pid of this DIR's running broker
-#   conf_port [NAME]      the PLAINTEXT (or CONTROLLER) port in DIR/server.properties
+#   conf_port [NAME]      the client (PLAINTEXT or SASL_SSL; or NAME's) port in DIR/server.properties
+#   check_auth_dir        AUTH_DIR (--auth) holds ca.crt, server.pem and users
+#   same_auth_as_running  the running broker's config has --auth exactly when this start has
 #   cluster_id            the cluster id, generated once per DIR
 #   write_config          server.properties and log4j2.properties (on every start)
-#   format_storage        formats DATA once (meta.properties, bootstrap checkpoint)
+#   sasl_config           the SASL_SSL/SCRAM lines write_config adds with --auth
+#   format_storage        formats DATA once (meta.properties, bootstrap checkpoint; with
+#                         --auth the SCRAM users, reformatting when they changed)
 #   rotate_log            moves kafka.log to kafka.log.1 past LOG_ROTATE_BYTES
 #   broker_ready          0 ready, 1 not yet, 2 the started process exited
 #   wait_ready            polls broker_ready until ready or TIMEOUT seconds
@@ -33,10 +37,27 @@ broker_pid() { # pid of this DIR's running broker
     pid=$(read_pidfile "$PIDFILE") && pid_alive "$pid" && is_our_broker "$pid" && printf '%s\n' "$pid"
 }
 
-conf_port() { # the PLAINTEXT (or CONTROLLER) port in DIR/server.properties
-    local name=${1:-PLAINTEXT}
+conf_port() { # the client (PLAINTEXT or SASL_SSL; or NAME's) port in DIR/server.properties
+    local name=${1:-PLAINTEXT|SASL_SSL}
     [ -r "$CONF" ] || return 1
-    sed -n "s|^listeners=.*${name}://127\.0\.0\.1:\([0-9]*\).*|\1|p" "$CONF" | head -n 1 | grep .
+    sed -En "s#^listeners=.*(${name})://127\.0\.0\.1:([0-9]*).*#\2#p" "$CONF" | head -n 1 | grep .
+}
+
+check_auth_dir() { # --auth DIR: what the broker's SASL_SSL listeners need
+    [ -z "$AUTH_DIR" ] && return 0
+    AUTH_DIR=$(realpath -m "$AUTH_DIR")
+    local f
+    for f in ca.crt server.pem users; do
+        [ -s "$AUTH_DIR/$f" ] || die "--auth $AUTH_DIR: no $f (needs ca.crt, server.pem, users)"
+    done
+    grep -qE '^[A-Za-z0-9_.-]+ [^ ]+$' "$AUTH_DIR/users" ||
+        die "--auth $AUTH_DIR: users must hold lines 'NAME PASSWORD' (the first the broker's own)"
+}
+
+same_auth_as_running() { # a running broker was started with --auth iff this start has it
+    local has=0
+    grep -q '^listeners=SASL_SSL://' "$CONF" 2>/dev/null && has=1
+    [ "$has" = "$([ -n "$AUTH_DIR" ] && echo 1 || echo 0)" ]
 }
 
 cluster_id() { # generated once per DIR: a Kafka Uuid is 16 random bytes in URL-safe base64
@@ -58,17 +79,23 @@ write_config() {
     # Auto-creation is off unless a test asks for it: clients must not create topics.
     local auto=${STAMPEDE_KAFKA_AUTO_CREATE_TOPICS:-false}
     case $auto in true | false) ;; *) die "STAMPEDE_KAFKA_AUTO_CREATE_TOPICS must be true or false, not '$auto'" ;; esac
+    local client=PLAINTEXT # the client listener's name is its protocol: SASL_SSL with --auth
+    if [ -n "$AUTH_DIR" ]; then # 0600: the broker's own password goes in
+        client=SASL_SSL
+        rm -f "$CONF"
+        (umask 077 && : >"$CONF")
+    fi
     cat >"$CONF" <<EOF
 # written by scripts/kafka-broker on every start; edits are lost
 # single node, KRaft combined mode
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:${CPORT}
-listeners=PLAINTEXT://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CPORT}${NODE_LISTENER:+,NODE://127.0.0.1:${NODE_LISTENER##*:}}
-advertised.listeners=PLAINTEXT://127.0.0.1:${PORT}${NODE_LISTENER:+,NODE://${NODE_LISTENER}}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${NODE_LISTENER:+,NODE:PLAINTEXT}
+listeners=${client}://127.0.0.1:${PORT},CONTROLLER://127.0.0.1:${CPORT}${NODE_LISTENER:+,NODE://127.0.0.1:${NODE_LISTENER##*:}}
+advertised.listeners=${client}://127.0.0.1:${PORT}${NODE_LISTENER:+,NODE://${NODE_LISTENER}}
+listener.security.protocol.map=${client}:${client},CONTROLLER:PLAINTEXT${NODE_LISTENER:+,NODE:${client}}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
+inter.broker.listener.name=${client}
 log.dirs=${DATA}
 
 # one replica of everything, internal topics included
@@ -99,6 +126,7 @@ background.threads=4
 log.cleaner.threads=1
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+    [ -z "$AUTH_DIR" ] || sasl_config >>"$CONF"
     cat >"$LOG4J_CONF" <<EOF
 # written by scripts/kafka-broker on every start; the broker's stdout goes to kafka.log
 status = warn
@@ -119,20 +147,55 @@ logger.authorizer.level = WARN
 EOF
 }
 
+# --auth: SASL_SSL (SCRAM-SHA-512, TLS from DIR's PEM files) on the client listener, which
+# is also the inter-broker one (the broker logs in as the first user of DIR/users), and on
+# the NODE listener; only the controller listener stays PLAINTEXT, on loopback.
+sasl_config() {
+    local broker_user broker_pw
+    read -r broker_user broker_pw <"$AUTH_DIR/users"
+    cat <<EOF
+
+# --auth ${AUTH_DIR}: SASL_SSL with SCRAM-SHA-512; users made at format time
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${broker_user}" password="${broker_pw}";
+listener.name.node.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=${AUTH_DIR}/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=${AUTH_DIR}/ca.crt
+ssl.client.auth=none
+EOF
+}
+
+# SCRAM users live in the metadata log, written at format time (--add-scram). DIR/scram.sum
+# remembers which users file formatted DATA: a different one (or data formatted without
+# --auth) means reformatting, which drops the broker's topics.
 format_storage() { # once per DIR: writes meta.properties and the bootstrap checkpoint
+    local sum='' n p
+    local -a scram=()
+    if [ -n "$AUTH_DIR" ]; then
+        sum=$(sha256sum <"$AUTH_DIR/users" | cut -d' ' -f1)
+        while read -r n p; do scram+=(--add-scram "SCRAM-SHA-512=[name=$n,password=$p]"); done <"$AUTH_DIR/users"
+        if [ -f "$DATA/meta.properties" ] && [ "$(cat "$DIR/scram.sum" 2>/dev/null)" != "$sum" ]; then
+            log "the SCRAM users changed, or $DATA was formatted without them: reformatting (its topics are dropped)"
+            rm -rf "$DATA"
+        fi
+    fi
     [ -f "$DATA/meta.properties" ] && return 0
     local id
     id=$(cluster_id)
-    log "formatting $DATA (cluster id $id)"
+    log "formatting $DATA (cluster id $id${AUTH_DIR:+; SCRAM-SHA-512 users from $AUTH_DIR/users})"
     local -a opts
     mapfile -t opts < <(common_jvm_opts)
     if ! "$JAVA" "${opts[@]}" -XX:TieredStopAtLevel=1 -Xmx256m \
         -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIBS/*" \
-        "$STORAGE_CLASS" format --ignore-formatted -t "$id" -c "$CONF" \
+        "$STORAGE_CLASS" format --ignore-formatted -t "$id" -c "$CONF" "${scram[@]}" \
         </dev/null >>"$LOG" 2>&1 7>&-; then
         show_log_tail "$LOG" 20
         die "$STORAGE_CLASS format failed"
     fi
+    if [ -n "$sum" ]; then printf '%s\n' "$sum" >"$DIR/scram.sum"; else rm -f "$DIR/scram.sum"; fi
 }
 
 rotate_log() {

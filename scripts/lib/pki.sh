@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # scripts/lib/pki.sh: a private CA and certificates signed by it, with openssl, for
-# scripts/control-plane and scripts/lib/node-pki.sh (source it; it defines functions only).
+# scripts/control-plane, scripts/lib/node-pki.sh and the stack's authenticated mode
+# (scripts/lib/stack-auth.sh) (source it; it defines functions only).
 # Needs DIR (the certificates live in DIR/pki) and die.
 #
 #   sign_cert NAME SUBJECT SAN-EXT EKU   DIR/pki/NAME.{crt,key} signed by DIR/pki/ca (or $SIGN_CA)

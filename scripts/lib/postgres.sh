@@ -2,7 +2,8 @@
 # scripts/lib/postgres.sh: the stack's PostgreSQL (scripts/stack): a cluster of its own run as
 # the OS user `stampede` when we are root, its config, role and database. Needs STACK_DIR and
 # WAIT_SECS, and log/die/have (lib/common.sh), pid_alive/read_pidfile/show_log_tail
-# (lib/proc.sh) and wait_for (scripts/stack).
+# (lib/proc.sh), wait_for (scripts/stack) and stack_auth/mark_mode/auth_pg_conf/AUTH_CA
+# (lib/stack-auth.sh; in authenticated mode PG_PASSWORD is the generated one).
 #
 #   pg_bindir             bin dir matching the cluster's version, else the newest installed
 #   as_pg CMD...          CMD as the cluster's OS user (postgres will not run as root)
@@ -13,10 +14,11 @@
 #   pg_ensure_os_user     creates the `stampede` system user (as root)
 #   pg_ensure_reachable   lets that user search every directory down to PG_DIR (ACLs)
 #   pg_init BIN           initdb once; pg_hba line for pods; stampede.conf on every up
+#                         (authenticated mode: plus TLS and its own hba file)
 #   pg_psql_admin BIN ARGS...  superuser psql over our unix socket
 #   pg_ensure_database BIN     role password and database
 #   pg_prune_test_databases  drops the test suites' databases (t_*) nobody is connected to
-#   pg_url                the stack's database URL
+#   pg_url                the stack's database URL (authenticated: TLS, verify-full)
 #   pg_up                 starts it unless something answers on the port
 #   pg_down               pg_ctl stop (fast); only ours
 #   pg_status             one status line; true if up
@@ -156,6 +158,9 @@ wal_compression = on
 log_timezone = 'UTC'
 timezone = 'UTC'
 EOF
+    if stack_auth; then
+        auth_pg_conf >>"$PG_DATA/stampede.conf" || die "postgres: could not write its TLS and hba files"
+    fi
     [ "$(id -u)" -ne 0 ] || chown "$PG_OS_USER:$PG_OS_USER" "$PG_DATA/stampede.conf"
 }
 
@@ -167,7 +172,8 @@ pg_psql_admin() { # superuser session over our unix socket
 
 pg_ensure_database() {
     local bin=$1 exists
-    pg_psql_admin "$bin" -c "ALTER ROLE ${PG_ROLE} WITH LOGIN PASSWORD '${PG_PASSWORD}'" ||
+    # on stdin, not the command line (ps shows that)
+    pg_psql_admin "$bin" <<<"ALTER ROLE ${PG_ROLE} WITH LOGIN PASSWORD '${PG_PASSWORD}'" ||
         die "postgres: could not set the password of role ${PG_ROLE}"
     exists=$(pg_psql_admin "$bin" -tA -c "SELECT 1 FROM pg_database WHERE datname = '${PG_DATABASE}'") ||
         die "postgres: could not list databases"
@@ -195,7 +201,14 @@ pg_prune_test_databases() {
     log "postgres: dropped ${dropped} leftover test database(s)"
 }
 
-pg_url() { printf 'postgres://%s:%s@127.0.0.1:%s/%s\n' "$PG_ROLE" "$PG_PASSWORD" "$PG_PORT" "$PG_DATABASE"; }
+pg_url() {
+    if stack_auth; then
+        printf 'postgres://%s:%s@127.0.0.1:%s/%s?sslmode=verify-full&sslrootcert=%s\n' \
+            "$PG_ROLE" "$PG_PASSWORD" "$PG_PORT" "$PG_DATABASE" "$AUTH_CA"
+    else
+        printf 'postgres://%s:%s@127.0.0.1:%s/%s\n' "$PG_ROLE" "$PG_PASSWORD" "$PG_PORT" "$PG_DATABASE"
+    fi
+}
 
 pg_up() {
     local bin
@@ -215,6 +228,7 @@ pg_up() {
     fi
     pg_ensure_os_user
     pg_init "$bin"
+    mark_mode "$PG_DIR"
     local pid
     if pid=$(pg_our_pid); then
         # Ours, running, but not answering on this port (e.g. still starting, or started on

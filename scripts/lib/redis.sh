@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # scripts/lib/redis.sh: the stack's Redis (scripts/stack): config, start, stop, status. Needs
 # STACK_DIR and WAIT_SECS, and log/die/have (lib/common.sh), pid_alive/read_pidfile/
-# show_log_tail (lib/proc.sh) and wait_for (scripts/stack).
+# show_log_tail (lib/proc.sh), wait_for (scripts/stack) and mode_of/mark_mode/stack_auth/
+# auth_secret/auth_redis_conf (lib/stack-auth.sh).
 #
 #   redis_cli ARGS...     redis-cli on the stack's port (3 s at most)
+#   redis_cli_on SECS PORT ARGS...  redis-cli on PORT, as user admin if ours runs authenticated
 #   redis_ping            the port answers PONG
 #   redis_server_pid      pid of whatever Redis answers on the port
 #   redis_our_pid         pid from our pid file, if that process is alive
@@ -20,7 +22,17 @@ REDIS_CONF=$REDIS_DIR/redis.conf
 REDIS_PIDFILE=$REDIS_DIR/redis.pid
 REDIS_LOG=$REDIS_DIR/redis.log
 
-redis_cli() { timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_cli() { redis_cli_on 3 "$REDIS_PORT" "$@"; }
+
+redis_cli_on() { # SECS PORT ARGS...: the default user is off in authenticated mode
+    local secs=$1 port=$2
+    shift 2
+    if [ "$(mode_of "$REDIS_DIR")" = auth ]; then
+        REDISCLI_AUTH=$(auth_secret redis-admin.password) timeout "$secs" redis-cli --user admin -h 127.0.0.1 -p "$port" "$@"
+    else
+        timeout "$secs" redis-cli -h 127.0.0.1 -p "$port" "$@"
+    fi
+}
 
 redis_ping() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; }
 
@@ -56,6 +68,10 @@ appenddirname "appendonlydir"
 save ""
 ${REDIS_EXTRA_CONF:-}
 EOF
+    if stack_auth; then # ACL users with passwords (hashed; a replica's masterauth in clear)
+        chmod 600 "$REDIS_CONF"
+        auth_redis_conf "$REDIS_NAME" >>"$REDIS_CONF" || die "${REDIS_NAME}: could not write its ACL"
+    fi
 }
 
 REDIS_STARTED_PID=
@@ -81,6 +97,7 @@ redis_up() {
         return 0
     fi
     redis_write_conf
+    mark_mode "$REDIS_DIR"
     rm -f "$REDIS_PIDFILE"
     log "${REDIS_NAME}: starting on 127.0.0.1:${REDIS_PORT}"
     # Own session (setsid: no terminal signals), stdin closed; 9>&-: the server must not
@@ -112,7 +129,7 @@ redis_down() {
     # Ask the process we started, on the port its own config says.
     local port
     port=$(sed -n 's/^port //p' "$REDIS_CONF" 2>/dev/null || true)
-    timeout 10 redis-cli -h 127.0.0.1 -p "${port:-$REDIS_PORT}" shutdown >/dev/null 2>&1 || true
+    redis_cli_on 10 "${port:-$REDIS_PORT}" shutdown >/dev/null 2>&1 || true
     if ! wait_for "$WAIT_SECS" "${REDIS_NAME}: waiting for pid ${pid} to exit" eval "! pid_alive $pid"; then
         log "${REDIS_NAME}: still running; sending SIGTERM"
         kill -TERM "$pid" 2>/dev/null || true
