@@ -37,6 +37,31 @@ impl CampaignId {
         &self.0
     }
 
+    /// The id of campaign `name` of Kubernetes namespace `namespace`: `<namespace>.<name>`,
+    /// so same-named campaigns of two namespaces never share keys, topics or rows (a
+    /// namespace is a DNS label, never holding a '.', so the split is unambiguous).
+    pub fn namespaced(namespace: &str, name: &str) -> Result<Self, Error> {
+        Self::parse(&format!("{namespace}.{name}"))
+    }
+
+    /// The shadow campaign load test `test` issues from, so it never spends real stock:
+    /// `<id>.lt-<test>`, the id shortened as needed to stay within 128 characters.
+    pub fn shadow(&self, test: &str) -> Self {
+        let suffix = format!("{SHADOW_MARK}{test}");
+        let keep = 128usize.saturating_sub(suffix.len());
+        let base: String = self.0.chars().take(keep).collect();
+        let id = format!("{}{suffix}", base.trim_end_matches(['.', '-']));
+        // Both parts are campaign-id characters and the result is at most 128 long.
+        Self::parse(&id).expect("shadow id is a campaign id")
+    }
+
+    /// The load test's name when this is a shadow campaign id (after the last mark).
+    pub fn shadow_test(&self) -> Option<&str> {
+        self.0
+            .rfind(SHADOW_MARK)
+            .map(|at| &self.0[at + SHADOW_MARK.len()..])
+    }
+
     /// Whether this is a load test's shadow campaign (`<campaign>.lt-<test>`), which spends
     /// no real stock.
     pub fn is_load_test_shadow(&self) -> bool {
@@ -110,6 +135,21 @@ mod tests {
         ] {
             assert!(CampaignId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn namespaced_ids_and_shadows() {
+        let c = CampaignId::namespaced("team-a", "flash").unwrap();
+        assert_eq!(c.as_str(), "team-a.flash");
+        assert!(CampaignId::namespaced("team-a", &"a".repeat(128)).is_err());
+        let s = c.shadow("smoke");
+        assert_eq!(s.as_str(), "team-a.flash.lt-smoke");
+        assert_eq!(s.shadow_test(), Some("smoke"));
+        assert_eq!(c.shadow_test(), None);
+        let long = CampaignId::parse(&"a".repeat(128)).unwrap();
+        let s = long.shadow("preflight");
+        assert!(s.as_str().len() <= 128 && s.as_str().ends_with(".lt-preflight"));
+        assert!(s.is_load_test_shadow() && !long.is_load_test_shadow());
     }
 
     #[test]

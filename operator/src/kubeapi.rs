@@ -101,7 +101,7 @@ pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerRefe
     let ar = ApiResource::from_gvk_with_plural(&gvk, "prometheusrules");
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), &plan.namespace, &ar);
     let rule = alerts::prometheus_rule(plan, owner);
-    let name = format!("{}-alerts", plan.campaign);
+    let name = format!("{}-alerts", plan.name);
     match api
         .patch(
             &name,

@@ -30,6 +30,8 @@ const ENSURE_LUA: &str = include_str!("../../core/src/store/lua/ensure.lua");
 struct Blocked {
     c: Cluster,
     name: String,
+    /// The campaign's id in Redis and Kafka.
+    id: String,
     proxy: HoldingProxy,
     sha: String,
     _forget: Forget,
@@ -39,7 +41,8 @@ impl Blocked {
     async fn start(prefix: &str) -> Self {
         let c = Cluster::start().await;
         let name = unique(prefix);
-        let forget = Forget(name.clone());
+        let id = c.id(&name);
+        let forget = Forget(id.clone());
         // Loaded up front, so the held EVALSHA runs when released (no NOSCRIPT retry).
         let mut conn = redis::Client::open(stack_defaults().redis_url)
             .unwrap()
@@ -54,12 +57,13 @@ impl Blocked {
             .unwrap();
         let redis = stack_defaults().redis_url;
         let upstream = redis.trim_start_matches("redis://").parse().unwrap();
-        let needle = format!("{{stampede:{name}}}:meta");
+        let needle = format!("{{stampede:{id}}}:meta");
         let proxy = HoldingProxy::start(upstream, needle.as_bytes()).await;
         c.create(&name, &minimal_campaign(STOCK)).await.unwrap();
         Self {
             c,
             name,
+            id,
             proxy,
             sha,
             _forget: forget,
@@ -115,7 +119,7 @@ impl Blocked {
         eventually(
             "the held stock request ran",
             Duration::from_secs(10),
-            || async { snapshot(&self.name).await.filter(|s| s.total == STOCK) },
+            || async { snapshot(&self.id).await.filter(|s| s.total == STOCK) },
         )
         .await;
     }
@@ -132,9 +136,9 @@ impl Blocked {
         assert_eq!(children(c, name).await, (2, 1, 1, 1));
         let cc = c.campaigns().get(name).await.unwrap();
         assert_eq!(cc.finalizers(), [FINALIZER.to_owned()]);
-        let snap = snapshot(name).await.unwrap();
+        let snap = snapshot(&self.id).await.unwrap();
         assert_eq!((snap.total, snap.issued), (STOCK, 0), "provisioned once");
-        assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
+        assert_eq!(partitions(&format!("stampede.{}", self.id)).await, 6);
         let d = c
             .deployments()
             .get(&format!("{name}-issuer"))

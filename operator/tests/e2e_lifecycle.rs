@@ -113,8 +113,8 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
     let c = Cluster::start().await;
     let keep = unique("keep");
     let gone = unique("gone");
-    let _f1 = Forget(keep.clone());
-    let _f2 = Forget(gone.clone());
+    let _f1 = Forget(c.id(&keep));
+    let _f2 = Forget(c.id(&gone));
     let op = c.operator();
     c.create(&keep, &minimal_campaign(5)).await.unwrap();
     let delete_yaml = minimal_campaign(5).replace("spec: {", "spec: {deletionPolicy: Delete, ");
@@ -124,7 +124,7 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
         c.mark_campaign_available(name).await;
         c.status_until(name, "Ready", |s| has(s, "Ready", "True"))
             .await;
-        let id = CampaignId::parse(name).unwrap();
+        let id = CampaignId::parse(&c.id(name)).unwrap();
         store
             .issue(&id, &UserId::parse("holder").unwrap())
             .await
@@ -139,7 +139,7 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
 async fn deletion_with_redis_gone_releases_the_finalizer_after_the_drain_timeout() {
     let c = Cluster::start().await;
     let name = unique("orphan");
-    let _f = Forget(name.clone());
+    let _f = Forget(c.id(&name));
     let op = Operator::start_draining(&c.cp.kubeconfig, stack_defaults(), Duration::from_secs(3));
     // Nothing listens on port 1: every Redis call of this campaign fails at once.
     let yaml = minimal_campaign(5).replace(
@@ -200,11 +200,12 @@ async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
         Duration::from_secs(30),
     )
     .await;
-    let snap = snapshot(keep).await.expect("Redis data retained");
+    let id = c.id(keep);
+    let snap = snapshot(&id).await.expect("Redis data retained");
     assert!(snap.closed, "closed by the finalizer");
     assert_eq!(snap.issued, 1);
     assert_eq!(
-        partitions(&format!("stampede.{keep}")).await,
+        partitions(&format!("stampede.{id}")).await,
         6,
         "topic retained"
     );
@@ -221,9 +222,10 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         .delete(gone, &DeleteParams::default())
         .await
         .unwrap();
+    let id = c.id(gone);
     eventually("Delete campaign closed", Duration::from_secs(30), || {
-        let gone = gone.to_owned();
-        async move { snapshot(&gone).await.filter(|s| s.closed).map(|_| ()) }
+        let id = id.clone();
+        async move { snapshot(&id).await.filter(|s| s.closed).map(|_| ()) }
     })
     .await;
     let held = c
@@ -232,7 +234,7 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         .await
         .expect("held by the finalizer while the outbox drains");
     assert!(held.meta().deletion_timestamp.is_some());
-    assert_eq!(snapshot(gone).await.unwrap().outbox_len, 1);
+    assert_eq!(snapshot(&id).await.unwrap().outbox_len, 1);
     let relay_stop = tokio_util::sync::CancellationToken::new();
     let relay = tokio::spawn(stampede_service::relay::run(
         stampede_service::relay::RelayConfig {
@@ -256,11 +258,11 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
     .await;
     relay_stop.cancel();
     relay.await.unwrap().unwrap();
-    assert!(snapshot(gone).await.is_none(), "Redis keys deleted");
-    assert!(!store.registry().await.unwrap().contains(&gone.to_owned()));
+    assert!(snapshot(&id).await.is_none(), "Redis keys deleted");
+    assert!(!store.registry().await.unwrap().contains(&id));
     eventually("topics deleted", Duration::from_secs(30), || {
-        let t = format!("stampede.{gone}");
-        let d = format!("stampede-dlq.{gone}");
+        let t = format!("stampede.{id}");
+        let d = format!("stampede-dlq.{id}");
         async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
     })
     .await;

@@ -36,8 +36,8 @@ spec:
 async fn runner_jobs_per_segment_once_and_verdicts_from_real_k6_summaries() {
     let c = Cluster::start().await;
     let name = unique("lt");
-    let _forget = Forget(name.clone());
-    let service = LocalService::start().await;
+    let _forget = Forget(c.id(&name));
+    let service = LocalService::start(&c, &[&name]).await;
     let op = c.operator();
     ready_campaign(&c, &name, THREE_TESTS).await;
     let (pass, fail, crash) = one_job_per_segment_while_the_campaign_opens(&c, &name).await;
@@ -104,7 +104,7 @@ async fn one_job_per_segment_while_the_campaign_opens(
             .iter()
             .all(|r| r.verdict.is_none() && r.started_at.is_some())
     );
-    let shadow = format!("{name}.lt-pass");
+    let shadow = format!("{}.lt-pass", c.id(name));
     assert_eq!(
         snapshot(&shadow).await.expect("shadow provisioned").total,
         300
@@ -171,8 +171,9 @@ async fn verdicts_from_the_summaries(c: &Cluster, name: &str, crash_code: i32) {
     let cond = condition(&s, "LoadTestsPassed").unwrap();
     assert_eq!(cond.status, "False");
     // Shadows are gone once judged; the real campaign spent nothing.
-    assert!(snapshot(&format!("{name}.lt-pass")).await.is_none());
-    assert_eq!(snapshot(name).await.unwrap().issued, 0);
+    let id = c.id(name);
+    assert!(snapshot(&format!("{id}.lt-pass")).await.is_none());
+    assert_eq!(snapshot(&id).await.unwrap().issued, 0);
     let reasons = c.event_reasons(name).await;
     for r in ["LoadTestStarted", "LoadTestPassed", "LoadTestFailed"] {
         assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
@@ -184,9 +185,9 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
     let c = Cluster::start().await;
     let bad = unique("gated-bad");
     let good = unique("gated-good");
-    let _f1 = Forget(bad.clone());
-    let _f2 = Forget(good.clone());
-    let service = LocalService::start().await;
+    let _f1 = Forget(c.id(&bad));
+    let _f2 = Forget(c.id(&good));
+    let service = LocalService::start(&c, &[&bad, &good]).await;
     let op = c.operator();
     ready_campaign(&c, &bad, &gated_smoke_campaign("0", 1)).await;
     ready_campaign(&c, &good, &gated_smoke_campaign("0.05", 1)).await;
@@ -205,7 +206,7 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
     let cond = condition(&s, "LoadTestsPassed").unwrap();
     assert_eq!(cond.reason, "ThresholdsFailed");
     assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
-    assert!(snapshot(&bad).await.unwrap().gate_closed);
+    assert!(snapshot(&c.id(&bad)).await.unwrap().gate_closed);
     the_passing_one_opens(&c, &store, &good).await;
     a_rerun_is_held_until_it_passes(&c, &service, &bad).await;
     op.stop().await;
@@ -215,14 +216,14 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
 async fn held_closed_while_testing(c: &Cluster, store: &Store, name: &str) {
     c.status_until(name, "Testing", |s| s.phase == Some(Phase::Testing))
         .await;
-    let snap = snapshot(name).await.unwrap();
+    let snap = snapshot(&c.id(name)).await.unwrap();
     assert!(
         snap.gate_closed && !snap.closed,
         "held closed by the gate while the gated test runs"
     );
     let d = store
         .issue(
-            &CampaignId::parse(name).unwrap(),
+            &CampaignId::parse(&c.id(name)).unwrap(),
             &UserId::parse("early").unwrap(),
         )
         .await
@@ -234,10 +235,10 @@ async fn held_closed_while_testing(c: &Cluster, store: &Store, name: &str) {
 async fn the_passing_one_opens(c: &Cluster, store: &Store, good: &str) {
     c.status_until(good, "Open", |s| s.phase == Some(Phase::Open))
         .await;
-    assert!(!snapshot(good).await.unwrap().gate_closed);
+    assert!(!snapshot(&c.id(good)).await.unwrap().gate_closed);
     let d = store
         .issue(
-            &CampaignId::parse(good).unwrap(),
+            &CampaignId::parse(&c.id(good)).unwrap(),
             &UserId::parse("first").unwrap(),
         )
         .await
@@ -270,5 +271,5 @@ async fn a_rerun_is_held_until_it_passes(c: &Cluster, service: &LocalService, ba
         s.phase == Some(Phase::Open)
     })
     .await;
-    assert!(!snapshot(bad).await.unwrap().gate_closed);
+    assert!(!snapshot(&c.id(bad)).await.unwrap().gate_closed);
 }

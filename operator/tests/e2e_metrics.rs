@@ -85,15 +85,16 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     defaults.redis_url = redis.url();
     let op = Operator::start_with(&c.cp.kubeconfig, defaults);
     let name = unique("metrics");
-    let _forget = Forget(name.clone());
+    let id = c.id(&name);
+    let _forget = Forget(id.clone());
     a_good_and_a_bad_campaign(&c, &name).await;
     let stop = CancellationToken::new();
     let ports = [free_port(), free_port(), free_port()];
-    service_and_writer(&redis.url(), &name, ports, &stop);
+    service_and_writer(&redis.url(), (&name, &id), ports, &stop);
     let svc = format!("http://127.0.0.1:{}", ports[0]);
     let svc_ops = format!("http://127.0.0.1:{}", ports[1]);
     let writer_metrics = format!("http://127.0.0.1:{}/metrics", ports[2]);
-    let http = traffic(&svc, &svc_ops, &name, &writer_metrics).await;
+    let http = traffic(&svc, &svc_ops, (&name, &id), &writer_metrics).await;
     // Redis goes away: issue calls fail and are counted (for a campaign not sold out:
     // a sold-out one is still answered from memory).
     redis.stop();
@@ -171,13 +172,20 @@ async fn a_good_and_a_bad_campaign(c: &Cluster, name: &str) {
         .await;
 }
 
-/// The service (with its relay) and the writer of `name`'s topic, in-process, on
-/// `[API, service metrics, writer metrics]` ports.
-fn service_and_writer(redis_url: &str, name: &str, ports: [u16; 3], stop: &CancellationToken) {
+/// The service (with its relay) serving campaign `name` (id `id`) as its issuer pods do,
+/// and a campaign `<name>-other` that Redis does not hold, and the writer of its topic,
+/// in-process, on `[API, service metrics, writer metrics]` ports.
+fn service_and_writer(
+    redis_url: &str,
+    (name, id): (&str, &str),
+    ports: [u16; 3],
+    stop: &CancellationToken,
+) {
     let kafka = stack_defaults().kafka_brokers;
     let db = stack_defaults().database_url;
-    let topic = format!("stampede.{name}");
+    let topic = format!("stampede.{id}");
     let group = format!("metrics-test-{name}");
+    let served = format!("{name}={id},{name}-other");
     let listen = format!("127.0.0.1:{}", ports[0]);
     let svc_metrics = format!("127.0.0.1:{}", ports[1]);
     role(
@@ -193,6 +201,8 @@ fn service_and_writer(redis_url: &str, name: &str, ports: [u16; 3], stop: &Cance
             &kafka,
             "--relay-consumer",
             "metrics-test",
+            "--campaigns",
+            &served,
             // What is measured here is the metrics, not who asks (tests/auth.rs in the
             // service covers tokens).
             "--auth",
@@ -227,7 +237,12 @@ fn service_and_writer(redis_url: &str, name: &str, ports: [u16; 3], stop: &Cance
 
 /// Issues past the stock, and a poison message the writer dead-letters; returns once the
 /// writer's metrics show rows written and the poison dead-lettered.
-async fn traffic(svc: &str, svc_ops: &str, name: &str, writer_metrics: &str) -> reqwest::Client {
+async fn traffic(
+    svc: &str,
+    svc_ops: &str,
+    (name, id): (&str, &str),
+    writer_metrics: &str,
+) -> reqwest::Client {
     let http = reqwest::Client::new();
     eventually("service ready", Duration::from_secs(30), || {
         let (http, url) = (http.clone(), format!("{svc_ops}/readyz"));
@@ -253,7 +268,7 @@ async fn traffic(svc: &str, svc_ops: &str, name: &str, writer_metrics: &str) -> 
     let producer: FutureProducer = stampede_operator_kafka(&kafka).create().unwrap();
     producer
         .send(
-            FutureRecord::to(&format!("stampede.{name}"))
+            FutureRecord::to(&format!("stampede.{id}"))
                 .key("poison")
                 .payload("{not json"),
             Duration::from_secs(10),

@@ -19,7 +19,7 @@ const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
 async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topics() {
     let c = Cluster::start().await;
     let name = unique("spring-sale");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     let op = c.operator();
     let example: serde_yaml::Value = serde_yaml::from_str(EXAMPLE).unwrap();
     c.create(&name, EXAMPLE)
@@ -27,7 +27,7 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
         .expect("the example is accepted by the API server");
     example::provisioned_and_waiting_for_pods(&c, &name).await;
     let cc = example::every_child_is_owned(&c, &name, &example).await;
-    let stock = example::stock_and_topics_as_the_spec_says(&name, &example).await;
+    let stock = example::stock_and_topics_as_the_spec_says(&c.id(&name), &example).await;
     let s = example::ready_and_testing(&c, &name).await;
     example::kubectl_get_prints_the_columns(&c, &name, stock).await;
     let st = s.stock.clone().unwrap();
@@ -50,7 +50,7 @@ async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topic
 async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
     let c = Cluster::start().await;
     let name = unique("restock");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     let op = c.operator();
     // Opens 3 s from now: Scheduled, then Open without any spec change (requeue at opensAt).
     let opens = stampede_core::clock::format_ms(stampede_core::clock::now_ms() + 3_000);
@@ -73,7 +73,7 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
         .unwrap();
     c.status_until(&name, "Paused", |s| s.phase == Some(Phase::Paused))
         .await;
-    assert!(snapshot(&name).await.unwrap().paused);
+    assert!(snapshot(&c.id(&name)).await.unwrap().paused);
     let reasons = c.event_reasons(&name).await;
     for r in ["Restocked", "Paused"] {
         assert!(reasons.iter().any(|x| x == r), "event {r} in {reasons:?}");
@@ -86,7 +86,7 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
 async fn sold_out_then_restocked(c: &Cluster, name: &str) {
     let name = name.to_owned();
     let store = store().await;
-    let id = CampaignId::parse(&name).unwrap();
+    let id = CampaignId::parse(&c.id(&name)).unwrap();
     for u in ["u1", "u2", "u3"] {
         store.issue(&id, &UserId::parse(u).unwrap()).await.unwrap();
     }
@@ -103,7 +103,7 @@ async fn sold_out_then_restocked(c: &Cluster, name: &str) {
         })
         .await;
     assert_eq!(s.stock.unwrap().remaining, 7);
-    let snap = snapshot(&name).await.unwrap();
+    let snap = snapshot(&c.id(&name)).await.unwrap();
     assert_eq!((snap.total, snap.issued), (10, 3));
     let again = store
         .issue(&id, &UserId::parse("u1").unwrap())
@@ -119,9 +119,9 @@ async fn sold_out_then_restocked(c: &Cluster, name: &str) {
 async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     let c = Cluster::start().await;
     let name = unique("shrink");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     // The topic already has 8 partitions (an earlier campaign of that name, Retained).
-    let pre = stampede_core::kafka::ensure_topics(&kafka(), &name, 8, 1)
+    let pre = stampede_core::kafka::ensure_topics(&kafka(), &c.id(&name), 8, 1)
         .await
         .unwrap();
     assert_eq!(pre.partitions, 8);
@@ -144,7 +144,7 @@ async fn a_partition_decrease_and_a_bad_spec_are_refused_with_conditions() {
     assert_eq!(condition(&s, "Ready").unwrap().status, "False");
     assert_eq!(s.kafka.unwrap().partitions, 8);
     assert_eq!(
-        partitions(&format!("stampede.{name}")).await,
+        partitions(&format!("stampede.{}", c.id(&name))).await,
         8,
         "never shrunk"
     );
@@ -216,7 +216,7 @@ async fn bad_spec_fails_waits_for_a_change_and_recovers(c: &Cluster, op: &Operat
 async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
     let c = Cluster::start().await;
     let name = unique("secret");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     let op = c.operator();
     let yaml = minimal_campaign(7).replace(
         "spec: {",
@@ -231,7 +231,7 @@ async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
     let msg = &condition(&s, "Ready").unwrap().message;
     assert!(msg.contains("backends does not exist"), "{msg}");
     assert!(
-        snapshot(&name).await.is_none(),
+        snapshot(&c.id(&name)).await.is_none(),
         "nothing provisioned without the Secret"
     );
 
@@ -248,7 +248,7 @@ async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
     // Backoff retries pick the Secret up without a spec change.
     c.status_until(&name, "Ready", |s| has(s, "Ready", "True"))
         .await;
-    assert_eq!(snapshot(&name).await.unwrap().total, 7);
+    assert_eq!(snapshot(&c.id(&name)).await.unwrap().total, 7);
     // The pods read the same Secret key.
     let d = c
         .deployments()
@@ -270,7 +270,7 @@ async fn connections_come_from_secrets_and_a_missing_secret_is_a_condition() {
 async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_it() {
     let c = Cluster::start().await;
     let name = unique("suspend");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     let op = c.operator();
     c.create(&name, &minimal_campaign(10)).await.unwrap();
     c.mark_campaign_available(&name).await;
@@ -278,7 +278,7 @@ async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_i
         .await;
     // An issuer that handed out seq 5 finds Redis' counter at 1 (Redis lost writes): the
     // issue script suspends the campaign.
-    let id = CampaignId::parse(&name).unwrap();
+    let id = CampaignId::parse(&c.id(&name)).unwrap();
     let store = store().await;
     let user = |u: &str| UserId::parse(u).unwrap();
     let nothing = stampede_core::store::HandedOut::default();
@@ -309,7 +309,7 @@ async fn a_campaign_that_suspended_itself_stays_suspended_until_an_admin_lifts_i
             .await;
         assert_eq!(s.phase, Some(Phase::Suspended), "paused: {paused}");
     }
-    assert!(snapshot(&name).await.unwrap().suspension.is_some());
+    assert!(snapshot(&c.id(&name)).await.unwrap().suspension.is_some());
     // `campaign unsuspend` lifts it.
     let admin = stampede_core::campaign::AdminAction::Unsuspend;
     store.admin(&id, admin).await.unwrap();

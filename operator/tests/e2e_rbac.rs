@@ -109,12 +109,12 @@ async fn the_charts_rbac_is_enough_and_a_missing_verb_is_reported() {
     let kubeconfig = service_account_kubeconfig(&c, &sa).await;
     let op = Operator::start(&kubeconfig);
     let name = unique("rbac");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     ready_under_rbac(&c, &name).await;
     // Take `patch` on deployments away: a new campaign says Forbidden, naming what.
     take_patch_on_deployments_away(&c, &role_name).await;
     let denied = unique("denied");
-    let _forget2 = Forget(denied.clone());
+    let _forget2 = Forget(c.id(&denied));
     forbidden_is_reported(&c, &denied).await;
     op.stop().await;
 }

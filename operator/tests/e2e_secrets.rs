@@ -33,7 +33,7 @@ async fn deployments(c: &Cluster, name: &str) -> Vec<Deployment> {
 async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
     let c = Cluster::start().await;
     let name = unique("secrets");
-    let _forget = Forget(name.clone());
+    let _forget = Forget(c.id(&name));
     let op = c.operator();
     c.create(&name, &minimal_campaign(5)).await.unwrap();
     let database_url = stack_defaults().database_url;
@@ -69,7 +69,7 @@ async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
 
     // An image outside the allowed ones: refused with the field named, nothing deployed.
     let foreign = unique("foreign");
-    let _forget_foreign = Forget(foreign.clone());
+    let _forget_foreign = Forget(c.id(&foreign));
     let yaml = "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {name: x}\nspec: {stock: 5, issuer: {minReplicas: 1, image: 'evil/miner:1'}}\n";
     c.create(&foreign, yaml).await.unwrap();
     let s = c

@@ -207,8 +207,9 @@ async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64) {
     assert!(table.contains("SoldOut"), "{table}");
 
     // The audit (Redis holders against PostgreSQL rows) is clean.
+    let id = t.id(&name);
     let audit = std::process::Command::new(service_bin())
-        .args(["audit", "--campaign", &name, "--grace-secs", "0"])
+        .args(["audit", "--campaign", id.as_str(), "--grace-secs", "0"])
         .output()
         .unwrap();
     assert!(
@@ -245,16 +246,16 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
     assert_eq!(cond.reason, "ThresholdsFailed", "{cond:?}");
     assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
     assert!(
-        snapshot(&bad).await.unwrap().gate_closed,
+        snapshot(&t.id(&bad)).await.unwrap().gate_closed,
         "the real campaign stays closed"
     );
-    assert_eq!(snapshot(&bad).await.unwrap().issued, 0);
+    assert_eq!(snapshot(&t.id(&bad)).await.unwrap().issued, 0);
 
     t.status_until(&good, "Open", Duration::from_secs(300), |s| {
         s.phase == Some(Phase::Open)
     })
     .await;
-    assert!(!snapshot(&good).await.unwrap().gate_closed);
+    assert!(!snapshot(&t.id(&good)).await.unwrap().gate_closed);
 
     let s = t
         .status_until(&crash, "a verdict", Duration::from_secs(300), |s| {
@@ -268,7 +269,7 @@ async fn a_failing_gate_holds_its_campaign_closed_a_passing_one_opens_and_a_cras
         "{r:?}"
     );
     assert!(
-        snapshot(&crash).await.unwrap().gate_closed,
+        snapshot(&t.id(&crash)).await.unwrap().gate_closed,
         "an Error keeps the gate shut"
     );
 }
@@ -283,7 +284,7 @@ async fn deleting_a_campaign_runs_the_finalizer_and_its_pods_go() {
     );
     t.ready_pods(&name, "issuer", 1).await;
     t.ready_pods(&name, "writer", 1).await;
-    assert!(snapshot(&name).await.is_some());
+    assert!(snapshot(&t.id(&name)).await.is_some());
 
     kubectl(&[
         "-n",
@@ -295,11 +296,11 @@ async fn deleting_a_campaign_runs_the_finalizer_and_its_pods_go() {
         "--timeout=180s",
     ]);
     assert!(
-        snapshot(&name).await.is_none(),
+        snapshot(&t.id(&name)).await.is_none(),
         "Delete policy: Redis keys removed"
     );
     assert_eq!(
-        partitions(&format!("stampede.{name}")).await,
+        partitions(&format!("stampede.{}", t.id(&name))).await,
         0,
         "topic deleted"
     );

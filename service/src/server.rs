@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::AuthConfig;
 use crate::epoch::AckedSeqs;
 pub use crate::http::limits::{LimitConfig, Rate};
+pub use crate::http::scope::CampaignScope;
 use crate::http::{App, InFlight, Limits, ops_router, router};
 use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub limits: LimitConfig,
     /// Who is asking: bearer JWTs, or (`--auth none`, rehearsal only) the body's userId.
     pub auth: AuthConfig,
+    /// The campaigns served (`--campaigns`) and the ids behind their names.
+    pub campaigns: CampaignScope,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -83,6 +86,7 @@ impl ServeConfig {
             },
             // serve's own default is jwt, which has no default keys: an embedder sets it.
             auth: AuthConfig::None,
+            campaigns: CampaignScope::every(),
         }
     }
 }
@@ -137,6 +141,7 @@ pub async fn serve(
         body_timeout: config.body_timeout,
         request_timeout: config.request_timeout,
         auth,
+        campaigns: config.campaigns.clone(),
     });
     tracing::info!(
         addr = %listener.local_addr()?, metrics = %ops.local_addr()?,

@@ -14,10 +14,6 @@ use common::letters::{
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
 use common::stack::{stack_kafka, wait_rows};
-use rdkafka::TopicPartitionList;
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
@@ -129,36 +125,11 @@ async fn a_database_read_only_for_ten_seconds_dead_letters_nothing() {
     f.stop([writer]).await;
 }
 
-/// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
-async fn committed(f: &Fixture) -> i64 {
-    let kafka = stampede_core::kafka::KafkaConfig {
-        brokers: f.brokers.clone(),
-    };
-    let group = writer_config(&f.brokers, &f.db, &f.campaign).group;
-    let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&stampede_core::issuance::topic(&f.campaign), 0);
-    let got =
-        tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(10)))
-            .await
-            .unwrap()
-            .unwrap();
-    got.elements()[0].offset().to_raw().unwrap_or(-1)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
     let f = Fixture::new("dlq-away", 100, 1).await;
     let c = &f.campaign;
-    let kafka = stampede_core::kafka::KafkaConfig {
-        brokers: f.brokers.clone(),
-    };
-    let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
-    let dlq = stampede_core::issuance::dead_letter_topic(c);
-    admin
-        .delete_topics(&[&dlq], &AdminOptions::new())
-        .await
-        .unwrap();
+    f.delete_dead_letter_topic().await;
     let p = producer(&f.brokers);
     produce(&p, c, "poison", b"not json").await;
     for n in 0..5 {
@@ -180,11 +151,14 @@ async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
         .unwrap()
         .unwrap();
     assert!(
-        committed(&f).await <= 0,
+        f.committed().await <= 0,
         "nothing committed past the poison"
     );
 
     // With its dead-letter topic back, a new writer settles everything.
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
     stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
         .await
         .unwrap();

@@ -1,18 +1,20 @@
 //! The writer as a process among others, on real Kafka and PostgreSQL: SIGTERM in the
-//! middle of a stream (after it dead-lettered something) ends it within seconds and loses
-//! nothing, and a rebalance takes the lag gauges of the partitions it moved away. Slow;
-//! needs `scripts/stack up`.
+//! middle of a stream (after it dead-lettered something), or while a dead letter cannot be
+//! delivered, ends it within seconds and loses nothing, and a rebalance takes the lag
+//! gauges of the partitions it moved away. Slow; needs `scripts/stack up`.
 
 mod common;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::eventually;
-use common::letters::{DeadLetters, stream_in_background};
+use common::letters::{
+    DeadLetters, issuance, produce, produce_issuance, producer, stream_in_background,
+};
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::role::Role;
 use common::stack::wait_rows;
+use common::{eventually, free_port};
 use stampede_service::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +68,63 @@ async fn sigterm_mid_stream_after_dead_letters_exits_and_loses_nothing() {
         keys, poison,
         "every poison message, and only those, dead-lettered"
     );
+    f.stop([successor]).await;
+}
+
+/// SIGTERM while the writer is stuck on a dead letter Kafka cannot take (its topic is gone):
+/// the process exits within seconds (the code before the writer's rework waited out the
+/// producer's 30 s message timeout, and then committed past the letter), commits nothing
+/// past it, and a successor delivers it once the topic is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_dead_letter_cannot_be_delivered_exits_within_seconds() {
+    let f = Fixture::new("sigterm-dlq", 100, 1).await;
+    let c = &f.campaign;
+    f.delete_dead_letter_topic().await;
+    let p = producer(&f.brokers);
+    produce(&p, c, "poison", b"not json").await;
+    for n in 0..5 {
+        produce_issuance(&p, &issuance(c, &format!("u-{n}"), n + 1)).await;
+    }
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["writer", "--batch-rows", "100", "--metrics-listen", &listen];
+    let mut writer = Role::start(&args, &f.writer_env());
+    // Lag 0: the writer has taken all six messages and is stuck on the dead letter.
+    let lag = format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{c}\"}} 0");
+    let url = format!("http://{listen}/metrics");
+    eventually(
+        "the writer holds the batch",
+        Duration::from_secs(30),
+        || {
+            let (url, lag) = (url.clone(), lag.clone());
+            async move {
+                let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+                text.contains(&lag).then_some(())
+            }
+        },
+    )
+    .await;
+
+    let status = writer.terminate(Duration::from_secs(5));
+    let status = status.expect("the writer exits within 5 s of SIGTERM");
+    assert!(status.success(), "clean exit: {status}");
+    assert!(
+        f.committed().await <= 0,
+        "nothing committed past the letter"
+    );
+
+    let kafka = stampede_core::kafka::KafkaConfig {
+        brokers: f.brokers.clone(),
+    };
+    stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
+        .await
+        .unwrap();
+    let successor = f.spawn_writer();
+    let pool = f.pool().await;
+    assert_eq!(wait_rows(&pool, c, 5, Duration::from_secs(30)).await, 5);
+    let letter = DeadLetters::open(&f.brokers, c)
+        .next(Duration::from_secs(30))
+        .await;
+    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
     f.stop([successor]).await;
 }
 

@@ -253,7 +253,12 @@ mod tests {
         assert_eq!(rules[7]["for"], "1m");
         assert_eq!(rules[9]["for"], "0s", "sold out fires at once");
         let issuer_down = rules[8]["data"][0]["model"]["expr"].as_str().unwrap();
-        assert!(issuer_down.contains(r#""pod", "(.+)-issuer-[a-z0-9]+-[a-z0-9]+")"#));
+        assert!(issuer_down.contains(r#""namespace_pod", "(.+)-issuer-[a-z0-9]+-[a-z0-9]+")"#));
+        assert!(
+            issuer_down.contains(r#"label_join("#)
+                && issuer_down.contains(r#""namespace", "pod")"#),
+            "the campaign id is <namespace>.<name>: {issuer_down}"
+        );
         let lag = rules[3]["data"][0]["model"]["expr"].as_str().unwrap();
         assert!(
             lag.contains(r#"topic=~"stampede[.].+""#) && lag.contains("max by (topic, partition)")

@@ -132,7 +132,7 @@ pub fn prometheus_rule(plan: &Plan, owner: &OwnerReference) -> Value {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
-            "name": format!("{}-alerts", plan.campaign),
+            "name": format!("{}-alerts", plan.name),
             "namespace": plan.namespace,
             "labels": meta_labels,
             "ownerReferences": [owner],
@@ -171,7 +171,7 @@ spec:
         assert_eq!(names, ALERTS);
         for rule in rules {
             assert_eq!(rule["labels"]["team"], "growth");
-            assert_eq!(rule["labels"]["campaign"], "flash");
+            assert_eq!(rule["labels"]["campaign"], "shop.flash");
             assert_ne!(
                 rule["labels"]["severity"], "page",
                 "severity is the rule's own"
@@ -190,7 +190,7 @@ spec:
         let expr = |i: usize| rules[i]["expr"].as_str().unwrap();
         assert!(expr(0).ends_with("> 0.08"));
         assert!(expr(1).ends_with("> 0.05"));
-        assert!(expr(3).contains(r#"topic="stampede.flash""#) && expr(3).ends_with("> 5000"));
+        assert!(expr(3).contains(r#"topic="stampede.shop.flash""#) && expr(3).ends_with("> 5000"));
         assert_eq!(rules[0]["for"], "1m");
         assert!(
             rules[9].get("for").is_none(),
@@ -211,19 +211,19 @@ spec:
         };
         assert_eq!(
             expr(3),
-            r#"sum(max by (topic, partition) (stampede_writer_consumer_lag{topic="stampede.flash"})) > 5000"#
+            r#"sum(max by (topic, partition) (stampede_writer_consumer_lag{topic="stampede.shop.flash"})) > 5000"#
         );
         let up = r#"up{namespace="shop",pod=~"flash-issuer-.+"}"#;
         assert_eq!(expr(8), format!("sum({up}) < 1 or absent({up})"));
         assert!(
-            expr(6).contains(r#"{campaign="flash"}[1m]"#),
+            expr(6).contains(r#"{campaign="shop.flash"}[1m]"#),
             "the `for` window"
         );
         assert_eq!(
             expr(9),
-            r#"sum(stampede_issuance_decisions_total{campaign="flash",outcome="sold_out"}) > 0"#
+            r#"sum(stampede_issuance_decisions_total{campaign="shop.flash",outcome="sold_out"}) > 0"#
         );
-        let conflicts = r#"stampede_writer_seq_conflicts_total{campaign="flash"}"#;
+        let conflicts = r#"stampede_writer_seq_conflicts_total{campaign="shop.flash"}"#;
         assert_eq!(
             expr(10),
             format!(

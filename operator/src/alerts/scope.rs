@@ -36,13 +36,22 @@ pub enum Dialect {
     Grafana,
 }
 
+/// The campaign one scope covers.
+#[derive(Clone, Debug)]
+struct One {
+    namespace: String,
+    id: String,
+    name: String,
+}
+
 /// One campaign (names known) or every campaign (names taken from the series).
 #[derive(Clone, Debug)]
 pub struct Scope {
     /// Thresholds and `for`: the campaign's `spec.alerts`, or the CRD's defaults.
     pub alerts: AlertsSpec,
-    /// `Some((namespace, campaign))` for one campaign.
-    one: Option<(String, String)>,
+    /// For one campaign: its namespace, its id (the series' `campaign` label, the topic)
+    /// and its object name (the stem of its pods' names).
+    one: Option<One>,
     issuer_suffix: String,
     writer_suffix: String,
     topic_prefix: String,
@@ -51,11 +60,15 @@ pub struct Scope {
 impl Scope {
     /// The rules of one campaign, as its PrometheusRule carries them.
     pub fn campaign(plan: &Plan) -> Self {
-        let c = plan.campaign.as_str();
-        let suffix = |name: String| name.strip_prefix(c).unwrap_or(&name).to_owned();
+        let n = plan.name.as_str();
+        let suffix = |name: String| name.strip_prefix(n).unwrap_or(&name).to_owned();
         Self {
             alerts: plan.alerts.clone(),
-            one: Some((plan.namespace.clone(), c.to_owned())),
+            one: Some(One {
+                namespace: plan.namespace.clone(),
+                id: plan.campaign.to_string(),
+                name: n.to_owned(),
+            }),
             issuer_suffix: suffix(issuer_name(plan)),
             writer_suffix: suffix(writer_name(plan)),
             topic_prefix: topic(""),
@@ -95,9 +108,9 @@ impl Scope {
     /// The labels every rule carries besides `severity`.
     pub fn labels(&self) -> BTreeMap<String, String> {
         match &self.one {
-            Some((_, c)) => {
+            Some(one) => {
                 let mut labels = self.alerts.rule_labels.clone();
-                labels.insert("campaign".into(), c.clone());
+                labels.insert("campaign".into(), one.id.clone());
                 labels
             }
             None => FLEET_LABELS
@@ -112,20 +125,26 @@ impl Scope {
     pub fn pods(&self, pods: Pods, extra: &str) -> String {
         let suffix = self.suffix(pods);
         let own = match &self.one {
-            Some((ns, c)) => format!(r#"namespace="{ns}",pod=~"{c}{suffix}-.+""#),
+            Some(one) => format!(
+                r#"namespace="{}",pod=~"{}{suffix}-.+""#,
+                one.namespace, one.name
+            ),
             None => format!(r#"pod=~".+{}{POD_HASHES}""#, escape(suffix)),
         };
         join(&own, extra)
     }
 
-    /// `inner` (series of the pods) with a campaign label taken from the pod name, for all
-    /// campaigns; unchanged for one.
+    /// `inner` (series of the pods) with a campaign label taken from the namespace and the
+    /// pod name (`<namespace>.<name>`, the campaign's id), for all campaigns; unchanged
+    /// for one.
     pub fn per_pod(&self, pods: Pods, inner: &str) -> String {
         match self.one {
             Some(_) => inner.to_owned(),
             None => {
                 let re = format!("(.+){}{POD_HASHES}", escape(self.suffix(pods)));
-                format!(r#"label_replace({inner}, "campaign", "$1", "pod", "{re}")"#)
+                let joined =
+                    format!(r#"label_join({inner}, "namespace_pod", ".", "namespace", "pod")"#);
+                format!(r#"label_replace({joined}, "campaign", "$1", "namespace_pod", "{re}")"#)
             }
         }
     }
@@ -134,7 +153,7 @@ impl Scope {
     /// campaign but the load tests' shadows.
     pub fn campaign_matchers(&self, extra: &str) -> String {
         let own = match &self.one {
-            Some((_, c)) => format!(r#"campaign="{c}""#),
+            Some(one) => format!(r#"campaign="{}""#, one.id),
             None => format!(r#"campaign!~".+{}.+""#, escape(SHADOW_INFIX)),
         };
         join(&own, extra)
@@ -143,7 +162,7 @@ impl Scope {
     /// Matchers of the campaign's topic.
     pub fn topic_matchers(&self) -> String {
         match &self.one {
-            Some((_, c)) => format!(r#"topic="{}""#, topic(c)),
+            Some(one) => format!(r#"topic="{}""#, topic(&one.id)),
             None => format!(r#"topic=~"{}.+""#, escape(&self.topic_prefix)),
         }
     }
@@ -177,9 +196,12 @@ impl Scope {
     /// are spelled out; every campaign's come from the alert's `campaign` label. The value
     /// is written in the template language of the rule's evaluator (Grafana: query `A`).
     pub fn text(&self, template: &str, limit: &str, dialect: Dialect) -> String {
-        let c = match &self.one {
-            Some((_, c)) => c.clone(),
-            None => "{{ $labels.campaign }}".to_owned(),
+        let (c, n) = match &self.one {
+            Some(one) => (one.id.clone(), one.name.clone()),
+            None => {
+                let c = "{{ $labels.campaign }}".to_owned();
+                (c.clone(), c)
+            }
         };
         let [value, percent, duration] = match dialect {
             Dialect::Prometheus => [
@@ -194,8 +216,8 @@ impl Scope {
             ],
         };
         template
-            .replace("{issuer}", &format!("{c}{}", self.issuer_suffix))
-            .replace("{writer}", &format!("{c}{}", self.writer_suffix))
+            .replace("{issuer}", &format!("{n}{}", self.issuer_suffix))
+            .replace("{writer}", &format!("{n}{}", self.writer_suffix))
             .replace("{topic}", &format!("{}{c}", self.topic_prefix))
             .replace("{campaign}", &c)
             .replace("{limit}", limit)

@@ -22,7 +22,7 @@ pub(crate) const DATABASE_KEY: &str = "database-url";
 
 /// Name of the campaign's connection Secret.
 pub(crate) fn connections_name(plan: &Plan) -> String {
-    format!("{}-connections", plan.campaign)
+    format!("{}-connections", plan.name)
 }
 
 /// The connection Secret, or `None` when every backend comes from the campaign's own

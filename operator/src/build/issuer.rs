@@ -23,6 +23,9 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         // Only its own campaign, to its own Kafka: other campaigns on the same Redis have
         // their own issuers (and maybe another Kafka).
         json!({ "name": "STAMPEDE_RELAY_CAMPAIGNS", "value": plan.campaign.as_str() }),
+        // Serves only its own campaign (and its load tests' shadows): clients name it by
+        // the object's name, the data is kept under the namespaced id.
+        json!({ "name": "STAMPEDE_CAMPAIGNS", "value": format!("{}={}", plan.name, plan.campaign) }),
         json!({ "name": "STAMPEDE_DURABILITY", "value": plan.issuer.durability.flag() }),
     ];
     env.extend(super::auth::issuer_auth_env(plan));

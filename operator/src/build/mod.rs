@@ -41,12 +41,12 @@ pub(crate) const WRITER_PORT: i32 = 9466;
 
 /// Name of the issuer Deployment, Service, HPA and PDB.
 pub(crate) fn issuer_name(plan: &Plan) -> String {
-    format!("{}-issuer", plan.campaign)
+    format!("{}-issuer", plan.name)
 }
 
 /// Name of the writer Deployment.
 pub(crate) fn writer_name(plan: &Plan) -> String {
-    format!("{}-writer", plan.campaign)
+    format!("{}-writer", plan.name)
 }
 
 /// Every child object of a campaign.
@@ -99,7 +99,7 @@ fn metadata(plan: &Plan, name: &str, component: &str, owner: &OwnerReference) ->
 
 fn selector(plan: &Plan, component: &str) -> Value {
     json!({
-        "app.kubernetes.io/instance": plan.campaign.as_str(),
+        "app.kubernetes.io/instance": plan.name,
         "app.kubernetes.io/component": component,
     })
 }

@@ -142,7 +142,12 @@ fn issuer_leaves_replicas_to_the_hpa() {
     assert_eq!(find(&env, "STAMPEDE_DURABILITY")["value"], "replica");
     assert_eq!(
         find(&env, "STAMPEDE_RELAY_CAMPAIGNS")["value"],
-        "spring-sale"
+        "shop.spring-sale"
+    );
+    assert_eq!(
+        find(&env, "STAMPEDE_CAMPAIGNS")["value"],
+        "spring-sale=shop.spring-sale",
+        "serves only its own campaign, named as clients name it"
     );
     assert_eq!(
         find(&env, "STAMPEDE_REDIS_URL")["valueFrom"]["secretKeyRef"]["name"],
@@ -166,7 +171,7 @@ fn writer_consumes_only_its_campaign_topic() {
     let env = env(&c.writer);
     assert_eq!(
         find(&env, "STAMPEDE_WRITER_TOPICS")["value"],
-        "stampede.spring-sale"
+        "stampede.shop.spring-sale"
     );
     assert_eq!(find(&env, "STAMPEDE_BATCH_ROWS")["value"], "2000");
     let db = &find(&env, "STAMPEDE_DATABASE_URL")["valueFrom"]["secretKeyRef"];

@@ -16,6 +16,11 @@ pub struct CouponCampaignStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The campaign's id in Redis, Kafka and PostgreSQL (`<namespace>.<name>`; the bare
+    /// name for a campaign created before ids carried the namespace), for
+    /// `stampede-service campaign … --id` and `audit --campaign`. Kept once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
     /// Conditions by type: Ready, RedisProvisioned, KafkaProvisioned, WorkloadsReady,
     /// AlertsConfigured, and LoadTestsPassed when the spec has load tests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

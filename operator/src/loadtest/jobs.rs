@@ -8,9 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
 use stampede_core::ids::CampaignId;
 
-use super::{
-    RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env, shadow_id,
-};
+use super::{RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env};
 use crate::build::{issuer_name, runner_auth_env};
 use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, labels};
@@ -56,7 +54,9 @@ pub(crate) fn jobs(
         test,
         run,
         image,
-        shadow: shadow_id(&plan.campaign, &test.name),
+        // The runners name the shadow as clients name campaigns: by the object's name (the
+        // issuer maps it to the shadow of the namespaced id).
+        shadow: plan.public_id().shadow(&test.name),
         base_url: format!("http://{}.{}.svc:80", issuer_name(plan), plan.namespace),
     };
     (0..test.parallelism)

@@ -10,12 +10,7 @@ use crate::validate::Plan;
 
 /// The shadow campaign a test issues from, so it never spends real stock.
 pub(crate) fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
-    let suffix = format!("{}{test}", stampede_core::ids::SHADOW_MARK);
-    let keep = 128usize.saturating_sub(suffix.len());
-    let base: String = campaign.as_str().chars().take(keep).collect();
-    let id = format!("{}{suffix}", base.trim_end_matches(['.', '-']));
-    // Both parts are campaign-id characters and the result is at most 128 long.
-    CampaignId::parse(&id).expect("shadow id is a campaign id")
+    campaign.shadow(test)
 }
 
 /// The run id: the test's name and a hash of everything that shapes the run, so the same
@@ -31,13 +26,13 @@ pub(crate) fn run_id(plan: &Plan, test: &LoadTestSpec) -> String {
 pub(crate) fn job_name(plan: &Plan, run: &str, segment: i32) -> String {
     let tail = format!("-{run}-{segment}");
     let keep = 63usize.saturating_sub(tail.len());
-    let base: String = plan.campaign.as_str().chars().take(keep).collect();
+    let base: String = plan.name.chars().take(keep).collect();
     format!("{}{tail}", base.trim_end_matches(['.', '-']))
 }
 
 /// Name of the scripts ConfigMap.
 pub(crate) fn config_map_name(plan: &Plan) -> String {
-    format!("{}-k6", plan.campaign)
+    format!("{}-k6", plan.name)
 }
 
 /// k6 execution segments for `n` runners, and the sequence they come from.

@@ -54,6 +54,7 @@ pub(super) async fn observe(
     };
     Ok(Observed {
         generation: cc.metadata.generation,
+        campaign_id: plan.campaign.to_string(),
         redis: provisioned
             .redis
             .as_ref()

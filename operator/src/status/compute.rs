@@ -51,6 +51,7 @@ pub(crate) fn compute(
     CouponCampaignStatus {
         phase: Some(phase(obs, is_ready)),
         observed_generation: g,
+        campaign_id: Some(obs.campaign_id.clone()),
         conditions,
         stock: stock(prev, obs),
         closed_by: closed_by(prev, obs),

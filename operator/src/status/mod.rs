@@ -87,6 +87,8 @@ pub(crate) enum Gate {
 pub(crate) struct Observed {
     /// `metadata.generation`.
     pub generation: Option<i64>,
+    /// The campaign's id in Redis, Kafka and PostgreSQL.
+    pub campaign_id: String,
     /// Redis stock after provisioning.
     pub redis: Result<CampaignSnapshot, Problem>,
     /// The topics after provisioning.
@@ -142,6 +144,7 @@ pub(crate) fn failed(
     CouponCampaignStatus {
         phase: Some(Phase::Failed),
         observed_generation: generation,
+        campaign_id: prev.and_then(|p| p.campaign_id.clone()),
         conditions: vec![condition(
             prev,
             generation,

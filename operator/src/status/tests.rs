@@ -36,6 +36,7 @@ fn topics(partitions: i32, refused: bool) -> TopicsOutcome {
 fn observed() -> Observed {
     Observed {
         generation: Some(3),
+        campaign_id: "ns.flash".into(),
         redis: Ok(snapshot(100, 40)),
         kafka: Ok(topics(6, false)),
         workloads: Ok(Workloads {

@@ -25,10 +25,10 @@ pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterP
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
     let spec = &cc.spec;
-    let campaign = campaign_id(cc)?;
     let Some(namespace) = cc.namespace() else {
         return Err(Error::InvalidSpec("metadata.namespace is missing".into()));
     };
+    let campaign = campaign_id(cc, &namespace)?;
     check_bounds(spec)?;
     let window = window(spec)?;
     check_load_tests(spec)?;
@@ -44,6 +44,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
     let auth = fields::auth(spec)?;
     Ok(Plan {
         campaign,
+        name: cc.name_any(),
         namespace,
         stock: spec.stock as u64,
         window,
@@ -87,7 +88,8 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
         .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
     let mut cc: CouponCampaign = serde_yaml::from_str(&text)
         .map_err(|e| Error::InvalidSpec(format!("--file {}: {e}", file.display())))?;
-    if cc.namespace().is_none() {
+    let local = cc.namespace().is_none();
+    if local {
         cc.metadata.namespace = Some("default".into());
     }
     let defaults = Defaults {
@@ -100,7 +102,14 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
         allowed_images: vec!["*".into()],
         monitoring_namespace: None,
     };
-    validate(&cc, &defaults)
+    let mut plan = validate(&cc, &defaults)?;
+    if local {
+        // A file that names no namespace is a local rehearsal: the campaign is the one
+        // `stampede-service campaign create --id <name>` made, under its bare name.
+        plan.campaign = CampaignId::parse(&plan.name)
+            .map_err(|e| Error::InvalidSpec(format!("metadata.name: {e}")))?;
+    }
+    Ok(plan)
 }
 
 fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
@@ -113,10 +122,13 @@ fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
 }
 
 /// Partitions, replicas and batch bounds.
-/// The campaign id: the object's name, if it is one and not a load-test shadow's.
-fn campaign_id(cc: &CouponCampaign) -> Result<CampaignId, Error> {
+/// The campaign's id in Redis, Kafka and PostgreSQL: `<namespace>.<name>`, so same-named
+/// campaigns of two namespaces never meet. A campaign an earlier operator provisioned under
+/// its bare name (its status has stock or topics but no `campaignId`) keeps that id: its
+/// data stays where it is (docs/upgrading.md).
+fn campaign_id(cc: &CouponCampaign, namespace: &str) -> Result<CampaignId, Error> {
     let name = cc.name_any();
-    CampaignId::parse(&name)
+    let bare = CampaignId::parse(&name)
         .ok()
         .filter(|c| !c.is_load_test_shadow())
         .ok_or_else(|| {
@@ -124,7 +136,20 @@ fn campaign_id(cc: &CouponCampaign) -> Result<CampaignId, Error> {
                 "metadata.name {name:?} is not a campaign id (a-z, 0-9, '.', '-'; at most \
                  128; never '.lt-', which names load-test shadow campaigns)"
             ))
-        })
+        })?;
+    let legacy = cc.status.as_ref().is_some_and(|s| match &s.campaign_id {
+        Some(id) => id == bare.as_str(),
+        None => s.stock.is_some() || s.kafka.is_some(),
+    });
+    if legacy {
+        return Ok(bare);
+    }
+    CampaignId::namespaced(namespace, &name).map_err(|_| {
+        Error::InvalidSpec(format!(
+            "metadata.name {name:?}: with its namespace {namespace:?} it makes a campaign id \
+             longer than 128 characters (namespace + '.' + name)"
+        ))
+    })
 }
 
 fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {

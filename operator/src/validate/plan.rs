@@ -108,8 +108,11 @@ pub struct WriterPlan {
 /// Everything reconcile needs to know about one campaign.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Campaign id (the resource name).
+    /// The campaign's id in Redis, Kafka and PostgreSQL (`<namespace>.<name>`).
     pub campaign: CampaignId,
+    /// The resource's name: what clients call the campaign in URLs, and the stem of its
+    /// children's names.
+    pub name: String,
     /// Namespace of the resource and its children.
     pub namespace: String,
     /// Stock to provision.
@@ -143,19 +146,23 @@ pub struct Plan {
     /// Where metrics scrapes come from, when NetworkPolicies are built.
     pub monitoring_namespace: Option<String>,
 }
+impl Plan {
+    /// The campaign as clients name it in URLs: the object's name (validated as an id).
+    pub fn public_id(&self) -> CampaignId {
+        CampaignId::parse(&self.name).expect("validate checked the name")
+    }
+}
+
 /// Labels every child carries; the selector uses the stable subset.
 pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), "stampede".into()),
-        (
-            "app.kubernetes.io/instance".into(),
-            plan.campaign.to_string(),
-        ),
+        ("app.kubernetes.io/instance".into(), plan.name.clone()),
         ("app.kubernetes.io/component".into(), component.into()),
         (
             "app.kubernetes.io/managed-by".into(),
             "stampede-operator".into(),
         ),
-        ("stampede.dev/campaign".into(), plan.campaign.to_string()),
+        ("stampede.dev/campaign".into(), plan.name.clone()),
     ])
 }

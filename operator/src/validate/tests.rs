@@ -34,7 +34,12 @@ spec: {stock: 1200}
 #[test]
 fn minimal_spec_gets_defaults() {
     let p = plan(MINIMAL).unwrap();
-    assert_eq!(p.campaign.as_str(), "spring-sale");
+    assert_eq!(
+        p.campaign.as_str(),
+        "shop.spring-sale",
+        "the namespace is part of the id"
+    );
+    assert_eq!(p.name, "spring-sale");
     assert_eq!(p.stock, 1200);
     assert_eq!(p.partitions, 6);
     assert_eq!((p.issuer.min_replicas, p.issuer.max_replicas), (2, 10));
@@ -114,6 +119,36 @@ fn names_that_are_not_campaign_ids_are_refused() {
     // A name like a load test's shadow campaign would share its keys.
     let yaml = "metadata: {name: flash.lt-smoke, namespace: n}\nspec: {stock: 1}";
     assert!(matches!(plan(yaml), Err(Error::InvalidSpec(m)) if m.contains(".lt-")));
+}
+
+#[test]
+fn ids_carry_the_namespace_and_a_legacy_campaign_keeps_its_bare_name() {
+    let id = |yaml: &str| plan(yaml).unwrap().campaign.to_string();
+    let new = "metadata: {name: flash, namespace: team-a}\nspec: {stock: 1}";
+    assert_eq!(id(new), "team-a.flash");
+    // Provisioned by an operator before namespaced ids: stock in its status, no id.
+    let legacy = format!("{new}\nstatus: {{stock: {{total: 1, remaining: 1, issued: 0}}}}");
+    assert_eq!(id(&legacy), "flash");
+    let pinned = format!("{new}\nstatus: {{campaignId: flash}}");
+    assert_eq!(id(&pinned), "flash", "once pinned, kept");
+    // A status naming anything else (another tenant's id) is not believed.
+    let forged = format!("{new}\nstatus: {{campaignId: team-b.flash}}");
+    assert_eq!(id(&forged), "team-a.flash");
+    // Failed before it was ever provisioned: a new campaign, not a legacy one.
+    let failed = format!("{new}\nstatus: {{phase: Failed}}");
+    assert_eq!(id(&failed), "team-a.flash");
+}
+
+#[test]
+fn a_name_too_long_with_its_namespace_is_refused_naming_both() {
+    let name = "a".repeat(100);
+    let ns = "n".repeat(40);
+    let yaml = format!("metadata: {{name: {name}, namespace: {ns}}}\nspec: {{stock: 1}}");
+    let err = plan(&yaml).unwrap_err().to_string();
+    assert!(
+        err.contains("metadata.name") && err.contains("namespace"),
+        "{err}"
+    );
 }
 
 #[test]

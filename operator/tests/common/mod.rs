@@ -52,8 +52,8 @@ pub fn stack_defaults() -> Defaults {
 
 /// A control plane with the CouponCampaign CRD and a namespace for the test.
 pub struct Cluster {
-    /// The control plane.
-    pub cp: ControlPlane,
+    /// The control plane (shared by the views of other namespaces, see [`Cluster::tenant`]).
+    pub cp: std::sync::Arc<ControlPlane>,
     /// Admin client.
     pub client: Client,
     /// The test's namespace.
@@ -79,7 +79,27 @@ impl Cluster {
             },
         )
         .await;
-        Self { cp, client, ns }
+        Self {
+            cp: std::sync::Arc::new(cp),
+            client,
+            ns,
+        }
+    }
+
+    /// The same control plane seen from a new namespace of its own (another tenant).
+    pub async fn tenant(&self) -> Self {
+        let ns = unique("t");
+        create_namespace(&self.client, &ns).await;
+        Self {
+            cp: self.cp.clone(),
+            client: self.client.clone(),
+            ns,
+        }
+    }
+
+    /// The id campaign `name` of this namespace has in Redis, Kafka and PostgreSQL.
+    pub fn id(&self, name: &str) -> String {
+        format!("{}.{name}", self.ns)
     }
 
     /// The campaigns API in the test namespace.

@@ -130,8 +130,13 @@ impl NodeTest {
     /// A campaign name unique to this test; its data is removed after the test.
     pub fn campaign_name(&mut self, prefix: &str) -> String {
         let name = unique(prefix);
-        self.forget.push(Forget(name.clone()));
+        self.forget.push(Forget(self.id(&name)));
         name
+    }
+
+    /// The id campaign `name` of this namespace has in Redis, Kafka and PostgreSQL.
+    pub fn id(&self, name: &str) -> String {
+        format!("{}.{name}", self.ns)
     }
 
     /// Campaigns in this namespace.

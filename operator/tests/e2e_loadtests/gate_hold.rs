@@ -114,8 +114,8 @@ fn hammer(
 async fn a_gated_campaign_issues_nothing_before_its_verdict_however_slow_the_reconcile() {
     let c = Cluster::start().await;
     let name = unique("gated-open");
-    let _forget = Forget(name.clone());
-    let service = LocalService::start().await;
+    let _forget = Forget(c.id(&name));
+    let service = LocalService::start(&c, &[&name]).await;
     let (database_url, db) = hanging_database().await;
     let defaults = Defaults {
         database_url,
@@ -131,7 +131,7 @@ async fn a_gated_campaign_issues_nothing_before_its_verdict_however_slow_the_rec
     // Before the verdict exists: stop hammering and count.
     stop.cancel();
     let a = answers.await.unwrap();
-    let snap = snapshot(&name).await.unwrap();
+    let snap = snapshot(&c.id(&name)).await.unwrap();
     assert_eq!(
         (a.issued, snap.issued),
         (0, 0),
@@ -173,14 +173,14 @@ async fn issue(url: &str, campaign: &str, user: &str) -> (u16, Option<String>) {
 async fn a_campaign_closed_by_hand_stays_closed_when_its_gate_passes() {
     let c = Cluster::start().await;
     let name = unique("by-hand");
-    let _forget = Forget(name.clone());
-    let service = LocalService::start().await;
+    let _forget = Forget(c.id(&name));
+    let service = LocalService::start(&c, &[&name]).await;
     let op = c.operator();
     ready_campaign(&c, &name, &gated_open_window()).await;
     c.status_until(&name, "Testing", |s| s.phase == Some(Phase::Testing))
         .await;
     // An operator closes it during an incident, as `stampede-service campaign close` does.
-    let id = CampaignId::parse(&name).unwrap();
+    let id = CampaignId::parse(&c.id(&name)).unwrap();
     store().await.admin(&id, AdminAction::Close).await.unwrap();
     let job = runner_jobs_of(&c, &name).await;
     let (code, message) = run_like_the_job(&job, &service.url, &[]);
@@ -206,7 +206,7 @@ async fn a_campaign_closed_by_hand_stays_closed_when_its_gate_passes() {
         s.observed_generation == generation
     })
     .await;
-    let snap = snapshot(&name).await.unwrap();
+    let snap = snapshot(&c.id(&name)).await.unwrap();
     assert!(snap.closed && !snap.gate_closed, "{snap:?}");
     assert_eq!(
         issue(&service.url, &name, "during-the-incident").await,

@@ -38,8 +38,10 @@ pub struct LocalService {
 }
 
 impl LocalService {
-    /// Starts one.
-    pub async fn start() -> Self {
+    /// Starts one serving the campaigns `names` of `c`'s namespace as their issuer pods
+    /// do (`--campaigns <name>=<id>`).
+    pub async fn start(c: &Cluster, names: &[&str]) -> Self {
+        let served: Vec<String> = names.iter().map(|n| format!("{n}={}", c.id(n))).collect();
         let listeners = Listeners {
             api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
             ops: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
@@ -47,6 +49,7 @@ impl LocalService {
         let url = format!("http://{}", listeners.api.local_addr().unwrap());
         let config = ServeConfig {
             max_in_flight: 512,
+            campaigns: stampede_service::server::CampaignScope::parse(&served).unwrap(),
             soldout_recheck: Duration::from_millis(50),
             auth: AuthConfig::Jwt(JwtConfig {
                 issuer: "stampede".into(),

@@ -83,17 +83,17 @@ pub async fn every_child_is_owned(
     cc
 }
 
-/// Redis stock and Kafka partitions as the spec says; returns the stock.
-pub async fn stock_and_topics_as_the_spec_says(name: &str, example: &serde_yaml::Value) -> u64 {
+/// Redis stock and Kafka partitions of campaign `id` as the spec says; returns the stock.
+pub async fn stock_and_topics_as_the_spec_says(id: &str, example: &serde_yaml::Value) -> u64 {
     let stock = example["spec"]["stock"].as_u64().unwrap();
-    let snap = snapshot(name).await.expect("campaign provisioned in Redis");
+    let snap = snapshot(id).await.expect("campaign provisioned in Redis");
     assert_eq!((snap.total, snap.issued), (stock, 0));
     assert!(
         snap.window.opens_ms.is_some(),
         "the example's window is provisioned"
     );
-    assert_eq!(partitions(&format!("stampede.{name}")).await, 6);
-    assert_eq!(partitions(&format!("stampede-dlq.{name}")).await, 1);
+    assert_eq!(partitions(&format!("stampede.{id}")).await, 6);
+    assert_eq!(partitions(&format!("stampede-dlq.{id}")).await, 1);
     stock
 }
 

@@ -19,7 +19,7 @@ pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
 
 use crate::http::limits::{LimitConfig, Rate};
 use crate::server::{
-    DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EPOCH_CHECK_MS, DEFAULT_MAX_BODY_BYTES,
+    CampaignScope, DEFAULT_BODY_TIMEOUT_MS, DEFAULT_EPOCH_CHECK_MS, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SOLDOUT_RECHECK_MS, DEFAULT_USER_BURST, DEFAULT_USER_RATE,
     Listeners, ServeConfig, default_max_in_flight, serve,
 };
@@ -106,6 +106,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STAMPEDE_EPOCH_CHECK_MS", default_value_t = DEFAULT_EPOCH_CHECK_MS,
           value_parser = clap::value_parser!(u64).range(50..))]
     pub epoch_check_ms: u64,
+    /// The campaigns this issuer serves, comma-separated, each `<name>=<id>` (clients use
+    /// `name` in URLs; Redis, Kafka and PostgreSQL keep it under `id`) or just `<id>`; their
+    /// load tests' shadow campaigns come with them. Others get 404 `campaign_not_found`.
+    /// Default: every campaign in Redis (local rehearsal; the operator always sets it).
+    #[arg(long, env = "STAMPEDE_CAMPAIGNS", value_delimiter = ',')]
+    pub campaigns: Vec<String>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -199,7 +205,13 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
                 limits: a.limits.config()?,
                 auth,
+                campaigns: CampaignScope::parse(&a.campaigns)?,
             };
+            if config.campaigns.is_every() {
+                tracing::warn!(
+                    "no --campaigns: serving every campaign in this Redis (local rehearsal only)"
+                );
+            }
             serve(listeners, config, shutdown).await
         }
         Command::Relay(a) => pipeline::relay(a, shutdown).await,

@@ -19,6 +19,17 @@ struct IssueRequest {
     user_id: Option<String>,
 }
 
+/// The campaign a URL names (what clients call it) and its id (what the data is kept
+/// under); 404 `campaign_not_found` for one this issuer does not serve.
+fn campaign_of(st: &App, raw: &str) -> Result<(CampaignId, CampaignId), ApiError> {
+    let name = CampaignId::parse(raw)?;
+    let id = st
+        .campaigns
+        .resolve(&name)
+        .ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()))?;
+    Ok((name, id))
+}
+
 /// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
 fn check_user_budget(st: &App, user: &UserId) -> Result<(), ApiError> {
     st.limits
@@ -32,7 +43,7 @@ pub async fn issue(
     Path(campaign): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let campaign = CampaignId::parse(&campaign)?;
+    let (name, campaign) = campaign_of(&st, &campaign)?;
     let (parts, body) = req.into_parts();
     // Who is asking is settled first: a request without a valid token never reaches Redis.
     let caller = identity::caller(&st, &parts.headers)?;
@@ -56,16 +67,15 @@ pub async fn issue(
         Decision::Issued(r) => (StatusCode::CREATED, r),
         Decision::Already(r) => (StatusCode::OK, r),
         Decision::SoldOut(_) => {
-            st.soldout
-                .mark(&campaign, || sold_out(&campaign).body_bytes());
-            return Err(sold_out(&campaign));
+            st.soldout.mark(&campaign, || sold_out(&name).body_bytes());
+            return Err(sold_out(&name));
         }
-        Decision::NotOpen => return Err(conflict("not_open", &campaign, "has not opened yet")),
-        Decision::Closed => return Err(conflict("closed", &campaign, "is closed")),
-        Decision::Paused => return Err(conflict("paused", &campaign, "is paused")),
-        Decision::Suspended => return Err(suspended(&campaign)),
+        Decision::NotOpen => return Err(conflict("not_open", &name, "has not opened yet")),
+        Decision::Closed => return Err(conflict("closed", &name, "is closed")),
+        Decision::Paused => return Err(conflict("paused", &name, "is paused")),
+        Decision::Suspended => return Err(suspended(&name)),
         Decision::Unknown => {
-            return Err(stampede_core::Error::CampaignNotFound(campaign.to_string()).into());
+            return Err(stampede_core::Error::CampaignNotFound(name.to_string()).into());
         }
     };
     // An answer that hands out a coupon (new, or again after a 503) waits for the replicas.
@@ -73,7 +83,7 @@ pub async fn issue(
         fence.wait().await?;
     }
     st.acked.record(campaign.as_str(), &incarnation, record.seq);
-    let coupon = record.into_coupon(campaign.as_str(), user.as_str());
+    let coupon = record.into_coupon(name.as_str(), user.as_str());
     let mut resp = (status, Json(coupon)).into_response();
     resp.extensions_mut().insert(Outcome(label));
     Ok(resp)
@@ -160,12 +170,12 @@ pub async fn coupon(
     Path((campaign, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let campaign = CampaignId::parse(&campaign)?;
+    let campaign = campaign_of(&st, &campaign)?;
     let caller = identity::caller(&st, &headers)?;
     let user = UserId::parse(&user)?;
     if caller.is_some_and(|c| c != user) {
         // Exactly the answer for a user without a coupon: no oracle for others' coupons.
-        return Err(not_issued(&campaign, &user));
+        return Err(not_issued(&campaign.0, &user));
     }
     lookup(&st, campaign, user).await
 }
@@ -176,18 +186,23 @@ pub async fn own_coupon(
     Path(campaign): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let campaign = CampaignId::parse(&campaign)?;
+    let campaign = campaign_of(&st, &campaign)?;
     let user = identity::caller(&st, &headers)?.ok_or_else(|| {
         ApiError::invalid("with --auth none name the user: GET /v1/campaigns/{c}/users/{u}/coupon")
     })?;
     lookup(&st, campaign, user).await
 }
 
-async fn lookup(st: &App, campaign: CampaignId, user: UserId) -> Result<Response, ApiError> {
+/// The coupon `user` holds in campaign `(name, id)`.
+async fn lookup(
+    st: &App,
+    (name, id): (CampaignId, CampaignId),
+    user: UserId,
+) -> Result<Response, ApiError> {
     check_user_budget(st, &user)?;
-    match st.store.lookup(&campaign, &user).await? {
-        Some(r) => Ok(Json(r.into_coupon(campaign.as_str(), user.as_str())).into_response()),
-        None => Err(not_issued(&campaign, &user)),
+    match st.store.lookup(&id, &user).await? {
+        Some(r) => Ok(Json(r.into_coupon(name.as_str(), user.as_str())).into_response()),
+        None => Err(not_issued(&name, &user)),
     }
 }
 
@@ -204,11 +219,11 @@ pub async fn show(
     State(st): State<AppState>,
     Path(campaign): Path<String>,
 ) -> Result<Response, ApiError> {
-    let campaign = CampaignId::parse(&campaign)?;
+    let (name, id) = campaign_of(&st, &campaign)?;
     let snap = st
         .store
-        .snapshot(&campaign)
+        .snapshot(&id)
         .await?
-        .ok_or_else(|| stampede_core::Error::CampaignNotFound(campaign.to_string()))?;
-    Ok(Json(snap.view(campaign.as_str())).into_response())
+        .ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()))?;
+    Ok(Json(snap.view(name.as_str())).into_response())
 }

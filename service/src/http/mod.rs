@@ -5,6 +5,7 @@ mod campaigns;
 pub mod error;
 mod identity;
 pub mod limits;
+pub mod scope;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct App {
     pub request_timeout: Duration,
     /// Verifies bearer tokens; `None` with `--auth none` (the body names the user).
     pub auth: Option<Arc<crate::auth::Verifier>>,
+    /// The campaigns served and the ids behind the names in URLs.
+    pub campaigns: scope::CampaignScope,
 }
 
 /// Builds the public API router with the HTTP contract in the README.

@@ -5,6 +5,10 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 use stampede_core::ids::UserId;
 use stampede_core::kafka::{KafkaConfig, ensure_topics};
@@ -193,6 +197,36 @@ impl Fixture {
             ("STAMPEDE_WRITER_GROUP", w.group),
             ("STAMPEDE_WRITER_TOPICS", w.topics),
         ]
+    }
+
+    /// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
+    pub async fn committed(&self) -> i64 {
+        let group = writer_config(&self.brokers, &self.db, &self.campaign).group;
+        let kafka = KafkaConfig {
+            brokers: self.brokers.clone(),
+        };
+        let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&stampede_core::issuance::topic(&self.campaign), 0);
+        let got =
+            tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(10)))
+                .await
+                .unwrap()
+                .unwrap();
+        got.elements()[0].offset().to_raw().unwrap_or(-1)
+    }
+
+    /// Deletes the campaign's dead-letter topic: a dead letter can then not be delivered.
+    pub async fn delete_dead_letter_topic(&self) {
+        let kafka = KafkaConfig {
+            brokers: self.brokers.clone(),
+        };
+        let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
+        let dlq = stampede_core::issuance::dead_letter_topic(&self.campaign);
+        admin
+            .delete_topics(&[&dlq], &AdminOptions::new())
+            .await
+            .unwrap();
     }
 
     /// A pool on the test's database.

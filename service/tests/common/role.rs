@@ -4,9 +4,12 @@
 
 use std::process::{Child, Command, Stdio};
 
-/// The `stampede-service` binary, logging warnings only.
+/// The `stampede-service` binary, logging warnings only. `STAMPEDE_TEST_SERVICE_BIN` names
+/// another build to run instead (to show that a test fails on an older one).
 pub fn service_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stampede-service"));
+    let bin = std::env::var("STAMPEDE_TEST_SERVICE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_stampede-service").to_owned());
+    let mut cmd = Command::new(bin);
     cmd.env("STAMPEDE_LOG", "warn").envs(super::auth_env());
     cmd
 }

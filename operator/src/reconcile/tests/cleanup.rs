@@ -66,13 +66,13 @@ async fn redis_gone_past_the_drain_timeout_releases_the_finalizer_with_a_warning
         .iter()
         .map(|c| c.body["note"].to_string())
         .collect::<String>();
-    assert!(note.contains("{stampede:spring-sale}:*"), "{note}");
-    assert!(note.contains("stampede.spring-sale"), "{note}");
+    assert!(note.contains("{stampede:shop.spring-sale}:*"), "{note}");
+    assert!(note.contains("stampede.shop.spring-sale"), "{note}");
     // Nothing was deleted: the data is what the event says was left behind.
     fake.state().redis_down = false;
-    let id = CampaignId::parse("spring-sale").unwrap();
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
     assert!(fake.snapshot(&id).await.unwrap().is_some());
-    assert_eq!(fake.state().topics["spring-sale"], 6);
+    assert_eq!(fake.state().topics["shop.spring-sale"], 6);
 }
 
 #[tokio::test]

@@ -22,10 +22,10 @@ const GATED: &str = "  loadTests:\n  - {name: preflight, profile: smoke, gate: t
 /// The fake with `spring-sale` (50 coupons, nothing issued) and its flags set as given.
 async fn existing(closed: bool, gate_closed: bool) -> FakeBackends {
     let fake = FakeBackends::default();
-    let id = CampaignId::parse("spring-sale").unwrap();
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
     fake.ensure_campaign(&id, 50, None, false).await.unwrap();
     let mut s = fake.state();
-    let c = s.campaigns.get_mut("spring-sale").unwrap();
+    let c = s.campaigns.get_mut("shop.spring-sale").unwrap();
     (c.closed, c.gate_closed) = (closed, gate_closed);
     drop(s);
     fake
@@ -33,7 +33,7 @@ async fn existing(closed: bool, gate_closed: bool) -> FakeBackends {
 
 fn flags(fake: &FakeBackends) -> (bool, bool) {
     let s = fake.state();
-    let c = &s.campaigns["spring-sale"];
+    let c = &s.campaigns["shop.spring-sale"];
     (c.closed, c.gate_closed)
 }
 
@@ -58,7 +58,7 @@ async fn the_gate_letting_go_clears_only_its_own_flag() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(
         fake.state().admin,
-        [("spring-sale".to_owned(), AdminAction::GateOpen)]
+        [("shop.spring-sale".to_owned(), AdminAction::GateOpen)]
     );
     assert_eq!(flags(&fake), (true, false), "still closed by hand");
     let status = api.status();
@@ -74,7 +74,7 @@ async fn the_gate_holds_a_campaign_closed_by_hand_with_its_own_flag() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(
         fake.state().admin,
-        [("spring-sale".to_owned(), AdminAction::GateClose)]
+        [("shop.spring-sale".to_owned(), AdminAction::GateClose)]
     );
     assert_eq!(flags(&fake), (true, true));
     assert_eq!(api.status()["closedBy"], json!(["Manual", "Gate"]));
@@ -87,7 +87,7 @@ async fn restocks_and_window_changes_touch_neither_flag() {
     let (result, _, _) = reconciled(&format!("{window}{GATED}"), ready(), &fake).await;
     assert!(result.is_ok(), "{result:?}");
     let s = fake.state();
-    let c = &s.campaigns["spring-sale"];
+    let c = &s.campaigns["shop.spring-sale"];
     assert_eq!(c.total, 100, "restocked from 50 to the spec's 100");
     assert!(c.window.opens_ms.is_some());
     assert!(s.admin.is_empty(), "{:?}", s.admin);

@@ -69,9 +69,9 @@ pub(super) async fn reconcile_once(
 /// Fake backends holding `spring-sale` provisioned: stock 100, topics of 6 partitions.
 pub(super) async fn provisioned() -> FakeBackends {
     let fake = FakeBackends::default();
-    let id = CampaignId::parse("spring-sale").unwrap();
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
     fake.ensure_campaign(&id, 100, None, false).await.unwrap();
-    fake.state().topics.insert("spring-sale".into(), 6);
+    fake.state().topics.insert("shop.spring-sale".into(), 6);
     fake
 }
 
@@ -126,8 +126,8 @@ async fn a_healthy_campaign_becomes_ready_and_open() {
         api.event_reasons(),
         ["StockProvisioned", "TopicsCreated", "Ready"]
     );
-    assert_eq!(fake.state().topics["spring-sale"], 6);
-    let c = &fake.state().campaigns["spring-sale"];
+    assert_eq!(fake.state().topics["shop.spring-sale"], 6);
+    let c = &fake.state().campaigns["shop.spring-sale"];
     assert!(
         !c.closed && !c.gate_closed,
         "an ungated campaign is created open"
@@ -189,7 +189,7 @@ async fn unreachable_redis_is_a_condition_and_retried_with_backoff() {
 #[tokio::test]
 async fn a_partition_decrease_is_refused_and_the_topic_kept() {
     let fake = FakeBackends::default();
-    fake.state().topics.insert("spring-sale".into(), 12);
+    fake.state().topics.insert("shop.spring-sale".into(), 12);
     let (result, api, _) = reconciled("", ready(), &fake).await;
     assert!(result.is_ok(), "{result:?}");
     let status = api.status();
@@ -197,8 +197,8 @@ async fn a_partition_decrease_is_refused_and_the_topic_kept() {
     assert_eq!(condition(&status, ConditionType::KafkaProvisioned), refused);
     assert_eq!(condition(&status, ConditionType::Ready), refused);
     assert_eq!(status["kafka"]["partitions"], 12);
-    assert_eq!(fake.state().topics["spring-sale"], 12);
-    assert!(fake.state().campaigns.contains_key("spring-sale"));
+    assert_eq!(fake.state().topics["shop.spring-sale"], 12);
+    assert!(fake.state().campaigns.contains_key("shop.spring-sale"));
     let events = api.event_reasons();
     assert!(
         events.contains(&"PartitionDecreaseRefused".to_owned()),
@@ -215,9 +215,13 @@ async fn the_gate_holds_the_campaign_closed_while_its_test_runs() {
     let state = fake.state();
     // Created closed by the gate: no admin call, so no gap in which it was open.
     assert!(state.admin.is_empty(), "{:?}", state.admin);
-    let c = &state.campaigns["spring-sale"];
+    let c = &state.campaigns["shop.spring-sale"];
     assert!(c.gate_closed && !c.closed, "{c:?}");
-    assert!(state.campaigns.contains_key("spring-sale.lt-preflight"));
+    assert!(
+        state
+            .campaigns
+            .contains_key("shop.spring-sale.lt-preflight")
+    );
     assert_eq!(
         api.find(Method::PATCH, "configmaps/spring-sale-k6").len(),
         1
@@ -308,7 +312,7 @@ async fn deletion_closes_and_deletes_then_releases_the_finalizer() {
     let state = fake.state();
     assert_eq!(
         state.admin,
-        [("spring-sale".to_owned(), AdminAction::Close)]
+        [("shop.spring-sale".to_owned(), AdminAction::Close)]
     );
     assert!(state.campaigns.is_empty() && state.topics.is_empty());
     assert_eq!(api.event_reasons(), ["Closed", "Deleted"]);
@@ -327,8 +331,8 @@ async fn deletion_under_retain_closes_and_keeps_the_data() {
     let (fake, api, result) = deleting("Retain").await;
     assert_eq!(result.unwrap(), Action::await_change());
     let state = fake.state();
-    assert!(state.campaigns["spring-sale"].closed);
-    assert_eq!(state.topics["spring-sale"], 6);
+    assert!(state.campaigns["shop.spring-sale"].closed);
+    assert_eq!(state.topics["shop.spring-sale"], 6);
     assert_eq!(api.event_reasons(), ["Closed"]);
     assert_eq!(
         api.find(Method::PATCH, "couponcampaigns/spring-sale").len(),
