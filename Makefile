@@ -70,7 +70,7 @@ k6-test: deps build ## run every k6 script for real, short, against a local serv
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
 	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts unit e2e k6-test node-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit e2e k6-test node-test ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo

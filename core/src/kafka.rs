@@ -12,15 +12,34 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::issuance::{dead_letter_topic, topic};
+pub use crate::kafka_security::KafkaSecurity;
 
 /// How to reach Kafka.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list.
     pub brokers: String,
+    /// SASL and TLS; plaintext when `None`.
+    pub security: Option<KafkaSecurity>,
 }
 
 impl KafkaConfig {
+    /// Plaintext to `brokers`.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            security: None,
+        }
+    }
+
+    /// `brokers`, with the security the environment describes (`STAMPEDE_KAFKA_*`).
+    pub fn with_env_security(brokers: impl Into<String>) -> Result<Self, Error> {
+        Ok(Self {
+            brokers: brokers.into(),
+            security: KafkaSecurity::from_env()?,
+        })
+    }
+
     /// Base client settings every client shares.
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -28,6 +47,9 @@ impl KafkaConfig {
             .set("client.id", "stampede")
             .set("socket.keepalive.enable", "true")
             .set("log_level", "4");
+        if let Some(s) = &self.security {
+            s.apply(&mut c);
+        }
         c
     }
 

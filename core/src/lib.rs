@@ -16,6 +16,7 @@ mod error;
 pub mod ids;
 pub mod issuance;
 pub mod kafka;
+pub mod kafka_security;
 pub mod keys;
 pub mod metrics;
 pub mod shutdown;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use stampede_core::kafka::KafkaSecurity;
+use stampede_core::kafka_security::Ca;
 
+use crate::Error;
 use crate::run::Config;
 use crate::validate::Defaults;
 
@@ -106,9 +109,10 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    /// The run configuration these flags describe.
-    pub fn config(self) -> Config {
-        Config {
+    /// The run configuration these flags describe (Kafka's SASL and TLS from the
+    /// environment only, see [`kafka_security`]).
+    pub fn config(self) -> Result<Config, Error> {
+        Ok(Config {
             kubeconfig: self.kubeconfig,
             metrics_listen: self.listen,
             defaults: Defaults {
@@ -119,9 +123,26 @@ impl RunArgs {
                 k6_image: self.k6_image,
                 allowed_images: self.allowed_images,
                 monitoring_namespace: self.network_policies.then_some(self.monitoring_namespace),
+                kafka_security: kafka_security()?,
             },
             resync: Duration::from_secs(self.resync_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
-        }
+        })
     }
+}
+
+/// Kafka's SASL and TLS from the operator's environment (`STAMPEDE_KAFKA_SECURITY_PROTOCOL`
+/// and the rest, from a Secret; never flags, which `ps` shows), with a CA file read into
+/// PEM text: the pods get it through their connection Secret, not a file they cannot see.
+pub fn kafka_security() -> Result<Option<KafkaSecurity>, Error> {
+    let config = |e: stampede_core::Error| Error::Config(e.to_string());
+    let Some(mut s) = KafkaSecurity::from_env().map_err(config)? else {
+        return Ok(None);
+    };
+    if let Some(Ca::File(f)) = &s.ca {
+        let pem = std::fs::read_to_string(f)
+            .map_err(|e| Error::Config(format!("STAMPEDE_KAFKA_CA_FILE {f}: {e}")))?;
+        s.ca = Some(Ca::Pem(pem));
+    }
+    Ok(Some(s))
 }

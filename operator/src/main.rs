@@ -40,7 +40,10 @@ async fn main() {
                 .init();
             let shutdown = CancellationToken::new();
             tokio::spawn(stampede_core::shutdown::cancel_on_signal(shutdown.clone()));
-            stampede_operator::run::run(args.config(), shutdown).await
+            match args.config() {
+                Ok(config) => stampede_operator::run::run(config, shutdown).await,
+                Err(e) => Err(e),
+            }
         }
     };
     if let Err(e) = result {

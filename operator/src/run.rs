@@ -80,7 +80,7 @@ pub async fn run_on(
         resync: config.resync,
         drain_timeout: config.drain_timeout,
     };
-    let backends = Arc::new(RealBackends::default());
+    let backends = Arc::new(RealBackends::new(config.defaults.kafka_security.clone()));
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.defaults,

@@ -297,8 +297,7 @@ async fn traffic(
 }
 
 fn stampede_operator_kafka(brokers: &str) -> rdkafka::ClientConfig {
-    stampede_core::kafka::KafkaConfig {
-        brokers: brokers.to_owned(),
-    }
-    .producer(0)
+    stampede_core::kafka::KafkaConfig::with_env_security(brokers)
+        .unwrap()
+        .producer(0)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::letters::{DeadLetters, produce};
 use common::pipeline::{Fixture, issue_range};
 use common::role::service_command;
-use common::stack::wait_rows;
+use common::stack::{kafka_config, wait_rows};
 use common::unique;
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
@@ -106,9 +106,7 @@ async fn read_dead_letters(kafka: &KafkaConfig, campaign: &str, n: usize) -> Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_is_dead_lettered_and_the_partition_moves_on() {
     let f = Fixture::new("poison", 100, 1).await;
-    let kafka = KafkaConfig {
-        brokers: f.brokers.clone(),
-    };
+    let kafka = kafka_config(&f.brokers);
     // One partition: the poison sits in front of the good messages.
     produce_poison_then_good(&kafka, &f.campaign).await;
 

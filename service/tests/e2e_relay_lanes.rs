@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::pipeline::{Task, issue_range, provision, relay_config, spawn_relay, store};
 use common::private::PrivateKafka;
+use common::stack::kafka_config;
 use common::{RedisServer, eventually, id, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use stampede_core::ids::UserId;
@@ -73,9 +74,7 @@ impl Rig {
         let broker = PrivateKafka::start_auto_creating();
         let redis = RedisServer::start().await;
         let (brokers, store) = (broker.brokers(), store(&redis.url()).await);
-        let kafka = KafkaConfig {
-            brokers: brokers.clone(),
-        };
+        let kafka = kafka_config(&brokers);
         let (metrics, shutdown) = (Metrics::new(), CancellationToken::new());
         let config = relay_config(&redis.url(), &brokers, "r");
         let relay = spawn_relay(config, &metrics, &shutdown);

@@ -13,7 +13,7 @@ use common::letters::{
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
-use common::stack::{stack_kafka, wait_rows};
+use common::stack::{kafka_config, stack_kafka, wait_rows};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
@@ -156,9 +156,7 @@ async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
     );
 
     // With its dead-letter topic back, a new writer settles everything.
-    let kafka = stampede_core::kafka::KafkaConfig {
-        brokers: f.brokers.clone(),
-    };
+    let kafka = kafka_config(&f.brokers);
     stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
         .await
         .unwrap();

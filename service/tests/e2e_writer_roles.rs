@@ -13,7 +13,7 @@ use common::letters::{
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::role::Role;
-use common::stack::wait_rows;
+use common::stack::{kafka_config, wait_rows};
 use common::{eventually, free_port};
 use stampede_service::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -112,9 +112,7 @@ async fn sigterm_while_a_dead_letter_cannot_be_delivered_exits_within_seconds() 
         "nothing committed past the letter"
     );
 
-    let kafka = stampede_core::kafka::KafkaConfig {
-        brokers: f.brokers.clone(),
-    };
+    let kafka = kafka_config(&f.brokers);
     stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
         .await
         .unwrap();

@@ -92,6 +92,7 @@ impl Scope {
             k6_image: none(),
             allowed_images: Vec::new(),
             monitoring_namespace: Some("monitoring".into()),
+            kafka_security: None,
         };
         let plan = validate(&probe, &defaults).expect("the probe campaign is valid");
         Self {

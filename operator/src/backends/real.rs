@@ -12,7 +12,9 @@ use sqlx::PgPool;
 use stampede_core::Error as Backend;
 use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
 use stampede_core::ids::CampaignId;
-use stampede_core::kafka::{KafkaConfig, TopicsOutcome, delete_topics, ensure_topics};
+use stampede_core::kafka::{
+    KafkaConfig, KafkaSecurity, TopicsOutcome, delete_topics, ensure_topics,
+};
 use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::{Store, StoreConfig};
 
@@ -27,9 +29,25 @@ const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct RealBackends {
     stores: Mutex<HashMap<String, Store>>,
     pools: tokio::sync::Mutex<HashMap<String, PgPool>>,
+    kafka_security: Option<KafkaSecurity>,
 }
 
 impl RealBackends {
+    /// Backends whose Kafka clients authenticate with `kafka_security`.
+    pub(crate) fn new(kafka_security: Option<KafkaSecurity>) -> Self {
+        Self {
+            kafka_security,
+            ..Self::default()
+        }
+    }
+
+    fn kafka(&self, brokers: &str) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.to_owned(),
+            security: self.kafka_security.clone(),
+        }
+    }
+
     async fn pool(&self, url: &str) -> Option<PgPool> {
         let mut pools = self.pools.lock().await;
         if let Some(p) = pools.get(url) {
@@ -69,9 +87,7 @@ impl Backends for RealBackends {
         replication_factor: i32,
     ) -> BoxFuture<'a, Result<TopicsOutcome, Backend>> {
         async move {
-            let config = KafkaConfig {
-                brokers: brokers.to_owned(),
-            };
+            let config = self.kafka(brokers);
             ensure_topics(&config, campaign, partitions, replication_factor).await
         }
         .boxed()
@@ -83,9 +99,7 @@ impl Backends for RealBackends {
         campaign: &'a str,
     ) -> BoxFuture<'a, Result<(), Backend>> {
         async move {
-            let config = KafkaConfig {
-                brokers: brokers.to_owned(),
-            };
+            let config = self.kafka(brokers);
             delete_topics(&config, campaign).await
         }
         .boxed()

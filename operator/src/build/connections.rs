@@ -38,6 +38,11 @@ pub(crate) fn connection_secret(plan: &Plan, owner: &OwnerReference) -> Option<S
         Endpoint::Value(v) => Some((key.to_owned(), ByteString(v.clone().into_bytes()))),
         Endpoint::Secret { .. } => None,
     })
+    .chain(
+        kafka_security(plan)
+            .into_iter()
+            .map(|(_, key, value)| (key, ByteString(value.into_bytes()))),
+    )
     .collect();
     if data.is_empty() {
         return None;
@@ -50,6 +55,37 @@ pub(crate) fn connection_secret(plan: &Plan, owner: &OwnerReference) -> Option<S
     }));
     secret.data = Some(data);
     Some(secret)
+}
+
+/// Kafka's SASL and TLS settings as (variable, Secret key, value): the key is the variable
+/// without `STAMPEDE_`, in lower case with dashes (`kafka-sasl-password`).
+fn kafka_security(plan: &Plan) -> Vec<(&'static str, String, String)> {
+    let Some(s) = &plan.kafka_security else {
+        return Vec::new();
+    };
+    s.to_env()
+        .into_iter()
+        .map(|(var, value)| {
+            let key = var
+                .trim_start_matches("STAMPEDE_")
+                .to_ascii_lowercase()
+                .replace('_', "-");
+            (var, key, value)
+        })
+        .collect()
+}
+
+/// The pods' variables for Kafka's SASL and TLS, each read from the connection Secret.
+pub(super) fn kafka_security_env(plan: &Plan) -> Vec<Value> {
+    kafka_security(plan)
+        .into_iter()
+        .map(|(var, key, _)| {
+            json!({
+                "name": var,
+                "valueFrom": { "secretKeyRef": { "name": connections_name(plan), "key": key } },
+            })
+        })
+        .collect()
 }
 
 /// The variable `name` read from where `e` lives: the campaign's own Secret, or `key` of

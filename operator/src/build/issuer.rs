@@ -28,6 +28,7 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         json!({ "name": "STAMPEDE_CAMPAIGNS", "value": format!("{}={}", plan.name, plan.campaign) }),
         json!({ "name": "STAMPEDE_DURABILITY", "value": plan.issuer.durability.flag() }),
     ];
+    env.extend(super::connections::kafka_security_env(plan));
     env.extend(super::auth::issuer_auth_env(plan));
     if let Some(n) = plan.issuer.max_in_flight {
         env.push(json!({ "name": "STAMPEDE_MAX_IN_FLIGHT", "value": n.to_string() }));

@@ -13,7 +13,7 @@ use crate::validate::Plan;
 /// The writer Deployment: one consumer group per campaign over the campaign's topic.
 pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployment {
     let w = &plan.writer;
-    let env = vec![
+    let mut env = vec![
         json!({ "name": "STAMPEDE_METRICS_LISTEN", "value": format!("0.0.0.0:{WRITER_PORT}") }),
         env_from(plan, "STAMPEDE_REDIS_URL", &plan.redis, REDIS_KEY),
         env_from(plan, "STAMPEDE_KAFKA_BROKERS", &plan.kafka, KAFKA_KEY),
@@ -23,6 +23,7 @@ pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         json!({ "name": "STAMPEDE_BATCH_ROWS", "value": w.batch_rows.to_string() }),
         json!({ "name": "STAMPEDE_BATCH_LINGER_MS", "value": w.batch_linger_ms.to_string() }),
     ];
+    env.extend(super::connections::kafka_security_env(plan));
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -78,6 +78,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         deletion_policy: spec.deletion_policy,
         load_tests: spec.load_tests.clone(),
         monitoring_namespace: defaults.monitoring_namespace.clone(),
+        kafka_security: defaults.kafka_security.clone(),
     })
 }
 
@@ -101,6 +102,7 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
         // A local load test runs no pods.
         allowed_images: vec!["*".into()],
         monitoring_namespace: None,
+        kafka_security: None,
     };
     let mut plan = validate(&cc, &defaults)?;
     if local {

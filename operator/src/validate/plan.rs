@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use stampede_core::campaign::Window;
 use stampede_core::ids::CampaignId;
+use stampede_core::kafka::KafkaSecurity;
 
 use crate::crd::{AlertsSpec, DeletionPolicy, Durability, IssuerLimits, LoadTestSpec, Resources};
 
@@ -27,6 +28,8 @@ pub struct Defaults {
     /// With `--network-policies`: the namespace Prometheus scrapes from; `None`: no
     /// NetworkPolicies.
     pub monitoring_namespace: Option<String>,
+    /// Kafka's SASL and TLS (the operator's and its pods'); `None`: plaintext.
+    pub kafka_security: Option<KafkaSecurity>,
 }
 
 /// Where a backing service is found: a value, or a Secret key the operator and the pods
@@ -145,6 +148,8 @@ pub struct Plan {
     pub load_tests: Vec<LoadTestSpec>,
     /// Where metrics scrapes come from, when NetworkPolicies are built.
     pub monitoring_namespace: Option<String>,
+    /// Kafka's SASL and TLS, which the pods get through the connection Secret.
+    pub kafka_security: Option<KafkaSecurity>,
 }
 impl Plan {
     /// The campaign as clients name it in URLs: the object's name (validated as an id).

@@ -13,6 +13,7 @@ pub(crate) fn defaults() -> Defaults {
         k6_image: "grafana/k6:test".into(),
         allowed_images: Vec::new(),
         monitoring_namespace: Some("monitoring".into()),
+        kafka_security: None,
     }
 }
 

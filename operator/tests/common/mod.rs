@@ -47,6 +47,7 @@ pub fn stack_defaults() -> Defaults {
         k6_image: "grafana/k6:test".into(),
         allowed_images: Vec::new(),
         monitoring_namespace: Some("monitoring".into()),
+        kafka_security: stampede_core::kafka::KafkaSecurity::from_env().expect("STAMPEDE_KAFKA_*"),
     }
 }
 
@@ -323,6 +324,7 @@ pub async fn partitions(topic: &str) -> i32 {
 pub fn kafka() -> KafkaConfig {
     KafkaConfig {
         brokers: stack_defaults().kafka_brokers,
+        security: stack_defaults().kafka_security,
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use stampede_core::Error;
 use stampede_core::kafka::KafkaConfig;
 use stampede_core::store::StoreConfig;
 
@@ -45,11 +46,12 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
-    /// The Kafka settings these flags describe.
-    pub fn config(&self) -> KafkaConfig {
-        KafkaConfig {
-            brokers: self.kafka_brokers.clone(),
-        }
+    /// The Kafka settings these flags describe, with SASL and TLS from the environment
+    /// only (`STAMPEDE_KAFKA_SECURITY_PROTOCOL`, `…_SASL_MECHANISM`, `…_SASL_USERNAME`,
+    /// `…_SASL_PASSWORD`, `…_CA_FILE` or `…_CA_PEM`): a password on a command line would
+    /// show in `ps`.
+    pub fn config(&self) -> Result<KafkaConfig, Error> {
+        KafkaConfig::with_env_security(self.kafka_brokers.clone())
     }
 }
 
@@ -95,10 +97,10 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     /// The relay settings for a relay running as `role`.
-    pub fn config(&self, role: &str) -> crate::relay::RelayConfig {
-        crate::relay::RelayConfig {
+    pub fn config(&self, role: &str) -> Result<crate::relay::RelayConfig, Error> {
+        Ok(crate::relay::RelayConfig {
             redis_url: self.redis.redis_url.clone(),
-            kafka: self.kafka.config(),
+            kafka: self.kafka.config()?,
             consumer: self
                 .relay_consumer
                 .clone()
@@ -107,7 +109,7 @@ impl RelayArgs {
             linger_ms: self.relay_linger_ms,
             claim_idle: Duration::from_millis(self.relay_claim_idle_ms.max(100)),
             campaigns: scope(&self.relay_campaigns),
-        }
+        })
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
                 .transpose()?;
             // Topics first: a campaign must not open without the topic its outbox drains to.
             let topics = ensure_topics(
-                &kafka.config(),
+                &kafka.config()?,
                 campaign.as_str(),
                 partitions,
                 replication_factor,

@@ -200,7 +200,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 max_body_bytes: a.max_body_bytes,
                 body_timeout: Duration::from_millis(a.body_timeout_ms),
                 request_timeout: Duration::from_millis(a.request_timeout_ms),
-                relay: (!a.no_relay).then(|| a.relay.config("serve")),
+                relay: (!a.no_relay).then(|| a.relay.config("serve")).transpose()?,
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
                 limits: a.limits.config()?,

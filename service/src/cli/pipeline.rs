@@ -101,7 +101,7 @@ pub async fn relay(a: RelayRoleArgs, shutdown: CancellationToken) -> Result<(), 
     let metrics = Metrics::new();
     let listener = tokio::net::TcpListener::bind(a.metrics_listen).await?;
     let http = tokio::spawn(serve_metrics(listener, metrics.clone(), shutdown.clone()));
-    let config = a.relay.config("relay");
+    let config = a.relay.config("relay")?;
     let r = relay_mod::run(config, metrics.pipeline.clone(), shutdown.clone()).await;
     shutdown.cancel();
     let _ = http.await;
@@ -136,7 +136,7 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         shutdown.clone(),
     ));
     let config = WriterConfig {
-        kafka: a.kafka.config(),
+        kafka: a.kafka.config()?,
         group: a.group,
         topics: a.topics,
         database_url: a.database.database_url,

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+
+use super::stack::kafka_config;
 use redis::AsyncCommands;
 use sqlx::PgPool;
 use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
-use stampede_core::kafka::KafkaConfig;
 
 use super::kit::unique;
 use super::{RedisServer, key};
@@ -31,14 +32,12 @@ pub async fn read_topic(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
 
 fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
     let t = Duration::from_secs(10);
-    let consumer: BaseConsumer = KafkaConfig {
-        brokers: brokers.to_owned(),
-    }
-    .client()
-    .set("group.id", unique("ledger-reader"))
-    .set("enable.auto.commit", "false")
-    .create()
-    .unwrap();
+    let consumer: BaseConsumer = kafka_config(brokers)
+        .client()
+        .set("group.id", unique("ledger-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
     let md = consumer.fetch_metadata(Some(topic), t).unwrap();
     let partitions = md.topics()[0].partitions().len() as i32;
     assert!(partitions > 0, "topic {topic} exists");

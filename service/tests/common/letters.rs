@@ -4,19 +4,17 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::stack::kafka_config;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
-use stampede_core::kafka::KafkaConfig;
 
 use super::kit::unique;
 
 /// An idempotent producer on `brokers` that sends at once.
 pub fn producer(brokers: &str) -> FutureProducer {
-    let kafka = KafkaConfig {
-        brokers: brokers.to_owned(),
-    };
+    let kafka = kafka_config(brokers);
     kafka.producer(0).create().unwrap()
 }
 
@@ -63,9 +61,7 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// Subscribes a fresh consumer group to the campaign's dead-letter topic.
     pub fn open(brokers: &str, campaign: &str) -> Self {
-        let kafka = KafkaConfig {
-            brokers: brokers.to_owned(),
-        };
+        let kafka = kafka_config(brokers);
         let consumer: StreamConsumer = kafka
             .client()
             .set("group.id", unique("dlq-reader"))

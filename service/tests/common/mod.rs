@@ -8,6 +8,7 @@ pub mod letters;
 pub mod pipeline;
 pub mod private;
 pub mod role;
+pub mod secure;
 pub mod stack;
 pub mod switch;
 

@@ -11,7 +11,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use sqlx::PgPool;
 use stampede_core::ids::UserId;
-use stampede_core::kafka::{KafkaConfig, ensure_topics};
+use stampede_core::kafka::ensure_topics;
 use stampede_core::store::{Store, StoreConfig};
 use stampede_service::audit::AuditReport;
 use stampede_service::metrics::Metrics;
@@ -20,7 +20,7 @@ use stampede_service::writer::WriterConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::kit::unique;
-use super::stack::{drop_topics, fresh_database, stack_database, stack_kafka};
+use super::stack::{drop_topics, fresh_database, kafka_config, stack_database, stack_kafka};
 use super::{RedisServer, connect_store, id};
 
 /// A relay or writer running in-process.
@@ -39,9 +39,7 @@ pub async fn store(redis_url: &str) -> Store {
 
 /// Provisions a campaign with its topics, as `campaign create` does.
 pub async fn provision(store: &Store, brokers: &str, campaign: &str, stock: u64, partitions: i32) {
-    let kafka = KafkaConfig {
-        brokers: brokers.to_owned(),
-    };
+    let kafka = kafka_config(brokers);
     ensure_topics(&kafka, campaign, partitions, 1)
         .await
         .unwrap();
@@ -73,9 +71,7 @@ pub async fn issue_range(store: &Store, campaign: &str, users: std::ops::Range<u
 pub fn relay_config(redis_url: &str, brokers: &str, consumer: &str) -> RelayConfig {
     RelayConfig {
         redis_url: redis_url.to_owned(),
-        kafka: KafkaConfig {
-            brokers: brokers.to_owned(),
-        },
+        kafka: kafka_config(brokers),
         consumer: consumer.to_owned(),
         batch: 2_000,
         linger_ms: 5,
@@ -87,9 +83,7 @@ pub fn relay_config(redis_url: &str, brokers: &str, consumer: &str) -> RelayConf
 /// Writer settings for tests: only this campaign's topic, its own group.
 pub fn writer_config(brokers: &str, database_url: &str, campaign: &str) -> WriterConfig {
     WriterConfig {
-        kafka: KafkaConfig {
-            brokers: brokers.to_owned(),
-        },
+        kafka: kafka_config(brokers),
         group: format!("writer-{campaign}"),
         topics: stampede_core::issuance::topic(campaign),
         database_url: database_url.to_owned(),
@@ -202,9 +196,7 @@ impl Fixture {
     /// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
     pub async fn committed(&self) -> i64 {
         let group = writer_config(&self.brokers, &self.db, &self.campaign).group;
-        let kafka = KafkaConfig {
-            brokers: self.brokers.clone(),
-        };
+        let kafka = kafka_config(&self.brokers);
         let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&stampede_core::issuance::topic(&self.campaign), 0);
@@ -218,9 +210,7 @@ impl Fixture {
 
     /// Deletes the campaign's dead-letter topic: a dead letter can then not be delivered.
     pub async fn delete_dead_letter_topic(&self) {
-        let kafka = KafkaConfig {
-            brokers: self.brokers.clone(),
-        };
+        let kafka = kafka_config(&self.brokers);
         let admin: AdminClient<DefaultClientContext> = kafka.client().create().unwrap();
         let dlq = stampede_core::issuance::dead_letter_topic(&self.campaign);
         admin

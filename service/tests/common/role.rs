@@ -39,7 +39,18 @@ impl Role {
     /// Starts it again with the same arguments.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = service_command()
+        let mut cmd = service_command();
+        // A private broker speaks plaintext: the stack's SASL and TLS are not for it.
+        let private = self
+            .envs
+            .iter()
+            .any(|(k, v)| k == "STAMPEDE_KAFKA_BROKERS" && *v != super::stack::stack_kafka());
+        if private {
+            for var in stampede_core::kafka_security::ENV {
+                cmd.env_remove(var);
+            }
+        }
+        let child = cmd
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

@@ -19,10 +19,26 @@ pub fn stack_database() -> String {
         .unwrap_or_else(|_| "postgres://stampede:stampede@127.0.0.1:5432/stampede".into())
 }
 
-/// Replaces the database name at the end of `url`.
+/// Kafka at `brokers`: the stack's with the SASL and TLS `scripts/stack env` describes
+/// (`STAMPEDE_KAFKA_*`), any other (a private broker) plaintext.
+pub fn kafka_config(brokers: &str) -> KafkaConfig {
+    if brokers == stack_kafka() {
+        KafkaConfig::with_env_security(brokers).expect("STAMPEDE_KAFKA_* (scripts/stack env)")
+    } else {
+        KafkaConfig::new(brokers)
+    }
+}
+
+/// Replaces the database name in `url`, keeping its parameters (`?sslmode=…`).
 pub fn with_database(url: &str, db: &str) -> String {
+    let (url, query) = url
+        .split_once('?')
+        .map_or((url, None), |(u, q)| (u, Some(q)));
     let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{db}")
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
 }
 
 /// Creates a fresh database on the server behind `admin_url` and returns its URL.
@@ -68,7 +84,7 @@ pub fn drop_topics(brokers: &str, campaign: &str) {
             .enable_all()
             .build()
             .unwrap();
-        let kafka = KafkaConfig { brokers };
+        let kafka = kafka_config(&brokers);
         let _ = rt.block_on(stampede_core::kafka::delete_topics(&kafka, &campaign));
     })
     .join();
