@@ -3,6 +3,9 @@ SHELL := /bin/bash
 export STAMPEDE_HOME ?= $(HOME)/.cache/stampede
 export CARGO_TARGET_DIR ?= $(STAMPEDE_HOME)/target
 export GOTOOLCHAIN := local
+# The local stack runs authenticated (Redis ACL user, PostgreSQL TLS, Kafka SASL_SSL), and
+# every suite, script and the demo use it so; STAMPEDE_STACK_AUTH=0 runs it plain.
+export STAMPEDE_STACK_AUTH ?= 1
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down stack-auth-test

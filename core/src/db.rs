@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use crate::Error;
 use crate::issuance::Issuance;
@@ -11,13 +11,48 @@ use crate::issuance::Issuance;
 /// Schema migrations, applied in order and recorded in `stampede_schema_migrations`.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_coupon_issuances.sql"))];
 
+/// Where a pod finds the database's CA as PEM text: it has no file for `sslrootcert`.
+pub const CA_PEM_ENV: &str = "STAMPEDE_DATABASE_CA_PEM";
+
 /// A small pool: the writer inserts whole batches, so a few connections carry it all.
+/// TLS as the URL says (`sslmode`, `sslrootcert`); the CA may instead come as PEM text in
+/// `STAMPEDE_DATABASE_CA_PEM`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, Error> {
+    let mut options: PgConnectOptions = url.parse()?;
+    if let Some(pem) = std::env::var(CA_PEM_ENV)
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+    {
+        options = options.ssl_root_cert_from_pem(pem.into_bytes());
+    }
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(options)
         .await?)
+}
+
+/// `url` without its `sslrootcert` parameter, and the file that parameter named.
+pub fn split_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut file = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(f) => {
+                file = Some(f.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_owned(), file)
+    } else {
+        (format!("{base}?{}", kept.join("&")), file)
+    }
 }
 
 /// Applies pending migrations; safe to run from several processes at once.
@@ -204,5 +239,20 @@ mod tests {
         fn is_send<T: Send>(_: T) {}
         is_send(migrate(pool));
         is_send(insert_batch(pool, rows));
+    }
+
+    #[test]
+    fn the_root_cert_parameter_comes_off_the_url() {
+        let (url, file) =
+            split_root_cert("postgres://u:p@h/db?sslmode=verify-full&sslrootcert=/ca.crt");
+        assert_eq!(url, "postgres://u:p@h/db?sslmode=verify-full");
+        assert_eq!(file.as_deref(), Some("/ca.crt"));
+        let (url, file) = split_root_cert("postgres://u:p@h/db?sslrootcert=/ca.crt");
+        assert_eq!(
+            (url.as_str(), file.as_deref()),
+            ("postgres://u:p@h/db", Some("/ca.crt"))
+        );
+        let plain = "postgres://u:p@h/db";
+        assert_eq!(split_root_cert(plain), (plain.to_owned(), None));
     }
 }

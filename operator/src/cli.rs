@@ -112,6 +112,7 @@ impl RunArgs {
     /// The run configuration these flags describe (Kafka's SASL and TLS from the
     /// environment only, see [`kafka_security`]).
     pub fn config(self) -> Result<Config, Error> {
+        let database_ca_pem = database_ca_pem(&self.database_url)?;
         Ok(Config {
             kubeconfig: self.kubeconfig,
             metrics_listen: self.listen,
@@ -124,10 +125,26 @@ impl RunArgs {
                 allowed_images: self.allowed_images,
                 monitoring_namespace: self.network_policies.then_some(self.monitoring_namespace),
                 kafka_security: kafka_security()?,
+                database_ca_pem,
             },
             resync: Duration::from_secs(self.resync_secs),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
         })
+    }
+}
+
+/// The default database's CA as PEM text: the file its URL names (`sslrootcert=<file>`),
+/// else `STAMPEDE_DATABASE_CA_PEM` (an operator pod has no such file). Pods cannot see the
+/// operator's files, so they get it through their connection Secret.
+pub fn database_ca_pem(database_url: &str) -> Result<Option<String>, Error> {
+    let (_, file) = stampede_core::db::split_root_cert(database_url);
+    match file {
+        Some(f) => std::fs::read_to_string(&f)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("--database-url sslrootcert {f}: {e}"))),
+        None => Ok(std::env::var(stampede_core::db::CA_PEM_ENV)
+            .ok()
+            .filter(|p| !p.trim().is_empty())),
     }
 }
 

@@ -56,7 +56,10 @@ impl Blocked {
             .await
             .unwrap();
         let redis = stack_defaults().redis_url;
-        let upstream = redis.trim_start_matches("redis://").parse().unwrap();
+        // `redis://[user:password@]host:port`: the proxy forwards the AUTH it carries.
+        let address = redis.trim_start_matches("redis://");
+        let upstream = address.rsplit_once('@').map_or(address, |(_, a)| a);
+        let upstream = upstream.parse().unwrap();
         let needle = format!("{{stampede:{id}}}:meta");
         let proxy = HoldingProxy::start(upstream, needle.as_bytes()).await;
         c.create(&name, &minimal_campaign(STOCK)).await.unwrap();
@@ -72,7 +75,12 @@ impl Blocked {
 
     /// The campaigns' Redis URL, through the proxy.
     fn redis_url(&self) -> String {
-        format!("redis://{}", self.proxy.addr)
+        let redis = stack_defaults().redis_url;
+        let credentials = redis
+            .trim_start_matches("redis://")
+            .rsplit_once('@')
+            .map_or(String::new(), |(c, _)| format!("{c}@"));
+        format!("redis://{credentials}{}", self.proxy.addr)
     }
 
     /// Waits until the reconcile is blocked on the held stock script, checks that it is

@@ -42,25 +42,14 @@ async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
         .and_then(|(_, rest)| rest.split_once('@'))
         .map(|(userinfo, _)| userinfo.to_owned())
         .expect("the stack's database URL has a user and password");
-    for d in deployments(&c, &name).await {
-        let stored = serde_json::to_string(&d).unwrap();
-        assert!(!stored.contains(&credential), "a credential in {stored}");
-        let env = &d.spec.template.spec.as_ref().unwrap().containers[0];
-        for e in env.env.as_ref().unwrap() {
-            if e.name.ends_with("_URL") || e.name.ends_with("_BROKERS") {
-                let from = e
-                    .value_from
-                    .as_ref()
-                    .and_then(|v| v.secret_key_ref.as_ref());
-                let from = from.unwrap_or_else(|| panic!("{} is a plain value", e.name));
-                assert_eq!(from.name, format!("{name}-connections"), "{}", e.name);
-            }
-        }
-    }
+    every_credential_comes_from_the_connection_secret(&c, &name, &credential).await;
     let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.ns);
     let secret = secrets.get(&format!("{name}-connections")).await.unwrap();
     let data = secret.data.unwrap();
-    assert_eq!(data["database-url"].0, database_url.as_bytes());
+    // The pods get the URL without the stack's CA file (theirs is the PEM beside it).
+    let (for_pods, ca_file) = stampede_core::db::split_root_cert(&database_url);
+    assert_eq!(data["database-url"].0, for_pods.as_bytes());
+    assert_eq!(data.contains_key("database-ca-pem"), ca_file.is_some());
     let owner = &secret.metadata.owner_references.unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str()),
@@ -95,4 +84,34 @@ async fn the_api_server_refuses_a_name_a_load_test_shadow_campaign_would_have() 
         .await
         .expect_err("a shadow-like name is refused");
     assert!(err.to_string().contains(".lt-"), "{err}");
+}
+
+/// No Deployment of `name` holds `credential` (nor Kafka's password): every URL and
+/// broker list comes from the campaign's connection Secret.
+async fn every_credential_comes_from_the_connection_secret(
+    c: &Cluster,
+    name: &str,
+    credential: &str,
+) {
+    let kafka_password = std::env::var("STAMPEDE_KAFKA_SASL_PASSWORD").unwrap_or_default();
+    for d in deployments(c, name).await {
+        let stored = serde_json::to_string(&d).unwrap();
+        for secret in [credential, kafka_password.as_str()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+        {
+            assert!(!stored.contains(secret), "a credential in {stored}");
+        }
+        let env = &d.spec.template.spec.as_ref().unwrap().containers[0];
+        for e in env.env.as_ref().unwrap() {
+            if e.name.ends_with("_URL") || e.name.ends_with("_BROKERS") {
+                let from = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref());
+                let from = from.unwrap_or_else(|| panic!("{} is a plain value", e.name));
+                assert_eq!(from.name, format!("{name}-connections"), "{}", e.name);
+            }
+        }
+    }
 }

@@ -141,3 +141,67 @@ async fn a_redis_that_restarted_empty_is_noticed_and_the_campaign_comes_back_sus
     .await;
     svc.shutdown.cancel();
 }
+
+/// The recorded epoch of the Redis behind `redis`.
+async fn recorded_epoch(redis: &common::RedisServer) -> Option<String> {
+    let mut conn = redis.conn().await;
+    redis::cmd("GET")
+        .arg("stampede:epoch")
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// A primary takes a new replication id, its data intact, when a first replica attaches
+/// (it creates its backlog) and when it frees the backlog after the last one left: neither
+/// suspends anything. (The shared stack's Redis suspended every campaign an hour after a
+/// replica had come and gone, before the epoch check told these apart from a promotion.)
+#[tokio::test]
+async fn a_replica_attaching_and_leaving_suspends_nothing() {
+    let (redis, svc, store) = setup_with(|c| c.epoch_check = Duration::from_millis(100)).await;
+    let c = id("replicated");
+    store.ensure_campaign(&c, 100, None).await.unwrap();
+    let first = eventually("the epoch is recorded", Duration::from_secs(10), || {
+        recorded_epoch(&redis)
+    })
+    .await;
+    assert_eq!(svc.issue("replicated", "u0").await.0, 201);
+    let mut conn = redis.conn().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("repl-backlog-ttl")
+        .arg("1")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+
+    let mut replica = common::RedisServer::replica_of(&redis).await;
+    let attached = eventually(
+        "the backlog's epoch recorded",
+        Duration::from_secs(10),
+        || async { recorded_epoch(&redis).await.filter(|e| *e != first) },
+    )
+    .await;
+    replica.stop();
+    eventually(
+        "the freed backlog's epoch recorded",
+        Duration::from_secs(15),
+        || async {
+            recorded_epoch(&redis)
+                .await
+                .filter(|e| *e != attached && *e != first)
+        },
+    )
+    .await;
+    let checks = svc.metric("stampede_redis_epoch_checks_total").await;
+    eventually("two more checks", Duration::from_secs(10), || async {
+        let now = svc.metric("stampede_redis_epoch_checks_total").await;
+        (now >= checks + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(svc.metric("stampede_redis_epoch_changes_total").await, 0.0);
+    let snap = store.snapshot(&c).await.unwrap().unwrap();
+    assert_ne!(snap.state(), CampaignState::Suspended, "{snap:?}");
+    assert_eq!(svc.issue("replicated", "u1").await.0, 201, "still issuing");
+    svc.shutdown.cancel();
+}

@@ -8,6 +8,12 @@
 //! issuer compares it with INFO every second and, when they differ, suspends the campaigns
 //! (`lua/suspend.lua`) before recording the new epoch, so a crash in between is noticed
 //! again by the next check.
+//!
+//! A primary also takes a new replication id, with its data intact, when it creates its
+//! replication backlog (a first replica attaches) or frees it (an hour without replicas):
+//! then it keeps its run id and has no previous id (`master_replid2` all zeros), unlike a
+//! promotion, which keeps the id it continues there. Such a change is recorded, not
+//! suspended for.
 
 use super::{HandedOut, Store};
 use crate::Error;
@@ -23,6 +29,9 @@ pub struct RedisIdentity {
     pub replid: String,
     /// Whether it is a primary (only a primary takes writes).
     pub primary: bool,
+    /// Whether its replication id continues another one (`master_replid2` set): it was
+    /// promoted from a replica.
+    pub promoted: bool,
 }
 
 impl RedisIdentity {
@@ -34,10 +43,12 @@ impl RedisIdentity {
                 .map(str::to_owned)
                 .ok_or_else(|| Error::Protocol(format!("INFO without {name}")))
         };
+        let previous = field("master_replid2").unwrap_or_default();
         Ok(Self {
             run_id: field("run_id")?,
             replid: field("master_replid")?,
             primary: field("role")? == "master",
+            promoted: previous.bytes().any(|b| b != b'0'),
         })
     }
 
@@ -69,18 +80,22 @@ pub enum EpochCheck {
 }
 
 /// Decides what an epoch reading means: `stored` is the epoch key, `seen` the epoch this
-/// process last saw, `now` the epoch of the Redis answering.
-pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str) -> EpochCheck {
+/// process last saw, `now` the epoch of the Redis answering, `promoted` whether its
+/// replication id continues another one (otherwise a new id under the same run id is the
+/// same data: a backlog created or freed).
+pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str, promoted: bool) -> EpochCheck {
     let changed = |before: &str, everything_lost| EpochCheck::Changed {
         before: before.to_owned(),
         now: now.to_owned(),
         everything_lost,
     };
+    let run = |epoch: &str| epoch.split('/').next().unwrap_or_default().to_owned();
+    let differs = |before: &str| before != now && (promoted || run(before) != run(now));
     match (stored, seen) {
-        (Some(s), _) if s != now => changed(s, false),
+        (Some(s), _) if differs(s) => changed(s, false),
         // Another process noticed first and recorded the new epoch; this one still reports
         // what it acknowledged.
-        (Some(_), Some(l)) if l != now => changed(l, false),
+        (Some(_), Some(l)) if differs(l) => changed(l, false),
         (None, Some(l)) => changed(l, true),
         (None, None) => EpochCheck::Recorded(now.to_owned()),
         (Some(_), _) => EpochCheck::Unchanged(now.to_owned()),
@@ -116,8 +131,10 @@ impl Store {
                 redis::cmd("GET").arg(EPOCH).query_async(&mut c).await
             })
             .await?;
-        let check = judge(stored.as_deref(), seen, &now);
-        if matches!(check, EpochCheck::Recorded(_)) {
+        let check = judge(stored.as_deref(), seen, &now, id.promoted);
+        let relabelled =
+            matches!(check, EpochCheck::Unchanged(_)) && stored.as_deref() != Some(&now);
+        if matches!(check, EpochCheck::Recorded(_)) || relabelled {
             self.record_epoch(&now).await?;
         }
         Ok(check)
@@ -198,7 +215,9 @@ mod tests {
                     role:master\r\nconnected_slaves:0\r\nmaster_replid:r1\r\nmaster_replid2:000\r\n";
         let id = RedisIdentity::parse(info).unwrap();
         assert_eq!(id.epoch(), "abc/r1");
-        assert!(id.primary);
+        assert!(id.primary && !id.promoted);
+        let promoted = info.replace("master_replid2:000", "master_replid2:r0");
+        assert!(RedisIdentity::parse(&promoted).unwrap().promoted);
         let replica = info.replace("role:master", "role:slave");
         assert!(!RedisIdentity::parse(&replica).unwrap().primary);
         assert!(RedisIdentity::parse("# Server\r\n").is_err());
@@ -207,23 +226,26 @@ mod tests {
     #[test]
     fn judges_every_reading() {
         use EpochCheck::*;
-        assert_eq!(judge(None, None, "a"), Recorded("a".into()));
-        assert_eq!(judge(Some("a"), None, "a"), Unchanged("a".into()));
-        assert_eq!(judge(Some("a"), Some("a"), "a"), Unchanged("a".into()));
+        assert_eq!(judge(None, None, "a", false), Recorded("a".into()));
+        assert_eq!(judge(Some("a"), None, "a", true), Unchanged("a".into()));
+        assert_eq!(
+            judge(Some("a"), Some("a"), "a", true),
+            Unchanged("a".into())
+        );
         let changed = |before: &str, everything_lost| Changed {
             before: before.into(),
             now: "b".into(),
             everything_lost,
         };
-        assert_eq!(judge(Some("a"), None, "b"), changed("a", false));
-        assert_eq!(judge(Some("a"), Some("a"), "b"), changed("a", false));
+        assert_eq!(judge(Some("a"), None, "b", true), changed("a", false));
+        assert_eq!(judge(Some("a"), Some("a"), "b", true), changed("a", false));
         assert_eq!(
-            judge(Some("b"), Some("a"), "b"),
+            judge(Some("b"), Some("a"), "b", true),
             changed("a", false),
             "another process recorded it first"
         );
         assert_eq!(
-            judge(None, Some("a"), "b"),
+            judge(None, Some("a"), "b", true),
             changed("a", true),
             "emptied Redis"
         );

@@ -93,6 +93,7 @@ impl Scope {
             allowed_images: Vec::new(),
             monitoring_namespace: Some("monitoring".into()),
             kafka_security: None,
+            database_ca_pem: None,
         };
         let plan = validate(&probe, &defaults).expect("the probe campaign is valid");
         Self {

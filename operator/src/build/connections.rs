@@ -19,6 +19,8 @@ pub(crate) const REDIS_KEY: &str = "redis-url";
 pub(crate) const KAFKA_KEY: &str = "kafka-brokers";
 /// See [`REDIS_KEY`].
 pub(crate) const DATABASE_KEY: &str = "database-url";
+/// The database's CA as PEM text, when the operator's default URL names a CA file.
+const DATABASE_CA_KEY: &str = "database-ca-pem";
 
 /// Name of the campaign's connection Secret.
 pub(crate) fn connections_name(plan: &Plan) -> String {
@@ -35,9 +37,15 @@ pub(crate) fn connection_secret(plan: &Plan, owner: &OwnerReference) -> Option<S
     ]
     .into_iter()
     .filter_map(|(key, e)| match e {
-        Endpoint::Value(v) => Some((key.to_owned(), ByteString(v.clone().into_bytes()))),
+        Endpoint::Value(v) => Some((key.to_owned(), ByteString(for_pods(plan, key, v)))),
         Endpoint::Secret { .. } => None,
     })
+    .chain(plan.database_ca_pem.iter().map(|pem| {
+        (
+            DATABASE_CA_KEY.to_owned(),
+            ByteString(pem.clone().into_bytes()),
+        )
+    }))
     .chain(
         kafka_security(plan)
             .into_iter()
@@ -55,6 +63,26 @@ pub(crate) fn connection_secret(plan: &Plan, owner: &OwnerReference) -> Option<S
     }));
     secret.data = Some(data);
     Some(secret)
+}
+
+/// A backend address as the pods get it: the database URL without the `sslrootcert` file
+/// (which is the operator's, not theirs) when its CA travels as PEM text instead.
+fn for_pods(plan: &Plan, key: &str, value: &str) -> Vec<u8> {
+    if key == DATABASE_KEY && plan.database_ca_pem.is_some() {
+        stampede_core::db::split_root_cert(value).0.into_bytes()
+    } else {
+        value.as_bytes().to_vec()
+    }
+}
+
+/// The writer's variable for the database's CA, when it travels as PEM text.
+pub(super) fn database_ca_env(plan: &Plan) -> Option<Value> {
+    plan.database_ca_pem.as_ref().map(|_| {
+        json!({
+            "name": stampede_core::db::CA_PEM_ENV,
+            "valueFrom": { "secretKeyRef": { "name": connections_name(plan), "key": DATABASE_CA_KEY } },
+        })
+    })
 }
 
 /// Kafka's SASL and TLS settings as (variable, Secret key, value): the key is the variable

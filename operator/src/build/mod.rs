@@ -2,6 +2,8 @@
 //! per kind. Reconcile server-side-applies exactly what these return.
 
 mod auth;
+#[cfg(test)]
+mod backend_tests;
 mod connections;
 mod hpa;
 mod issuer;

@@ -6,7 +6,7 @@ use super::*;
 use crate::validate::tests::{defaults, from_yaml};
 use crate::validate::{Endpoint, validate};
 
-const CAMPAIGN: &str = "
+pub(super) const CAMPAIGN: &str = "
 apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign
 metadata: {name: spring-sale, namespace: shop, uid: 0a1b2c3d}
@@ -38,12 +38,12 @@ fn built() -> (Plan, Children) {
     (plan, c)
 }
 
-fn env(d: &Deployment) -> Value {
+pub(super) fn env(d: &Deployment) -> Value {
     let spec = d.spec.template.spec.as_ref().unwrap();
     serde_json::to_value(&spec.containers[0].env).unwrap()
 }
 
-fn find<'a>(env: &'a Value, name: &str) -> &'a Value {
+pub(super) fn find<'a>(env: &'a Value, name: &str) -> &'a Value {
     env.as_array()
         .unwrap()
         .iter()
@@ -334,51 +334,4 @@ fn a_jwks_url_replaces_the_secret() {
         !names.contains(&"STAMPEDE_JWT_HS256_SECRET".into()),
         "{names:?}"
     );
-}
-
-#[test]
-fn kafka_sasl_and_its_ca_reach_issuers_and_writers_only_through_the_connection_secret() {
-    let cc = from_yaml(CAMPAIGN);
-    let security = stampede_core::kafka::KafkaSecurity::from_parts(
-        Some("SASL_SSL"),
-        Some("SCRAM-SHA-512"),
-        Some("stampede"),
-        Some("s3cret-pw"),
-        None,
-        Some("-----BEGIN CERTIFICATE-----"),
-    )
-    .unwrap();
-    let defaults = crate::validate::Defaults {
-        kafka_security: security,
-        ..defaults()
-    };
-    let plan = validate(&cc, &defaults).unwrap();
-    let c = children(&plan, &OwnerReference::default());
-    let data = c.connections.as_ref().unwrap().data.as_ref().unwrap();
-    assert_eq!(data["kafka-sasl-password"].0, b"s3cret-pw");
-    assert_eq!(data["kafka-security-protocol"].0, b"SASL_SSL");
-    assert!(data.contains_key("kafka-ca-pem"));
-    for d in [&c.issuer, &c.writer] {
-        let env = env(d);
-        assert!(
-            !env.to_string().contains("s3cret-pw"),
-            "never a plain value"
-        );
-        for (var, key) in [
-            (
-                "STAMPEDE_KAFKA_SECURITY_PROTOCOL",
-                "kafka-security-protocol",
-            ),
-            ("STAMPEDE_KAFKA_SASL_MECHANISM", "kafka-sasl-mechanism"),
-            ("STAMPEDE_KAFKA_SASL_USERNAME", "kafka-sasl-username"),
-            ("STAMPEDE_KAFKA_SASL_PASSWORD", "kafka-sasl-password"),
-            ("STAMPEDE_KAFKA_CA_PEM", "kafka-ca-pem"),
-        ] {
-            let from = &find(&env, var)["valueFrom"]["secretKeyRef"];
-            assert_eq!(
-                (from["name"].as_str(), from["key"].as_str()),
-                (Some("spring-sale-connections"), Some(key))
-            );
-        }
-    }
 }

@@ -24,6 +24,7 @@ pub(crate) fn writer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         json!({ "name": "STAMPEDE_BATCH_LINGER_MS", "value": w.batch_linger_ms.to_string() }),
     ];
     env.extend(super::connections::kafka_security_env(plan));
+    env.extend(super::connections::database_ca_env(plan));
     typed(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -79,6 +79,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         load_tests: spec.load_tests.clone(),
         monitoring_namespace: defaults.monitoring_namespace.clone(),
         kafka_security: defaults.kafka_security.clone(),
+        database_ca_pem: default_database_ca(spec, defaults),
     })
 }
 
@@ -103,6 +104,7 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
         allowed_images: vec!["*".into()],
         monitoring_namespace: None,
         kafka_security: None,
+        database_ca_pem: None,
     };
     let mut plan = validate(&cc, &defaults)?;
     if local {
@@ -112,6 +114,14 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
             .map_err(|e| Error::InvalidSpec(format!("metadata.name: {e}")))?;
     }
     Ok(plan)
+}
+
+/// The operator's database CA, for a campaign that uses the operator's database.
+fn default_database_ca(spec: &CouponCampaignSpec, defaults: &Defaults) -> Option<String> {
+    spec.database
+        .is_none()
+        .then(|| defaults.database_ca_pem.clone())
+        .flatten()
 }
 
 fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {

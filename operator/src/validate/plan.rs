@@ -30,6 +30,8 @@ pub struct Defaults {
     pub monitoring_namespace: Option<String>,
     /// Kafka's SASL and TLS (the operator's and its pods'); `None`: plaintext.
     pub kafka_security: Option<KafkaSecurity>,
+    /// The CA file `database_url`'s `sslrootcert` names, read (for the pods).
+    pub database_ca_pem: Option<String>,
 }
 
 /// Where a backing service is found: a value, or a Secret key the operator and the pods
@@ -150,6 +152,9 @@ pub struct Plan {
     pub monitoring_namespace: Option<String>,
     /// Kafka's SASL and TLS, which the pods get through the connection Secret.
     pub kafka_security: Option<KafkaSecurity>,
+    /// With the operator's default database: its CA as PEM text, which the writer gets
+    /// through the connection Secret instead of the URL's `sslrootcert` file.
+    pub database_ca_pem: Option<String>,
 }
 impl Plan {
     /// The campaign as clients name it in URLs: the object's name (validated as an id).

@@ -14,6 +14,7 @@ pub(crate) fn defaults() -> Defaults {
         allowed_images: Vec::new(),
         monitoring_namespace: Some("monitoring".into()),
         kafka_security: None,
+        database_ca_pem: None,
     }
 }
 

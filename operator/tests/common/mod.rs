@@ -47,7 +47,12 @@ pub fn stack_defaults() -> Defaults {
         k6_image: "grafana/k6:test".into(),
         allowed_images: Vec::new(),
         monitoring_namespace: Some("monitoring".into()),
-        kafka_security: stampede_core::kafka::KafkaSecurity::from_env().expect("STAMPEDE_KAFKA_*"),
+        kafka_security: stampede_operator::cli::kafka_security().expect("STAMPEDE_KAFKA_*"),
+        database_ca_pem: stampede_operator::cli::database_ca_pem(&env(
+            "STAMPEDE_DATABASE_URL",
+            "postgres://stampede:stampede@127.0.0.1:5432/stampede",
+        ))
+        .expect("the database CA"),
     }
 }
 

@@ -141,6 +141,8 @@ impl PrivatePostgres {
             ("STAMPEDE_HOME", self.home.to_str().unwrap().to_owned()),
             ("STAMPEDE_PG_PORT", self.port.to_string()),
             ("STAMPEDE_SKIP_DEPS", "1".into()),
+            // Plain, whatever the shared stack runs: the tests use its fixed password.
+            ("STAMPEDE_STACK_AUTH", "0".into()),
         ]
     }
 
