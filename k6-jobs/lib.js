@@ -53,7 +53,8 @@ const JWT_HEADER = encoding.b64encode(JSON.stringify({ alg: 'HS256', typ: 'JWT' 
 export function bearer(userId) {
   if (!JWT_SECRET) return null;
   const now = Math.floor(Date.now() / 1000);
-  const claims = { sub: userId, iss: JWT_ISSUER, aud: JWT_AUDIENCE, iat: now, exp: now + 600 };
+  // stampede_load_test: the issuers let only these tokens reach a load test's shadow campaign.
+  const claims = { sub: userId, iss: JWT_ISSUER, aud: JWT_AUDIENCE, iat: now, exp: now + 600, stampede_load_test: true };
   const signed = `${JWT_HEADER}.${encoding.b64encode(JSON.stringify(claims), 'rawurl')}`;
   return `Bearer ${signed}.${crypto.hmac('sha256', JWT_SECRET, signed, 'base64rawurl')}`;
 }

@@ -1,10 +1,11 @@
 //! An issuer serves only its own campaign (`--campaigns <name>=<id>`) on real Redis: two
-//! tenants' same-named campaigns stay apart, the shadow of its own load test is served,
-//! and another tenant's campaign or shadow is answered like one that does not exist.
+//! tenants' same-named campaigns stay apart, the shadow of its own load test is served to
+//! load-test runners' tokens only, and another tenant's campaign or shadow is answered like
+//! one that does not exist.
 
 mod common;
 
-use common::{id, setup_with};
+use common::{id, load_test_token, setup_with, status_and_json};
 use stampede_service::server::CampaignScope;
 
 #[tokio::test]
@@ -38,8 +39,16 @@ async fn an_issuer_serves_its_own_campaign_and_shadows_and_nothing_else() {
         assert_eq!(snap.issued, issued, "{c}");
     }
 
-    // Its own load test's shadow is served, under team-a's shadow id.
-    let (s, shadow) = svc.issue("flash.lt-smoke", "u1").await;
+    // Its own load test's shadow is served to a runner's token, under team-a's shadow id;
+    // a user's token never issues from it.
+    let (s, b) = svc.issue("flash.lt-smoke", "u1").await;
+    assert_eq!((s, b["error"].as_str()), (404, Some("campaign_not_found")));
+    let runner = svc
+        .http
+        .post(svc.url("/v1/campaigns/flash.lt-smoke/issue"))
+        .bearer_auth(load_test_token("u1"))
+        .json(&serde_json::json!({ "userId": "u1" }));
+    let (s, shadow) = status_and_json(runner).await;
     assert_eq!(
         (s, shadow["campaign"].as_str()),
         (201, Some("flash.lt-smoke"))
@@ -47,7 +56,14 @@ async fn an_issuer_serves_its_own_campaign_and_shadows_and_nothing_else() {
     let snap = store.snapshot(&id("team-a.flash.lt-smoke")).await.unwrap();
     assert_eq!(snap.unwrap().issued, 1);
 
-    // Anything else is a campaign that does not exist here, whatever Redis holds.
+    nothing_else_is_served(&svc).await;
+    let snap = store.snapshot(&id("team-b.flash")).await.unwrap().unwrap();
+    assert_eq!(snap.issued, 0, "team-b's stock untouched");
+}
+
+/// Anything but its own campaign and shadows is a campaign that does not exist here,
+/// whatever Redis holds.
+async fn nothing_else_is_served(svc: &common::Service) {
     for other in [
         "team-b.flash",
         "team-a.flash",
@@ -65,6 +81,4 @@ async fn an_issuer_serves_its_own_campaign_and_shadows_and_nothing_else() {
     }
     let (s, b) = svc.get("/v1/campaigns/team-b.flash/users/u2/coupon").await;
     assert_eq!((s, b["error"].as_str()), (404, Some("campaign_not_found")));
-    let snap = store.snapshot(&id("team-b.flash")).await.unwrap().unwrap();
-    assert_eq!(snap.issued, 0, "team-b's stock untouched");
 }

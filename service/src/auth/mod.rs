@@ -139,6 +139,19 @@ pub struct Verifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Set in the tokens load-test runners mint (`k6-jobs/lib.js`): only these reach a
+    /// load test's shadow campaign.
+    #[serde(default)]
+    stampede_load_test: bool,
+}
+
+/// A verified caller: the token's user, and whether it is a load-test runner's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The token's `sub`.
+    pub user: UserId,
+    /// The token carries `"stampede_load_test": true`.
+    pub load_test: bool,
 }
 
 impl Verifier {
@@ -209,21 +222,30 @@ impl Verifier {
 
     /// The user a request's `Authorization` header proves, or why not.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<UserId, Rejection> {
+        self.caller(headers).map(|c| c.user)
+    }
+
+    /// The caller a request's `Authorization` header proves, or why not.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Rejection> {
         let token = bearer(headers)?;
-        let sub = self.keys.with_key(token, |key| {
+        let claims = self.keys.with_key(token, |key| {
             let (_, validation) = self
                 .validations
                 .iter()
                 .find(|(alg, _)| *alg == key.algorithm)?;
             jsonwebtoken::decode::<Claims>(token, &key.key, validation)
-                .map(|t| t.claims.sub)
+                .map(|t| t.claims)
                 .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))
                 .ok()
         });
-        let sub = sub.ok_or(Rejection::InvalidToken)?;
-        UserId::parse(&sub).map_err(|_| {
+        let claims = claims.ok_or(Rejection::InvalidToken)?;
+        let user = UserId::parse(&claims.sub).map_err(|_| {
             tracing::debug!("token refused: sub is not a user id");
             Rejection::InvalidToken
+        })?;
+        Ok(Caller {
+            user,
+            load_test: claims.stampede_load_test,
         })
     }
 }

@@ -19,15 +19,14 @@ struct IssueRequest {
     user_id: Option<String>,
 }
 
-/// The campaign a URL names (what clients call it) and its id (what the data is kept
-/// under); 404 `campaign_not_found` for one this issuer does not serve.
-fn campaign_of(st: &App, raw: &str) -> Result<(CampaignId, CampaignId), ApiError> {
-    let name = CampaignId::parse(raw)?;
-    let id = st
-        .campaigns
-        .resolve(&name)
-        .ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()))?;
-    Ok((name, id))
+/// The id (what the data is kept under) of the campaign a URL names; 404
+/// `campaign_not_found` for one this issuer does not serve, and for a load test's shadow
+/// campaign unless `shadows` (a load-test runner's token): users never issue from one.
+fn campaign_id(st: &App, name: &CampaignId, shadows: bool) -> Result<CampaignId, ApiError> {
+    let served = (shadows || !name.is_load_test_shadow())
+        .then(|| st.campaigns.resolve(name))
+        .flatten();
+    served.ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()).into())
 }
 
 /// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
@@ -43,10 +42,11 @@ pub async fn issue(
     Path(campaign): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (name, campaign) = campaign_of(&st, &campaign)?;
+    let name = CampaignId::parse(&campaign)?;
     let (parts, body) = req.into_parts();
     // Who is asking is settled first: a request without a valid token never reaches Redis.
-    let caller = identity::caller(&st, &parts.headers)?;
+    let (caller, shadows) = identity::caller(&st, &parts.headers)?;
+    let campaign = campaign_id(&st, &name, shadows)?;
     let claimed =
         read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
     let user = identity::issue_user(caller, claimed)?;
@@ -170,14 +170,15 @@ pub async fn coupon(
     Path((campaign, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let campaign = campaign_of(&st, &campaign)?;
-    let caller = identity::caller(&st, &headers)?;
+    let name = CampaignId::parse(&campaign)?;
+    let (caller, shadows) = identity::caller(&st, &headers)?;
+    let id = campaign_id(&st, &name, shadows)?;
     let user = UserId::parse(&user)?;
     if caller.is_some_and(|c| c != user) {
         // Exactly the answer for a user without a coupon: no oracle for others' coupons.
-        return Err(not_issued(&campaign.0, &user));
+        return Err(not_issued(&name, &user));
     }
-    lookup(&st, campaign, user).await
+    lookup(&st, (name, id), user).await
 }
 
 /// `GET /v1/campaigns/{c}/coupon`: the token's own coupon.
@@ -186,11 +187,13 @@ pub async fn own_coupon(
     Path(campaign): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let campaign = campaign_of(&st, &campaign)?;
-    let user = identity::caller(&st, &headers)?.ok_or_else(|| {
+    let name = CampaignId::parse(&campaign)?;
+    let (caller, shadows) = identity::caller(&st, &headers)?;
+    let id = campaign_id(&st, &name, shadows)?;
+    let user = caller.ok_or_else(|| {
         ApiError::invalid("with --auth none name the user: GET /v1/campaigns/{c}/users/{u}/coupon")
     })?;
-    lookup(&st, campaign, user).await
+    lookup(&st, (name, id), user).await
 }
 
 /// The coupon `user` holds in campaign `(name, id)`.
@@ -219,7 +222,9 @@ pub async fn show(
     State(st): State<AppState>,
     Path(campaign): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (name, id) = campaign_of(&st, &campaign)?;
+    let name = CampaignId::parse(&campaign)?;
+    // The view holds no user's data: shadows are shown to anyone (a runner's `setup`).
+    let id = campaign_id(&st, &name, true)?;
     let snap = st
         .store
         .snapshot(&id)

@@ -6,14 +6,16 @@ use super::App;
 use super::error::ApiError;
 use stampede_core::ids::UserId;
 
-/// The token's user; `None` when the service runs with `--auth none`.
-pub fn caller(st: &App, headers: &HeaderMap) -> Result<Option<UserId>, ApiError> {
+/// The token's user (`None` when the service runs with `--auth none`), and whether the
+/// caller may reach load tests' shadow campaigns: a load-test runner's token, or anyone
+/// with `--auth none` (local rehearsal).
+pub fn caller(st: &App, headers: &HeaderMap) -> Result<(Option<UserId>, bool), ApiError> {
     match &st.auth {
         Some(verifier) => verifier
-            .authenticate(headers)
-            .map(Some)
+            .caller(headers)
+            .map(|c| (Some(c.user), c.load_test))
             .map_err(ApiError::unauthorized),
-        None => Ok(None),
+        None => Ok((None, true)),
     }
 }
 

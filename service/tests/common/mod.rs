@@ -67,9 +67,20 @@ pub fn auth_env() -> [(&'static str, &'static str); 3] {
 
 /// A valid test token for `user` (an hour long).
 pub fn token(user: &str) -> String {
+    signed(user, false)
+}
+
+/// A token for `user` as load-test runners mint them (`"stampede_load_test": true`): the
+/// only kind that reaches a load test's shadow campaign.
+pub fn load_test_token(user: &str) -> String {
+    signed(user, true)
+}
+
+fn signed(user: &str, load_test: bool) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = serde_json::json!({
         "sub": user, "iss": TEST_ISSUER, "aud": TEST_AUDIENCE, "iat": now, "exp": now + 3600,
+        "stampede_load_test": load_test,
     });
     let key = jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()).unwrap();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
