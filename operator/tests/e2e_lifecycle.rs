@@ -177,16 +177,6 @@ async fn deletion_with_redis_gone_releases_the_finalizer_after_the_drain_timeout
     op.stop().await;
 }
 
-/// Waits until the campaign is gone from the API (its finalizer released).
-async fn gone_from_the_api(c: &Cluster, what: &str, name: &str, within: Duration) {
-    eventually(what, within, || {
-        let api = c.campaigns();
-        let name = name.to_owned();
-        async move { api.get_opt(&name).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
-}
-
 /// Retain: closed, data and topics kept, finalizer released.
 async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
     c.campaigns()
@@ -235,20 +225,7 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         .expect("held by the finalizer while the outbox drains");
     assert!(held.meta().deletion_timestamp.is_some());
     assert_eq!(snapshot(&id).await.unwrap().outbox_len, 1);
-    let relay_stop = tokio_util::sync::CancellationToken::new();
-    let relay = tokio::spawn(stampede_service::relay::run(
-        stampede_service::relay::RelayConfig {
-            redis_url: stack_defaults().redis_url,
-            kafka: kafka(),
-            consumer: unique("test-relay"),
-            batch: 100,
-            linger_ms: 1,
-            claim_idle: Duration::from_secs(30),
-            campaigns: None,
-        },
-        stampede_service::metrics::Metrics::new().pipeline,
-        relay_stop.clone(),
-    ));
+    let relay = StackRelay::start(None);
     gone_from_the_api(
         c,
         "Delete campaign gone from the API",
@@ -256,8 +233,7 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         Duration::from_secs(40),
     )
     .await;
-    relay_stop.cancel();
-    relay.await.unwrap().unwrap();
+    relay.stop().await;
     assert!(snapshot(&id).await.is_none(), "Redis keys deleted");
     assert!(!store.registry().await.unwrap().contains(&id));
     eventually("topics deleted", Duration::from_secs(30), || {

@@ -90,30 +90,11 @@ async fn same_named_campaigns_in_two_namespaces_never_touch() {
 /// Deletes `name` of `c` (deletionPolicy Delete) while a relay drains the outboxes of
 /// `ids`, and waits until the object is gone.
 async fn deleted_with_its_outbox_drained(c: &Cluster, name: &str, ids: [&String; 2]) {
-    let relay_stop = tokio_util::sync::CancellationToken::new();
-    let relay = tokio::spawn(stampede_service::relay::run(
-        stampede_service::relay::RelayConfig {
-            redis_url: stack_defaults().redis_url,
-            kafka: kafka(),
-            consumer: unique("test-relay"),
-            batch: 100,
-            linger_ms: 1,
-            claim_idle: Duration::from_secs(30),
-            campaigns: Some(ids.map(String::clone).into()),
-        },
-        stampede_service::metrics::Metrics::new().pipeline,
-        relay_stop.clone(),
-    ));
+    let relay = StackRelay::start(Some(ids.map(String::clone).into()));
     c.campaigns()
         .delete(name, &DeleteParams::default())
         .await
         .unwrap();
-    eventually("the campaign gone", Duration::from_secs(40), || {
-        let api = c.campaigns();
-        let name = name.to_owned();
-        async move { api.get_opt(&name).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
-    relay_stop.cancel();
-    relay.await.unwrap().unwrap();
+    gone_from_the_api(c, "the campaign gone", name, Duration::from_secs(40)).await;
+    relay.stop().await;
 }

@@ -9,11 +9,12 @@ mod common;
 use std::time::Duration;
 
 use common::letters::{
-    DeadLetters, issuance, produce, produce_issuance, producer, stream_in_background,
+    DeadLetters, all_six_settle, dead_letter_topic_back, holding_all_six, issuance,
+    poison_with_nowhere_to_go, produce_issuance, producer, stream_in_background,
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
-use common::stack::{kafka_config, stack_kafka, wait_rows};
+use common::stack::{stack_kafka, wait_rows};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
@@ -128,16 +129,9 @@ async fn a_database_read_only_for_ten_seconds_dead_letters_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
     let f = Fixture::new("dlq-away", 100, 1).await;
-    let c = &f.campaign;
-    f.delete_dead_letter_topic().await;
-    let p = producer(&f.brokers);
-    produce(&p, c, "poison", b"not json").await;
-    for n in 0..5 {
-        produce_issuance(&p, &issuance(c, &format!("u-{n}"), n + 1)).await;
-    }
+    poison_with_nowhere_to_go(&f).await;
     let writer = f.spawn_writer();
-    // Lag 0: the writer has taken all six messages and is stuck on the dead letter.
-    let lag = format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{c}\"}} 0");
+    let lag = holding_all_six(&f);
     common::eventually(
         "the writer holds the batch",
         Duration::from_secs(30),
@@ -156,19 +150,11 @@ async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
     );
 
     // With its dead-letter topic back, a new writer settles everything.
-    let kafka = kafka_config(&f.brokers);
-    stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
-        .await
-        .unwrap();
+    dead_letter_topic_back(&f).await;
     let shutdown = CancellationToken::new();
-    let config = writer_config(&f.brokers, &f.db, c);
+    let config = writer_config(&f.brokers, &f.db, &f.campaign);
     let again = spawn_writer(config, &f.metrics, &shutdown);
-    let pool = f.pool().await;
-    assert_eq!(wait_rows(&pool, c, 5, Duration::from_secs(30)).await, 5);
-    let letter = DeadLetters::open(&f.brokers, c)
-        .next(Duration::from_secs(30))
-        .await;
-    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
+    all_six_settle(&f).await;
     shutdown.cancel();
     again.await.unwrap().unwrap();
 }

@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::letters::{
-    DeadLetters, issuance, produce, produce_issuance, producer, stream_in_background,
+    DeadLetters, all_six_settle, dead_letter_topic_back, holding_all_six,
+    poison_with_nowhere_to_go, stream_in_background,
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::role::Role;
-use common::stack::{kafka_config, wait_rows};
+use common::stack::wait_rows;
 use common::{eventually, free_port};
 use stampede_service::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -78,18 +79,11 @@ async fn sigterm_mid_stream_after_dead_letters_exits_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_a_dead_letter_cannot_be_delivered_exits_within_seconds() {
     let f = Fixture::new("sigterm-dlq", 100, 1).await;
-    let c = &f.campaign;
-    f.delete_dead_letter_topic().await;
-    let p = producer(&f.brokers);
-    produce(&p, c, "poison", b"not json").await;
-    for n in 0..5 {
-        produce_issuance(&p, &issuance(c, &format!("u-{n}"), n + 1)).await;
-    }
+    poison_with_nowhere_to_go(&f).await;
     let listen = format!("127.0.0.1:{}", free_port());
     let args = ["writer", "--batch-rows", "100", "--metrics-listen", &listen];
     let mut writer = Role::start(&args, &f.writer_env());
-    // Lag 0: the writer has taken all six messages and is stuck on the dead letter.
-    let lag = format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{c}\"}} 0");
+    let lag = holding_all_six(&f);
     let url = format!("http://{listen}/metrics");
     eventually(
         "the writer holds the batch",
@@ -112,17 +106,9 @@ async fn sigterm_while_a_dead_letter_cannot_be_delivered_exits_within_seconds() 
         "nothing committed past the letter"
     );
 
-    let kafka = kafka_config(&f.brokers);
-    stampede_core::kafka::ensure_topics(&kafka, c, 1, 1)
-        .await
-        .unwrap();
+    dead_letter_topic_back(&f).await;
     let successor = f.spawn_writer();
-    let pool = f.pool().await;
-    assert_eq!(wait_rows(&pool, c, 5, Duration::from_secs(30)).await, 5);
-    let letter = DeadLetters::open(&f.brokers, c)
-        .next(Duration::from_secs(30))
-        .await;
-    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
+    all_six_settle(&f).await;
     f.stop([successor]).await;
 }
 

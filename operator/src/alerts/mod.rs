@@ -252,7 +252,7 @@ spec:
     #[test]
     fn fleet_rules_leave_out_exactly_the_load_tests_shadows() {
         let campaign = stampede_core::ids::CampaignId::parse("flash").unwrap();
-        let shadow = crate::loadtest::shadow_id(&campaign, "smoke");
+        let shadow = campaign.shadow("smoke");
         assert_eq!(
             shadow.as_str(),
             format!("flash{}smoke", scope::SHADOW_INFIX)

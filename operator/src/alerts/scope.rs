@@ -11,7 +11,7 @@ use crate::crd::{AlertsSpec, CouponCampaign};
 use crate::validate::{Defaults, Plan, validate};
 
 /// Load tests run on shadow campaigns `<campaign>` + this + `<test>`
-/// ([`crate::loadtest::shadow_id`]); fleet-wide rules leave them out.
+/// ([`stampede_core::ids::CampaignId::shadow`]); fleet-wide rules leave them out.
 pub(super) const SHADOW_INFIX: &str = ".lt-";
 /// The label every fleet-wide rule carries, for routing (`service=stampede`).
 pub const FLEET_LABELS: [(&str, &str); 1] = [("service", "stampede")];

@@ -11,7 +11,7 @@ use stampede_core::ids::CampaignId;
 use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::{Store, StoreConfig};
 
-use super::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, shadow_id, verdict};
+use super::{SCRIPTS, SegmentResult, k6_args, run_id, script_env, verdict};
 use crate::Error;
 use crate::crd::{LoadTestSpec, LoadTestStatus};
 use crate::validate::{self, Plan};
@@ -52,7 +52,7 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
     let plan = validate::from_file(&args.file, &args.redis_url)?;
     let test = find_test(&plan, &args.test)?;
     let run = run_id(&plan, test);
-    let shadow = shadow_id(&plan.campaign, &test.name);
+    let shadow = plan.campaign.shadow(&test.name);
     let store = Store::connect(
         &StoreConfig {
             url: args.redis_url.clone(),

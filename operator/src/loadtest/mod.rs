@@ -16,7 +16,7 @@ mod verdict;
 pub(crate) use gate::{gate, hold_for_gate, report_runs};
 pub(crate) use jobs::{config_map, jobs};
 pub(crate) use k6::{k6_args, script_env};
-pub(crate) use naming::{config_map_name, job_name, run_id, segments, shadow_id};
+pub(crate) use naming::{config_map_name, job_name, run_id, segments};
 pub(crate) use runs::{Runs, reconcile_runs};
 pub(crate) use verdict::{SegmentResult, verdict};
 

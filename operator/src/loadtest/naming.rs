@@ -3,15 +3,8 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use stampede_core::ids::CampaignId;
-
 use crate::crd::LoadTestSpec;
 use crate::validate::Plan;
-
-/// The shadow campaign a test issues from, so it never spends real stock.
-pub(crate) fn shadow_id(campaign: &CampaignId, test: &str) -> CampaignId {
-    campaign.shadow(test)
-}
 
 /// The run id: the test's name and a hash of everything that shapes the run, so the same
 /// spec always names the same Jobs and a changed one (or a new `runId`) starts a new run.

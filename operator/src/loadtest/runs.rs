@@ -10,9 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
 
-use super::{
-    RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, shadow_id, verdict,
-};
+use super::{RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict};
 use crate::Error;
 use crate::backends::Stock;
 use crate::crd::{LoadTestSpec, LoadTestStatus};
@@ -81,7 +79,7 @@ impl Runs<'_> {
         let runners = jobs(plan, test, run, self.owner, self.image);
         let jobs_api = Api::<Job>::namespaced(self.client.clone(), ns);
         let first = runners[0].metadata.name.clone().unwrap_or_default();
-        let shadow = shadow_id(&plan.campaign, &test.name);
+        let shadow = plan.campaign.shadow(&test.name);
         // The Jobs' existence (not our status, which a crash may not have written) says
         // whether this run started: a fresh shadow campaign only for a run that did not.
         let started_at = match jobs_api.get_opt(&first).await? {

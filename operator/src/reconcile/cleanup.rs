@@ -16,7 +16,6 @@ use crate::backends::{Connections, Stock, connections};
 use crate::context::Context;
 use crate::crd::{CouponCampaign, DeletionPolicy};
 use crate::events::{EventReason, publish};
-use crate::loadtest::shadow_id;
 use crate::validate::{Plan, validate};
 
 /// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
@@ -158,7 +157,7 @@ async fn delete(
 ) -> Result<(), Error> {
     let mut removed = stock.forget(&plan.campaign).await?;
     for t in &plan.load_tests {
-        removed += stock.forget(&shadow_id(&plan.campaign, &t.name)).await?;
+        removed += stock.forget(&plan.campaign.shadow(&t.name)).await?;
     }
     ctx.backends
         .delete_topics(&conns.kafka, plan.campaign.as_str())

@@ -63,3 +63,51 @@ pub async fn create_namespace(client: &Client, ns: &str) {
         .await
         .unwrap();
 }
+
+/// The service's outbox relay on the stack's Redis and Kafka, in-process: what drains a
+/// campaign's outbox so that `deletionPolicy: Delete` can proceed.
+pub struct StackRelay {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), stampede_core::Error>>,
+}
+
+impl StackRelay {
+    /// Relays `campaigns` (every campaign in the registry when `None`).
+    pub fn start(campaigns: Option<std::collections::HashSet<String>>) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let config = stampede_service::relay::RelayConfig {
+            redis_url: super::stack_defaults().redis_url,
+            kafka: super::kafka(),
+            consumer: super::unique("test-relay"),
+            batch: 100,
+            linger_ms: 1,
+            claim_idle: std::time::Duration::from_secs(30),
+            campaigns,
+        };
+        let metrics = stampede_service::metrics::Metrics::new().pipeline;
+        let task = tokio::spawn(stampede_service::relay::run(config, metrics, stop.clone()));
+        Self { stop, task }
+    }
+
+    /// Stops it and checks that it ended cleanly.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Waits up to `within` until campaign `name` of `c` is gone from the API (its finalizer
+/// released).
+pub async fn gone_from_the_api(
+    c: &super::Cluster,
+    what: &str,
+    name: &str,
+    within: std::time::Duration,
+) {
+    super::eventually(what, within, || {
+        let api = c.campaigns();
+        let name = name.to_owned();
+        async move { api.get_opt(&name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+}

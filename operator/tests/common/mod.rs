@@ -327,9 +327,10 @@ pub async fn partitions(topic: &str) -> i32 {
 
 /// The stack's Kafka.
 pub fn kafka() -> KafkaConfig {
+    let d = stack_defaults();
     KafkaConfig {
-        brokers: stack_defaults().kafka_brokers,
-        security: stack_defaults().kafka_security,
+        brokers: d.kafka_brokers,
+        security: d.kafka_security,
     }
 }
 

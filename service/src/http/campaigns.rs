@@ -19,14 +19,28 @@ struct IssueRequest {
     user_id: Option<String>,
 }
 
-/// The id (what the data is kept under) of the campaign a URL names; 404
-/// `campaign_not_found` for one this issuer does not serve, and for a load test's shadow
-/// campaign unless `shadows` (a load-test runner's token): users never issue from one.
-fn campaign_id(st: &App, name: &CampaignId, shadows: bool) -> Result<CampaignId, ApiError> {
-    let served = (shadows || !name.is_load_test_shadow())
+/// The campaign a URL names, as clients name it and its id (what the data is kept under),
+/// and who asks (the token's user; `None` with `--auth none`). Who asks is settled before
+/// anything reaches Redis. 404 `campaign_not_found` for a campaign this issuer does not
+/// serve, and for a load test's shadow campaign unless a load-test runner's token asks:
+/// users never issue from one.
+fn campaign_and_caller(
+    st: &App,
+    raw: &str,
+    headers: &HeaderMap,
+) -> Result<(CampaignId, CampaignId, Option<UserId>), ApiError> {
+    let name = CampaignId::parse(raw)?;
+    let (caller, shadows) = identity::caller(st, headers)?;
+    let id = served(st, &name, shadows)?;
+    Ok((name, id, caller))
+}
+
+/// The id behind `name`, if this issuer serves it (shadows only when `shadows`).
+fn served(st: &App, name: &CampaignId, shadows: bool) -> Result<CampaignId, ApiError> {
+    let id = (shadows || !name.is_load_test_shadow())
         .then(|| st.campaigns.resolve(name))
         .flatten();
-    served.ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()).into())
+    id.ok_or_else(|| stampede_core::Error::CampaignNotFound(name.to_string()).into())
 }
 
 /// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
@@ -42,11 +56,8 @@ pub async fn issue(
     Path(campaign): Path<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let name = CampaignId::parse(&campaign)?;
     let (parts, body) = req.into_parts();
-    // Who is asking is settled first: a request without a valid token never reaches Redis.
-    let (caller, shadows) = identity::caller(&st, &parts.headers)?;
-    let campaign = campaign_id(&st, &name, shadows)?;
+    let (name, campaign, caller) = campaign_and_caller(&st, &campaign, &parts.headers)?;
     let claimed =
         read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
     let user = identity::issue_user(caller, claimed)?;
@@ -170,9 +181,7 @@ pub async fn coupon(
     Path((campaign, user)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = CampaignId::parse(&campaign)?;
-    let (caller, shadows) = identity::caller(&st, &headers)?;
-    let id = campaign_id(&st, &name, shadows)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
     let user = UserId::parse(&user)?;
     if caller.is_some_and(|c| c != user) {
         // Exactly the answer for a user without a coupon: no oracle for others' coupons.
@@ -187,9 +196,7 @@ pub async fn own_coupon(
     Path(campaign): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = CampaignId::parse(&campaign)?;
-    let (caller, shadows) = identity::caller(&st, &headers)?;
-    let id = campaign_id(&st, &name, shadows)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
     let user = caller.ok_or_else(|| {
         ApiError::invalid("with --auth none name the user: GET /v1/campaigns/{c}/users/{u}/coupon")
     })?;
@@ -224,7 +231,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let name = CampaignId::parse(&campaign)?;
     // The view holds no user's data: shadows are shown to anyone (a runner's `setup`).
-    let id = campaign_id(&st, &name, true)?;
+    let id = served(&st, &name, true)?;
     let snap = st
         .store
         .snapshot(&id)

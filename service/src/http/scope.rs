@@ -51,12 +51,6 @@ impl CampaignScope {
         self.0.is_none()
     }
 
-    /// The ids this issuer serves (their shadows aside); `None`: every campaign.
-    pub fn ids(&self) -> Option<Vec<String>> {
-        let served = self.0.as_ref()?;
-        Some(served.iter().map(|s| s.id.to_string()).collect())
-    }
-
     /// The id behind `name` from a URL: a served campaign or one of its load tests' shadow
     /// campaigns. `None` when this issuer does not serve it (answered like a campaign that
     /// does not exist: no oracle for other tenants' campaigns).
@@ -94,7 +88,6 @@ mod tests {
         for other in ["team-a.flash", "team-b.flash", "flashy", "other.lt-smoke"] {
             assert_eq!(scope.resolve(&id(other)), None, "{other}");
         }
-        assert_eq!(scope.ids(), Some(vec!["team-a.flash".to_owned()]));
     }
 
     #[test]

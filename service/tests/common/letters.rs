@@ -125,3 +125,42 @@ pub fn stream_in_background(
         }
     })
 }
+
+/// A poison message in front of five issuances of `f`'s campaign (one partition), its
+/// dead-letter topic gone: a writer takes all six and is stuck delivering the dead letter.
+pub async fn poison_with_nowhere_to_go(f: &super::pipeline::Fixture) {
+    f.delete_dead_letter_topic().await;
+    let p = producer(&f.brokers);
+    produce(&p, &f.campaign, "poison", b"not json").await;
+    for n in 0..5 {
+        produce_issuance(&p, &issuance(&f.campaign, &format!("u-{n}"), n + 1)).await;
+    }
+}
+
+/// The lag sample a writer of `f`'s campaign reports once it has taken all six messages
+/// of [`poison_with_nowhere_to_go`].
+pub fn holding_all_six(f: &super::pipeline::Fixture) -> String {
+    format!(
+        "stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{}\"}} 0",
+        f.campaign
+    )
+}
+
+/// Brings the dead-letter topic of [`poison_with_nowhere_to_go`] back.
+pub async fn dead_letter_topic_back(f: &super::pipeline::Fixture) {
+    let kafka = kafka_config(&f.brokers);
+    stampede_core::kafka::ensure_topics(&kafka, &f.campaign, 1, 1)
+        .await
+        .unwrap();
+}
+
+/// With a writer running again: the five rows land and the poison is dead-lettered.
+pub async fn all_six_settle(f: &super::pipeline::Fixture) {
+    let pool = f.pool().await;
+    let rows = super::stack::wait_rows(&pool, &f.campaign, 5, Duration::from_secs(30)).await;
+    assert_eq!(rows, 5);
+    let letter = DeadLetters::open(&f.brokers, &f.campaign)
+        .next(Duration::from_secs(30))
+        .await;
+    assert_eq!(letter.map(|l| l.key).as_deref(), Some("poison"));
+}
