@@ -3,10 +3,13 @@
 //! `<campaign>-connections` Secret), so the Deployments as stored by the API server — what
 //! `kubectl get deploy -o yaml` prints — carry no credential; a campaign naming an image
 //! the operator does not allow is refused with a condition, its pods never created; and the
-//! API server refuses a campaign named like a load test's shadow campaign.
+//! API server refuses a campaign named like a load test's shadow campaign. The operator
+//! binary, logging at debug level, prints no password, nor do the events and statuses it
+//! writes, whether the backends take its credentials or refuse them.
 
 mod common;
 
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -113,5 +116,119 @@ async fn every_credential_comes_from_the_connection_secret(
                 assert_eq!(from.name, format!("{name}-connections"), "{}", e.name);
             }
         }
+    }
+}
+
+/// A wrong Redis password handed to the operator: refused, and never repeated back.
+const WRONG_REDIS: &str = "wrong-operator-redis-password-4d8e";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_logs_events_and_statuses_carry_no_password() {
+    let c = Cluster::start().await;
+    let d = stack_defaults();
+    assert!(
+        password(&d.redis_url).is_some(),
+        "needs the authenticated stack (STAMPEDE_STACK_AUTH=1, as `make test` runs it)"
+    );
+    let logs = std::env::temp_dir().join(unique("operator-logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+
+    // Credentials accepted: a campaign provisioned, its children applied.
+    let name = unique("quiet");
+    let _forget = Forget(c.id(&name));
+    let mut op = operator_binary(&c, &d.redis_url, &logs.join("accepted.log"));
+    c.create(&name, &minimal_campaign(5)).await.unwrap();
+    deployments(&c, &name).await;
+    sigterm(&op);
+    exit_within(&mut op, Duration::from_secs(15)).await;
+
+    // Redis refuses the operator's password: the campaign says so, naming no password.
+    let refused = unique("refused");
+    let _forget_refused = Forget(c.id(&refused));
+    let wrong = with_password(&d.redis_url, WRONG_REDIS);
+    let mut op = operator_binary(&c, &wrong, &logs.join("refused.log"));
+    c.create(&refused, &minimal_campaign(5)).await.unwrap();
+    let s = c
+        .status_until(&refused, "a Redis condition", |s| {
+            condition(s, "Ready").is_some_and(|r| r.reason == "RedisUnavailable")
+        })
+        .await;
+    assert!(
+        !condition(&s, "Ready").unwrap().message.is_empty(),
+        "the condition says why"
+    );
+    sigterm(&op);
+    exit_within(&mut op, Duration::from_secs(15)).await;
+
+    let secrets = passwords(&d.redis_url, &d.database_url);
+    for log in ["accepted.log", "refused.log"] {
+        let text = std::fs::read_to_string(logs.join(log)).unwrap();
+        assert!(text.contains(" INFO "), "{log}:\n{text}");
+        assert_none_in(&secrets, log, &text);
+    }
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(c.client.clone(), &c.ns);
+    let events = events.list(&Default::default()).await.unwrap().items;
+    assert!(!events.is_empty(), "the operator recorded events");
+    assert_none_in(&secrets, "events", &serde_json::to_string(&events).unwrap());
+    for n in [&name, &refused] {
+        let status = c.campaigns().get(n).await.unwrap().status;
+        let status = serde_json::to_string(&status).unwrap();
+        assert_none_in(&secrets, "a campaign's status", &status);
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+/// `stampede-operator run` on the test's control plane, logging at debug level into `log`,
+/// its credentials from the environment as the chart hands them over.
+fn operator_binary(c: &Cluster, redis_url: &str, log: &std::path::Path) -> Child {
+    let d = stack_defaults();
+    // It logs to stdout and reports a fatal error on stderr: both go to the file.
+    let out = std::fs::File::create(log).unwrap();
+    let err = out.try_clone().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_stampede-operator"))
+        .args(["run", "--listen", "127.0.0.1:0", "--resync-secs", "2"])
+        .arg("--kubeconfig")
+        .arg(&c.cp.kubeconfig)
+        .args(["--service-image", &d.service_image])
+        .args(["--k6-image", &d.k6_image])
+        .env("STAMPEDE_REDIS_URL", redis_url)
+        .env("STAMPEDE_DATABASE_URL", &d.database_url)
+        .env("STAMPEDE_KAFKA_BROKERS", &d.kafka_brokers)
+        .env("STAMPEDE_LOG", "debug")
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("starting stampede-operator")
+}
+
+/// The stack's Redis, PostgreSQL and Kafka passwords and the refused one.
+fn passwords(redis_url: &str, database_url: &str) -> Vec<String> {
+    let mut found = vec![WRONG_REDIS.to_owned()];
+    found.extend([redis_url, database_url].into_iter().filter_map(password));
+    found.extend(std::env::var("STAMPEDE_KAFKA_SASL_PASSWORD").ok());
+    found.retain(|p| !p.is_empty());
+    found
+}
+
+/// The password in `url`'s user info, if it has one.
+fn password(url: &str) -> Option<String> {
+    let userinfo = url.split_once("://")?.1.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_owned())
+}
+
+/// `url` with its password replaced by `new`.
+fn with_password(url: &str, new: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.rsplit_once('@').unwrap();
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    format!("{scheme}://{user}:{new}@{host}")
+}
+
+fn assert_none_in(secrets: &[String], what: &str, text: &str) {
+    for s in secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "{what} carries a password:\n{text}"
+        );
     }
 }

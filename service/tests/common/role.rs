@@ -2,6 +2,7 @@
 //! long-running roles (relay, writer) that a test can kill with SIGKILL and start again, or
 //! stop with SIGTERM.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// The `stampede-service` binary, logging warnings only. `STAMPEDE_TEST_SERVICE_BIN` names
@@ -19,11 +20,25 @@ pub struct Role {
     child: Option<Child>,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Where stderr goes, logging at debug level (else inherited, warnings only).
+    log: Option<PathBuf>,
 }
 
 impl Role {
     /// Starts `stampede-service ARGS` with `envs`.
     pub fn start(args: &[&str], envs: &[(&str, String)]) -> Self {
+        Self::launch(args, envs, None)
+    }
+
+    /// Starts `stampede-service ARGS` with `envs`, logging everything down to debug level
+    /// into the file `log` (appended to on restart): what a test searches for secrets.
+    pub fn start_logged(args: &[&str], envs: &[(&str, String)], log: &Path) -> Self {
+        let mut envs = envs.to_vec();
+        envs.push(("STAMPEDE_LOG", "debug".to_owned()));
+        Self::launch(args, &envs, Some(log.to_owned()))
+    }
+
+    fn launch(args: &[&str], envs: &[(&str, String)], log: Option<PathBuf>) -> Self {
         let mut r = Self {
             child: None,
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -31,6 +46,7 @@ impl Role {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            log,
         };
         r.restart();
         r
@@ -50,11 +66,20 @@ impl Role {
                 cmd.env_remove(var);
             }
         }
+        let stderr = match &self.log {
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap()
+                .into(),
+            None => Stdio::inherit(),
+        };
         let child = cmd
             .args(&self.args)
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.child = Some(child);
