@@ -9,6 +9,10 @@
 #   relay   outbox stream -> Kafka, until the stream is empty
 #   writer  Kafka -> PostgreSQL, until every row is in
 #   e2e     a second campaign, filled first, then relay and writer started together
+#   live    a third campaign issued while serve's in-process relay (its default) and a
+#           writer run: from the first issuance to the last row in PostgreSQL, rows/s, and
+#           the p50/p99 of issuance-to-row latency (persisted_at - issued_at)
+#   STAGES="live" bench/drain.sh   # only some stages (default: fill relay writer e2e live)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -43,10 +47,10 @@ fill() {
   wait_until 600 sold_out "$c"
   kill "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
   rm -f "$out/tokens-$c.txt"
-  redis-cli hget "{stampede:$c}:meta" issued
+  rcli hget "{stampede:$c}:meta" issued
 }
-sold_out() { [ "$(redis-cli hget "{stampede:$1}:meta" issued)" -ge "$N" ]; }
-outbox_len() { redis-cli xlen "{stampede:$1}:outbox"; }
+sold_out() { [ "$(rcli hget "{stampede:$1}:meta" issued)" -ge "$N" ]; }
+outbox_len() { rcli xlen "{stampede:$1}:outbox"; }
 # Rows the writer committed, from its own metrics: polling count(*) on a growing table
 # would cost PostgreSQL more CPU than the inserts being measured.
 rows() {
@@ -75,7 +79,12 @@ writer() {
   WRITER_PID=$ROLE_PID
 }
 
-a="drain-a-$run"
+STAGES=${STAGES:-fill relay writer e2e live}
+has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
+campaigns=()
+
+if has_stage fill || has_stage relay || has_stage writer; then
+a="drain-a-$run"; campaigns+=("$a")
 prepare "$a"
 t0=$(now); issued=$(fill "$a"); t1=$(now)
 echo "fill    $issued issuances in $(secs "$t0" "$t1") s: $(rate "$issued" "$t0" "$t1") /s (POST /issue via wrk -c64, relay off)"
@@ -89,15 +98,33 @@ writer "$a"; t4=$(now)
 wait_until 600 all_rows "$a" "$issued"; t5=$(now)
 echo "writer  $(secs "$t4" "$t5") s: $(rate "$issued" "$t4" "$t5") rows/s (Kafka -> PostgreSQL, committed)"
 stop_role "$WRITER_PID"
+fi
 
-b="drain-b-$run"
+if has_stage e2e; then
+b="drain-b-$run"; campaigns+=("$b")
 prepare "$b"
 issued_b=$(fill "$b")
 relay "$b"; writer "$b"; t6=$(now)
 wait_until 600 all_rows "$b" "$issued_b"; t7=$(now)
 echo "e2e     $issued_b rows in $(secs "$t6" "$t7") s: $(rate "$issued_b" "$t6" "$t7") rows/s (outbox -> Kafka -> PostgreSQL)"
 stop_role "$RELAY_PID"; stop_role "$WRITER_PID"
-for c in "$a" "$b"; do
+fi
+
+if has_stage live; then
+l="drain-live-$run"; campaigns+=("$l")
+prepare "$l"
+# serve with its defaults: the relay in-process, as the operator deploys issuers.
+STAMPEDE_LOG=warn start_service "$((PORT + 2))" "$out/service-live.log" --relay-campaigns "$l"
+live_pid=$SVC_PID
+writer "$l"
+t8=$(now); issued_l=$(PORT=$((PORT + 2)) fill "$l")
+wait_until 600 all_rows "$l" "$issued_l"; t9=$(now)
+latency=$(psql_value "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text FROM coupon_issuances WHERE campaign = '$l'")
+echo "live    $issued_l rows in $(secs "$t8" "$t9") s from the first issuance: $(rate "$issued_l" "$t8" "$t9") rows/s; issuance-to-row p50 / p99 $latency ms (relay in serve, writer, issuing meanwhile)"
+stop_role "$WRITER_PID"; stop_role "$live_pid"
+fi
+
+for c in "${campaigns[@]}"; do
   echo "rows    $c: $(psql_value "SELECT count(*) FROM coupon_issuances WHERE campaign = '$c'") in PostgreSQL"
   if "$BIN" audit --campaign "$c" --grace-secs 0 --json >"$out/audit-$c.json"; then
     echo "audit   $c: clean"

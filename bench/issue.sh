@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # Issue-path benchmark: wrk drives POST /issue with fresh users, the post-sell-out path
-# (410 from memory) and /healthz against the same server in one run, and prints req/s,
-# p50, p99 and the ratios. All runs use the same wrk Lua script (bench/issue.lua), so the
-# client's per-request cost is equal and the ratios compare the server's paths. Everything on loopback; each wrk run is bounded by -d.
+# (410 from memory) and /healthz in one run, and prints req/s, p50, p99, Redis CPU per
+# issuance and the ratios. All runs use the same wrk Lua script (bench/issue.lua), so the
+# client's per-request cost is equal and the ratios compare the server's paths. Everything
+# on loopback; each wrk run is bounded by -d.
 #   bench/issue.sh            # defaults: 3 rounds of 5 s per path, 2 threads, 64 connections
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 bench/issue.sh
 #   STAMPEDE_BIN=/path/to/stampede-service bench/issue.sh   # another build (a baseline)
 #   AUTH=none bench/issue.sh   # serve --auth none: the same requests, nothing verified
 #                              # (the A/B for the cost of verifying tokens)
-#   REPLICA=1 bench/issue.sh   # also `issue-replica`: a second service with
-#                              # --durability replica (the stack's replica attached to both)
-# The paths run interleaved (healthz, issue, sold-out, healthz, …) and each figure is the
-# median over the rounds, so a noisy neighbour hits every path alike. Every request carries
-# a bearer token (serve verifies it on the issue paths), minted before each run with
-# `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
+#   REPLICA=1 bench/issue.sh   # also `issue-replica`: a third service with
+#                              # --durability replica (the stack's replica attached)
+#   RELAY_FLAGS="--relay-gather-ms 0" bench/issue.sh   # relay settings of the headline serve
+#   PROFILE=1 bench/issue.sh   # then one more relay-on issue run under `perf record` (service
+#                              # and Redis, cpu-clock, call graphs): top symbols per process
+#                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
+# The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
+# in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
+# the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
+# Redis is the hot path alone (`issue-no-relay`): the split says what the pipeline costs.
+# After each issue run the bench waits until the relay has emptied the outbox, so the Redis
+# CPU per issuance (INFO cpu, before and after) includes the relay's reads, acks and deletes,
+# and the CPU split (microseconds per issuance of the serving process, Redis, the Kafka
+# broker, PostgreSQL, the writer and wrk, from /proc) includes everything it set off.
+# The paths run interleaved (healthz, issue, issue-no-relay, sold-out, healthz, …) and each
+# figure is the median over the rounds, so a noisy neighbour hits every path alike. Every
+# request carries a bearer token (serve verifies it on the issue paths), minted before each
+# run with `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -31,15 +44,28 @@ eval "$(scripts/stack env)"
 run=$(date +%s)
 live="bench-live-$run"
 gone="bench-gone-$run"
-"$BIN" campaign create --id "$live" --stock 100000000 >/dev/null
+alone="bench-alone-$run"
+"$BIN" migrate >/dev/null
+for c in "$live" "$alone"; do
+  "$BIN" campaign create --id "$c" --stock 100000000 >/dev/null
+done
 "$BIN" campaign create --id "$gone" --stock 1 >/dev/null
 
 log="$STAMPEDE_HOME/bench-service.log"
-# The relay runs as its own process in production-sized setups; here it would compete for
-# the same two cores, so the hot path is measured alone (bench/drain.sh measures the relay).
-STAMPEDE_LOG=warn start_service "$PORT" "$log" --max-in-flight 4096 --no-relay ${AUTH:+--auth "$AUTH"}
+# The headline: serve's defaults, relaying its own campaigns (as the operator scopes an
+# issuer), and a writer for the live campaign's topic.
+# shellcheck disable=SC2086 # RELAY_FLAGS is a list of flags
+STAMPEDE_LOG=warn start_service "$PORT" "$log" --relay-campaigns "$live,$gone" \
+  ${RELAY_FLAGS:-} ${AUTH:+--auth "$AUTH"}
 # /healthz lives on the operations listener; the same process, so still the reference.
 ops_url=$SVC_METRICS
+headline_pid=$SVC_PID
+STAMPEDE_LOG=warn start_role "$STAMPEDE_HOME/bench-writer.log" writer \
+  --metrics-listen 127.0.0.1:0 --group "bench-$run" --topics "stampede.$live"
+writer_pid=$ROLE_PID
+# The split: the hot path alone, nothing relaying its campaign.
+STAMPEDE_LOG=warn start_service "$((PORT + 2))" "$log.no-relay" --no-relay ${AUTH:+--auth "$AUTH"}
+alone_pid=$SVC_PID
 
 if [ "${REPLICA:-0}" = 1 ]; then
   # The stack's Redis replica (scripts/stack up replica) and a second service that
@@ -48,7 +74,7 @@ if [ "${REPLICA:-0}" = 1 ]; then
     STAMPEDE_SKIP_DEPS=1 scripts/stack up replica >/dev/null
     trap 'scripts/stack down replica >/dev/null 2>&1; stop_roles' EXIT
   fi
-  STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --max-in-flight 4096 --no-relay \
+  STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --no-relay \
     --durability replica ${AUTH:+--auth "$AUTH"}
 fi
 
@@ -62,17 +88,68 @@ results="$STAMPEDE_HOME/bench-issue.tsv"
 tokens="$STAMPEDE_HOME/bench-tokens.txt"
 secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
 minted=0
-wrk_run() { # name url mode [campaign]: appends "name rps p50_us p99_us non2xx" to $results
+# ticks PID…: CPU clock ticks (user + system, every thread) the processes have used.
+ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# split_pids SERVE_PID: "name pids…" lines for the CPU split of a run against SERVE_PID.
+split_pids() {
+  echo "serve $1"
+  echo "redis $(pgrep -x redis-server | tr '\n' ' ')"
+  echo "kafka $(pgrep -f 'kafka\.Kafka' | tr '\n' ' ')"
+  echo "postgres $(pgrep -x postgres | tr '\n' ' ')"
+  echo "writer $writer_pid"
+  echo "wrk $(pgrep -x wrk | tr '\n' ' ')"
+}
+# split_ticks SERVE_PID: "name=ticks …" for each group (wrk's are taken from its own run).
+split_ticks() {
+  local name pids
+  while read -r name pids; do
+    # shellcheck disable=SC2086 # a list of pids
+    printf '%s=%s ' "$name" "$(ticks $pids)"
+  done < <(split_pids "$1" | grep -v '^wrk')
+}
+redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
+issued() { "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
+drained() { [ "$(rcli xlen "{stampede:$1}:outbox")" -eq 0 ]; }
+# wrk_run name url mode [campaign]: appends "name rps p50_us p99_us non2xx redis_us" to
+# $results (redis_us: Redis CPU microseconds per issuance, relay included; 0 for healthz)
+wrk_run() {
   local name=$1 url=$2 mode=$3; shift 3
+  local campaign=${1:-} cpu0 n0 redis_us=0 split0="" split="" serve_pid=""
+  case $name in issue) serve_pid=$headline_pid ;; issue-no-relay) serve_pid=$alone_pid ;; esac
   # Fresh users for every run, minted before wrk starts (not part of the measurement).
   "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
+  if [ -n "$campaign" ]; then cpu0=$(redis_cpu); n0=$(issued "$campaign"); fi
+  [ -z "$serve_pid" ] || split0=$(split_ticks "$serve_pid")
+  local line
+  line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
     "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
       /Non-2xx or 3xx responses:/ {n=$NF}
-      END {printf "%s\t%s\t%s\t%s\t%d\n", name, rps, p50, p99, n}' >>"$results"
+      END {printf "%s\t%s\t%s\t%s\t%d", name, rps, p50, p99, n}')
+  if [ -n "$campaign" ] && [ "$campaign" != "$gone" ]; then
+    # The relay's share lands after the run: wait (bounded) for the outbox it drains.
+    [ "$campaign" != "$live" ] || wait_drained "$campaign"
+    local n=$(( $(issued "$campaign") - n0 ))
+    redis_us=$(awk -v a="$cpu0" -v b="$(redis_cpu)" -v n="$n" \
+      'BEGIN { printf "%.2f", (n > 0 ? (b - a) * 1e6 / n : 0) }')
+    if [ -n "$serve_pid" ]; then
+      # microseconds per issuance: (after - before) ticks / CLK_TCK / n
+      split=$(awk -v a="$split0" -v b="$(split_ticks "$serve_pid")" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+        -v w="$(awk '{print $2 + $3}' "$STAMPEDE_HOME/bench-wrk-time")" 'BEGIN {
+          na = split(a, x, " "); split(b, y, " ")
+          for (i = 1; i <= na; i++) { split(x[i], p, "="); split(y[i], q, "=")
+            printf "%s=%.1f ", p[1], (q[2] - p[2]) * 1e6 / hz / n }
+          printf "wrk=%.1f", w * 1e6 / n }')
+    fi
+  fi
+  printf '%s\t%s\t%s\n' "$line" "$redis_us" "$split" >>"$results"
+}
+wait_drained() {
+  for _ in $(seq 600); do drained "$1" && return 0; sleep 0.1; done
+  echo "the relay did not empty $1's outbox within 60 s" >&2
+  return 1
 }
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
@@ -80,31 +157,55 @@ url="http://127.0.0.1:$PORT"
 for _ in $(seq "$ROUNDS"); do
   wrk_run healthz "$ops_url" healthz
   wrk_run issue "$url" issue "$live"
+  wrk_run issue-no-relay "http://127.0.0.1:$((PORT + 2))" issue "$alone"
   if [ "${REPLICA:-0}" = 1 ]; then
-    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$live"
+    wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$alone"
   fi
   wrk_run sold-out "$url" issue "$gone"
 done
+if [ "${PROFILE:-0}" = 1 ]; then
+  command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
+  redis_pid=$(rcli info server | tr -d '\r' | sed -n 's/^process_id://p')
+  echo "profiling one more relay-on issue run (perf record, service pid $headline_pid, redis pid $redis_pid)"
+  "$BIN" token --with-sub --sub-prefix "$run-profile" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
+  perf record -q -e cpu-clock -F 499 -g -p "$headline_pid,$redis_pid" -o "$STAMPEDE_HOME/bench-perf.data" -- sleep "$secs" &
+  perf_pid=$!
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/issue.lua "$url" -- issue "$live" "$tokens" "$THREADS" >/dev/null
+  wait "$perf_pid" || true
+  for who in "service:$headline_pid" "redis:$redis_pid"; do
+    perf report -q -i "$STAMPEDE_HOME/bench-perf.data" --no-children --pid "${who#*:}" \
+      --sort dso,symbol --stdio -g none --percent-limit 0.5 2>/dev/null |
+      grep -v '^$' | head -40 >"$STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
+    echo "  $STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
+  done
+fi
 rm -f "$tokens"
 python3 - "$results" <<'PY'
 import statistics, sys
-rows = [l.split("\t") for l in open(sys.argv[1]) if l.strip()]
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 med = {}
-for name in ("healthz", "issue", "issue-replica", "sold-out"):
+for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
     rs = [r for r in rows if r[0] == name]
     if not rs:
         continue
-    rps, p50, p99 = (statistics.median(float(r[i]) for r in rs) for i in (1, 2, 3))
+    rps, p50, p99, cpu = (statistics.median(float(r[i]) for r in rs) for i in (1, 2, 3, 5))
     med[name] = rps
     runs = " ".join(f"{float(r[1]):.0f}" for r in rs)
     non2xx = sum(int(r[4]) for r in rs)
-    print(f"{name:9} {rps:10.0f} req/s  p50 {p50/1000:6.2f} ms  p99 {p99/1000:6.2f} ms  non-2xx {non2xx:<9} runs: {runs}")
+    redis = f"  redis {cpu:5.2f} us/issuance" if cpu else ""
+    print(f"{name:14} {rps:8.0f} req/s  p50 {p50/1000:5.2f} ms  p99 {p99/1000:5.2f} ms  non-2xx {non2xx:<7}{redis}  runs: {runs}")
+    splits = [dict(kv.split("=") for kv in r[6].split()) for r in rs if len(r) > 6 and r[6].strip()]
+    if splits:
+        parts = {k: statistics.median(float(s[k]) for s in splits) for k in splits[0]}
+        total = sum(parts.values())
+        shown = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())
+        print(f"{'':14} CPU us per issuance: {shown}  (total {total:.1f})")
 h = med["healthz"]
-print(f"ratio issue/healthz    {med['issue']/h:.2f} (aim >= 0.30, p99 <= 5 ms)")
-print(f"ratio sold-out/healthz {med['sold-out']/h:.2f} (aim >= 0.80)")
+print(f"ratio issue/healthz          {med['issue']/h:.2f} (serve defaults, relay and writer on; aim >= 0.35, p99 <= 5 ms)")
+print(f"ratio issue-no-relay/healthz {med['issue-no-relay']/h:.2f} (the hot path alone)")
+print(f"ratio sold-out/healthz       {med['sold-out']/h:.2f} (aim >= 0.85)")
 if "issue-replica" in med:
-    print(f"ratio issue-replica/issue {med['issue-replica']/med['issue']:.2f} (the cost of --durability replica)")
+    print(f"ratio issue-replica/issue-no-relay {med['issue-replica']/med['issue-no-relay']:.2f} (the cost of --durability replica)")
 PY
-issued=$("$BIN" campaign show --id "$live" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p')
-echo "coupons issued during the issue run: $issued (each one a fresh user)"
-forget_campaign "$live"; forget_campaign "$gone"
+echo "coupons issued: $(issued "$live") with the relay on, $(issued "$alone") without (each one a fresh user)"
+for c in "$live" "$alone" "$gone"; do forget_campaign "$c"; done

@@ -18,6 +18,8 @@
 #                         (called on sourcing): serve verifies with them, k6 and
 #                         `stampede-service token` mint with them
 #   psql_value SQL        one value from the stack's database
+#   rcli ARGS...          redis-cli on STAMPEDE_REDIS_URL, as its user (the password through
+#                         the environment, never on the command line)
 #   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
@@ -126,9 +128,24 @@ forget_campaign() {
   local c=$1
   scripts/kafka-broker tool topics --bootstrap-server "${STAMPEDE_KAFKA_BROKERS:-127.0.0.1:9092}" \
     --delete --topic "stampede(-dlq)?\\.${c//./\\.}" >/dev/null 2>&1 || true
-  redis-cli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
-  redis-cli srem stampede:campaigns "$c" >/dev/null
+  rcli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
+  rcli srem stampede:campaigns "$c" >/dev/null
   if [ -n "${STAMPEDE_DATABASE_URL:-}" ]; then
     psql_value "DELETE FROM coupon_issuances WHERE campaign = '$c'" >/dev/null 2>&1 || true
+  fi
+}
+
+# rcli ARGS…: redis-cli on the Redis of STAMPEDE_REDIS_URL (default the stack's), as the
+# URL's user when it names one; the password goes through REDISCLI_AUTH, not argv.
+rcli() {
+  local rest=${STAMPEDE_REDIS_URL:-redis://127.0.0.1:6379} userinfo="" hostport
+  rest=${rest#redis://}
+  case $rest in *@*) userinfo=${rest%@*} ;; esac
+  hostport=${rest##*@}
+  hostport=${hostport%%/*}
+  if [ -n "$userinfo" ]; then
+    REDISCLI_AUTH=${userinfo#*:} redis-cli --user "${userinfo%%:*}" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
+  else
+    redis-cli -h "${hostport%:*}" -p "${hostport##*:}" "$@"
   fi
 }

@@ -190,16 +190,44 @@ impl Outbox {
         }
     }
 
-    /// Acknowledges and deletes delivered entries of `campaign` (XACK + XDEL, one round trip).
+    /// Acknowledges and deletes delivered entries of `campaign`: one script trims the
+    /// stream below its oldest pending entry; only acknowledged entries above that (a newer
+    /// delivery that finished first) are deleted one by one.
     pub async fn remove(&mut self, campaign: &str, ids: &[String]) -> Result<(), Error> {
-        if ids.is_empty() {
+        let Some(highest) = ids.iter().filter_map(|id| parse_id(id)).max() else {
             return Ok(());
-        }
+        };
         let key = CampaignKeys::new(&CampaignId::parse(campaign)?).outbox;
-        let mut pipe = redis::pipe();
-        pipe.cmd("XACK").arg(&key).arg(GROUP).arg(ids).ignore();
-        pipe.cmd("XDEL").arg(&key).arg(ids).ignore();
-        pipe.query_async::<()>(&mut self.ack).await?;
+        let floor: String = REMOVE
+            .key(&key)
+            .arg(GROUP)
+            .arg(format!("{}-{}", highest.0, highest.1))
+            .arg(ids)
+            .invoke_async(&mut self.ack)
+            .await?;
+        let floor = parse_id(&floor)
+            .ok_or_else(|| Error::Protocol(format!("outbox trim floor {floor:?}")))?;
+        let above: Vec<&String> = ids
+            .iter()
+            .filter(|id| parse_id(id).is_none_or(|i| i >= floor))
+            .collect();
+        if !above.is_empty() {
+            redis::cmd("XDEL")
+                .arg(&key)
+                .arg(above)
+                .query_async::<()>(&mut self.ack)
+                .await?;
+        }
         Ok(())
     }
+}
+
+/// The outbox's removal script (`lua/outbox_remove.lua`).
+static REMOVE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/outbox_remove.lua")));
+
+/// A stream entry id `ms-seq` as a pair that orders like the stream.
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }

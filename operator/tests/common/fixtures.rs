@@ -80,6 +80,7 @@ impl StackRelay {
             kafka: super::kafka(),
             consumer: super::unique("test-relay"),
             batch: 100,
+            gather: std::time::Duration::from_millis(10),
             linger_ms: 1,
             claim_idle: std::time::Duration::from_secs(30),
             campaigns,

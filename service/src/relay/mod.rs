@@ -36,8 +36,13 @@ pub struct RelayConfig {
     /// This relay's consumer name; a restarted relay with the same name resumes its own
     /// pending entries at once.
     pub consumer: String,
-    /// Entries read per call.
+    /// Entries read per call while the relay keeps up; a read that comes back full doubles
+    /// the next one, up to `MAX_BATCH_GROWTH` times this, to work a backlog off.
     pub batch: usize,
+    /// After a read that came back short, wait this long before the next: entries gather
+    /// into batches instead of each paying its own read, acknowledgement and deletion in
+    /// Redis (whose core the issue script needs). Bounds the latency it adds.
+    pub gather: Duration,
     /// Producer linger.
     pub linger_ms: u32,
     /// Pending entries idle this long belong to a dead relay and are claimed.
@@ -76,7 +81,9 @@ pub async fn run(
         last_refresh: None,
         outbox,
         in_flight: VecDeque::new(),
+        read_count: 0,
     };
+    relay.read_count = relay.config.batch;
     tracing::info!(consumer = %relay.config.consumer, "relay running");
     while !shutdown.is_cancelled() {
         let step = tokio::select! {
@@ -147,6 +154,8 @@ struct Relay {
     outbox: Outbox,
     /// Deliveries under way, oldest first.
     in_flight: VecDeque<JoinHandle<Result<Vec<Unacked>, Error>>>,
+    /// Entries per stream the next read asks for (grows under a backlog).
+    read_count: usize,
 }
 
 /// A campaign and how many of its entries Kafka did not acknowledge in one delivery.
@@ -154,6 +163,9 @@ type Unacked = (String, u64);
 
 /// Deliveries allowed under way at once.
 const MAX_IN_FLIGHT: usize = 3;
+
+/// How far a read grows past the configured batch while a backlog lasts.
+const MAX_BATCH_GROWTH: usize = 8;
 
 impl Relay {
     /// One pass: discover campaigns, claim orphans, read and deliver one batch.
@@ -187,8 +199,8 @@ impl Relay {
         // Reading our own history never waits; waiting for new entries does, briefly.
         let rereading = ready.iter().any(|(_, from)| *from == ReadFrom::OwnPending);
         let block = (!rereading).then_some(Duration::from_millis(100));
-        let (consumer, batch) = (&self.config.consumer, self.config.batch);
-        let batches = match self.outbox.read(consumer, &ready, batch, block).await {
+        let (consumer, count) = (&self.config.consumer, self.read_count);
+        let batches = match self.outbox.read(consumer, &ready, count, block).await {
             Ok(batches) => batches,
             Err(e) if is_missing_group(&e) => return self.retire_gone(&ready, e).await,
             Err(e) => return Err(e),
@@ -205,7 +217,25 @@ impl Relay {
                 l.reread = false;
             }
         }
-        self.deliver(batches).await
+        let full = batches.iter().any(|b| b.entries.len() >= count);
+        self.deliver(batches).await?;
+        if !rereading {
+            self.pace(full).await;
+        }
+        Ok(())
+    }
+
+    /// After a read of new entries: a full one grows the next (a backlog), a short one
+    /// resets it and waits `gather` for entries to accumulate.
+    async fn pace(&mut self, full: bool) {
+        self.read_count = if full {
+            (self.read_count * 2).min(self.config.batch * MAX_BATCH_GROWTH)
+        } else {
+            self.config.batch
+        };
+        if !full && !self.config.gather.is_zero() {
+            tokio::time::sleep(self.config.gather).await;
+        }
     }
 
     /// Finds new campaigns; a campaign joins once its topic exists (provisioned by

@@ -74,6 +74,7 @@ pub fn relay_config(redis_url: &str, brokers: &str, consumer: &str) -> RelayConf
         kafka: kafka_config(brokers),
         consumer: consumer.to_owned(),
         batch: 2_000,
+        gather: std::time::Duration::from_millis(10),
         linger_ms: 5,
         claim_idle: Duration::from_secs(1),
         campaigns: None,
