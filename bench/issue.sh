@@ -130,7 +130,12 @@ wrk_run() {
       END {printf "%s\t%s\t%s\t%s\t%d", name, rps, p50, p99, n}')
   if [ -n "$campaign" ] && [ "$campaign" != "$gone" ]; then
     # The relay's share lands after the run: wait (bounded) for the outbox it drains.
-    [ "$campaign" != "$live" ] || wait_drained "$campaign"
+    local t_end catchup_ms=""
+    t_end=$(date +%s%N)
+    if [ "$campaign" = "$live" ]; then
+      wait_drained "$campaign"
+      catchup_ms=$(( ($(date +%s%N) - t_end) / 1000000 ))
+    fi
     local n=$(( $(issued "$campaign") - n0 ))
     redis_us=$(awk -v a="$cpu0" -v b="$(redis_cpu)" -v n="$n" \
       'BEGIN { printf "%.2f", (n > 0 ? (b - a) * 1e6 / n : 0) }')
@@ -144,7 +149,7 @@ wrk_run() {
           printf "wrk=%.1f", w * 1e6 / n }')
     fi
   fi
-  printf '%s\t%s\t%s\n' "$line" "$redis_us" "$split" >>"$results"
+  printf '%s\t%s\t%s\t%s\n' "$line" "$redis_us" "$split" "${catchup_ms:-}" >>"$results"
 }
 wait_drained() {
   for _ in $(seq 600); do drained "$1" && return 0; sleep 0.1; done
@@ -174,8 +179,8 @@ if [ "${PROFILE:-0}" = 1 ]; then
   wait "$perf_pid" || true
   for who in "service:$headline_pid" "redis:$redis_pid"; do
     perf report -q -i "$STAMPEDE_HOME/bench-perf.data" --no-children --pid "${who#*:}" \
-      --sort dso,symbol --stdio -g none --percent-limit 0.5 2>/dev/null |
-      grep -v '^$' | head -40 >"$STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
+      --percentage relative --sort dso,symbol --stdio -g none --percent-limit 0.5 2>/dev/null |
+      sed 's/ *- *- *$//; s/ *$//' | grep -v '^$' | head -40 >"$STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
     echo "  $STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
   done
 fi
@@ -200,6 +205,9 @@ for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
         total = sum(parts.values())
         shown = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())
         print(f"{'':14} CPU us per issuance: {shown}  (total {total:.1f})")
+    lags = [float(r[7]) for r in rs if len(r) > 7 and r[7].strip()]
+    if lags:
+        print(f"{'':14} the relay emptied the outbox {statistics.median(lags):.0f} ms after wrk stopped (median; the wait is not in req/s)")
 h = med["healthz"]
 print(f"ratio issue/healthz          {med['issue']/h:.2f} (serve defaults, relay and writer on; aim >= 0.35, p99 <= 5 ms)")
 print(f"ratio issue-no-relay/healthz {med['issue-no-relay']/h:.2f} (the hot path alone)")

@@ -213,8 +213,7 @@ impl Background {
             shutdown.clone(),
         ));
         let relay = config.relay.clone().map(|r| {
-            let relay = crate::relay::run(r, metrics.pipeline.clone(), shutdown.clone());
-            tokio::spawn(relay)
+            crate::relay::spawn_on_own_thread(r, metrics.pipeline.clone(), shutdown.clone())
         });
         Self {
             refresher,

@@ -23,8 +23,10 @@ use crate::metrics::PipelineMetrics;
 
 mod deliver;
 mod lanes;
+mod thread;
 
 use deliver::{deliver, topic_exists};
+pub use thread::spawn_on_own_thread;
 
 /// Relay settings.
 #[derive(Debug, Clone)]
