@@ -8,7 +8,7 @@ export GOTOOLCHAIN := local
 export STAMPEDE_STACK_AUTH ?= 1
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-node stack-up stack-down stack-auth-test
+.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-node stack-up stack-down stack-auth-test
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -95,6 +95,9 @@ bench: deps build ## issue-path throughput vs /healthz with wrk (see docs/benchm
 
 bench-drain: deps build ## 1 000 000 issuances through relay, Kafka, writer, PostgreSQL
 	bench/drain.sh
+
+bench-spike: deps build ## report 000's spike: 1 000 users at once against issue and /healthz (k6)
+	bench/spike.sh
 
 bench-node: deps build ## the local node: cluster up, image sizes, apply -> Ready/Open, 20 campaigns, memory
 	bench/node.sh
