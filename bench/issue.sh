@@ -118,7 +118,8 @@ wrk_run() {
   case $name in issue) serve_pid=$headline_pid ;; issue-no-relay) serve_pid=$alone_pid ;; esac
   # Fresh users for every run, minted before wrk starts (not part of the measurement).
   "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
-  if [ -n "$campaign" ]; then cpu0=$(redis_cpu); n0=$(issued "$campaign"); fi
+  # Redis CPU per issuance for the paths that issue (the sold-out one issues nothing).
+  [ -z "$campaign" ] || [ "$campaign" = "$gone" ] || { cpu0=$(redis_cpu); n0=$(issued "$campaign"); }
   [ -z "$serve_pid" ] || split0=$(split_ticks "$serve_pid")
   local line
   line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \

@@ -127,7 +127,7 @@ async fn the_operator_logs_events_and_statuses_carry_no_password() {
     let c = Cluster::start().await;
     let d = stack_defaults();
     assert!(
-        password(&d.redis_url).is_some(),
+        url_password(&d.redis_url).is_some(),
         "needs the authenticated stack (STAMPEDE_STACK_AUTH=1, as `make test` runs it)"
     );
     let logs = std::env::temp_dir().join(unique("operator-logs"));
@@ -204,24 +204,14 @@ fn operator_binary(c: &Cluster, redis_url: &str, log: &std::path::Path) -> Child
 /// The stack's Redis, PostgreSQL and Kafka passwords and the refused one.
 fn passwords(redis_url: &str, database_url: &str) -> Vec<String> {
     let mut found = vec![WRONG_REDIS.to_owned()];
-    found.extend([redis_url, database_url].into_iter().filter_map(password));
+    found.extend(
+        [redis_url, database_url]
+            .into_iter()
+            .filter_map(url_password),
+    );
     found.extend(std::env::var("STAMPEDE_KAFKA_SASL_PASSWORD").ok());
     found.retain(|p| !p.is_empty());
     found
-}
-
-/// The password in `url`'s user info, if it has one.
-fn password(url: &str) -> Option<String> {
-    let userinfo = url.split_once("://")?.1.rsplit_once('@')?.0;
-    Some(userinfo.split_once(':')?.1.to_owned())
-}
-
-/// `url` with its password replaced by `new`.
-fn with_password(url: &str, new: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (userinfo, host) = rest.rsplit_once('@').unwrap();
-    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-    format!("{scheme}://{user}:{new}@{host}")
 }
 
 fn assert_none_in(secrets: &[String], what: &str, text: &str) {

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::kit::unique;
+use common::kit::{unique, url_password, with_password};
 use common::role::{Role, service_command};
 use common::secure::SecureStack;
 use common::{TEST_SECRET, eventually, free_port, token};
@@ -185,11 +185,7 @@ const WRONG_KAFKA: &str = "wrong-kafka-password-3b7a";
 
 impl Secrets {
     fn of(stack: &SecureStack) -> Self {
-        let password = |var: &str| {
-            let url = stack.var(var);
-            let userinfo = url.split_once("://").unwrap().1.rsplit_once('@').unwrap().0;
-            userinfo.split_once(':').expect("a password").1.to_owned()
-        };
+        let password = |var: &str| url_password(&stack.var(var)).expect("a password");
         Self(vec![
             ("the Redis password", password("STAMPEDE_REDIS_URL")),
             ("the PostgreSQL password", password("STAMPEDE_DATABASE_URL")),
@@ -213,14 +209,6 @@ impl Secrets {
             );
         }
     }
-}
-
-/// `url` with its password replaced by `password`.
-fn with_password(url: &str, password: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (userinfo, host) = rest.rsplit_once('@').unwrap();
-    let user = userinfo.split_once(':').unwrap().0;
-    format!("{scheme}://{user}:{password}@{host}")
 }
 
 /// Commands and roles handed a wrong password or an unparseable URL fail, and their

@@ -72,6 +72,7 @@ pub async fn run(
         .set("allow.auto.create.topics", "false")
         .create()
         .map_err(kafka)?;
+    let read_count = config.batch;
     let mut relay = Relay {
         config,
         metrics,
@@ -83,9 +84,8 @@ pub async fn run(
         last_refresh: None,
         outbox,
         in_flight: VecDeque::new(),
-        read_count: 0,
+        read_count,
     };
-    relay.read_count = relay.config.batch;
     tracing::info!(consumer = %relay.config.consumer, "relay running");
     while !shutdown.is_cancelled() {
         let step = tokio::select! {

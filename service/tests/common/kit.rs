@@ -62,6 +62,20 @@ fn run_stamp() -> &'static str {
     })
 }
 
+/// The password in `url`'s user info (`scheme://user:password@host`), if it has one.
+pub fn url_password(url: &str) -> Option<String> {
+    let userinfo = url.split_once("://")?.1.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1.to_owned())
+}
+
+/// `url` with its password replaced by `new` (its user kept); `url` must name a user.
+pub fn with_password(url: &str, new: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (userinfo, host) = rest.rsplit_once('@').unwrap();
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    format!("{scheme}://{user}:{new}@{host}")
+}
+
 /// The repository root (scripts live there).
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
