@@ -8,13 +8,17 @@ export GOTOOLCHAIN := local
 export STAMPEDE_STACK_AUTH ?= 1
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-node stack-up stack-down stack-auth-test
+.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster bench-cluster k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-node stack-up stack-down stack-auth-test
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
 # Suites on the real local node (scripts/cluster): one node, so one test at a time.
 NODE := $(basename $(notdir $(wildcard operator/tests/node_*.rs)))
 FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
+# Suites run a second time on a real Redis Cluster (make test-cluster): every fast suite
+# and the end-to-end suites whose Redis use differs on a cluster (slots, routing, relay
+# reads, provisioning). e2e_cluster_failover always runs on a cluster of its own.
+CLUSTER_E2E := e2e_pipeline e2e_relay_lanes e2e_sharded e2e_faults e2e_operator e2e_lifecycle e2e_tenants e2e_secrets
 # Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
 WITH_STACK := scripts/stack up >/dev/null && scripts/stack prune && eval "$$(scripts/stack env)" &&
 
@@ -67,13 +71,18 @@ unit: deps ## unit and black-box tests (own redis-server per test; the stack's K
 e2e: deps control-plane chart ## slow suites: pipeline, faults, operator on a real control plane
 	$(WITH_STACK) timeout 1800 cargo test --workspace $(addprefix --test ,$(E2E))
 
+test-cluster: deps control-plane chart ## the fast suites and $(CLUSTER_E2E) again on a real Redis Cluster (a private one per service test; the stack's 3+3 for the operator)
+	$(WITH_STACK) scripts/stack up redis-cluster >/dev/null && eval "$$(scripts/stack env)" && \
+	  STAMPEDE_TEST_REDIS_CLUSTER=1 STAMPEDE_REDIS_URL="$$STAMPEDE_REDIS_CLUSTER_URL" \
+	  timeout 1800 cargo test --workspace $(addprefix --test ,$(FAST) $(CLUSTER_E2E))
+
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
 	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit e2e k6-test node-test ## the whole suite (what CI runs)
+test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit e2e test-cluster k6-test node-test ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo
@@ -95,6 +104,9 @@ bench: deps build ## issue-path throughput vs /healthz with wrk (see docs/benchm
 
 bench-drain: deps build ## 1 000 000 issuances through relay, Kafka, writer, PostgreSQL
 	bench/drain.sh
+
+bench-cluster: deps build ## Redis Cluster: one hot campaign on 1, 2, 3 buckets; a 1 000 000 stock's sell-out time
+	bench/cluster.sh
 
 bench-spike: deps build ## report 000's spike: 1 000 users at once against issue and /healthz (k6)
 	bench/spike.sh

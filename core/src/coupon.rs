@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::Error;
 use crate::clock::format_ms;
+use crate::ids::CampaignId;
 
 /// A coupon as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +79,8 @@ pub enum Decision {
     Suspended,
     /// No such campaign.
     Unknown,
+    /// The campaign is sharded: ask the user's bucket (one of these) instead.
+    Sharded(Vec<CampaignId>),
 }
 
 impl Decision {
@@ -101,6 +104,12 @@ impl Decision {
             Some("PAUSED") => Self::Paused,
             Some("SUSPENDED") => Self::Suspended,
             Some("UNKNOWN") => Self::Unknown,
+            Some("SHARDED") => Self::Sharded(
+                detail()?
+                    .split(',')
+                    .map(CampaignId::parse_stored)
+                    .collect::<Result<_, _>>()?,
+            ),
             _ => return Err(Error::Protocol(format!("{reply:?}"))),
         })
     }
@@ -116,6 +125,7 @@ impl Decision {
             Self::Paused => "paused",
             Self::Suspended => "suspended",
             Self::Unknown => "campaign_not_found",
+            Self::Sharded(_) => "sharded",
         }
     }
 }

@@ -72,6 +72,46 @@ impl CampaignId {
 /// What separates a campaign from its load test's name in a shadow campaign id.
 pub const SHADOW_MARK: &str = ".lt-";
 
+/// What separates a sharded campaign's id from a bucket's number in a bucket id
+/// (`<campaign>~<n>`): not a campaign id character, so no client can name a bucket.
+pub const BUCKET_MARK: char = '~';
+
+impl CampaignId {
+    /// Bucket `n` of this (sharded) campaign: `<id>~<n>`, keys of its own hash tag.
+    pub fn bucket(&self, n: u32) -> Self {
+        Self(format!("{}{BUCKET_MARK}{n}", self.campaign()))
+    }
+
+    /// The campaign this id belongs to: itself, or a bucket's campaign.
+    pub fn campaign(&self) -> &str {
+        self.0.split(BUCKET_MARK).next().unwrap_or(&self.0)
+    }
+
+    /// Whether this is a bucket of a sharded campaign.
+    pub fn is_bucket(&self) -> bool {
+        self.0.contains(BUCKET_MARK)
+    }
+
+    /// A campaign id, or a bucket id (`<campaign>~<n>`) as found in Redis (the registry,
+    /// stream keys); never for what clients send.
+    pub fn parse_stored(raw: &str) -> Result<Self, Error> {
+        match raw.split_once(BUCKET_MARK) {
+            Some((campaign, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Self::parse(campaign)?.bucket(
+                    n.parse().map_err(|_| {
+                        Error::InvalidInput(format!("bucket id {:?}", truncate(raw)))
+                    })?,
+                ))
+            }
+            Some(_) => Err(Error::InvalidInput(format!(
+                "bucket id {:?} must be <campaign>{BUCKET_MARK}<number>",
+                truncate(raw)
+            ))),
+            None => Self::parse(raw),
+        }
+    }
+}
+
 impl UserId {
     /// Checks `raw` against the user id grammar.
     pub fn parse(raw: &str) -> Result<Self, Error> {

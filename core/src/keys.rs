@@ -22,6 +22,15 @@ pub struct CampaignKeys {
     pub holders: String,
     /// Stream: one entry per issuance, drained to Kafka by the relay.
     pub outbox: String,
+    /// String: on a Redis Cluster, `<run id>/<replication id>` of the primary that took
+    /// this campaign's writes so far (`store::epoch`; a single Redis has one [`EPOCH`]).
+    pub epoch: String,
+    /// Counter: on a Redis Cluster, the replica fence's write in this campaign's slot
+    /// (`store::fence`).
+    pub fence: String,
+    /// Hash: a bucket's stock transfers, transfer id → `out|in:<peer>:<ranges>`
+    /// (`store::shards`).
+    pub ledger: String,
 }
 
 impl CampaignKeys {
@@ -32,14 +41,33 @@ impl CampaignKeys {
             meta: format!("{tag}:meta"),
             holders: format!("{tag}:holders"),
             outbox: format!("{tag}:outbox"),
+            epoch: format!("{tag}:epoch"),
+            fence: format!("{tag}:fence"),
+            ledger: format!("{tag}:ledger"),
         }
+    }
+
+    /// Every key, for removing them all.
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.meta,
+            &self.holders,
+            &self.outbox,
+            &self.epoch,
+            &self.fence,
+            &self.ledger,
+        ]
     }
 
     /// The campaign whose key `key` is (any of its keys), or `None` for a foreign key.
     pub fn campaign_of(key: &str) -> Option<&str> {
         let rest = key.strip_prefix("{stampede:")?;
         let (campaign, suffix) = rest.split_once("}:")?;
-        matches!(suffix, "meta" | "holders" | "outbox").then_some(campaign)
+        matches!(
+            suffix,
+            "meta" | "holders" | "outbox" | "epoch" | "fence" | "ledger"
+        )
+        .then_some(campaign)
     }
 }
 
@@ -50,7 +78,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = CampaignKeys::new(&CampaignId::parse("spring.sale-1").unwrap());
-        for key in [&k.meta, &k.holders, &k.outbox] {
+        for key in k.all() {
             assert!(key.starts_with("{stampede:spring.sale-1}:"), "{key}");
             assert_eq!(CampaignKeys::campaign_of(key), Some("spring.sale-1"));
         }

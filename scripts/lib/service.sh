@@ -19,7 +19,8 @@
 #                         `stampede-service token` mint with them
 #   psql_value SQL        one value from the stack's database
 #   rcli ARGS...          redis-cli on STAMPEDE_REDIS_URL, as its user (the password through
-#                         the environment, never on the command line)
+#                         the environment, never on the command line); -c on a
+#                         redis+cluster:// URL (its first seed node)
 #   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
@@ -136,16 +137,19 @@ forget_campaign() {
 }
 
 # rcli ARGS…: redis-cli on the Redis of STAMPEDE_REDIS_URL (default the stack's), as the
-# URL's user when it names one; the password goes through REDISCLI_AUTH, not argv.
+# URL's user when it names one; the password goes through REDISCLI_AUTH, not argv. A
+# redis+cluster:// URL: its first host:port, with -c (follows the cluster's redirects).
 rcli() {
-  local rest=${STAMPEDE_REDIS_URL:-redis://127.0.0.1:6379} userinfo="" hostport
-  rest=${rest#redis://}
+  local rest=${STAMPEDE_REDIS_URL:-redis://127.0.0.1:6379} userinfo="" hostport redirects=()
+  case $rest in redis+cluster://*) redirects=(-c) ;; esac
+  rest=${rest#*://}
   case $rest in *@*) userinfo=${rest%@*} ;; esac
   hostport=${rest##*@}
   hostport=${hostport%%/*}
+  hostport=${hostport%%,*}
   if [ -n "$userinfo" ]; then
-    REDISCLI_AUTH=${userinfo#*:} redis-cli --user "${userinfo%%:*}" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
+    REDISCLI_AUTH=${userinfo#*:} redis-cli "${redirects[@]}" --user "${userinfo%%:*}" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
   else
-    redis-cli -h "${hostport%:*}" -p "${hostport##*:}" "$@"
+    redis-cli "${redirects[@]}" -h "${hostport%:*}" -p "${hostport##*:}" "$@"
   fi
 }

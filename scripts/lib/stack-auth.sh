@@ -3,7 +3,8 @@
 # and server certificate, generated passwords, the Redis ACL, PostgreSQL's TLS and hba
 # files, the Kafka broker's --auth directory, and the mode each running component was
 # started in. Needs STACK_DIR, SCRIPT_DIR, log/die (lib/common.sh), lib/pki.sh, and the
-# component libs (redis.sh, redis-replica.sh, postgres.sh, kafka.sh) for their globals.
+# component libs (redis.sh, redis-replica.sh, redis-cluster.sh, postgres.sh, kafka.sh) for
+# their globals.
 #
 #   stack_auth            true when this command runs in authenticated mode
 #   stack_mode            auth or plain: the mode this command wants
@@ -12,7 +13,8 @@
 #   auth_secret NAME      the password in SECRETS_DIR/NAME, generated once (0600)
 #   auth_secrets          every password the stack uses, generated once; sets PG_PASSWORD
 #   auth_pki              the stack CA and the server certificate, made once
-#   auth_redis_conf ROLE  redis.conf lines: ACL users (and masteruser for ROLE replica)
+#   auth_redis_conf ROLE  redis.conf lines: ACL users (and masteruser for ROLE replica and
+#                         for a cluster node, ROLE redis-cluster:PORT)
 #   auth_pg_conf          stampede.conf lines for TLS and the hba file; writes both files
 #   auth_kafka_dir        the directory for `scripts/kafka-broker start --auth`, refreshed
 #   auth_env              the exports `scripts/stack env` prints in this mode
@@ -29,8 +31,8 @@ AUTH_CA=$PKI_DIR/ca.crt
 # the server certificate names it beside 127.0.0.1 and localhost.
 STACK_NODE_ADDR=${KAFKA_NODE_LISTENER%:*}
 # Users: `stampede` for the service everywhere; Redis adds `admin` (scripts/stack's own
-# PING/INFO/SHUTDOWN) and `replication` (the replica's link); Kafka adds `broker` (its own
-# inter-broker connections over the SASL_SSL listener).
+# PING/INFO/SHUTDOWN, and the cluster's creation) and `replication` (a replica's link); Kafka
+# adds `broker` (its own inter-broker connections over the SASL_SSL listener).
 AUTH_USER=stampede
 
 stack_auth() { [ "${STAMPEDE_STACK_AUTH:-0}" = 1 ]; }
@@ -100,7 +102,11 @@ auth_pki() { # the CA and the server certificate, once; keys 0600
 # @dangerous (FLUSHALL, CONFIG, DEBUG, KEYS, SHUTDOWN, REPLICAOF, CLIENT KILL/PAUSE, ...),
 # plus INFO (read-only, in @dangerous), on exactly those key patterns. Passwords appear as
 # SHA-256 hashes, so redis.conf holds no cleartext but the replica's masterauth.
-auth_redis_conf() { # ROLE (redis|replica)
+# A cluster client's reads (CLUSTER SLOTS/SHARDS/NODES/MYID/INFO, READONLY, ASKING) are not
+# in @dangerous on Redis 7.0 (CLUSTER REPLICAS/SLAVES are, and clients do not need them), so
+# the same rules serve a cluster node. Every cluster node gets masteruser/masterauth: any
+# node may be a replica after a failover (a primary that comes back rejoins as one).
+auth_redis_conf() { # ROLE (redis|replica|redis-cluster:PORT)
     cat <<EOF
 # STAMPEDE_STACK_AUTH=1: the default user is off; clients authenticate as an ACL user
 user default off
@@ -108,7 +114,7 @@ user ${AUTH_USER} on #$(sha256_of "$(auth_secret redis.password)") resetkeys ~st
 user replication on #$(sha256_of "$(auth_secret redis-replication.password)") resetkeys resetchannels -@all +psync +replconf +ping
 user admin on #$(sha256_of "$(auth_secret redis-admin.password)") ~* &* +@all
 EOF
-    if [ "$1" = replica ]; then
+    if [ "$1" = replica ] || [[ $1 == redis-cluster:* ]]; then
         printf 'masteruser replication\nmasterauth %s\n' "$(auth_secret redis-replication.password)"
     fi
 }
@@ -160,8 +166,11 @@ auth_kafka_dir() {
 
 auth_env() { # single-quoted: the database URL holds '&'
     auth_secrets
+    local redis_url
+    redis_url=redis://${AUTH_USER}:$(auth_secret redis.password)@127.0.0.1:${REDIS_PORT}
+    if redis_cluster_default; then redis_url=$(redis_cluster_url); fi
     cat <<EOF
-export STAMPEDE_REDIS_URL='redis://${AUTH_USER}:$(auth_secret redis.password)@127.0.0.1:${REDIS_PORT}'
+export STAMPEDE_REDIS_URL='${redis_url}'
 export STAMPEDE_DATABASE_URL='$(pg_url)'
 export STAMPEDE_KAFKA_BROKERS='127.0.0.1:${KAFKA_PORT}'
 export STAMPEDE_KAFKA_SECURITY_PROTOCOL='SASL_SSL'
@@ -173,6 +182,9 @@ EOF
     if [ "${STAMPEDE_REDIS_REPLICA:-0}" = 1 ]; then
         printf "export STAMPEDE_REDIS_REPLICA_URL='redis://%s:%s@127.0.0.1:%s'\n" \
             "$AUTH_USER" "$(auth_secret redis.password)" "$REPLICA_PORT"
+    fi
+    if redis_cluster_in_env; then
+        printf "export STAMPEDE_REDIS_CLUSTER_URL='%s'\n" "$(redis_cluster_url)"
     fi
 }
 
@@ -186,6 +198,7 @@ auth_check_modes() { # COMPONENT...
         case $c in
             redis) redis_our_pid >/dev/null && running=$(mode_of "$REDIS_DIR") ;;
             replica) as_replica redis_our_pid >/dev/null && running=$(mode_of "$STACK_DIR/redis-replica") ;;
+            redis-cluster) running=$(redis_cluster_running_mode) ;;
             postgres) pg_our_pid >/dev/null && running=$(mode_of "$PG_DIR") ;;
             kafka) kafka_other_runs && running=other ;;
         esac

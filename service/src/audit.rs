@@ -11,6 +11,7 @@ use stampede_core::db;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::Issuance;
 use stampede_core::store::Store;
+use stampede_core::store::shard_audit::ShardLedger;
 
 mod drift;
 mod seqs;
@@ -53,6 +54,9 @@ pub struct AuditReport {
     pub seqs: SeqReport,
     /// Set while the campaign is suspended because Redis may have lost writes.
     pub suspended: bool,
+    /// A sharded campaign's buckets, transfers in transit and ledger problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardLedger>,
     /// Nothing oversold, duplicated, mismatched, missing, issued twice or lost.
     pub clean: bool,
 }
@@ -78,21 +82,14 @@ pub struct AuditInput<'a> {
     pub now_ms: i64,
     /// Younger issuances are in flight, not missing.
     pub grace: Duration,
+    /// A sharded campaign's issued seqs (see `seqs::SeqSources::expected`).
+    pub expected: Option<&'a [u64]>,
 }
 
 /// The comparison itself, free of I/O. Returns the report and the missing users.
 pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
-    let AuditInput {
-        campaign,
-        stock,
-        issued,
-        acked_high,
-        holders,
-        outbox,
-        persisted,
-        now_ms,
-        grace,
-    } = input;
+    #[rustfmt::skip]
+    let AuditInput { campaign, stock, issued, acked_high, holders, outbox, persisted, now_ms, grace, expected } = input;
     let grace_ms = grace.as_millis() as i64;
     let mut r = AuditReport {
         campaign: campaign.to_owned(),
@@ -132,6 +129,7 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         persisted,
         issued,
         acked_high,
+        expected,
     });
     r.clean = r.missing == 0
         && r.oversold == 0
@@ -162,6 +160,7 @@ pub async fn audit(
     let holders = store.holders(campaign).await?;
     let outbox = store.outbox_seqs(campaign).await?;
     let persisted = db::persisted_seqs(pool, campaign.as_str()).await?;
+    let ledger = store.shard_ledger(campaign).await?;
     let (mut report, missing) = compare(AuditInput {
         campaign: campaign.as_str(),
         stock: snap.total,
@@ -172,8 +171,13 @@ pub async fn audit(
         persisted: &persisted,
         now_ms: snap.now_ms,
         grace,
+        expected: ledger.as_ref().map(|l| l.issued_seqs.as_slice()),
     });
     report.suspended = snap.suspension.is_some();
+    if let Some(l) = ledger {
+        report.clean &= l.problems.is_empty();
+        report.shards = Some(l);
+    }
     if repair && !missing.is_empty() {
         let again: Vec<Issuance> = missing
             .iter()
@@ -216,6 +220,7 @@ mod tests {
             persisted,
             now_ms,
             grace: Duration::from_secs(grace_secs),
+            expected: None,
         }
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
-use stampede_core::store::epoch::EpochCheck;
+use stampede_core::store::epoch::{EpochCheck, EpochScope};
 use stampede_core::store::{HandedOut, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -72,16 +72,25 @@ pub async fn watch(
 ) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen: Option<String> = None;
+    let mut seen: HashMap<EpochScope, String> = HashMap::new();
     let mut gauged = BTreeSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match check(&store, &acked, &metrics, seen.as_deref()).await {
-            Ok(Some(epoch)) => seen = Some(epoch),
-            Ok(None) => {}
+        match scopes(&store, &acked).await {
+            Ok(scopes) => {
+                seen.retain(|s, _| scopes.contains(s));
+                for scope in scopes {
+                    let before = seen.get(&scope).map(String::as_str);
+                    match check(&store, &acked, &metrics, &scope, before).await {
+                        Ok(Some(epoch)) => _ = seen.insert(scope, epoch),
+                        Ok(None) => {}
+                        Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
+                    }
+                }
+            }
             Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
         }
         metrics.epoch_checks.inc();
@@ -111,15 +120,30 @@ async fn gauge_suspended(
     Ok(now)
 }
 
-/// One check; returns the epoch to remember as seen, if any.
+/// What to check: the whole Redis, or on a cluster each campaign known here (registered,
+/// or handed out by this process).
+async fn scopes(store: &Store, acked: &AckedSeqs) -> Result<Vec<EpochScope>, Error> {
+    if !store.is_cluster() {
+        return Ok(store.epoch_scopes([]));
+    }
+    let mut campaigns: BTreeSet<String> = store.registry().await?.into_iter().collect();
+    campaigns.extend(acked.all().into_keys());
+    let ids = campaigns
+        .iter()
+        .filter_map(|c| CampaignId::parse_stored(c).ok());
+    Ok(store.epoch_scopes(ids))
+}
+
+/// One check of `scope`; returns the epoch to remember as seen, if any.
 async fn check(
     store: &Store,
     acked: &AckedSeqs,
     metrics: &IssuanceMetrics,
+    scope: &EpochScope,
     seen: Option<&str>,
 ) -> Result<Option<String>, Error> {
-    let (before, now, everything_lost) = match store.check_epoch(seen).await? {
-        EpochCheck::NotPrimary => return Ok(None),
+    let (before, now, everything_lost) = match store.check_epoch(scope, seen).await? {
+        EpochCheck::NotPrimary | EpochCheck::Forgotten => return Ok(None),
         EpochCheck::Recorded(e) | EpochCheck::Unchanged(e) => return Ok(Some(e)),
         EpochCheck::Changed {
             before,
@@ -127,13 +151,18 @@ async fn check(
             everything_lost,
         } => (before, now, everything_lost),
     };
-    metrics.epoch_changes.inc();
     let handed = acked.all();
-    let mut campaigns: BTreeSet<String> = store.registry().await?.into_iter().collect();
-    campaigns.extend(handed.keys().cloned());
+    let campaigns: BTreeSet<String> = match scope {
+        EpochScope::Whole => {
+            let mut all: BTreeSet<String> = store.registry().await?.into_iter().collect();
+            all.extend(handed.keys().cloned());
+            all
+        }
+        EpochScope::Campaign(c) => BTreeSet::from([c.to_string()]),
+    };
     let mut suspended = Vec::new();
     for c in &campaigns {
-        let Ok(id) = CampaignId::parse(c) else {
+        let Ok(id) = CampaignId::parse_stored(c) else {
             continue;
         };
         let h = handed.get(c).cloned().unwrap_or_default();
@@ -141,8 +170,11 @@ async fn check(
             suspended.push(c.as_str());
         }
     }
-    store.record_epoch(&now).await?;
+    store.record_epoch(scope, &now).await?;
+    // Counted once handled: whoever watches the counter finds the campaigns suspended.
+    metrics.epoch_changes.inc();
     tracing::error!(
+        ?scope,
         %before, %now, everything_lost, ?suspended,
         "Redis restarted or failed over and may have lost acknowledged coupons: campaigns \
          suspended; run `audit`, then `campaign unsuspend`"

@@ -173,7 +173,7 @@ impl IssuanceMetrics {
             ),
             epoch_changes: r.counter(
                 "stampede_redis_epoch_changes_total",
-                "Redis restarts or failovers noticed (Redis may have lost acknowledged writes)",
+                "Redis restarts or failovers noticed (on a cluster: per campaign shard), counted once the campaigns are suspended",
             ),
             epoch_checks: r.counter(
                 "stampede_redis_epoch_checks_total",

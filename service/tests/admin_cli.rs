@@ -128,3 +128,25 @@ async fn create_provisions_topics_that_only_grow() {
     fails_naming(&redis, &zero, "--partitions");
     drop_topics(&stack_kafka(), &id);
 }
+
+#[tokio::test]
+async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
+    let redis = RedisServer::start().await;
+    let id = common::unique("sharded");
+    let created = ok_json(&redis, &format!("campaign create --id {id} --stock 9 --shards 3"));
+    assert_eq!(created["provision"]["outcome"], "created");
+    let shown = ok_json(&redis, &format!("campaign show --id {id}"));
+    assert_eq!(shown["stock"]["total"], 9);
+    let buckets = shown["shards"]["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 3, "{shown}");
+    assert!(buckets.iter().all(|b| b["total"] == 3), "{shown}");
+    assert_eq!(shown["shards"]["problems"], serde_json::json!([]));
+    let restocked = ok_json(&redis, &format!("campaign restock --id {id} --add 3"));
+    assert_eq!(restocked["total"], 12);
+    let shown = ok_json(&redis, &format!("campaign show --id {id}"));
+    assert_eq!(shown["shards"]["stock"], 12);
+    fails_naming(&redis, &format!("campaign create --id {id} --stock 12 --shards 2"), "shards cannot change");
+    fails_naming(&redis, &format!("campaign create --id {id}-z --stock 9 --shards 0"), "shards");
+    fails_naming(&redis, &format!("campaign create --id {id}-y --stock 2 --shards 3"), "at least the number of shards");
+    drop_topics(&stack_kafka(), &id);
+}

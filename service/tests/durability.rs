@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{RedisServer, Service, config, connect_store, eventually, id};
+use common::{RedisServer, Service, config, connect_store, eventually, id, single_node_only};
 use stampede_core::store::StoreConfig;
 use stampede_core::store::fence::FenceConfig;
 
@@ -54,6 +54,11 @@ async fn held_by(replica: &RedisServer, campaign: &str, users: &[String]) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary() {
+    if single_node_only(
+        "a replica of one primary, cut off by hand (the cluster's own failover: redis_cluster_failover.rs)",
+    ) {
+        return;
+    }
     let fence = FenceConfig {
         replicas: 1,
         timeout: Duration::from_millis(300),
@@ -102,6 +107,11 @@ async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_local_durability_a_lagging_replica_loses_acknowledged_coupons() {
+    if single_node_only(
+        "a replica of one primary, cut off by hand (the cluster's own failover: redis_cluster_failover.rs)",
+    ) {
+        return;
+    }
     let (mut primary, replica, svc) = setup(None, "local").await;
     primary.cut_off(&replica).await;
     let users: Vec<String> = (0..5).map(|i| format!("u-{i}")).collect();

@@ -15,7 +15,7 @@ fn ids(entries: &[StreamId]) -> Vec<String> {
 }
 
 /// The ids left in the stream, oldest first.
-async fn left(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
+async fn left(conn: &mut stampede_core::store::conn::RedisConn, key: &str) -> Vec<String> {
     let r: StreamRangeReply = conn.xrange_all(key).await.unwrap();
     ids(&r.ids)
 }

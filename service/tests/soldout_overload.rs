@@ -164,7 +164,7 @@ async fn overload_is_shed_at_once_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_in_flight_requests() {
-    let (redis, svc, store) = setup().await;
+    let (redis, mut svc, store) = setup().await;
     store.ensure_campaign(&id("bye"), 10, None).await.unwrap();
     redis.freeze(500).await;
     let held = issue_in_background(&svc, "bye", "last");
@@ -178,7 +178,7 @@ async fn shutdown_finishes_in_flight_requests() {
         201,
         "in-flight request finished during shutdown"
     );
-    tokio::time::timeout(Duration::from_secs(10), svc.task)
+    tokio::time::timeout(Duration::from_secs(10), &mut svc.task)
         .await
         .expect("serve returns after shutdown")
         .unwrap()

@@ -8,8 +8,27 @@ use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, REGISTRY};
 
 impl Store {
-    /// Reads a consistent view of a campaign; `Ok(None)` when it does not exist.
+    /// Reads a view of a campaign; `Ok(None)` when it does not exist. A sharded campaign's
+    /// counts are its buckets' sums (each bucket read consistently, one after another).
     pub async fn snapshot(&self, campaign: &CampaignId) -> Result<Option<CampaignSnapshot>, Error> {
+        let Some(mut snap) = self.snapshot_one(campaign).await? else {
+            return Ok(None);
+        };
+        if let Some(buckets) = self.buckets(campaign).await? {
+            for b in &buckets {
+                let Some(part) = self.snapshot_one(b).await? else {
+                    continue;
+                };
+                snap.issued += part.issued;
+                snap.outbox_len += part.outbox_len;
+                snap.acked_high = snap.acked_high.max(part.acked_high);
+                snap.suspension = snap.suspension.or(part.suspension);
+            }
+        }
+        Ok(Some(snap))
+    }
+
+    async fn snapshot_one(&self, campaign: &CampaignId) -> Result<Option<CampaignSnapshot>, Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.snapshot.prepare_invoke();
         inv.key(&k.meta).key(&k.outbox);
@@ -74,6 +93,19 @@ impl Store {
         window: Option<Window>,
         gated: bool,
     ) -> Result<ProvisionOutcome, Error> {
+        self.ensure_sharded(campaign, stock, window, gated, 1).await
+    }
+
+    /// [`Store::ensure_campaign_gated`] for a campaign, a sharded campaign's own meta or one
+    /// of its buckets (`role`: see `lua/ensure.lua`).
+    pub(super) async fn ensure_campaign_as(
+        &self,
+        campaign: &CampaignId,
+        stock: u64,
+        window: Option<Window>,
+        gated: bool,
+        role: &str,
+    ) -> Result<ProvisionOutcome, Error> {
         if stock == 0 {
             return Err(Error::InvalidInput("stock must be at least 1".into()));
         }
@@ -87,7 +119,8 @@ impl Store {
             .arg(if window.is_some() { "1" } else { "0" })
             .arg(window.and_then(|w| w.opens_ms).unwrap_or(0))
             .arg(window.and_then(|w| w.closes_ms).unwrap_or(0))
-            .arg(if gated { "1" } else { "0" });
+            .arg(if gated { "1" } else { "0" })
+            .arg(role);
         let (outcome, before, after, window_changed): (String, u64, u64, u8) =
             self.invoke("ensure", inv).await?;
         // The registry lives outside the campaign's hash slot, so it cannot join the script.
@@ -112,8 +145,30 @@ impl Store {
         })
     }
 
-    /// Applies one admin change; returns the stock total afterwards.
+    /// Applies one admin change (to a sharded campaign: to every bucket, then the
+    /// campaign; a restock is shared out); returns the stock total afterwards.
     pub async fn admin(&self, campaign: &CampaignId, action: AdminAction) -> Result<u64, Error> {
+        let Some(buckets) = self.buckets(campaign).await? else {
+            return self.admin_one(campaign, action).await;
+        };
+        if let AdminAction::Restock(n) = action {
+            let total = match self.snapshot(campaign).await? {
+                Some(s) if n > 0 => s.total,
+                Some(_) => return Err(Error::InvalidInput("--add must be at least 1".into())),
+                None => return Err(Error::CampaignNotFound(campaign.to_string())),
+            };
+            let shards = buckets.len() as u32;
+            self.ensure_sharded(campaign, total + n, None, false, shards)
+                .await?;
+            return Ok(total + n);
+        }
+        for b in &buckets {
+            self.admin_one(b, action).await?;
+        }
+        self.admin_one(campaign, action).await
+    }
+
+    async fn admin_one(&self, campaign: &CampaignId, action: AdminAction) -> Result<u64, Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.admin.prepare_invoke();
         inv.key(&k.meta);
@@ -145,26 +200,35 @@ impl Store {
         }
     }
 
-    /// Removes every key of `campaign` and its registry entry (`deletionPolicy: Delete`).
-    /// Returns how many keys existed.
+    /// Removes every key of `campaign`, then its registry entry (`deletionPolicy: Delete`).
+    /// Returns how many keys existed. Two calls, not one transaction: on a cluster the
+    /// registry lives in another slot. Keys first, so a failure in between leaves a
+    /// registered campaign without keys (the relay retires its lane; forgetting again
+    /// finishes the job), never keys nobody can find.
     pub async fn forget(&self, campaign: &CampaignId) -> Result<u64, Error> {
+        let mut removed = 0;
+        for b in self.buckets(campaign).await?.unwrap_or_default() {
+            removed += self.forget_one(&b).await?;
+        }
+        Ok(removed + self.forget_one(campaign).await?)
+    }
+
+    async fn forget_one(&self, campaign: &CampaignId) -> Result<u64, Error> {
         let k = CampaignKeys::new(campaign);
-        let removed: (u64, u64) = self
+        let removed: u64 = self
             .call("forget", |mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .cmd("DEL")
-                    .arg(&k.meta)
-                    .arg(&k.holders)
-                    .arg(&k.outbox)
-                    .cmd("SREM")
-                    .arg(REGISTRY)
-                    .arg(campaign.as_str())
-                    .query_async(&mut c)
-                    .await
+                redis::cmd("DEL").arg(&k.all()).query_async(&mut c).await
             })
             .await?;
-        Ok(removed.0)
+        self.call("forget", |mut c| async move {
+            redis::cmd("SREM")
+                .arg(REGISTRY)
+                .arg(campaign.as_str())
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await?;
+        Ok(removed)
     }
 
     /// Adds `campaign` to the registry (the relay and the audit find campaigns by it).

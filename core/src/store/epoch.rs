@@ -14,11 +14,34 @@
 //! then it keeps its run id and has no previous id (`master_replid2` all zeros), unlike a
 //! promotion, which keeps the id it continues there. Such a change is recorded, not
 //! suspended for.
+//!
+//! On a Redis Cluster every shard restarts and fails over on its own: each campaign keeps
+//! the epoch of the primary owning its slot in its own key, INFO is asked of that primary,
+//! and a change suspends that campaign alone ([`EpochScope`]).
 
 use super::{HandedOut, Store};
 use crate::Error;
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, EPOCH, SUSPENDED};
+
+/// Whose epoch a check compares: the single Redis's, or (on a cluster) one campaign's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EpochScope {
+    /// The one Redis every campaign lives on.
+    Whole,
+    /// The campaign's shard.
+    Campaign(CampaignId),
+}
+
+impl EpochScope {
+    /// The key the epoch is recorded under.
+    fn key(&self) -> String {
+        match self {
+            Self::Whole => EPOCH.to_owned(),
+            Self::Campaign(c) => CampaignKeys::new(c).epoch,
+        }
+    }
+}
 
 /// Who answers on a Redis connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +100,9 @@ pub enum EpochCheck {
     },
     /// Connected to a replica (mid-failover); nothing to compare until a primary answers.
     NotPrimary,
+    /// A campaign's epoch key went while the same primary kept answering: the campaign
+    /// was deleted (forgotten), not lost. Nothing to record or suspend.
+    Forgotten,
 }
 
 /// Decides what an epoch reading means: `stored` is the epoch key, `seen` the epoch this
@@ -84,6 +110,18 @@ pub enum EpochCheck {
 /// replication id continues another one (otherwise a new id under the same run id is the
 /// same data: a backlog created or freed).
 pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str, promoted: bool) -> EpochCheck {
+    judge_in(&EpochScope::Whole, stored, seen, now, promoted)
+}
+
+/// [`judge`] for `scope`: a campaign's epoch key gone under an unchanged primary means
+/// the campaign was deleted, where the whole Redis's going means Redis lost everything.
+pub fn judge_in(
+    scope: &EpochScope,
+    stored: Option<&str>,
+    seen: Option<&str>,
+    now: &str,
+    promoted: bool,
+) -> EpochCheck {
     let changed = |before: &str, everything_lost| EpochCheck::Changed {
         before: before.to_owned(),
         now: now.to_owned(),
@@ -96,6 +134,9 @@ pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str, promoted: bool
         // Another process noticed first and recorded the new epoch; this one still reports
         // what it acknowledged.
         (Some(_), Some(l)) if differs(l) => changed(l, false),
+        (None, Some(l)) if matches!(scope, EpochScope::Campaign(_)) && !differs(l) => {
+            EpochCheck::Forgotten
+        }
         (None, Some(l)) => changed(l, true),
         (None, None) => EpochCheck::Recorded(now.to_owned()),
         (Some(_), _) => EpochCheck::Unchanged(now.to_owned()),
@@ -103,48 +144,63 @@ pub fn judge(stored: Option<&str>, seen: Option<&str>, now: &str, promoted: bool
 }
 
 impl Store {
-    /// Who answers now.
-    pub async fn identity(&self) -> Result<RedisIdentity, Error> {
+    /// Who answers now (on a cluster: the primary owning `scope`'s slot).
+    pub async fn identity(&self, scope: &EpochScope) -> Result<RedisIdentity, Error> {
+        let key = scope.key();
         let info: String = self
             .call("info", |mut c| async move {
-                redis::cmd("INFO")
-                    .arg("server")
-                    .arg("replication")
-                    .query_async(&mut c)
-                    .await
+                let mut cmd = redis::cmd("INFO");
+                cmd.arg("server").arg("replication");
+                redis::from_redis_value(c.on_primary_of(&key, &cmd).await?)
+                    .map_err(redis::RedisError::from)
             })
             .await?;
         RedisIdentity::parse(&info)
     }
 
-    /// Compares the Redis answering with the recorded epoch and with `seen`, the epoch this
-    /// process saw last; records the epoch when there is none. A change is only reported:
-    /// the caller suspends, then calls [`Store::record_epoch`].
-    pub async fn check_epoch(&self, seen: Option<&str>) -> Result<EpochCheck, Error> {
-        let id = self.identity().await?;
+    /// The scopes to check for `campaigns`: the whole Redis, or on a cluster each campaign.
+    pub fn epoch_scopes(&self, campaigns: impl IntoIterator<Item = CampaignId>) -> Vec<EpochScope> {
+        if self.is_cluster() {
+            campaigns.into_iter().map(EpochScope::Campaign).collect()
+        } else {
+            vec![EpochScope::Whole]
+        }
+    }
+
+    /// Compares the Redis answering for `scope` with its recorded epoch and with `seen`,
+    /// the epoch this process saw last; records the epoch when there is none. A change is
+    /// only reported: the caller suspends, then calls [`Store::record_epoch`].
+    pub async fn check_epoch(
+        &self,
+        scope: &EpochScope,
+        seen: Option<&str>,
+    ) -> Result<EpochCheck, Error> {
+        let id = self.identity(scope).await?;
         if !id.primary {
             return Ok(EpochCheck::NotPrimary);
         }
         let now = id.epoch();
+        let key = scope.key();
         let stored: Option<String> = self
             .call("epoch", |mut c| async move {
-                redis::cmd("GET").arg(EPOCH).query_async(&mut c).await
+                redis::cmd("GET").arg(key).query_async(&mut c).await
             })
             .await?;
-        let check = judge(stored.as_deref(), seen, &now, id.promoted);
+        let check = judge_in(scope, stored.as_deref(), seen, &now, id.promoted);
         let relabelled =
             matches!(check, EpochCheck::Unchanged(_)) && stored.as_deref() != Some(&now);
         if matches!(check, EpochCheck::Recorded(_)) || relabelled {
-            self.record_epoch(&now).await?;
+            self.record_epoch(scope, &now).await?;
         }
         Ok(check)
     }
 
-    /// Records `epoch` as the Redis that takes the writes from now on.
-    pub async fn record_epoch(&self, epoch: &str) -> Result<(), Error> {
+    /// Records `epoch` as the Redis that takes `scope`'s writes from now on.
+    pub async fn record_epoch(&self, scope: &EpochScope, epoch: &str) -> Result<(), Error> {
+        let key = scope.key();
         self.call("epoch", |mut c| async move {
             redis::cmd("SET")
-                .arg(EPOCH)
+                .arg(key)
                 .arg(epoch)
                 .query_async::<()>(&mut c)
                 .await
@@ -248,6 +304,17 @@ mod tests {
             judge(None, Some("a"), "b", true),
             changed("a", true),
             "emptied Redis"
+        );
+        let campaign = EpochScope::Campaign(CampaignId::parse("c").unwrap());
+        assert_eq!(
+            judge_in(&campaign, None, Some("b"), "b", false),
+            Forgotten,
+            "a campaign deleted on the same primary"
+        );
+        assert_eq!(
+            judge_in(&campaign, None, Some("a"), "b", false),
+            changed("a", true),
+            "a shard that restarted empty"
         );
     }
 }

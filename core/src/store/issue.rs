@@ -11,7 +11,7 @@ use crate::keys::CampaignKeys;
 
 /// A fresh unguessable coupon code: 64 bits from SipHash under this thread's random
 /// keys (`RandomState::new` varies them per call), as 16 hex digits.
-fn coupon_code() -> String {
+pub(super) fn coupon_code() -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:016X}", RandomState::new().hash_one(n))
@@ -28,13 +28,25 @@ pub struct HandedOut {
     pub high: u64,
 }
 
+/// One issue script call's answer.
+#[derive(Debug)]
+pub struct Counted {
+    /// What it decided.
+    pub decision: Decision,
+    /// The incarnation of the campaign (or bucket) it asked.
+    pub incarnation: String,
+    /// The issued counter to record as handed out, if the answer hands out a coupon
+    /// (none for a coupon held before in a bucket: its position is not known).
+    pub counter: Option<u64>,
+}
+
 impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
-        let (decision, _) = self
-            .issue_after(campaign, user, &HandedOut::default())
+        let routed = self
+            .issue_routed(campaign, user, |_| HandedOut::default())
             .await?;
-        Ok(decision)
+        Ok(routed.decision)
     }
 
     /// [`Store::issue`] by a caller that has already handed out seqs of this campaign up to
@@ -47,13 +59,26 @@ impl Store {
         user: &UserId,
         handed: &HandedOut,
     ) -> Result<(Decision, String), Error> {
+        let counted = self.issue_counted(campaign, user, handed).await?;
+        Ok((counted.decision, counted.incarnation))
+    }
+
+    /// One issue script call on `target` (a campaign, or a bucket of one); the caller
+    /// routes (`issue_routed`).
+    pub(super) async fn issue_counted(
+        &self,
+        target: &CampaignId,
+        user: &UserId,
+        handed: &HandedOut,
+    ) -> Result<Counted, Error> {
+        let campaign = target;
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.issue.prepare_invoke();
         inv.key(&k.meta)
             .key(&k.holders)
             .key(&k.outbox)
             .arg(user.as_str())
-            .arg(campaign.as_str())
+            .arg(campaign.campaign())
             .arg(coupon_code())
             .arg(handed.high)
             .arg(&*handed.incarnation);
@@ -67,12 +92,28 @@ impl Store {
             );
             self.set_suspended(campaign, true).await?;
         }
+        let counter = if reply.len() > 3 {
+            reply.pop().and_then(|c| c.parse().ok())
+        } else {
+            None
+        };
         let incarnation = if reply.len() > 2 {
             reply.pop().unwrap_or_default()
         } else {
             String::new()
         };
-        Ok((Decision::from_reply(&reply)?, incarnation))
+        let decision = Decision::from_reply(&reply)?;
+        // What a caller records as handed out: the counter the script compares (a bucket
+        // counts its own positions; elsewhere the counter is the seq).
+        let counter = match &decision {
+            Decision::Already(r) if !target.is_bucket() => Some(r.seq),
+            _ => counter,
+        };
+        Ok(Counted {
+            decision,
+            incarnation,
+            counter,
+        })
     }
 
     /// Finds the coupon `user` holds; `Ok(None)` when the user has none.
@@ -81,7 +122,11 @@ impl Store {
         campaign: &CampaignId,
         user: &UserId,
     ) -> Result<Option<HolderRecord>, Error> {
-        let k = CampaignKeys::new(campaign);
+        let target = match self.buckets(campaign).await? {
+            Some(b) => b[super::shards::bucket_index(user.as_str(), b.len())].clone(),
+            None => campaign.clone(),
+        };
+        let k = CampaignKeys::new(&target);
         let mut inv = self.scripts.lookup.prepare_invoke();
         inv.key(&k.meta).key(&k.holders).arg(user.as_str());
         let reply: Vec<String> = self.invoke("lookup", inv).await?;

@@ -6,28 +6,33 @@
 //! restart or failover ([`epoch`]).
 
 mod admin;
+pub mod conn;
 pub mod epoch;
 pub mod fence;
 mod issue;
 pub mod outbox;
 mod scan;
+pub mod shard_admin;
+pub mod shard_audit;
+pub mod shards;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::Error;
 use crate::metrics::RedisMetrics;
+use conn::{Patience, RedisConn, RedisTarget};
 
 pub use issue::HandedOut;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `redis://host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or a cluster's seed nodes:
+    /// `redis+cluster://[user:password@]host:port[,host:port…]` ([`conn`]).
     pub url: String,
     /// Multiplexed connections to spread calls over.
     pub connections: usize,
@@ -43,33 +48,33 @@ struct Scripts {
     snapshot: Script,
     lookup: Script,
     suspend: Script,
+    bucket_take: Script,
+    bucket_give: Script,
 }
 
 /// A handle to Redis; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conns: Arc<[ConnectionManager]>,
+    conns: Arc<[RedisConn]>,
+    cluster: bool,
     next: Arc<AtomicUsize>,
     scripts: Arc<Scripts>,
     timeout: Duration,
     metrics: RedisMetrics,
+    routes: Arc<shards::Routes>,
 }
 
 impl Store {
     /// Prepares connections without waiting for Redis: a service starts (and reports
     /// not-ready) while Redis is still away.
     pub fn connect_lazy(config: &StoreConfig, metrics: RedisMetrics) -> Result<Self, Error> {
-        let client = redis::Client::open(config.url.as_str())?;
-        let mgr_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
+        let target = RedisTarget::parse(&config.url)?;
         let conns = (0..config.connections.max(1))
-            .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), mgr_config.clone()))
+            .map(|_| target.lazy(Patience::both(config.timeout)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             conns: conns.into(),
+            cluster: target.is_cluster(),
             next: Arc::new(AtomicUsize::new(0)),
             scripts: Arc::new(Scripts {
                 issue: Script::new(include_str!("lua/issue.lua")),
@@ -78,7 +83,10 @@ impl Store {
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 lookup: Script::new(include_str!("lua/lookup.lua")),
                 suspend: Script::new(include_str!("lua/suspend.lua")),
+                bucket_take: Script::new(include_str!("lua/bucket_take.lua")),
+                bucket_give: Script::new(include_str!("lua/bucket_give.lua")),
             }),
+            routes: Arc::default(),
             timeout: config.timeout,
             metrics,
         })
@@ -91,7 +99,12 @@ impl Store {
         Ok(store)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    /// Whether this is a Redis Cluster (commands may not span campaigns' slots).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    fn conn(&self) -> RedisConn {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[i].clone()
     }
@@ -99,7 +112,7 @@ impl Store {
     /// Runs one Redis call under the timeout, recording its latency and failures.
     async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Error>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let started = Instant::now();

@@ -1,14 +1,17 @@
 //! The relay's side of the outbox streams: a consumer group per campaign stream, reads of
 //! new or own pending entries, take-over of a dead relay's entries, and removal once Kafka
 //! acknowledged them. It holds connections of its own: XREADGROUP blocks the one it runs on.
+//! On a Redis Cluster a read may not span slots: each campaign's stream is read on its own,
+//! side by side, without blocking (a blocked read would hold up the others on its node).
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use futures::future::try_join_all;
 use redis::streams::{
     StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply,
 };
 
+use super::conn::{Patience, RedisConn, RedisTarget};
 use crate::Error;
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, REGISTRY};
@@ -45,18 +48,24 @@ pub enum ReadFrom {
 #[derive(Clone)]
 pub struct Outbox {
     /// Reads (may block up to `block`).
-    read: ConnectionManager,
+    read: RedisConn,
     /// Acknowledgements, from delivery tasks, never behind a blocked read.
-    ack: ConnectionManager,
+    ack: RedisConn,
+    /// Whether Redis is a cluster.
+    cluster: bool,
 }
+
+/// How long connecting and a reply may take (a blocked read's reply included).
+const PATIENCE: Duration = Duration::from_secs(10);
 
 impl Outbox {
     /// Connects both connections.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        let client = redis::Client::open(url)?;
+        let target = RedisTarget::parse(url)?;
         Ok(Self {
-            read: ConnectionManager::new(client.clone()).await?,
-            ack: ConnectionManager::new(client).await?,
+            read: target.connect(Patience::both(PATIENCE)).await?,
+            ack: target.connect(Patience::both(PATIENCE)).await?,
+            cluster: target.is_cluster(),
         })
     }
 
@@ -113,7 +122,8 @@ impl Outbox {
     }
 
     /// Reads up to `count` entries per stream for `consumer`, each lane from where it says;
-    /// waits up to `block` for new entries when given.
+    /// waits up to `block` for new entries when given (on a cluster with several lanes:
+    /// reads each at once and, when all come back empty, waits out `block`).
     pub async fn read(
         &mut self,
         consumer: &str,
@@ -121,42 +131,20 @@ impl Outbox {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<OutboxBatch>, Error> {
-        let keys: Vec<String> = lanes
-            .iter()
-            .map(|(c, _)| CampaignKeys::new(c).outbox)
-            .collect();
-        let ids: Vec<&str> = lanes
-            .iter()
-            .map(|(_, from)| match from {
-                ReadFrom::New => ">",
-                ReadFrom::OwnPending => "0",
-            })
-            .collect();
-        let mut opts = StreamReadOptions::default()
-            .group(GROUP, consumer)
-            .count(count);
-        if let Some(block) = block {
-            opts = opts.block(block.as_millis() as usize);
+        if !self.cluster || lanes.len() <= 1 {
+            return read_streams(&mut self.read, consumer, lanes, count, block).await;
         }
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg(&opts)
-            .arg("STREAMS")
-            .arg(&keys)
-            .arg(&ids)
-            .query_async(&mut self.read)
-            .await?;
-        Ok(reply
-            .map(|r| r.keys)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|k| {
-                let campaign = CampaignKeys::campaign_of(&k.key)?.to_owned();
-                Some(OutboxBatch {
-                    campaign,
-                    entries: k.ids,
-                })
-            })
-            .collect())
+        let reads = lanes.chunks(1).map(|lane| {
+            let mut conn = self.read.clone();
+            async move { read_streams(&mut conn, consumer, lane, count, None).await }
+        });
+        let batches: Vec<OutboxBatch> = try_join_all(reads).await?.into_iter().flatten().collect();
+        if batches.is_empty()
+            && let Some(block) = block
+        {
+            tokio::time::sleep(block).await;
+        }
+        Ok(batches)
     }
 
     /// Takes over for `consumer` every entry of `campaign` that another consumer read
@@ -197,7 +185,7 @@ impl Outbox {
         let Some(highest) = ids.iter().filter_map(|id| parse_id(id)).max() else {
             return Ok(());
         };
-        let key = CampaignKeys::new(&CampaignId::parse(campaign)?).outbox;
+        let key = CampaignKeys::new(&CampaignId::parse_stored(campaign)?).outbox;
         let floor: String = REMOVE
             .key(&key)
             .arg(GROUP)
@@ -220,6 +208,52 @@ impl Outbox {
         }
         Ok(())
     }
+}
+
+/// One XREADGROUP over `lanes`' streams (on a cluster: streams of one slot).
+async fn read_streams(
+    conn: &mut RedisConn,
+    consumer: &str,
+    lanes: &[(CampaignId, ReadFrom)],
+    count: usize,
+    block: Option<Duration>,
+) -> Result<Vec<OutboxBatch>, Error> {
+    let keys: Vec<String> = lanes
+        .iter()
+        .map(|(c, _)| CampaignKeys::new(c).outbox)
+        .collect();
+    let ids: Vec<&str> = lanes
+        .iter()
+        .map(|(_, from)| match from {
+            ReadFrom::New => ">",
+            ReadFrom::OwnPending => "0",
+        })
+        .collect();
+    let mut opts = StreamReadOptions::default()
+        .group(GROUP, consumer)
+        .count(count);
+    if let Some(block) = block {
+        opts = opts.block(block.as_millis() as usize);
+    }
+    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg(&opts)
+        .arg("STREAMS")
+        .arg(&keys)
+        .arg(&ids)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .map(|r| r.keys)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|k| {
+            let campaign = CampaignKeys::campaign_of(&k.key)?.to_owned();
+            Some(OutboxBatch {
+                campaign,
+                entries: k.ids,
+            })
+        })
+        .collect())
 }
 
 /// The outbox's removal script (`lua/outbox_remove.lua`).

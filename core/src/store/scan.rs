@@ -21,6 +21,25 @@ impl Store {
         campaign: &CampaignId,
         mut visit: impl FnMut(String, String),
     ) -> Result<(), Error> {
+        for target in self.parts(campaign).await? {
+            self.scan_holders_of(&target, &mut visit).await?;
+        }
+        Ok(())
+    }
+
+    /// Where a campaign's holders and outbox entries live: the campaign, and a sharded
+    /// campaign's buckets.
+    async fn parts(&self, campaign: &CampaignId) -> Result<Vec<CampaignId>, Error> {
+        let mut parts = self.buckets(campaign).await?.unwrap_or_default();
+        parts.push(campaign.clone());
+        Ok(parts)
+    }
+
+    async fn scan_holders_of(
+        &self,
+        campaign: &CampaignId,
+        visit: &mut impl FnMut(String, String),
+    ) -> Result<(), Error> {
         let holders = CampaignKeys::new(campaign).holders;
         let mut cursor: u64 = 0;
         loop {
@@ -70,10 +89,22 @@ impl Store {
         bad.map_or(Ok(map), Err)
     }
 
-    /// The user and seq of every entry still in the outbox stream.
+    /// The user and seq of every entry still in the outbox stream (a sharded campaign's:
+    /// in every bucket's).
     pub async fn outbox_seqs(&self, campaign: &CampaignId) -> Result<HashMap<String, u64>, Error> {
-        let key = CampaignKeys::new(campaign).outbox;
         let mut users = HashMap::new();
+        for target in self.parts(campaign).await? {
+            self.outbox_seqs_of(&target, &mut users).await?;
+        }
+        Ok(users)
+    }
+
+    async fn outbox_seqs_of(
+        &self,
+        campaign: &CampaignId,
+        users: &mut HashMap<String, u64>,
+    ) -> Result<(), Error> {
+        let key = CampaignKeys::new(campaign).outbox;
         let mut start = "-".to_owned();
         loop {
             let page: StreamRangeReply = self
@@ -84,7 +115,7 @@ impl Store {
                 })
                 .await?;
             let Some(last) = page.ids.last().map(|e| e.id.clone()) else {
-                return Ok(users);
+                return Ok(());
             };
             for e in &page.ids {
                 if let Some(u) = e.get::<String>("user") {

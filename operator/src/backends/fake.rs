@@ -177,7 +177,7 @@ impl Stock for FakeBackends {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        gated: bool,
+        (gated, _shards): (bool, u32),
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
         let r = self.ensure(campaign, stock, window, gated);
         async move { r }.boxed()

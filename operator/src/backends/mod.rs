@@ -50,14 +50,15 @@ pub(crate) trait Backends: Send + Sync {
 
 /// The campaign operations of one Redis (the core's `Store`).
 pub(crate) trait Stock: Send + Sync {
-    /// Creates a campaign or brings it up to `stock` and `window` (never shrinking); with
-    /// `gated`, one this call creates is created closed by the gate, in the same call.
+    /// Creates a campaign of `shards` buckets or brings it up to `stock` and `window`
+    /// (never shrinking); with `gated`, one this call creates is created closed by the
+    /// gate, in the same call.
     fn ensure_campaign<'a>(
         &'a self,
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        gated: bool,
+        gated_shards: (bool, u32),
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>>;
 
     /// The campaign's counters and flags, `None` when it does not exist.

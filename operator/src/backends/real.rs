@@ -128,9 +128,9 @@ impl Stock for Store {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        gated: bool,
+        (gated, shards): (bool, u32),
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
-        Store::ensure_campaign_gated(self, campaign, stock, window, gated).boxed()
+        Store::ensure_sharded(self, campaign, stock, window, gated, shards).boxed()
     }
 
     fn snapshot<'a>(

@@ -58,6 +58,13 @@ pub struct CouponCampaignSpec {
     #[schemars(range(min = 1))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("stock may grow (restock) but never decrease"))]
     pub stock: i64,
+    /// Buckets the stock is split into (1..=64), each with its own Redis hash tag: on a
+    /// Redis Cluster they sit on different primaries, so one hot campaign spreads over
+    /// shards (stock moves between buckets as users arrive). Fixed once the campaign exists.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("shards is fixed once the campaign exists"))]
+    pub shards: i32,
     /// When issuance opens and closes; unbounded where omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<SaleWindow>,

@@ -63,7 +63,9 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
     )
     .await?;
     store.forget(&shadow).await?;
-    store.ensure_campaign(&shadow, plan.stock, None).await?;
+    store
+        .ensure_sharded(&shadow, plan.stock, None, false, plan.shards)
+        .await?;
     let dir = std::env::temp_dir().join(format!("stampede-loadtest-{}-{run}", std::process::id()));
     let started = now_rfc3339();
     let result = run_k6(&args, &plan, test, &shadow, &run, &dir).await;

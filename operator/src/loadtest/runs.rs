@@ -89,7 +89,7 @@ impl Runs<'_> {
             None => {
                 self.stock.forget(&shadow).await?;
                 self.stock
-                    .ensure_campaign(&shadow, plan.stock, None, false)
+                    .ensure_campaign(&shadow, plan.stock, None, (false, plan.shards))
                     .await?;
                 Some(now_rfc3339())
             }

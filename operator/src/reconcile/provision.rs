@@ -102,7 +102,7 @@ async fn provision_redis(stock: &dyn Stock, plan: &Plan) -> Result<RedisOutcome,
     let window = Some(plan.window.unwrap_or_default());
     let gated = plan.load_tests.iter().any(|t| t.gate);
     let provision = stock
-        .ensure_campaign(&plan.campaign, plan.stock, window, gated)
+        .ensure_campaign(&plan.campaign, plan.stock, window, (gated, plan.shards))
         .await
         .map_err(|e| redis_problem(plan, e))?;
     let mut snapshot = snapshot(stock, plan).await?;

@@ -47,6 +47,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         name: cc.name_any(),
         namespace,
         stock: spec.stock as u64,
+        shards: spec.shards as u32,
         window,
         paused: spec.paused,
         partitions: k.partitions,
@@ -168,6 +169,13 @@ fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
     let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
     let problem = if spec.stock < 1 {
         format!("spec.stock must be at least 1, got {}", spec.stock)
+    } else if !(1..=64).contains(&spec.shards) {
+        format!("spec.shards must be 1..=64, got {}", spec.shards)
+    } else if spec.stock < i64::from(spec.shards) {
+        format!(
+            "spec.stock ({}) must be at least spec.shards ({})",
+            spec.stock, spec.shards
+        )
     } else if k.partitions < 1 {
         format!(
             "spec.kafka.partitions must be at least 1, got {}",

@@ -122,6 +122,8 @@ pub struct Plan {
     pub namespace: String,
     /// Stock to provision.
     pub stock: u64,
+    /// Buckets the stock is split into.
+    pub shards: u32,
     /// Sale window, when the spec has one.
     pub window: Option<Window>,
     /// Held by the spec.

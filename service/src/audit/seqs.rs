@@ -49,6 +49,9 @@ pub struct SeqSources<'a> {
     pub issued: u64,
     /// The highest seq an issuer reported acknowledging (0: none).
     pub acked_high: u64,
+    /// A sharded campaign's issued seqs (its buckets' counters mapped through their
+    /// extents), which stand in for 1..=issued.
+    pub expected: Option<&'a [u64]>,
 }
 
 /// Reconciles the sources by seq.
@@ -77,14 +80,35 @@ pub fn reconcile(s: SeqSources<'_>) -> SeqReport {
     let highest = highest_found.max(s.acked_high).max(s.issued);
     // Counted in one pass, only the first LISTED kept: a counter far behind would
     // otherwise collect millions of seqs to print a hundred.
-    let mut lost = (1..=highest).filter(|q| !users.contains_key(q));
-    let lost_seqs: Vec<u64> = lost.by_ref().take(LISTED).collect();
-    let lost_count = lost_seqs.len() as u64 + lost.count() as u64;
+    let (lost_seqs, lost_count, counter_behind) = match s.expected {
+        None => {
+            let mut lost = (1..=highest).filter(|q| !users.contains_key(q));
+            let listed: Vec<u64> = lost.by_ref().take(LISTED).collect();
+            let behind = highest_found.max(s.acked_high).saturating_sub(s.issued);
+            (
+                listed.clone(),
+                listed.len() as u64 + lost.count() as u64,
+                behind,
+            )
+        }
+        Some(expected) => {
+            let mut lost = expected.iter().copied().filter(|q| !users.contains_key(q));
+            let listed: Vec<u64> = lost.by_ref().take(LISTED).collect();
+            // A seq found beyond its bucket's counter: the counter went back.
+            let issued: HashSet<u64> = expected.iter().copied().collect();
+            let behind = users.keys().filter(|q| !issued.contains(q)).count() as u64;
+            (
+                listed.clone(),
+                listed.len() as u64 + lost.count() as u64,
+                behind,
+            )
+        }
+    };
     let mut twice: Vec<u64> = twice.into_iter().collect();
     twice.sort_unstable();
     SeqReport {
         acked_high: s.acked_high,
-        counter_behind: highest_found.max(s.acked_high).saturating_sub(s.issued),
+        counter_behind,
         issued_twice: twice.len() as u64,
         lost: lost_count,
         issued_twice_seqs: twice.into_iter().take(LISTED).collect(),
@@ -122,6 +146,7 @@ mod tests {
             persisted: &rows(&[("a", 1), ("b", 2)]),
             issued: 3,
             acked_high: 3,
+            expected: None,
         });
         assert!(r.clean(), "{r:?}");
     }
@@ -137,6 +162,7 @@ mod tests {
             persisted: &rows(&[("a", 1), ("b", 2), ("c", 3), ("d", 4)]),
             issued: 4,
             acked_high: 6,
+            expected: None,
         });
         assert_eq!(r.issued_twice_seqs, vec![4]);
         assert_eq!(r.lost_seqs, vec![5, 6]);
@@ -153,6 +179,7 @@ mod tests {
             persisted: &rows(&[("a", 1), ("b", 2)]),
             issued: 1,
             acked_high: 0,
+            expected: None,
         });
         assert_eq!((r.counter_behind, r.lost, r.issued_twice), (1, 0, 0));
     }

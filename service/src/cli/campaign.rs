@@ -34,6 +34,11 @@ pub enum CampaignCommand {
         /// Replication factor of new topics.
         #[arg(long, default_value_t = 1)]
         replication_factor: i32,
+        /// Buckets to split the stock into (1..=64), each with its own hash tag: on a Redis
+        /// Cluster on different primaries, so one hot campaign spreads across shards. Fixed
+        /// once the campaign exists.
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
         #[command(flatten)]
         redis: RedisArgs,
         #[command(flatten)]
@@ -101,6 +106,7 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
             closes_at,
             partitions,
             replication_factor,
+            shards,
             kafka,
             ..
         } => {
@@ -115,7 +121,9 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
                 replication_factor,
             )
             .await?;
-            let outcome = store.ensure_campaign(&campaign, stock, window).await?;
+            let outcome = store
+                .ensure_sharded(&campaign, stock, window, false, shards)
+                .await?;
             print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
         }
         _ => show(&store, &campaign).await,
@@ -168,5 +176,10 @@ async fn show(store: &Store, campaign: &CampaignId) -> Result<(), Error> {
         .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
     let mut view = snap.view(campaign.as_str());
     view["outboxPending"] = json!(snap.outbox_len);
+    if let Some(ledger) = store.shard_ledger(campaign).await? {
+        // Each bucket's stock and seqs, transfers in transit, and whether the ledger
+        // balances (a sharded campaign only).
+        view["shards"] = json!(ledger);
+    }
     print(view)
 }

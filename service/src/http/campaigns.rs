@@ -66,8 +66,11 @@ pub async fn issue(
         return Ok(sold_out_from_memory(body));
     }
     let decisions = &st.metrics.issuance.decisions;
-    let handed = st.acked.handed(campaign.as_str());
-    let (decision, incarnation) = st.store.issue_after(&campaign, &user, &handed).await?;
+    let routed = st
+        .store
+        .issue_routed(&campaign, &user, |target| st.acked.handed(target.as_str()))
+        .await?;
+    let (decision, incarnation) = (routed.decision, routed.incarnation);
     let label = decision.label();
     if !matches!(decision, Decision::Unknown) {
         decisions
@@ -85,15 +88,18 @@ pub async fn issue(
         Decision::Closed => return Err(conflict("closed", &name, "is closed")),
         Decision::Paused => return Err(conflict("paused", &name, "is paused")),
         Decision::Suspended => return Err(suspended(&name)),
-        Decision::Unknown => {
+        Decision::Unknown | Decision::Sharded(_) => {
             return Err(stampede_core::Error::CampaignNotFound(name.to_string()).into());
         }
     };
     // An answer that hands out a coupon (new, or again after a 503) waits for the replicas.
     if let Some(fence) = &st.fence {
-        fence.wait().await?;
+        fence.wait(&routed.target).await?;
     }
-    st.acked.record(campaign.as_str(), &incarnation, record.seq);
+    if let Some(counter) = routed.counter {
+        st.acked
+            .record(routed.target.as_str(), &incarnation, counter);
+    }
     let coupon = record.into_coupon(name.as_str(), user.as_str());
     let mut resp = (status, Json(coupon)).into_response();
     resp.extensions_mut().insert(Outcome(label));

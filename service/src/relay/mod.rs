@@ -114,7 +114,7 @@ pub async fn run(
 /// Connects to the outbox, retrying every second while Redis is away; `None` on shutdown.
 async fn connect(url: &str, shutdown: &CancellationToken) -> Result<Option<Outbox>, Error> {
     // A malformed URL is an error at once, not a retry loop.
-    redis::Client::open(url)?;
+    stampede_core::store::conn::RedisTarget::parse(url)?;
     loop {
         match Outbox::connect(url).await {
             Ok(outbox) => return Ok(Some(outbox)),
@@ -243,11 +243,11 @@ impl Relay {
     /// Finds new campaigns; a campaign joins once its topic exists (provisioned by
     /// `campaign create` or the operator) and its outbox has our group.
     /// Whether `campaign` is this relay's to serve.
-    fn serves(&self, campaign: &str) -> bool {
+    fn serves(&self, campaign: &CampaignId) -> bool {
         self.config
             .campaigns
             .as_ref()
-            .is_none_or(|owned| owned.contains(campaign))
+            .is_none_or(|owned| owned.contains(campaign.campaign()))
     }
 
     async fn refresh(&mut self) -> Result<(), Error> {
@@ -257,8 +257,8 @@ impl Relay {
             .campaigns()
             .await?
             .iter()
+            .filter_map(|c| CampaignId::parse_stored(c).ok())
             .filter(|c| self.serves(c))
-            .filter_map(|c| CampaignId::parse(c).ok())
             .collect();
         let registered: HashSet<CampaignId> = all.iter().cloned().collect();
         self.leave_unregistered(&registered);
@@ -267,9 +267,10 @@ impl Relay {
             if self.lanes.contains_key(c) || self.unready.get(c).is_some_and(|at| *at > now) {
                 continue;
             }
-            if !topic_exists(&self.producer, &topic(c.as_str())).await {
+            // A sharded campaign's buckets deliver to the campaign's topic.
+            if !topic_exists(&self.producer, &topic(c.campaign())).await {
                 if !self.unready.contains_key(c) {
-                    tracing::error!(campaign = %c, topic = %topic(c.as_str()),
+                    tracing::error!(campaign = %c, topic = %topic(c.campaign()),
                         "campaign has no Kafka topic; its issuances wait in the outbox (run `campaign create`)");
                 }
                 self.unready
@@ -356,7 +357,7 @@ impl Relay {
             .await
             .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
         for (campaign, failed) in outcomes {
-            let Some(lane) = CampaignId::parse(&campaign)
+            let Some(lane) = CampaignId::parse_stored(&campaign)
                 .ok()
                 .and_then(|c| self.lanes.get_mut(&c))
             else {

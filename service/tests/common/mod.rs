@@ -160,6 +160,15 @@ pub async fn status_and_json(request: RequestBuilder) -> (u16, serde_json::Value
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+impl Drop for Service {
+    /// Stops what the service runs beside the test (the relay's own thread, whose Redis
+    /// client would otherwise outlive the test and find a later test's Redis on a reused
+    /// port).
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 impl Service {
     /// Serves with `config` on a free port.
     pub async fn start(config: ServeConfig) -> Self {

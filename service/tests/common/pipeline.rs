@@ -39,12 +39,24 @@ pub async fn store(redis_url: &str) -> Store {
 
 /// Provisions a campaign with its topics, as `campaign create` does.
 pub async fn provision(store: &Store, brokers: &str, campaign: &str, stock: u64, partitions: i32) {
+    provision_sharded(store, brokers, campaign, stock, partitions, 1).await;
+}
+
+/// [`provision`] with the stock split into `shards` buckets.
+pub async fn provision_sharded(
+    store: &Store,
+    brokers: &str,
+    campaign: &str,
+    stock: u64,
+    partitions: i32,
+    shards: u32,
+) {
     let kafka = kafka_config(brokers);
     ensure_topics(&kafka, campaign, partitions, 1)
         .await
         .unwrap();
     store
-        .ensure_campaign(&id(campaign), stock, None)
+        .ensure_sharded(&id(campaign), stock, None, false, shards)
         .await
         .unwrap();
 }
@@ -146,6 +158,12 @@ impl Fixture {
         Self::on(prefix, stock, partitions, stack_kafka(), &stack_database()).await
     }
 
+    /// A campaign of `stock` in `shards` buckets on the stack's Kafka and PostgreSQL.
+    pub async fn sharded(prefix: &str, stock: u64, partitions: i32, shards: u32) -> Self {
+        let (brokers, admin_db) = (stack_kafka(), stack_database());
+        Self::on_sharded(prefix, stock, (partitions, shards), brokers, &admin_db).await
+    }
+
     /// A campaign of `stock` on the given Kafka and PostgreSQL server.
     pub async fn on(
         prefix: &str,
@@ -154,11 +172,22 @@ impl Fixture {
         brokers: String,
         admin_db: &str,
     ) -> Self {
+        Self::on_sharded(prefix, stock, (partitions, 1), brokers, admin_db).await
+    }
+
+    /// [`Fixture::on`] with `(partitions, shards)`.
+    async fn on_sharded(
+        prefix: &str,
+        stock: u64,
+        (partitions, shards): (i32, u32),
+        brokers: String,
+        admin_db: &str,
+    ) -> Self {
         let redis = RedisServer::start().await;
         let db = fresh_database(admin_db).await;
         let campaign = unique(prefix);
         let store = store(&redis.url()).await;
-        provision(&store, &brokers, &campaign, stock, partitions).await;
+        provision_sharded(&store, &brokers, &campaign, stock, partitions, shards).await;
         Self {
             redis,
             brokers,

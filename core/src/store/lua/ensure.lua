@@ -7,7 +7,10 @@
 -- id (forgotten, then re-provisioned) from the one before it.
 -- KEYS[1] meta hash
 -- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms,
--- ARGV[5] created closed by the gate ('1' or '0')
+-- ARGV[5] created closed by the gate ('1' or '0'), ARGV[6] '' for a campaign, else
+-- 'buckets=<bucket,…>' for a sharded campaign's own meta (set when created, never changed)
+-- or 'extents=<first:count,…>' for one of its buckets: a bucket's stock is set when it is
+-- created and moves only by transfers (bucket_take/bucket_give), never here
 -- Returns {outcome, total_before, total_after, window_changed}
 local stock = tonumber(ARGV[1])
 local total = redis.call('HGET', KEYS[1], 'total')
@@ -18,10 +21,13 @@ if not total then
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
     'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
     'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
+  local field, value = string.match(ARGV[6] or '', '^(%a+)=(.*)$')
+  if field then redis.call('HSET', KEYS[1], field, value) end
   return {'CREATED', 0, stock, 1}
 end
 total = tonumber(total)
-if stock < total then return {'STOCK_DECREASE', total, total, 0} end
+local is_bucket = string.sub(ARGV[6] or '', 1, 8) == 'extents='
+if not is_bucket and stock < total then return {'STOCK_DECREASE', total, total, 0} end
 local window_changed = 0
 if ARGV[2] == '1' then
   local w = redis.call('HMGET', KEYS[1], 'opens_ms', 'closes_ms')
@@ -30,8 +36,12 @@ if ARGV[2] == '1' then
     window_changed = 1
   end
 end
-if stock > total then
+if stock > total and not is_bucket then
   redis.call('HINCRBY', KEYS[1], 'total', stock - total)
+  -- A sharded campaign's restock is shared out to its buckets by the caller, once.
+  if redis.call('HEXISTS', KEYS[1], 'buckets') == 1 then
+    redis.call('HSET', KEYS[1], 'restock:' .. stock, total)
+  end
   return {'RESTOCKED', total, stock, window_changed}
 end
 if window_changed == 1 then return {'UPDATED', total, total, 1} end

@@ -6,15 +6,20 @@
 -- suspended here rather than hand them out again; unless an admin already lifted a
 -- suspension that covered it, 'cleared_high'; a campaign created again starts afresh)
 -- Returns {status, detail, incarnation}: ISSUED/ALREADY carry the holder record
--- "seq:issuedMs:code" and the campaign's incarnation.
+-- "seq:issuedMs:code" and the campaign's incarnation; ISSUED also the issued counter
+-- (the seq itself, but in a bucket). A sharded campaign's own meta names its buckets:
+-- {'SHARDED', "bucket,…", incarnation}, and the caller asks the user's bucket. A bucket's
+-- counter runs over its own positions; its 'extents' ("first:count,…") say which of the
+-- campaign's seqs they are.
 -- Closed by hand ('closed') and closed by the load-test gate ('gate_closed') are separate
 -- flags, answered alike: CLOSED. 'suspended' is set when Redis may have lost acknowledged
 -- writes (suspend.lua): nothing new is issued until an admin has audited and unsuspended.
 -- Every redis.call costs about a microsecond of Lua overhead on the hottest path, so
 -- the script makes as few as it can: one read of meta, one of holders, three writes.
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
-  'gate_closed', 'suspended', 'incarnation')
+  'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents')
 if not m[1] then return {'UNKNOWN'} end
+if m[10] then return {'SHARDED', m[10], m[9] or ''} end
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 local inc = m[9] or ''
 if held then return {'ALREADY', held, inc} end
@@ -35,8 +40,18 @@ if handed > issued and ARGV[5] == inc and handed > tonumber(redis.call('HGET', K
   return {'SUSPENDED', 'NEW'}
 end
 if issued >= tonumber(m[1]) then return {'SOLD_OUT', m[1]} end
-local seq = redis.call('HINCRBY', KEYS[1], 'issued', 1)
+local counter = redis.call('HINCRBY', KEYS[1], 'issued', 1)
+local seq = counter
+if m[11] then
+  local pos = counter
+  for first, count in string.gmatch(m[11], '(%d+):(%d+)') do
+    count = tonumber(count)
+    if pos <= count then seq = tonumber(first) + pos - 1; pos = 0; break end
+    pos = pos - count
+  end
+  if pos > 0 then return redis.error_reply('bucket extents cover fewer seqs than its total') end
+end
 local rec = seq .. ':' .. now .. ':' .. ARGV[3]
 redis.call('HSET', KEYS[2], ARGV[1], rec)
 redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[2], 'user', ARGV[1], 'seq', seq, 'ts', now, 'code', ARGV[3])
-return {'ISSUED', rec, inc}
+return {'ISSUED', rec, inc, counter}

@@ -23,7 +23,9 @@ const GATED: &str = "  loadTests:\n  - {name: preflight, profile: smoke, gate: t
 async fn existing(closed: bool, gate_closed: bool) -> FakeBackends {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("shop.spring-sale").unwrap();
-    fake.ensure_campaign(&id, 50, None, false).await.unwrap();
+    fake.ensure_campaign(&id, 50, None, (false, 1))
+        .await
+        .unwrap();
     let mut s = fake.state();
     let c = s.campaigns.get_mut("shop.spring-sale").unwrap();
     (c.closed, c.gate_closed) = (closed, gate_closed);

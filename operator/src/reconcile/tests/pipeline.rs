@@ -70,7 +70,9 @@ pub(super) async fn reconcile_once(
 pub(super) async fn provisioned() -> FakeBackends {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("shop.spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None, false).await.unwrap();
+    fake.ensure_campaign(&id, 100, None, (false, 1))
+        .await
+        .unwrap();
     fake.state().topics.insert("shop.spring-sale".into(), 6);
     fake
 }

@@ -1,0 +1,241 @@
+//! One connection type for a single Redis and for a Redis Cluster, chosen by the URL:
+//! `redis://[user:password@]host:port[/db]` names one node;
+//! `redis+cluster://[user:password@]host:port[,host:port…]` names seed nodes of a cluster
+//! (the client learns the rest from them, follows MOVED/ASK and refreshes the slot map
+//! after a failover). Every key of a campaign shares one hash tag, so each campaign lives
+//! in one slot and its scripts run on the primary that owns it.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+
+use crate::Error;
+
+/// The URL scheme of a Redis Cluster (`rediss+cluster` for TLS).
+pub const CLUSTER_SCHEME: &str = "redis+cluster";
+
+/// How often a cluster call is retried (a redirect, a node down mid-failover).
+const RETRIES: u32 = 6;
+
+/// The shortest and longest wait between those retries, in milliseconds.
+const RETRY_WAIT_MS: (u64, u64) = (20, 400);
+
+/// Where Redis is: one node or a cluster.
+#[derive(Clone)]
+pub enum RedisTarget {
+    /// A single node (perhaps with replicas that are not addressed).
+    Node(redis::Client),
+    /// A Redis Cluster, by its seed nodes.
+    Cluster(Box<ClusterClient>),
+}
+
+/// How long connecting and each reply may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    /// Connection set-up.
+    pub connect: Duration,
+    /// One reply.
+    pub response: Duration,
+}
+
+impl Patience {
+    /// The same bound for both.
+    pub fn both(limit: Duration) -> Self {
+        Self {
+            connect: limit,
+            response: limit,
+        }
+    }
+}
+
+impl RedisTarget {
+    /// Reads a Redis URL; a cluster URL is split into one node URL per seed.
+    pub fn parse(url: &str) -> Result<Self, Error> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Ok(Self::Node(redis::Client::open(url)?));
+        };
+        let node_scheme = match scheme {
+            "redis+cluster" => "redis",
+            "rediss+cluster" => "rediss",
+            _ => return Ok(Self::Node(redis::Client::open(url)?)),
+        };
+        let (userinfo, hosts) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+        let seeds: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(|h| match userinfo {
+                Some(u) => format!("{node_scheme}://{u}@{h}"),
+                None => format!("{node_scheme}://{h}"),
+            })
+            .collect();
+        if seeds.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "redis url: a {CLUSTER_SCHEME}:// url needs at least one host:port"
+            )));
+        }
+        Ok(Self::Cluster(Box::new(
+            ClusterClient::builder(seeds).build()?,
+        )))
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// A connection that connects on first use (and reconnects after failures).
+    pub fn lazy(&self, patience: Patience) -> Result<RedisConn, Error> {
+        Ok(match self {
+            Self::Node(client) => RedisConn::Node(ConnectionManager::new_lazy_with_config(
+                client.clone(),
+                manager_config(patience),
+            )?),
+            Self::Cluster(client) => RedisConn::Cluster(
+                client.get_pending_async_connection_with_config(cluster_config(patience)),
+            ),
+        })
+    }
+
+    /// A connection, connected now.
+    pub async fn connect(&self, patience: Patience) -> Result<RedisConn, Error> {
+        Ok(match self {
+            Self::Node(client) => RedisConn::Node(
+                ConnectionManager::new_with_config(client.clone(), manager_config(patience))
+                    .await?,
+            ),
+            Self::Cluster(client) => RedisConn::Cluster(
+                client
+                    .get_async_connection_with_config(cluster_config(patience))
+                    .await?,
+            ),
+        })
+    }
+}
+
+fn manager_config(p: Patience) -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(p.connect))
+        .set_response_timeout(Some(p.response))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500))
+}
+
+fn cluster_config(p: Patience) -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(p.connect)
+        .set_response_timeout(p.response)
+}
+
+/// A multiplexed connection to one node or to a whole cluster; cheap to clone.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// To a single node.
+    Node(ConnectionManager),
+    /// To a cluster: commands go to the primary owning their keys' slot.
+    Cluster(ClusterConnection),
+}
+
+impl RedisConn {
+    /// Runs `cmd` on the primary that holds `key` (on a single node: that node). For commands
+    /// that name no key but concern one campaign: INFO, WAIT.
+    pub async fn on_primary_of(&mut self, key: &str, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Self::Node(c) => cmd.query_async(c).await,
+            Self::Cluster(c) => {
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                c.route_command(cmd.clone(), routing).await
+            }
+        }
+    }
+
+    /// Runs `pipe` (not a transaction) on the primary that holds `key`, in order on one
+    /// connection, and returns every reply: WAIT after a write must follow it there.
+    pub async fn pipeline_on_primary_of(
+        &mut self,
+        key: &str,
+        pipe: &Pipeline,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
+            Self::Cluster(c) => {
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                c.route_pipeline(
+                    pipe.clone(),
+                    0,
+                    pipe.len(),
+                    SingleNodeRoutingInfo::SpecificNode(route),
+                )
+                .await
+            }
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Node(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Node(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_a_cluster_url_from_a_node_url() {
+        assert!(
+            !RedisTarget::parse("redis://127.0.0.1:6379")
+                .unwrap()
+                .is_cluster()
+        );
+        let t = RedisTarget::parse("redis+cluster://u:p@127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        assert!(t.is_cluster());
+        assert!(
+            RedisTarget::parse("redis+cluster://127.0.0.1:7000")
+                .unwrap()
+                .is_cluster()
+        );
+    }
+
+    #[test]
+    fn a_cluster_url_without_hosts_is_refused_without_its_password() {
+        let err = RedisTarget::parse("redis+cluster://u:secret@")
+            .err()
+            .unwrap();
+        let text = err.to_string();
+        assert!(text.contains("host:port"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(RedisTarget::parse("redis+cluster://127.0.0.1:notaport").is_err());
+    }
+}
