@@ -133,7 +133,10 @@ async fn create_provisions_topics_that_only_grow() {
 async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
     let redis = RedisServer::start().await;
     let id = common::unique("sharded");
-    let created = ok_json(&redis, &format!("campaign create --id {id} --stock 9 --shards 3"));
+    let created = ok_json(
+        &redis,
+        &format!("campaign create --id {id} --stock 9 --shards 3"),
+    );
     assert_eq!(created["provision"]["outcome"], "created");
     let shown = ok_json(&redis, &format!("campaign show --id {id}"));
     assert_eq!(shown["stock"]["total"], 9);
@@ -145,8 +148,20 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
     assert_eq!(restocked["total"], 12);
     let shown = ok_json(&redis, &format!("campaign show --id {id}"));
     assert_eq!(shown["shards"]["stock"], 12);
-    fails_naming(&redis, &format!("campaign create --id {id} --stock 12 --shards 2"), "shards cannot change");
-    fails_naming(&redis, &format!("campaign create --id {id}-z --stock 9 --shards 0"), "shards");
-    fails_naming(&redis, &format!("campaign create --id {id}-y --stock 2 --shards 3"), "at least the number of shards");
+    fails_naming(
+        &redis,
+        &format!("campaign create --id {id} --stock 12 --shards 2"),
+        "shards cannot change",
+    );
+    fails_naming(
+        &redis,
+        &format!("campaign create --id {id}-z --stock 9 --shards 0"),
+        "shards",
+    );
+    fails_naming(
+        &redis,
+        &format!("campaign create --id {id}-y --stock 2 --shards 3"),
+        "at least the number of shards",
+    );
     drop_topics(&stack_kafka(), &id);
 }
