@@ -49,7 +49,8 @@ ncli() {
 primaries() { ncli 7000 cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ {split($2, a, "[:@]"); print a[2]}' | sort; }
 # cpu_by_node: "port=seconds …" of every primary's used CPU.
 cpu_by_node() { local p; for p in $(primaries); do printf '%s=%s ' "$p" "$(ncli "$p" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}')"; done; }
-issued() { "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
+# issued C: C's issued count (a generous Redis timeout: the cluster is busy serving wrk).
+issued() { STAMPEDE_REDIS_TIMEOUT_MS=3000 "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
 
 results="$STAMPEDE_HOME/bench-cluster.tsv"
 : >"$results"
@@ -101,8 +102,8 @@ if [ "$SOLDOUT_STOCK" -gt 0 ]; then
   wrk_pid=$!
   sold=0 shown=$SECONDS
   while kill -0 "$wrk_pid" 2>/dev/null; do
-    got=$(issued "$c")
-    if [ "$got" -ge "$SOLDOUT_STOCK" ]; then sold=1; break; fi
+    got=$(issued "$c" || echo 0)
+    if [ "${got:-0}" -ge "$SOLDOUT_STOCK" ]; then sold=1; break; fi
     if [ $((SECONDS - shown)) -ge 10 ]; then echo "  $got issued"; shown=$SECONDS; fi
     sleep 0.2
   done
@@ -114,7 +115,7 @@ if [ "$SOLDOUT_STOCK" -gt 0 ]; then
   else
     echo "not sold out within ${SOLDOUT_LIMIT}s: $(issued "$c") of $SOLDOUT_STOCK"
   fi
-  "$BIN" campaign show --id "$c" >"$STAMPEDE_HOME/bench-cluster-soldout.json"
+  STAMPEDE_REDIS_TIMEOUT_MS=3000 "$BIN" campaign show --id "$c" >"$STAMPEDE_HOME/bench-cluster-soldout.json"
   python3 - "$STAMPEDE_HOME/bench-cluster-soldout.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["shards"]

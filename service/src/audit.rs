@@ -82,8 +82,8 @@ pub struct AuditInput<'a> {
     pub now_ms: i64,
     /// Younger issuances are in flight, not missing.
     pub grace: Duration,
-    /// A sharded campaign's issued seqs (see `seqs::SeqSources::expected`).
-    pub expected: Option<&'a [u64]>,
+    /// A sharded campaign's issued and owed seqs (see `seqs::SeqSources::expected`).
+    pub expected: Option<(&'a [u64], &'a [u64])>,
 }
 
 /// The comparison itself, free of I/O. Returns the report and the missing users.
@@ -171,7 +171,9 @@ pub async fn audit(
         persisted: &persisted,
         now_ms: snap.now_ms,
         grace,
-        expected: ledger.as_ref().map(|l| l.issued_seqs.as_slice()),
+        expected: ledger
+            .as_ref()
+            .map(|l| (l.issued_seqs.as_slice(), l.owed_seqs.as_slice())),
     });
     report.suspended = snap.suspension.is_some();
     if let Some(l) = ledger {

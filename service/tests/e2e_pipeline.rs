@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::letters::{DeadLetters, produce};
 use common::pipeline::{Fixture, issue_range};
 use common::role::service_command;
-use common::stack::{kafka_config, wait_rows};
+use common::stack::{kafka_config, row_seqs, wait_rows};
 use common::unique;
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
@@ -35,12 +35,7 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         (N as u64, 0, 0)
     );
 
-    let seqs: Vec<i64> =
-        sqlx::query_scalar("SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq")
-            .bind(campaign)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let seqs = row_seqs(&pool, campaign).await;
     assert_eq!(
         seqs,
         (1..=N as i64).collect::<Vec<_>>(),

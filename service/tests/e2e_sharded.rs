@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::pipeline::{Fixture, issue_range};
-use common::stack::wait_rows;
+use common::stack::{row_seqs, wait_rows};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_buckets_issuances_land_once_and_the_audit_is_clean() {
@@ -21,12 +21,7 @@ async fn every_buckets_issuances_land_once_and_the_audit_is_clean() {
     let pool = f.pool().await;
     let rows = wait_rows(&pool, &f.campaign, STOCK as i64, Duration::from_secs(120)).await;
     assert_eq!(rows, STOCK as i64, "every issuance reaches PostgreSQL");
-    let seqs: Vec<i64> =
-        sqlx::query_scalar("SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq")
-            .bind(&f.campaign)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let seqs = row_seqs(&pool, &f.campaign).await;
     assert_eq!(
         seqs,
         (1..=STOCK as i64).collect::<Vec<_>>(),

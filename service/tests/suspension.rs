@@ -123,6 +123,13 @@ async fn a_redis_that_restarted_empty_is_noticed_and_the_campaign_comes_back_sus
         (svc.metric("stampede_redis_epoch_changes_total").await == 1.0).then_some(())
     })
     .await;
+    // Before anyone provisions it again: suspended (503), not unknown (404).
+    let (status, body) = svc.issue("restart", "early").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("suspended")),
+        "{body}"
+    );
     // Re-provisioning (the operator finding the campaign gone) keeps the suspension. (The
     // test's own connection broke with the restart: its first call may fail.)
     eventually("re-provisioned", Duration::from_secs(10), || async {

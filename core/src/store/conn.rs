@@ -29,8 +29,8 @@ const RETRY_WAIT_MS: (u64, u64) = (20, 400);
 pub enum RedisTarget {
     /// A single node (perhaps with replicas that are not addressed).
     Node(redis::Client),
-    /// A Redis Cluster, by its seed nodes.
-    Cluster(Box<ClusterClient>),
+    /// A Redis Cluster, by its seed nodes' URLs.
+    Cluster(Vec<String>),
 }
 
 /// How long connecting and each reply may take.
@@ -81,9 +81,8 @@ impl RedisTarget {
                 "redis url: a {CLUSTER_SCHEME}:// url needs at least one host:port"
             )));
         }
-        Ok(Self::Cluster(Box::new(
-            ClusterClient::builder(seeds).build()?,
-        )))
+        cluster_client(&seeds, RETRIES)?; // refuses a malformed seed now
+        Ok(Self::Cluster(seeds))
     }
 
     /// Whether this is a cluster.
@@ -98,26 +97,50 @@ impl RedisTarget {
                 client.clone(),
                 manager_config(patience),
             )?),
-            Self::Cluster(client) => RedisConn::Cluster(
-                client.get_pending_async_connection_with_config(cluster_config(patience)),
+            Self::Cluster(seeds) => RedisConn::Cluster(
+                cluster_client(seeds, RETRIES)?
+                    .get_pending_async_connection_with_config(cluster_config(patience)),
             ),
         })
     }
 
     /// A connection, connected now.
     pub async fn connect(&self, patience: Patience) -> Result<RedisConn, Error> {
+        self.connect_retrying(patience, RETRIES).await
+    }
+
+    /// A connection, connected now, on which a cluster call is never retried elsewhere: a
+    /// request cut off by a failover fails instead of running again on the promoted replica
+    /// (the replica fence: a WAIT must run where the write it covers ran).
+    pub async fn connect_pinned(&self, patience: Patience) -> Result<RedisConn, Error> {
+        self.connect_retrying(patience, 0).await
+    }
+
+    async fn connect_retrying(&self, patience: Patience, retries: u32) -> Result<RedisConn, Error> {
         Ok(match self {
             Self::Node(client) => RedisConn::Node(
                 ConnectionManager::new_with_config(client.clone(), manager_config(patience))
                     .await?,
             ),
-            Self::Cluster(client) => RedisConn::Cluster(
-                client
+            Self::Cluster(seeds) => RedisConn::Cluster(
+                cluster_client(seeds, retries)?
                     .get_async_connection_with_config(cluster_config(patience))
                     .await?,
             ),
         })
     }
+}
+
+/// A cluster client on `seeds`. The `redis` crate retries what a failover or a slot move
+/// answers (connection refused, TRYAGAIN, CLUSTERDOWN) after 1.28 s and up to 16 times by
+/// default, far beyond any call's timeout here: short waits let a call find the promoted
+/// replica within it.
+fn cluster_client(seeds: &[String], retries: u32) -> Result<ClusterClient, Error> {
+    Ok(ClusterClient::builder(seeds.to_vec())
+        .retries(retries)
+        .min_retry_wait(RETRY_WAIT_MS.0)
+        .max_retry_wait(RETRY_WAIT_MS.1)
+        .build()?)
 }
 
 fn manager_config(p: Patience) -> ConnectionManagerConfig {

@@ -8,15 +8,14 @@
 //! stream is ordered). Waiters queue up while a WAIT is under way and the next round
 //! covers them all, so the hot path's multiplexed connections never block.
 //!
-//! On a Redis Cluster each campaign's writes land on the primary owning its slot: a round
-//! writes one fence key per campaign waiting (in the campaign's slot) and runs its WAIT on
-//! that primary, the campaigns' rounds side by side.
-
-use std::time::Duration;
+//! On a Redis Cluster each campaign's writes land on the primary owning its slot: each
+//! campaign gets a lane of its own (a task and a connection that never retries a round on
+//! another node), which writes a fence key in the campaign's slot and runs its WAIT on that
+//! primary; a slow or failing shard holds up no other campaign's answers.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use futures::future::join_all;
 use redis::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -24,6 +23,9 @@ use super::conn::{Patience, RedisConn, RedisTarget};
 use crate::Error;
 use crate::ids::CampaignId;
 use crate::keys::CampaignKeys;
+
+/// What a round that Redis answered, with too few replicas, says.
+const TOO_FEW: &str = "replicas acknowledged within";
 
 /// The key every fence round increments on a single Redis.
 const FENCE_KEY: &str = "stampede:fence";
@@ -68,40 +70,51 @@ impl ReplicaFence {
     }
 }
 
-/// Serves rounds until every handle is dropped.
+/// Where a waiter goes.
+type Verdict = oneshot::Sender<Result<(), String>>;
+
+/// Hands waiters to their lane until every handle is dropped: one lane (the fence key) on
+/// a single Redis, one per campaign (its fence key) on a cluster.
 async fn run(target: RedisTarget, config: FenceConfig, mut rx: mpsc::Receiver<Waiter>) {
+    let mut lanes: HashMap<String, mpsc::Sender<Verdict>> = HashMap::new();
+    while let Some((campaign, waiter)) = rx.recv().await {
+        let key = if target.is_cluster() {
+            CampaignKeys::new(&campaign).fence
+        } else {
+            FENCE_KEY.to_owned()
+        };
+        let lane = lanes.entry(key.clone()).or_insert_with(|| {
+            let (tx, lane_rx) = mpsc::channel(4096);
+            tokio::spawn(lane(target.clone(), config, key, lane_rx));
+            tx
+        });
+        // A lane only ends with its sender; this one is alive.
+        let _ = lane.send(waiter).await;
+    }
+}
+
+/// Serves one fence key's rounds: waiters queue while a round is under way and the next
+/// round covers them all.
+async fn lane(
+    target: RedisTarget,
+    config: FenceConfig,
+    key: String,
+    mut rx: mpsc::Receiver<Verdict>,
+) {
     let mut conn: Option<RedisConn> = None;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 4096).await > 0 {
-        let c = match connected(&target, &mut conn, config).await {
-            Ok(c) => c,
-            Err(e) => {
-                for (_, waiter) in batch.drain(..) {
-                    let _ = waiter.send(Err(e.clone()));
-                }
-                continue;
-            }
+        let result = match connected(&target, &mut conn, config).await {
+            Ok(c) => round(c.clone(), key.clone(), config).await,
+            Err(e) => Err(e),
         };
-        if !target.is_cluster() {
-            let result = round(c.clone(), FENCE_KEY.to_owned(), config).await;
-            for (_, waiter) in batch.drain(..) {
-                let _ = waiter.send(result.clone());
-            }
-            continue;
+        if result.as_ref().is_err_and(|e| !e.contains(TOO_FEW)) {
+            // The connection failed (and a cluster's pinned one does not follow a
+            // failover): the next round connects afresh and learns the slot map as it is.
+            conn = None;
         }
-        let mut by_campaign: HashMap<CampaignId, Vec<_>> = HashMap::new();
-        for (campaign, waiter) in batch.drain(..) {
-            by_campaign.entry(campaign).or_default().push(waiter);
-        }
-        let rounds = by_campaign.into_iter().map(|(campaign, waiters)| {
-            let key = CampaignKeys::new(&campaign).fence;
-            let c = c.clone();
-            async move { (round(c, key, config).await, waiters) }
-        });
-        for (result, waiters) in join_all(rounds).await {
-            for waiter in waiters {
-                let _ = waiter.send(result.clone());
-            }
+        for waiter in batch.drain(..) {
+            let _ = waiter.send(result.clone());
         }
     }
 }
@@ -116,7 +129,7 @@ async fn connected<'a>(
         // WAIT answers after up to `timeout`: the reply may take that long.
         let patience = Patience::both(config.timeout + Duration::from_secs(1));
         let c = target
-            .connect(patience)
+            .connect_pinned(patience)
             .await
             .map_err(|e| format!("redis: {e}"))?;
         *conn = Some(c);
@@ -124,8 +137,17 @@ async fn connected<'a>(
     Ok(conn.as_ref().expect("connected just now"))
 }
 
-/// One fence write to `key` and one WAIT, on the primary holding `key`.
-async fn round(mut c: RedisConn, key: String, config: FenceConfig) -> Result<(), String> {
+/// One fence write to `key` and one WAIT, on the primary holding `key`, bounded by the
+/// fence's timeout (and a second for the round trip): a primary that dies mid-round fails
+/// the round, whose waiters answer 503.
+async fn round(c: RedisConn, key: String, config: FenceConfig) -> Result<(), String> {
+    let limit = config.timeout + Duration::from_secs(1);
+    tokio::time::timeout(limit, round_unbounded(c, key, config))
+        .await
+        .unwrap_or_else(|_| Err(format!("no WAIT answer within {limit:?}")))
+}
+
+async fn round_unbounded(mut c: RedisConn, key: String, config: FenceConfig) -> Result<(), String> {
     let timeout_ms = config.timeout.as_millis() as u64;
     let mut pipe = redis::pipe();
     pipe.cmd("INCR")
@@ -145,7 +167,7 @@ async fn round(mut c: RedisConn, key: String, config: FenceConfig) -> Result<(),
         Ok(())
     } else {
         Err(format!(
-            "{n} of {} replicas acknowledged within {timeout_ms} ms",
+            "{n} of {} {TOO_FEW} {timeout_ms} ms",
             config.replicas
         ))
     }

@@ -22,6 +22,9 @@ pub struct BucketState {
     pub total: u64,
     /// Seqs it issued.
     pub issued: u64,
+    /// The highest count an issuer reported handing out when the bucket's Redis changed
+    /// (0: none).
+    pub acked_high: u64,
     /// Which seqs: `first:count,…`.
     pub extents: String,
 }
@@ -57,6 +60,10 @@ pub struct ShardLedger {
     /// The seqs the buckets issued (their first `issued` positions), ascending.
     #[serde(skip)]
     pub issued_seqs: Vec<u64>,
+    /// The seqs the buckets owe: issued, or handed out by an issuer before the bucket's
+    /// Redis lost them (the first `max(issued, acked_high)` positions), ascending.
+    #[serde(skip)]
+    pub owed_seqs: Vec<u64>,
 }
 
 /// A bucket's ledger entry: `out|in`, the peer, the ranges.
@@ -102,6 +109,8 @@ impl Store {
                 ));
             }
             l.issued_seqs.extend(positions(&ranges, b.issued));
+            l.owed_seqs
+                .extend(positions(&ranges, b.issued.max(b.acked_high)));
             covered.extend(ranges);
             for (id, value) in ledger {
                 transit(&mut booked, &b.bucket, id, value, &l.buckets, &ledgers);
@@ -117,6 +126,7 @@ impl Store {
             l.problems.push(problem);
         }
         l.issued_seqs.sort_unstable();
+        l.owed_seqs.sort_unstable();
         Ok(Some(l))
     }
 
@@ -128,6 +138,7 @@ impl Store {
             bucket: b.to_string(),
             total: num("total"),
             issued: num("issued"),
+            acked_high: num("acked_high"),
             extents: get("extents").unwrap_or_default(),
         })
     }

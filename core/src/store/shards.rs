@@ -53,6 +53,22 @@ pub struct Routed {
     pub counter: Option<u64>,
 }
 
+/// What a refill of a dry bucket did.
+enum Refill {
+    /// Stock moved to it (or reached it meanwhile).
+    Refilled,
+    /// Only a suspended bucket has stock left: answered as suspended, not sold out.
+    Held,
+    /// No bucket has any left: the campaign is sold out.
+    Dry,
+}
+
+/// What a bucket could spare.
+struct Spare {
+    free: u64,
+    suspended: bool,
+}
+
 /// How often one issuance follows a route change or a rebalance before it gives up.
 const ROUTE_ATTEMPTS: usize = 8;
 
@@ -70,10 +86,15 @@ impl Store {
         for _ in 0..ROUTE_ATTEMPTS {
             let c = self.issue_counted(&target, user, &handed(&target)).await?;
             let dry = matches!(c.decision, Decision::SoldOut(_)) && target.is_bucket();
-            if dry && self.refill(campaign, &target).await? {
-                continue;
-            }
-            match c.decision {
+            let decision = match dry {
+                true => match self.refill(campaign, &target).await? {
+                    Refill::Refilled => continue,
+                    Refill::Held => Decision::Suspended,
+                    Refill::Dry => c.decision,
+                },
+                false => c.decision,
+            };
+            match decision {
                 Decision::Sharded(buckets) => {
                     target = buckets[bucket_index(user.as_str(), buckets.len())].clone();
                     self.learn(campaign, buckets);
@@ -135,48 +156,62 @@ impl Store {
     }
 
     /// Brings stock to the dry `bucket` from the one with most to spare, one rebalance at
-    /// a time per bucket in this process. Returns whether the bucket may have stock now
-    /// (false: no bucket has any left).
-    async fn refill(&self, campaign: &CampaignId, bucket: &CampaignId) -> Result<bool, Error> {
+    /// a time per bucket in this process.
+    async fn refill(&self, campaign: &CampaignId, bucket: &CampaignId) -> Result<Refill, Error> {
         let lock = {
             let mut moving = self.routes.moving.lock().expect("moving lock");
             moving.entry(bucket.clone()).or_default().clone()
         };
         let _turn = lock.lock().await;
         let Some(buckets) = self.buckets(campaign).await? else {
-            return Ok(false);
+            return Ok(Refill::Dry);
         };
         let mut spare = Vec::new();
         for b in &buckets {
-            let (total, issued) = self.bucket_fill(b).await?;
-            spare.push((b.clone(), total.saturating_sub(issued)));
+            spare.push((b.clone(), self.bucket_spare(b).await?));
         }
-        if spare.iter().any(|(b, s)| b == bucket && *s > 0) {
-            return Ok(true); // another rebalance refilled it meanwhile
+        if spare.iter().any(|(b, s)| b == bucket && s.free > 0) {
+            return Ok(Refill::Refilled); // another rebalance refilled it meanwhile
         }
-        spare.sort_by_key(|(_, s)| std::cmp::Reverse(*s));
-        for (donor, free) in spare.into_iter().filter(|(b, s)| b != bucket && *s > 0) {
-            if self.transfer(&donor, bucket, free.div_ceil(2)).await? > 0 {
-                return Ok(true);
+        spare.sort_by_key(|(_, s)| std::cmp::Reverse(s.free));
+        let donors = spare.iter().filter(|(b, s)| b != bucket && s.free > 0);
+        for (donor, s) in donors.clone().filter(|(_, s)| !s.suspended) {
+            if self.transfer(donor, bucket, s.free.div_ceil(2)).await? > 0 {
+                return Ok(Refill::Refilled);
             }
         }
-        Ok(false)
+        // Stock left only in a suspended bucket: not sold out, not to be had either.
+        Ok(match donors.clone().any(|(_, s)| s.suspended) {
+            true => Refill::Held,
+            false => Refill::Dry,
+        })
     }
 
-    /// A bucket's `(total, issued)`.
-    pub(super) async fn bucket_fill(&self, bucket: &CampaignId) -> Result<(u64, u64), Error> {
+    /// What a bucket could spare: unissued seqs, and whether it is suspended.
+    async fn bucket_spare(&self, bucket: &CampaignId) -> Result<Spare, Error> {
+        let (total, issued, suspended) = self.bucket_fill(bucket).await?;
+        Ok(Spare {
+            free: total.saturating_sub(issued),
+            suspended,
+        })
+    }
+
+    /// A bucket's `(total, issued, suspended)`.
+    pub(super) async fn bucket_fill(&self, bucket: &CampaignId) -> Result<(u64, u64, bool), Error> {
         let meta = CampaignKeys::new(bucket).meta;
-        let (total, issued): (Option<u64>, Option<u64>) = self
+        let (total, issued, suspended): (Option<u64>, Option<u64>, Option<String>) = self
             .call("bucket_fill", |mut c| async move {
                 redis::cmd("HMGET")
                     .arg(meta)
                     .arg("total")
                     .arg("issued")
+                    .arg("suspended")
                     .query_async(&mut c)
                     .await
             })
             .await?;
-        Ok((total.unwrap_or(0), issued.unwrap_or(0)))
+        let suspended = suspended.as_deref() == Some("1");
+        Ok((total.unwrap_or(0), issued.unwrap_or(0), suspended))
     }
 
     /// Moves up to `count` unissued seqs from `from` to `to`: take, then give, under one

@@ -49,9 +49,10 @@ pub struct SeqSources<'a> {
     pub issued: u64,
     /// The highest seq an issuer reported acknowledging (0: none).
     pub acked_high: u64,
-    /// A sharded campaign's issued seqs (its buckets' counters mapped through their
-    /// extents), which stand in for 1..=issued.
-    pub expected: Option<&'a [u64]>,
+    /// A sharded campaign's seqs, `(issued, owed)`: its buckets' counters, and the highest
+    /// counts issuers reported, mapped through their extents; they stand in for 1..=issued
+    /// and 1..=max(issued, acked_high).
+    pub expected: Option<(&'a [u64], &'a [u64])>,
 }
 
 /// Reconciles the sources by seq.
@@ -76,34 +77,7 @@ pub fn reconcile(s: SeqSources<'_>) -> SeqReport {
             Some(_) => {}
         }
     }
-    let highest_found = users.keys().copied().max().unwrap_or(0);
-    let highest = highest_found.max(s.acked_high).max(s.issued);
-    // Counted in one pass, only the first LISTED kept: a counter far behind would
-    // otherwise collect millions of seqs to print a hundred.
-    let (lost_seqs, lost_count, counter_behind) = match s.expected {
-        None => {
-            let mut lost = (1..=highest).filter(|q| !users.contains_key(q));
-            let listed: Vec<u64> = lost.by_ref().take(LISTED).collect();
-            let behind = highest_found.max(s.acked_high).saturating_sub(s.issued);
-            (
-                listed.clone(),
-                listed.len() as u64 + lost.count() as u64,
-                behind,
-            )
-        }
-        Some(expected) => {
-            let mut lost = expected.iter().copied().filter(|q| !users.contains_key(q));
-            let listed: Vec<u64> = lost.by_ref().take(LISTED).collect();
-            // A seq found beyond its bucket's counter: the counter went back.
-            let issued: HashSet<u64> = expected.iter().copied().collect();
-            let behind = users.keys().filter(|q| !issued.contains(q)).count() as u64;
-            (
-                listed.clone(),
-                listed.len() as u64 + lost.count() as u64,
-                behind,
-            )
-        }
-    };
+    let (lost_seqs, lost_count, counter_behind) = lost_and_behind(&users, &s);
     let mut twice: Vec<u64> = twice.into_iter().collect();
     twice.sort_unstable();
     SeqReport {
@@ -114,6 +88,31 @@ pub fn reconcile(s: SeqSources<'_>) -> SeqReport {
         issued_twice_seqs: twice.into_iter().take(LISTED).collect(),
         lost_seqs,
     }
+}
+
+/// The seqs no source holds (the first LISTED, and how many) and how far the counter is
+/// behind, over 1..=highest, or a sharded campaign's owed seqs. Counted in one pass: a
+/// counter far behind would otherwise collect millions of seqs to print a hundred.
+fn lost_and_behind(users: &HashMap<u64, &str>, s: &SeqSources<'_>) -> (Vec<u64>, u64, u64) {
+    let highest_found = users.keys().copied().max().unwrap_or(0);
+    let (mut lost, behind): (Box<dyn Iterator<Item = u64>>, u64) = match s.expected {
+        None => {
+            let highest = highest_found.max(s.acked_high).max(s.issued);
+            let behind = highest_found.max(s.acked_high).saturating_sub(s.issued);
+            (Box::new(1..=highest), behind)
+        }
+        Some((issued, owed)) => {
+            // A seq found or owed beyond its bucket's counter: the counter went back.
+            let issued: HashSet<u64> = issued.iter().copied().collect();
+            let known: HashSet<u64> = users.keys().chain(owed).copied().collect();
+            let behind = known.iter().filter(|q| !issued.contains(q)).count() as u64;
+            (Box::new(owed.iter().copied()), behind)
+        }
+    };
+    let mut lost = lost.by_ref().filter(|q| !users.contains_key(q));
+    let listed: Vec<u64> = lost.by_ref().take(LISTED).collect();
+    let count = listed.len() as u64 + lost.count() as u64;
+    (listed, count, behind)
 }
 
 #[cfg(test)]
@@ -182,5 +181,23 @@ mod tests {
             expected: None,
         });
         assert_eq!((r.counter_behind, r.lost, r.issued_twice), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_sharded_campaign_is_reconciled_by_the_seqs_its_buckets_issued_and_owe() {
+        // Buckets issued 1, 2 and 5, 6; one issuer had handed out 3 before its bucket's
+        // Redis lost it: owed, found nowhere.
+        let h = holders(&[("a", 1), ("b", 2), ("e", 5), ("f", 6)]);
+        let (issued, owed) = ([1, 2, 5, 6], [1, 2, 3, 5, 6]);
+        let r = reconcile(SeqSources {
+            holders: &h,
+            outbox: &HashMap::new(),
+            persisted: &rows(&[("a", 1)]),
+            issued: 4,
+            acked_high: 0,
+            expected: Some((&issued, &owed)),
+        });
+        assert_eq!((r.lost_seqs.clone(), r.counter_behind), (vec![3], 1));
+        assert!(!r.clean());
     }
 }

@@ -2,6 +2,7 @@
 //! in-process on port 0, and what the HTTP tests check in Redis behind it.
 #![allow(dead_code)]
 
+pub mod crowd;
 pub mod kit;
 pub mod ledger;
 pub mod letters;

@@ -14,11 +14,20 @@ const SLOTS: usize = 16_384;
 
 impl RedisServer {
     /// Starts `primaries` primaries with the slots split between them, each with `replicas`
-    /// replicas in sync, and waits until every node agrees on the slot map.
+    /// replicas streaming from it, and waits until every node agrees on the slot map.
     pub async fn start_cluster(primaries: usize, replicas: usize) -> Self {
+        let mut server = Self::form(primaries).await;
+        if replicas > 0 {
+            server.add_replicas(primaries, replicas).await;
+        }
+        server
+    }
+
+    /// Starts `primaries` nodes, gives each an equal range of slots and introduces them.
+    async fn form(primaries: usize) -> Self {
         let dir = fresh_dir();
         let mut nodes = Vec::new();
-        for _ in 0..primaries * (1 + replicas) {
+        for _ in 0..primaries {
             nodes.push(start_fresh(&dir, cluster_args).await);
         }
         let server = Self {
@@ -39,46 +48,10 @@ impl RedisServer {
         }
         let mut first = node_conn(server.port).await;
         for node in server.nodes.iter().skip(1) {
-            let _: () = redis::cmd("CLUSTER")
-                .arg("MEET")
-                .arg("127.0.0.1")
-                .arg(node.port)
-                .arg(&node.args[5])
-                .query_async(&mut first)
-                .await
-                .unwrap();
+            meet(&mut first, node).await;
         }
         server.wait_cluster_ok().await;
-        for (i, replica) in server.nodes.iter().skip(primaries).enumerate() {
-            let primary = server.nodes[i % primaries].port;
-            server.make_replica(replica.port, primary).await;
-        }
         server
-    }
-
-    /// Makes the node on `port` a replica of the primary on `primary` and waits for its
-    /// link.
-    async fn make_replica(&self, port: u16, primary: u16) {
-        let id = node_id(primary).await;
-        eventually("a replica attached", Duration::from_secs(30), || {
-            let id = id.clone();
-            async move {
-                let mut c = node_conn_once(port).await?;
-                let _: () = redis::cmd("CLUSTER")
-                    .arg("REPLICATE")
-                    .arg(&id)
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                info.contains("master_link_status:up").then_some(())
-            }
-        })
-        .await;
     }
 
     /// Waits until every node that runs reports `cluster_state:ok` and the same slot map,
@@ -212,6 +185,18 @@ pub(super) fn cluster_args(port: u16) -> Vec<String> {
     .to_vec()
 }
 
+/// Introduces `node` (by its address and bus port) to the cluster `first` belongs to.
+async fn meet(first: &mut redis::aio::MultiplexedConnection, node: &super::Node) {
+    let _: () = redis::cmd("CLUSTER")
+        .arg("MEET")
+        .arg("127.0.0.1")
+        .arg(node.port)
+        .arg(&node.args[5])
+        .query_async(first)
+        .await
+        .unwrap();
+}
+
 /// The cluster node id of the node on `port`.
 async fn node_id(port: u16) -> String {
     redis::cmd("CLUSTER")
@@ -250,39 +235,32 @@ async fn slot_map(c: &mut redis::aio::MultiplexedConnection) -> Option<Vec<(i64,
     Some(map)
 }
 
-// Added for e2e_cluster_failover.rs. `start_cluster(_, 1..)` never returns: `make_replica`
-// sends CLUSTER REPLICATE on every poll, each one restarts the replication link
-// (clusterSetMaster → replicationSetMaster), and with the default 5 s diskless-sync delay
-// the link is never up by the next poll.
+// Replicas: one CLUSTER REPLICATE each (a repeated one restarts the replication link, so
+// polling with it never sees the link up), no diskless-sync delay.
 impl RedisServer {
-    /// As `start_cluster`, each replica attached by one CLUSTER REPLICATE (sent again only
-    /// if refused) and waited for until linked; no diskless-sync delay, so a full sync (a
-    /// replica attached, or a killed node rejoining) starts at once.
-    pub async fn start_cluster_linked(primaries: usize, replicas: usize) -> Self {
-        let mut server = Self::start_cluster(primaries, 0).await;
+    /// Adds `replicas` replicas to each of the first `primaries` nodes, each attached by one
+    /// CLUSTER REPLICATE (sent again only if refused) and waited for until its primary
+    /// streams to it; no diskless-sync delay, so a full sync (a replica attached, or a
+    /// killed node rejoining) starts at once, and an empty replica loads it from the socket.
+    async fn add_replicas(&mut self, primaries: usize, replicas: usize) {
+        let server = self;
         let mut first = node_conn(server.port).await;
         for _ in 0..primaries * replicas {
             let node = start_fresh(&server.dir, cluster_args).await;
-            let _: () = redis::cmd("CLUSTER")
-                .arg("MEET")
-                .arg("127.0.0.1")
-                .arg(node.port)
-                .arg(&node.args[5])
-                .query_async(&mut first)
-                .await
-                .unwrap();
+            meet(&mut first, &node).await;
             server.nodes.push(node);
         }
         server.wait_cluster_ok().await;
         for node in &server.nodes {
             let _: () = redis::cmd("CONFIG")
                 .arg(&["SET", "repl-diskless-sync-delay", "0"])
+                .arg(&["repl-diskless-load", "on-empty-db"])
                 .query_async(&mut node_conn(node.port).await)
                 .await
                 .unwrap();
         }
         server.link_replicas(primaries).await;
-        server
+        server.until_streaming(primaries, replicas).await;
     }
 
     /// Makes every node after the first `primaries` a replica of one of them (by one
@@ -328,4 +306,51 @@ impl RedisServer {
             .await;
         }
     }
+
+    /// Waits until each primary's replicas acknowledge a write made now (WAIT). A replica
+    /// reports its link up before its primary streams to it: after a diskless full sync
+    /// that waits for the replica's first acknowledgement, up to a second later, and a
+    /// primary killed in between takes every write made since with it.
+    async fn until_streaming(&self, primaries: usize, replicas: usize) {
+        for i in 0..primaries {
+            let port = self.nodes[i].port;
+            let slots = (i * SLOTS / primaries) as i64..=((i + 1) * SLOTS / primaries - 1) as i64;
+            let key = probe_key(port, slots).await;
+            eventually("replicas streaming", Duration::from_secs(30), || {
+                let key = key.clone();
+                async move {
+                    let mut c = node_conn_once(port).await?;
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("SET").arg(&key).arg(1).ignore();
+                    pipe.cmd("WAIT").arg(replicas).arg(100);
+                    let (acked,): (usize,) = pipe.query_async(&mut c).await.ok()?;
+                    (acked >= replicas).then_some(())
+                }
+            })
+            .await;
+            let _: i64 = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut node_conn(port).await)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// A key whose slot is in `slots` (asked of the node on `port`).
+async fn probe_key(port: u16, slots: std::ops::RangeInclusive<i64>) -> String {
+    let mut c = node_conn(port).await;
+    for n in 0.. {
+        let key = format!("stampede-probe-{n}");
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if slots.contains(&slot) {
+            return key;
+        }
+    }
+    unreachable!()
 }

@@ -64,6 +64,15 @@ pub async fn count_rows(pool: &PgPool, campaign: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The seqs of `campaign`'s rows, ascending.
+pub async fn row_seqs(pool: &PgPool, campaign: &str) -> Vec<i64> {
+    sqlx::query_scalar("SELECT seq FROM coupon_issuances WHERE campaign = $1 ORDER BY seq")
+        .bind(campaign)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 /// Waits up to `limit` for `count` rows of `campaign`, returning the last count seen.
 pub async fn wait_rows(pool: &PgPool, campaign: &str, count: i64, limit: Duration) -> i64 {
     let start = std::time::Instant::now();

@@ -4,12 +4,15 @@
 -- repeated call returns what the first one took.
 -- KEYS[1] bucket meta, KEYS[2] bucket ledger
 -- ARGV[1] transfer id, ARGV[2] recipient bucket id, ARGV[3] most seqs to take
--- Returns the seq ranges taken, "first:count,…" ('' when the bucket has none to spare)
+-- Returns the seq ranges taken, "first:count,…" ('' when the bucket has none to spare). A
+-- suspended bucket spares nothing, and never positions an issuer reported handing out
+-- ('acked_high': its Redis lost them, the counter went back; they are not spare).
 local prior = redis.call('HGET', KEYS[2], ARGV[1])
 if prior then return string.match(prior, '^out:[^:]*:(.*)$') or '' end
-local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'extents')
-if not m[1] or not m[3] then return '' end
-local total, issued = tonumber(m[1]), tonumber(m[2] or '0')
+local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'extents', 'suspended', 'acked_high')
+if not m[1] or not m[3] or m[4] == '1' then return '' end
+local total = tonumber(m[1])
+local issued = math.max(tonumber(m[2] or '0'), tonumber(m[5] or '0'))
 local k = math.min(tonumber(ARGV[3]), total - issued)
 if k <= 0 then return '' end
 local ext = {}

@@ -18,12 +18,23 @@
 -- the script makes as few as it can: one read of meta, one of holders, three writes.
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
   'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents')
-if not m[1] then return {'UNKNOWN'} end
+if not m[1] then
+  -- Flags written into a campaign Redis lost entirely (suspend.lua): suspended, not unknown.
+  if m[8] == '1' then return {'SUSPENDED'} end
+  return {'UNKNOWN'}
+end
 if m[10] then return {'SHARDED', m[10], m[9] or ''} end
 local held = redis.call('HGET', KEYS[2], ARGV[1])
 local inc = m[9] or ''
 if held then return {'ALREADY', held, inc} end
-if m[8] == '1' then return {'SUSPENDED'} end
+if m[8] == '1' then
+  -- What this issuer acknowledged reaches the audit even after the suspension.
+  local handed = tonumber(ARGV[4] or '0')
+  if handed > 0 and ARGV[5] == inc and handed > tonumber(redis.call('HGET', KEYS[1], 'acked_high') or '0') then
+    redis.call('HSET', KEYS[1], 'acked_high', handed)
+  end
+  return {'SUSPENDED'}
+end
 if m[5] == '1' then return {'PAUSED'} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
