@@ -181,6 +181,8 @@ async fn a_restock_is_shared_out_and_admin_changes_reach_every_bucket() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("shards cannot change"), "{err}");
+    let err = store.ensure_campaign(&c, 15, None).await.unwrap_err();
+    assert!(err.to_string().contains("shards cannot change"), "{err}");
 
     store.admin(&c, AdminAction::Pause).await.unwrap();
     for u in (0..3).map(|b| users_of(b, 3, 1, "p").remove(0)) {

@@ -134,6 +134,12 @@ impl Store {
             },
             "UPDATED" => ProvisionOutcome::WindowUpdated { total: after },
             "UNCHANGED" => ProvisionOutcome::Unchanged { total: after },
+            "SHARDED" => {
+                return Err(Error::InvalidInput(format!(
+                    "campaign {campaign} is sharded; shards cannot change once created \
+                     (asked for 1)"
+                )));
+            }
             "STOCK_DECREASE" => {
                 return Err(Error::StockDecrease {
                     campaign: campaign.to_string(),

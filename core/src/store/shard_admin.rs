@@ -41,6 +41,12 @@ impl Store {
                 "shards must be 1..={MAX_SHARDS} (was {shards})"
             )));
         }
+        if shards == 1 {
+            // One script call, as before sharding: `ensure.lua` refuses a sharded campaign.
+            return self
+                .ensure_campaign_as(campaign, stock, window, gated, "")
+                .await;
+        }
         let existing = self.buckets(campaign).await?;
         let exists = existing.is_some() || self.snapshot_home(campaign).await?;
         let have = existing.as_ref().map_or(1, |b| b.len() as u32);
@@ -54,11 +60,6 @@ impl Store {
             return Err(Error::InvalidInput(format!(
                 "stock ({stock}) must be at least the number of shards ({shards})"
             )));
-        }
-        if shards == 1 {
-            return self
-                .ensure_campaign_as(campaign, stock, window, gated, "")
-                .await;
         }
         let buckets = match existing {
             Some(b) => b,

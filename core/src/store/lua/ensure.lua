@@ -11,7 +11,8 @@
 -- 'buckets=<bucket,…>' for a sharded campaign's own meta (set when created, never changed)
 -- or 'extents=<first:count,…>' for one of its buckets: a bucket's stock is set when it is
 -- created and moves only by transfers (bucket_take/bucket_give), never here
--- Returns {outcome, total_before, total_after, window_changed}
+-- Returns {outcome, total_before, total_after, window_changed}; SHARDED when a campaign
+-- (ARGV[6] '') is asked of a sharded campaign: its shard count is fixed
 local stock = tonumber(ARGV[1])
 local total = redis.call('HGET', KEYS[1], 'total')
 if not total then
@@ -26,6 +27,9 @@ if not total then
   return {'CREATED', 0, stock, 1}
 end
 total = tonumber(total)
+if (ARGV[6] or '') == '' and redis.call('HEXISTS', KEYS[1], 'buckets') == 1 then
+  return {'SHARDED', total, total, 0}
+end
 local is_bucket = string.sub(ARGV[6] or '', 1, 8) == 'extents='
 if not is_bucket and stock < total then return {'STOCK_DECREASE', total, total, 0} end
 local window_changed = 0
