@@ -122,19 +122,39 @@ impl Store {
         campaign: &CampaignId,
         user: &UserId,
     ) -> Result<Option<HolderRecord>, Error> {
-        let target = match self.buckets(campaign).await? {
-            Some(b) => b[super::shards::bucket_index(user.as_str(), b.len())].clone(),
-            None => campaign.clone(),
-        };
-        let k = CampaignKeys::new(&target);
-        let mut inv = self.scripts.lookup.prepare_invoke();
-        inv.key(&k.meta).key(&k.holders).arg(user.as_str());
-        let reply: Vec<String> = self.invoke("lookup", inv).await?;
-        match reply.first().map(String::as_str) {
-            Some("UNKNOWN") => Err(Error::CampaignNotFound(campaign.to_string())),
-            Some("NONE") => Ok(None),
-            Some("HELD") => HolderRecord::parse(reply.get(1).map_or("", String::as_str)).map(Some),
-            _ => Err(Error::Protocol(format!("{reply:?}"))),
+        // A sharded campaign answers with its buckets (one call more, the first time this
+        // process meets it): a plain campaign's lookup stays one script call.
+        let mut target = self.route(campaign, user);
+        for _ in 0..2 {
+            let k = CampaignKeys::new(&target);
+            let mut inv = self.scripts.lookup.prepare_invoke();
+            inv.key(&k.meta).key(&k.holders).arg(user.as_str());
+            let reply: Vec<String> = self.invoke("lookup", inv).await?;
+            let detail = reply.get(1).map_or("", String::as_str);
+            return match reply.first().map(String::as_str) {
+                Some("SHARDED") if !target.is_bucket() => {
+                    let buckets: Vec<CampaignId> = detail
+                        .split(',')
+                        .map(CampaignId::parse_stored)
+                        .collect::<Result<_, _>>()?;
+                    target =
+                        buckets[super::shards::bucket_index(user.as_str(), buckets.len())].clone();
+                    self.learn(campaign, buckets);
+                    continue;
+                }
+                Some("UNKNOWN") if target.is_bucket() => {
+                    self.unlearn(campaign);
+                    target = campaign.clone();
+                    continue;
+                }
+                Some("UNKNOWN") => Err(Error::CampaignNotFound(campaign.to_string())),
+                Some("NONE") => Ok(None),
+                Some("HELD") => HolderRecord::parse(detail).map(Some),
+                _ => Err(Error::Protocol(format!("{reply:?}"))),
+            };
         }
+        Err(Error::Protocol(format!(
+            "lookup of {campaign}: the route did not settle"
+        )))
     }
 }

@@ -48,7 +48,7 @@ impl Store {
                 .await;
         }
         let existing = self.buckets(campaign).await?;
-        let exists = existing.is_some() || self.snapshot_home(campaign).await?;
+        let exists = existing.is_some() || self.home_exists(campaign).await?;
         let have = existing.as_ref().map_or(1, |b| b.len() as u32);
         if exists && have != shards {
             return Err(Error::InvalidInput(format!(
@@ -82,7 +82,7 @@ impl Store {
     }
 
     /// Whether `campaign`'s own meta exists.
-    async fn snapshot_home(&self, campaign: &CampaignId) -> Result<bool, Error> {
+    async fn home_exists(&self, campaign: &CampaignId) -> Result<bool, Error> {
         let meta = CampaignKeys::new(campaign).meta;
         self.call("exists", |mut c| async move {
             redis::cmd("EXISTS").arg(meta).query_async(&mut c).await

@@ -86,13 +86,14 @@ impl Store {
         for _ in 0..ROUTE_ATTEMPTS {
             let c = self.issue_counted(&target, user, &handed(&target)).await?;
             let dry = matches!(c.decision, Decision::SoldOut(_)) && target.is_bucket();
-            let decision = match dry {
-                true => match self.refill(campaign, &target).await? {
+            let decision = if dry {
+                match self.refill(campaign, &target).await? {
                     Refill::Refilled => continue,
                     Refill::Held => Decision::Suspended,
                     Refill::Dry => c.decision,
-                },
-                false => c.decision,
+                }
+            } else {
+                c.decision
             };
             match decision {
                 Decision::Sharded(buckets) => {
@@ -118,7 +119,7 @@ impl Store {
     }
 
     /// The target of `user`'s issuance as far as this process knows.
-    fn route(&self, campaign: &CampaignId, user: &UserId) -> CampaignId {
+    pub(super) fn route(&self, campaign: &CampaignId, user: &UserId) -> CampaignId {
         let known = self.routes.buckets.read().expect("routes lock");
         match known.get(campaign) {
             Some(b) => b[bucket_index(user.as_str(), b.len())].clone(),
@@ -126,12 +127,12 @@ impl Store {
         }
     }
 
-    fn learn(&self, campaign: &CampaignId, buckets: Vec<CampaignId>) {
+    pub(super) fn learn(&self, campaign: &CampaignId, buckets: Vec<CampaignId>) {
         let mut known = self.routes.buckets.write().expect("routes lock");
         known.insert(campaign.clone(), buckets.into());
     }
 
-    fn unlearn(&self, campaign: &CampaignId) {
+    pub(super) fn unlearn(&self, campaign: &CampaignId) {
         self.routes
             .buckets
             .write()
@@ -181,10 +182,8 @@ impl Store {
             }
         }
         // Stock left only in a suspended bucket: not sold out, not to be had either.
-        Ok(match donors.clone().any(|(_, s)| s.suspended) {
-            true => Refill::Held,
-            false => Refill::Dry,
-        })
+        let held = donors.clone().any(|(_, s)| s.suspended);
+        Ok(if held { Refill::Held } else { Refill::Dry })
     }
 
     /// What a bucket could spare: unissued seqs, and whether it is suspended.
