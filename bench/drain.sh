@@ -18,13 +18,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
 N=${N:-1000000}
 PARTITIONS=${PARTITIONS:-6}
-ensure_bin
-scripts/stack up >/dev/null
-eval "$(scripts/stack env)"
-run=$(date +%s)
-out="$STAMPEDE_HOME/bench-drain-$run"
-mkdir -p "$out"
-"$BIN" migrate >/dev/null
+bench_setup drain
 PORT=${BENCH_PORT:-18183}
 STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay --max-in-flight 4096
 now() { date +%s.%N; }
@@ -44,27 +38,14 @@ fill() {
   local c=$1 wrk_pid
   wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$out/tokens-$c.txt" 2 >/dev/null &
   wrk_pid=$!
-  wait_until 600 sold_out "$c"
+  poll_until 600 sold_out "$c"
   kill "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
   rm -f "$out/tokens-$c.txt"
   rcli hget "{stampede:$c}:meta" issued
 }
 sold_out() { [ "$(rcli hget "{stampede:$1}:meta" issued)" -ge "$N" ]; }
 outbox_len() { rcli xlen "{stampede:$1}:outbox"; }
-# Rows the writer committed, from its own metrics: polling count(*) on a growing table
-# would cost PostgreSQL more CPU than the inserts being measured.
-rows() {
-  curl -sf "http://127.0.0.1:$WRITER_METRICS_PORT/metrics" |
-    awk -v c="$1" '$1 == "stampede_writer_rows_total{campaign=\""c"\"}" {n = $2} END {print n + 0}'
-}
-wait_until() { # wait_until LIMIT_S CMD… : polls every 0.2 s
-  local limit=$1; shift
-  local end=$(( $(date +%s) + limit ))
-  until "$@"; do
-    [ "$(date +%s)" -lt "$end" ] || { echo "timed out after ${limit}s: $*" >&2; return 1; }
-    sleep 0.2
-  done
-}
+rows() { writer_rows "http://127.0.0.1:$WRITER_METRICS_PORT" "$1"; }
 outbox_empty() { [ "$(outbox_len "$1")" -eq 0 ]; }
 all_rows() { [ "$(rows "$1")" -ge "$2" ]; }
 relay() {
@@ -90,12 +71,12 @@ t0=$(now); issued=$(fill "$a"); t1=$(now)
 echo "fill    $issued issuances in $(secs "$t0" "$t1") s: $(rate "$issued" "$t0" "$t1") /s (POST /issue via wrk -c64, relay off)"
 
 relay "$a"; t2=$(now)
-wait_until 600 outbox_empty "$a"; t3=$(now)
+poll_until 600 outbox_empty "$a"; t3=$(now)
 echo "relay   $(secs "$t2" "$t3") s: $(rate "$issued" "$t2" "$t3") rows/s (outbox -> Kafka, acknowledged)"
 stop_role "$RELAY_PID"
 
 writer "$a"; t4=$(now)
-wait_until 600 all_rows "$a" "$issued"; t5=$(now)
+poll_until 600 all_rows "$a" "$issued"; t5=$(now)
 echo "writer  $(secs "$t4" "$t5") s: $(rate "$issued" "$t4" "$t5") rows/s (Kafka -> PostgreSQL, committed)"
 stop_role "$WRITER_PID"
 fi
@@ -105,7 +86,7 @@ b="drain-b-$run"; campaigns+=("$b")
 prepare "$b"
 issued_b=$(fill "$b")
 relay "$b"; writer "$b"; t6=$(now)
-wait_until 600 all_rows "$b" "$issued_b"; t7=$(now)
+poll_until 600 all_rows "$b" "$issued_b"; t7=$(now)
 echo "e2e     $issued_b rows in $(secs "$t6" "$t7") s: $(rate "$issued_b" "$t6" "$t7") rows/s (outbox -> Kafka -> PostgreSQL)"
 stop_role "$RELAY_PID"; stop_role "$WRITER_PID"
 fi
@@ -118,8 +99,8 @@ STAMPEDE_LOG=warn start_service "$((PORT + 2))" "$out/service-live.log" --relay-
 live_pid=$SVC_PID
 writer "$l"
 t8=$(now); issued_l=$(PORT=$((PORT + 2)) fill "$l")
-wait_until 600 all_rows "$l" "$issued_l"; t9=$(now)
-latency=$(psql_value "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text FROM coupon_issuances WHERE campaign = '$l'")
+poll_until 600 all_rows "$l" "$issued_l"; t9=$(now)
+latency=$(row_latency "$l")
 echo "live    $issued_l rows in $(secs "$t8" "$t9") s from the first issuance: $(rate "$issued_l" "$t8" "$t9") rows/s; issuance-to-row p50 / p99 $latency ms (relay in serve, writer, issuing meanwhile)"
 stop_role "$WRITER_PID"; stop_role "$live_pid"
 fi

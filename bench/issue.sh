@@ -88,8 +88,6 @@ results="$STAMPEDE_HOME/bench-issue.tsv"
 tokens="$STAMPEDE_HOME/bench-tokens.txt"
 secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
 minted=0
-# ticks PID…: CPU clock ticks (user + system, every thread) the processes have used.
-ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
 # split_pids SERVE_PID: "name pids…" lines for the CPU split of a run against SERVE_PID.
 split_pids() {
   echo "serve $1"

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Report 000's spike against `serve` as deployed (its defaults: the relay in-process, a
 # writer running): VUS (1000) users at once, one request each, with k6 — the real profile
-# (k6-jobs/spike.js, POST /issue with a token per user) and, alternated with it in the same
-# run, the same spike against /healthz (bench/spike-healthz.js): the floor that k6 starting
-# 1 000 VUs and opening 1 000 connections on two cores sets. Prints each run's p95 and the
-# medians' ratio (aim: issue within 1.2x of healthz, 0 errors).
+# (k6-jobs/spike.js, POST /issue with a token per user) — alternated in the same run with
+# the same spike against /healthz (bench/spike-healthz.js: the floor that k6 starting 1 000
+# VUs and opening 1 000 connections on two cores sets) and against a sold-out campaign (the
+# same requests answered 410 from memory: HTTP, the token and routing without Redis).
+# Prints each run's p95 and the medians' ratio (aim: issue within 1.2x of healthz, 0
+# errors), and what the time is made of:
+#   connect   k6's http_req_connecting p95 (the kernel's handshake; a full listen queue
+#             shows here as SYN retries)
+#   waiting   k6's http_req_waiting p95 (request sent -> first byte back: waiting to be
+#             accepted and scheduled, plus the handler)
+#   handler   the service's own stampede_http_request_duration_seconds p95 (interpolated
+#             in its buckets): from the router to the answer, Redis included
+#   cpu       CPU seconds k6, serve and Redis used during the spike
+#   overflow  the kernel's TcpExt ListenOverflows + ListenDrops during the spike
 #   bench/spike.sh            # ROUNDS=3 VUS=1000
 #   ROUNDS=5 VUS=500 bench/spike.sh
 set -euo pipefail
@@ -13,41 +23,58 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 VUS=${VUS:-1000}
 PORT=${BENCH_PORT:-18187}
-ensure_bin
 K6=$(scripts/deps k6-path)
-scripts/stack up >/dev/null
-eval "$(scripts/stack env)"
-run=$(date +%s)
+bench_setup spike
 c="bench-spike-$run"
-out="$STAMPEDE_HOME/bench-spike-$run"
-mkdir -p "$out"
-"$BIN" migrate >/dev/null
+gone="bench-spike-gone-$run"
 "$BIN" campaign create --id "$c" --stock 100000000 >/dev/null
-STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --relay-campaigns "$c"
+"$BIN" campaign create --id "$gone" --stock 1 >/dev/null
+STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --relay-campaigns "$c,$gone"
+serve_pid=$SVC_PID
 ops_url=$SVC_METRICS
 STAMPEDE_LOG=warn start_role "$out/writer.log" writer --metrics-listen 127.0.0.1:0 \
-  --group "bench-spike-$run" --topics "stampede.$c"
+  --group "bench-spike-$run" --topics "^stampede\\.bench-spike-(gone-)?$run"
+# Sell the "gone" campaign out so that its spike takes the memory path.
+curl -sf -XPOST -H "Authorization: Bearer $("$BIN" token --sub first)" \
+  -H 'content-type: application/json' -d '{"userId":"first"}' \
+  "http://127.0.0.1:$PORT/v1/campaigns/$gone/issue" >/dev/null
 # Raise the open-files limit for 1 000 client and 1 000 server sockets.
 ulimit -n 65536 2>/dev/null || true
-echo "k6 spike: $VUS VUs, one request each, x $ROUNDS rounds (healthz, issue alternated)"
+
+# overflows: the kernel's listen-queue overflows and drops so far (every socket).
+overflows() {
+  awk '/^TcpExt:/ { if (!h) { split($0, k); h = 1 } else { for (i = 2; i <= NF; i++) if (k[i] == "ListenOverflows" || k[i] == "ListenDrops") n += $i } } END { print n + 0 }' /proc/net/netstat
+}
+# spike NAME: one spike against NAME (healthz, sold-out, issue); its k6 samples (CSV),
+# summary, CPU and counters land in $out/NAME-$i.*
+spike() {
+  local name=$1 redis_pids ov0 t0 r0 args
+  redis_pids=$(pgrep -x redis-server | tr '\n' ' ')
+  issue_histogram "$ops_url" >"$out/$name-$i.h0"
+  ov0=$(overflows)
+  # shellcheck disable=SC2086 # a list of pids
+  t0=$(ticks "$serve_pid"); r0=$(ticks $redis_pids)
+  case $name in
+    healthz) args=(bench/spike-healthz.js) ;;
+    sold-out) args=(-e CAMPAIGN="$gone" -e SUMMARY_FILE="$out/$name-$i.json" k6-jobs/spike.js) ;;
+    issue) args=(-e CAMPAIGN="$c" -e SUMMARY_FILE="$out/$name-$i.json" k6-jobs/spike.js) ;;
+  esac
+  BASE_URL="http://127.0.0.1:$PORT" VUS=$VUS RUN_ID="$run-$name-$i" LOG_ISSUED=0 \
+    /usr/bin/time -f '%U %S' -o "$out/$name-$i.k6cpu" \
+    "$K6" run --quiet --no-color --out csv="$out/$name-$i.csv" "${args[@]}" \
+    >"$out/$name-$i.stdout" 2>"$out/$name-$i.stderr" || echo "round $i: k6 $name exited $? (see $out/$name-$i.stderr)"
+  # shellcheck disable=SC2086 # a list of pids
+  echo "$(( $(ticks "$serve_pid") - t0 )) $(( $(ticks $redis_pids) - r0 )) $(( $(overflows) - ov0 ))" >"$out/$name-$i.counters"
+  issue_histogram "$ops_url" >"$out/$name-$i.h1"
+}
+echo "k6 spike: $VUS VUs, one request each, x $ROUNDS rounds (healthz, sold-out, issue alternated)"
 for i in $(seq "$ROUNDS"); do
-  BASE_URL=$ops_url VUS=$VUS "$K6" run --quiet --no-color bench/spike-healthz.js \
-    2>"$out/healthz-$i.stderr" | tail -n 1 >"$out/healthz-$i.json"
-  BASE_URL="http://127.0.0.1:$PORT" CAMPAIGN=$c VUS=$VUS RUN_ID="$run-$i" LOG_ISSUED=0 \
-    SUMMARY_FILE="$out/issue-$i.json" "$K6" run --quiet --no-color k6-jobs/spike.js \
-    >/dev/null 2>"$out/issue-$i.stderr" || echo "round $i: k6 spike exited $? (see $out/issue-$i.stderr)"
+  # healthz lives on the operations listener.
+  PORT=${ops_url##*:} spike healthz
+  spike sold-out
+  spike issue
 done
-python3 - "$out" "$ROUNDS" "$VUS" <<'PY'
-import json, statistics, sys
-out, rounds, vus = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-h = [json.load(open(f"{out}/healthz-{i}.json")) for i in range(1, rounds + 1)]
-s = [json.load(open(f"{out}/issue-{i}.json")) for i in range(1, rounds + 1)]
-for i, (a, b) in enumerate(zip(h, s), 1):
-    print(f"round {i}: healthz p95 {a['p95']:7.1f} ms ({a['failed']} failed)   "
-          f"issue p95 {b['p95']:7.1f} ms  outcomes {b['outcomes']}  errorRate {b['errorRate']}")
-hp = statistics.median(a["p95"] for a in h)
-ip = statistics.median(b["p95"] for b in s)
-errors = sum(a["failed"] for a in h) + sum(b["outcomes"].get("503", 0) + b["outcomes"].get("other", 0) for b in s)
-print(f"median p95: healthz {hp:.1f} ms, issue {ip:.1f} ms: issue/healthz {ip / hp:.2f} (aim <= 1.2), errors {errors} (aim 0)")
-PY
+python3 bench/spike_report.py "$out" "$ROUNDS" | tee "$out/results.txt"
+stop_roles
 forget_campaign "$c"
+forget_campaign "$gone"

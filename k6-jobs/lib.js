@@ -11,18 +11,32 @@
 //   STAMPEDE_JWT_HS256_SECRET, STAMPEDE_JWT_ISSUER, STAMPEDE_JWT_AUDIENCE: the service's
 //     own settings; with a secret every user's request carries an HS256 bearer token for
 //     that user, minted here (k6/crypto); without one, none (a service with --auth none)
+//   WAITING_ROOM (0; 1: the campaign has a waiting room, docs/waiting-room.md: each user
+//     joins the line, polls until decided and issues with the admission; the operator sets
+//     it), POLL_MIN / POLL_MAX (0.25 / 5: bounds of the wait between two polls, seconds),
+//     MAX_WAIT (300: seconds a user polls before giving up, counted as queue_gave_up)
 //
 // Every iteration is a fresh user `${runId}-${vu}-${iteration}` (plus the execution
 // segment's instance when run split across Jobs) that POSTs /v1/campaigns/{c}/issue once.
 // Expected answers for a fresh user: 201, 410 sold_out, 409 not_open/closed/paused. Errors:
 // 5xx (503 overloaded included), timeouts, any other status (200 too: a fresh user cannot
 // hold a coupon yet, so a replay means user ids collided), or a body off the contract.
+//
+// With WAITING_ROOM=1 the user first POSTs /v1/campaigns/{c}/queue (201 waiting|admitted,
+// 410 sold_out, 409 closed), then GETs it with the queue token (X-Stampede-Queue-Token),
+// waiting min(pollAfterSeconds, estimatedWaitSeconds) between polls (within POLL_MIN..
+// POLL_MAX), until admitted, sold_out or expired; admitted, it issues once with the
+// admission token (X-Stampede-Admission). Every queue answer is counted (queue_waiting,
+// _admitted, _sold_out, _expired, _issued, _closed, _other) and checked; errors are 5xx,
+// timeouts, other statuses and bodies off the contract, as on the issue path. An admitted
+// user whose issue is not a coupon counts in queue_admitted_no_coupon (stock-aware
+// admission says: never), the wait from join to admission in queue_wait_ms.
 import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
 import http from 'k6/http';
 import exec from 'k6/execution';
-import { check } from 'k6';
-import { Counter, Rate } from 'k6/metrics';
+import { check, sleep } from 'k6';
+import { Counter, Rate, Trend } from 'k6/metrics';
 
 export function envNumber(name, dflt) {
   const raw = __ENV[name];
@@ -41,6 +55,15 @@ const DROPPED_TOLERANCE = envNumber('DROPPED_TOLERANCE', 0.01);
 const REQ_TIMEOUT = __ENV.REQ_TIMEOUT || '10s';
 const SUMMARY_FILE = __ENV.SUMMARY_FILE || 'k6-summary.json';
 const LOG_ISSUED = (__ENV.LOG_ISSUED || '1') !== '0';
+// Whether users go through the waiting room: WAITING_ROOM, or a profile made for one.
+let waitingRoom = ['1', 'true'].includes((__ENV.WAITING_ROOM || '').toLowerCase());
+/** For the profiles made for a waiting room (queue, queue-status): as if WAITING_ROOM=1. */
+export function inWaitingRoom() {
+  waitingRoom = true;
+}
+export const POLL_MIN = envNumber('POLL_MIN', 0.25);
+export const POLL_MAX = Math.max(POLL_MIN, envNumber('POLL_MAX', 5));
+export const MAX_WAIT = envNumber('MAX_WAIT', 300);
 // Set by the operator's Jobs so users stay distinct across execution segments.
 const INSTANCE = __ENV.INSTANCE || '';
 
@@ -72,11 +95,17 @@ export function expectedArrivals(startRate, stages) {
   );
 }
 
+// The errors threshold: ERROR_RATE, else the profile's default (options()). A profile's
+// default of 0 means no errors at all (rate<=0); an explicit ERROR_RATE=0 keeps its old
+// meaning, a threshold no run meets (the gate suites use it to make a test fail).
+let errorRate = ERROR_RATE;
+let noErrors = false;
+
 /** Thresholds every profile sets; `expected` (arrival-rate profiles) adds dropped_iterations. */
 export function thresholds(expected) {
   const t = {
     http_req_duration: [`p(95)<${P95_MS}`],
-    errors: [`rate<${ERROR_RATE}`],
+    errors: [noErrors ? 'rate<=0' : `rate<${errorRate}`],
     checks: ['rate>0.99'],
   };
   if (expected !== undefined) {
@@ -87,8 +116,12 @@ export function thresholds(expected) {
 
 const droppedMax = (expected) => Math.max(1, Math.floor(DROPPED_TOLERANCE * expected));
 
-/** Options shared by every profile. */
-export function options(profile, scenario, expected) {
+/** Options shared by every profile; `errorRateDefault` replaces 0.01 when ERROR_RATE is unset. */
+export function options(profile, scenario, expected, errorRateDefault) {
+  if (errorRateDefault !== undefined && (__ENV.ERROR_RATE || '') === '') {
+    errorRate = errorRateDefault;
+    noErrors = errorRate === 0;
+  }
   return {
     scenarios: { [profile]: scenario },
     thresholds: thresholds(expected),
@@ -110,6 +143,13 @@ const outcomes = {
   other: new Counter('outcome_other'),
 };
 const errors = new Rate('errors');
+const QUEUE_STATES = ['waiting', 'admitted', 'sold_out', 'expired', 'issued', 'closed', 'other'];
+const queueOutcomes = Object.fromEntries(QUEUE_STATES.map((k) => [k, new Counter(`queue_${k}`)]));
+const queueJoined = new Counter('queue_joined');
+const queueGaveUp = new Counter('queue_gave_up');
+const admittedNoCoupon = new Counter('queue_admitted_no_coupon');
+const queueWait = new Trend('queue_wait_ms', true);
+const trends = { join: new Trend('queue_join_ms', true), poll: new Trend('queue_poll_ms', true), issue: new Trend('issue_ms', true) };
 
 /** setup(): checks the environment and fixes the run id (logged for scripts/k6-verdict). */
 export function setupRun(profile, describe) {
@@ -135,14 +175,35 @@ function parseJson(res) {
 
 const token = (v) => String(v).replace(/\s+/g, '_');
 
-/** One fresh user asks for a coupon; the answer is checked and counted. */
-export function issueOnce(data) {
+/** This VU's user of this iteration (`suffix` instead of the iteration: one user per VU). */
+export function userIdFor(data, suffix) {
   // Computed from setup()'s run id, not at init: every VU runs the init code on its own.
   const instance = INSTANCE ? `${INSTANCE}-` : '';
-  const userId = `${data.runId}-${instance}${exec.vu.idInTest}-${exec.vu.iterationInScenario}`;
+  const tail = suffix === undefined ? exec.vu.iterationInScenario : suffix;
+  return `${data.runId}-${instance}${exec.vu.idInTest}-${tail}`;
+}
+
+function headersFor(userId) {
   const headers = { 'Content-Type': 'application/json' };
   const auth = bearer(userId);
   if (auth) headers.Authorization = auth;
+  return headers;
+}
+
+/** One fresh user asks for a coupon (through the waiting room with WAITING_ROOM=1). */
+export function issueOnce(data) {
+  const userId = userIdFor(data);
+  if (waitingRoom) waitingRoomUser(userId);
+  else issueAs(userId);
+}
+
+/**
+ * `userId` asks for a coupon (with `admission`, an admission token); the answer is checked
+ * and counted; returns its status.
+ */
+export function issueAs(userId, admission) {
+  const headers = headersFor(userId);
+  if (admission) headers['X-Stampede-Admission'] = admission;
   const res = http.post(
     `${BASE_URL}/v1/campaigns/${encodeURIComponent(CAMPAIGN)}/issue`,
     JSON.stringify({ userId }),
@@ -207,6 +268,99 @@ export function issueOnce(data) {
     'body matches the contract': () => bodyOk,
   });
   errors.add(!(expectedStatus && bodyOk));
+  if (admission) trends.issue.add(res.timings.duration);
+  return res.status;
+}
+
+const QUEUE_URL = () => `${BASE_URL}/v1/campaigns/${encodeURIComponent(CAMPAIGN)}/queue`;
+const QUEUE_PARAMS = { timeout: REQ_TIMEOUT, responseCallback: http.expectedStatuses(200, 201, 409, 410) };
+const isCount = (v) => Number.isInteger(v) && v >= 0;
+const isToken = (v) => typeof v === 'string' && v.length > 0;
+
+/**
+ * One queue answer checked against docs/waiting-room.md and counted: `{state, body}`,
+ * state one of QUEUE_STATES. `holds`: the user already holds a coupon (only then is
+ * `issued` an expected answer).
+ */
+function queueAnswer(res, kind, holds) {
+  const body = parseJson(res);
+  let state = 'other';
+  let ok = false;
+  if (body !== null && (res.status === 200 || (res.status === 201 && kind === 'join'))) {
+    state = QUEUE_STATES.includes(body.status) && body.status !== 'other' ? body.status : 'other';
+    const tokens = isToken(body.queueToken) && typeof body.expiresAt === 'string';
+    ok = {
+      waiting: tokens && isCount(body.position) && body.position >= 1 && isCount(body.estimatedWaitSeconds) &&
+        isCount(body.pollAfterSeconds) && isCount(body.queued) && isCount(body.remainingStock),
+      admitted: tokens && isToken(body.admissionToken) && typeof body.admissionExpiresAt === 'string',
+      sold_out: true,
+      expired: true,
+      issued: holds,
+    }[state] === true;
+    // A new place (201) is waiting or already admitted, never anything else.
+    if (res.status === 201 && state !== 'waiting' && state !== 'admitted') ok = false;
+  } else if (res.status === 410 && kind === 'join') {
+    state = 'sold_out';
+    ok = body !== null && body.error === 'sold_out';
+  } else if (res.status === 409) {
+    state = 'closed';
+    ok = body !== null && ['closed', 'not_open', 'paused'].includes(body.error);
+  }
+  if (!ok) state = 'other';
+  queueOutcomes[state].add(1);
+  if (kind === 'join' && res.status === 201 && ok) queueJoined.add(1);
+  trends[kind].add(res.timings.duration);
+  check(res, { 'queue answer matches the contract': () => ok });
+  errors.add(!ok);
+  return { state, body: body || {} };
+}
+
+/** `userId` joins the line: POST …/queue. */
+export function queueJoin(userId, holds = false) {
+  const res = http.post(QUEUE_URL(), JSON.stringify({ userId }), {
+    ...QUEUE_PARAMS,
+    headers: headersFor(userId),
+    tags: { name: 'POST /v1/campaigns/{campaign}/queue' },
+  });
+  return queueAnswer(res, 'join', holds);
+}
+
+/** Where `userId` stands: GET …/queue with the queue token. */
+export function queuePoll(userId, queueToken, holds = false) {
+  const headers = headersFor(userId);
+  headers['X-Stampede-Queue-Token'] = queueToken;
+  const res = http.get(QUEUE_URL(), { ...QUEUE_PARAMS, headers, tags: { name: 'GET /v1/campaigns/{campaign}/queue' } });
+  return queueAnswer(res, 'poll', holds);
+}
+
+/** Seconds to wait before the next poll: what a waiting answer suggests, bounded, ±10 %. */
+export function pollDelay(body) {
+  const suggested = Math.min(Number(body.pollAfterSeconds) || POLL_MAX, Number(body.estimatedWaitSeconds) || POLL_MIN);
+  return Math.min(POLL_MAX, Math.max(POLL_MIN, suggested)) * (0.9 + 0.2 * Math.random());
+}
+
+/** One user through the waiting room: join, poll until decided, issue when admitted. */
+export function waitingRoomUser(userId) {
+  const t0 = Date.now();
+  let a = queueJoin(userId);
+  while (a.state === 'waiting') {
+    if (Date.now() - t0 >= MAX_WAIT * 1000) {
+      queueGaveUp.add(1);
+      return;
+    }
+    sleep(pollDelay(a.body));
+    a = queuePoll(userId, a.body.queueToken);
+  }
+  if (a.state !== 'admitted') return;
+  queueWait.add(Date.now() - t0);
+  issueAdmitted(userId, a.body.admissionToken);
+}
+
+/** An admitted user issues with its admission; true when it holds a coupon then. */
+export function issueAdmitted(userId, admission) {
+  const status = issueAs(userId, admission);
+  if (status !== 201) admittedNoCoupon.add(1);
+  return status === 201 || status === 200;
 }
 
 function metricValue(data, name, stat, dflt = 0) {
@@ -253,12 +407,25 @@ export function summarize(profile, data, expected) {
     durationS: round2((data.state && data.state.testRunDurationMs ? data.state.testRunDurationMs : 0) / 1000),
     thresholds: {
       p95Ms: P95_MS,
-      errorRate: ERROR_RATE,
+      errorRate,
       droppedMax: expected === undefined ? null : droppedMax(expected),
     },
     thresholdsPassed: failedThresholds.length === 0,
     failedThresholds: failedThresholds.slice(0, 10).map((t) => t.slice(0, 120)),
   };
+  if (waitingRoom) {
+    const q = { joined: metricValue(data, 'queue_joined', 'count') };
+    for (const k of QUEUE_STATES) q[k] = metricValue(data, `queue_${k}`, 'count');
+    q.gaveUp = metricValue(data, 'queue_gave_up', 'count');
+    q.admittedNoCoupon = metricValue(data, 'queue_admitted_no_coupon', 'count');
+    q.waitP50Ms = round2(metricValue(data, 'queue_wait_ms', 'p(50)'));
+    q.waitP95Ms = round2(metricValue(data, 'queue_wait_ms', 'p(95)'));
+    for (const [k, m] of [['join', 'queue_join_ms'], ['poll', 'queue_poll_ms'], ['issue', 'issue_ms']]) {
+      q[`${k}Count`] = metricValue(data, m, 'count');
+      q[`${k}P95`] = round2(metricValue(data, m, 'p(95)'));
+    }
+    summary.queue = q;
+  }
   const json = JSON.stringify(summary);
 
   const o = outcomeCounts;
@@ -270,10 +437,11 @@ export function summarize(profile, data, expected) {
       ` dropped=${summary.droppedIterations}`,
     `  latency ms: p50=${summary.p50} p95=${summary.p95} p99=${summary.p99} (threshold p95<${P95_MS})`,
     `  outcomes: 201=${o['201']} 200=${o['200']} 410=${o['410']} 409=${o['409']} 503=${o['503']} other=${o.other}`,
-    `  errors: rate=${summary.errorRate} (threshold <${ERROR_RATE}) checks=${summary.checksRate}`,
+    `  errors: rate=${summary.errorRate} (threshold ${noErrors ? '0' : '<' + errorRate}) checks=${summary.checksRate}`,
+    summary.queue ? `  queue: ${JSON.stringify(summary.queue)}` : null,
     `  thresholds: ${summary.thresholdsPassed ? 'PASS' : 'FAIL: ' + failedThresholds.join('; ')}`,
     '',
-  ].join('\n');
+  ].filter((l) => l !== null).join('\n');
 
   return {
     [SUMMARY_FILE]: json + '\n',

@@ -100,6 +100,19 @@ pub struct CampaignSnapshot {
     /// The highest seq any issuer reported having acknowledged when an epoch change was
     /// noticed (0: no report); kept after an unsuspend, for the audit.
     pub acked_high: u64,
+    /// The waiting room's counters, when the campaign has a room turned on.
+    pub room: Option<RoomCounts>,
+}
+
+/// A waiting room's counters as Redis holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RoomCounts {
+    /// Users in line.
+    pub queued: u64,
+    /// Users admitted who have neither issued nor let the admission lapse.
+    pub active: u64,
+    /// Users admitted since the room opened.
+    pub admitted: u64,
 }
 
 /// Why and since when a campaign is suspended.
@@ -120,7 +133,7 @@ impl CampaignSnapshot {
 
     /// The public JSON view, shared by the API and the admin CLI.
     pub fn view(&self, campaign: &str) -> serde_json::Value {
-        serde_json::json!({
+        let mut view = serde_json::json!({
             "campaign": campaign,
             "state": self.state(),
             "stock": { "total": self.total, "remaining": self.remaining(), "issued": self.issued },
@@ -134,7 +147,11 @@ impl CampaignSnapshot {
                 "issuedThen": s.issued_then,
                 "ackedHigh": self.acked_high,
             })),
-        })
+        });
+        if let Some(room) = self.room {
+            view["waitingRoom"] = serde_json::json!(room);
+        }
+        view
     }
 
     /// The state, in the same order of precedence the issue script applies.
@@ -223,6 +240,7 @@ mod tests {
             gate_closed: false,
             suspension: None,
             acked_high: 0,
+            room: None,
             now_ms: 1_000,
             outbox_len: 0,
         }

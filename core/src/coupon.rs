@@ -81,6 +81,9 @@ pub enum Decision {
     Unknown,
     /// The campaign is sharded: ask the user's bucket (one of these) instead.
     Sharded(Vec<CampaignId>),
+    /// The campaign has a waiting room and the user holds no live admission matching the
+    /// token sent (or sent none).
+    AdmissionRequired,
 }
 
 impl Decision {
@@ -104,6 +107,7 @@ impl Decision {
             Some("PAUSED") => Self::Paused,
             Some("SUSPENDED") => Self::Suspended,
             Some("UNKNOWN") => Self::Unknown,
+            Some("ADMISSION_REQUIRED") => Self::AdmissionRequired,
             Some("SHARDED") => Self::Sharded(
                 detail()?
                     .split(',')
@@ -126,6 +130,7 @@ impl Decision {
             Self::Suspended => "suspended",
             Self::Unknown => "campaign_not_found",
             Self::Sharded(_) => "sharded",
+            Self::AdmissionRequired => "admission_required",
         }
     }
 }

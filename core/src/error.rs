@@ -9,6 +9,9 @@ pub enum Error {
     /// The campaign does not exist in Redis.
     #[error("campaign {0} not found")]
     CampaignNotFound(String),
+    /// The campaign exists but has no waiting room (or it is turned off).
+    #[error("campaign {0} has no waiting room")]
+    NoWaitingRoom(String),
     /// A provisioning request would shrink stock.
     #[error(
         "stock of campaign {campaign} is {current}; it can grow but never shrink (asked for {requested})"
@@ -53,6 +56,7 @@ impl Error {
         match self {
             Error::InvalidInput(_) => "invalid_input",
             Error::CampaignNotFound(_) => "campaign_not_found",
+            Error::NoWaitingRoom(_) => "no_waiting_room",
             Error::StockDecrease { .. } => "stock_decrease",
             Error::Redis(_) => "redis",
             Error::RedisTimeout(_) => "redis_timeout",

@@ -31,7 +31,41 @@ pub struct CampaignKeys {
     /// Hash: a bucket's stock transfers, transfer id → `out|in:<peer>:<ranges>`
     /// (`store::shards`).
     pub ledger: String,
+    /// The waiting room's keys (`store::waiting_room`); each carries a TTL.
+    pub wr: WaitingRoomKeys,
 }
+
+/// The keys of one campaign's waiting room, `{stampede:<c>}:wr:*`. Every one carries a TTL
+/// refreshed by each join and poll, and users leave them when they lapse or are served.
+#[derive(Debug, Clone)]
+pub struct WaitingRoomKeys {
+    /// Sorted set: the line, user → score (a random number below 2^50 for those who came
+    /// before the opening, 2^50 + their arrival ticket after it).
+    pub line: String,
+    /// Sorted set: user in line → when they last polled (ms), for the queue TTL.
+    pub seen: String,
+    /// Sorted set: admitted user → when the admission lapses (ms).
+    pub active: String,
+    /// Hash: user → `score:tokenExpiresMs`, what their queue token carries.
+    pub entry: String,
+    /// Hash: the arrival ticket counter and the admission token bucket.
+    pub state: String,
+}
+
+/// The key suffixes of a campaign, for [`CampaignKeys::campaign_of`].
+const SUFFIXES: [&str; 11] = [
+    "meta",
+    "holders",
+    "outbox",
+    "epoch",
+    "fence",
+    "ledger",
+    "wr:line",
+    "wr:seen",
+    "wr:active",
+    "wr:entry",
+    "wr:state",
+];
 
 impl CampaignKeys {
     /// Names the keys of `campaign`.
@@ -44,11 +78,18 @@ impl CampaignKeys {
             epoch: format!("{tag}:epoch"),
             fence: format!("{tag}:fence"),
             ledger: format!("{tag}:ledger"),
+            wr: WaitingRoomKeys {
+                line: format!("{tag}:wr:line"),
+                seen: format!("{tag}:wr:seen"),
+                active: format!("{tag}:wr:active"),
+                entry: format!("{tag}:wr:entry"),
+                state: format!("{tag}:wr:state"),
+            },
         }
     }
 
     /// Every key, for removing them all.
-    pub fn all(&self) -> [&str; 6] {
+    pub fn all(&self) -> [&str; 11] {
         [
             &self.meta,
             &self.holders,
@@ -56,6 +97,11 @@ impl CampaignKeys {
             &self.epoch,
             &self.fence,
             &self.ledger,
+            &self.wr.line,
+            &self.wr.seen,
+            &self.wr.active,
+            &self.wr.entry,
+            &self.wr.state,
         ]
     }
 
@@ -63,11 +109,7 @@ impl CampaignKeys {
     pub fn campaign_of(key: &str) -> Option<&str> {
         let rest = key.strip_prefix("{stampede:")?;
         let (campaign, suffix) = rest.split_once("}:")?;
-        matches!(
-            suffix,
-            "meta" | "holders" | "outbox" | "epoch" | "fence" | "ledger"
-        )
-        .then_some(campaign)
+        SUFFIXES.contains(&suffix).then_some(campaign)
     }
 }
 

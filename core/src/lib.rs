@@ -21,5 +21,6 @@ pub mod keys;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
+pub mod waiting_room;
 
 pub use error::Error;

@@ -241,6 +241,7 @@ mod tests {
                 issued_then: 40,
             }),
             acked_high: 45,
+            room: None,
         };
         let suspended = Some(Phase::Suspended);
         let (type_, reason, note) = suspension_event(Some(Phase::Open), suspended, Some(&snap))

@@ -89,6 +89,7 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     let _forget = Forget(id.clone());
     a_good_and_a_bad_campaign(&c, &name).await;
     let stop = CancellationToken::new();
+    room_campaign(&format!("{name}-room"), &redis.url(), &stop).await;
     let ports = [free_port(), free_port(), free_port()];
     service_and_writer(&redis.url(), (&name, &id), ports, &stop);
     let svc = format!("http://127.0.0.1:{}", ports[0]);
@@ -185,7 +186,7 @@ fn service_and_writer(
     let db = stack_defaults().database_url;
     let topic = format!("stampede.{id}");
     let group = format!("metrics-test-{name}");
-    let served = format!("{name}={id},{name}-other");
+    let served = format!("{name}={id},{name}-other,{name}-room");
     let listen = format!("127.0.0.1:{}", ports[0]);
     let svc_metrics = format!("127.0.0.1:{}", ports[1]);
     role(
@@ -207,6 +208,9 @@ fn service_and_writer(
             // service covers tokens).
             "--auth",
             "none",
+            // a test key: the room's tokens are not what is measured here
+            "--waiting-room-key",
+            "metrics-test-waiting-room-key-0123456789",
         ],
         stop,
     );
@@ -237,6 +241,40 @@ fn service_and_writer(
 
 /// Issues past the stock, and a poison message the writer dead-letters; returns once the
 /// writer's metrics show rows written and the poison dead-lettered.
+/// A campaign with a waiting room (admin CLI, in-process), for the room's series.
+async fn room_campaign(room: &str, redis_url: &str, stop: &CancellationToken) {
+    let kafka = stack_defaults().kafka_brokers;
+    let create = [
+        "stampede-service",
+        "campaign",
+        "create",
+        "--id",
+        room,
+        "--stock",
+        "5",
+    ];
+    let rest = [
+        "--waiting-room",
+        "--redis-url",
+        redis_url,
+        "--kafka-brokers",
+        &kafka,
+    ];
+    let cli = Cli::parse_from(create.into_iter().chain(rest));
+    run(cli, stop.clone()).await.expect("the room campaign");
+}
+
+/// One user joins the waiting room: its gauges and counters appear.
+async fn join_the_room(http: &reqwest::Client, svc: &str, name: &str) {
+    let joined = http
+        .post(format!("{svc}/v1/campaigns/{name}-room/queue"))
+        .json(&serde_json::json!({ "userId": "q1" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status().as_u16(), 201, "{:?}", joined.text().await);
+}
+
 async fn traffic(
     svc: &str,
     svc_ops: &str,
@@ -263,6 +301,7 @@ async fn traffic(
             .await
             .unwrap();
     }
+    join_the_room(&http, svc, name).await;
     // A message the writer cannot decode goes to the dead-letter topic.
     let kafka = stack_defaults().kafka_brokers;
     let producer: FutureProducer = stampede_operator_kafka(&kafka).create().unwrap();

@@ -30,6 +30,7 @@ fn example_opening_in(opens_in: i64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_cluster_stampede() {
     let mut t = NodeTest::start("ex").await;
+    t.pods_use_the_stacks_redis().await;
     let name = t.campaign_name("spring");
     let applied = Instant::now();
     t.apply(&name, &example_opening_in(75));
@@ -113,16 +114,7 @@ async fn preflight_passed_in_a_real_k6_pod(t: &NodeTest, name: &str) {
         pre.requests.unwrap() > 0 && pre.p95_ms.unwrap() > 0.0,
         "{pre:?}"
     );
-    let runner = kubectl(&[
-        "-n",
-        &t.ns,
-        "get",
-        "pods",
-        "-l",
-        &format!("app.kubernetes.io/instance={name},app.kubernetes.io/component=load-test"),
-        "-o",
-        "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}",
-    ]);
+    let runner = t.runner_message(&name);
     assert!(
         runner.contains("\"rps\""),
         "a k6 summary as termination message: {runner}"
@@ -184,38 +176,6 @@ async fn a_stampede_scales_the_issuers(t: &NodeTest, name: &str) {
     assert!(
         out.join("stampede-report.html").exists(),
         "k6's HTML report"
-    );
-}
-
-/// SoldOut with every coupon persisted, and a clean audit.
-async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64) {
-    let name = name.to_owned();
-    let s = t
-        .status_until(
-            &name,
-            "SoldOut with every coupon persisted",
-            Duration::from_secs(180),
-            |s| {
-                let st = s.stock.as_ref();
-                s.phase == Some(Phase::SoldOut) && st.and_then(|x| x.persisted) == Some(stock)
-            },
-        )
-        .await;
-    let st = s.stock.unwrap();
-    assert_eq!((st.issued, st.remaining), (stock, 0));
-    let table = kubectl(&["-n", &t.ns, "get", "cc", &name, "--no-headers"]);
-    assert!(table.contains("SoldOut"), "{table}");
-
-    // The audit (Redis holders against PostgreSQL rows) is clean.
-    let id = t.id(&name);
-    let audit = std::process::Command::new(service_bin())
-        .args(["audit", "--campaign", id.as_str(), "--grace-secs", "0"])
-        .output()
-        .unwrap();
-    assert!(
-        audit.status.success(),
-        "audit: {}",
-        String::from_utf8_lossy(&audit.stdout)
     );
 }
 
@@ -368,11 +328,4 @@ async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_conve
         names.len() * 2,
         "exactly one issuer and one writer each"
     );
-}
-
-fn service_bin() -> std::path::PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| repo().join("target"));
-    target.join("release/stampede-service")
 }

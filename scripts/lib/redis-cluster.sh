@@ -67,8 +67,11 @@ as_cluster_node() { # PORT FN ARGS...
     )
 }
 
-redis_cluster_url() { # the first three nodes as seeds; the client discovers the rest
-    local seeds="127.0.0.1:${RC_PORTS[0]},127.0.0.1:${RC_PORTS[1]},127.0.0.1:${RC_PORTS[2]}"
+redis_cluster_url() { # every node a seed: any may be down, and a client reaching the nodes
+    # through address translation maps each announced port to its seed (`announced=`)
+    local seeds p
+    seeds=$(for p in "${RC_PORTS[@]}"; do printf '127.0.0.1:%s,' "$p"; done)
+    seeds=${seeds%,}
     if stack_auth; then
         printf 'redis+cluster://%s:%s@%s\n' "$AUTH_USER" "$(auth_secret redis.password)" "$seeds"
     else

@@ -4,8 +4,13 @@
 # root; it defines functions only, sets STAMPEDE_HOME/CARGO_TARGET_DIR, BIN and OPERATOR,
 # exports the local token settings (local_auth) and traps EXIT to stop the roles it started).
 #
-#   ensure_bin            cargo build --release of stampede-service (quick when up to date);
+#   ensure_bin            cargo build --release of stampede-service and -operator (together, as
+#                         every release build here, so they share one set of artefacts; quick
+#                         when up to date);
 #                         with STAMPEDE_BIN set, that binary is used as it is (e.g. a baseline)
+#   bench_setup NAME      what a bench starts with: ensure_bin, the stack up and in the
+#                         environment, the schema migrated; sets run (a stamp) and out
+#                         ($STAMPEDE_HOME/bench-NAME-<run>, created)
 #   ensure_operator       cargo build of stampede-operator (debug)
 #   stop_roles            SIGTERM and wait for every role start_role started (the EXIT trap)
 #   stop_role PID         SIGTERM and wait for one role
@@ -18,6 +23,12 @@
 #                         (called on sourcing): serve verifies with them, k6 and
 #                         `stampede-service token` mint with them
 #   psql_value SQL        one value from the stack's database
+#   poll_until SECS CMD...  runs CMD every 0.2 s until it succeeds; fails after SECS
+#   writer_rows URL C     rows a writer committed for campaign C, from its metrics at URL
+#   ticks PID...          CPU clock ticks (user + system, every thread) the processes used
+#   issue_histogram URL   the issue route's latency histogram at a service's metrics URL,
+#                         "le count" per line (bench/spike_report.py reads it)
+#   row_latency C         "P50 / P99": ms from issuance to row, over C's rows in PostgreSQL
 #   rcli ARGS...          redis-cli on STAMPEDE_REDIS_URL, as its user (the password through
 #                         the environment, never on the command line); -c on a
 #                         redis+cluster:// URL (its first seed node)
@@ -34,7 +45,20 @@ ensure_bin() {
     [ -x "$BIN" ] || { echo "STAMPEDE_BIN=$BIN is not an executable" >&2; return 1; }
     return 0
   fi
-  cargo build --release -q -p stampede-service
+  cargo build --release -q -p stampede-service -p stampede-operator
+}
+
+# bench_setup NAME: the release binary up to date, the local stack up and its settings
+# exported, the schema migrated; sets `run` (a stamp naming this run's campaigns) and `out`
+# (its results directory, created).
+bench_setup() {
+  ensure_bin
+  scripts/stack up >/dev/null
+  eval "$(scripts/stack env)"
+  "$BIN" migrate >/dev/null
+  run=$(date +%s)
+  out="$STAMPEDE_HOME/bench-$1-$run"
+  mkdir -p "$out"
 }
 
 # ensure_operator: the operator binary (debug: the test suite builds it too, and it only
@@ -122,6 +146,42 @@ psql_value() {
   psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
 }
 
+# poll_until LIMIT_S CMD…: runs CMD every 0.2 s until it succeeds; fails (status 1, a
+# message naming CMD) once LIMIT_S seconds have passed.
+poll_until() {
+  local limit=$1; shift
+  local end=$(( $(date +%s) + limit ))
+  until "$@"; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "timed out after ${limit}s: $*" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# writer_rows URL C: the rows a writer committed for campaign C, from its own metrics at
+# URL (polling count(*) on a growing table would cost PostgreSQL more CPU than the inserts
+# being measured).
+writer_rows() {
+  curl -sf "$1/metrics" |
+    awk -v c="$2" '$1 == "stampede_writer_rows_total{campaign=\""c"\"}" {n = $2} END {print n + 0}'
+}
+
+# ticks PID…: CPU clock ticks (user + system, every thread; 100 a second) the processes
+# have used so far; a process that is gone counts 0.
+ticks() { local p t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+
+# issue_histogram URL: the issue route's stampede_http_request_duration_seconds buckets at
+# a service's metrics base URL, "le count" per line (cumulative, as exported).
+issue_histogram() {
+  curl -sf "$1/metrics" | awk '/^stampede_http_request_duration_seconds_bucket\{/ && /issue/ {
+    match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[le] += $NF } END { for (le in n) print le, n[le] }'
+}
+
+# row_latency C: the p50 and p99 of issuance-to-row latency (persisted_at - issued_at) over
+# campaign C's rows, in ms, as "P50 / P99".
+row_latency() {
+  psql_value "SELECT round(1000 * extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text || ' / ' || round(1000 * extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY persisted_at - issued_at)))::text FROM coupon_issuances WHERE campaign = '$1'"
+}
+
 # forget_campaign C: removes a benchmark campaign's Redis keys, registry entry, rows and
 # Kafka topics, so repeated runs measure the same-sized store instead of an ever-growing
 # one, and a writer consuming every campaign does not replay benchmark traffic later.
@@ -129,7 +189,12 @@ forget_campaign() {
   local c=$1
   scripts/kafka-broker tool topics --bootstrap-server "${STAMPEDE_KAFKA_BROKERS:-127.0.0.1:9092}" \
     --delete --topic "stampede(-dlq)?\\.${c//./\\.}" >/dev/null 2>&1 || true
-  rcli del "{stampede:$c}:meta" "{stampede:$c}:holders" "{stampede:$c}:outbox" >/dev/null
+  local k keys=()
+  # Every key of a campaign (core/src/keys.rs SUFFIXES): stock, outbox, fences, waiting room.
+  for k in meta holders outbox epoch fence ledger wr:line wr:seen wr:active wr:entry wr:state; do
+    keys+=("{stampede:$c}:$k")
+  done
+  rcli del "${keys[@]}" >/dev/null
   rcli srem stampede:campaigns "$c" >/dev/null
   if [ -n "${STAMPEDE_DATABASE_URL:-}" ]; then
     psql_value "DELETE FROM coupon_issuances WHERE campaign = '$c'" >/dev/null 2>&1 || true

@@ -19,6 +19,56 @@ pub struct Metrics {
     pub issuance: IssuanceMetrics,
     /// Relay, writer and audit.
     pub pipeline: PipelineMetrics,
+    /// Waiting rooms.
+    pub waiting_room: WaitingRoomMetrics,
+}
+
+/// Waiting rooms, by campaign: what each join or poll saw and did.
+#[derive(Clone)]
+pub struct WaitingRoomMetrics {
+    /// Users in line at the last join or poll.
+    pub queued: IntGaugeVec,
+    /// Users admitted and not yet decided at the last join or poll.
+    pub active: IntGaugeVec,
+    /// Users admitted.
+    pub admitted: IntCounterVec,
+    /// 1 while the room admits (open, not paused, stock left) at the last join or poll.
+    pub open: IntGaugeVec,
+    /// Places in line and admissions that lapsed (not polled, or not used in time).
+    pub lapsed: IntCounterVec,
+}
+
+impl WaitingRoomMetrics {
+    fn register(r: Registrar<'_>) -> Self {
+        let campaign = &["campaign"];
+        Self {
+            queued: r.gauge_vec(
+                "stampede_waiting_room_queued",
+                "Users in the waiting room's line",
+                campaign,
+            ),
+            active: r.gauge_vec(
+                "stampede_waiting_room_active",
+                "Users admitted from the waiting room who have not issued yet",
+                campaign,
+            ),
+            open: r.gauge_vec(
+                "stampede_waiting_room_open",
+                "1 while the waiting room admits: open, not paused or suspended, stock left",
+                campaign,
+            ),
+            admitted: r.counter_vec(
+                "stampede_waiting_room_admitted_total",
+                "Users admitted from the waiting room",
+                campaign,
+            ),
+            lapsed: r.counter_vec(
+                "stampede_waiting_room_lapsed_total",
+                "Places in line not polled within queueTtl and admissions unused within sessionTtl",
+                campaign,
+            ),
+        }
+    }
 }
 
 /// The durable half: outbox → Kafka → PostgreSQL.
@@ -100,6 +150,7 @@ impl Metrics {
             redis: RedisMetrics::register(&registry),
             issuance: IssuanceMetrics::register(r),
             pipeline: PipelineMetrics::register(r),
+            waiting_room: WaitingRoomMetrics::register(r),
             registry,
         }
     }

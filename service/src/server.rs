@@ -18,6 +18,7 @@ use crate::soldout::SoldOutCache;
 use stampede_core::Error;
 use stampede_core::store::fence::{FenceConfig, ReplicaFence};
 use stampede_core::store::{Store, StoreConfig};
+use stampede_core::waiting_room::token::TokenKey;
 
 /// Everything `serve` needs besides its listener.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// The campaigns served (`--campaigns`) and the ids behind their names.
     pub campaigns: CampaignScope,
+    /// Signs and verifies waiting-room tokens (`--waiting-room-key-file`); without it a
+    /// campaign with a waiting room answers 503 `waiting_room_unavailable`.
+    pub waiting_room_key: Option<TokenKey>,
 }
 
 /// `--soldout-recheck-ms` unless set.
@@ -87,6 +91,7 @@ impl ServeConfig {
             // serve's own default is jwt, which has no default keys: an embedder sets it.
             auth: AuthConfig::None,
             campaigns: CampaignScope::every(),
+            waiting_room_key: None,
         }
     }
 }
@@ -142,6 +147,7 @@ pub async fn serve(
         request_timeout: config.request_timeout,
         auth,
         campaigns: config.campaigns.clone(),
+        waiting_room_key: config.waiting_room_key.clone(),
     });
     tracing::info!(
         addr = %listener.local_addr()?, metrics = %ops.local_addr()?,
@@ -184,7 +190,7 @@ async fn sweep_limits(state: std::sync::Arc<App>, shutdown: CancellationToken) {
 }
 
 /// What `serve` runs beside the API: the sold-out refresher, the epoch watch and, unless
-/// off, the outbox relay.
+/// off, the outbox relay (and, without a waiting-room key, one check for rooms that need it).
 struct Background {
     refresher: JoinHandle<()>,
     epoch_watch: JoinHandle<()>,
@@ -212,6 +218,10 @@ impl Background {
             config.epoch_check,
             shutdown.clone(),
         ));
+        if config.waiting_room_key.is_none() {
+            let (store, scope) = (store.clone(), config.campaigns.clone());
+            tokio::spawn(crate::http::warn_rooms_without_key(store, scope));
+        }
         let relay = config.relay.clone().map(|r| {
             crate::relay::spawn_on_own_thread(r, metrics.pipeline.clone(), shutdown.clone())
         });

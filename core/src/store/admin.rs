@@ -3,7 +3,9 @@
 
 use super::Store;
 use crate::Error;
-use crate::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Suspension, Window};
+use crate::campaign::{
+    AdminAction, CampaignSnapshot, ProvisionOutcome, RoomCounts, Suspension, Window,
+};
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, REGISTRY};
 
@@ -32,6 +34,7 @@ impl Store {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.snapshot.prepare_invoke();
         inv.key(&k.meta).key(&k.outbox);
+        inv.key(&k.wr.line).key(&k.wr.active).key(&k.wr.state);
         let r: Vec<i64> = self.invoke("snapshot", inv).await?;
         if r.is_empty() {
             return Ok(None);
@@ -50,6 +53,10 @@ impl Store {
             suspended_ms,
             issued_then,
             acked_high,
+            room_on,
+            queued,
+            active,
+            admitted,
         ] = r[..]
         else {
             return Err(Error::Protocol(format!("snapshot {r:?}")));
@@ -68,6 +75,11 @@ impl Store {
                 issued_then: issued_then.max(0) as u64,
             }),
             acked_high: acked_high.max(0) as u64,
+            room: (room_on == 1).then_some(RoomCounts {
+                queued: queued.max(0) as u64,
+                active: active.max(0) as u64,
+                admitted: admitted.max(0) as u64,
+            }),
         }))
     }
 
@@ -106,6 +118,21 @@ impl Store {
         gated: bool,
         role: &str,
     ) -> Result<ProvisionOutcome, Error> {
+        self.ensure_with_room(campaign, stock, window, gated, role, "")
+            .await
+    }
+
+    /// [`Store::ensure_campaign_as`]; a campaign this call creates gets the waiting room
+    /// `room` (`lua/ensure.lua`'s `wr=…` fields, '' for none) in the creating call.
+    pub(super) async fn ensure_with_room(
+        &self,
+        campaign: &CampaignId,
+        stock: u64,
+        window: Option<Window>,
+        gated: bool,
+        role: &str,
+        room: &str,
+    ) -> Result<ProvisionOutcome, Error> {
         if stock == 0 {
             return Err(Error::InvalidInput("stock must be at least 1".into()));
         }
@@ -120,7 +147,8 @@ impl Store {
             .arg(window.and_then(|w| w.opens_ms).unwrap_or(0))
             .arg(window.and_then(|w| w.closes_ms).unwrap_or(0))
             .arg(if gated { "1" } else { "0" })
-            .arg(role);
+            .arg(role)
+            .arg(room);
         let (outcome, before, after, window_changed): (String, u64, u64, u8) =
             self.invoke("ensure", inv).await?;
         // The registry lives outside the campaign's hash slot, so it cannot join the script.

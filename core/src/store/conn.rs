@@ -1,14 +1,17 @@
 //! One connection type for a single Redis and for a Redis Cluster, chosen by the URL:
 //! `redis://[user:password@]host:port[/db]` names one node;
-//! `redis+cluster://[user:password@]host:port[,host:port…]` names seed nodes of a cluster
-//! (the client learns the rest from them, follows MOVED/ASK and refreshes the slot map
-//! after a failover). Every key of a campaign shares one hash tag, so each campaign lives
+//! `redis+cluster://[user:password@]host:port[,host:port…][?announced=HOST]` names seed
+//! nodes of a cluster (the client learns the rest from them, follows MOVED/ASK and refreshes
+//! the slot map after a failover). `announced=HOST` is for a cluster reached through
+//! address translation (a pod reaching a host's loopback cluster through DNAT): its nodes
+//! announce HOST:port, which the client reaches at the seed with the same port. Every key of a campaign shares one hash tag, so each campaign lives
 //! in one slot and its scripts run on the primary that owns it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster::{ClusterClient, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
@@ -29,8 +32,17 @@ const RETRY_WAIT_MS: (u64, u64) = (20, 400);
 pub enum RedisTarget {
     /// A single node (perhaps with replicas that are not addressed).
     Node(redis::Client),
-    /// A Redis Cluster, by its seed nodes' URLs.
-    Cluster(Vec<String>),
+    /// A Redis Cluster, by its seed nodes.
+    Cluster(Seeds),
+}
+
+/// A cluster's seed nodes, and where to reach the addresses its nodes announce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seeds {
+    /// One node URL per seed.
+    urls: Vec<String>,
+    /// Announced address → where it is reached (from `announced=`).
+    reach: HashMap<NodeAddress, NodeAddress>,
 }
 
 /// How long connecting and each reply may take.
@@ -67,20 +79,25 @@ impl RedisTarget {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
         };
-        let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
-        let seeds: Vec<String> = hosts
-            .split(',')
-            .filter(|h| !h.is_empty())
+        let (hosts, query) = hosts.split_once('?').unwrap_or((hosts, ""));
+        let hosts = hosts.split('/').next().unwrap_or_default();
+        let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+        if hosts.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "redis url: a {CLUSTER_SCHEME}:// url needs at least one host:port"
+            )));
+        }
+        let urls = hosts
+            .iter()
             .map(|h| match userinfo {
                 Some(u) => format!("{node_scheme}://{u}@{h}"),
                 None => format!("{node_scheme}://{h}"),
             })
             .collect();
-        if seeds.is_empty() {
-            return Err(Error::InvalidInput(format!(
-                "redis url: a {CLUSTER_SCHEME}:// url needs at least one host:port"
-            )));
-        }
+        let seeds = Seeds {
+            urls,
+            reach: announced_map(&hosts, query)?,
+        };
         cluster_client(&seeds, RETRIES)?; // refuses a malformed seed now
         Ok(Self::Cluster(seeds))
     }
@@ -131,12 +148,39 @@ impl RedisTarget {
     }
 }
 
+/// `announced=HOST` of a cluster URL's query: every seed `h:p` is where `HOST:p` is reached.
+fn announced_map(hosts: &[&str], query: &str) -> Result<HashMap<NodeAddress, NodeAddress>, Error> {
+    let mut reach = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let announced = match pair.split_once('=') {
+            Some(("announced", host)) if !host.is_empty() => host,
+            _ => {
+                return Err(Error::InvalidInput(format!(
+                    "redis url: unknown cluster parameter {:?} (known: announced=HOST)",
+                    pair.split('=').next().unwrap_or_default()
+                )));
+            }
+        };
+        for h in hosts {
+            let seed: NodeAddress = h
+                .parse()
+                .map_err(|_| Error::InvalidInput(format!("redis url: {h:?} is not host:port")))?;
+            reach.insert(NodeAddress::new(announced, seed.port()), seed);
+        }
+    }
+    Ok(reach)
+}
+
 /// A cluster client on `seeds`. The `redis` crate retries what a failover or a slot move
 /// answers (connection refused, TRYAGAIN, CLUSTERDOWN) after 1.28 s and up to 16 times by
 /// default, far beyond any call's timeout here: short waits let a call find the promoted
 /// replica within it.
-fn cluster_client(seeds: &[String], retries: u32) -> Result<ClusterClient, Error> {
-    Ok(ClusterClient::builder(seeds.to_vec())
+fn cluster_client(seeds: &Seeds, retries: u32) -> Result<ClusterClient, Error> {
+    let mut builder = ClusterClient::builder(seeds.urls.clone());
+    if !seeds.reach.is_empty() {
+        builder = builder.node_address_map(seeds.reach.clone());
+    }
+    Ok(builder
         .retries(retries)
         .min_retry_wait(RETRY_WAIT_MS.0)
         .max_retry_wait(RETRY_WAIT_MS.1)
@@ -260,5 +304,29 @@ mod tests {
         assert!(text.contains("host:port"), "{text}");
         assert!(!text.contains("secret"), "{text}");
         assert!(RedisTarget::parse("redis+cluster://127.0.0.1:notaport").is_err());
+    }
+
+    #[test]
+    fn announced_addresses_are_reached_at_the_seed_with_their_port() {
+        let t = RedisTarget::parse(
+            "redis+cluster://u:p@10.244.0.1:7000,10.244.0.1:7001?announced=127.0.0.1",
+        )
+        .unwrap();
+        let RedisTarget::Cluster(seeds) = t else {
+            panic!("a cluster url")
+        };
+        assert_eq!(
+            seeds.urls,
+            ["redis://u:p@10.244.0.1:7000", "redis://u:p@10.244.0.1:7001"]
+        );
+        assert_eq!(
+            seeds.reach.get(&NodeAddress::new("127.0.0.1", 7001)),
+            Some(&NodeAddress::new("10.244.0.1", 7001))
+        );
+        assert_eq!(seeds.reach.len(), 2);
+        let err = RedisTarget::parse("redis+cluster://h:7000?annonced=x")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("annonced"), "{err}");
     }
 }

@@ -44,7 +44,7 @@ impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
         let routed = self
-            .issue_routed(campaign, user, |_| HandedOut::default())
+            .issue_routed(campaign, user, None, |_| HandedOut::default())
             .await?;
         Ok(routed.decision)
     }
@@ -59,16 +59,18 @@ impl Store {
         user: &UserId,
         handed: &HandedOut,
     ) -> Result<(Decision, String), Error> {
-        let counted = self.issue_counted(campaign, user, handed).await?;
+        let counted = self.issue_counted(campaign, user, None, handed).await?;
         Ok((counted.decision, counted.incarnation))
     }
 
     /// One issue script call on `target` (a campaign, or a bucket of one); the caller
-    /// routes (`issue_routed`).
+    /// routes (`issue_routed`). `admission`: the expiry of the user's verified admission
+    /// token, which a campaign with a waiting room needs (and the coupon ends).
     pub(super) async fn issue_counted(
         &self,
         target: &CampaignId,
         user: &UserId,
+        admission: Option<i64>,
         handed: &HandedOut,
     ) -> Result<Counted, Error> {
         let campaign = target;
@@ -77,11 +79,14 @@ impl Store {
         inv.key(&k.meta)
             .key(&k.holders)
             .key(&k.outbox)
+            .key(&k.wr.active)
+            .key(&k.wr.entry)
             .arg(user.as_str())
             .arg(campaign.campaign())
             .arg(coupon_code())
             .arg(handed.high)
-            .arg(&*handed.incarnation);
+            .arg(&*handed.incarnation)
+            .arg(admission.map(|a| a.to_string()).unwrap_or_default());
         let mut reply: Vec<String> = self.invoke("issue", inv).await?;
         if reply.first().is_some_and(|s| s == "SUSPENDED") && reply.len() > 1 {
             // This call suspended it: the alert's set lives outside the campaign's slot.

@@ -3,7 +3,7 @@
 //! ([`admin`]), whole-campaign scans for the audit ([`scan`]), and the relay's reads of the
 //! outbox streams ([`outbox`], on connections of its own), the replica fence that
 //! `--durability replica` waits on ([`fence`]), and the epoch check that notices a Redis
-//! restart or failover ([`epoch`]).
+//! restart or failover ([`epoch`]), and the waiting room's line (`waiting_room`).
 
 mod admin;
 pub mod conn;
@@ -15,6 +15,7 @@ mod scan;
 pub mod shard_admin;
 pub mod shard_audit;
 pub mod shards;
+mod waiting_room;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +28,7 @@ use crate::metrics::RedisMetrics;
 use conn::{Patience, RedisConn, RedisTarget};
 
 pub use issue::HandedOut;
+pub use waiting_room::{QueueAnswer, QueueStatus};
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ struct Scripts {
     suspend: Script,
     bucket_take: Script,
     bucket_give: Script,
+    queue: Script,
+    queue_config: Script,
 }
 
 /// A handle to Redis; cheap to clone.
@@ -85,6 +89,8 @@ impl Store {
                 suspend: Script::new(include_str!("lua/suspend.lua")),
                 bucket_take: Script::new(include_str!("lua/bucket_take.lua")),
                 bucket_give: Script::new(include_str!("lua/bucket_give.lua")),
+                queue: Script::new(include_str!("lua/queue.lua")),
+                queue_config: Script::new(include_str!("lua/queue_config.lua")),
             }),
             routes: Arc::default(),
             timeout: config.timeout,

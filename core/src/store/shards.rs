@@ -75,16 +75,20 @@ const ROUTE_ATTEMPTS: usize = 8;
 impl Store {
     /// Decides one issuance of `campaign`, in the user's bucket when it is sharded (moving
     /// stock there when the bucket ran dry); `handed` says what this process handed out of
-    /// a target before.
+    /// a target before; `admission` the expiry of the user's verified admission token, if
+    /// one came (a campaign with a waiting room needs it; a sharded one has none).
     pub async fn issue_routed(
         &self,
         campaign: &CampaignId,
         user: &UserId,
+        admission: Option<i64>,
         handed: impl Fn(&CampaignId) -> HandedOut,
     ) -> Result<Routed, Error> {
         let mut target = self.route(campaign, user);
         for _ in 0..ROUTE_ATTEMPTS {
-            let c = self.issue_counted(&target, user, &handed(&target)).await?;
+            let c = self
+                .issue_counted(&target, user, admission, &handed(&target))
+                .await?;
             let dry = matches!(c.decision, Decision::SoldOut(_)) && target.is_bucket();
             let decision = if dry {
                 match self.refill(campaign, &target).await? {

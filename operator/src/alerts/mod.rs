@@ -20,7 +20,7 @@ pub use scope::{Dialect, FLEET_LABELS, Pods, Scope};
 pub const RUNBOOK_BASE: &str = "https://github.com/stampede-dev/stampede/blob/main/docs/runbooks";
 
 /// Every alert the operator generates, in rule order.
-pub const ALERTS: [&str; 12] = [
+pub const ALERTS: [&str; 13] = [
     "StampedeIssueLatencyHigh",
     "StampedeIssueErrorsHigh",
     "StampedeLoadShedding",
@@ -33,6 +33,7 @@ pub const ALERTS: [&str; 12] = [
     "StampedeSoldOut",
     "StampedeWriterSeqConflict",
     "StampedeCampaignSuspended",
+    "StampedeWaitingRoomStalled",
 ];
 
 /// The campaign's rule groups (`{groups: [...]}`), as in a Prometheus rules file.

@@ -63,7 +63,7 @@ pub enum Hold {
 
 /// Every rule, in rule order.
 // layout: table
-pub fn rules() -> [Rule; 12] {
+pub fn rules() -> [Rule; 13] {
     [
         Rule {
             alert: "StampedeIssueLatencyHigh",
@@ -227,6 +227,31 @@ pub fn rules() -> [Rule; 12] {
             absent: None,
             summary: "Campaign {campaign} is suspended: Redis may have lost issued coupons",
             description: "Redis restarted or failed over, or its issued counter fell below seqs already handed out; the campaign issues nothing until an admin runs the audit and `campaign unsuspend`.",
+        },
+        Rule {
+            alert: "StampedeWaitingRoomStalled",
+            severity: "critical",
+            // People in line, the room admitting (open, not paused, stock left), and for 10
+            // minutes nobody admitted and no admission or place lapsed (which would free
+            // room): the line does not move while there is stock to sell.
+            query: |s| {
+                let queued = s.labelled("max", "stampede_waiting_room_queued", "");
+                let moved = |counter: &str| {
+                    let m = s.campaign_matchers("");
+                    s.agg("sum", "", &format!("increase({counter}{{{m}}}[10m])"))
+                };
+                let open = s.labelled("max", "stampede_waiting_room_open", "");
+                format!(
+                    "({queued} unless ({} > 0 or {} > 0)) and {open} > 0",
+                    moved("stampede_waiting_room_admitted_total"),
+                    moved("stampede_waiting_room_lapsed_total")
+                )
+            },
+            fires: Cmp::Above(Limit::Const(0.0)),
+            hold: Hold::Fixed("5m"),
+            absent: None,
+            summary: "Campaign {campaign}: the waiting room's line is not moving",
+            description: "{value} users wait in line while the campaign is open with stock left, and nobody was admitted for 10 minutes.",
         },
     ]
 }

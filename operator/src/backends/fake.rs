@@ -10,12 +10,15 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use stampede_core::Error as Backend;
-use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
+use stampede_core::campaign::{
+    AdminAction, CampaignSnapshot, ProvisionOutcome, RoomCounts, Window,
+};
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::{dead_letter_topic, topic};
 use stampede_core::kafka::TopicsOutcome;
+use stampede_core::waiting_room::WaitingRoomConfig;
 
-use super::{Backends, Stock};
+use super::{Backends, Shape, Stock};
 use crate::Error;
 
 /// What the fake holds; tests read and set it directly.
@@ -33,6 +36,8 @@ pub(crate) struct State {
     pub persisted: Option<i64>,
     /// Admin actions applied, in order.
     pub admin: Vec<(String, AdminAction)>,
+    /// Waiting rooms, by campaign id.
+    pub rooms: HashMap<String, WaitingRoomConfig>,
 }
 
 /// The fake; clones share one [`State`].
@@ -120,6 +125,7 @@ impl FakeBackends {
                 outbox_len: 0,
                 suspension: None,
                 acked_high: 0,
+                room: None,
             };
             s.campaigns.insert(campaign.to_string(), snap);
             return Ok(ProvisionOutcome::Created { total: stock });
@@ -177,9 +183,23 @@ impl Stock for FakeBackends {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        (gated, _shards): (bool, u32),
+        shape: Shape<'a>,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
-        let r = self.ensure(campaign, stock, window, gated);
+        let r = self.ensure(campaign, stock, window, shape.gated);
+        let r = r.and_then(|outcome| {
+            let mut s = self.redis()?;
+            match shape.room {
+                Some(room) => {
+                    s.rooms.insert(campaign.to_string(), *room);
+                }
+                None => {
+                    if let Some(r) = s.rooms.get_mut(campaign.as_str()) {
+                        r.enabled = false;
+                    }
+                }
+            }
+            Ok(outcome)
+        });
         async move { r }.boxed()
     }
 
@@ -188,8 +208,10 @@ impl Stock for FakeBackends {
         campaign: &'a CampaignId,
     ) -> BoxFuture<'a, Result<Option<CampaignSnapshot>, Backend>> {
         let r = self.redis().map(|s| {
+            let room = s.rooms.get(campaign.as_str()).filter(|r| r.enabled);
             s.campaigns.get(campaign.as_str()).cloned().map(|mut c| {
                 c.now_ms = stampede_core::clock::now_ms();
+                c.room = room.map(|_| RoomCounts::default());
                 c
             })
         });
@@ -206,9 +228,10 @@ impl Stock for FakeBackends {
     }
 
     fn forget<'a>(&'a self, campaign: &'a CampaignId) -> BoxFuture<'a, Result<u64, Backend>> {
-        let r = self
-            .redis()
-            .map(|mut s| u64::from(s.campaigns.remove(campaign.as_str()).is_some()));
+        let r = self.redis().map(|mut s| {
+            s.rooms.remove(campaign.as_str());
+            u64::from(s.campaigns.remove(campaign.as_str()).is_some())
+        });
         async move { r }.boxed()
     }
 }

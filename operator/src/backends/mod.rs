@@ -16,6 +16,7 @@ use stampede_core::Error as Backend;
 use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome, Window};
 use stampede_core::ids::CampaignId;
 use stampede_core::kafka::TopicsOutcome;
+use stampede_core::waiting_room::WaitingRoomConfig;
 
 use crate::Error;
 
@@ -48,17 +49,40 @@ pub(crate) trait Backends: Send + Sync {
     fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>>;
 }
 
+/// What a campaign is provisioned as, beyond its stock and window (default: not gated,
+/// unsharded, no room).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Shape<'a> {
+    /// Created closed by the load-test gate.
+    pub gated: bool,
+    /// Stock buckets (1: unsharded).
+    pub shards: u32,
+    /// The waiting room (`None`: none, or the one it had turned off).
+    pub room: Option<&'a WaitingRoomConfig>,
+}
+
+impl Default for Shape<'_> {
+    fn default() -> Self {
+        Self {
+            gated: false,
+            shards: 1,
+            room: None,
+        }
+    }
+}
+
 /// The campaign operations of one Redis (the core's `Store`).
 pub(crate) trait Stock: Send + Sync {
-    /// Creates a campaign of `shards` buckets or brings it up to `stock` and `window`
-    /// (never shrinking); with `gated`, one this call creates is created closed by the
-    /// gate, in the same call.
+    /// Creates a campaign of `shape.shards` buckets or brings it up to `stock` and `window`
+    /// (never shrinking). One this call creates is closed by the gate (`shape.gated`) and
+    /// has its waiting room in the creating call, so nothing is issued before either holds;
+    /// an existing one gets the room set, or turned off when `shape.room` is `None`.
     fn ensure_campaign<'a>(
         &'a self,
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        gated_shards: (bool, u32),
+        shape: Shape<'a>,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>>;
 
     /// The campaign's counters and flags, `None` when it does not exist.

@@ -17,8 +17,9 @@ use stampede_core::kafka::{
 };
 use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::{Store, StoreConfig};
+use stampede_core::waiting_room::WaitingRoomConfig;
 
-use super::{Backends, Stock};
+use super::{Backends, Shape, Stock};
 use crate::Error;
 
 /// Bound on connecting to PostgreSQL for the persisted count (status only).
@@ -128,9 +129,33 @@ impl Stock for Store {
         campaign: &'a CampaignId,
         stock: u64,
         window: Option<Window>,
-        (gated, shards): (bool, u32),
+        shape: Shape<'a>,
     ) -> BoxFuture<'a, Result<ProvisionOutcome, Backend>> {
-        Store::ensure_sharded(self, campaign, stock, window, gated, shards).boxed()
+        let Shape {
+            gated,
+            shards,
+            room,
+        } = shape;
+        async move {
+            let Some(room) = room else {
+                let outcome = Store::ensure_sharded(self, campaign, stock, window, gated, shards);
+                let outcome = outcome.await?;
+                // A room taken out of the spec is turned off, its settings kept.
+                if let Some(had) = Store::waiting_room(self, campaign).await?
+                    && had.enabled
+                {
+                    let off = WaitingRoomConfig {
+                        enabled: false,
+                        ..had
+                    };
+                    Store::set_waiting_room(self, campaign, &off).await?;
+                }
+                return Ok(outcome);
+            };
+            let how = (gated, shards);
+            Store::ensure_campaign_with_room(self, campaign, stock, window, how, room).await
+        }
+        .boxed()
     }
 
     fn snapshot<'a>(

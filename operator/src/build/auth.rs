@@ -13,6 +13,14 @@ pub(crate) fn issuer_auth_env(plan: &Plan) -> Vec<Value> {
         AuthKeys::Hs256 { name, key } => secret(name, key),
         AuthKeys::JwksUrl(url) => json!({ "name": "STAMPEDE_JWT_JWKS_URL", "value": url }),
     });
+    if let Some(room) = &plan.waiting_room {
+        // The queue and admission tokens' key: every replica signs and verifies with it.
+        let (name, key) = &room.key;
+        env.push(json!({
+            "name": "STAMPEDE_WAITING_ROOM_KEY",
+            "valueFrom": { "secretKeyRef": { "name": name, "key": key } },
+        }));
+    }
     env
 }
 

@@ -9,6 +9,7 @@ mod auth;
 mod conditions;
 mod settings;
 mod status;
+mod waiting_room;
 
 pub use auth::{AuthSpec, DEFAULT_AUTH_SECRET, DEFAULT_AUTH_SECRET_KEY, DEFAULT_TOKEN_CLAIM};
 pub(crate) use conditions::string_enum;
@@ -19,7 +20,9 @@ pub use settings::{
 };
 pub use status::{
     ClosedBy, Condition, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, StockStatus,
+    WaitingRoomStatus,
 };
+pub use waiting_room::WaitingRoomSpec;
 
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -53,6 +56,7 @@ pub const FINALIZER: &str = "stampede.dev/cleanup";
     validation = Rule::new("size(self.metadata.name) <= 128 && !self.metadata.name.contains('.lt-')").message("metadata.name must be at most 128 characters (it is the campaign id) and must not contain '.lt-' (load-test shadow campaigns are named so)")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.waitingRoom) || !has(self.shards) || self.shards == 1 || (has(self.waitingRoom.enabled) && !self.waitingRoom.enabled)").message("a waitingRoom needs shards: 1 (the line and the stock must be in one Redis slot)"))]
 pub struct CouponCampaignSpec {
     /// Coupons to hand out. May grow (restock by the difference), never shrink.
     #[schemars(range(min = 1))]
@@ -68,6 +72,10 @@ pub struct CouponCampaignSpec {
     /// When issuance opens and closes; unbounded where omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<SaleWindow>,
+    /// A waiting room in front of the issue endpoint (docs/waiting-room.md); campaigns of
+    /// one shard only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomSpec>,
     /// Stop issuing until set back to false.
     #[serde(default)]
     pub paused: bool,
@@ -159,6 +167,13 @@ pub enum Profile {
     Soak,
     /// Many users at once, one request each.
     Spike,
+    /// Report 001's queue: users join the waiting room at a rising rate, poll until
+    /// decided and issue when admitted (needs `spec.waitingRoom`).
+    Queue,
+    /// Report 001's queue status: users join once and poll their place (needs
+    /// `spec.waitingRoom`).
+    #[serde(rename = "queue-status")]
+    QueueStatus,
 }
 
 impl Profile {
@@ -171,7 +186,14 @@ impl Profile {
             Self::Peak => "peak",
             Self::Soak => "soak",
             Self::Spike => "spike",
+            Self::Queue => "queue",
+            Self::QueueStatus => "queue-status",
         }
+    }
+
+    /// Whether the profile goes through a waiting room (and needs one).
+    pub fn needs_waiting_room(self) -> bool {
+        matches!(self, Self::Queue | Self::QueueStatus)
     }
 }
 

@@ -29,6 +29,9 @@ pub struct CouponCampaignStatus {
     /// Stock counters (issued from Redis, persisted from PostgreSQL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<StockStatus>,
+    /// The waiting room's counters (Redis), with `spec.waitingRoom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomStatus>,
     /// What holds the campaign closed in Redis, besides its window: `Manual` (closed by
     /// hand with `stampede-service campaign close`; only `campaign reopen` undoes it, never
     /// the operator) and `Gate` (gated load tests have not passed). Empty when neither.
@@ -158,6 +161,18 @@ pub struct StockStatus {
     /// Rows in PostgreSQL; absent when the database could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persisted: Option<i64>,
+}
+
+/// The waiting room as Redis last showed it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingRoomStatus {
+    /// Users in line.
+    pub queued: i64,
+    /// Users admitted who have neither issued nor let the admission lapse.
+    pub active: i64,
+    /// Users admitted since the room opened.
+    pub admitted: i64,
 }
 
 /// The campaign topic as provisioned.

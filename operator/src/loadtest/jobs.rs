@@ -114,6 +114,7 @@ impl Runner<'_> {
             "/dev/termination-log",
         )
         .into_iter()
+        .chain(super::k6::waiting_room_env(self.plan).map(|(k, v)| (k.to_owned(), v.to_owned())))
         .map(|(name, value)| json!({ "name": name, "value": value }))
         .chain(runner_auth_env(self.plan))
         .collect();

@@ -7,6 +7,15 @@ use super::segments;
 use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, duration_secs};
 
+/// `WAITING_ROOM=1` for a campaign with a waiting room: every profile's users join the line,
+/// wait to be admitted and issue with their admission (k6-jobs/lib.js).
+pub(crate) fn waiting_room_env(plan: &Plan) -> Option<(&'static str, &'static str)> {
+    plan.waiting_room
+        .as_ref()
+        .filter(|w| w.config.enabled)
+        .map(|_| ("WAITING_ROOM", "1"))
+}
+
 /// The environment a profile script reads, for one segment.
 pub(crate) fn script_env(
     test: &LoadTestSpec,

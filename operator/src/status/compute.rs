@@ -6,7 +6,7 @@ use stampede_core::campaign::{CampaignSnapshot, CampaignState};
 use super::{Alerts, Gate, Observed, Outcome, Problem, condition};
 use crate::crd::{
     ClosedBy, ConditionType, CouponCampaignStatus, KafkaStatus, LoadTestStatus, Phase, Reason,
-    StockStatus, Verdict,
+    StockStatus, Verdict, WaitingRoomStatus,
 };
 
 /// The status for what was observed. `now` is RFC 3339.
@@ -54,6 +54,7 @@ pub(crate) fn compute(
         campaign_id: Some(obs.campaign_id.clone()),
         conditions,
         stock: stock(prev, obs),
+        waiting_room: waiting_room(prev, obs),
         closed_by: closed_by(prev, obs),
         kafka: topic(prev, obs),
         load_tests: obs.load_tests.clone(),
@@ -186,6 +187,18 @@ fn stock(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<StockSta
             persisted: obs.persisted,
         })
         .or_else(|| prev.and_then(|p| p.stock.clone()))
+}
+
+/// The room's counters from Redis; the last known ones when Redis could not be read.
+fn waiting_room(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<WaitingRoomStatus> {
+    match obs.redis.as_ref() {
+        Ok(s) => s.room.map(|r| WaitingRoomStatus {
+            queued: r.queued as i64,
+            active: r.active as i64,
+            admitted: r.admitted as i64,
+        }),
+        Err(_) => prev.and_then(|p| p.waiting_room.clone()),
+    }
 }
 
 /// The close flags from Redis; the last known ones when Redis could not be read.

@@ -153,6 +153,7 @@ pub(crate) fn failed(
             problem(),
         )],
         stock: prev.and_then(|p| p.stock.clone()),
+        waiting_room: prev.and_then(|p| p.waiting_room.clone()),
         closed_by: prev.map(|p| p.closed_by.clone()).unwrap_or_default(),
         kafka: prev.and_then(|p| p.kafka.clone()),
         load_tests: prev.map(|p| p.load_tests.clone()).unwrap_or_default(),

@@ -20,6 +20,7 @@ fn snapshot(total: u64, issued: u64) -> CampaignSnapshot {
         outbox_len: 0,
         suspension: None,
         acked_high: 0,
+        room: None,
     }
 }
 

@@ -7,6 +7,7 @@ mod images;
 mod plan;
 #[cfg(test)]
 pub(crate) mod tests;
+mod waiting_room;
 
 use std::path::Path;
 
@@ -21,6 +22,7 @@ use fields::{endpoint, inner, resources};
 pub(crate) use fields::duration_secs;
 pub(crate) use plan::labels;
 pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
+pub use waiting_room::WaitingRoomPlan;
 
 /// Checks the campaign and applies defaults. Errors name the field.
 pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error> {
@@ -33,15 +35,11 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
     let window = window(spec)?;
     check_load_tests(spec)?;
     images::check_images(spec, defaults)?;
-    let (k, i) = (&spec.kafka, &spec.issuer);
-    let issuer_resources = resources(
-        "spec.issuer.resources",
-        i.resources.as_ref(),
-        ("250m", "128Mi"),
-        ("2", "512Mi"),
-    )?;
+    let k = &spec.kafka;
+    let issuer = issuer(spec, defaults)?;
     let writer = writer(spec, defaults)?;
     let auth = fields::auth(spec)?;
+    let waiting_room = waiting_room::waiting_room(spec, &auth)?;
     Ok(Plan {
         campaign,
         name: cc.name_any(),
@@ -49,6 +47,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         stock: spec.stock as u64,
         shards: spec.shards as u32,
         window,
+        waiting_room,
         paused: spec.paused,
         partitions: k.partitions,
         replication_factor: k.replication_factor,
@@ -65,22 +64,32 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         )?,
         writer,
         auth,
-        issuer: IssuerPlan {
-            image: issuer_image(spec, defaults),
-            min_replicas: i.min_replicas,
-            max_replicas: i.max_replicas,
-            target_cpu: i.target_cpu_utilization,
-            max_in_flight: i.max_in_flight,
-            durability: i.durability,
-            limits: i.limits.clone(),
-            resources: issuer_resources,
-        },
+        issuer,
         alerts: spec.alerts.clone(),
         deletion_policy: spec.deletion_policy,
         load_tests: spec.load_tests.clone(),
         monitoring_namespace: defaults.monitoring_namespace.clone(),
         kafka_security: defaults.kafka_security.clone(),
         database_ca_pem: default_database_ca(spec, defaults),
+    })
+}
+
+fn issuer(spec: &CouponCampaignSpec, defaults: &Defaults) -> Result<IssuerPlan, Error> {
+    let i = &spec.issuer;
+    Ok(IssuerPlan {
+        image: issuer_image(spec, defaults),
+        min_replicas: i.min_replicas,
+        max_replicas: i.max_replicas,
+        target_cpu: i.target_cpu_utilization,
+        max_in_flight: i.max_in_flight,
+        durability: i.durability,
+        limits: i.limits.clone(),
+        resources: resources(
+            "spec.issuer.resources",
+            i.resources.as_ref(),
+            ("250m", "128Mi"),
+            ("2", "512Mi"),
+        )?,
     })
 }
 
@@ -218,6 +227,14 @@ fn check_load_tests(spec: &CouponCampaignSpec) -> Result<(), Error> {
             return Err(Error::InvalidSpec(format!(
                 "spec.loadTests[{}].parallelism must be at least 1",
                 t.name
+            )));
+        }
+        let room = spec.waiting_room.as_ref().is_some_and(|w| w.enabled);
+        if t.profile.needs_waiting_room() && !room {
+            return Err(Error::InvalidSpec(format!(
+                "spec.loadTests[{}].profile {} needs spec.waitingRoom (enabled)",
+                t.name,
+                t.profile.as_str()
             )));
         }
         if let Some(d) = &t.duration

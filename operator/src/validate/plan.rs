@@ -126,6 +126,8 @@ pub struct Plan {
     pub shards: u32,
     /// Sale window, when the spec has one.
     pub window: Option<Window>,
+    /// The waiting room, when the spec has one.
+    pub waiting_room: Option<super::WaitingRoomPlan>,
     /// Held by the spec.
     pub paused: bool,
     /// Topic partitions.

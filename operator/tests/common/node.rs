@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
+use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus, Phase};
 use stampede_operator::run::client;
 
 use super::{Forget, create_namespace, eventually, repo, unique};
@@ -201,6 +201,36 @@ impl NodeTest {
     }
 }
 
+impl NodeTest {
+    /// On a Redis Cluster (`make node-test-cluster`) the operator's Redis is the stack's: every
+    /// node at the node address, with the address the nodes announce.
+    pub async fn pods_use_the_stacks_redis(&self) {
+        let host = std::env::var("STAMPEDE_REDIS_URL").unwrap_or_default();
+        if !host.starts_with("redis+cluster://") {
+            return;
+        }
+        let api =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), RELEASE_NS);
+        let data = api.get("stampede-redis").await.unwrap().data.unwrap();
+        let url = String::from_utf8(data["redis-url"].0.clone()).unwrap();
+        let every_node = url.matches("10.244.0.1:").count() == host.matches("127.0.0.1:").count();
+        assert!(
+            every_node && url.ends_with("?announced=127.0.0.1"),
+            "pods' Redis"
+        );
+    }
+
+    /// The termination message (the k6 summary) of a campaign's first load-test runner pod.
+    pub fn runner_message(&self, campaign: &str) -> String {
+        let selector =
+            format!("app.kubernetes.io/instance={campaign},app.kubernetes.io/component=load-test");
+        let message = "jsonpath={.items[0].status.containerStatuses[0].state.terminated.message}";
+        kubectl(&[
+            "-n", &self.ns, "get", "pods", "-l", &selector, "-o", message,
+        ])
+    }
+}
+
 impl Drop for NodeTest {
     fn drop(&mut self) {
         // The namespace goes with its campaigns (finalizers run in the operator pod); then
@@ -278,4 +308,44 @@ pub fn in_secs(secs: i64) -> String {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
+}
+
+/// SoldOut with every coupon persisted, and a clean audit.
+pub async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64) {
+    let name = name.to_owned();
+    let s = t
+        .status_until(
+            &name,
+            "SoldOut with every coupon persisted",
+            Duration::from_secs(180),
+            |s| {
+                let st = s.stock.as_ref();
+                s.phase == Some(Phase::SoldOut) && st.and_then(|x| x.persisted) == Some(stock)
+            },
+        )
+        .await;
+    let st = s.stock.unwrap();
+    assert_eq!((st.issued, st.remaining), (stock, 0));
+    let table = kubectl(&["-n", &t.ns, "get", "cc", &name, "--no-headers"]);
+    assert!(table.contains("SoldOut"), "{table}");
+
+    // The audit (Redis holders against PostgreSQL rows) is clean.
+    let id = t.id(&name);
+    let audit = Command::new(service_bin())
+        .args(["audit", "--campaign", id.as_str(), "--grace-secs", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        audit.status.success(),
+        "audit: {}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+}
+
+/// The release build of `stampede-service` (its `audit` is run against the stack).
+pub fn service_bin() -> std::path::PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo().join("target"));
+    target.join("release/stampede-service")
 }

@@ -138,3 +138,44 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "stampede".into())
 }
+
+/// The waiting rooms' HMAC key (`serve`): every replica of a campaign's issuer needs the
+/// same one, or a token one signed is refused by the next. Never logged.
+#[derive(Debug, Clone, Args)]
+pub struct WaitingRoomArgs {
+    /// A file holding the key (at least 32 bytes; a trailing newline is not part of it),
+    /// e.g. a mounted Secret.
+    #[arg(long, env = "STAMPEDE_WAITING_ROOM_KEY_FILE")]
+    pub waiting_room_key_file: Option<std::path::PathBuf>,
+    /// The key itself. Prefer the variable (from a Secret) or the file: a flag shows in the
+    /// process list.
+    #[arg(long, env = "STAMPEDE_WAITING_ROOM_KEY", hide_env_values = true)]
+    pub waiting_room_key: Option<crate::auth::Secret>,
+}
+
+impl WaitingRoomArgs {
+    /// The key these flags give, `None` when neither does (campaigns with a waiting room
+    /// then answer 503 `waiting_room_unavailable`); a short or unreadable one is refused,
+    /// naming the flag, never printing the key.
+    pub fn key(&self) -> Result<Option<stampede_core::waiting_room::token::TokenKey>, Error> {
+        use stampede_core::waiting_room::token::TokenKey;
+        let named = |flag: &str, e: Error| Error::InvalidInput(format!("{flag}: {e}"));
+        match (&self.waiting_room_key_file, &self.waiting_room_key) {
+            (Some(_), Some(_)) => Err(Error::InvalidInput(
+                "give one of --waiting-room-key-file and --waiting-room-key".into(),
+            )),
+            (Some(path), None) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    Error::InvalidInput(format!("--waiting-room-key-file {}: {e}", path.display()))
+                })?;
+                let key = TokenKey::new(&bytes);
+                key.map(Some)
+                    .map_err(|e| named("--waiting-room-key-file", e))
+            }
+            (None, Some(secret)) => TokenKey::new(&secret.0)
+                .map(Some)
+                .map_err(|e| named("--waiting-room-key (STAMPEDE_WAITING_ROOM_KEY)", e)),
+            (None, None) => Ok(None),
+        }
+    }
+}

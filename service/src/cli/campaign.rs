@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use super::waiting_room::{RoomArgs, WaitingRoomCommand};
 use super::{KafkaArgs, RedisArgs, print};
 use stampede_core::Error;
 use stampede_core::campaign::{AdminAction, Window};
@@ -10,6 +11,7 @@ use stampede_core::ids::CampaignId;
 use stampede_core::kafka::ensure_topics;
 use stampede_core::metrics::RedisMetrics;
 use stampede_core::store::Store;
+use stampede_core::waiting_room::WaitingRoomConfig;
 
 /// `campaign` subcommands.
 #[derive(Debug, Subcommand)]
@@ -39,6 +41,12 @@ pub enum CampaignCommand {
         /// once the campaign exists.
         #[arg(long, default_value_t = 1)]
         shards: u32,
+        /// Give the campaign a waiting room: issuing then needs an admission from its line
+        /// (docs/waiting-room.md). Needs --shards 1.
+        #[arg(long)]
+        waiting_room: bool,
+        #[command(flatten)]
+        room: RoomArgs,
         #[command(flatten)]
         redis: RedisArgs,
         #[command(flatten)]
@@ -67,6 +75,8 @@ pub enum CampaignCommand {
     /// Lift a suspension (set when Redis restarted or failed over and may have lost
     /// acknowledged coupons) once `audit` has been run and its findings handled.
     Unsuspend(Simple),
+    /// Give an existing campaign a waiting room, change its settings, or turn it off.
+    WaitingRoom(WaitingRoomCommand),
 }
 
 /// `--id`.
@@ -88,6 +98,10 @@ pub struct Simple {
 
 /// Runs one campaign command.
 pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
+    let cmd = match cmd {
+        CampaignCommand::WaitingRoom(w) => return super::waiting_room::run(w).await,
+        cmd => cmd,
+    };
     let (id, redis) = target(&cmd);
     let campaign =
         CampaignId::parse(&id.id).map_err(|e| Error::InvalidInput(format!("--id: {e}")))?;
@@ -107,11 +121,16 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
             partitions,
             replication_factor,
             shards,
+            waiting_room,
+            room,
             kafka,
             ..
         } => {
             let window = (opens_at.is_some() || closes_at.is_some())
                 .then(|| Window::from_rfc3339(opens_at.as_deref(), closes_at.as_deref()))
+                .transpose()?;
+            let room = waiting_room
+                .then(|| room.config(WaitingRoomConfig::default()))
                 .transpose()?;
             // Topics first: a campaign must not open without the topic its outbox drains to.
             let topics = ensure_topics(
@@ -121,9 +140,18 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
                 replication_factor,
             )
             .await?;
-            let outcome = store
-                .ensure_sharded(&campaign, stock, window, false, shards)
-                .await?;
+            let outcome = match &room {
+                Some(room) => {
+                    store
+                        .ensure_campaign_with_room(&campaign, stock, window, (false, shards), room)
+                        .await?
+                }
+                None => {
+                    store
+                        .ensure_sharded(&campaign, stock, window, false, shards)
+                        .await?
+                }
+            };
             print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
         }
         _ => show(&store, &campaign).await,
@@ -142,6 +170,7 @@ fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
         | CampaignCommand::Close(s)
         | CampaignCommand::Reopen(s)
         | CampaignCommand::Unsuspend(s) => (&s.id, &s.redis),
+        CampaignCommand::WaitingRoom(_) => unreachable!("run dispatches it first"),
     }
 }
 
@@ -157,6 +186,29 @@ fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
         CampaignCommand::Create {
             replication_factor, ..
         } if *replication_factor < 1 => return invalid("--replication-factor must be at least 1"),
+        CampaignCommand::Create {
+            waiting_room: false,
+            room,
+            ..
+        } if room.any() => return invalid("waiting-room settings need --waiting-room"),
+        CampaignCommand::Create {
+            waiting_room: true,
+            shards,
+            ..
+        } if *shards > 1 => {
+            return invalid(
+                "--waiting-room needs --shards 1: a sharded campaign's buckets issue on \
+                 slots of their own, where no one script could see the line",
+            );
+        }
+        CampaignCommand::Create {
+            waiting_room: true,
+            room,
+            ..
+        } => {
+            room.config(WaitingRoomConfig::default())?;
+            None
+        }
         CampaignCommand::Restock { add: 0, .. } => return invalid("--add must be at least 1"),
         CampaignCommand::Create { .. } | CampaignCommand::Show(_) => None,
         CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
@@ -165,6 +217,7 @@ fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
         CampaignCommand::Close(_) => Some(AdminAction::Close),
         CampaignCommand::Reopen(_) => Some(AdminAction::Reopen),
         CampaignCommand::Unsuspend(_) => Some(AdminAction::Unsuspend),
+        CampaignCommand::WaitingRoom(_) => None,
     })
 }
 
@@ -176,6 +229,7 @@ async fn show(store: &Store, campaign: &CampaignId) -> Result<(), Error> {
         .ok_or_else(|| Error::CampaignNotFound(campaign.to_string()))?;
     let mut view = snap.view(campaign.as_str());
     view["outboxPending"] = json!(snap.outbox_len);
+    view["waitingRoom"] = json!(store.waiting_room(campaign).await?);
     if let Some(ledger) = store.shard_ledger(campaign).await? {
         // Each bucket's stock and seqs, transfers in transit, and whether the ledger
         // balances (a sharded campaign only).

@@ -5,6 +5,7 @@ mod args;
 mod auth;
 mod campaign;
 mod pipeline;
+mod waiting_room;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs};
+pub use args::{DatabaseArgs, KafkaArgs, RedisArgs, RelayArgs, WaitingRoomArgs};
 pub use auth::{AuthArgs, AuthMode, TokenArgs};
 pub use campaign::CampaignCommand;
 pub use pipeline::{AuditArgs, MigrateArgs, RelayRoleArgs, WriterArgs};
@@ -118,6 +119,8 @@ pub struct ServeArgs {
     relay: RelayArgs,
     #[command(flatten)]
     auth: AuthArgs,
+    #[command(flatten)]
+    waiting_room: WaitingRoomArgs,
 }
 
 /// Per-user and per-client budgets (`serve`); a user or client past its budget gets 429
@@ -206,6 +209,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 limits: a.limits.config()?,
                 auth,
                 campaigns: CampaignScope::parse(&a.campaigns)?,
+                waiting_room_key: a.waiting_room.key()?,
             };
             if config.campaigns.is_every() {
                 tracing::warn!(

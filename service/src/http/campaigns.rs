@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{ApiError, Outcome};
 use super::limits::LimitedBy;
-use super::{App, AppState, identity};
+use super::{App, AppState, identity, queue};
 use stampede_core::coupon::Decision;
 use stampede_core::ids::{CampaignId, UserId};
 
@@ -24,7 +24,7 @@ struct IssueRequest {
 /// anything reaches Redis. 404 `campaign_not_found` for a campaign this issuer does not
 /// serve, and for a load test's shadow campaign unless a load-test runner's token asks:
 /// users never issue from one.
-fn campaign_and_caller(
+pub(super) fn campaign_and_caller(
     st: &App,
     raw: &str,
     headers: &HeaderMap,
@@ -44,7 +44,7 @@ fn served(st: &App, name: &CampaignId, shadows: bool) -> Result<CampaignId, ApiE
 }
 
 /// Counts a request of `user` against its budget: 429 past it, before Redis is asked.
-fn check_user_budget(st: &App, user: &UserId) -> Result<(), ApiError> {
+pub(super) fn check_user_budget(st: &App, user: &UserId) -> Result<(), ApiError> {
     st.limits
         .check_user(user.as_str())
         .map_err(|wait| ApiError::rate_limited(LimitedBy::User, wait, &st.metrics.http))
@@ -65,10 +65,13 @@ pub async fn issue(
     if let Some(body) = st.soldout.answer(&campaign, &user) {
         return Ok(sold_out_from_memory(body));
     }
+    let admission = queue::Admission::from_headers(&st, &parts.headers, &campaign, &user);
     let decisions = &st.metrics.issuance.decisions;
     let routed = st
         .store
-        .issue_routed(&campaign, &user, |target| st.acked.handed(target.as_str()))
+        .issue_routed(&campaign, &user, admission.expires_ms, |target| {
+            st.acked.handed(target.as_str())
+        })
         .await?;
     let (decision, incarnation) = (routed.decision, routed.incarnation);
     let label = decision.label();
@@ -88,6 +91,7 @@ pub async fn issue(
         Decision::Closed => return Err(conflict("closed", &name, "is closed")),
         Decision::Paused => return Err(conflict("paused", &name, "is paused")),
         Decision::Suspended => return Err(suspended(&name)),
+        Decision::AdmissionRequired => return Err(admission.refused(&st, &name)),
         Decision::Unknown | Decision::Sharded(_) => {
             return Err(stampede_core::Error::CampaignNotFound(name.to_string()).into());
         }
@@ -108,7 +112,7 @@ pub async fn issue(
 
 /// Checks content type and size, then parses `{"userId": …}`; the user id it names, if
 /// any. With a token the body may be empty (and then needs no content type).
-async fn read_issue_request(
+pub(super) async fn read_issue_request(
     headers: &HeaderMap,
     body: Body,
     max_body: usize,
@@ -143,7 +147,7 @@ async fn read_issue_request(
     Ok(req.user_id)
 }
 
-fn sold_out(campaign: &CampaignId) -> ApiError {
+pub(super) fn sold_out(campaign: &CampaignId) -> ApiError {
     ApiError::new(
         StatusCode::GONE,
         "sold_out",
@@ -173,7 +177,7 @@ fn suspended(campaign: &CampaignId) -> ApiError {
     .retry_after(30)
 }
 
-fn conflict(code: &'static str, campaign: &CampaignId, what: &str) -> ApiError {
+pub(super) fn conflict(code: &'static str, campaign: &CampaignId, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         code,

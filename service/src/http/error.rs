@@ -130,6 +130,11 @@ impl From<Error> for ApiError {
                 "campaign_not_found",
                 format!("campaign {c} does not exist"),
             ),
+            Error::NoWaitingRoom(c) => Self::new(
+                StatusCode::NOT_FOUND,
+                "no_waiting_room",
+                format!("campaign {c} has no waiting room: issue directly"),
+            ),
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "redis unavailable");
                 Self::new(

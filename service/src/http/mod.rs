@@ -5,6 +5,7 @@ mod campaigns;
 pub mod error;
 mod identity;
 pub mod limits;
+mod queue;
 pub mod scope;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ pub use admission::InFlight;
 use error::{ApiError, Outcome};
 use limits::LimitedBy;
 pub use limits::Limits;
+pub use queue::warn_rooms_without_key;
 
 use crate::epoch::AckedSeqs;
 use crate::metrics::Metrics;
@@ -59,12 +61,18 @@ pub struct App {
     pub auth: Option<Arc<crate::auth::Verifier>>,
     /// The campaigns served and the ids behind the names in URLs.
     pub campaigns: scope::CampaignScope,
+    /// Signs and verifies waiting-room tokens; `None`: rooms answer 503.
+    pub waiting_room_key: Option<stampede_core::waiting_room::token::TokenKey>,
 }
 
 /// Builds the public API router with the HTTP contract in the README.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/campaigns/{campaign}/issue", post(campaigns::issue))
+        .route(
+            "/v1/campaigns/{campaign}/queue",
+            post(queue::join).get(queue::poll),
+        )
         .route(
             "/v1/campaigns/{campaign}/users/{user}/coupon",
             get(campaigns::coupon),

@@ -51,6 +51,13 @@ impl CampaignScope {
         self.0.is_none()
     }
 
+    /// The ids of the campaigns served (`None`: every campaign in Redis).
+    pub fn ids(&self) -> Option<Vec<CampaignId>> {
+        self.0
+            .as_ref()
+            .map(|served| served.iter().map(|s| s.id.clone()).collect())
+    }
+
     /// The id behind `name` from a URL: a served campaign or one of its load tests' shadow
     /// campaigns. `None` when this issuer does not serve it (answered like a campaign that
     /// does not exist: no oracle for other tenants' campaigns).

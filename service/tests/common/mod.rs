@@ -9,6 +9,7 @@ pub mod letters;
 pub mod pipeline;
 pub mod private;
 pub mod role;
+pub mod room;
 pub mod secure;
 pub mod stack;
 pub mod switch;

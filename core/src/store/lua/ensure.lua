@@ -11,6 +11,9 @@
 -- 'buckets=<bucket,…>' for a sharded campaign's own meta (set when created, never changed)
 -- or 'extents=<first:count,…>' for one of its buckets: a bucket's stock is set when it is
 -- created and moves only by transfers (bucket_take/bucket_give), never here
+-- ARGV[7] '' or a waiting room to create the campaign with, 'wr=1,wr_max=…,…' (fields of
+-- queue_config.lua): set in the creating call, so no issuance slips in before it; an
+-- existing campaign's waiting room is changed by queue_config.lua, never here
 -- Returns {outcome, total_before, total_after, window_changed}; SHARDED when a campaign
 -- (ARGV[6] '') is asked of a sharded campaign: its shard count is fixed
 local stock = tonumber(ARGV[1])
@@ -24,6 +27,7 @@ if not total then
     'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
   local field, value = string.match(ARGV[6] or '', '^(%a+)=(.*)$')
   if field then redis.call('HSET', KEYS[1], field, value) end
+  for f, v in string.gmatch(ARGV[7] or '', '(wr[%a_]*)=([^,]*)') do redis.call('HSET', KEYS[1], f, v) end
   return {'CREATED', 0, stock, 1}
 end
 total = tonumber(total)

@@ -6,8 +6,8 @@ use stampede_core::campaign::AdminAction;
 use stampede_core::ids::CampaignId;
 
 use super::pipeline::{ready, reconciled};
-use crate::backends::Stock;
 use crate::backends::fake::FakeBackends;
+use crate::backends::{Shape, Stock};
 
 /// A previous status that says the gate held the campaign: what the operator used to
 /// infer "closed by the gate" from.
@@ -23,7 +23,7 @@ const GATED: &str = "  loadTests:\n  - {name: preflight, profile: smoke, gate: t
 async fn existing(closed: bool, gate_closed: bool) -> FakeBackends {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("shop.spring-sale").unwrap();
-    fake.ensure_campaign(&id, 50, None, (false, 1))
+    fake.ensure_campaign(&id, 50, None, Shape::default())
         .await
         .unwrap();
     let mut s = fake.state();

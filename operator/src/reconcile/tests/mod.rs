@@ -7,6 +7,7 @@ mod apiserver;
 mod cleanup;
 mod gate;
 mod pipeline;
+mod room;
 
 use std::time::Duration;
 

@@ -13,8 +13,8 @@ use stampede_core::ids::CampaignId;
 
 use super::apiserver::{ApiServer, Cluster};
 use crate::Error;
-use crate::backends::Stock;
 use crate::backends::fake::FakeBackends;
+use crate::backends::{Shape, Stock};
 use crate::context::{Context, Timings};
 use crate::crd::{ConditionType, CouponCampaign, Reason};
 use crate::metrics::Metrics;
@@ -70,7 +70,7 @@ pub(super) async fn reconcile_once(
 pub(super) async fn provisioned() -> FakeBackends {
     let fake = FakeBackends::default();
     let id = CampaignId::parse("shop.spring-sale").unwrap();
-    fake.ensure_campaign(&id, 100, None, (false, 1))
+    fake.ensure_campaign(&id, 100, None, Shape::default())
         .await
         .unwrap();
     fake.state().topics.insert("shop.spring-sale".into(), 6);
