@@ -169,11 +169,7 @@ async fn deletion_with_redis_gone_releases_the_finalizer_after_the_drain_timeout
         Duration::from_secs(40),
     )
     .await;
-    let reasons = c.event_reasons(&name).await;
-    assert!(
-        reasons.contains(&"CleanupAbandoned".to_owned()),
-        "{reasons:?}"
-    );
+    c.events_until(&name, &["CleanupAbandoned"]).await;
     op.stop().await;
 }
 

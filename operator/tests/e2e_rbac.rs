@@ -180,10 +180,8 @@ spec:
         .await
         .unwrap();
     assert_eq!(jobs.items.len(), 1);
-    assert!(
-        c.event_reasons(&name).await.iter().any(|r| r == "Ready"),
-        "events written under RBAC"
-    );
+    // Events are written under RBAC.
+    c.events_until(&name, &["Ready"]).await;
 }
 
 /// Removes `patch` on deployments from the chart's ClusterRole.
@@ -229,10 +227,5 @@ async fn forbidden_is_reported(c: &Cluster, denied: &str) {
         msg.contains("deployments") && msg.contains("patch"),
         "{msg}"
     );
-    assert!(
-        c.event_reasons(&denied)
-            .await
-            .iter()
-            .any(|r| r == "Forbidden")
-    );
+    c.events_until(&denied, &["Forbidden"]).await;
 }

@@ -208,6 +208,21 @@ impl Cluster {
             .filter_map(|e| e.reason)
             .collect()
     }
+
+    /// Waits (10 s) until an event of each of `reasons` is recorded for `name`: the
+    /// operator records events after the status write a test usually waits for.
+    pub async fn events_until(&self, name: &str, reasons: &[&str]) {
+        let limit = Duration::from_secs(10);
+        let what = format!("events {reasons:?} for {name}");
+        eventually(&what, limit, || async {
+            let seen = self.event_reasons(name).await;
+            reasons
+                .iter()
+                .all(|r| seen.iter().any(|s| s == r))
+                .then_some(())
+        })
+        .await;
+    }
 }
 
 /// The condition `type_` of a status.

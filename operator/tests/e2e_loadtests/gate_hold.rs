@@ -191,12 +191,7 @@ async fn a_campaign_closed_by_hand_stays_closed_when_its_gate_passes() {
         })
         .await;
     assert_eq!(s.phase, Some(Phase::Closed));
-    assert!(
-        c.event_reasons(&name)
-            .await
-            .iter()
-            .any(|r| r == "GateOpened")
-    );
+    c.events_until(&name, &["GateOpened"]).await;
     // More reconciles (a spec change, then resyncs) leave the close alone.
     c.patch_spec(&name, json!({ "alerts": { "p95LatencyMs": 70 } }))
         .await
