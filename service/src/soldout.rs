@@ -89,16 +89,23 @@ impl SoldOutCache {
             memory_answers: self.metrics.soldout_from_memory.with_label_values(&[c]),
             sold_out_decisions: self.metrics.decisions.with_label_values(&[c, "sold_out"]),
         };
-        self.campaigns
-            .write()
-            .unwrap()
-            .entry(c.to_owned())
-            .or_insert_with(|| Arc::new(entry));
+        let mut map = self.campaigns.write().unwrap();
+        map.entry(c.to_owned()).or_insert_with(|| Arc::new(entry));
+        self.count(&map);
     }
 
     /// Forgets `campaign` (after a restock).
     fn clear(&self, campaign: &str) {
-        self.campaigns.write().unwrap().remove(campaign);
+        let mut map = self.campaigns.write().unwrap();
+        map.remove(campaign);
+        self.count(&map);
+    }
+
+    /// Sets the gauge of sold-out campaigns under the lock that changed the map: a gauge
+    /// set once per refresh pass lagged behind it (a restock's clear, or a mark, were
+    /// invisible until the pass ended).
+    fn count(&self, map: &HashMap<String, Arc<SoldOut>>) {
+        self.metrics.soldout_campaigns.set(map.len() as i64);
     }
 
     fn entries(&self) -> Vec<(String, Arc<SoldOut>)> {
@@ -119,9 +126,6 @@ impl SoldOutCache {
             for (name, entry) in self.entries() {
                 self.refresh_one(&store, &name, &entry).await;
             }
-            self.metrics
-                .soldout_campaigns
-                .set(self.campaigns.read().unwrap().len() as i64);
         }
     }
 
@@ -184,5 +188,30 @@ impl SoldOutCache {
             }
             Err(e) => tracing::warn!(campaign = %campaign, error = %e, "loading holders failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[test]
+    fn the_gauge_follows_every_mark_and_clear_at_once() {
+        let metrics = Metrics::new().issuance;
+        let cache = SoldOutCache::new(metrics.clone());
+        let (a, b) = (
+            CampaignId::parse("a").unwrap(),
+            CampaignId::parse("b").unwrap(),
+        );
+        cache.mark(&a, Bytes::new);
+        cache.mark(&a, Bytes::new);
+        cache.mark(&b, Bytes::new);
+        assert_eq!(metrics.soldout_campaigns.get(), 2);
+        cache.clear("a");
+        assert_eq!(metrics.soldout_campaigns.get(), 1);
+        cache.clear("a");
+        cache.clear("b");
+        assert_eq!(metrics.soldout_campaigns.get(), 0);
     }
 }
