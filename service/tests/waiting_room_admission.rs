@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::room::{Rig, queue_token, room, spearman};
-use common::{eventually, issuance_counts, key};
+use common::{eventually, id, issuance_counts, key};
 use futures::future::join_all;
 use serde_json::Value;
-use stampede_core::campaign::Window;
+use stampede_core::campaign::{AdminAction, Window};
 use stampede_core::clock::now_ms;
 use stampede_core::waiting_room::WaitingRoomConfig;
 
@@ -51,6 +51,22 @@ fn admitted(users: &[(String, String)], polls: &[Value]) -> HashMap<String, Stri
         .filter(|(_, p)| p["status"] == "admitted")
         .map(|((u, _), p)| (u.clone(), p["admissionToken"].as_str().unwrap().to_owned()))
         .collect()
+}
+
+#[tokio::test]
+async fn a_paused_campaign_admits_nobody_until_it_resumes() {
+    let rig = Rig::start().await;
+    rig.campaign("held", 10, None, room(5, 1_000)).await;
+    let held = id("held");
+    rig.store.admin(&held, AdminAction::Pause).await.unwrap();
+    let users = crowd(&rig, "held", "h", 3).await;
+    for p in poll_all(&rig, "held", &users).await {
+        assert_eq!(p["status"], "waiting", "{p}");
+    }
+    assert_eq!(rig.active("held").await, 0);
+    rig.store.admin(&held, AdminAction::Resume).await.unwrap();
+    let polls = poll_all(&rig, "held", &users).await;
+    assert_eq!(admitted(&users, &polls).len(), 3, "{polls:?}");
 }
 
 #[tokio::test]

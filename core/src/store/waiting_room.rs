@@ -211,11 +211,12 @@ impl Store {
     ) -> Result<QueueAnswer, Error> {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.queue.prepare_invoke();
-        inv.key(&k.meta)
-            .key(&k.holders)
-            .key(&k.wr.line)
-            .key(&k.wr.seen);
-        inv.key(&k.wr.active).key(&k.wr.entry).key(&k.wr.state);
+        let w = &k.wr;
+        for key in [
+            &k.meta, &k.holders, &w.line, &w.seen, &w.active, &w.entry, &w.state,
+        ] {
+            inv.key(key);
+        }
         inv.arg(op).arg(user.as_str()).arg(score);
         let reply: Vec<String> = self.invoke("queue", inv).await?;
         parse_answer(campaign, &reply)

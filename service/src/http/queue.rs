@@ -190,7 +190,7 @@ fn respond(
         body["admissionToken"] = key.sign(&admission).into();
         body["admissionExpiresAt"] = format_ms(a.admission_expires_ms).into();
     } else {
-        extend(&mut body, &waiting_view(a));
+        add_waiting_view(&mut body, a);
     }
     let mut resp = Json(body).into_response();
     resp.extensions_mut()
@@ -198,27 +198,19 @@ fn respond(
     Ok(resp)
 }
 
-/// What a waiting user learns: place, a wait estimate (the time to the opening, then the
-/// place at the admission rate: a floor, as admissions also wait for free slots), when to
-/// poll again, and the stock left, which no stock-blind waiting room can say.
-fn waiting_view(a: &QueueAnswer) -> Value {
+/// Adds what a waiting user learns: place, a wait estimate (the time to the opening, then
+/// the place at the admission rate: a floor, as admissions also wait for free slots), when
+/// to poll again, and the stock left, which no stock-blind waiting room can say.
+fn add_waiting_view(body: &mut Value, a: &QueueAnswer) {
     let rate = u64::from(a.admit_per_second.max(1));
     let to_opening = (a.opens_ms - a.now_ms).max(0) as u64 / 1_000;
     let ahead_of_stock = a.remaining.saturating_sub(a.active);
-    json!({
-        "position": a.position,
-        "estimatedWaitSeconds": to_opening + a.position.div_ceil(rate),
-        "pollAfterSeconds": (a.queue_ttl.as_secs() / 3).clamp(1, 5),
-        "queued": a.queued,
-        "remainingStock": a.remaining,
-        "withinStock": a.position <= ahead_of_stock,
-    })
-}
-
-fn extend(body: &mut Value, more: &Value) {
-    if let (Some(b), Some(m)) = (body.as_object_mut(), more.as_object()) {
-        b.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
+    body["position"] = a.position.into();
+    body["estimatedWaitSeconds"] = (to_opening + a.position.div_ceil(rate)).into();
+    body["pollAfterSeconds"] = (a.queue_ttl.as_secs() / 3).clamp(1, 5).into();
+    body["queued"] = a.queued.into();
+    body["remainingStock"] = a.remaining.into();
+    body["withinStock"] = (a.position <= ahead_of_stock).into();
 }
 
 /// The admission an issue request carries (`X-Stampede-Admission`): its expiry when the

@@ -96,7 +96,8 @@ if not e then return reply('EXPIRED') end
 if op == 'poll' and string.match(e, '^([^:]+):') ~= ARGV[3] then return reply('EXPIRED') end
 if redis.call('ZSCORE', line, user) then redis.call('ZADD', seen, s(now), user) end
 
-if now >= opens and m[5] ~= '1' and m[8] ~= '1' then
+-- Sold out and closed returned above: admitting here means open, not paused or suspended.
+if admitting == 1 then
   local n_active = redis.call('ZCARD', active)
   local b = redis.call('HMGET', state, 'tokens', 'refill_ms')
   local tokens = tonumber(b[1] or '') or rate
