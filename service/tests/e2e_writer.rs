@@ -1,8 +1,9 @@
 //! The writer on real Kafka and PostgreSQL, where its inputs or its database go wrong: a
 //! seq that another user already holds is dead-lettered loudly (a replay of the same
 //! issuance is not), and a database that turns read-only for a while holds the stream up
-//! without dead-lettering anything, and a dead letter Kafka never acknowledged is not
-//! committed past. Slow; needs `scripts/stack up`.
+//! without dead-lettering anything, a dead letter Kafka never acknowledged is not
+//! committed past, and a batch the database holds holds the commits of the batches after
+//! it but not their writes. Slow; needs `scripts/stack up`.
 
 mod common;
 
@@ -14,7 +15,7 @@ use common::letters::{
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
-use common::stack::{stack_kafka, wait_rows};
+use common::stack::{count_rows, stack_kafka, wait_rows};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
@@ -157,4 +158,60 @@ async fn a_dead_letter_abandoned_at_shutdown_is_not_committed_past() {
     all_six_settle(&f).await;
     shutdown.cancel();
     again.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_database_holds_holds_the_commits_after_it_but_not_their_writes() {
+    let f = Fixture::new("in-flight", 100, 1).await;
+    let c = &f.campaign;
+    let pool = f.pool().await;
+    stampede_core::db::migrate(&pool).await.unwrap();
+    // Another session inserts u0's row and keeps its transaction open: the writer's insert
+    // of the first batch (u0..u9) waits on it, as on any lock the database holds.
+    let mut other = sqlx::PgConnection::connect(&f.db).await.unwrap();
+    let mut held = other.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO coupon_issuances (campaign, user_id, seq, coupon_code, issued_at)
+         VALUES ($1, 'u0', 1, 'C000001', now())",
+    )
+    .bind(c)
+    .execute(&mut *held)
+    .await
+    .unwrap();
+    let p = producer(&f.brokers);
+    for n in 0..30 {
+        produce_issuance(&p, &issuance(c, &format!("u{n}"), n + 1)).await;
+    }
+    let mut config = writer_config(&f.brokers, &f.db, c);
+    config.batch_rows = 10;
+    config.batches_in_flight = 2;
+    let writer = spawn_writer(config, &f.metrics, &f.shutdown);
+
+    // The second batch is written beside the held first one…
+    let second = wait_rows(&pool, c, 10, Duration::from_secs(30)).await;
+    assert_eq!(
+        second, 10,
+        "the batch after the held one is written meanwhile"
+    );
+    // …but not committed past it: a crash now must replay u0..u9.
+    for _ in 0..20 {
+        let committed = f.committed().await;
+        assert!(committed <= 0, "committed {committed} past the held batch");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        count_rows(&pool, c).await,
+        10,
+        "no third batch while two are in flight"
+    );
+
+    held.rollback().await.unwrap();
+    assert_eq!(wait_rows(&pool, c, 30, Duration::from_secs(30)).await, 30);
+    common::eventually(
+        "every offset committed",
+        Duration::from_secs(30),
+        || async { (f.committed().await == 30).then_some(()) },
+    )
+    .await;
+    f.stop([writer]).await;
 }

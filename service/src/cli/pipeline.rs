@@ -47,6 +47,11 @@ pub struct WriterArgs {
     /// How long a batch waits to fill, in milliseconds.
     #[arg(long, env = "STAMPEDE_BATCH_LINGER_MS", default_value_t = 20)]
     batch_linger_ms: u64,
+    /// Batches written at once, each on its own database connection; offsets are still
+    /// committed in order.
+    #[arg(long, env = "STAMPEDE_BATCHES_IN_FLIGHT", default_value_t = 2,
+        value_parser = clap::value_parser!(u16).range(1..=16))]
+    batches_in_flight: u16,
     /// Kafka consumer group shared by all writers.
     #[arg(long, env = "STAMPEDE_WRITER_GROUP", default_value = "stampede-writer")]
     group: String,
@@ -142,6 +147,7 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         database_url: a.database.database_url,
         batch_rows: a.batch_rows.max(1),
         batch_linger: Duration::from_millis(a.batch_linger_ms),
+        batches_in_flight: a.batches_in_flight.into(),
     };
     let r = writer_mod::run(config, metrics.pipeline.clone(), shutdown.clone()).await;
     shutdown.cancel();

@@ -2,7 +2,11 @@
 //! PostgreSQL. Offsets are committed only after every message of the batch is settled (its
 //! row committed in the database, or the message acknowledged by the dead-letter topic),
 //! so a crash replays (harmlessly: the insert skips rows it already has) and never skips.
+//! Up to `batches_in_flight` batches are written at once, each on its own database
+//! connection (one PostgreSQL backend uses one core); offsets are still committed in the
+//! order the batches were read, a batch only after every batch before it.
 
+mod batcher;
 mod dead_letter;
 mod insert;
 mod lag;
@@ -12,13 +16,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::PipelineMetrics;
+use batcher::Batcher;
 use dead_letter::{DeadLetters, Letter};
 use lag::WriterContext;
 use stampede_core::Error;
@@ -44,9 +52,14 @@ pub struct WriterConfig {
     pub batch_rows: usize,
     /// …or when its first message has waited this long.
     pub batch_linger: Duration,
+    /// Batches written at once (at least 1).
+    pub batches_in_flight: usize,
 }
 
 type WriterConsumer = StreamConsumer<WriterContext>;
+
+/// A batch being written, handed back with whether it was settled.
+type Settling<'a> = std::pin::Pin<Box<dyn Future<Output = (Vec<OwnedMessage>, bool)> + Send + 'a>>;
 
 /// Runs until `shutdown`. A batch being written when shutdown comes is finished first, or
 /// left uncommitted (replayed by the next owner of its partitions) when it cannot be.
@@ -55,7 +68,9 @@ pub async fn run(
     metrics: PipelineMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let pool = db::connect(&config.database_url, 4).await?;
+    // A connection per batch in flight, and one for the row-by-row retry of a refused batch.
+    let connections = config.batches_in_flight.max(1) as u32 + 1;
+    let pool = db::connect(&config.database_url, connections.max(4)).await?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -118,18 +133,50 @@ struct Writer {
 
 impl Writer {
     async fn run(&self) -> Result<(), Error> {
-        while let Some(batch) = self.next_batch().await {
-            if batch.is_empty() {
-                continue;
+        let (batches, mut read) = mpsc::channel(1);
+        let batcher = tokio::spawn(
+            Batcher {
+                consumer: self.consumer.clone(),
+                rows: self.config.batch_rows,
+                linger: self.config.batch_linger,
+                shutdown: self.shutdown.clone(),
             }
-            if !self.settle(&batch).await {
-                // Shut down before every message was settled: nothing is committed, the
-                // next owner of these partitions replays the batch.
-                return Ok(());
+            .run(batches),
+        );
+        let in_flight = self.config.batches_in_flight.max(1);
+        // Yields in the order the batches were read, whichever finished first.
+        let mut writing: FuturesOrdered<Settling<'_>> = FuturesOrdered::new();
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                Some((batch, settled)) = writing.next(), if !writing.is_empty() => {
+                    if !settled {
+                        // Shut down before every message was settled: nothing from here on
+                        // is committed, the next owner of these partitions replays it.
+                        break;
+                    }
+                    self.commit(&batch);
+                }
+                batch = read.recv(), if reading && writing.len() < in_flight => match batch {
+                    Some(batch) if !self.shutdown.is_cancelled() => {
+                        writing.push_back(Box::pin(self.settled(batch)));
+                    }
+                    // Read but not started when shutdown came: replayed, like the rest.
+                    _ => reading = false,
+                },
+                else => break,
             }
-            self.commit(&batch);
         }
+        // The batcher holds the consumer, which must be let go of before it is closed.
+        drop(read);
+        let _ = batcher.await;
         Ok(())
+    }
+
+    /// [`Writer::settle`], handing the batch back for its commit.
+    async fn settled(&self, batch: Vec<OwnedMessage>) -> (Vec<OwnedMessage>, bool) {
+        let settled = self.settle(&batch).await;
+        (batch, settled)
     }
 
     /// Puts every message of `batch` in PostgreSQL or the dead-letter topic; false when
@@ -150,36 +197,6 @@ impl Writer {
             }
         }
         self.write(&rows, &sources).await
-    }
-
-    /// Waits for a first message, then gathers more until the batch is full or has lingered.
-    async fn next_batch(&self) -> Option<Vec<OwnedMessage>> {
-        let first = tokio::select! {
-            _ = self.shutdown.cancelled() => return None,
-            m = self.consumer.recv() => m,
-        };
-        let mut batch = Vec::with_capacity(self.config.batch_rows);
-        match first {
-            Ok(m) => batch.push(m.detach()),
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka receive failed");
-                return Some(batch);
-            }
-        }
-        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
-        while batch.len() < self.config.batch_rows {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break,
-                m = self.consumer.recv() => match m {
-                    Ok(m) => batch.push(m.detach()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "kafka receive failed");
-                        break;
-                    }
-                },
-            }
-        }
-        Some(batch)
     }
 
     /// Commits, per partition, the offset after the last message of the batch.

@@ -102,6 +102,7 @@ pub fn writer_config(brokers: &str, database_url: &str, campaign: &str) -> Write
         database_url: database_url.to_owned(),
         batch_rows: 5_000,
         batch_linger: Duration::from_millis(20),
+        batches_in_flight: 2,
     }
 }
 
