@@ -184,6 +184,9 @@ async fn a_batch_the_database_holds_holds_the_commits_after_it_but_not_their_wri
     }
     let mut config = writer_config(&f.brokers, &f.db, c);
     config.batch_rows = 10;
+    // Every message is in Kafka already: a long linger makes each batch exactly ten,
+    // however the consumer's fetches split them.
+    config.batch_linger = Duration::from_secs(10);
     config.batches_in_flight = 2;
     let writer = spawn_writer(config, &f.metrics, &f.shutdown);
 

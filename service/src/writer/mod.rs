@@ -64,13 +64,15 @@ type Settling<'a> = std::pin::Pin<Box<dyn Future<Output = (Vec<OwnedMessage>, bo
 /// Runs until `shutdown`. A batch being written when shutdown comes is finished first, or
 /// left uncommitted (replayed by the next owner of its partitions) when it cannot be.
 pub async fn run(
-    config: WriterConfig,
+    mut config: WriterConfig,
     metrics: PipelineMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    // A connection per batch in flight, and one for the row-by-row retry of a refused batch.
-    let connections = config.batches_in_flight.max(1) as u32 + 1;
-    let pool = db::connect(&config.database_url, connections.max(4)).await?;
+    config.batches_in_flight = config.batches_in_flight.max(1);
+    // A connection per batch in flight (a refused batch's row-by-row retry reuses its
+    // batch's turn), and never fewer than the four the writer always had.
+    let connections = (config.batches_in_flight as u32).max(4);
+    let pool = db::connect(&config.database_url, connections).await?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
@@ -143,7 +145,7 @@ impl Writer {
             }
             .run(batches),
         );
-        let in_flight = self.config.batches_in_flight.max(1);
+        let in_flight = self.config.batches_in_flight;
         // Yields in the order the batches were read, whichever finished first.
         let mut writing: FuturesOrdered<Settling<'_>> = FuturesOrdered::new();
         let mut reading = true;
