@@ -6,6 +6,7 @@
 mod control_plane;
 pub mod fixtures;
 pub mod node;
+mod node_diagnostics;
 pub mod proxy;
 
 pub use control_plane::*;

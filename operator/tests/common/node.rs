@@ -16,6 +16,7 @@ use serde_json::json;
 use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus, Phase};
 use stampede_operator::run::client;
 
+use super::node_diagnostics::diagnose;
 use super::{Forget, create_namespace, eventually, repo, unique};
 
 /// The namespace of the Helm release (README).
@@ -172,7 +173,7 @@ impl NodeTest {
             let api = api.clone();
             async move {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let s = api.get(name).await.ok()?.status?;
+                let s = bounded(api.get(name)).await?.status?;
                 pred(&s).then_some(s)
             }
         })
@@ -191,7 +192,7 @@ impl NodeTest {
                 let (api, lp) = (self.pods(), lp.clone());
                 async move {
                     tokio::time::sleep(Duration::from_millis(250)).await;
-                    let pods = api.list(&lp).await.ok()?.items;
+                    let pods = bounded(api.list(&lp)).await?.items;
                     let ready: Vec<Pod> = pods.into_iter().filter(pod_ready).collect();
                     (ready.len() >= at_least).then_some(ready)
                 }
@@ -233,6 +234,13 @@ impl NodeTest {
 
 impl Drop for NodeTest {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let path = path_with_kubectl();
+            eprintln!(
+                "{}",
+                diagnose(&self.ns, &kubeconfig_path(), &path, &state_dir())
+            );
+        }
         // The namespace goes with its campaigns (finalizers run in the operator pod); then
         // the `forget` field drops, removing what `Retain` kept.
         let _ = Command::new("kubectl")
@@ -241,6 +249,16 @@ impl Drop for NodeTest {
             .env("PATH", path_with_kubectl())
             .output();
     }
+}
+
+/// One API call of a poll, given up after 15 s: a connection that went quiet (an
+/// apiserver restart, a dropped socket) is retried by the next poll instead of holding
+/// this one past its limit.
+async fn bounded<T, E>(call: impl std::future::Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .ok()?
+        .ok()
 }
 
 /// A pod that runs with every container Ready.
@@ -258,7 +276,7 @@ pub async fn delete_pod(api: &Api<Pod>, name: &str) {
         let api = api.clone();
         async move {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            api.get_opt(name).await.ok()?.is_none().then_some(())
+            bounded(api.get_opt(name)).await?.is_none().then_some(())
         }
     })
     .await;
@@ -272,9 +290,8 @@ pub async fn operator_pod(client: &Client) -> Pod {
         async move {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let lp = ListParams::default().labels("app.kubernetes.io/component=operator");
-            api.list(&lp)
-                .await
-                .ok()?
+            bounded(api.list(&lp))
+                .await?
                 .items
                 .into_iter()
                 .find(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none())
