@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Value, json};
 use stampede_core::ids::CampaignId;
 
-use super::{RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, script_env};
+use super::{
+    RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, planned_secs, script_env,
+};
 use crate::build::{issuer_name, runner_auth_env};
 use crate::crd::LoadTestSpec;
 use crate::validate::{Plan, labels};
@@ -30,6 +32,13 @@ pub(crate) fn config_map(plan: &Plan, owner: &OwnerReference) -> ConfigMap {
     .expect("ConfigMap literal")
 }
 
+/// What a runner gets beyond the time k6 plans to run: scheduling, pulling the image,
+/// starting its virtual users, setup and the summary. Past it the Job fails
+/// (`DeadlineExceeded`) and the run's verdict is `Error`, so a runner that never starts (an
+/// image that cannot be pulled) or never ends (k6 thrashing at its memory limit) cannot
+/// hold a gate closed for ever.
+pub(crate) const RUNNER_GRACE_SECS: u64 = 600;
+
 /// One run's runner, as everything its Jobs share.
 struct Runner<'a> {
     plan: &'a Plan,
@@ -40,8 +49,8 @@ struct Runner<'a> {
     base_url: String,
 }
 
-/// The runner Jobs of one run: one per segment, never retried, cleaned up after an hour,
-/// the k6 summary left in the pod's termination message.
+/// The runner Jobs of one run: one per segment, never retried, ended at their deadline,
+/// cleaned up after an hour, the k6 summary left in the pod's termination message.
 pub(crate) fn jobs(
     plan: &Plan,
     test: &LoadTestSpec,
@@ -82,6 +91,7 @@ impl Runner<'_> {
             },
             "spec": {
                 "backoffLimit": 0,
+                "activeDeadlineSeconds": planned_secs(self.test) + RUNNER_GRACE_SECS,
                 "ttlSecondsAfterFinished": 3600,
                 "template": {
                     "metadata": { "labels": l },

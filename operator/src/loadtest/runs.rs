@@ -10,7 +10,9 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
 
-use super::{RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict};
+use super::{
+    JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict,
+};
 use crate::Error;
 use crate::backends::{Shape, Stock};
 use crate::crd::{LoadTestSpec, LoadTestStatus};
@@ -156,27 +158,33 @@ async fn results(
         let Some(i) = segment(job.metadata.labels.as_ref(), n) else {
             continue;
         };
-        if out[i].is_none() {
-            out[i] = job_failure(&job);
+        // A runner stopped at its deadline may still show a terminated pod (killed by the
+        // Job controller); the deadline is what ended it.
+        if let Some((deadline, failure)) = job_failure(&job)
+            && (deadline || out[i].is_none())
+        {
+            out[i] = Some(failure);
         }
     }
     Ok(out)
 }
 
-/// A failed Job as a segment result (exit code -1, the Job's reason and message).
-fn job_failure(job: &Job) -> Option<SegmentResult> {
+/// A failed Job as a segment result ([`JOB_FAILED`], the Job's reason and message), and
+/// whether its deadline ended it.
+pub(super) fn job_failure(job: &Job) -> Option<(bool, SegmentResult)> {
     let c = job
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())?
         .iter()
         .find(|c| c.type_ == "Failed" && c.status == "True")?;
-    Some(SegmentResult {
-        exit_code: -1,
+    let reason = c.reason.as_deref().unwrap_or("");
+    let failure = SegmentResult {
+        exit_code: JOB_FAILED,
         message: format!(
-            "Job failed: {} {}",
-            c.reason.as_deref().unwrap_or(""),
+            "Job failed: {reason} {}",
             c.message.as_deref().unwrap_or("")
         ),
-    })
+    };
+    Some((reason == "DeadlineExceeded", failure))
 }

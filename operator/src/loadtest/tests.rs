@@ -63,6 +63,12 @@ fn jobs_one_per_segment_with_tags_and_the_summary_as_termination_message() {
         );
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
+        // peak: 60 s of stages and k6's 30 s graceful stop, then the runner's grace.
+        assert_eq!(planned_secs(&test), 90);
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(90 + super::jobs::RUNNER_GRACE_SECS as i64)
+        );
         assert!(spec.ttl_seconds_after_finished.is_some());
         let pod = spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
@@ -157,6 +163,50 @@ fn verdicts_aggregate_segments() {
             .unwrap()
             .contains("segment 1: k6 exited 107: script exception")
     );
+}
+
+#[test]
+fn a_runner_past_its_deadline_is_an_error_with_the_jobs_reason() {
+    let (_, test) = plan();
+    let ok = Some(SegmentResult {
+        exit_code: 0,
+        message: summary(10.0, 100.0, 0.0, true),
+    });
+    let past_deadline = Some(SegmentResult {
+        exit_code: JOB_FAILED,
+        message: "Job failed: DeadlineExceeded Job was active longer than specified deadline"
+            .into(),
+    });
+    let v = verdict(&test, "r", &[ok, past_deadline], None, None);
+    assert_eq!(v.verdict.as_deref(), Some(Verdict::Error.as_str()));
+    assert_eq!(
+        v.reason.as_deref(),
+        Some(
+            "segment 1: Job failed: DeadlineExceeded Job was active longer than specified deadline"
+        )
+    );
+}
+
+#[test]
+fn a_failed_job_stands_for_its_segment_and_its_deadline_overrides_the_pod() {
+    let job = |reason: &str| -> k8s_openapi::api::batch::v1::Job {
+        serde_json::from_value(serde_json::json!({
+            "status": { "conditions": [
+                { "type": "Failed", "status": "True", "reason": reason, "message": "why" },
+            ] },
+        }))
+        .unwrap()
+    };
+    let (deadline, r) = super::runs::job_failure(&job("DeadlineExceeded")).unwrap();
+    assert!(deadline);
+    assert_eq!(r.exit_code, JOB_FAILED);
+    assert_eq!(r.message, "Job failed: DeadlineExceeded why");
+    let (deadline, _) = super::runs::job_failure(&job("BackoffLimitExceeded")).unwrap();
+    assert!(
+        !deadline,
+        "a pod that terminated says more than the backoff limit"
+    );
+    assert!(super::runs::job_failure(&Default::default()).is_none());
 }
 
 #[test]

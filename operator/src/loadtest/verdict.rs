@@ -6,6 +6,10 @@ use serde::Deserialize;
 use super::THRESHOLDS_FAILED_EXIT;
 use crate::crd::{LoadTestSpec, LoadTestStatus, RunPhase, Verdict};
 
+/// The exit code of a segment whose Job failed without a pod that terminated (or at its
+/// deadline): its message is the Job's reason and message.
+pub(crate) const JOB_FAILED: i32 = -1;
+
 /// What one runner left: its exit code and termination message (the k6 summary).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SegmentResult {
@@ -125,6 +129,7 @@ fn judge(done: &[(usize, &SegmentResult)]) -> Judged {
                     failed.extend(s.failed_thresholds.iter().cloned())
                 }
                 (0, Some(_)) => failed.push(format!("segment {i}: thresholds reported failed")),
+                (JOB_FAILED, _) => errors.push(format!("segment {i}: {}", short(&r.message))),
                 (code, _) => errors.push(format!(
                     "segment {i}: k6 exited {code}: {}",
                     short(&r.message)
