@@ -7,6 +7,8 @@
 //   TIME_SCALE (1; scales every stage, min 1 s each)   P95_MS (1000)   ERROR_RATE (0.01)
 //   DROPPED_TOLERANCE (0.01 of expected iterations)   REQ_TIMEOUT (10s)
 //   SUMMARY_FILE (k6-summary.json; /dev/termination-log in a cluster Job)
+//   SEGMENTS (1), INSTANCE: runners splitting the test and this one's index (the operator
+//     sets both); expected counts are this runner's share (segmentShare)
 //   LOG_ISSUED (1: log `ISSUED <seq> <userId> <couponCode>` per 201 for scripts/k6-verdict)
 //   STAMPEDE_JWT_HS256_SECRET, STAMPEDE_JWT_ISSUER, STAMPEDE_JWT_AUDIENCE: the service's
 //     own settings; with a secret every user's request carries an HS256 bearer token for
@@ -66,6 +68,19 @@ export const POLL_MAX = Math.max(POLL_MIN, envNumber('POLL_MAX', 5));
 export const MAX_WAIT = envNumber('MAX_WAIT', 300);
 // Set by the operator's Jobs so users stay distinct across execution segments.
 const INSTANCE = __ENV.INSTANCE || '';
+// Set by the operator's Jobs: how many runners split the test into equal execution
+// segments; INSTANCE is this runner's (0-based).
+const SEGMENTS = Math.max(1, Math.round(envNumber('SEGMENTS', 1)));
+const SEGMENT = Math.min(SEGMENTS - 1, Math.round(envNumber('INSTANCE', 0)));
+
+/**
+ * This runner's share of `total` users or iterations: k6 gives segment i of n equal ones
+ * floor(total / n), plus one while i < total mod n (the whole when the test is not split).
+ * Counts a threshold or summary compares with one runner's figures are its share.
+ */
+export function segmentShare(total) {
+  return Math.floor(total / SEGMENTS) + (SEGMENT < total % SEGMENTS ? 1 : 0);
+}
 
 const JWT_SECRET = __ENV.STAMPEDE_JWT_HS256_SECRET || '';
 const JWT_ISSUER = __ENV.STAMPEDE_JWT_ISSUER || '';

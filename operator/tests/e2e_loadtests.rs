@@ -1,13 +1,13 @@
 //! Load tests on the real control plane: runner Jobs per segment, created once; verdicts
 //! read from pod statuses the test writes as a kubelet would, carrying the summaries of
 //! real local k6 runs of the same scripts with the same environment; the gate; the
-//! runners' deadlines against what k6 plans.
+//! runners' deadlines and shares against what k6 plans.
 
 mod common;
-#[path = "e2e_loadtests/deadlines.rs"]
-mod deadlines;
 #[path = "e2e_loadtests/gate_hold.rs"]
 mod gate_hold;
+#[path = "e2e_loadtests/k6_plans.rs"]
+mod k6_plans;
 #[path = "e2e_loadtests/runners.rs"]
 mod runners;
 

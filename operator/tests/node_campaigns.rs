@@ -329,3 +329,64 @@ async fn the_operator_pod_deleted_mid_flight_is_replaced_and_its_successor_conve
         "exactly one issuer and one writer each"
     );
 }
+
+/// A campaign with more smoke runners (250m CPU each) than the node has room for at once,
+/// and a spike split between three runners.
+fn wider_than_the_node(runners: u32) -> String {
+    campaign_with_tests(&[
+        format!(
+            "{{name: wide, profile: smoke, parallelism: {runners}, vus: {runners}, duration: 10s, gate: true, thresholds: {{p95Ms: 5000, errorRate: 0.5}}}}"
+        ),
+        "{name: burst, profile: spike, parallelism: 3, vus: 10, duration: 30s, gate: true, thresholds: {p95Ms: 5000, errorRate: 0.05}}".into(),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runners_without_room_say_so_and_a_split_spike_passes_once_they_run() {
+    let mut t = NodeTest::start("room").await;
+    let name = t.campaign_name("wide");
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(t.client.clone());
+    let node = nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let cpu = node.status.unwrap().allocatable.unwrap()["cpu"].0.clone();
+    let cores: u32 = match cpu.strip_suffix('m') {
+        Some(milli) => milli.parse::<u32>().unwrap().div_ceil(1000),
+        None => cpu.parse().unwrap(),
+    };
+    // Four runners more than the node's cores can hold at 250m each.
+    t.apply(&name, &wider_than_the_node((cores * 4 + 4).min(32)));
+
+    let s = t
+        .status_until(&name, "a runner held up", Duration::from_secs(180), |s| {
+            s.load_tests.iter().any(|r| {
+                r.verdict.is_none()
+                    && r.reason.as_deref().is_some_and(|w| {
+                        w.contains("Unschedulable") && w.contains("Insufficient cpu")
+                    })
+            })
+        })
+        .await;
+    let cond = s.conditions.iter().find(|c| c.type_ == "LoadTestsPassed");
+    assert!(
+        cond.is_some_and(|c| c.reason == "Running" && c.message.contains("Unschedulable")),
+        "{cond:?}"
+    );
+
+    // Once the first runners are done the rest are scheduled, and both tests pass: the
+    // spike's three runners are each held to their share of its ten users.
+    let s = t
+        .status_until(&name, "two verdicts", Duration::from_secs(300), |s| {
+            s.load_tests.len() == 2 && s.load_tests.iter().all(|r| r.verdict.is_some())
+        })
+        .await;
+    for r in &s.load_tests {
+        assert_eq!(r.verdict.as_deref(), Some("Passed"), "{r:?}");
+        assert_eq!(r.reason, None, "{r:?}");
+    }
+    let burst = s.load_tests.iter().find(|r| r.name == "burst").unwrap();
+    assert_eq!(burst.requests, Some(10), "{burst:?}");
+}

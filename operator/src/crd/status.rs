@@ -61,7 +61,8 @@ pub struct LoadTestStatus {
     /// Passed, ThresholdsFailed or Error (when finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
-    /// Why, for anything but Passed.
+    /// Why, for anything but Passed; while unfinished, what holds a runner up (no node
+    /// has room, an image that cannot be pulled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When the Jobs were created (RFC 3339).

@@ -30,6 +30,8 @@ pub(crate) fn script_env(
         ("CAMPAIGN", shadow.to_string()),
         ("RUN_ID", run.to_owned()),
         ("INSTANCE", segment.to_string()),
+        // With INSTANCE, the runner's share of the counts its thresholds compare with.
+        ("SEGMENTS", test.parallelism.to_string()),
         ("P95_MS", test.thresholds.p95_ms.to_string()),
         ("ERROR_RATE", test.thresholds.error_rate.to_string()),
         ("SUMMARY_FILE", summary_file.to_owned()),

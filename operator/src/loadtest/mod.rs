@@ -8,6 +8,7 @@ mod jobs;
 mod k6;
 pub mod local;
 mod naming;
+mod pods;
 mod runs;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
 
+use super::pods::{ended, held_up, held_up_note};
 use super::{
     JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict,
 };
@@ -105,9 +106,13 @@ impl Runs<'_> {
         for job in &runners {
             ssa(self.client, ns, job).await?;
         }
-        let results = results(self.client, ns, run, test.parallelism).await?;
+        let Runners { results, held_up } =
+            read_runners(self.client, ns, run, test.parallelism).await?;
         let all_done = results.iter().all(Option::is_some);
-        let status = verdict(test, run, &results, started_at, all_done.then(now_rfc3339));
+        let mut status = verdict(test, run, &results, started_at, all_done.then(now_rfc3339));
+        if status.verdict.is_none() {
+            status.reason = held_up;
+        }
         if status.verdict.is_some() {
             // The shadow's stock and holders served their purpose; nothing real was spent.
             self.stock.forget(&shadow).await?;
@@ -124,33 +129,30 @@ fn segment(labels: Option<&BTreeMap<String, String>>, n: i32) -> Option<usize> {
         .filter(|i| *i < n as usize)
 }
 
+/// What the runners of a run say.
+struct Runners {
+    /// Each segment's result, once it has one.
+    results: Vec<Option<SegmentResult>>,
+    /// What holds unfinished segments up (`segment i: reason: message`), if anything.
+    held_up: Option<String>,
+}
+
 /// Each segment's result: the runner pod's termination (exit code and message, the k6
-/// summary), or the Job's failure when it failed without a pod that terminated.
-async fn results(
-    client: &Client,
-    ns: &str,
-    run: &str,
-    n: i32,
-) -> Result<Vec<Option<SegmentResult>>, Error> {
+/// summary), or the Job's failure when it failed without a pod that terminated; and what
+/// holds up the runners that have neither.
+async fn read_runners(client: &Client, ns: &str, run: &str, n: i32) -> Result<Runners, Error> {
     let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
     let mut out: Vec<Option<SegmentResult>> = vec![None; n as usize];
+    let mut held = Vec::new();
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
     for pod in pods.list(&selector).await?.items {
         let Some(i) = segment(pod.metadata.labels.as_ref(), n) else {
             continue;
         };
-        let terminated = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.name == "k6"))
-            .and_then(|c| c.state.as_ref())
-            .and_then(|s| s.terminated.as_ref());
-        if let Some(t) = terminated {
-            out[i] = Some(SegmentResult {
-                exit_code: t.exit_code,
-                message: t.message.clone().unwrap_or_default(),
-            });
+        if let Some(result) = ended(&pod) {
+            out[i] = Some(result);
+        } else if let Some(why) = held_up(&pod) {
+            held.push((i, why));
         }
     }
     let jobs = Api::<Job>::namespaced(client.clone(), ns);
@@ -166,7 +168,12 @@ async fn results(
             out[i] = Some(failure);
         }
     }
-    Ok(out)
+    held.retain(|(i, _)| out[*i].is_none());
+    let held_up = held_up_note(held);
+    Ok(Runners {
+        results: out,
+        held_up,
+    })
 }
 
 /// A failed Job as a segment result ([`JOB_FAILED`], the Job's reason and message), and

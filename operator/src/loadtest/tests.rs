@@ -63,12 +63,6 @@ fn jobs_one_per_segment_with_tags_and_the_summary_as_termination_message() {
         );
         let spec = job.spec.as_ref().unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
-        // peak: 60 s of stages and k6's 30 s graceful stop, then the runner's grace.
-        assert_eq!(planned_secs(&test), 90);
-        assert_eq!(
-            spec.active_deadline_seconds,
-            Some(90 + super::jobs::RUNNER_GRACE_SECS as i64)
-        );
         assert!(spec.ttl_seconds_after_finished.is_some());
         let pod = spec.template.spec.as_ref().unwrap();
         let c = &pod.containers[0];
@@ -93,6 +87,7 @@ fn jobs_one_per_segment_with_tags_and_the_summary_as_termination_message() {
             r#""name":"CAMPAIGN","value":"spring-sale.lt-preflight""#,
             r#""name":"RATE","value":"900""#,
             r#""name":"DURATION","value":"120""#,
+            r#""name":"SEGMENTS","value":"3""#,
             r#""name":"P95_MS","value":"50""#,
             r#""name":"SUMMARY_FILE","value":"/dev/termination-log""#,
             r#""name":"BASE_URL","value":"http://spring-sale-issuer.shop.svc:80""#,
@@ -102,6 +97,26 @@ fn jobs_one_per_segment_with_tags_and_the_summary_as_termination_message() {
         let labels = job.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[RUN_LABEL], run);
         assert_eq!(labels[SEGMENT_LABEL], i.to_string());
+    }
+}
+
+#[test]
+fn runner_jobs_end_at_what_k6_plans_plus_the_grace() {
+    let (plan, test) = plan();
+    let jobs = jobs(
+        &plan,
+        &test,
+        "r",
+        &OwnerReference::default(),
+        DEFAULT_K6_IMAGE,
+    );
+    // peak: 60 s of stages and k6's 30 s graceful stop, then the runner's grace.
+    assert_eq!(planned_secs(&test), 90);
+    for job in &jobs {
+        assert_eq!(
+            job.spec.as_ref().unwrap().active_deadline_seconds,
+            Some(90 + super::jobs::RUNNER_GRACE_SECS as i64)
+        );
     }
 }
 
@@ -317,4 +332,40 @@ fn runners_mint_tokens_with_the_issuers_secret_by_reference() {
         assert!(secret.get("value").is_none(), "never a value: {secret}");
         assert_eq!(secret["valueFrom"]["secretKeyRef"]["name"], "stampede-auth");
     }
+}
+
+#[test]
+fn a_runner_held_up_says_why_and_one_on_its_way_up_says_nothing() {
+    let pod = |status: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({ "status": status })).unwrap()
+    };
+    let waiting = |reason: &str| {
+        pod(serde_json::json!({ "containerStatuses": [{
+            "name": "k6", "image": "k6", "imageID": "", "ready": false, "restartCount": 0,
+            "state": { "waiting": { "reason": reason, "message": "pull access denied" } },
+        }] }))
+    };
+    assert_eq!(
+        super::pods::held_up(&waiting("ImagePullBackOff")).as_deref(),
+        Some("ImagePullBackOff: pull access denied")
+    );
+    assert_eq!(super::pods::held_up(&waiting("ContainerCreating")), None);
+    let unschedulable = pod(serde_json::json!({ "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu.",
+    }] }));
+    assert_eq!(
+        super::pods::held_up(&unschedulable).as_deref(),
+        Some("Unschedulable: 0/1 nodes are available: 1 Insufficient cpu.")
+    );
+    assert_eq!(super::pods::ended(&unschedulable), None);
+
+    let note = |held: &[(usize, &str)]| {
+        super::pods::held_up_note(held.iter().map(|(i, w)| (*i, w.to_string())).collect())
+    };
+    assert_eq!(note(&[]), None);
+    assert_eq!(
+        note(&[(7, "Unschedulable: no room"), (3, "Unschedulable: no room")]).as_deref(),
+        Some("segment 3: Unschedulable: no room (and 1 more held up)")
+    );
 }

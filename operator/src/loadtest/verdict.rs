@@ -48,7 +48,8 @@ pub(crate) fn parse_summary(message: &str) -> Option<Summary> {
         .find_map(|l| serde_json::from_str(l.trim()).ok())
 }
 
-fn short(s: &str) -> String {
+/// `s` trimmed and cut to 200 characters (or a note that it is empty).
+pub(super) fn short(s: &str) -> String {
     let s = s.trim();
     if s.chars().count() > 200 {
         format!("{}…", s.chars().take(200).collect::<String>())

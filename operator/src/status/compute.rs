@@ -137,18 +137,27 @@ fn load_tests_passed(runs: &[LoadTestStatus], ready: bool) -> Outcome {
             format!("load test {} (run {}): {why}", r.name, r.run),
         ));
     }
-    if let Some(r) = runs.iter().find(|r| r.verdict.is_none()) {
+    // An unfinished run that says what holds it up says the most.
+    let unfinished = |r: &&LoadTestStatus| r.verdict.is_none();
+    if let Some(r) = (runs.iter().filter(unfinished).find(|r| r.reason.is_some()))
+        .or_else(|| runs.iter().find(unfinished))
+    {
         return Err(if !ready && r.segments_done == 0 {
             Problem::new(
                 Reason::WaitingForWorkloads,
                 "load tests start once stock, topics and pods are ready",
             )
         } else {
+            // While a run is unfinished its reason says what holds a runner up.
+            let held_up = r.reason.as_deref().map(|w| format!("; {w}"));
             Problem::new(
                 Reason::Running,
                 format!(
-                    "load test {} running: {}/{} segments done",
-                    r.name, r.segments_done, r.segments
+                    "load test {} running: {}/{} segments done{}",
+                    r.name,
+                    r.segments_done,
+                    r.segments,
+                    held_up.unwrap_or_default()
                 ),
             )
         });

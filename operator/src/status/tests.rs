@@ -269,3 +269,25 @@ fn window_edges() {
     assert_eq!(until_window_edge(&w, 9_000), None);
     assert_eq!(until_window_edge(&Window::default(), 0), None);
 }
+
+#[test]
+fn a_running_test_says_what_holds_its_runners_up() {
+    let mut o = observed();
+    o.load_tests = vec![LoadTestStatus {
+        name: "preflight".into(),
+        run: "preflight-1".into(),
+        phase: "Running".into(),
+        reason: Some("segment 0: ImagePullBackOff: no such image".into()),
+        segments: 2,
+        segments_done: 1,
+        ..Default::default()
+    }];
+    o.gate = Gate::Testing;
+    let s = compute(None, &o, "t");
+    let c = cond(&s, ConditionType::LoadTestsPassed);
+    assert_eq!(c.reason, "Running");
+    assert_eq!(
+        c.message,
+        "load test preflight running: 1/2 segments done; segment 0: ImagePullBackOff: no such image"
+    );
+}

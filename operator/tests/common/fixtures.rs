@@ -13,9 +13,9 @@ pub fn minimal_campaign(stock: u64) -> String {
     )
 }
 
-/// A campaign with stock 50 and one gated smoke preflight (`vus` users, 5 s) at
-/// `error_rate`: the smoke sells the shadow out, so an error rate of 0 cannot hold.
-pub fn gated_smoke_campaign(error_rate: &str, vus: u32) -> String {
+/// A campaign with stock 50, one small issuer and these load tests (YAML flow maps).
+pub fn campaign_with_tests(tests: &[String]) -> String {
+    let tests: String = tests.iter().map(|t| format!("  - {t}\n")).collect();
     format!(
         "apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign
@@ -24,9 +24,16 @@ spec:
   stock: 50
   issuer: {{minReplicas: 1, maxReplicas: 1, resources: {{requests: {{cpu: 50m}}}}}}
   loadTests:
-  - {{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}
-"
+{tests}"
     )
+}
+
+/// A campaign with stock 50 and one gated smoke preflight (`vus` users, 5 s) at
+/// `error_rate`: the smoke sells the shadow out, so an error rate of 0 cannot hold.
+pub fn gated_smoke_campaign(error_rate: &str, vus: u32) -> String {
+    campaign_with_tests(&[format!(
+        "{{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}"
+    )])
 }
 
 /// Field managers that server-side-applied a Deployment.
