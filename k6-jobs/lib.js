@@ -8,7 +8,7 @@
 //   DROPPED_TOLERANCE (0.01 of expected iterations)   REQ_TIMEOUT (10s)
 //   SUMMARY_FILE (k6-summary.json; /dev/termination-log in a cluster Job)
 //   SEGMENTS (1), INSTANCE: runners splitting the test and this one's index (the operator
-//     sets both); expected counts are this runner's share (segmentShare)
+//     sets both); expected iterations are this runner's share (segmentShare)
 //   LOG_ISSUED (1: log `ISSUED <seq> <userId> <couponCode>` per 201 for scripts/k6-verdict)
 //   STAMPEDE_JWT_HS256_SECRET, STAMPEDE_JWT_ISSUER, STAMPEDE_JWT_AUDIENCE: the service's
 //     own settings; with a secret every user's request carries an HS256 bearer token for
@@ -116,8 +116,12 @@ export function expectedArrivals(startRate, stages) {
 let errorRate = ERROR_RATE;
 let noErrors = false;
 
-/** Thresholds every profile sets; `expected` (arrival-rate profiles) adds dropped_iterations. */
-export function thresholds(expected) {
+/**
+ * Thresholds every profile sets; `whole` (arrival-rate profiles: the whole test's expected
+ * iterations) adds dropped_iterations, held to this runner's share.
+ */
+export function thresholds(whole) {
+  const expected = whole === undefined ? undefined : segmentShare(whole);
   const t = {
     http_req_duration: [`p(95)<${P95_MS}`],
     errors: [noErrors ? 'rate<=0' : `rate<${errorRate}`],
@@ -389,7 +393,9 @@ const round2 = (x) => Math.round(x * 100) / 100;
  * handleSummary(): a compact JSON (at most 4 KB: it is a pod's termination message in a
  * cluster) to SUMMARY_FILE and stdout, and a short text summary to stderr.
  */
-export function summarize(profile, data, expected) {
+export function summarize(profile, data, whole) {
+  // The runner's own iterations are compared with its share of the whole test's.
+  const expected = whole === undefined ? undefined : segmentShare(whole);
   const failedThresholds = [];
   // setup() always returns data; without it the run never started (e.g. CAMPAIGN missing),
   // and the untouched thresholds must not read as a pass.

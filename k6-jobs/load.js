@@ -3,7 +3,7 @@
 // ramping-arrival-rate, every stage scaled by TIME_SCALE:
 //   30 s ramp to RATE -> hold RATE for DURATION -> 30 s ramp down to 0
 // Env (see lib.js for the shared ones): RATE (1000), DURATION (60), PRE_VUS / MAX_VUS.
-import { envNumber, expectedArrivals, issueOnce, options as opts, scaled, segmentShare, setupRun, summarize } from './lib.js';
+import { envNumber, expectedArrivals, issueOnce, options as opts, scaled, setupRun, summarize } from './lib.js';
 
 const PROFILE = 'load';
 const RATE = Math.max(1, Math.round(envNumber('RATE', 1000)));
@@ -12,7 +12,7 @@ const STAGES = [
   [scaled(envNumber('DURATION', 60)), RATE],
   [scaled(30), 0],
 ];
-const EXPECTED = segmentShare(expectedArrivals(0, STAGES));
+const EXPECTED = expectedArrivals(0, STAGES);
 const PRE_VUS = Math.round(envNumber('PRE_VUS', Math.max(20, Math.ceil(RATE / 4))));
 const MAX_VUS = Math.round(envNumber('MAX_VUS', Math.max(PRE_VUS, RATE)));
 

@@ -4,7 +4,7 @@
 //   10 s at BASE_RATE -> 20 s climb to RATE -> 10 s back to BASE_RATE -> 20 s to 0
 // Env (see lib.js for the shared ones): RATE (2000; PEAK_RATE is an older name for it),
 // BASE_RATE (100), PRE_VUS / MAX_VUS (max(50, rate/4) / max(that, rate)).
-import { envNumber, expectedArrivals, issueOnce, options as opts, scaled, segmentShare, setupRun, summarize } from './lib.js';
+import { envNumber, expectedArrivals, issueOnce, options as opts, scaled, setupRun, summarize } from './lib.js';
 
 const PROFILE = 'peak';
 const RATE = Math.max(1, Math.round(envNumber('RATE', envNumber('PEAK_RATE', 2000))));
@@ -15,7 +15,7 @@ const STAGES = [
   [scaled(10), BASE_RATE],
   [scaled(20), 0],
 ];
-const EXPECTED = segmentShare(expectedArrivals(BASE_RATE, STAGES));
+const EXPECTED = expectedArrivals(BASE_RATE, STAGES);
 const TOP = Math.max(RATE, BASE_RATE);
 const PRE_VUS = Math.round(envNumber('PRE_VUS', Math.max(50, Math.ceil(TOP / 4))));
 const MAX_VUS = Math.round(envNumber('MAX_VUS', Math.max(PRE_VUS, TOP)));

@@ -9,13 +9,13 @@
 // Env (see lib.js for the shared ones): RATE (33), DURATION (600), MAX_WAIT (300),
 // POLL_MIN / POLL_MAX (0.25 / 5), PRE_VUS / MAX_VUS (max(50, 5 x RATE) / RATE x (MAX_WAIT +
 // 10), at most 20 000). ERROR_RATE defaults to 0 here.
-import { MAX_WAIT, envNumber, expectedArrivals, inWaitingRoom, options as opts, scaled, segmentShare, setupRun, summarize, userIdFor, waitingRoomUser } from './lib.js';
+import { MAX_WAIT, envNumber, expectedArrivals, inWaitingRoom, options as opts, scaled, setupRun, summarize, userIdFor, waitingRoomUser } from './lib.js';
 
 const PROFILE = 'queue';
 inWaitingRoom();
 const RATE = Math.max(1, Math.round(envNumber('RATE', 33)));
 const STAGES = [[scaled(envNumber('DURATION', 600)), RATE]];
-const EXPECTED = segmentShare(expectedArrivals(0, STAGES));
+const EXPECTED = expectedArrivals(0, STAGES);
 // Users hold their VU while they wait: k6 drops arrivals while it starts VUs mid-run, so
 // start many up front.
 const MAX_VUS = Math.round(envNumber('MAX_VUS', Math.min(20000, RATE * (MAX_WAIT + 10))));

@@ -3,12 +3,12 @@
 //
 // constant-arrival-rate at RATE for DURATION (scaled by TIME_SCALE).
 // Env (see lib.js for the shared ones): RATE (200), DURATION (600), PRE_VUS / MAX_VUS.
-import { envNumber, issueOnce, options as opts, scaled, segmentShare, setupRun, summarize } from './lib.js';
+import { envNumber, issueOnce, options as opts, scaled, setupRun, summarize } from './lib.js';
 
 const PROFILE = 'soak';
 const RATE = Math.max(1, Math.round(envNumber('RATE', 200)));
 const SECS = scaled(envNumber('DURATION', 600));
-const EXPECTED = segmentShare(RATE * SECS);
+const EXPECTED = RATE * SECS;
 const PRE_VUS = Math.round(envNumber('PRE_VUS', Math.max(10, Math.ceil(RATE / 4))));
 const MAX_VUS = Math.round(envNumber('MAX_VUS', Math.max(PRE_VUS, RATE)));
 

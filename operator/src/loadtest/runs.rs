@@ -112,8 +112,7 @@ impl Runs<'_> {
         let mut status = verdict(test, run, &results, started_at, all_done.then(now_rfc3339));
         if status.verdict.is_none() {
             status.reason = held_up;
-        }
-        if status.verdict.is_some() {
+        } else {
             // The shadow's stock and holders served their purpose; nothing real was spent.
             self.stock.forget(&shadow).await?;
         }

@@ -235,11 +235,7 @@ impl NodeTest {
 impl Drop for NodeTest {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let path = path_with_kubectl();
-            eprintln!(
-                "{}",
-                diagnose(&self.ns, &kubeconfig_path(), &path, &state_dir())
-            );
+            eprintln!("{}", diagnose(&self.ns, &state_dir()));
         }
         // The namespace goes with its campaigns (finalizers run in the operator pod); then
         // the `forget` field drops, removing what `Retain` kept.

@@ -4,7 +4,8 @@
 //! timeout must say there what the node was doing.
 
 use std::path::Path;
-use std::process::Command;
+
+use super::node::try_kubectl;
 
 /// At most this many lines from each source, so the whole stays readable in a CI log.
 const TAIL: usize = 25;
@@ -21,35 +22,10 @@ const CONTAINERS: &str = "custom-columns=POD:.metadata.name,PHASE:.status.phase,
                           STARTED:.status.startTime,\
                           FINISHED:.status.containerStatuses[*].state.terminated.finishedAt";
 
-/// kubectl against the node.
-struct Kubectl<'a> {
-    kubeconfig: &'a Path,
-    path: &'a str,
-}
-
-impl Kubectl<'_> {
-    /// Its stdout, or its stderr when it fails.
-    fn run(&self, args: &[&str]) -> String {
-        Command::new("kubectl")
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig)
-            .env("PATH", self.path)
-            .output()
-            .map(|o| {
-                let text = if o.status.success() {
-                    o.stdout
-                } else {
-                    o.stderr
-                };
-                String::from_utf8_lossy(&text).into_owned()
-            })
-            .unwrap_or_else(|e| format!("kubectl: {e}\n"))
-    }
-}
-
 /// A compact report of namespace `ns` on the node (commands that fail say so inline).
-pub fn diagnose(ns: &str, kubeconfig: &Path, path: &str, state: &Path) -> String {
-    let k = Kubectl { kubeconfig, path };
+pub fn diagnose(ns: &str, state: &Path) -> String {
+    // Its stdout, or its stderr when it fails.
+    let kubectl = |args: &[&str]| try_kubectl(args).unwrap_or_else(|e| e);
     let operator_log = [
         "-n",
         super::node::RELEASE_NS,
@@ -57,26 +33,29 @@ pub fn diagnose(ns: &str, kubeconfig: &Path, path: &str, state: &Path) -> String
         "deploy/stampede-operator",
     ];
     let sections = [
-        ("campaigns", k.run(&["-n", ns, "get", "cc", "-o", "wide"])),
+        ("campaigns", kubectl(&["-n", ns, "get", "cc", "-o", "wide"])),
         (
             "load-test runs",
-            k.run(&["-n", ns, "get", "cc", "-o", RUNS]),
+            kubectl(&["-n", ns, "get", "cc", "-o", RUNS]),
         ),
         (
             "workloads",
-            k.run(&["-n", ns, "get", "deploy,jobs,pods", "-o", "wide"]),
+            kubectl(&["-n", ns, "get", "deploy,jobs,pods", "-o", "wide"]),
         ),
         (
             "containers",
-            k.run(&["-n", ns, "get", "pods", "-o", CONTAINERS]),
+            kubectl(&["-n", ns, "get", "pods", "-o", CONTAINERS]),
         ),
         (
             "events",
-            k.run(&["-n", ns, "get", "events", "--sort-by=.lastTimestamp"]),
+            kubectl(&["-n", ns, "get", "events", "--sort-by=.lastTimestamp"]),
         ),
         (
             "operator log",
-            grep(&k.run(&[&operator_log[..], &["--tail=2000"]].concat()), ns),
+            grep(
+                &kubectl(&[&operator_log[..], &["--tail=2000"]].concat()),
+                ns,
+            ),
         ),
         (
             "kubelet warnings and errors",

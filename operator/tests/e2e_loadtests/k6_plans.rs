@@ -2,6 +2,7 @@
 //! plans to run each shipped script (a runner Job's deadline rests on it), and how it splits
 //! users between runners (a runner's thresholds compare with its share).
 
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
@@ -80,37 +81,31 @@ fn planned_lengths_bound_what_k6_plans_for_every_profile() {
     }
 }
 
-/// `k6-jobs/lib.js`'s `segmentShare(users)` in runner `i` of `n`, beside the iterations k6
-/// runs in that execution segment of a one-iteration-per-user scenario (the spike's shape):
-/// `(share, ran)`.
-fn share_and_ran(users: u32, i: u32, n: u32) -> (u64, u64) {
+/// A one-iteration-per-user scenario (the spike's shape) of `USERS` users that prints
+/// `lib.js`'s `segmentShare(USERS)` beside the iterations k6 ran in this execution segment.
+const SHARE_JS: &str = "import { segmentShare } from 'LIB';
+const USERS = Number(__ENV.USERS);
+export const options = { scenarios: { s: { executor: 'per-vu-iterations', vus: USERS, iterations: 1 } } };
+export default function () {}
+export function handleSummary(data) {
+  const it = data.metrics.iterations;
+  return { stdout: JSON.stringify({ share: segmentShare(USERS), ran: it ? it.values.count : 0 }) + '\\n' };
+}
+";
+
+/// [`SHARE_JS`] in runner `i` of `n` for `users` users: `(share, ran)`.
+fn share_and_ran(script: &Path, users: u32, i: u32, n: u32) -> (u64, u64) {
     let frac = |k: u32| match k {
         0 => "0".to_owned(),
         k if k == n => "1".to_owned(),
         k => format!("{k}/{n}"),
     };
     let sequence: Vec<String> = (0..=n).map(frac).collect();
-    let dir = std::env::temp_dir().join(unique("k6-share"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("share.js");
-    let lib = repo().join("k6-jobs/lib.js");
-    std::fs::write(
-        &script,
-        format!(
-            "import {{ segmentShare }} from '{}';\n\
-             export const options = {{ scenarios: {{ s: {{ executor: 'per-vu-iterations', vus: {users}, iterations: 1 }} }} }};\n\
-             export default function () {{}}\n\
-             export function handleSummary(data) {{\n\
-             const it = data.metrics.iterations;\n\
-             return {{ stdout: JSON.stringify({{ share: segmentShare({users}), ran: it ? it.values.count : 0 }}) + '\\n' }};\n\
-             }}\n",
-            lib.display()
-        ),
-    )
-    .unwrap();
     let out = Command::new(k6())
         .args(["run", "--quiet", "--no-color", "-e", "CAMPAIGN=share"])
         .args([
+            "-e",
+            &format!("USERS={users}"),
             "-e",
             &format!("SEGMENTS={n}"),
             "-e",
@@ -121,10 +116,9 @@ fn share_and_ran(users: u32, i: u32, n: u32) -> (u64, u64) {
             &format!("{}:{}", frac(i), frac(i + 1)),
         ])
         .args(["--execution-segment-sequence", &sequence.join(",")])
-        .arg(&script)
+        .arg(script)
         .output()
         .expect("k6 run");
-    let _ = std::fs::remove_dir_all(&dir);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| {
@@ -138,9 +132,16 @@ fn share_and_ran(users: u32, i: u32, n: u32) -> (u64, u64) {
 
 #[test]
 fn each_runner_s_share_is_what_k6_runs_in_its_segment() {
+    let dir = std::env::temp_dir().join(unique("k6-share"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("share.js");
+    let lib = repo().join("k6-jobs/lib.js");
+    std::fs::write(&script, SHARE_JS.replace("LIB", &lib.to_string_lossy())).unwrap();
     for n in 1..=4 {
         for users in [1, 3, 7, 10] {
-            let shares: Vec<(u64, u64)> = (0..n).map(|i| share_and_ran(users, i, n)).collect();
+            let shares: Vec<(u64, u64)> = (0..n)
+                .map(|i| share_and_ran(&script, users, i, n))
+                .collect();
             for (i, (share, ran)) in shares.iter().enumerate() {
                 assert_eq!(share, ran, "{users} users, runner {i} of {n}: {shares:?}");
             }
@@ -148,4 +149,5 @@ fn each_runner_s_share_is_what_k6_runs_in_its_segment() {
             assert_eq!(total, u64::from(users), "the shares add up");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
