@@ -66,6 +66,7 @@ writer_pid=$ROLE_PID
 # The split: the hot path alone, nothing relaying its campaign.
 STAMPEDE_LOG=warn start_service "$((PORT + 2))" "$log.no-relay" --no-relay ${AUTH:+--auth "$AUTH"}
 alone_pid=$SVC_PID
+alone_ops=$SVC_METRICS
 
 if [ "${REPLICA:-0}" = 1 ]; then
   # The stack's Redis replica (scripts/stack up replica) and a second service that
@@ -108,12 +109,21 @@ split_ticks() {
 redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
 issued() { "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
 drained() { [ "$(rcli xlen "{stampede:$1}:outbox")" -eq 0 ]; }
+# batch_totals OPS_URL: "<issuances decided> <issue script calls>" so far (group commit).
+batch_totals() {
+  curl -sf "$1/metrics" | awk '/^stampede_redis_issue_batch_size_sum/ {s=$2}
+    /^stampede_redis_issue_batch_size_count/ {c=$2} END {printf "%d %d", s, c}'
+}
 # wrk_run name url mode [campaign]: appends "name rps p50_us p99_us non2xx redis_us" to
 # $results (redis_us: Redis CPU microseconds per issuance, relay included; 0 for healthz)
 wrk_run() {
   local name=$1 url=$2 mode=$3; shift 3
-  local campaign=${1:-} cpu0 n0 redis_us=0 split0="" split="" serve_pid=""
-  case $name in issue) serve_pid=$headline_pid ;; issue-no-relay) serve_pid=$alone_pid ;; esac
+  local campaign=${1:-} cpu0 n0 redis_us=0 split0="" split="" serve_pid="" ops="" batch0="" batch=""
+  case $name in
+    issue) serve_pid=$headline_pid ops=$ops_url ;;
+    issue-no-relay) serve_pid=$alone_pid ops=$alone_ops ;;
+  esac
+  [ -z "$ops" ] || batch0=$(batch_totals "$ops")
   # Fresh users for every run, minted before wrk starts (not part of the measurement).
   "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
   # Redis CPU per issuance for the paths that issue (the sold-out one issues nothing).
@@ -148,7 +158,11 @@ wrk_run() {
           printf "wrk=%.1f", w * 1e6 / n }')
     fi
   fi
-  printf '%s\t%s\t%s\t%s\n' "$line" "$redis_us" "$split" "${catchup_ms:-}" >>"$results"
+  # Issuances per issue script call over the run (the requests' own, not the sell-out's).
+  [ -z "$ops" ] || batch=$(awk -v a="$batch0" -v b="$(batch_totals "$ops")" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    if (y[2] > x[2]) printf "%.1f", (y[1] - x[1]) / (y[2] - x[2]) }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$line" "$redis_us" "$split" "${catchup_ms:-}" "$batch" >>"$results"
 }
 wait_drained() {
   for _ in $(seq 600); do drained "$1" && return 0; sleep 0.1; done
@@ -204,6 +218,9 @@ for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
         total = sum(parts.values())
         shown = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())
         print(f"{'':14} CPU us per issuance: {shown}  (total {total:.1f})")
+    batches = [float(r[8]) for r in rs if len(r) > 8 and r[8].strip()]
+    if batches:
+        print(f"{'':14} issuances per issue script call {statistics.median(batches):.1f} (group commit, median)")
     lags = [float(r[7]) for r in rs if len(r) > 7 and r[7].strip()]
     if lags:
         print(f"{'':14} the relay emptied the outbox {statistics.median(lags):.0f} ms after wrk stopped (median; the wait is not in req/s)")

@@ -75,6 +75,10 @@ for i in $(seq "$ROUNDS"); do
   spike issue
 done
 python3 bench/spike_report.py "$out" "$ROUNDS" | tee "$out/results.txt"
+# What the service counted over every spike: a 503 is shed load or a failed Redis call.
+curl -sf "$ops_url/metrics" >"$out/metrics.txt" || true
+grep -E '^stampede_(http_shed_total|redis_errors_total|redis_issue_batch_size_(sum|count))' \
+  "$out/metrics.txt" | sed 's/^/service: /' || true
 stop_roles
 forget_campaign "$c"
 forget_campaign "$gone"

@@ -69,6 +69,18 @@ impl Error {
         }
     }
 
+    /// The same failure, for another caller of a call that failed (a batch's): what it
+    /// carries where it can be copied, its message otherwise.
+    pub fn for_another_caller(&self) -> Self {
+        match self {
+            Error::Redis(e) => Error::Redis(e.clone()),
+            Error::RedisTimeout(d) => Error::RedisTimeout(*d),
+            Error::NotReplicated(s) => Error::NotReplicated(s.clone()),
+            Error::CampaignNotFound(s) => Error::CampaignNotFound(s.clone()),
+            other => Error::Protocol(other.to_string()),
+        }
+    }
+
     /// True when the backend (Redis) is unreachable or too slow, as opposed to bad input.
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -21,6 +21,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub struct RedisMetrics {
     duration: HistogramVec,
     errors: IntCounterVec,
+    batch: Histogram,
 }
 
 impl RedisMetrics {
@@ -39,6 +40,11 @@ impl RedisMetrics {
                 "Failed Redis calls by kind",
                 &["op", "kind"],
             ),
+            batch: r.histogram(
+                "stampede_redis_issue_batch_size",
+                "Issuances decided by one issue script call",
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
         }
     }
 
@@ -56,6 +62,11 @@ impl RedisMetrics {
         if let Some(e) = err {
             self.errors.with_label_values(&[op, e.metric_label()]).inc();
         }
+    }
+
+    /// Records the size of one issue batch.
+    pub fn observe_batch(&self, issuances: usize) {
+        self.batch.observe(issuances as f64);
     }
 }
 

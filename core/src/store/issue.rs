@@ -40,6 +40,26 @@ pub struct Counted {
     pub counter: Option<u64>,
 }
 
+/// One user's four values of the issue script's answer: status, detail, incarnation,
+/// counter.
+fn counted(target: &CampaignId, answer: &[String]) -> Result<Counted, Error> {
+    let [_, _, incarnation, counter] = answer else {
+        return Err(Error::Protocol(format!("{answer:?}")));
+    };
+    let decision = Decision::from_reply(&answer[..2])?;
+    // What a caller records as handed out: the counter the script compares (a bucket
+    // counts its own positions; elsewhere the counter is the seq).
+    let counter = match &decision {
+        Decision::Already(r) if !target.is_bucket() => Some(r.seq),
+        _ => counter.parse().ok(),
+    };
+    Ok(Counted {
+        decision,
+        incarnation: incarnation.clone(),
+        counter,
+    })
+}
+
 impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
@@ -63,9 +83,10 @@ impl Store {
         Ok((counted.decision, counted.incarnation))
     }
 
-    /// One issue script call on `target` (a campaign, or a bucket of one); the caller
-    /// routes (`issue_routed`). `admission`: the expiry of the user's verified admission
-    /// token, which a campaign with a waiting room needs (and the coupon ends).
+    /// One issuance on `target` (a campaign, or a bucket of one), decided in the target's
+    /// next batch; the caller routes (`issue_routed`). `admission`: the expiry of the user's
+    /// verified admission token, which a campaign with a waiting room needs (and the coupon
+    /// ends).
     pub(super) async fn issue_counted(
         &self,
         target: &CampaignId,
@@ -73,52 +94,55 @@ impl Store {
         admission: Option<i64>,
         handed: &HandedOut,
     ) -> Result<Counted, Error> {
-        let campaign = target;
-        let k = CampaignKeys::new(campaign);
+        self.issue_batched(target, user, admission, handed).await
+    }
+
+    /// One issue script call on `target` deciding `asks` (user, admission expiry) in order.
+    pub(super) async fn issue_script(
+        &self,
+        target: &CampaignId,
+        asks: &[(&UserId, Option<i64>)],
+        handed: &HandedOut,
+    ) -> Result<Vec<Counted>, Error> {
+        let k = CampaignKeys::new(target);
         let mut inv = self.scripts.issue.prepare_invoke();
         inv.key(&k.meta)
             .key(&k.holders)
             .key(&k.outbox)
             .key(&k.wr.active)
             .key(&k.wr.entry)
-            .arg(user.as_str())
-            .arg(campaign.campaign())
-            .arg(coupon_code())
+            .arg(target.campaign())
             .arg(handed.high)
-            .arg(&*handed.incarnation)
-            .arg(admission.map(|a| a.to_string()).unwrap_or_default());
-        let mut reply: Vec<String> = self.invoke("issue", inv).await?;
-        if reply.first().is_some_and(|s| s == "SUSPENDED") && reply.len() > 1 {
+            .arg(&*handed.incarnation);
+        for (user, admission) in asks {
+            inv.arg(user.as_str())
+                .arg(coupon_code())
+                .arg(admission.map(|a| a.to_string()).unwrap_or_default());
+        }
+        let reply: Vec<String> = self.invoke("issue", inv).await?;
+        if reply.len() != asks.len() * 4 {
+            return Err(Error::Protocol(format!(
+                "issue of {} users answered {} values",
+                asks.len(),
+                reply.len()
+            )));
+        }
+        if reply
+            .chunks_exact(4)
+            .any(|a| a[0] == "SUSPENDED" && a[1] == "NEW")
+        {
             // This call suspended it: the alert's set lives outside the campaign's slot.
             tracing::error!(
-                campaign = %campaign, handed_out = handed.high,
+                campaign = %target, handed_out = handed.high,
                 "Redis' issued counter is below seqs already handed out (it lost writes): \
                  campaign suspended; run `audit`, then `campaign unsuspend`"
             );
-            self.set_suspended(campaign, true).await?;
+            self.set_suspended(target, true).await?;
         }
-        let counter = if reply.len() > 3 {
-            reply.pop().and_then(|c| c.parse().ok())
-        } else {
-            None
-        };
-        let incarnation = if reply.len() > 2 {
-            reply.pop().unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let decision = Decision::from_reply(&reply)?;
-        // What a caller records as handed out: the counter the script compares (a bucket
-        // counts its own positions; elsewhere the counter is the seq).
-        let counter = match &decision {
-            Decision::Already(r) if !target.is_bucket() => Some(r.seq),
-            _ => counter,
-        };
-        Ok(Counted {
-            decision,
-            incarnation,
-            counter,
-        })
+        reply
+            .chunks_exact(4)
+            .map(|answer| counted(target, answer))
+            .collect()
     }
 
     /// Finds the coupon `user` holds; `Ok(None)` when the user has none.

@@ -6,6 +6,7 @@
 //! restart or failover ([`epoch`]), and the waiting room's line (`waiting_room`).
 
 mod admin;
+mod batch;
 pub mod conn;
 pub mod epoch;
 pub mod fence;
@@ -66,6 +67,7 @@ pub struct Store {
     timeout: Duration,
     metrics: RedisMetrics,
     routes: Arc<shards::Routes>,
+    lanes: Arc<batch::Lanes>,
 }
 
 impl Store {
@@ -93,6 +95,7 @@ impl Store {
                 queue_config: Script::new(include_str!("lua/queue_config.lua")),
             }),
             routes: Arc::default(),
+            lanes: Arc::default(),
             timeout: config.timeout,
             metrics,
         })

@@ -21,7 +21,8 @@ pub struct RedisArgs {
     /// Upper bound on any one Redis call, in milliseconds; past it the request gets 503.
     #[arg(long, env = "STAMPEDE_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
-    /// Multiplexed Redis connections to spread calls over.
+    /// Multiplexed Redis connections to spread calls over; also how many issue batches of
+    /// one campaign are with Redis at once.
     #[arg(long, env = "STAMPEDE_REDIS_CONNECTIONS", default_value_t = 2)]
     pub redis_connections: usize,
 }

@@ -1,0 +1,227 @@
+//! Group commit of the issue script on a real Redis: issuances of one campaign that arrive
+//! while another is with Redis share one script call, and the batch decides each of them
+//! as a call of its own would (once per user, never past the stock, a waiting room's
+//! admissions checked and ended one by one).
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{RedisServer, id, issuance_counts, key, kit::sample, room::room};
+use futures::future::join_all;
+use stampede_core::coupon::Decision;
+use stampede_core::ids::UserId;
+use stampede_core::store::conn::RedisConn;
+use stampede_core::store::{HandedOut, Store, StoreConfig};
+use stampede_service::metrics::Metrics;
+
+/// A store with one connection (so one batch in flight per campaign) and its metrics.
+async fn one_turn_store(redis: &RedisServer) -> (Store, Metrics) {
+    let metrics = Metrics::new();
+    let config = StoreConfig {
+        url: redis.url(),
+        connections: 1,
+        timeout: Duration::from_secs(2),
+    };
+    let store = Store::connect(&config, metrics.redis.clone())
+        .await
+        .unwrap();
+    (store, metrics)
+}
+
+fn user(u: &str) -> UserId {
+    UserId::parse(u).unwrap()
+}
+
+/// (script calls, issuances they decided), from the batch size histogram.
+fn batches(metrics: &Metrics) -> (f64, f64) {
+    let text = metrics.render();
+    (
+        sample(&text, "stampede_redis_issue_batch_size_count"),
+        sample(&text, "stampede_redis_issue_batch_size_sum"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issuances_share_script_calls_and_each_is_decided_once() {
+    const STOCK: u64 = 50;
+    let redis = RedisServer::start().await;
+    let (store, metrics) = one_turn_store(&redis).await;
+    let c = id("batched");
+    store.ensure_campaign(&c, STOCK, None).await.unwrap();
+
+    // 100 users ask four times each, all at once: 400 asks for 50 coupons.
+    let asks: Vec<UserId> = (0..400).map(|i| user(&format!("u{}", i % 100))).collect();
+    let answers = join_all(asks.iter().map(|u| store.issue(&c, u))).await;
+    let mut by_user: HashMap<&str, Vec<Decision>> = HashMap::new();
+    for (u, d) in asks.iter().zip(answers) {
+        by_user.entry(u.as_str()).or_default().push(d.unwrap());
+    }
+
+    let mut seqs = BTreeSet::new();
+    for (u, decisions) in by_user {
+        let issued: Vec<_> = decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Issued(r) => Some(r),
+                _ => None,
+            })
+            .collect();
+        match issued[..] {
+            [won] => {
+                assert!(seqs.insert(won.seq), "seq {} issued twice", won.seq);
+                for d in &decisions {
+                    assert!(
+                        matches!(d, Decision::Issued(r) | Decision::Already(r) if r == won),
+                        "{u}: {decisions:?}"
+                    );
+                }
+            }
+            [] => assert!(
+                decisions.iter().all(|d| *d == Decision::SoldOut(STOCK)),
+                "{u}: {decisions:?}"
+            ),
+            _ => panic!("{u} got more than one coupon: {decisions:?}"),
+        }
+    }
+    assert_eq!(seqs, (1..=STOCK).collect::<BTreeSet<_>>());
+    assert_eq!(
+        issuance_counts(&redis, "batched").await,
+        (STOCK, STOCK, STOCK)
+    );
+
+    let (calls, decided) = batches(&metrics);
+    assert_eq!(decided, 400.0, "every ask went through a batch");
+    assert!(
+        calls <= 10.0,
+        "400 asks at once took {calls} script calls: they were not batched"
+    );
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+/// Writes admissions (user, expiry ms) into the "roomy" campaign's room, as queue.lua does.
+async fn admit(conn: &mut RedisConn, admissions: &[(&str, i64)]) {
+    for (u, expiry) in admissions {
+        let _: () = redis::cmd("ZADD")
+            .arg(key("roomy", "wr:active"))
+            .arg(expiry)
+            .arg(u)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_issues_only_to_the_live_admissions_its_users_name() {
+    let redis = RedisServer::start().await;
+    let (store, metrics) = one_turn_store(&redis).await;
+    let c = id("roomy");
+    store
+        .ensure_campaign_with_room(&c, 10, None, (false, 1), &room(100, 100))
+        .await
+        .unwrap();
+    let live = now_ms() + 60_000;
+    let mut conn = redis.conn().await;
+    admit(&mut conn, &[("in-0", live), ("in-1", live), ("in-2", live)]).await;
+    admit(
+        &mut conn,
+        &[("wrong-token", live), ("expired", now_ms() - 1_000)],
+    )
+    .await;
+
+    // What each names as its admission, and what it must get, all in one go.
+    let asks = [
+        ("in-0", Some(live), "issued"),
+        ("in-1", Some(live), "issued"),
+        ("never-admitted", Some(live), "admission_required"),
+        ("in-2", Some(live), "issued"),
+        ("wrong-token", Some(live + 1), "admission_required"),
+        ("expired", Some(now_ms() - 1_000), "admission_required"),
+        ("in-1", None, "already"),
+        ("in-2", Some(live), "already"),
+    ];
+    let users: Vec<UserId> = asks.iter().map(|(u, _, _)| user(u)).collect();
+    let answers = join_all(asks.iter().zip(&users).map(|((_, admission, _), u)| {
+        store.issue_routed(&c, u, *admission, |_| HandedOut::default())
+    }))
+    .await;
+    let got: Vec<_> = answers
+        .iter()
+        .map(|a| a.as_ref().unwrap().decision.label())
+        .collect();
+    let want: Vec<_> = asks.iter().map(|(_, _, w)| *w).collect();
+    // The first ask goes alone; a repeat in the batch after it is answered as a holder.
+    assert_eq!(got, want);
+    assert!(
+        batches(&metrics).0 < asks.len() as f64,
+        "the asks were batched"
+    );
+
+    // The coupons ended their admissions; the refused ones keep theirs.
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(key("roomy", "wr:active"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(members, ["expired", "wrong-token"]);
+    assert_eq!(issuance_counts(&redis, "roomy").await, (3, 3, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gave_up_waiting_is_left_out_of_its_batch() {
+    let redis = RedisServer::start().await;
+    let (store, metrics) = one_turn_store(&redis).await;
+    let c = id("patient");
+    store.ensure_campaign(&c, 10, None).await.unwrap();
+    let mut admin = redis.conn().await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(10_000)
+        .arg("WRITE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    // The first takes the only turn and waits in Redis; the next two wait for the turn.
+    let first_user = user("first");
+    let first = store.issue(&c, &first_user);
+    tokio::pin!(first);
+    assert!(futures::poll!(&mut first).is_pending());
+    let quitter = user("gave-up");
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), store.issue(&c, &quitter)).await;
+    assert!(gave_up.is_err(), "it waited for the turn");
+    let stayed_user = user("stayed");
+    let stayed = store.issue(&c, &stayed_user);
+    tokio::pin!(stayed);
+    assert!(futures::poll!(&mut stayed).is_pending());
+
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(first.await.unwrap().label(), "issued");
+    assert_eq!(stayed.await.unwrap().label(), "issued");
+    let holders: Vec<String> = redis::cmd("HKEYS")
+        .arg(key("patient", "holders"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(
+        holders.into_iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["first".to_owned(), "stayed".to_owned()])
+    );
+    assert_eq!(
+        batches(&metrics),
+        (2.0, 2.0),
+        "the quitter's ask never went out"
+    );
+}
