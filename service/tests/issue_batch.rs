@@ -181,14 +181,7 @@ async fn a_caller_that_gave_up_waiting_is_left_out_of_its_batch() {
     let (store, metrics) = one_turn_store(&redis).await;
     let c = id("patient");
     store.ensure_campaign(&c, 10, None).await.unwrap();
-    let mut admin = redis.conn().await;
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(10_000)
-        .arg("WRITE")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.pause_writes(10_000).await;
 
     // The first takes the only turn and waits in Redis; the next two wait for the turn.
     let first_user = user("first");
@@ -203,16 +196,12 @@ async fn a_caller_that_gave_up_waiting_is_left_out_of_its_batch() {
     tokio::pin!(stayed);
     assert!(futures::poll!(&mut stayed).is_pending());
 
-    let _: () = redis::cmd("CLIENT")
-        .arg("UNPAUSE")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    redis.thaw().await;
     assert_eq!(first.await.unwrap().label(), "issued");
     assert_eq!(stayed.await.unwrap().label(), "issued");
     let holders: Vec<String> = redis::cmd("HKEYS")
         .arg(key("patient", "holders"))
-        .query_async(&mut admin)
+        .query_async(&mut redis.conn().await)
         .await
         .unwrap();
     assert_eq!(

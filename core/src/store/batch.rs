@@ -70,10 +70,12 @@ impl Drop for Turn {
 }
 
 impl Store {
-    /// Decides `user`'s issuance on `target` in the next batch of that target: at once when
-    /// the target has a turn free (one per Redis connection), otherwise with the asks that
-    /// come while the batches in flight are out.
-    pub(super) async fn issue_batched(
+    /// One issuance on `target` (a campaign, or a bucket of one; the caller routes,
+    /// `issue_routed`), decided in the target's next batch: at once when the target has a
+    /// turn free (one per Redis connection), otherwise with the asks that come while the
+    /// batches in flight are out. `admission`: the expiry of the user's verified admission
+    /// token, which a campaign with a waiting room needs (and the coupon ends).
+    pub(super) async fn issue_counted(
         &self,
         target: &CampaignId,
         user: &UserId,

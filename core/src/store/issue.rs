@@ -83,20 +83,6 @@ impl Store {
         Ok((counted.decision, counted.incarnation))
     }
 
-    /// One issuance on `target` (a campaign, or a bucket of one), decided in the target's
-    /// next batch; the caller routes (`issue_routed`). `admission`: the expiry of the user's
-    /// verified admission token, which a campaign with a waiting room needs (and the coupon
-    /// ends).
-    pub(super) async fn issue_counted(
-        &self,
-        target: &CampaignId,
-        user: &UserId,
-        admission: Option<i64>,
-        handed: &HandedOut,
-    ) -> Result<Counted, Error> {
-        self.issue_batched(target, user, admission, handed).await
-    }
-
     /// One issue script call on `target` deciding `asks` (user, admission expiry) in order.
     pub(super) async fn issue_script(
         &self,

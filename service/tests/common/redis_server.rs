@@ -152,6 +152,32 @@ impl RedisServer {
         }
     }
 
+    /// Holds every command that may write (scripts included) on every node until
+    /// [`RedisServer::thaw`] or `ms` milliseconds (CLIENT PAUSE WRITE: reads and
+    /// connection set-up still work).
+    pub async fn pause_writes(&self, ms: u64) {
+        for node in &self.nodes {
+            redis::cmd("CLIENT")
+                .arg("PAUSE")
+                .arg(ms)
+                .arg("WRITE")
+                .query_async::<()>(&mut node_conn(node.port).await)
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Ends a [`RedisServer::pause_writes`] on every node (CLIENT UNPAUSE).
+    pub async fn thaw(&self) {
+        for node in &self.nodes {
+            redis::cmd("CLIENT")
+                .arg("UNPAUSE")
+                .query_async::<()>(&mut node_conn(node.port).await)
+                .await
+                .unwrap();
+        }
+    }
+
     /// Kills every node (SIGKILL) and starts each again, empty, on its port (a restart that
     /// lost everything: no persistence). A cluster keeps its slot layout (nodes.conf).
     pub async fn restart_empty(&mut self) {
