@@ -1,9 +1,10 @@
 //! Redis access: a small fixed set of multiplexed connections and the campaign scripts
-//! (`lua/`), split by concern: the issue hot path ([`issue`]), provisioning and admin
-//! ([`admin`]), whole-campaign scans for the audit ([`scan`]), and the relay's reads of the
-//! outbox streams ([`outbox`], on connections of its own), the replica fence that
-//! `--durability replica` waits on ([`fence`]), and the epoch check that notices a Redis
-//! restart or failover ([`epoch`]), and the waiting room's line (`waiting_room`).
+//! (`lua/`), split by concern: the issue hot path ([`issue`], its group commit `batch`),
+//! provisioning and admin ([`admin`]), whole-campaign scans for the audit ([`scan`]), and
+//! the relay's reads of the outbox streams ([`outbox`], on connections of its own), the
+//! replica fence that `--durability replica` waits on ([`fence`]), and the epoch check that
+//! notices a Redis restart or failover ([`epoch`]), and the waiting room's line
+//! (`waiting_room`).
 
 mod admin;
 mod batch;

@@ -141,26 +141,23 @@ impl RedisServer {
 
     /// Makes every node answer nobody for `ms` milliseconds (CLIENT PAUSE).
     pub async fn freeze(&self, ms: u64) {
-        for node in &self.nodes {
-            redis::cmd("CLIENT")
-                .arg("PAUSE")
-                .arg(ms)
-                .arg("ALL")
-                .query_async::<()>(&mut node_conn(node.port).await)
-                .await
-                .unwrap();
-        }
+        self.pause(ms, "ALL").await;
     }
 
     /// Holds every command that may write (scripts included) on every node until
     /// [`RedisServer::thaw`] or `ms` milliseconds (CLIENT PAUSE WRITE: reads and
     /// connection set-up still work).
     pub async fn pause_writes(&self, ms: u64) {
+        self.pause(ms, "WRITE").await;
+    }
+
+    /// CLIENT PAUSE `ms` `mode` on every node.
+    async fn pause(&self, ms: u64, mode: &str) {
         for node in &self.nodes {
             redis::cmd("CLIENT")
                 .arg("PAUSE")
                 .arg(ms)
-                .arg("WRITE")
+                .arg(mode)
                 .query_async::<()>(&mut node_conn(node.port).await)
                 .await
                 .unwrap();
