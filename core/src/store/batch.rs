@@ -176,6 +176,10 @@ impl Lane {
 impl Lanes {
     fn lane(&self, target: &CampaignId) -> Arc<Mutex<Lane>> {
         let mut lanes = self.lanes.lock().expect("issue lanes lock");
+        // Looked up before inserting: the key is copied once per campaign, not per request.
+        if let Some(lane) = lanes.get(target) {
+            return lane.clone();
+        }
         lanes.entry(target.clone()).or_default().clone()
     }
 }

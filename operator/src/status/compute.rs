@@ -137,10 +137,11 @@ fn load_tests_passed(runs: &[LoadTestStatus], ready: bool) -> Outcome {
             format!("load test {} (run {}): {why}", r.name, r.run),
         ));
     }
-    // An unfinished run that says what holds it up says the most.
-    let unfinished = |r: &&LoadTestStatus| r.verdict.is_none();
-    if let Some(r) = (runs.iter().filter(unfinished).find(|r| r.reason.is_some()))
-        .or_else(|| runs.iter().find(unfinished))
+    // The first unfinished run, preferring one that says what holds it up.
+    if let Some(r) = runs
+        .iter()
+        .filter(|r| r.verdict.is_none())
+        .min_by_key(|r| r.reason.is_none())
     {
         return Err(if !ready && r.segments_done == 0 {
             Problem::new(
