@@ -13,7 +13,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::Error;
@@ -211,21 +211,11 @@ pub enum RedisConn {
 }
 
 impl RedisConn {
-    /// Runs `cmd` on the primary that holds `key` (on a single node: that node). For commands
-    /// that name no key but concern one campaign: INFO, WAIT.
-    pub async fn on_primary_of(&mut self, key: &str, cmd: &Cmd) -> RedisResult<Value> {
-        match self {
-            Self::Node(c) => cmd.query_async(c).await,
-            Self::Cluster(c) => {
-                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                c.route_command(cmd.clone(), routing).await
-            }
-        }
-    }
-
     /// Runs `pipe` (not a transaction) on the primary that holds `key`, in order on one
-    /// connection, and returns every reply: WAIT after a write must follow it there.
+    /// connection, and returns every reply: WAIT after a write must follow it there. A
+    /// cluster client whose connection to that primary is down sends it to any other node,
+    /// so `pipe` starts with a command on `key`: its MOVED there fails the pipeline, and a
+    /// keyless command after it (INFO, WAIT) never answers for a stranger.
     pub async fn pipeline_on_primary_of(
         &mut self,
         key: &str,

@@ -19,6 +19,8 @@
 //! the epoch of the primary owning its slot in its own key, INFO is asked of that primary,
 //! and a change suspends that campaign alone ([`EpochScope`]).
 
+use redis::{ErrorKind, RedisError, Value};
+
 use super::{HandedOut, Store};
 use crate::Error;
 use crate::ids::CampaignId;
@@ -144,18 +146,30 @@ pub fn judge_in(
 }
 
 impl Store {
-    /// Who answers now (on a cluster: the primary owning `scope`'s slot).
-    pub async fn identity(&self, scope: &EpochScope) -> Result<RedisIdentity, Error> {
+    /// Who answers for `scope` (on a cluster: the primary owning its slot) and the epoch
+    /// recorded there, read on one connection in one round trip. The key read vouches for
+    /// the INFO beside it: a cluster client whose connection to the slot's primary is down
+    /// (mid-failover) sends the slot's commands to any other node, where the read fails
+    /// with MOVED; INFO alone would describe that stranger, whose run id looks like another
+    /// failover and suspended the campaign again after an admin had lifted it.
+    async fn identity_and_epoch(
+        &self,
+        scope: &EpochScope,
+    ) -> Result<(RedisIdentity, Option<String>), Error> {
         let key = scope.key();
-        let info: String = self
-            .call("info", |mut c| async move {
-                let mut cmd = redis::cmd("INFO");
-                cmd.arg("server").arg("replication");
-                redis::from_redis_value(c.on_primary_of(&key, &cmd).await?)
-                    .map_err(redis::RedisError::from)
+        let (info, stored): (String, Option<String>) = self
+            .call("epoch", |mut c| async move {
+                let mut pipe = redis::pipe();
+                pipe.cmd("GET").arg(&key);
+                pipe.cmd("INFO").arg("server").arg("replication");
+                let replies = c.pipeline_on_primary_of(&key, &pipe).await?;
+                let [stored, info] = <[Value; 2]>::try_from(replies).map_err(|r| {
+                    RedisError::from((ErrorKind::Parse, "epoch read", format!("{r:?}")))
+                })?;
+                Ok((answer(info)?, answer(stored)?))
             })
             .await?;
-        RedisIdentity::parse(&info)
+        Ok((RedisIdentity::parse(&info)?, stored))
     }
 
     /// The scopes to check for `campaigns`: the whole Redis, or on a cluster each campaign.
@@ -175,17 +189,11 @@ impl Store {
         scope: &EpochScope,
         seen: Option<&str>,
     ) -> Result<EpochCheck, Error> {
-        let id = self.identity(scope).await?;
+        let (id, stored) = self.identity_and_epoch(scope).await?;
         if !id.primary {
             return Ok(EpochCheck::NotPrimary);
         }
         let now = id.epoch();
-        let key = scope.key();
-        let stored: Option<String> = self
-            .call("epoch", |mut c| async move {
-                redis::cmd("GET").arg(key).query_async(&mut c).await
-            })
-            .await?;
         let check = judge_in(scope, stored.as_deref(), seen, &now, id.promoted);
         let relabelled =
             matches!(check, EpochCheck::Unchanged(_)) && stored.as_deref() != Some(&now);
@@ -258,6 +266,15 @@ impl Store {
                 .await
         })
         .await
+    }
+}
+
+/// One reply of a pipeline, an error reply (MOVED from a node that does not own the slot)
+/// as an error.
+fn answer<T: redis::FromRedisValue>(v: Value) -> redis::RedisResult<T> {
+    match v {
+        Value::ServerError(e) => Err(e.into()),
+        v => redis::from_redis_value(v).map_err(RedisError::from),
     }
 }
 
