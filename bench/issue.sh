@@ -23,6 +23,8 @@
 # CPU per issuance (INFO cpu, before and after) includes the relay's reads, acks and deletes,
 # and the CPU split (microseconds per issuance of the serving process, Redis, the Kafka
 # broker, PostgreSQL, the writer and wrk, from /proc) includes everything it set off.
+# Every path also prints the serving process's own CPU per request ("serve us CPU/req"):
+# on this shared machine a steadier figure than req/s, which moves with the neighbours.
 # The paths run interleaved (healthz, issue, issue-no-relay, sold-out, healthz, …) and each
 # figure is the median over the rounds, so a noisy neighbour hits every path alike. Every
 # request carries a bearer token (serve verifies it on the issue paths), minted before each
@@ -77,6 +79,7 @@ if [ "${REPLICA:-0}" = 1 ]; then
   fi
   STAMPEDE_LOG=warn start_service "$((PORT + 1))" "$log.replica" --no-relay \
     --durability replica ${AUTH:+--auth "$AUTH"}
+  replica_pid=$SVC_PID
 fi
 
 # Sell the "gone" campaign out so that every later request takes the memory path.
@@ -123,6 +126,9 @@ wrk_run() {
     issue) serve_pid=$headline_pid ops=$ops_url ;;
     issue-no-relay) serve_pid=$alone_pid ops=$alone_ops ;;
   esac
+  # The serving process's CPU per request, every path (healthz: the headline's ops listener).
+  local served_by=${serve_pid:-$headline_pid} served0
+  [ "$name" != issue-replica ] || served_by=$replica_pid
   [ -z "$ops" ] || batch0=$(batch_totals "$ops")
   # Fresh users for every run, minted before wrk starts (not part of the measurement).
   "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
@@ -130,13 +136,18 @@ wrk_run() {
   [ -z "$campaign" ] || [ "$campaign" = "$gone" ] || { cpu0=$(redis_cpu); n0=$(issued "$campaign"); }
   [ -z "$serve_pid" ] || split0=$(split_ticks "$serve_pid")
   local line
+  served0=$(ticks "$served_by")
   line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
     "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
-      /Non-2xx or 3xx responses:/ {n=$NF}
-      END {printf "%s\t%s\t%s\t%s\t%d", name, rps, p50, p99, n}')
+      /Non-2xx or 3xx responses:/ {n=$NF} / requests in / {reqs=$1}
+      END {printf "%s\t%s\t%s\t%s\t%d\t%d", name, rps, p50, p99, n, reqs}')
+  local served_us
+  served_us=$(awk -v t="$(( $(ticks "$served_by") - served0 ))" -v hz="$(getconf CLK_TCK)" \
+    -v r="$(cut -f6 <<<"$line")" 'BEGIN { printf "%.1f", (r > 0 ? t * 1e6 / hz / r : 0) }')
+  line=$(cut -f1-5 <<<"$line")
   if [ -n "$campaign" ] && [ "$campaign" != "$gone" ]; then
     # The relay's share lands after the run: wait (bounded) for the outbox it drains.
     local t_end catchup_ms=""
@@ -162,7 +173,7 @@ wrk_run() {
   [ -z "$ops" ] || batch=$(awk -v a="$batch0" -v b="$(batch_totals "$ops")" 'BEGIN {
     split(a, x, " "); split(b, y, " ")
     if (y[2] > x[2]) printf "%.1f", (y[1] - x[1]) / (y[2] - x[2]) }')
-  printf '%s\t%s\t%s\t%s\t%s\n' "$line" "$redis_us" "$split" "${catchup_ms:-}" "$batch" >>"$results"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$line" "$redis_us" "$split" "${catchup_ms:-}" "$batch" "$served_us" >>"$results"
 }
 wait_drained() {
   for _ in $(seq 600); do drained "$1" && return 0; sleep 0.1; done
@@ -211,7 +222,9 @@ for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
     runs = " ".join(f"{float(r[1]):.0f}" for r in rs)
     non2xx = sum(int(r[4]) for r in rs)
     redis = f"  redis {cpu:5.2f} us/issuance" if cpu else ""
-    print(f"{name:14} {rps:8.0f} req/s  p50 {p50/1000:5.2f} ms  p99 {p99/1000:5.2f} ms  non-2xx {non2xx:<7}{redis}  runs: {runs}")
+    served = [float(r[9]) for r in rs if len(r) > 9 and r[9].strip()]
+    served = f"  serve {statistics.median(served):5.1f} us CPU/req" if served else ""
+    print(f"{name:14} {rps:8.0f} req/s  p50 {p50/1000:5.2f} ms  p99 {p99/1000:5.2f} ms  non-2xx {non2xx:<7}{redis}{served}  runs: {runs}")
     splits = [dict(kv.split("=") for kv in r[6].split()) for r in rs if len(r) > 6 and r[6].strip()]
     if splits:
         parts = {k: statistics.median(float(s[k]) for s in splits) for k in splits[0]}

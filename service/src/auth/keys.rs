@@ -1,12 +1,14 @@
 //! The verification keys: one HS256 secret, or the usable keys of a JWKS by `kid`,
 //! replaced whole when the JWKS is read again.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
+use super::hs256::Hs256Key;
 use stampede_core::Error;
 
 /// A decoded key and the one algorithm it verifies.
@@ -19,8 +21,8 @@ pub struct VerifyKey {
 
 /// The keys a verifier uses.
 pub enum KeySet {
-    /// One HS256 secret, fixed for the process' life.
-    Static(VerifyKey),
+    /// One HS256 secret, fixed for the process' life (tokens checked by `hs256::verify`).
+    Hs256(Hs256Key),
     /// JWKS keys by `kid` (a key without one under ""), swapped whole on refresh.
     Jwks(RwLock<Arc<HashMap<String, VerifyKey>>>),
 }
@@ -33,12 +35,7 @@ impl KeySet {
                 "--jwt-hs256-secret must be at least 32 bytes".into(),
             ));
         }
-        let key = DecodingKey::from_secret(secret)
-            .map_err(|e| Error::InvalidInput(format!("--jwt-hs256-secret: {e}")))?;
-        Ok(Self::Static(VerifyKey {
-            key,
-            algorithm: Algorithm::HS256,
-        }))
+        Ok(Self::Hs256(Hs256Key::new(secret)))
     }
 
     /// The key set of a JWKS document.
@@ -58,33 +55,30 @@ impl KeySet {
         Ok(n)
     }
 
-    /// Runs `verify` with the key `token` names (its header's `kid`, or the only key);
-    /// `None` when there is none or the header names another algorithm.
-    pub fn with_key<T>(
+    /// Runs `verify` with the JWKS key `token` names (its header's `kid`, or the only
+    /// key); refused when there is none or the header names another algorithm.
+    pub fn with_jwks_key<T>(
         &self,
         token: &str,
-        verify: impl FnOnce(&VerifyKey) -> Option<T>,
-    ) -> Option<T> {
+        verify: impl FnOnce(&VerifyKey) -> Result<T, Cow<'static, str>>,
+    ) -> Result<T, Cow<'static, str>> {
         let keys = match self {
-            Self::Static(key) => return verify(key),
+            Self::Hs256(_) => return Err("an HS256 secret is no JWKS".into()),
             Self::Jwks(keys) => keys.read().unwrap_or_else(|p| p.into_inner()).clone(),
         };
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))
-            .ok()?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| format!("header: {:?}", e.kind()))?;
         let kid = header.kid.as_deref().unwrap_or("");
         let key = match keys.get(kid) {
             Some(key) => key,
             // A token without a kid is fine while the set holds a single key.
-            None if header.kid.is_none() && keys.len() == 1 => keys.values().next()?,
-            None => {
-                tracing::debug!("token refused: unknown kid");
-                return None;
+            None if header.kid.is_none() && keys.len() == 1 => {
+                keys.values().next().ok_or("no key")?
             }
+            None => return Err("unknown kid".into()),
         };
         if key.algorithm != header.alg {
-            tracing::debug!(alg = ?header.alg, "token refused: algorithm is not the key's");
-            return None;
+            return Err(format!("algorithm {:?} is not the key's", header.alg).into());
         }
         verify(key)
     }

@@ -2,10 +2,12 @@
 //! secret, or RS256/ES256 keys from a JWKS file or URL, refreshed), or, with `--auth none`,
 //! nobody in particular (the body names the user; local rehearsal only).
 
+mod hs256;
 mod jwks;
 mod keys;
 pub mod mint;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -131,9 +133,11 @@ pub enum Rejection {
 /// The verifier `serve` runs with: the claims to check and the keys, swapped whole on
 /// a JWKS refresh so that a request never sees half a key set.
 pub struct Verifier {
-    /// One validation per accepted algorithm, built once: a request clones nothing.
+    /// One validation per JWKS algorithm, built once: a request clones nothing.
     validations: [(Algorithm, Validation); 3],
     keys: KeySet,
+    issuer: String,
+    audience: String,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +147,15 @@ struct Claims {
     /// load test's shadow campaign.
     #[serde(default)]
     stampede_load_test: bool,
+}
+
+/// A token that passed: its `sub` as sent, and its load-test flag.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's `sub`.
+    pub sub: String,
+    /// `"stampede_load_test": true`.
+    pub load_test: bool,
 }
 
 /// A verified caller: the token's user, and whether it is a load-test runner's.
@@ -166,6 +179,7 @@ impl Verifier {
     }
 
     fn with_keys(config: &JwtConfig, keys: KeySet) -> Self {
+        // The same rules as `hs256::verify`: exp, iss, aud and sub required, nbf checked.
         let validation = |alg| {
             // One algorithm per validation, the key's own: a token cannot pick HS256 to
             // have a public key used as an HMAC secret.
@@ -182,7 +196,12 @@ impl Verifier {
             validation(Algorithm::RS256),
             validation(Algorithm::ES256),
         ];
-        Self { validations, keys }
+        Self {
+            validations,
+            keys,
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }
     }
 
     /// Keeps a JWKS source's keys fresh until `shutdown`; a failed refresh keeps the last
@@ -228,23 +247,45 @@ impl Verifier {
     /// The caller a request's `Authorization` header proves, or why not.
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Rejection> {
         let token = bearer(headers)?;
-        let claims = self.keys.with_key(token, |key| {
-            let (_, validation) = self
-                .validations
-                .iter()
-                .find(|(alg, _)| *alg == key.algorithm)?;
-            jsonwebtoken::decode::<Claims>(token, &key.key, validation)
-                .map(|t| t.claims)
-                .map_err(|e| tracing::debug!(reason = ?e.kind(), "token refused"))
-                .ok()
-        });
-        let claims = claims.ok_or(Rejection::InvalidToken)?;
-        let user = UserId::parse(&claims.sub).map_err(|_| {
-            tracing::debug!("token refused: sub is not a user id");
+        let verified = match &self.keys {
+            KeySet::Hs256(key) => hs256::verify(key, token, &self.expected()).map_err(Cow::from),
+            KeySet::Jwks(_) => self
+                .keys
+                .with_jwks_key(token, |key| self.general(token, key)),
+        };
+        let refused = |reason: Cow<'static, str>| {
+            tracing::debug!(%reason, "token refused");
             Rejection::InvalidToken
-        })?;
+        };
+        let verified = verified.map_err(refused)?;
+        let user =
+            UserId::parse(&verified.sub).map_err(|_| refused("sub is not a user id".into()))?;
         Ok(Caller {
             user,
+            load_test: verified.load_test,
+        })
+    }
+
+    fn expected(&self) -> hs256::Expected<'_> {
+        hs256::Expected {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            leeway: LEEWAY_SECS,
+        }
+    }
+
+    /// A JWKS key's token, through jsonwebtoken.
+    fn general(&self, token: &str, key: &VerifyKey) -> Result<Verified, Cow<'static, str>> {
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(alg, _)| *alg == key.algorithm)
+            .ok_or("no validation for the key's algorithm")?;
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
+            .map_err(|e| format!("{:?}", e.kind()))?
+            .claims;
+        Ok(Verified {
+            sub: claims.sub,
             load_test: claims.stampede_load_test,
         })
     }

@@ -175,3 +175,148 @@ fn a_jwks_token_must_name_a_known_key() {
         Err(Rejection::InvalidToken)
     );
 }
+
+/// The general path (jsonwebtoken) for the same secret: an HS256 key in a one-key set.
+fn hs256_general() -> Verifier {
+    let key = VerifyKey {
+        key: jsonwebtoken::DecodingKey::from_secret(SECRET).unwrap(),
+        algorithm: Algorithm::HS256,
+    };
+    let keys = KeySet::Jwks(std::sync::RwLock::new(Arc::new(
+        [(String::new(), key)].into_iter().collect(),
+    )));
+    Verifier::with_keys(&config(KeySource::JwksFile("x".into())), keys)
+}
+
+/// `header.claims` signed with SECRET, whatever the header says.
+fn sign_raw(header: &Value, claims: &Value) -> String {
+    sign_text(&header.to_string(), &claims.to_string())
+}
+
+/// The JSON texts `header` and `claims` as a token signed with SECRET.
+fn sign_text(header: &str, claims: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
+    mac.update(message.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+/// Tokens at the edges of the claim rules, good and bad, then those of `segment_edges`
+/// and `bad_tokens`; 10 of them are good.
+fn edge_tokens() -> Vec<(&'static str, String)> {
+    let now = get_current_timestamp();
+    let escaped = format!(
+        r#"{{"sub": "u\u002d1", "iss": "iss-a", "aud": "aud-a", "exp": {}}}"#,
+        now + 600
+    );
+    let mut cases = vec![
+        ("good", sign(&claims("u-1"), SECRET)),
+        (
+            "good, no typ",
+            sign_raw(&json!({"alg": "HS256"}), &claims("u-1")),
+        ),
+        (
+            "aud list with ours",
+            edited("aud", json!(["aud-x", "aud-a"])),
+        ),
+        ("aud list without ours", edited("aud", json!(["aud-x"]))),
+        ("aud empty list", edited("aud", json!([]))),
+        ("aud a number", edited("aud", json!(7))),
+        ("exp a float", edited("exp", json!(now as f64 + 600.4))),
+        ("exp a string", edited("exp", json!("soon"))),
+        ("exp negative", edited("exp", json!(-1))),
+        ("exp within the leeway", edited("exp", json!(now - 5))),
+        ("nbf within the leeway", edited("nbf", json!(now + 10))),
+        ("nbf past", edited("nbf", json!(now - 10))),
+        ("nbf a string", edited("nbf", json!("now"))),
+        ("iss a number", edited("iss", json!(1))),
+        ("sub a number", edited("sub", json!(1))),
+        (
+            "sub with a JSON escape",
+            sign_text(r#"{"alg":"HS256"}"#, &escaped),
+        ),
+        ("load test", edited("stampede_load_test", json!(true))),
+        (
+            "load test not a bool",
+            edited("stampede_load_test", json!("yes")),
+        ),
+        ("extra claims", edited("role", json!({"admin": true}))),
+    ];
+    cases.extend(segment_edges());
+    cases.extend(bad_tokens());
+    cases
+}
+
+/// Tokens whose header, segments or signature are off.
+fn segment_edges() -> Vec<(&'static str, String)> {
+    let hs256 = json!({"alg": "HS256", "typ": "JWT"});
+    let good = sign(&claims("u-1"), SECRET);
+    vec![
+        ("HS512", {
+            let key = EncodingKey::from_secret(SECRET).unwrap();
+            encode(&Header::new(Algorithm::HS512), &claims("u-1"), &key).unwrap()
+        }),
+        (
+            "alg lowercase",
+            sign_raw(&json!({"alg": "hs256"}), &claims("u-1")),
+        ),
+        (
+            "header not an object",
+            sign_raw(&json!("HS256"), &claims("u-1")),
+        ),
+        ("claims not an object", sign_raw(&hs256, &json!(["u-1"]))),
+        ("padded signature", format!("{good}=")),
+        ("four segments", format!("{good}.x")),
+        ("two segments", good.rsplit_once('.').unwrap().0.to_owned()),
+        ("signature cut short", good[..good.len() - 2].to_owned()),
+        ("signature a byte longer", format!("{good}AA")),
+        (
+            "empty signature",
+            format!("{}.", good.rsplit_once('.').unwrap().0),
+        ),
+        ("claims edited after signing", {
+            let (h, rest) = good.split_once('.').unwrap();
+            let sig = rest.rsplit_once('.').unwrap().1;
+            let other = URL_SAFE_NO_PAD.encode(claims("u-2").to_string());
+            format!("{h}.{other}.{sig}")
+        }),
+    ]
+}
+
+#[test]
+fn the_hs256_path_decides_every_token_as_the_general_path_does() {
+    let (fast, general) = (hs256(), hs256_general());
+    let mut accepted = 0;
+    for (what, token) in &edge_tokens() {
+        let h = bearer(token);
+        let decided = fast.caller(&h);
+        assert_eq!(decided, general.caller(&h), "{what}");
+        accepted += usize::from(decided.is_ok());
+    }
+    // Not both refusing everything: the good ones pass, with what they carry.
+    assert_eq!(accepted, 10, "accepted tokens");
+    let loaded = fast.caller(&bearer(&edited("stampede_load_test", json!(true))));
+    assert!(loaded.unwrap().load_test);
+}
+
+#[test]
+fn the_hs256_path_refuses_critical_extensions_and_a_list_of_issuers() {
+    let v = hs256();
+    let crit = json!({"alg": "HS256", "crit": ["exp"]});
+    for (what, token) in [
+        ("crit", sign_raw(&crit, &claims("u-1"))),
+        ("iss list", edited("iss", json!(["iss-a"]))),
+    ] {
+        assert_eq!(
+            v.authenticate(&bearer(&token)),
+            Err(Rejection::InvalidToken),
+            "{what}"
+        );
+    }
+}
