@@ -18,6 +18,7 @@ pub mod issuance;
 pub mod kafka;
 pub mod kafka_security;
 pub mod keys;
+pub mod mac;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;

@@ -6,10 +6,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 
 use crate::Error;
+use crate::mac::MacKey;
 
 /// The shortest key accepted, in bytes (the HMAC-SHA256 output size).
 pub const MIN_KEY_BYTES: usize = 32;
@@ -56,7 +55,7 @@ impl Claims {
 
 /// The HMAC key every replica shares; never printed.
 #[derive(Clone)]
-pub struct TokenKey(Vec<u8>);
+pub struct TokenKey(MacKey);
 
 impl std::fmt::Debug for TokenKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,11 +74,7 @@ impl TokenKey {
                 key.len()
             )));
         }
-        Ok(Self(key.to_vec()))
-    }
-
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+        Ok(Self(MacKey::new(key)))
     }
 
     /// Signs `claims`.
@@ -92,9 +87,7 @@ impl TokenKey {
             claims.ticket,
             claims.expires_ms
         );
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        let tag = mac.finalize().into_bytes();
+        let tag = self.0.tag(payload.as_bytes());
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
@@ -109,9 +102,9 @@ impl TokenKey {
         let (payload, tag) = token.trim().split_once('.')?;
         let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
-        let mut mac = self.mac();
-        mac.update(&payload);
-        mac.verify_slice(&tag).ok()?;
+        if !self.0.verifies(&payload, &tag) {
+            return None;
+        }
         let payload = String::from_utf8(payload).ok()?;
         let mut parts = payload.split('|');
         let fields: [&str; 6] = std::array::from_fn(|_| parts.next().unwrap_or(""));

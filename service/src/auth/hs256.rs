@@ -12,23 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
-use sha2::Sha256;
 
-use super::Verified;
-
-/// An HS256 secret, keyed once: each token clones the keyed state.
-#[derive(Clone)]
-pub struct Hs256Key(Hmac<Sha256>);
-
-impl Hs256Key {
-    /// The key of `secret`.
-    pub fn new(secret: &[u8]) -> Self {
-        Self(Hmac::new_from_slice(secret).expect("HMAC takes a key of any length"))
-    }
-}
+use super::Caller;
+use stampede_core::ids::UserId;
+use stampede_core::mac::MacKey;
 
 /// What a token must name, and how much clock skew is forgiven.
 pub struct Expected<'a> {
@@ -133,11 +122,7 @@ fn numeric_date<'de, D: de::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 
 /// Checks `token`'s signature with `key`, then its claims against `expected` at the
 /// current time; the reason it is refused names no secret and goes only to the debug log.
-pub fn verify(
-    key: &Hs256Key,
-    token: &str,
-    expected: &Expected<'_>,
-) -> Result<Verified, &'static str> {
+pub fn verify(key: &MacKey, token: &str, expected: &Expected<'_>) -> Result<Caller, &'static str> {
     let mut parts = token.splitn(4, '.');
     let (Some(header64), Some(claims64), Some(tag64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -158,10 +143,11 @@ pub fn verify(
     let n = URL_SAFE_NO_PAD
         .decode_slice(tag64, &mut tag)
         .map_err(|_| "signature: not base64url")?;
-    let mut mac = key.0.clone();
     // The signed message is the first two segments with the dot between them.
-    mac.update(&token.as_bytes()[..header64.len() + 1 + claims64.len()]);
-    mac.verify_slice(&tag[..n]).map_err(|_| "bad signature")?;
+    let signed = &token.as_bytes()[..header64.len() + 1 + claims64.len()];
+    if !key.verifies(signed, &tag[..n]) {
+        return Err("bad signature");
+    }
 
     let claims_json = URL_SAFE_NO_PAD
         .decode(claims64)
@@ -174,8 +160,8 @@ pub fn verify(
 }
 
 /// The claims' rules: `exp`, `iss`, `aud` and `sub` required; not expired and not early
-/// beyond the leeway; the expected issuer and audience.
-fn check(claims: Claims<'_>, expected: &Expected<'_>, now: u64) -> Result<Verified, &'static str> {
+/// beyond the leeway; the expected issuer and audience; a `sub` that is a user id.
+fn check(claims: Claims<'_>, expected: &Expected<'_>, now: u64) -> Result<Caller, &'static str> {
     let (Some(exp), Some(iss), Some(aud), Some(sub)) =
         (claims.exp, claims.iss, claims.aud, claims.sub)
     else {
@@ -193,8 +179,8 @@ fn check(claims: Claims<'_>, expected: &Expected<'_>, now: u64) -> Result<Verifi
     if !aud.includes(expected.audience) {
         return Err("another audience");
     }
-    Ok(Verified {
-        sub: sub.into_owned(),
+    Ok(Caller {
+        user: UserId::parse(&sub).map_err(|_| "sub is not a user id")?,
         load_test: claims.stampede_load_test,
     })
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 
-use super::hs256::Hs256Key;
 use stampede_core::Error;
+use stampede_core::mac::MacKey;
 
 /// A decoded key and the one algorithm it verifies.
 pub struct VerifyKey {
@@ -22,9 +22,9 @@ pub struct VerifyKey {
 /// The keys a verifier uses.
 pub enum KeySet {
     /// One HS256 secret, fixed for the process' life (tokens checked by `hs256::verify`).
-    Hs256(Hs256Key),
-    /// JWKS keys by `kid` (a key without one under ""), swapped whole on refresh.
-    Jwks(RwLock<Arc<HashMap<String, VerifyKey>>>),
+    Hs256(MacKey),
+    /// JWKS keys by `kid`, swapped whole on refresh.
+    Jwks(JwksKeys),
 }
 
 impl KeySet {
@@ -35,7 +35,7 @@ impl KeySet {
                 "--jwt-hs256-secret must be at least 32 bytes".into(),
             ));
         }
-        Ok(Self::Hs256(Hs256Key::new(secret)))
+        Ok(Self::Hs256(MacKey::new(secret)))
     }
 
     /// The key set of a JWKS document.
@@ -54,34 +54,32 @@ impl KeySet {
         *keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(n)
     }
+}
 
-    /// Runs `verify` with the JWKS key `token` names (its header's `kid`, or the only
-    /// key); refused when there is none or the header names another algorithm.
-    pub fn with_jwks_key<T>(
-        &self,
-        token: &str,
-        verify: impl FnOnce(&VerifyKey) -> Result<T, Cow<'static, str>>,
-    ) -> Result<T, Cow<'static, str>> {
-        let keys = match self {
-            Self::Hs256(_) => return Err("an HS256 secret is no JWKS".into()),
-            Self::Jwks(keys) => keys.read().unwrap_or_else(|p| p.into_inner()).clone(),
-        };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| format!("header: {:?}", e.kind()))?;
-        let kid = header.kid.as_deref().unwrap_or("");
-        let key = match keys.get(kid) {
-            Some(key) => key,
-            // A token without a kid is fine while the set holds a single key.
-            None if header.kid.is_none() && keys.len() == 1 => {
-                keys.values().next().ok_or("no key")?
-            }
-            None => return Err("unknown kid".into()),
-        };
-        if key.algorithm != header.alg {
-            return Err(format!("algorithm {:?} is not the key's", header.alg).into());
-        }
-        verify(key)
+/// JWKS keys by `kid` (a key without one under ""), swapped whole on refresh.
+pub type JwksKeys = RwLock<Arc<HashMap<String, VerifyKey>>>;
+
+/// Runs `verify` with the key of `keys` that `token` names (its header's `kid`, or the
+/// only key); refused when there is none or the header names another algorithm.
+pub fn with_jwks_key<T>(
+    keys: &JwksKeys,
+    token: &str,
+    verify: impl FnOnce(&VerifyKey) -> Result<T, Cow<'static, str>>,
+) -> Result<T, Cow<'static, str>> {
+    let keys = keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| format!("header: {:?}", e.kind()))?;
+    let kid = header.kid.as_deref().unwrap_or("");
+    let key = match keys.get(kid) {
+        Some(key) => key,
+        // A token without a kid is fine while the set holds a single key.
+        None if header.kid.is_none() && keys.len() == 1 => keys.values().next().ok_or("no key")?,
+        None => return Err("unknown kid".into()),
+    };
+    if key.algorithm != header.alg {
+        return Err(format!("algorithm {:?} is not the key's", header.alg).into());
     }
+    verify(key)
 }
 
 #[derive(serde::Deserialize)]

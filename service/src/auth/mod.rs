@@ -149,15 +149,6 @@ struct Claims {
     stampede_load_test: bool,
 }
 
-/// A token that passed: its `sub` as sent, and its load-test flag.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Verified {
-    /// The token's `sub`.
-    pub sub: String,
-    /// `"stampede_load_test": true`.
-    pub load_test: bool,
-}
-
 /// A verified caller: the token's user, and whether it is a load-test runner's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -247,22 +238,13 @@ impl Verifier {
     /// The caller a request's `Authorization` header proves, or why not.
     pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Rejection> {
         let token = bearer(headers)?;
-        let verified = match &self.keys {
+        match &self.keys {
             KeySet::Hs256(key) => hs256::verify(key, token, &self.expected()).map_err(Cow::from),
-            KeySet::Jwks(_) => self
-                .keys
-                .with_jwks_key(token, |key| self.general(token, key)),
-        };
-        let refused = |reason: Cow<'static, str>| {
+            KeySet::Jwks(keys) => keys::with_jwks_key(keys, token, |key| self.general(token, key)),
+        }
+        .map_err(|reason| {
             tracing::debug!(%reason, "token refused");
             Rejection::InvalidToken
-        };
-        let verified = verified.map_err(refused)?;
-        let user =
-            UserId::parse(&verified.sub).map_err(|_| refused("sub is not a user id".into()))?;
-        Ok(Caller {
-            user,
-            load_test: verified.load_test,
         })
     }
 
@@ -275,7 +257,7 @@ impl Verifier {
     }
 
     /// A JWKS key's token, through jsonwebtoken.
-    fn general(&self, token: &str, key: &VerifyKey) -> Result<Verified, Cow<'static, str>> {
+    fn general(&self, token: &str, key: &VerifyKey) -> Result<Caller, Cow<'static, str>> {
         let (_, validation) = self
             .validations
             .iter()
@@ -284,8 +266,8 @@ impl Verifier {
         let claims = jsonwebtoken::decode::<Claims>(token, &key.key, validation)
             .map_err(|e| format!("{:?}", e.kind()))?
             .claims;
-        Ok(Verified {
-            sub: claims.sub,
+        Ok(Caller {
+            user: UserId::parse(&claims.sub).map_err(|_| "sub is not a user id")?,
             load_test: claims.stampede_load_test,
         })
     }

@@ -195,15 +195,12 @@ fn sign_raw(header: &Value, claims: &Value) -> String {
 
 /// The JSON texts `header` and `claims` as a token signed with SECRET.
 fn sign_text(header: &str, claims: &str) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
     let message = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(claims)
     );
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap();
-    mac.update(message.as_bytes());
-    let tag = mac.finalize().into_bytes();
+    let tag = stampede_core::mac::MacKey::new(SECRET).tag(message.as_bytes());
     format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
