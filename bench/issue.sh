@@ -23,6 +23,7 @@
 # CPU per issuance (INFO cpu, before and after) includes the relay's reads, acks and deletes,
 # and the CPU split (microseconds per issuance of the serving process, Redis, the Kafka
 # broker, PostgreSQL, the writer and wrk, from /proc) includes everything it set off.
+# The serving process's share also shows its relay thread's part (relay-on runs).
 # Every path also prints the serving process's own CPU per request ("serve us CPU/req"):
 # on this shared machine a steadier figure than req/s, which moves with the neighbours.
 # The paths run interleaved (healthz, issue, issue-no-relay, sold-out, healthz, …) and each
@@ -92,9 +93,17 @@ results="$STAMPEDE_HOME/bench-issue.tsv"
 tokens="$STAMPEDE_HOME/bench-tokens.txt"
 secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
 minted=0
-# split_pids SERVE_PID: "name pids…" lines for the CPU split of a run against SERVE_PID.
+# threads PID NAME: PID's threads named NAME as `ticks` takes them, "PID/task/TID" (a
+# thread's own /proc/TID/stat would count the whole process).
+threads() {
+  local t
+  for t in /proc/"$1"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" != "$2" ] || printf '%s/task/%s ' "$1" "${t##*/}"; done
+}
+# split_pids SERVE_PID: "name pids…" lines for the CPU split of a run against SERVE_PID
+# ("serve.relay": the relay's thread, a part of serve's figure, not added to the total).
 split_pids() {
   echo "serve $1"
+  echo "serve.relay $(threads "$1" relay)"
   echo "redis $(pgrep -x redis-server | tr '\n' ' ')"
   echo "kafka $(pgrep -f 'kafka\.Kafka' | tr '\n' ' ')"
   echo "postgres $(pgrep -x postgres | tr '\n' ' ')"
@@ -228,8 +237,9 @@ for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
     splits = [dict(kv.split("=") for kv in r[6].split()) for r in rs if len(r) > 6 and r[6].strip()]
     if splits:
         parts = {k: statistics.median(float(s[k]) for s in splits) for k in splits[0]}
-        total = sum(parts.values())
-        shown = "  ".join(f"{k} {v:.1f}" for k, v in parts.items())
+        total = sum(v for k, v in parts.items() if "." not in k)
+        shown = "  ".join(f"{k} {v:.1f}" if "." not in k else f"(its {k.split('.')[1]} thread {v:.1f})"
+                          for k, v in parts.items() if v or "." not in k)
         print(f"{'':14} CPU us per issuance: {shown}  (total {total:.1f})")
     batches = [float(r[8]) for r in rs if len(r) > 8 and r[8].strip()]
     if batches:

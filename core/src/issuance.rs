@@ -22,13 +22,14 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// Reads an outbox stream entry's fields (`campaign user seq ts code`).
+    /// Reads an outbox stream entry's fields, of either shape (see [`KafkaRecord`]).
     pub fn from_stream_fields<'a>(
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, Error> {
         let (mut campaign, mut user, mut seq, mut ts, mut code) = (None, None, None, None, None);
         for (k, v) in fields {
             match k {
+                ISSUANCE_FIELD => return Self::from_json(v.as_bytes()).map_err(malformed),
                 "campaign" => campaign = Some(v),
                 "user" => user = Some(v),
                 "seq" => seq = v.parse().ok(),
@@ -45,18 +46,15 @@ impl Issuance {
                 coupon_code: code.to_owned(),
                 issued_at_ms: t,
             }),
-            _ => Err(Error::Protocol("outbox entry is missing a field".into())),
+            _ => Err(malformed("a field is missing")),
         }
     }
 
-    /// The fields of an outbox stream entry, in the order the issue script writes them.
-    pub fn stream_fields(&self) -> [(&'static str, String); 5] {
+    /// The fields of an outbox stream entry, as the issue script writes them.
+    pub fn stream_fields(&self) -> [(&'static str, Vec<u8>); 2] {
         [
-            ("campaign", self.campaign.clone()),
-            ("user", self.user_id.clone()),
-            ("seq", self.seq.to_string()),
-            ("ts", self.issued_at_ms.to_string()),
-            ("code", self.coupon_code.clone()),
+            (USER_FIELD, self.user_id.clone().into_bytes()),
+            (ISSUANCE_FIELD, self.to_json()),
         ]
     }
 
@@ -72,6 +70,55 @@ impl Issuance {
             return Err("a required field is empty or zero".into());
         }
         Ok(i)
+    }
+}
+
+/// The outbox entry field holding the user id, the Kafka message key.
+const USER_FIELD: &str = "user";
+/// The outbox entry field holding the issuance as JSON, the Kafka message value.
+const ISSUANCE_FIELD: &str = "issuance";
+
+fn malformed(why: impl std::fmt::Display) -> Error {
+    Error::Protocol(format!("malformed outbox entry: {why}"))
+}
+
+/// An outbox entry as Kafka takes it. The issue script writes two fields, `user` (the key)
+/// and `issuance` (the value, the JSON [`Issuance::to_json`] writes), so the relay sends
+/// both as they come; releases before it wrote five (`campaign user seq ts code`), which
+/// an outbox may still hold after an upgrade and which are encoded here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// The user id.
+    pub key: Vec<u8>,
+    /// The issuance as JSON.
+    pub payload: Vec<u8>,
+}
+
+impl KafkaRecord {
+    /// From an outbox entry's field-value pairs, of either shape; the issuance itself is
+    /// the writer's to check (it sends what it cannot decode to the dead-letter topic).
+    pub fn from_stream_fields(mut fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Error> {
+        if let [(k1, v1), (k2, v2)] = fields.as_mut_slice()
+            && k1 == USER_FIELD.as_bytes()
+            && k2 == ISSUANCE_FIELD.as_bytes()
+            && !v1.is_empty()
+            && !v2.is_empty()
+        {
+            return Ok(Self {
+                key: std::mem::take(v1),
+                payload: std::mem::take(v2),
+            });
+        }
+        let pairs = fields
+            .iter()
+            .map(|(k, v)| Ok((std::str::from_utf8(k)?, std::str::from_utf8(v)?)))
+            .collect::<Result<Vec<_>, std::str::Utf8Error>>()
+            .map_err(malformed)?;
+        let issuance = Issuance::from_stream_fields(pairs)?;
+        Ok(Self {
+            payload: issuance.to_json(),
+            key: issuance.user_id.into_bytes(),
+        })
     }
 }
 
@@ -104,13 +151,70 @@ mod tests {
         }
     }
 
+    /// `(field, value)` pairs as Redis returns them.
+    fn raw(fields: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        fields
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
     #[test]
     fn stream_fields_round_trip() {
         let i = sample();
         let fields = i.stream_fields();
-        let back = Issuance::from_stream_fields(fields.iter().map(|(k, v)| (*k, v.as_str())));
-        assert_eq!(back.unwrap(), i);
+        let text: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (*k, std::str::from_utf8(v).unwrap()))
+            .collect();
+        assert_eq!(Issuance::from_stream_fields(text.clone()).unwrap(), i);
+        let record = KafkaRecord::from_stream_fields(raw(&text)).unwrap();
+        assert_eq!((record.key, record.payload), (b"u-1".to_vec(), i.to_json()));
         assert!(Issuance::from_stream_fields([("campaign", "c"), ("seq", "x")]).is_err());
+    }
+
+    #[test]
+    fn entries_of_the_earlier_five_field_shape_stay_readable() {
+        let old = [
+            ("campaign", "c"),
+            ("user", "u-1"),
+            ("seq", "7"),
+            ("ts", "1700000000123"),
+            ("code", "ABC"),
+        ];
+        assert_eq!(Issuance::from_stream_fields(old).unwrap(), sample());
+        let record = KafkaRecord::from_stream_fields(raw(&old)).unwrap();
+        assert_eq!(record.key, b"u-1");
+        assert_eq!(Issuance::from_json(&record.payload).unwrap(), sample());
+    }
+
+    #[test]
+    fn malformed_entries_are_refused() {
+        for fields in [
+            &[][..],
+            &[("user", "u-1")],
+            &[("user", ""), ("issuance", "{}")],
+            &[("user", "u-1"), ("issuance", "")],
+            &[("issuance", "{}"), ("user", "u-1")],
+            &[
+                ("campaign", "c"),
+                ("user", "u-1"),
+                ("seq", "0"),
+                ("ts", "1"),
+                ("code", "A"),
+            ],
+        ] {
+            assert!(
+                KafkaRecord::from_stream_fields(raw(fields)).is_err(),
+                "{fields:?}"
+            );
+        }
+        let not_utf8 = vec![
+            (b"user".to_vec(), vec![0xff]),
+            (b"seq".to_vec(), b"1".to_vec()),
+        ];
+        assert!(KafkaRecord::from_stream_fields(not_utf8).is_err());
+        assert!(Issuance::from_stream_fields([("user", "u"), ("issuance", "{")]).is_err());
     }
 
     #[test]

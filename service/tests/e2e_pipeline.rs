@@ -1,6 +1,7 @@
 //! End to end on real Redis, Kafka and PostgreSQL: every issuance lands exactly once, a
 //! poison message is dead-lettered without stopping its partition, a campaign without a
-//! topic holds up no other, and the audit finds lost rows and repairs them. Slow; needs
+//! topic holds up no other, entries an earlier release wrote still land, and the audit finds
+//! lost rows and repairs them. Slow; needs
 //! `scripts/stack up` (Kafka and PostgreSQL).
 
 mod common;
@@ -53,6 +54,66 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         metrics.render().contains(&lag_line).then_some(())
     })
     .await;
+    f.stop([relay, writer]).await;
+}
+
+/// Rewrites every entry of `campaign`'s outbox with even seq in the five-field shape of
+/// releases before the two-field one, as an outbox may hold them through an upgrade.
+async fn rewrite_even_entries_in_the_earlier_shape(f: &Fixture) {
+    let key = common::key(&f.campaign, "outbox");
+    let mut conn = f.redis.conn().await;
+    let issuances = common::outbox_issuances(&f.redis, &f.campaign).await;
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for i in issuances {
+        let mut add = redis::cmd("XADD");
+        add.arg(&key).arg("*");
+        if i.seq % 2 == 0 {
+            add.arg(&[
+                ("campaign", i.campaign.clone()),
+                ("user", i.user_id.clone()),
+            ])
+            .arg(&[
+                ("seq", i.seq.to_string()),
+                ("ts", i.issued_at_ms.to_string()),
+            ])
+            .arg(&[("code", i.coupon_code.clone())]);
+        } else {
+            for (k, v) in i.stream_fields() {
+                add.arg(k).arg(v);
+            }
+        }
+        let _: String = add.query_async(&mut conn).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_the_earlier_outbox_shape_still_land_after_an_upgrade() {
+    const N: usize = 200;
+    let f = Fixture::new("upgrade", N as u64, 2).await;
+    issue_range(&f.store, &f.campaign, 0..N).await;
+    rewrite_even_entries_in_the_earlier_shape(&f).await;
+    let pool = f.pool().await;
+    stampede_core::db::migrate(&pool).await.unwrap();
+    let report = f.audit().await;
+    assert_eq!(
+        (report.outbox_pending, report.missing),
+        (N as u64, 0),
+        "{report:?}"
+    );
+
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    let rows = wait_rows(&pool, &f.campaign, N as i64, Duration::from_secs(60)).await;
+    assert_eq!(rows, N as i64, "both shapes reach PostgreSQL");
+    let report = f.audit().await;
+    assert!(report.clean, "codes, seqs and times as issued: {report:?}");
+    assert_eq!(
+        row_seqs(&pool, &f.campaign).await,
+        (1..=N as i64).collect::<Vec<_>>()
+    );
     f.stop([relay, writer]).await;
 }
 

@@ -15,7 +15,7 @@ use common::pipeline::{provision, store};
 use common::role::service_command;
 use common::stack::{drop_topics, stack_kafka};
 use common::{
-    RedisServer, eventually, exit_within, free_port, issuance_counts, key, sigterm, token, unique,
+    RedisServer, eventually, exit_within, free_port, issuance_counts, sigterm, token, unique,
 };
 use stampede_core::issuance::{Issuance, topic};
 
@@ -188,18 +188,10 @@ async fn every_coupon_in_outbox_or_kafka(
     campaign: &str,
     created: &HashMap<String, u64>,
 ) {
-    let mut conn = redis.conn().await;
-    let outbox: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(key(campaign, "outbox"))
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
+    let mut seen: BTreeSet<u64> = common::outbox_issuances(redis, campaign)
         .await
-        .unwrap();
-    let mut seen: BTreeSet<u64> = outbox
-        .ids
         .iter()
-        .filter_map(|e| e.get::<u64>("seq"))
+        .map(|i| i.seq)
         .collect();
     let kafka: Vec<u64> = read_topic(brokers, &topic(campaign))
         .await

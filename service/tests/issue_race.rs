@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use common::{Service, id, issuance_counts, setup};
 use futures::StreamExt;
+use redis::AsyncCommands;
 use serde_json::Value;
 
 const STOCK: u64 = 1_200;
@@ -113,6 +114,22 @@ async fn assert_metrics_answered_from_memory_without_users(svc: &Service) {
     );
 }
 
+/// The outbox carries, per coupon, what the holder's record says: seq, time and code.
+async fn assert_outbox_matches_holders(redis: &common::kit::RedisServer) {
+    let mut conn = redis.conn().await;
+    let holders: HashMap<String, String> =
+        conn.hgetall(common::key("race", "holders")).await.unwrap();
+    let outbox = common::outbox_issuances(redis, "race").await;
+    let mut seqs = BTreeSet::new();
+    for i in &outbox {
+        assert_eq!(i.campaign, "race");
+        let record = format!("{}:{}:{}", i.seq, i.issued_at_ms, i.coupon_code);
+        assert_eq!(holders.get(&i.user_id), Some(&record), "{}", i.user_id);
+        seqs.insert(i.seq);
+    }
+    assert_eq!(seqs, (1..=STOCK).collect::<BTreeSet<_>>());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_stock_is_issued_once_per_user() {
     let (redis, svc, store) = setup().await;
@@ -127,6 +144,7 @@ async fn exactly_the_stock_is_issued_once_per_user() {
     // Redis agrees: counter, holders, and one outbox entry per coupon.
     let counts = issuance_counts(&redis, "race").await;
     assert_eq!(counts, (STOCK, STOCK, STOCK), "(issued, holders, outbox)");
+    assert_outbox_matches_holders(&redis).await;
     let (status, view) = svc.get("/v1/campaigns/race").await;
     assert_eq!(status, 200);
     assert_eq!(view["state"], "sold_out");

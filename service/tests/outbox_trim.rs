@@ -6,18 +6,18 @@ mod common;
 
 use common::kit::RedisServer;
 use redis::AsyncCommands;
-use redis::streams::{StreamId, StreamRangeReply};
-use stampede_core::store::outbox::{Outbox, ReadFrom};
+use redis::streams::StreamRangeReply;
+use stampede_core::store::outbox::{Outbox, OutboxEntry, ReadFrom};
 
 /// The ids of `entries`.
-fn ids(entries: &[StreamId]) -> Vec<String> {
+fn ids(entries: &[OutboxEntry]) -> Vec<String> {
     entries.iter().map(|e| e.id.clone()).collect()
 }
 
 /// The ids left in the stream, oldest first.
 async fn left(conn: &mut stampede_core::store::conn::RedisConn, key: &str) -> Vec<String> {
     let r: StreamRangeReply = conn.xrange_all(key).await.unwrap();
-    ids(&r.ids)
+    r.ids.into_iter().map(|e| e.id).collect()
 }
 
 #[tokio::test]

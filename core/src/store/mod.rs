@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod fence;
 mod issue;
 pub mod outbox;
+mod read_reply;
 mod scan;
 pub mod shard_admin;
 pub mod shard_audit;

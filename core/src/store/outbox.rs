@@ -7,11 +7,11 @@
 use std::time::Duration;
 
 use futures::future::try_join_all;
-use redis::streams::{
-    StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamReadOptions, StreamReadReply,
-};
+use redis::Value;
+use redis::streams::{StreamInfoGroupsReply, StreamReadOptions};
 
 use super::conn::{Patience, RedisConn, RedisTarget};
+use super::read_reply;
 use crate::Error;
 use crate::ids::CampaignId;
 use crate::keys::{CampaignKeys, REGISTRY};
@@ -27,12 +27,21 @@ pub fn is_missing_group(e: &Error) -> bool {
 }
 
 /// Entries read from one campaign's outbox.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct OutboxBatch {
     /// The campaign.
     pub campaign: String,
     /// Its entries, oldest first.
-    pub entries: Vec<StreamId>,
+    pub entries: Vec<OutboxEntry>,
+}
+
+/// One stream entry, its fields as Redis sent them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The entry id (`ms-seq`).
+    pub id: String,
+    /// Field-value pairs in the order written; none for an entry deleted while pending.
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Where a read starts in one campaign's stream.
@@ -155,12 +164,12 @@ impl Outbox {
         consumer: &str,
         idle: Duration,
         count: usize,
-    ) -> Result<Vec<StreamId>, Error> {
+    ) -> Result<Vec<OutboxEntry>, Error> {
         let key = CampaignKeys::new(campaign).outbox;
         let mut claimed = Vec::new();
         let mut cursor = "0-0".to_owned();
         loop {
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            let reply: Value = redis::cmd("XAUTOCLAIM")
                 .arg(&key)
                 .arg(GROUP)
                 .arg(consumer)
@@ -170,11 +179,12 @@ impl Outbox {
                 .arg(count)
                 .query_async(&mut self.read)
                 .await?;
-            claimed.extend(reply.claimed);
-            if reply.next_stream_id == "0-0" {
+            let (next, entries) = read_reply::claimed(reply)?;
+            claimed.extend(entries);
+            if next == "0-0" {
                 return Ok(claimed);
             }
-            cursor = reply.next_stream_id;
+            cursor = next;
         }
     }
 
@@ -235,25 +245,14 @@ async fn read_streams(
     if let Some(block) = block {
         opts = opts.block(block.as_millis() as usize);
     }
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+    let reply: Value = redis::cmd("XREADGROUP")
         .arg(&opts)
         .arg("STREAMS")
         .arg(&keys)
         .arg(&ids)
         .query_async(conn)
         .await?;
-    Ok(reply
-        .map(|r| r.keys)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|k| {
-            let campaign = CampaignKeys::campaign_of(&k.key)?.to_owned();
-            Some(OutboxBatch {
-                campaign,
-                entries: k.ids,
-            })
-        })
-        .collect())
+    read_reply::batches(reply)
 }
 
 /// The outbox's removal script (`lua/outbox_remove.lua`).

@@ -118,8 +118,13 @@ impl Store {
                 return Ok(());
             };
             for e in &page.ids {
-                if let Some(u) = e.get::<String>("user") {
-                    users.insert(u, e.get::<u64>("seq").unwrap_or(0));
+                let fields = e.map.iter().filter_map(|(k, v)| match v {
+                    redis::Value::BulkString(b) => Some((k.as_str(), std::str::from_utf8(b).ok()?)),
+                    _ => None,
+                });
+                // An entry of neither shape never reaches the database either.
+                if let Ok(i) = Issuance::from_stream_fields(fields) {
+                    users.insert(i.user_id, i.seq);
                 }
             }
             start = format!("({last}");

@@ -1,16 +1,20 @@
-//! One delivery: decode a read's entries, produce them all to Kafka at once, and remove
+//! One delivery: decode a read's entries, hand them all to the producer at once, and remove
 //! from the outbox exactly what Kafka acknowledged.
 
 use std::time::Duration;
 
-use futures::future::join_all;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
-use stampede_core::issuance::{Issuance, topic};
-use stampede_core::store::outbox::{Outbox, OutboxBatch};
+use stampede_core::ids::CampaignId;
+use stampede_core::issuance::{KafkaRecord, topic};
+use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
 use super::Unacked;
 use crate::metrics::PipelineMetrics;
+
+/// How long a message may wait for room in a full producer queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Produces every entry of every stream at once, then removes from each stream what Kafka
 /// acknowledged. Returns, per campaign, how many entries Kafka did not acknowledge.
@@ -20,70 +24,95 @@ pub(super) async fn deliver(
     metrics: PipelineMetrics,
     batches: Vec<OutboxBatch>,
 ) -> Result<Vec<Unacked>, Error> {
-    let (sends, mut done) = decode(&batches);
-    let results = join_all(sends.iter().map(|(_, _, issuance)| {
-        let payload = issuance.to_json();
-        let topic = topic(&issuance.campaign);
-        let producer = &producer;
-        async move {
-            let record = FutureRecord::to(&topic)
-                .key(&issuance.user_id)
-                .payload(&payload);
-            producer.send(record, Duration::from_secs(30)).await
-        }
-    }))
-    .await;
+    let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
     let mut failed = vec![0u64; batches.len()];
-    for ((i, id, _), r) in sends.into_iter().zip(results) {
-        match r {
-            Ok(_) => done[i].push(id),
-            Err((e, _)) => {
+    let mut sent = Vec::new();
+    let mut campaigns = Vec::with_capacity(batches.len());
+    for (i, batch) in batches.into_iter().enumerate() {
+        let queued = enqueue(&producer, &batch.campaign, batch.entries, &mut done[i]).await;
+        sent.extend(queued.into_iter().map(|s| (i, s)));
+        campaigns.push(batch.campaign);
+    }
+    // Deliveries are reported in the order they were enqueued (per partition), so awaiting
+    // them in turn costs no more than one wake-up per batch.
+    for (i, (id, sent)) in sent {
+        let result = match sent {
+            Sent::Queued(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
+            Sent::Done(result) => result,
+        };
+        match result {
+            Ok(()) => done[i].push(id),
+            Err(e) => {
                 if failed[i] == 0 {
-                    tracing::warn!(error = %e, campaign = %batches[i].campaign, "produce failed; entries stay pending");
+                    tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
                 }
                 failed[i] += 1;
             }
         }
     }
-    let mut outcomes = Vec::with_capacity(batches.len());
-    for (i, batch) in batches.iter().enumerate() {
-        outbox.remove(&batch.campaign, &done[i]).await?;
+    let mut outcomes = Vec::with_capacity(campaigns.len());
+    for ((campaign, done), failed) in campaigns.into_iter().zip(done).zip(failed) {
+        outbox.remove(&campaign, &done).await?;
         metrics
             .relay_produced
-            .with_label_values(&[batch.campaign.as_str()])
-            .inc_by(done[i].len() as u64);
-        metrics.relay_produce_errors.inc_by(failed[i]);
-        outcomes.push((batch.campaign.clone(), failed[i]));
+            .with_label_values(&[campaign.as_str()])
+            .inc_by(done.len() as u64);
+        metrics.relay_produce_errors.inc_by(failed);
+        outcomes.push((campaign, failed));
     }
     Ok(outcomes)
 }
 
-/// An issuance to send: the batch it came from, its stream entry id, the issuance.
-type Outgoing = (usize, String, Issuance);
+/// A message handed to the producer: its delivery report to come, or already known.
+enum Sent {
+    Queued(DeliveryFuture),
+    Done(Result<(), KafkaError>),
+}
 
-/// Decodes every entry; a malformed one is not sent but removed at once (returned among
-/// the per-batch ids to remove).
-fn decode(batches: &[OutboxBatch]) -> (Vec<Outgoing>, Vec<Vec<String>>) {
-    let mut sends = Vec::new();
-    let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
-    for (i, batch) in batches.iter().enumerate() {
-        for e in &batch.entries {
-            let fields = e.map.iter().filter_map(|(k, v)| match v {
-                redis::Value::BulkString(b) => std::str::from_utf8(b).ok().map(|s| (k.as_str(), s)),
-                _ => None,
-            });
-            match Issuance::from_stream_fields(fields) {
-                Ok(issuance) => sends.push((i, e.id.clone(), issuance)),
-                Err(err) => {
-                    // Only something other than the issue script could write this; keep it
-                    // out of Kafka and out of the way.
-                    tracing::error!(campaign = %batch.campaign, id = %e.id, error = %err, "dropping malformed outbox entry");
-                    done[i].push(e.id.clone());
-                }
+/// Hands every entry of `campaign`'s outbox to the producer, to the campaign's topic (a
+/// sharded campaign's buckets deliver to the campaign's). A malformed entry is not sent
+/// but removed: its id goes to `remove`.
+async fn enqueue(
+    producer: &FutureProducer,
+    campaign: &str,
+    entries: Vec<OutboxEntry>,
+    remove: &mut Vec<String>,
+) -> Vec<(String, Sent)> {
+    let topic = match CampaignId::parse_stored(campaign) {
+        Ok(c) => topic(c.campaign()),
+        Err(_) => topic(campaign),
+    };
+    let mut sent = Vec::with_capacity(entries.len());
+    for e in entries {
+        let record = match KafkaRecord::from_stream_fields(e.fields) {
+            Ok(record) => record,
+            Err(err) => {
+                // Only something other than the issue script could write this; keep it
+                // out of Kafka and out of the way.
+                tracing::error!(campaign, id = %e.id, error = %err, "dropping malformed outbox entry");
+                remove.push(e.id);
+                continue;
             }
-        }
+        };
+        let message = FutureRecord::to(&topic)
+            .key(&record.key)
+            .payload(&record.payload);
+        let queued = match producer.send_result(message) {
+            Ok(delivery) => Sent::Queued(delivery),
+            // A full queue: wait for room as `send` does.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), message)) => {
+                let delivered = producer.send(message, QUEUE_TIMEOUT).await;
+                Sent::Done(delivered.map(|_| ()).map_err(|(e, _)| e))
+            }
+            Err((e, _)) => Sent::Done(Err(e)),
+        };
+        sent.push((e.id, queued));
     }
-    (sends, done)
+    sent
 }
 
 /// Whether Kafka knows `name` (metadata calls block, so they run on the blocking pool).

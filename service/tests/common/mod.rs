@@ -21,6 +21,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use reqwest::RequestBuilder;
 use stampede_core::ids::CampaignId;
+use stampede_core::issuance::Issuance;
 use stampede_core::store::{Store, StoreConfig};
 use stampede_service::auth::{AuthConfig, JwtConfig, KeySource, Secret};
 use stampede_service::metrics::Metrics;
@@ -144,6 +145,53 @@ pub fn key(campaign: &str, suffix: &str) -> String {
 pub async fn outbox_len(redis: &RedisServer, campaign: &str) -> u64 {
     let mut conn = redis.conn().await;
     conn.xlen(key(campaign, "outbox")).await.unwrap()
+}
+
+/// Every issuance in `campaign`'s outbox stream, oldest first. Each entry must have the shape
+/// the issue script writes: the user id, and the issuance as JSON byte for byte as the
+/// writer's serde writes it (the relay sends both to Kafka as they are).
+pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuance> {
+    let mut conn = redis.conn().await;
+    let range: redis::Value = redis::cmd("XRANGE")
+        .arg(key(campaign, "outbox"))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let redis::Value::Array(entries) = range else {
+        panic!("XRANGE answered {range:?}");
+    };
+    let bytes = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => b.clone(),
+        other => panic!("not a bulk string: {other:?}"),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let redis::Value::Array(entry) = entry else {
+            panic!("entry {entry:?}")
+        };
+        let redis::Value::Array(fields) = &entry[1] else {
+            panic!("fields {entry:?}")
+        };
+        let fields: Vec<Vec<u8>> = fields.iter().map(bytes).collect();
+        let [name_user, user, name_json, json] = fields.as_slice() else {
+            panic!("an entry of two fields: {fields:?}")
+        };
+        assert_eq!(
+            (&name_user[..], &name_json[..]),
+            (&b"user"[..], &b"issuance"[..])
+        );
+        let issuance = Issuance::from_json(json).unwrap();
+        assert_eq!(
+            &issuance.to_json(),
+            json,
+            "the issuance's JSON as serde writes it"
+        );
+        assert_eq!(issuance.user_id.as_bytes(), &user[..]);
+        out.push(issuance);
+    }
+    out
 }
 
 /// What Redis holds for `campaign`: (issued counter, holders, outbox entries).

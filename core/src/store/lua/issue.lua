@@ -27,6 +27,10 @@
 -- makes as few as it can: one read of meta, one of holders, the clock, then per coupon one
 -- XADD and for the batch one counter and one holders write (a waiting room adds a read of
 -- the admissions and two writes).
+-- An outbox entry is what the relay sends to Kafka as it comes: 'user' (the message key) and
+-- 'issuance' (the value: the JSON of core/src/issuance.rs, its fields in serde's order). The
+-- ids and codes written into it need no escaping: campaign and user ids are checked against
+-- grammars without quotes or backslashes (core/src/ids.rs), codes are hex digits.
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
   'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr')
 local n = (#ARGV - 3) / 3
@@ -132,7 +136,8 @@ if counter > issued then
   redis.call('HINCRBY', KEYS[1], 'issued', counter - issued)
   redis.call('HSET', KEYS[2], unpack(records))
   for _, e in ipairs(entries) do
-    redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[1], 'user', e[1], 'seq', e[2], 'ts', now, 'code', e[3])
+    redis.call('XADD', KEYS[3], '*', 'user', e[1], 'issuance', '{"campaign":"' .. ARGV[1] ..
+      '","userId":"' .. e[1] .. '","seq":' .. e[2] .. ',"couponCode":"' .. e[3] .. '","issuedAtMs":' .. now .. '}')
   end
   if #ended > 0 then
     redis.call('ZREM', KEYS[4], unpack(ended))
