@@ -50,8 +50,21 @@ impl Issuance {
         }
     }
 
-    /// The fields of an outbox stream entry, as the issue script writes them.
-    pub fn stream_fields(&self) -> [(&'static str, Vec<u8>); 2] {
+    /// The fields of an outbox stream entry, as the issue script writes them (and `audit
+    /// --repair` appends them): the five-field shape every relay reads.
+    pub fn stream_fields(&self) -> [(&'static str, Vec<u8>); 5] {
+        [
+            ("campaign", self.campaign.clone().into_bytes()),
+            (USER_FIELD, self.user_id.clone().into_bytes()),
+            ("seq", self.seq.to_string().into_bytes()),
+            ("ts", self.issued_at_ms.to_string().into_bytes()),
+            ("code", self.coupon_code.clone().into_bytes()),
+        ]
+    }
+
+    /// The fields of an outbox stream entry of the two-field shape, the Kafka message itself
+    /// (see [`KafkaRecord`]).
+    pub fn message_fields(&self) -> [(&'static str, Vec<u8>); 2] {
         [
             (USER_FIELD, self.user_id.clone().into_bytes()),
             (ISSUANCE_FIELD, self.to_json()),
@@ -82,10 +95,13 @@ fn malformed(why: impl std::fmt::Display) -> Error {
     Error::Protocol(format!("malformed outbox entry: {why}"))
 }
 
-/// An outbox entry as Kafka takes it. The issue script writes two fields, `user` (the key)
-/// and `issuance` (the value, the JSON [`Issuance::to_json`] writes), so the relay sends
-/// both as they come; releases before it wrote five (`campaign user seq ts code`), which
-/// an outbox may still hold after an upgrade and which are encoded here.
+/// An outbox entry as Kafka takes it, from either shape of entry. The two-field shape is the
+/// message itself: `user` (the key) and `issuance` (the value, the JSON
+/// [`Issuance::to_json`] writes), sent as it comes. The five-field shape (`campaign user seq
+/// ts code`, [`Issuance::stream_fields`]) is what the issue script writes while relays of
+/// earlier releases, which read only it, may still run; it is encoded here. Reading both
+/// now lets a later release write the message shape without a rolling upgrade's older
+/// relays dropping its entries as malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaRecord {
     /// The user id.
@@ -160,21 +176,22 @@ mod tests {
     }
 
     #[test]
-    fn stream_fields_round_trip() {
+    fn both_entry_shapes_round_trip_to_the_same_message() {
         let i = sample();
-        let fields = i.stream_fields();
-        let text: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(k, v)| (*k, std::str::from_utf8(v).unwrap()))
-            .collect();
-        assert_eq!(Issuance::from_stream_fields(text.clone()).unwrap(), i);
-        let record = KafkaRecord::from_stream_fields(raw(&text)).unwrap();
-        assert_eq!((record.key, record.payload), (b"u-1".to_vec(), i.to_json()));
+        for fields in [&i.stream_fields()[..], &i.message_fields()[..]] {
+            let text: Vec<(&str, &str)> = fields
+                .iter()
+                .map(|(k, v)| (*k, std::str::from_utf8(v).unwrap()))
+                .collect();
+            assert_eq!(Issuance::from_stream_fields(text.clone()).unwrap(), i);
+            let record = KafkaRecord::from_stream_fields(raw(&text)).unwrap();
+            assert_eq!((record.key, record.payload), (b"u-1".to_vec(), i.to_json()));
+        }
         assert!(Issuance::from_stream_fields([("campaign", "c"), ("seq", "x")]).is_err());
     }
 
     #[test]
-    fn entries_of_the_earlier_five_field_shape_stay_readable() {
+    fn five_field_entries_read_as_written() {
         let old = [
             ("campaign", "c"),
             ("user", "u-1"),

@@ -1,6 +1,6 @@
-//! XREADGROUP's reply walked by hand into outbox batches, moving each value out rather than
-//! building `StreamReadReply`'s map of `Value`s per entry: the relay reads every issuance
-//! once, on the issue path's cores.
+//! XREADGROUP's and XAUTOCLAIM's replies walked by hand into outbox entries, moving each
+//! value out rather than building a map of `Value`s per entry (`StreamReadReply`): the relay
+//! reads every issuance once, on the issue path's cores.
 
 use redis::Value;
 

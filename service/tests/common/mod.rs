@@ -147,9 +147,9 @@ pub async fn outbox_len(redis: &RedisServer, campaign: &str) -> u64 {
     conn.xlen(key(campaign, "outbox")).await.unwrap()
 }
 
-/// Every issuance in `campaign`'s outbox stream, oldest first. Each entry must have the shape
-/// the issue script writes: the user id, and the issuance as JSON byte for byte as the
-/// writer's serde writes it (the relay sends both to Kafka as they are).
+/// Every issuance in `campaign`'s outbox stream, oldest first, from entries of either shape.
+/// An entry of the two-field shape must carry the issuance as JSON byte for byte as the
+/// writer's serde writes it (the relay sends it to Kafka as it is).
 pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuance> {
     let mut conn = redis.conn().await;
     let range: redis::Value = redis::cmd("XRANGE")
@@ -162,8 +162,8 @@ pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuan
     let redis::Value::Array(entries) = range else {
         panic!("XRANGE answered {range:?}");
     };
-    let bytes = |v: &redis::Value| match v {
-        redis::Value::BulkString(b) => b.clone(),
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8(b.clone()).unwrap(),
         other => panic!("not a bulk string: {other:?}"),
     };
     let mut out = Vec::with_capacity(entries.len());
@@ -171,24 +171,25 @@ pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuan
         let redis::Value::Array(entry) = entry else {
             panic!("entry {entry:?}")
         };
-        let redis::Value::Array(fields) = &entry[1] else {
+        let redis::Value::Array(flat) = &entry[1] else {
             panic!("fields {entry:?}")
         };
-        let fields: Vec<Vec<u8>> = fields.iter().map(bytes).collect();
-        let [name_user, user, name_json, json] = fields.as_slice() else {
-            panic!("an entry of two fields: {fields:?}")
-        };
-        assert_eq!(
-            (&name_user[..], &name_json[..]),
-            (&b"user"[..], &b"issuance"[..])
-        );
-        let issuance = Issuance::from_json(json).unwrap();
-        assert_eq!(
-            &issuance.to_json(),
-            json,
-            "the issuance's JSON as serde writes it"
-        );
-        assert_eq!(issuance.user_id.as_bytes(), &user[..]);
+        let flat: Vec<String> = flat.iter().map(text).collect();
+        let pairs: Vec<(&str, &str)> = flat
+            .chunks(2)
+            .map(|kv| (kv[0].as_str(), kv[1].as_str()))
+            .collect();
+        let issuance = Issuance::from_stream_fields(pairs.clone()).unwrap();
+        if let [("user", user), ("issuance", json)] = pairs.as_slice() {
+            assert_eq!(
+                issuance.to_json(),
+                json.as_bytes(),
+                "JSON as serde writes it"
+            );
+            assert_eq!(&issuance.user_id, user);
+        } else {
+            assert_eq!(pairs.len(), 5, "the five-field shape: {pairs:?}");
+        }
         out.push(issuance);
     }
     out

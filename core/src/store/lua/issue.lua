@@ -27,10 +27,11 @@
 -- makes as few as it can: one read of meta, one of holders, the clock, then per coupon one
 -- XADD and for the batch one counter and one holders write (a waiting room adds a read of
 -- the admissions and two writes).
--- An outbox entry is what the relay sends to Kafka as it comes: 'user' (the message key) and
--- 'issuance' (the value: the JSON of core/src/issuance.rs, its fields in serde's order). The
--- ids and codes written into it need no escaping: campaign and user ids are checked against
--- grammars without quotes or backslashes (core/src/ids.rs), codes are hex digits.
+-- An outbox entry has five fields, campaign user seq ts code: every relay reads them. Relays
+-- since this release also read the two-field shape a later release is to write (the Kafka
+-- message itself, core/src/issuance.rs `KafkaRecord`); writing it before every relay of a
+-- campaign reads it would let an older relay, still running through a rolling upgrade,
+-- drop such entries as malformed.
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
   'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr')
 local n = (#ARGV - 3) / 3
@@ -136,8 +137,7 @@ if counter > issued then
   redis.call('HINCRBY', KEYS[1], 'issued', counter - issued)
   redis.call('HSET', KEYS[2], unpack(records))
   for _, e in ipairs(entries) do
-    redis.call('XADD', KEYS[3], '*', 'user', e[1], 'issuance', '{"campaign":"' .. ARGV[1] ..
-      '","userId":"' .. e[1] .. '","seq":' .. e[2] .. ',"couponCode":"' .. e[3] .. '","issuedAtMs":' .. now .. '}')
+    redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[1], 'user', e[1], 'seq', e[2], 'ts', now, 'code', e[3])
   end
   if #ended > 0 then
     redis.call('ZREM', KEYS[4], unpack(ended))
