@@ -93,8 +93,11 @@ async fn concurrent_issuances_share_script_calls_and_each_is_decided_once() {
 
     let (calls, decided) = batches(&metrics);
     assert_eq!(decided, 400.0, "every ask went through a batch");
+    // Unbatched, every ask is a call of its own (400). How many calls 400 asks share moves
+    // with the scheduling (join_all polls them in slices; each batch leaves with whatever
+    // queued while the one before it was out): 3 or 16 on this machine, run to run.
     assert!(
-        calls <= 10.0,
+        calls <= 40.0,
         "400 asks at once took {calls} script calls: they were not batched"
     );
 }
