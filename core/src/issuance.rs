@@ -50,6 +50,16 @@ impl Issuance {
         }
     }
 
+    /// Reads an outbox stream entry's field-value pairs as Redis sent them, of either shape.
+    pub fn from_raw_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Self, Error> {
+        let pairs = fields
+            .iter()
+            .map(|(k, v)| Ok((std::str::from_utf8(k)?, std::str::from_utf8(v)?)))
+            .collect::<Result<Vec<_>, std::str::Utf8Error>>()
+            .map_err(malformed)?;
+        Self::from_stream_fields(pairs)
+    }
+
     /// The fields of an outbox stream entry, as the issue script writes them (and `audit
     /// --repair` appends them): the five-field shape every relay reads.
     pub fn stream_fields(&self) -> [(&'static str, Vec<u8>); 5] {
@@ -125,12 +135,7 @@ impl KafkaRecord {
                 payload: std::mem::take(v2),
             });
         }
-        let pairs = fields
-            .iter()
-            .map(|(k, v)| Ok((std::str::from_utf8(k)?, std::str::from_utf8(v)?)))
-            .collect::<Result<Vec<_>, std::str::Utf8Error>>()
-            .map_err(malformed)?;
-        let issuance = Issuance::from_stream_fields(pairs)?;
+        let issuance = Issuance::from_raw_fields(&fields)?;
         Ok(Self {
             payload: issuance.to_json(),
             key: issuance.user_id.into_bytes(),

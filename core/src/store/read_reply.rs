@@ -1,4 +1,4 @@
-//! XREADGROUP's and XAUTOCLAIM's replies walked by hand into outbox entries, moving each
+//! XREADGROUP's, XAUTOCLAIM's and XRANGE's replies walked by hand into outbox entries, moving each
 //! value out rather than building a map of `Value`s per entry (`StreamReadReply`): the relay
 //! reads every issuance once, on the issue path's cores.
 
@@ -27,14 +27,7 @@ pub(super) fn batches(reply: Value) -> Result<Vec<OutboxBatch>, Error> {
     let mut batches = Vec::with_capacity(streams.len());
     for (key, entries) in streams {
         let key = bulk_text(key).ok_or_else(|| unexpected("XREADGROUP", "a stream key"))?;
-        let Value::Array(entries) = entries else {
-            return Err(unexpected("XREADGROUP", "a stream's entries"));
-        };
-        let entries = entries
-            .into_iter()
-            .map(parse_entry)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| unexpected("XREADGROUP", "an entry"))?;
+        let entries = entry_list(entries).ok_or_else(|| unexpected("XREADGROUP", "an entry"))?;
         if let Some(campaign) = CampaignKeys::campaign_of(&key) {
             batches.push(OutboxBatch {
                 campaign: campaign.to_owned(),
@@ -53,14 +46,24 @@ pub(super) fn claimed(reply: Value) -> Result<(String, Vec<OutboxEntry>), Error>
     };
     let mut parts = parts.into_iter();
     let next = parts.next().and_then(bulk_text);
-    let entries = match parts.next() {
-        Some(Value::Array(entries)) => entries.into_iter().map(parse_entry).collect(),
-        _ => None,
-    };
+    let entries = parts.next().and_then(entry_list);
     match (next, entries) {
         (Some(next), Some(entries)) => Ok((next, entries)),
         _ => Err(unexpected("XAUTOCLAIM", "the reply")),
     }
+}
+
+/// An XRANGE reply: a page of entries, oldest first.
+pub(super) fn range(reply: Value) -> Result<Vec<OutboxEntry>, Error> {
+    entry_list(reply).ok_or_else(|| unexpected("XRANGE", "an entry"))
+}
+
+/// An array of entries, as XRANGE answers and XREADGROUP and XAUTOCLAIM nest them.
+fn entry_list(v: Value) -> Option<Vec<OutboxEntry>> {
+    let Value::Array(entries) = v else {
+        return None;
+    };
+    entries.into_iter().map(parse_entry).collect()
 }
 
 /// `[id, [field, value, …]]`; the fields nil for an entry deleted while pending.
@@ -154,6 +157,15 @@ mod tests {
         assert_eq!(batches(resp2).unwrap(), expected());
         assert_eq!(batches(Value::Map(vec![(k, e)])).unwrap(), expected());
         assert!(batches(Value::Nil).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reads_a_range_of_entries() {
+        let (_, entries) = spring();
+        assert_eq!(range(entries).unwrap(), expected().remove(0).entries);
+        assert!(range(Value::Array(vec![])).unwrap().is_empty());
+        assert!(range(Value::Int(1)).is_err());
+        assert!(range(Value::Array(vec![Value::Array(vec![bulk("1-0")])])).is_err());
     }
 
     #[test]

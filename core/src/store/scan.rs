@@ -4,9 +4,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 
-use redis::streams::StreamRangeReply;
-
-use super::Store;
+use super::{Store, read_reply};
 use crate::Error;
 use crate::coupon::HolderRecord;
 use crate::ids::CampaignId;
@@ -107,23 +105,20 @@ impl Store {
         let key = CampaignKeys::new(campaign).outbox;
         let mut start = "-".to_owned();
         loop {
-            let page: StreamRangeReply = self
+            let page = self
                 .call("xrange", |mut c| {
                     let mut cmd = redis::cmd("XRANGE");
                     cmd.arg(&key).arg(&start).arg("+").arg("COUNT").arg(10_000);
-                    async move { cmd.query_async(&mut c).await }
+                    async move { cmd.query_async::<redis::Value>(&mut c).await }
                 })
                 .await?;
-            let Some(last) = page.ids.last().map(|e| e.id.clone()) else {
+            let page = read_reply::range(page)?;
+            let Some(last) = page.last().map(|e| e.id.clone()) else {
                 return Ok(());
             };
-            for e in &page.ids {
-                let fields = e.map.iter().filter_map(|(k, v)| match v {
-                    redis::Value::BulkString(b) => Some((k.as_str(), std::str::from_utf8(b).ok()?)),
-                    _ => None,
-                });
+            for e in &page {
                 // An entry of neither shape never reaches the database either.
-                if let Ok(i) = Issuance::from_stream_fields(fields) {
+                if let Ok(i) = Issuance::from_raw_fields(&e.fields) {
                     users.insert(i.user_id, i.seq);
                 }
             }
