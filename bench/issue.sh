@@ -49,6 +49,7 @@ live="bench-live-$run"
 gone="bench-gone-$run"
 alone="bench-alone-$run"
 "$BIN" migrate >/dev/null
+store_state
 for c in "$live" "$alone"; do
   "$BIN" campaign create --id "$c" --stock 100000000 >/dev/null
 done
