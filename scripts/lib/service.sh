@@ -195,7 +195,7 @@ forget_campaign() {
   local c=$1 out
   # A failure is said, not swallowed: a topic left behind is replayed into PostgreSQL by
   # the next writer that reads every campaign (the demo's, under a group it keeps).
-  if ! out=$(kafka_topics --delete --if-exists --topic "stampede(-dlq)?\\.${c//./\\.}" 2>&1); then
+  if ! out=$(kafka_topics --delete --if-exists --topic "$(campaign_topics_regex "$c")" 2>&1); then
     printf 'forget_campaign: the Kafka topics of %s are left: %s\n' "$c" \
       "$(grep -m 1 -e '^Error' -e 'Exception' <<<"$out" || tail -n 1 <<<"$out")" >&2
   fi
@@ -224,18 +224,24 @@ store_state() {
 kafka_topics() {
   local props rc=0
   props=$(mktemp)
-  kafka_client_props "$props"
+  kafka_client_props "$props" || { rm -f "$props"; return 1; }
   timeout 60 scripts/kafka-broker tool topics --command-config "$props" \
     --bootstrap-server "${STAMPEDE_KAFKA_BROKERS:-127.0.0.1:9092}" "$@" || rc=$?
   rm -f "$props"
   return "$rc"
 }
 
+# campaign_topics_regex C: C's topic and dead-letter topic (core/src/kafka.rs topic,
+# dead_letter_topic) as one regex, whole-name: the topic tool's --topic and grep -E alike.
+campaign_topics_regex() {
+  printf 'stampede(-dlq)?\\.%s' "${1//./\\.}"
+}
+
 # campaign_topics C: the topics of campaign C the broker has (none: nothing printed).
 campaign_topics() {
   local listed
   listed=$(kafka_topics --list) || return 1
-  grep -E "^stampede(-dlq)?\\.${1//./\\.}\$" <<<"$listed" || true
+  grep -E "^$(campaign_topics_regex "$1")\$" <<<"$listed" || true
 }
 
 # rcli ARGS…: redis-cli on the Redis of STAMPEDE_REDIS_URL (default the stack's), as the
