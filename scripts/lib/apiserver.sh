@@ -10,6 +10,7 @@
 #   write_kubeconfig PORT DIR/kubeconfig for https://API_HOST:PORT as the admin
 #   readyz PORT           /readyz answers 200 with the admin token
 #   etcd_health PORT      etcd's /health says true
+#   etcd_ready PID PORT   etcd_health, and PORT's listener is PID (not another test's etcd)
 #   kcm_healthz PORT      kube-controller-manager's /healthz answers
 
 free_port() { # a free loopback TCP port, not in $USED_PORTS
@@ -96,6 +97,13 @@ readyz() { # PORT: does /readyz answer 200 with the admin token?
 
 etcd_health() { # PORT
     curl -sf --max-time 2 "http://127.0.0.1:$1/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+# A free port is picked before etcd binds it, so a control plane starting beside another
+# can pick the port the other's etcd took; etcd's /health has no credentials to tell them
+# apart (the apiserver's /readyz has: our CA and token), so ask the kernel whose it is.
+etcd_ready() { # PID PORT
+    etcd_health "$2" && ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
 }
 
 kcm_healthz() { # PORT

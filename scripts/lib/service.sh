@@ -4,8 +4,9 @@
 # root; it defines functions only, sets STAMPEDE_HOME/CARGO_TARGET_DIR, BIN and OPERATOR,
 # exports the local token settings (local_auth) and traps EXIT to stop the roles it started).
 #
-#   ensure_bin            cargo build --release of stampede-service and -operator (together, as
-#                         every release build here, so they share one set of artefacts; quick
+#   ensure_bin            cargo build of stampede-service and -operator in the profile
+#                         STAMPEDE_CARGO_PROFILE (release; ci under `make test`), together, as
+#                         every optimised build here, so they share one set of artefacts; quick
 #                         when up to date);
 #                         with STAMPEDE_BIN set, that binary is used as it is (e.g. a baseline)
 #   bench_setup NAME      what a bench starts with: ensure_bin, the stack up and in the
@@ -41,19 +42,20 @@
 : "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
 export STAMPEDE_HOME CARGO_TARGET_DIR
-BIN="${STAMPEDE_BIN:-$CARGO_TARGET_DIR/release/stampede-service}"
+: "${STAMPEDE_CARGO_PROFILE:=release}"
+BIN="${STAMPEDE_BIN:-$CARGO_TARGET_DIR/$STAMPEDE_CARGO_PROFILE/stampede-service}"
 
-# ensure_bin: brings the release binary up to date (a no-op in a second when it is), unless
+# ensure_bin: brings the optimised binary up to date (a no-op in a second when it is), unless
 # STAMPEDE_BIN names another build to run.
 ensure_bin() {
   if [ -n "${STAMPEDE_BIN:-}" ]; then
     [ -x "$BIN" ] || { echo "STAMPEDE_BIN=$BIN is not an executable" >&2; return 1; }
     return 0
   fi
-  cargo build --release -q -p stampede-service -p stampede-operator
+  cargo build --profile "$STAMPEDE_CARGO_PROFILE" -q -p stampede-service -p stampede-operator
 }
 
-# bench_setup NAME: the release binary up to date, the local stack up and its settings
+# bench_setup NAME: the optimised binary up to date, the local stack up and its settings
 # exported, the schema migrated; sets `run` (a stamp naming this run's campaigns) and `out`
 # (its results directory, created).
 bench_setup() {

@@ -76,6 +76,16 @@ fn reap_orphans() {
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
+        // A failing test's control plane is removed below: what it logged goes with the
+        // failure, so a lost connection or a refused request can be told apart afterwards.
+        if std::thread::panicking() {
+            for log in ["etcd.log", "kube-apiserver.log"] {
+                let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                eprintln!("--- the failed test's {log} (last 40 lines) ---\n{tail}");
+            }
+        }
         let _ = Command::new(repo().join("scripts/control-plane"))
             .args(["stop", "--dir", self.dir.to_str().unwrap(), "--kill"])
             .output();
