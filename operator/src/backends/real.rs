@@ -54,11 +54,18 @@ impl RealBackends {
         if let Some(p) = pools.get(url) {
             return Some(p.clone());
         }
-        let p = tokio::time::timeout(DB_CONNECT_TIMEOUT, stampede_core::db::connect(url, 2))
-            .await
-            .ok()?
-            .map_err(|e| tracing::warn!(error = %e, "database unreachable"))
-            .ok()?;
+        let connect = stampede_core::db::connect(url, 2);
+        let p = match tokio::time::timeout(DB_CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "database unreachable");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?DB_CONNECT_TIMEOUT, "connecting to the database timed out");
+                return None;
+            }
+        };
         pools.insert(url.to_owned(), p.clone());
         Some(p)
     }
@@ -116,7 +123,10 @@ impl Backends for RealBackends {
                     tracing::warn!(error = %e, campaign, "counting persisted rows failed");
                     None
                 }
-                Err(_) => None,
+                Err(_) => {
+                    tracing::warn!(timeout = ?DB_CONNECT_TIMEOUT, campaign, "counting persisted rows timed out");
+                    None
+                }
             }
         }
         .boxed()
