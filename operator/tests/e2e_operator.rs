@@ -18,6 +18,7 @@ const EXAMPLE: &str = include_str!("../../examples/campaign.yaml");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_campaign_reaches_ready_with_every_child_and_its_stock_and_topics() {
     let c = Cluster::start().await;
+    common::migrate_stack_database().await;
     let name = unique("spring-sale");
     let _forget = Forget(c.id(&name));
     let op = c.operator();

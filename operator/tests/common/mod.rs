@@ -57,6 +57,19 @@ pub fn stack_defaults() -> Defaults {
     }
 }
 
+/// Creates the issuance tables in the stack's database, as a campaign's first writer does
+/// (on a fresh stack no writer may have run yet, and the persisted count needs them).
+pub async fn migrate_stack_database() {
+    let url = stack_defaults().database_url;
+    let pool = stampede_core::db::connect(&url, 1)
+        .await
+        .expect("the stack's PostgreSQL");
+    stampede_core::db::migrate(&pool)
+        .await
+        .expect("migrating the stack's database");
+    pool.close().await;
+}
+
 /// A control plane with the CouponCampaign CRD and a namespace for the test.
 pub struct Cluster {
     /// The control plane (shared by the views of other namespaces, see [`Cluster::tenant`]).
