@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 const BODY_TIMEOUT: Duration = Duration::from_millis(1_000);
 
 /// Sends an issue request's headers, then its 40-byte body one byte every 100 ms; returns
-/// the raw answer and how long after the headers it came.
+/// the raw answer and how long after the client began sending it came.
 async fn trickle(addr: String, user: String) -> (String, Duration) {
     let mut conn = TcpStream::connect(&addr).await.unwrap();
     let body = format!("{:<40}", format!("{{\"userId\":\"{user}\"}}"));
@@ -22,8 +22,10 @@ async fn trickle(addr: String, user: String) -> (String, Duration) {
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    conn.write_all(head.as_bytes()).await.unwrap();
+    // The clock starts before the server can see the headers, so it cannot start later than
+    // the server's body timer (taken after the write, a descheduled client read 998 ms).
     let started = Instant::now();
+    conn.write_all(head.as_bytes()).await.unwrap();
     let (mut rd, mut wr) = conn.into_split();
     let writer = tokio::spawn(async move {
         for b in body.bytes() {
