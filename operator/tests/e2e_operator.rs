@@ -59,10 +59,12 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
     let name = unique("restock");
     let _forget = Forget(c.id(&name));
     let op = c.operator();
-    // Opens 3 s from now: Scheduled, then Open without any spec change (requeue at opensAt).
-    let opens = stampede_core::clock::format_ms(stampede_core::clock::now_ms() + 3_000);
+    // Opens in an hour: Scheduled. (Opening a few seconds after the create raced the first
+    // Ready status on a loaded machine, which then saw the window open already.)
+    let in_ms = |ms| stampede_core::clock::format_ms(stampede_core::clock::now_ms() + ms);
     let yaml = format!(
-        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: 3, window: {{opensAt: '{opens}'}}, issuer: {{minReplicas: 1}}}}\n"
+        "apiVersion: stampede.dev/v1alpha1\nkind: CouponCampaign\nmetadata: {{name: x}}\nspec: {{stock: 3, window: {{opensAt: '{}'}}, issuer: {{minReplicas: 1}}}}\n",
+        in_ms(3_600_000)
     );
     c.create(&name, &yaml).await.unwrap();
     c.mark_campaign_available(&name).await;
@@ -70,6 +72,10 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
         .status_until(&name, "Scheduled", |s| s.phase == Some(Phase::Scheduled))
         .await;
     assert!(has(&s, "Ready", "True"));
+    // Moved to 2 s from now: Open then without a further change (requeue at opensAt).
+    c.patch_spec(&name, json!({ "window": { "opensAt": in_ms(2_000) } }))
+        .await
+        .unwrap();
     c.status_until(&name, "Open at opensAt", |s| s.phase == Some(Phase::Open))
         .await;
     sold_out_then_restocked(&c, &name).await;
