@@ -72,10 +72,18 @@ async fn patching_stock_up_restocks_and_the_window_and_stock_drive_the_phase() {
         .status_until(&name, "Scheduled", |s| s.phase == Some(Phase::Scheduled))
         .await;
     assert!(has(&s, "Ready", "True"));
-    // Moved to 2 s from now: Open then without a further change (requeue at opensAt).
-    c.patch_spec(&name, json!({ "window": { "opensAt": in_ms(2_000) } }))
+    // Moved to 10 s from now: still Scheduled once the operator has seen the move, then
+    // Open without a further change (requeue at opensAt).
+    let moved = c
+        .patch_spec(&name, json!({ "window": { "opensAt": in_ms(10_000) } }))
         .await
-        .unwrap();
+        .unwrap()
+        .metadata
+        .generation;
+    c.status_until(&name, "Scheduled at the moved window", |s| {
+        s.observed_generation == moved && s.phase == Some(Phase::Scheduled)
+    })
+    .await;
     c.status_until(&name, "Open at opensAt", |s| s.phase == Some(Phase::Open))
         .await;
     sold_out_then_restocked(&c, &name).await;
