@@ -12,6 +12,9 @@
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a third service with
 #                              # --durability replica (the stack's replica attached)
 #   RELAY_FLAGS="--relay-gather-ms 0" bench/issue.sh   # relay settings of the headline serve
+#   PIPELINE_IDLE=1 bench/issue.sh   # Kafka, PostgreSQL, the writer and the headline's relay
+#                              # and librdkafka threads under SCHED_IDLE (only CPU the issue
+#                              # path leaves): whether the pipeline's CPU makes the tail
 #   PROFILE=1 bench/issue.sh   # then one more relay-on issue run under `perf record` (service
 #                              # and Redis, cpu-clock, call graphs): top symbols per process
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
@@ -84,6 +87,19 @@ if [ "${REPLICA:-0}" = 1 ]; then
   replica_pid=$SVC_PID
 fi
 
+if [ "${PIPELINE_IDLE:-0}" = 1 ]; then
+  # Every thread of the pipeline under SCHED_IDLE: it runs only on CPU the issue path leaves.
+  pipeline_policy() { local p; for p in $(pgrep -f 'kafka\.Kafka') $(pgrep -x postgres); do chrt "$@" -a -p 0 "$p" >/dev/null; done; }
+  # The stack's processes outlive the bench: back to SCHED_OTHER when it ends.
+  trap 'pipeline_policy -o; [ "${REPLICA:-0}" != 1 ] || scripts/stack down replica >/dev/null 2>&1; stop_roles' EXIT
+  pipeline_policy -i
+  chrt -i -a -p 0 "$writer_pid" >/dev/null
+  for t in /proc/"$headline_pid"/task/*; do
+    case $(cat "$t/comm") in relay|rdk:*) chrt -i -p 0 "${t##*/}" >/dev/null ;; esac
+  done
+  echo "PIPELINE_IDLE: under SCHED_IDLE: Kafka, PostgreSQL, the writer and serve's threads $(for t in /proc/"$headline_pid"/task/*; do chrt -p "${t##*/}" | grep -q IDLE && cat "$t/comm"; done | tr '\n' ' ')"
+fi
+
 # Sell the "gone" campaign out so that every later request takes the memory path.
 curl -sf -XPOST -H "Authorization: Bearer $("$BIN" token --sub first)" \
   -H 'content-type: application/json' -d '{"userId":"first"}' \
@@ -119,8 +135,6 @@ split_ticks() {
     printf '%s=%s ' "$name" "$(ticks $pids)"
   done < <(split_pids "$1" | grep -v '^wrk')
 }
-redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
-issued() { "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
 drained() { [ "$(rcli xlen "{stampede:$1}:outbox")" -eq 0 ]; }
 # batch_totals OPS_URL: "<issuances decided> <issue script calls>" so far (group commit).
 batch_totals() {

@@ -33,6 +33,8 @@
 #   rcli ARGS...          redis-cli on STAMPEDE_REDIS_URL, as its user (the password through
 #                         the environment, never on the command line); -c on a
 #                         redis+cluster:// URL (its first seed node)
+#   redis_cpu             CPU seconds (user + system) the Redis of rcli has used so far
+#   issued C              coupons campaign C has issued so far (`campaign show`)
 #   forget_campaign C     removes a benchmark campaign's keys, registry entry, rows and topics
 #   store_state           prints what earlier runs left: rows in PostgreSQL, topics in Kafka
 #   kafka_topics ARGS...  Kafka's topic tool on the stack's broker, in the stack's protocol
@@ -218,8 +220,16 @@ forget_campaign() {
 # Kafka), printed before a benchmark so runs can be told apart. A leak of both (forgotten
 # topics replayed into PostgreSQL by the demo's writer: 12.8 M rows, 676 topics) measured
 # no different from a clean stack on this noisy machine (docs/benchmarks.md).
+# It also warns about a local node's packet rules left behind by processes killed without
+# `scripts/cluster down`: every loopback packet then goes through kube-proxy's chains and
+# conntrack (measured: /healthz 88-96k req/s with them, 110k without, the same hour).
 store_state() {
   echo "the stack before the run: coupon_issuances ~$(psql_value "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'coupon_issuances'") rows ($(psql_value "SELECT pg_size_pretty(pg_total_relation_size('coupon_issuances'))")), $(kafka_topics --list | grep -c '^stampede') campaign topics in Kafka"
+  local rules
+  rules=$({ iptables -w 5 -S 2>/dev/null; iptables -w 5 -t nat -S 2>/dev/null; } | grep -c -- '-j KUBE-' || true)
+  if [ "${rules:-0}" -gt 0 ] && ! pgrep -x kube-proxy >/dev/null; then
+    echo "WARNING: $rules kube-proxy rules are on this host with no kube-proxy running (a node killed without 'scripts/cluster down'): every loopback packet pays for them; run scripts/cluster down first for comparable figures" >&2
+  fi
 }
 
 # kafka_topics ARGS…: Kafka's topic tool against the stack's broker, speaking its protocol
@@ -246,6 +256,9 @@ campaign_topics() {
   listed=$(kafka_topics --list) || return 1
   grep -E "^$(campaign_topics_regex "$1")\$" <<<"$listed" || true
 }
+
+redis_cpu() { rcli info cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
+issued() { "$BIN" campaign show --id "$1" | sed -n 's/.*"issued":\([0-9]*\).*/\1/p'; }
 
 # rcli ARGS…: redis-cli on the Redis of STAMPEDE_REDIS_URL (default the stack's), as the
 # URL's user when it names one; the password goes through REDISCLI_AUTH, not argv. A
