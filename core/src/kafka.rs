@@ -40,13 +40,21 @@ impl KafkaConfig {
         })
     }
 
-    /// Base client settings every client shares.
+    /// Base client settings every client shares. librdkafka's warnings reach the log;
+    /// `STAMPEDE_KAFKA_DEBUG` (librdkafka's `debug` contexts, e.g. `cgrp,protocol`) adds
+    /// its debug lines.
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", "stampede")
             .set("socket.keepalive.enable", "true")
             .set("log_level", "4");
+        if let Some(contexts) = std::env::var("STAMPEDE_KAFKA_DEBUG")
+            .ok()
+            .filter(|d| !d.is_empty())
+        {
+            c.set("debug", contexts).set("log_level", "7");
+        }
         if let Some(s) = &self.security {
             s.apply(&mut c);
         }

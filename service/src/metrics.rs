@@ -82,6 +82,8 @@ pub struct PipelineMetrics {
     pub relay_produce_errors: IntCounter,
     /// Entries taken over from a dead relay.
     pub relay_claimed: IntCounter,
+    /// Relay producers replaced after librdkafka put them in its fatal state.
+    pub relay_producer_renewals: IntCounter,
     /// Rows per writer batch.
     pub writer_batch_rows: Histogram,
     /// New rows written, by campaign.
@@ -90,6 +92,8 @@ pub struct PipelineMetrics {
     pub writer_duplicates: IntCounter,
     /// Failed database attempts (each retried).
     pub writer_db_errors: IntCounter,
+    /// Writer Kafka consumers closed and built again after their group membership stalled.
+    pub writer_consumer_rebuilds: IntCounter,
     /// Rows refused because another user already holds their seq, by campaign.
     pub writer_seq_conflicts: IntCounterVec,
     /// Messages behind the high watermark, per topic and partition.
@@ -269,6 +273,10 @@ impl PipelineMetrics {
                 "stampede_relay_claimed_total",
                 "Outbox entries taken over from a dead relay",
             ),
+            relay_producer_renewals: r.counter(
+                "stampede_relay_producer_renewals_total",
+                "Relay Kafka producers replaced after a fatal error (every later send would fail)",
+            ),
             writer_batch_rows: r.histogram(
                 "stampede_writer_batch_rows",
                 "Rows per writer batch",
@@ -286,6 +294,10 @@ impl PipelineMetrics {
             writer_db_errors: r.counter(
                 "stampede_writer_db_errors_total",
                 "Failed database attempts (each one retried)",
+            ),
+            writer_consumer_rebuilds: r.counter(
+                "stampede_writer_consumer_rebuilds_total",
+                "Writer Kafka consumers closed and built again after their group membership stalled",
             ),
             writer_seq_conflicts: r.counter_vec(
                 "stampede_writer_seq_conflicts_total",

@@ -52,6 +52,11 @@ pub struct WriterArgs {
     #[arg(long, env = "STAMPEDE_BATCHES_IN_FLIGHT", default_value_t = 2,
         value_parser = clap::value_parser!(u16).range(1..=16))]
     batches_in_flight: u16,
+    /// Seconds the Kafka consumer may go without being a settled member of its group
+    /// before it is closed and a new one built (what it had not committed is read again).
+    #[arg(long, env = "STAMPEDE_WRITER_STALL_SECS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(15..=3600))]
+    stall_secs: u64,
     /// Kafka consumer group shared by all writers.
     #[arg(long, env = "STAMPEDE_WRITER_GROUP", default_value = "stampede-writer")]
     group: String,
@@ -148,6 +153,7 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         batch_rows: a.batch_rows.max(1),
         batch_linger: Duration::from_millis(a.batch_linger_ms),
         batches_in_flight: a.batches_in_flight.into(),
+        stall: Duration::from_secs(a.stall_secs),
     };
     let r = writer_mod::run(config, metrics.pipeline.clone(), shutdown.clone()).await;
     shutdown.cancel();

@@ -8,13 +8,50 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::{KafkaRecord, topic};
+use stampede_core::kafka::kafka;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
-use super::Unacked;
+use super::{Relay, RelayConfig, Unacked};
 use crate::metrics::PipelineMetrics;
 
 /// How long a message may wait for room in a full producer queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The relay's idempotent producer. Topics are provisioned with their partition count; on
+/// a broker that allows auto-creation, a metadata probe or a late send for a missing (or
+/// just deleted) topic would otherwise create it with the broker's defaults.
+pub(super) fn new_producer(config: &RelayConfig) -> Result<FutureProducer, Error> {
+    config
+        .kafka
+        .producer(config.linger_ms)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .map_err(kafka)
+}
+
+impl Relay {
+    /// Replaces a producer in librdkafka's fatal state, which fails every later send: an
+    /// idempotent producer whose sequence numbers cannot be reconciled (a broker restart
+    /// with messages in flight can leave it so). What it had not delivered stays pending
+    /// in the outbox and is read again. The old one is let go of on a thread of its own
+    /// (its purge and close may wait on the broker).
+    pub(super) fn renew_producer_if_fatal(&mut self) -> Result<(), Error> {
+        let Some((code, reason)) = self.producer.client().fatal_error() else {
+            return Ok(());
+        };
+        tracing::error!(
+            ?code,
+            reason,
+            "kafka producer in a fatal state; building a new one"
+        );
+        let old = std::mem::replace(&mut self.producer, new_producer(&self.config)?);
+        self.metrics.relay_producer_renewals.inc();
+        let _ = std::thread::Builder::new()
+            .name("relay-close".into())
+            .spawn(move || drop(old));
+        Ok(())
+    }
+}
 
 /// Produces every entry of every stream at once, then removes from each stream what Kafka
 /// acknowledged. Returns, per campaign, how many entries Kafka did not acknowledge.

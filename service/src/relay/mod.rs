@@ -14,7 +14,7 @@ use rdkafka::producer::FutureProducer;
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::topic;
-use stampede_core::kafka::{KafkaConfig, kafka};
+use stampede_core::kafka::KafkaConfig;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, ReadFrom, is_missing_group};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ mod deliver;
 mod lanes;
 mod thread;
 
-use deliver::{deliver, topic_exists};
+use deliver::{deliver, new_producer, topic_exists};
 pub use thread::spawn_on_own_thread;
 
 /// Relay settings.
@@ -63,15 +63,7 @@ pub async fn run(
     let Some(outbox) = connect(&config.redis_url, &shutdown).await? else {
         return Ok(());
     };
-    // Topics are provisioned with their partition count; on a broker that allows
-    // auto-creation, a metadata probe or a late send for a missing (or just deleted) topic
-    // would otherwise create it with the broker's defaults.
-    let producer: FutureProducer = config
-        .kafka
-        .producer(config.linger_ms)
-        .set("allow.auto.create.topics", "false")
-        .create()
-        .map_err(kafka)?;
+    let producer = new_producer(&config)?;
     let read_count = config.batch;
     let mut relay = Relay {
         config,
@@ -356,6 +348,9 @@ impl Relay {
         let outcomes = task
             .await
             .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
+        if outcomes.iter().any(|(_, failed)| *failed > 0) {
+            self.renew_producer_if_fatal()?;
+        }
         for (campaign, failed) in outcomes {
             let Some(lane) = CampaignId::parse_stored(&campaign)
                 .ok()

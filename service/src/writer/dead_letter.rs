@@ -46,27 +46,18 @@ impl<'a> Letter<'a> {
 pub(super) struct DeadLetters {
     producer: FutureProducer,
     metrics: PipelineMetrics,
-    shutdown: CancellationToken,
 }
 
 impl DeadLetters {
-    pub(super) fn new(
-        kafka_config: &KafkaConfig,
-        metrics: PipelineMetrics,
-        shutdown: CancellationToken,
-    ) -> Result<Self, Error> {
+    pub(super) fn new(kafka_config: &KafkaConfig, metrics: PipelineMetrics) -> Result<Self, Error> {
         let producer = kafka_config.producer(5).create().map_err(kafka)?;
-        Ok(Self {
-            producer,
-            metrics,
-            shutdown,
-        })
+        Ok(Self { producer, metrics })
     }
 
     /// Sends `letter` to its campaign's dead-letter topic, retrying until Kafka acknowledged
     /// it: true then, false when shutdown came first (the letter may or may not have
     /// arrived; the caller must not commit past it, so it is sent again after a replay).
-    pub(super) async fn send(&self, letter: Letter<'_>) -> bool {
+    pub(super) async fn send(&self, letter: Letter<'_>, shutdown: &CancellationToken) -> bool {
         let campaign = campaign_of_topic(letter.topic).unwrap_or("unknown");
         let dlq_topic = dead_letter_topic(campaign);
         tracing::warn!(source = %letter.source, reason = %letter.reason, "dead-lettering message");
@@ -89,7 +80,7 @@ impl DeadLetters {
             }
             let sent = tokio::select! {
                 r = self.producer.send(record, Duration::from_secs(5)) => r,
-                _ = after_grace(&self.shutdown) => break,
+                _ = after_grace(shutdown) => break,
             };
             match sent {
                 Ok(_) => {
@@ -100,7 +91,7 @@ impl DeadLetters {
                 }
                 Err((e, _)) => retry.failed(&format_args!("{e} (topic {dlq_topic})")),
             }
-            if !retry.wait(&self.shutdown).await {
+            if !retry.wait(shutdown).await {
                 break;
             }
         }

@@ -13,7 +13,7 @@ use stampede_core::Error;
 use stampede_core::db;
 use stampede_core::issuance::Issuance;
 
-impl Writer {
+impl Writer<'_> {
     /// Writes `rows` (decoded from `sources`, index by index); false when shutdown came
     /// first, and then nothing may be committed (the batch is replayed later). One bad
     /// row must not hold the partition.
@@ -52,7 +52,9 @@ impl Writer {
         } else {
             e.to_string()
         };
-        self.dlq.send(Letter::of(source, &reason)).await
+        self.dlq
+            .send(Letter::of(source, &reason), &self.shutdown)
+            .await
     }
 
     /// Inserts `rows`, retrying with backoff everything but a refusal of the data itself
@@ -62,7 +64,7 @@ impl Writer {
     async fn insert_retrying(&self, rows: &[Issuance]) -> Option<Result<(), Error>> {
         let mut retry = Retry::new("database write");
         loop {
-            match db::insert_batch(&self.pool, rows).await {
+            match db::insert_batch(self.pool, rows).await {
                 Ok(new) => {
                     retry.succeeded();
                     self.record(rows, new);

@@ -14,18 +14,25 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::WriterConsumer;
+use super::health::GroupHealth;
 
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The consumer's context: forgets the lag of revoked partitions.
+/// The consumer's context: forgets the lag of revoked partitions, and reads librdkafka's
+/// statistics into the group membership's health.
 pub(super) struct WriterContext {
     lag: IntGaugeVec,
+    /// Where the consumer's group membership stands.
+    pub(super) health: GroupHealth,
 }
 
 impl WriterContext {
     pub(super) fn new(lag: IntGaugeVec) -> Self {
-        Self { lag }
+        Self {
+            lag,
+            health: GroupHealth::new(),
+        }
     }
 
     fn revoked(&self, revoked: &TopicPartitionList) {
@@ -35,7 +42,11 @@ impl WriterContext {
     }
 }
 
-impl ClientContext for WriterContext {}
+impl ClientContext for WriterContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.health.record_stats(statistics);
+    }
+}
 
 impl ConsumerContext for WriterContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -100,7 +111,8 @@ pub(super) async fn report_lag(
     let mut book = LagBook::default();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            // The next session's consumer reports afresh; none of this one's series stays.
+            _ = shutdown.cancelled() => return book.publish(&gauge, &[], &[]),
             _ = tick.tick() => {}
         }
         let (c, stop) = (consumer.clone(), shutdown.clone());

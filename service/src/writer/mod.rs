@@ -5,9 +5,14 @@
 //! Up to `batches_in_flight` batches are written at once, each on its own database
 //! connection (one PostgreSQL backend uses one core); offsets are still committed in the
 //! order the batches were read, a batch only after every batch before it.
+//!
+//! The consumer lives for a session: one that stops being a settled member of its group
+//! for the stall limit (`health`) ends the session, and the next starts with a new
+//! consumer, which reads again what the old one had not committed.
 
 mod batcher;
 mod dead_letter;
+mod health;
 mod insert;
 mod lag;
 mod retry;
@@ -54,6 +59,8 @@ pub struct WriterConfig {
     pub batch_linger: Duration,
     /// Batches written at once (at least 1).
     pub batches_in_flight: usize,
+    /// A consumer that has not been a settled member of its group this long is replaced.
+    pub stall: Duration,
 }
 
 type WriterConsumer = StreamConsumer<WriterContext>;
@@ -77,30 +84,61 @@ pub async fn run(
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
-    let consumer = Arc::new(consumer(&config, &metrics)?);
-    let dlq = DeadLetters::new(&config.kafka, metrics.clone(), shutdown.clone())?;
+    let dlq = DeadLetters::new(&config.kafka, metrics.clone())?;
+    tracing::info!(group = %config.group, "writer running");
+    let mut stall = config.stall;
+    let result = loop {
+        let consumer = Arc::new(consumer(&config, &metrics)?);
+        let session = shutdown.child_token();
+        let (stalled, result) =
+            session_of(&config, &metrics, &pool, &dlq, &consumer, stall, &session).await;
+        let settled = consumer.context().health.ever_settled();
+        close_on_own_thread(consumer).await;
+        if result.is_err() || !stalled || shutdown.is_cancelled() {
+            break result;
+        }
+        metrics.writer_consumer_rebuilds.inc();
+        stall = health::next_limit(config.stall, stall, settled);
+    };
+    pool.close().await;
+    close_on_own_thread(dlq).await;
+    tracing::info!("writer stopped");
+    result
+}
+
+/// One consumer's session: reads and writes until `session` ends (shutdown, or the
+/// consumer stalled for `stall`: then the first value is true).
+async fn session_of(
+    config: &WriterConfig,
+    metrics: &PipelineMetrics,
+    pool: &PgPool,
+    dlq: &DeadLetters,
+    consumer: &Arc<WriterConsumer>,
+    stall: Duration,
+    session: &CancellationToken,
+) -> (bool, Result<(), Error>) {
     let lag = tokio::spawn(lag::report_lag(
         consumer.clone(),
         metrics.consumer_lag.clone(),
-        shutdown.clone(),
+        session.clone(),
     ));
-    tracing::info!(group = %config.group, "writer running");
+    let health = consumer.context().health.watch(stall, session.clone());
     let w = Writer {
         config,
         metrics,
         pool,
-        consumer,
+        consumer: consumer.clone(),
         dlq,
-        shutdown,
+        shutdown: session.clone(),
     };
-    let result = w.run().await;
-    w.shutdown.cancel();
-    // The lag reporter holds the consumer; it must let go before the consumer is closed
-    // here, not later on a blocking thread the runtime would wait for at exit.
+    let (stalled, result) = tokio::join!(health, async {
+        let r = w.run().await;
+        session.cancel();
+        r
+    });
+    // The lag reporter holds the consumer; it must let go before the consumer is closed.
     let _ = lag.await;
-    w.close().await;
-    tracing::info!("writer stopped");
-    result
+    (stalled, result)
 }
 
 fn consumer(config: &WriterConfig, metrics: &PipelineMetrics) -> Result<WriterConsumer, Error> {
@@ -117,6 +155,8 @@ fn consumer(config: &WriterConfig, metrics: &PipelineMetrics) -> Result<WriterCo
         .set("heartbeat.interval.ms", "1000")
         .set("topic.metadata.refresh.interval.ms", "2000")
         .set("fetch.min.bytes", "1")
+        // Read by the group membership's health check (only their `cgrp` part).
+        .set("statistics.interval.ms", health::STATS_EVERY_MS)
         .create_with_context(WriterContext::new(metrics.consumer_lag.clone()))
         .map_err(kafka)?;
     // A regex subscription picks up campaigns created after the writer started.
@@ -124,16 +164,17 @@ fn consumer(config: &WriterConfig, metrics: &PipelineMetrics) -> Result<WriterCo
     Ok(consumer)
 }
 
-struct Writer {
-    config: WriterConfig,
-    metrics: PipelineMetrics,
-    pool: PgPool,
+struct Writer<'a> {
+    config: &'a WriterConfig,
+    metrics: &'a PipelineMetrics,
+    pool: &'a PgPool,
     consumer: Arc<WriterConsumer>,
-    dlq: DeadLetters,
+    dlq: &'a DeadLetters,
+    /// The session's: ends at shutdown or when the consumer stalls.
     shutdown: CancellationToken,
 }
 
-impl Writer {
+impl Writer<'_> {
     async fn run(&self) -> Result<(), Error> {
         let (batches, mut read) = mpsc::channel(1);
         let batcher = tokio::spawn(
@@ -192,7 +233,7 @@ impl Writer {
                     sources.push(m);
                 }
                 Err(reason) => {
-                    if !self.dlq.send(Letter::of(m, &reason)).await {
+                    if !self.dlq.send(Letter::of(m, &reason), &self.shutdown).await {
                         return false;
                     }
                 }
@@ -221,37 +262,29 @@ impl Writer {
             tracing::warn!(error = %e, "offset commit failed");
         }
     }
+}
 
-    /// Lets go of Kafka in order: the dead-letter producer (every letter was awaited; one
-    /// still queued was abandoned and is not committed past, so it is purged), then the
-    /// consumer, which leaves the group so its partitions
-    /// move at once. Both block, so they close on a thread of their own, waited for no
-    /// longer than [`CLOSE_LIMIT`]: a broker that does not answer must not keep a stopping
-    /// writer alive (nothing is lost: uncommitted messages are replayed), and a plain
-    /// thread, unlike the runtime's blocking pool, does not hold up the process exit.
-    async fn close(self) {
-        let Writer {
-            consumer,
-            dlq,
-            pool,
-            ..
-        } = self;
-        pool.close().await;
-        let (done, closed) = tokio::sync::oneshot::channel();
-        let closing = std::thread::Builder::new()
-            .name("writer-close".into())
-            .spawn(move || {
-                drop(dlq);
-                drop(consumer);
-                let _ = done.send(());
-            });
-        if let Err(e) = closing {
-            tracing::warn!(error = %e, "cannot start the closing thread; leaving kafka as is");
-            return;
-        }
-        if tokio::time::timeout(CLOSE_LIMIT, closed).await.is_err() {
-            tracing::warn!(limit = ?CLOSE_LIMIT, "kafka clients did not close in time");
-        }
+/// Drops a Kafka client (the consumer leaves its group so its partitions move at once; the
+/// dead-letter producer purges a letter still queued, which was abandoned and is not
+/// committed past) on a thread of its own, waited for no longer than [`CLOSE_LIMIT`]: a
+/// broker that does not answer must not keep a stopping writer alive (nothing is lost:
+/// uncommitted messages are replayed), and a plain thread, unlike the runtime's blocking
+/// pool, does not hold up the process exit. A wedged consumer's close may never finish; its
+/// thread is left behind.
+async fn close_on_own_thread<T: Send + 'static>(client: T) {
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let closing = std::thread::Builder::new()
+        .name("writer-close".into())
+        .spawn(move || {
+            drop(client);
+            let _ = done.send(());
+        });
+    if let Err(e) = closing {
+        tracing::warn!(error = %e, "cannot start the closing thread; leaving kafka as is");
+        return;
+    }
+    if tokio::time::timeout(CLOSE_LIMIT, closed).await.is_err() {
+        tracing::warn!(limit = ?CLOSE_LIMIT, "kafka client did not close in time");
     }
 }
 

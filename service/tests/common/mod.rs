@@ -13,6 +13,7 @@ pub mod room;
 pub mod secure;
 pub mod stack;
 pub mod switch;
+pub mod whereabouts;
 
 pub use kit::*;
 
