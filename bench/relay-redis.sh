@@ -9,22 +9,28 @@
 #   noack    the same read with NOACK (no pending list, nothing to acknowledge), then the
 #            trim: reading and trimming alone
 #   relay    the real relay (`stampede-service relay`, its own process) into Kafka
+#   balone, bgroup, brelay   the same as alone, group, relay on a second `serve --no-relay
+#            --outbox-batches`: one outbox entry per issue script call instead of per coupon
 # Prints per mode the medians of req/s, p50, p90, p99 and Redis's CPU per issuance (the
 # readers' share included: each run waits until its outbox is empty). Everything on
 # loopback; every wrk run is bounded by -d and every reader stops with its run.
 #   bench/relay-redis.sh                 # ROUNDS=3, 5 s runs
 #   ROUNDS=5 MODES="alone group" bench/relay-redis.sh
+#   MODES="relay brelay" bench/relay-redis.sh     # per-coupon against batch entries
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
-MODES=${MODES:-alone group noack relay}
+MODES=${MODES:-alone group noack relay balone bgroup brelay}
 PORT=${BENCH_PORT:-18197}
+BATCH_PORT=$((PORT + 1))
 command -v wrk >/dev/null || scripts/deps
 bench_setup relay-redis
 for m in $MODES; do
-  case $m in alone | group | noack | relay) ;; *) die "MODES: unknown mode $m (alone group noack relay)" ;; esac
+  case $m in alone | group | noack | relay | balone | bgroup | brelay) ;;
+    *) die "MODES: unknown mode $m (alone group noack relay balone bgroup brelay)" ;;
+  esac
   "$BIN" campaign create --id "bench-rr-$m-$run" --stock 100000000 >/dev/null
 done
 reader=""
@@ -35,10 +41,14 @@ cleanup() {
 }
 trap cleanup EXIT
 STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay
-case " $MODES " in *" relay "*)
-  STAMPEDE_LOG=warn start_role "$out/relay.log" relay --metrics-listen 127.0.0.1:0 \
-    --relay-campaigns "bench-rr-relay-$run" ;;
+case " $MODES " in *" b"*)
+  STAMPEDE_LOG=warn start_service "$BATCH_PORT" "$out/service-batches.log" --no-relay --outbox-batches ;;
 esac
+relayed=$(for m in relay brelay; do case " $MODES " in *" $m "*) printf '%s,' "bench-rr-$m-$run" ;; esac; done)
+if [ -n "$relayed" ]; then
+  STAMPEDE_LOG=warn start_role "$out/relay.log" relay --metrics-listen 127.0.0.1:0 \
+    --relay-campaigns "${relayed%,}"
+fi
 # The relay's Redis work in one script (ARGV[1]: entries per read; ARGV[2]: group or noack).
 read_script='local r
 if ARGV[2] == "noack" then
@@ -68,19 +78,20 @@ for _ in $(seq "$ROUNDS"); do
   for m in $MODES; do
     c="bench-rr-$m-$run"
     "$BIN" token --with-sub --sub-prefix "$run-$((++n))" --count "$((secs * 60000))" >"$tokens"
-    case $m in group | noack)
+    case $m in b*) port=$BATCH_PORT ;; *) port=$PORT ;; esac
+    case $m in group | noack | bgroup)
       rcli xgroup create "$(outbox "$m")" bench '$' MKSTREAM >/dev/null 2>&1 || true
-      rcli -r -1 -i 0.05 eval "$read_script" 1 "$(outbox "$m")" 2000 "$m" >/dev/null 2>&1 &
+      rcli -r -1 -i 0.05 eval "$read_script" 1 "$(outbox "$m")" 2000 "${m#b}" >/dev/null 2>&1 &
       reader=$! ;;
     esac
     cpu0=$(redis_cpu); n0=$(issued "$c")
-    line=$(wrk -t2 -c64 -d"$DURATION" --latency -s bench/issue.lua "http://127.0.0.1:$PORT" -- \
+    line=$(wrk -t2 -c64 -d"$DURATION" --latency -s bench/issue.lua "http://127.0.0.1:$port" -- \
       issue "$c" "$tokens" 2 2>/dev/null | awk '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="90%" {p90=us($2)} $1=="99%" {p99=us($2)}
       END {printf "%s\t%s\t%s\t%s", rps, p50, p90, p99}')
     # The readers' share of Redis lands after the run too: wait (bounded) for it.
-    [ "$m" = alone ] || poll_until 60 drained "$m"
+    case $m in alone | balone) ;; *) poll_until 60 drained "$m" ;; esac
     if [ -n "$reader" ]; then kill "$reader"; wait "$reader" 2>/dev/null || true; reader=""; fi
     redis_us=$(awk -v a="$cpu0" -v b="$(redis_cpu)" -v n="$(( $(issued "$c") - n0 ))" \
       'BEGIN { printf "%.1f", (n > 0 ? (b - a) * 1e6 / n : 0) }')

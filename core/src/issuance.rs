@@ -22,7 +22,8 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// Reads an outbox stream entry's fields, of either shape (see [`KafkaRecord`]).
+    /// Reads a single-issuance outbox entry's fields, of either shape (see [`KafkaRecord`]);
+    /// a batch entry is refused (it holds several: [`Issuance::all_from_raw_fields`]).
     pub fn from_stream_fields<'a>(
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, Error> {
@@ -30,6 +31,7 @@ impl Issuance {
         for (k, v) in fields {
             match k {
                 ISSUANCE_FIELD => return Self::from_json(v.as_bytes()).map_err(malformed),
+                BATCH_FIELD => return Err(malformed("a batch entry holds several issuances")),
                 "campaign" => campaign = Some(v),
                 "user" => user = Some(v),
                 "seq" => seq = v.parse().ok(),
@@ -58,6 +60,46 @@ impl Issuance {
             .collect::<Result<Vec<_>, std::str::Utf8Error>>()
             .map_err(malformed)?;
         Self::from_stream_fields(pairs)
+    }
+
+    /// Every issuance an outbox entry holds, of any shape: one, or a batch entry's several.
+    /// A batch entry (`serve --outbox-batches`: one per issue script call that issues more
+    /// than one coupon) is `batch` campaign, `ts` ms, then per coupon its user and
+    /// `seq:code`. A malformed batch entry is refused whole.
+    pub fn all_from_raw_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Self>, Error> {
+        let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(malformed);
+        let [(k0, campaign), (k1, ts), coupons @ ..] = fields else {
+            return Ok(vec![Self::from_raw_fields(fields)?]);
+        };
+        if k0 != BATCH_FIELD.as_bytes() {
+            return Ok(vec![Self::from_raw_fields(fields)?]);
+        }
+        let campaign = text(campaign)?;
+        let issued_at_ms = match (k1 == b"ts", text(ts)?.parse()) {
+            (true, Ok(t)) => t,
+            _ => return Err(malformed("a batch entry without its ts")),
+        };
+        if campaign.is_empty() || coupons.is_empty() {
+            return Err(malformed("an empty batch entry"));
+        }
+        coupons
+            .iter()
+            .map(|(user, seq_code)| {
+                let (user, seq_code) = (text(user)?, text(seq_code)?);
+                let (seq, code) = seq_code
+                    .split_once(':')
+                    .and_then(|(s, c)| Some((s.parse::<u64>().ok()?, c)))
+                    .filter(|(s, c)| *s > 0 && !c.is_empty() && !user.is_empty())
+                    .ok_or_else(|| malformed(format!("batch coupon {user:?}: {seq_code:?}")))?;
+                Ok(Self {
+                    campaign: campaign.clone(),
+                    user_id: user,
+                    seq,
+                    coupon_code: code.to_owned(),
+                    issued_at_ms,
+                })
+            })
+            .collect()
     }
 
     /// The fields of an outbox stream entry, as the issue script writes them (and `audit
@@ -100,6 +142,8 @@ impl Issuance {
 const USER_FIELD: &str = "user";
 /// The outbox entry field holding the issuance as JSON, the Kafka message value.
 const ISSUANCE_FIELD: &str = "issuance";
+/// The first field of a batch entry, holding the campaign id.
+const BATCH_FIELD: &str = "batch";
 
 fn malformed(why: impl std::fmt::Display) -> Error {
     Error::Protocol(format!("malformed outbox entry: {why}"))
@@ -136,10 +180,27 @@ impl KafkaRecord {
             });
         }
         let issuance = Issuance::from_raw_fields(&fields)?;
-        Ok(Self {
+        Ok(Self::of(issuance))
+    }
+
+    /// Every message an outbox entry holds, of any shape ([`Issuance::all_from_raw_fields`]
+    /// for a batch entry, which is refused whole when malformed).
+    pub fn all_from_stream_fields(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Self>, Error> {
+        if fields
+            .first()
+            .is_some_and(|(k, _)| k == BATCH_FIELD.as_bytes())
+        {
+            let issuances = Issuance::all_from_raw_fields(&fields)?;
+            return Ok(issuances.into_iter().map(Self::of).collect());
+        }
+        Ok(vec![Self::from_stream_fields(fields)?])
+    }
+
+    fn of(issuance: Issuance) -> Self {
+        Self {
             payload: issuance.to_json(),
             key: issuance.user_id.into_bytes(),
-        })
+        }
     }
 }
 
@@ -237,6 +298,79 @@ mod tests {
         ];
         assert!(KafkaRecord::from_stream_fields(not_utf8).is_err());
         assert!(Issuance::from_stream_fields([("user", "u"), ("issuance", "{")]).is_err());
+    }
+
+    /// A batch entry's fields, as the issue script writes them.
+    fn batch_fields(campaign: &str, ts: i64, coupons: &[&Issuance]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let ts = ts.to_string();
+        let mut f = raw(&[("batch", campaign), ("ts", ts.as_str())]);
+        for i in coupons {
+            let seq_code = format!("{}:{}", i.seq, i.coupon_code);
+            f.extend(raw(&[(i.user_id.as_str(), seq_code.as_str())]));
+        }
+        f
+    }
+
+    #[test]
+    fn a_batch_entry_reads_as_every_coupon_it_holds() {
+        let a = sample();
+        let b = Issuance {
+            user_id: "ts".into(),
+            seq: 8,
+            coupon_code: "D:E".into(),
+            ..sample()
+        };
+        let fields = batch_fields("c", a.issued_at_ms, &[&a, &b]);
+        assert_eq!(
+            Issuance::all_from_raw_fields(&fields).unwrap(),
+            [a.clone(), b.clone()]
+        );
+        let records = KafkaRecord::all_from_stream_fields(fields.clone()).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            (&records[1].key[..], &records[1].payload),
+            (&b"ts"[..], &b.to_json())
+        );
+        // The single-issuance readers refuse it rather than take it for one coupon.
+        assert!(Issuance::from_raw_fields(&fields).is_err());
+        assert!(KafkaRecord::from_stream_fields(fields).is_err());
+        // Single shapes read as one.
+        let five = raw(&[
+            ("campaign", "c"),
+            ("user", "u-1"),
+            ("seq", "7"),
+            ("ts", "1700000000123"),
+            ("code", "ABC"),
+        ]);
+        assert_eq!(Issuance::all_from_raw_fields(&five).unwrap(), [a]);
+        assert_eq!(KafkaRecord::all_from_stream_fields(five).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn malformed_batch_entries_are_refused_whole() {
+        let a = sample();
+        let good = batch_fields("c", 1, &[&a]);
+        let mut cases = vec![
+            raw(&[("batch", "c"), ("ts", "1")]),
+            raw(&[("batch", ""), ("ts", "1"), ("u", "1:A")]),
+            raw(&[("batch", "c"), ("tz", "1"), ("u", "1:A")]),
+            raw(&[("batch", "c"), ("ts", "x"), ("u", "1:A")]),
+        ];
+        for bad in ["0:A", "1:", "A", "x:A", ":A"] {
+            let mut f = good.clone();
+            f.extend(raw(&[("u-2", bad)]));
+            cases.push(f);
+        }
+        let mut empty_user = good.clone();
+        empty_user.extend(raw(&[("", "2:B")]));
+        cases.push(empty_user);
+        for fields in cases {
+            assert!(
+                Issuance::all_from_raw_fields(&fields).is_err(),
+                "{fields:?}"
+            );
+            assert!(KafkaRecord::all_from_stream_fields(fields).is_err());
+        }
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
+    /// Write the coupons of an issue script call that issues several as one outbox entry.
+    pub outbox_batches: bool,
     /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
     pub durability: Option<FenceConfig>,
     /// How often to check whether Redis restarted or failed over (and may have lost
@@ -81,6 +83,7 @@ impl ServeConfig {
             body_timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             relay: None,
+            outbox_batches: false,
             durability: None,
             epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
             limits: LimitConfig {
@@ -123,7 +126,8 @@ pub async fn serve(
         .auth
         .start(metrics.http.jwks_refreshes.clone(), &shutdown)
         .await?;
-    let store = Store::connect_lazy(&config.store, metrics.redis.clone())?;
+    let store = Store::connect_lazy(&config.store, metrics.redis.clone())?
+        .writing_outbox_batches(config.outbox_batches);
     if let Err(e) = store.ping().await {
         tracing::warn!(error = %e, "redis is not reachable yet; serving 503 until it is");
     }

@@ -217,3 +217,50 @@ async fn a_caller_that_gave_up_waiting_is_left_out_of_its_batch() {
         "the quitter's ask never went out"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_outbox_batches_a_call_writes_its_coupons_as_one_entry() {
+    const STOCK: u64 = 200;
+    let redis = RedisServer::start().await;
+    let (store, metrics) = one_turn_store(&redis).await;
+    let store = store.writing_outbox_batches(true);
+    let c = id("bundled");
+    store.ensure_campaign(&c, STOCK, None).await.unwrap();
+
+    let asks: Vec<UserId> = (0..STOCK).map(|i| user(&format!("u{i}"))).collect();
+    let answers = join_all(asks.iter().map(|u| store.issue(&c, u))).await;
+    let mut held = HashMap::new();
+    for (u, d) in asks.iter().zip(answers) {
+        match d.unwrap() {
+            Decision::Issued(r) => held.insert(u.as_str().to_owned(), r),
+            other => panic!("{u}: {other:?}"),
+        };
+    }
+
+    let entries = common::outbox_entries(&redis, "bundled").await;
+    let coupons: Vec<_> = entries.concat();
+    assert_eq!(coupons.len() as u64, STOCK, "every coupon in the outbox");
+    let mut seqs = BTreeSet::new();
+    for i in &coupons {
+        let r = &held[&i.user_id];
+        assert_eq!(
+            (i.seq, &i.coupon_code, i.issued_at_ms),
+            (r.seq, &r.code, r.issued_ms),
+            "{}: the outbox carries the holder record",
+            i.user_id
+        );
+        assert!(seqs.insert(i.seq), "seq {} twice in the outbox", i.seq);
+    }
+    let (calls, _) = batches(&metrics);
+    assert!(
+        entries.len() < coupons.len(),
+        "{} entries for {} coupons: calls of several coupons wrote one each",
+        entries.len(),
+        coupons.len()
+    );
+    assert!(
+        entries.len() as f64 <= calls,
+        "{} entries from {calls} script calls",
+        entries.len()
+    );
+}

@@ -99,7 +99,8 @@ impl Store {
             .key(&k.wr.entry)
             .arg(target.campaign())
             .arg(handed.high)
-            .arg(&*handed.incarnation);
+            .arg(&*handed.incarnation)
+            .arg(if self.outbox_batches { "1" } else { "" });
         for (user, admission) in asks {
             inv.arg(user.as_str())
                 .arg(coupon_code())

@@ -70,6 +70,9 @@ pub struct Store {
     metrics: RedisMetrics,
     routes: Arc<shards::Routes>,
     lanes: Arc<batch::Lanes>,
+    /// Whether an issue script call that issues several coupons writes them as one outbox
+    /// entry ([`Store::writing_outbox_batches`]).
+    outbox_batches: bool,
 }
 
 impl Store {
@@ -100,7 +103,17 @@ impl Store {
             lanes: Arc::default(),
             timeout: config.timeout,
             metrics,
+            outbox_batches: false,
         })
+    }
+
+    /// With `on`, an issue script call that issues several coupons writes them as one batch
+    /// outbox entry (`serve --outbox-batches`): one XADD, and one entry for a relay to read,
+    /// acknowledge and delete, per call. Only for campaigns whose every relay reads the
+    /// batch shape (relays from the release that added it).
+    pub fn writing_outbox_batches(mut self, on: bool) -> Self {
+        self.outbox_batches = on;
+        self
     }
 
     /// Connects and checks Redis answers, for one-shot commands that need it now.

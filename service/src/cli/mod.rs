@@ -90,6 +90,12 @@ pub struct ServeArgs {
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
+    /// Write the coupons of an issue script call that issues several as one outbox entry
+    /// (fewer Redis commands per issuance, for the issue script and the relay). Only once
+    /// every relay of the campaign reads batch entries: this release's relays do, an older
+    /// relay drops them as malformed.
+    #[arg(long, env = "STAMPEDE_OUTBOX_BATCHES")]
+    pub outbox_batches: bool,
     /// When a new coupon is acknowledged: `local` once the Redis primary has it; `replica`
     /// once `--durability-replicas` replicas have it too (a failover then loses nothing
     /// that was acknowledged; a replica that does not answer in time means 503).
@@ -204,6 +210,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 body_timeout: Duration::from_millis(a.body_timeout_ms),
                 request_timeout: Duration::from_millis(a.request_timeout_ms),
                 relay: (!a.no_relay).then(|| a.relay.config("serve")).transpose()?,
+                outbox_batches: a.outbox_batches,
                 durability: a.fence(),
                 epoch_check: Duration::from_millis(a.epoch_check_ms),
                 limits: a.limits.config()?,

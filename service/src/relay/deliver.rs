@@ -1,5 +1,5 @@
 //! One delivery: decode a read's entries, hand them all to the producer at once, and remove
-//! from the outbox exactly what Kafka acknowledged.
+//! from the outbox exactly what Kafka acknowledged. The relay's producer is built here too.
 
 use std::time::Duration;
 
@@ -54,7 +54,9 @@ impl Relay {
 }
 
 /// Produces every entry of every stream at once, then removes from each stream what Kafka
-/// acknowledged. Returns, per campaign, how many entries Kafka did not acknowledge.
+/// acknowledged: an entry once Kafka has every message it holds (a batch entry holds one
+/// per coupon; if one fails the whole entry is sent again, and the writer keeps one row per
+/// user). Returns, per campaign, how many messages Kafka did not acknowledge.
 pub(super) async fn deliver(
     producer: FutureProducer,
     mut outbox: Outbox,
@@ -62,6 +64,7 @@ pub(super) async fn deliver(
     batches: Vec<OutboxBatch>,
 ) -> Result<Vec<Unacked>, Error> {
     let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
+    let mut produced = vec![0u64; batches.len()];
     let mut failed = vec![0u64; batches.len()];
     let mut sent = Vec::new();
     let mut campaigns = Vec::with_capacity(batches.len());
@@ -72,32 +75,40 @@ pub(super) async fn deliver(
     }
     // Deliveries are reported in the order they were enqueued (per partition), so awaiting
     // them in turn costs no more than one wake-up per batch.
-    for (i, (id, sent)) in sent {
-        let result = match sent {
-            Sent::Queued(delivery) => match delivery.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(e),
-                Err(_) => Err(KafkaError::Canceled),
-            },
-            Sent::Done(result) => result,
-        };
-        match result {
-            Ok(()) => done[i].push(id),
-            Err(e) => {
-                if failed[i] == 0 {
+    for (i, (id, messages)) in sent {
+        let count = messages.len() as u64;
+        let mut unacked = 0;
+        for message in messages {
+            let result = match message {
+                Sent::Queued(delivery) => match delivery.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                Sent::Done(result) => result,
+            };
+            if let Err(e) = result {
+                if failed[i] == 0 && unacked == 0 {
                     tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
                 }
-                failed[i] += 1;
+                unacked += 1;
             }
         }
+        if unacked == 0 {
+            done[i].push(id);
+            produced[i] += count;
+        }
+        failed[i] += unacked;
     }
     let mut outcomes = Vec::with_capacity(campaigns.len());
-    for ((campaign, done), failed) in campaigns.into_iter().zip(done).zip(failed) {
+    for (((campaign, done), failed), produced) in
+        campaigns.into_iter().zip(done).zip(failed).zip(produced)
+    {
         outbox.remove(&campaign, &done).await?;
         metrics
             .relay_produced
             .with_label_values(&[campaign.as_str()])
-            .inc_by(done.len() as u64);
+            .inc_by(produced);
         metrics.relay_produce_errors.inc_by(failed);
         outcomes.push((campaign, failed));
     }
@@ -110,23 +121,24 @@ enum Sent {
     Done(Result<(), KafkaError>),
 }
 
-/// Hands every entry of `campaign`'s outbox to the producer, to the campaign's topic (a
-/// sharded campaign's buckets deliver to the campaign's). A malformed entry is not sent
-/// but removed: its id goes to `remove`.
+/// Hands every message of every entry of `campaign`'s outbox to the producer, to the
+/// campaign's topic (a sharded campaign's buckets deliver to the campaign's). A malformed
+/// entry (a batch entry with one malformed coupon included) is not sent but removed: its id
+/// goes to `remove`.
 async fn enqueue(
     producer: &FutureProducer,
     campaign: &str,
     entries: Vec<OutboxEntry>,
     remove: &mut Vec<String>,
-) -> Vec<(String, Sent)> {
+) -> Vec<(String, Vec<Sent>)> {
     let topic = match CampaignId::parse_stored(campaign) {
         Ok(c) => topic(c.campaign()),
         Err(_) => topic(campaign),
     };
     let mut sent = Vec::with_capacity(entries.len());
     for e in entries {
-        let record = match KafkaRecord::from_stream_fields(e.fields) {
-            Ok(record) => record,
+        let records = match KafkaRecord::all_from_stream_fields(e.fields) {
+            Ok(records) => records,
             Err(err) => {
                 // Only something other than the issue script could write this; keep it
                 // out of Kafka and out of the way.
@@ -135,21 +147,28 @@ async fn enqueue(
                 continue;
             }
         };
-        let message = FutureRecord::to(&topic)
-            .key(&record.key)
-            .payload(&record.payload);
-        let queued = match producer.send_result(message) {
-            Ok(delivery) => Sent::Queued(delivery),
-            // A full queue: wait for room as `send` does.
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), message)) => {
-                let delivered = producer.send(message, QUEUE_TIMEOUT).await;
-                Sent::Done(delivered.map(|_| ()).map_err(|(e, _)| e))
-            }
-            Err((e, _)) => Sent::Done(Err(e)),
-        };
-        sent.push((e.id, queued));
+        let mut messages = Vec::with_capacity(records.len());
+        for record in &records {
+            messages.push(send(producer, &topic, record).await);
+        }
+        sent.push((e.id, messages));
     }
     sent
+}
+
+/// Hands one message to the producer, waiting for room in a full queue as `send` does.
+async fn send(producer: &FutureProducer, topic: &str, record: &KafkaRecord) -> Sent {
+    let message = FutureRecord::to(topic)
+        .key(&record.key)
+        .payload(&record.payload);
+    match producer.send_result(message) {
+        Ok(delivery) => Sent::Queued(delivery),
+        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), message)) => {
+            let delivered = producer.send(message, QUEUE_TIMEOUT).await;
+            Sent::Done(delivered.map(|_| ()).map_err(|(e, _)| e))
+        }
+        Err((e, _)) => Sent::Done(Err(e)),
+    }
 }
 
 /// Whether Kafka knows `name` (metadata calls block, so they run on the blocking pool).

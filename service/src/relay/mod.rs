@@ -152,7 +152,7 @@ struct Relay {
     read_count: usize,
 }
 
-/// A campaign and how many of its entries Kafka did not acknowledge in one delivery.
+/// A campaign and how many of its messages Kafka did not acknowledge in one delivery.
 type Unacked = (String, u64);
 
 /// Deliveries allowed under way at once.

@@ -148,10 +148,15 @@ pub async fn outbox_len(redis: &RedisServer, campaign: &str) -> u64 {
     conn.xlen(key(campaign, "outbox")).await.unwrap()
 }
 
-/// Every issuance in `campaign`'s outbox stream, oldest first, from entries of either shape.
+/// Every issuance in `campaign`'s outbox stream, oldest first, from entries of any shape.
 /// An entry of the two-field shape must carry the issuance as JSON byte for byte as the
 /// writer's serde writes it (the relay sends it to Kafka as it is).
 pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuance> {
+    outbox_entries(redis, campaign).await.concat()
+}
+
+/// [`outbox_issuances`], entry by entry: a batch entry's coupons together.
+pub async fn outbox_entries(redis: &RedisServer, campaign: &str) -> Vec<Vec<Issuance>> {
     let mut conn = redis.conn().await;
     let range: redis::Value = redis::cmd("XRANGE")
         .arg(key(campaign, "outbox"))
@@ -176,6 +181,14 @@ pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuan
             panic!("fields {entry:?}")
         };
         let flat: Vec<String> = flat.iter().map(text).collect();
+        if flat.first().is_some_and(|k| k == "batch") {
+            let raw: Vec<(Vec<u8>, Vec<u8>)> = flat
+                .chunks(2)
+                .map(|kv| (kv[0].clone().into_bytes(), kv[1].clone().into_bytes()))
+                .collect();
+            out.push(Issuance::all_from_raw_fields(&raw).unwrap());
+            continue;
+        }
         let pairs: Vec<(&str, &str)> = flat
             .chunks(2)
             .map(|kv| (kv[0].as_str(), kv[1].as_str()))
@@ -191,7 +204,7 @@ pub async fn outbox_issuances(redis: &RedisServer, campaign: &str) -> Vec<Issuan
         } else {
             assert_eq!(pairs.len(), 5, "the five-field shape: {pairs:?}");
         }
-        out.push(issuance);
+        out.push(vec![issuance]);
     }
     out
 }

@@ -8,6 +8,7 @@
 -- ARGV[3] incarnation (a counter below it went back: Redis lost acknowledged writes, so the
 -- campaign is suspended here rather than hand them out again; unless an admin already lifted
 -- a suspension that covered it, 'cleared_high'; a campaign created again starts afresh);
+-- ARGV[4] '1' to write the coupons of a call that issues more than one as one batch entry;
 -- then three per user: the user id, the coupon code to use if a coupon is issued, and with a
 -- waiting room ('wr' = '1') the expiry the user's verified admission token carries ('' without
 -- one); it must be the user's live admission, which the coupon then ends in this same call
@@ -27,14 +28,17 @@
 -- makes as few as it can: one read of meta, one of holders, the clock, then per coupon one
 -- XADD and for the batch one counter and one holders write (a waiting room adds a read of
 -- the admissions and two writes).
--- An outbox entry has five fields, campaign user seq ts code: every relay reads them. Relays
--- since this release also read the two-field shape a later release is to write (the Kafka
--- message itself, core/src/issuance.rs `KafkaRecord`); writing it before every relay of a
--- campaign reads it would let an older relay, still running through a rolling upgrade,
--- drop such entries as malformed.
+-- An outbox entry has five fields, campaign user seq ts code: every relay reads them. With
+-- ARGV[4] = '1' (`serve --outbox-batches`) a call that issues several coupons writes one
+-- batch entry instead: 'batch' campaign, 'ts' now, then per coupon user and "seq:code"
+-- (core/src/issuance.rs `Issuance::all_from_raw_fields`): one XADD, and one entry for the
+-- relay to read, acknowledge and delete, per call instead of per coupon. Relays read it
+-- from the release that added it; writing it before every relay of a campaign does would
+-- let an older relay, still running through a rolling upgrade, drop such entries as
+-- malformed. Relays also read the two-field shape (the Kafka message itself, `KafkaRecord`).
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
   'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr')
-local n = (#ARGV - 3) / 3
+local n = (#ARGV - 4) / 3
 local out = {}
 local function answer(status, detail, inc, counter)
   out[#out + 1] = status
@@ -54,7 +58,7 @@ end
 if m[10] then return all('SHARDED', m[10], m[9] or '') end
 local inc = m[9] or ''
 local users = {}
-for i = 1, n do users[i] = ARGV[3 * i + 1] end
+for i = 1, n do users[i] = ARGV[3 * i + 2] end
 local held = redis.call('HMGET', KEYS[2], unpack(users))
 local new = false
 for i = 1, n do
@@ -109,7 +113,7 @@ local counter = issued
 local records, entries, ended = {}, {}, {}
 local fresh = {}
 for i = 1, n do
-  local user, code = users[i], ARGV[3 * i + 2]
+  local user, code = users[i], ARGV[3 * i + 3]
   local rec = held[i] or fresh[user]
   if rec then
     answer('ALREADY', rec, inc)
@@ -117,7 +121,7 @@ for i = 1, n do
     answer(stop, stop_detail)
   elseif counter >= total then
     answer('SOLD_OUT', m[1])
-  elseif wr and not admits(tonumber(admitted[i] or '0'), tonumber(ARGV[3 * i + 3])) then
+  elseif wr and not admits(tonumber(admitted[i] or '0'), tonumber(ARGV[3 * i + 4])) then
     answer('ADMISSION_REQUIRED')
   else
     counter = counter + 1
@@ -136,8 +140,17 @@ end
 if counter > issued then
   redis.call('HINCRBY', KEYS[1], 'issued', counter - issued)
   redis.call('HSET', KEYS[2], unpack(records))
-  for _, e in ipairs(entries) do
-    redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[1], 'user', e[1], 'seq', e[2], 'ts', now, 'code', e[3])
+  if ARGV[4] == '1' and #entries > 1 then
+    local batch = {'batch', ARGV[1], 'ts', now}
+    for _, e in ipairs(entries) do
+      batch[#batch + 1] = e[1]
+      batch[#batch + 1] = e[2] .. ':' .. e[3]
+    end
+    redis.call('XADD', KEYS[3], '*', unpack(batch))
+  else
+    for _, e in ipairs(entries) do
+      redis.call('XADD', KEYS[3], '*', 'campaign', ARGV[1], 'user', e[1], 'seq', e[2], 'ts', now, 'code', e[3])
+    end
   end
   if #ended > 0 then
     redis.call('ZREM', KEYS[4], unpack(ended))
