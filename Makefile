@@ -139,7 +139,7 @@ bench-cluster: deps build ## Redis Cluster: one hot campaign on 1, 2, 3 buckets;
 bench-spike: deps build ## report 000's spike: 1 000 users at once against issue, a sold-out campaign and /healthz (k6)
 	bench/spike.sh
 
-bench-relay-redis: deps build ## the relay's Redis work and the issue path's tail: nothing, group reads, NOACK reads, the real relay (no Kafka for the first three)
+bench-relay-redis: deps build ## the relay's Redis work and the issue path's tail: nothing, group reads, NOACK reads, the real relay; then per-coupon against batch outbox entries (--outbox-batches)
 	bench/relay-redis.sh
 
 bench-reports: deps build ## reports 002 and 004's peaks replayed with k6 against serve as deployed, and their drain
