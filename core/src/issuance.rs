@@ -68,12 +68,12 @@ impl Issuance {
     /// `seq:code`. A malformed batch entry is refused whole.
     pub fn all_from_raw_fields(fields: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Self>, Error> {
         let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_owned).map_err(malformed);
-        let [(k0, campaign), (k1, ts), coupons @ ..] = fields else {
-            return Ok(vec![Self::from_raw_fields(fields)?]);
-        };
-        if k0 != BATCH_FIELD.as_bytes() {
+        if !is_batch_entry(fields) {
             return Ok(vec![Self::from_raw_fields(fields)?]);
         }
+        let [(_, campaign), (k1, ts), coupons @ ..] = fields else {
+            return Err(malformed("a batch entry without its ts"));
+        };
         let campaign = text(campaign)?;
         let issued_at_ms = match (k1 == b"ts", text(ts)?.parse()) {
             (true, Ok(t)) => t,
@@ -145,6 +145,13 @@ const ISSUANCE_FIELD: &str = "issuance";
 /// The first field of a batch entry, holding the campaign id.
 const BATCH_FIELD: &str = "batch";
 
+/// Whether an outbox entry's fields are of the batch shape (its first field is `batch`).
+fn is_batch_entry(fields: &[(Vec<u8>, Vec<u8>)]) -> bool {
+    fields
+        .first()
+        .is_some_and(|(k, _)| k == BATCH_FIELD.as_bytes())
+}
+
 fn malformed(why: impl std::fmt::Display) -> Error {
     Error::Protocol(format!("malformed outbox entry: {why}"))
 }
@@ -186,10 +193,7 @@ impl KafkaRecord {
     /// Every message an outbox entry holds, of any shape ([`Issuance::all_from_raw_fields`]
     /// for a batch entry, which is refused whole when malformed).
     pub fn all_from_stream_fields(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Self>, Error> {
-        if fields
-            .first()
-            .is_some_and(|(k, _)| k == BATCH_FIELD.as_bytes())
-        {
+        if is_batch_entry(&fields) {
             let issuances = Issuance::all_from_raw_fields(&fields)?;
             return Ok(issuances.into_iter().map(Self::of).collect());
         }

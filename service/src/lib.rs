@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod auth;
 pub mod cli;
+mod close;
 pub mod epoch;
 mod http;
 pub mod metrics;

@@ -12,6 +12,7 @@ use stampede_core::kafka::kafka;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
 use super::{Relay, RelayConfig, Unacked};
+use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
 
 /// How long a message may wait for room in a full producer queue.
@@ -34,7 +35,7 @@ impl Relay {
     /// idempotent producer whose sequence numbers cannot be reconciled (a broker restart
     /// with messages in flight can leave it so). What it had not delivered stays pending
     /// in the outbox and is read again. The old one is let go of on a thread of its own
-    /// (its purge and close may wait on the broker).
+    /// (its purge and close may wait on the broker), not waited for.
     pub(super) fn renew_producer_if_fatal(&mut self) -> Result<(), Error> {
         let Some((code, reason)) = self.producer.client().fatal_error() else {
             return Ok(());
@@ -46,9 +47,7 @@ impl Relay {
         );
         let old = std::mem::replace(&mut self.producer, new_producer(&self.config)?);
         self.metrics.relay_producer_renewals.inc();
-        let _ = std::thread::Builder::new()
-            .name("relay-close".into())
-            .spawn(move || drop(old));
+        tokio::spawn(drop_on_own_thread(old, "relay-close"));
         Ok(())
     }
 }

@@ -30,6 +30,7 @@ use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
 use batcher::Batcher;
 use dead_letter::{DeadLetters, Letter};
@@ -93,7 +94,7 @@ pub async fn run(
         let (stalled, result) =
             session_of(&config, &metrics, &pool, &dlq, &consumer, stall, &session).await;
         let settled = consumer.context().health.ever_settled();
-        close_on_own_thread(consumer).await;
+        drop_on_own_thread(consumer, "writer-close").await;
         if result.is_err() || !stalled || shutdown.is_cancelled() {
             break result;
         }
@@ -101,7 +102,8 @@ pub async fn run(
         stall = health::next_limit(config.stall, stall, settled);
     };
     pool.close().await;
-    close_on_own_thread(dlq).await;
+    // A letter still queued was abandoned and is not committed past: the purge is safe.
+    drop_on_own_thread(dlq, "writer-close").await;
     tracing::info!("writer stopped");
     result
 }
@@ -263,30 +265,3 @@ impl Writer<'_> {
         }
     }
 }
-
-/// Drops a Kafka client (the consumer leaves its group so its partitions move at once; the
-/// dead-letter producer purges a letter still queued, which was abandoned and is not
-/// committed past) on a thread of its own, waited for no longer than [`CLOSE_LIMIT`]: a
-/// broker that does not answer must not keep a stopping writer alive (nothing is lost:
-/// uncommitted messages are replayed), and a plain thread, unlike the runtime's blocking
-/// pool, does not hold up the process exit. A wedged consumer's close may never finish; its
-/// thread is left behind.
-async fn close_on_own_thread<T: Send + 'static>(client: T) {
-    let (done, closed) = tokio::sync::oneshot::channel();
-    let closing = std::thread::Builder::new()
-        .name("writer-close".into())
-        .spawn(move || {
-            drop(client);
-            let _ = done.send(());
-        });
-    if let Err(e) = closing {
-        tracing::warn!(error = %e, "cannot start the closing thread; leaving kafka as is");
-        return;
-    }
-    if tokio::time::timeout(CLOSE_LIMIT, closed).await.is_err() {
-        tracing::warn!(limit = ?CLOSE_LIMIT, "kafka client did not close in time");
-    }
-}
-
-/// How long a stopping writer waits for its Kafka clients to close.
-const CLOSE_LIMIT: Duration = Duration::from_secs(5);

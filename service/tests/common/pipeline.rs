@@ -225,11 +225,17 @@ impl Fixture {
         ]
     }
 
-    /// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
-    pub async fn committed(&self) -> i64 {
+    /// A client in the in-process writer's group (it never subscribes: it only reads the
+    /// group's committed offsets and the topic's watermarks).
+    pub fn writer_group_client(&self) -> BaseConsumer {
         let group = writer_config(&self.brokers, &self.db, &self.campaign).group;
         let kafka = kafka_config(&self.brokers);
-        let c: BaseConsumer = kafka.client().set("group.id", group).create().unwrap();
+        kafka.client().set("group.id", group).create().unwrap()
+    }
+
+    /// The group's committed offset of partition 0 of the campaign's topic (-1 when none).
+    pub async fn committed(&self) -> i64 {
+        let c = self.writer_group_client();
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&stampede_core::issuance::topic(&self.campaign), 0);
         let got =

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::pipeline::{Fixture, writer_config};
-use super::stack::kafka_config;
+use super::pipeline::Fixture;
 
 /// How long each Kafka query of the report may take.
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,15 +51,7 @@ impl Fixture {
 
     /// `p: high / committed` for every partition of the campaign's topic.
     async fn kafka_positions(&self) -> String {
-        let group = writer_config(&self.brokers, &self.db, &self.campaign).group;
-        let c: BaseConsumer = match kafka_config(&self.brokers)
-            .client()
-            .set("group.id", group)
-            .create()
-        {
-            Ok(c) => c,
-            Err(e) => return format!("no client: {e}"),
-        };
+        let c = self.writer_group_client();
         let topic = stampede_core::issuance::topic(&self.campaign);
         let found = tokio::task::spawn_blocking(move || {
             let md = c.fetch_metadata(Some(&topic), KAFKA_TIMEOUT)?;
