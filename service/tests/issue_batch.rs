@@ -150,20 +150,30 @@ async fn a_batch_issues_only_to_the_live_admissions_its_users_name() {
         ("in-2", Some(live), "already"),
     ];
     let users: Vec<UserId> = asks.iter().map(|(u, _, _)| user(u)).collect();
-    let answers = join_all(asks.iter().zip(&users).map(|((_, admission, _), u)| {
-        store.issue_routed(&c, u, *admission, |_| HandedOut::default())
-    }))
-    .await;
+    let ask = |i: usize| store.issue_routed(&c, &users[i], asks[i].1, |_| HandedOut::default());
+    // The first takes the only turn and waits in Redis (writes paused), so the other seven
+    // surely queue behind it and go out as one batch, whatever the scheduling.
+    redis.pause_writes(10_000).await;
+    let first = ask(0);
+    tokio::pin!(first);
+    assert!(futures::poll!(&mut first).is_pending());
+    let rest = join_all((1..asks.len()).map(ask));
+    tokio::pin!(rest);
+    assert!(futures::poll!(&mut rest).is_pending());
+    redis.thaw().await;
+    let mut answers = vec![first.await];
+    answers.extend(rest.await);
     let got: Vec<_> = answers
         .iter()
         .map(|a| a.as_ref().unwrap().decision.label())
         .collect();
     let want: Vec<_> = asks.iter().map(|(_, _, w)| *w).collect();
-    // The first ask goes alone; a repeat in the batch after it is answered as a holder.
+    // A repeat in the batch after the first is answered as a holder.
     assert_eq!(got, want);
-    assert!(
-        batches(&metrics).0 < asks.len() as f64,
-        "the asks were batched"
+    assert_eq!(
+        batches(&metrics),
+        (2.0, asks.len() as f64),
+        "(script calls, issuances): the first alone, then the other seven together"
     );
 
     // The coupons ended their admissions; the refused ones keep theirs.
