@@ -12,7 +12,9 @@
 #   REPLICA=1 bench/issue.sh   # also `issue-replica`: a third service with
 #                              # --durability replica (the stack's replica attached)
 #   RELAY_FLAGS="--relay-gather-ms 0" bench/issue.sh   # relay settings of the headline serve
-#   RELAY_FLAGS=--outbox-batches bench/issue.sh   # the headline writing batch outbox entries
+#   RELAY_FLAGS="--outbox-batches never" bench/issue.sh   # the headline writing an outbox
+#                              # entry per coupon (the default, auto, writes a batch entry
+#                              # per script call once its relay has read the campaign)
 #   PIPELINE_IDLE=1 bench/issue.sh   # Kafka, PostgreSQL, the writer and the headline's relay
 #                              # and librdkafka threads under SCHED_IDLE (only CPU the issue
 #                              # path leaves): whether the pipeline's CPU makes the tail

@@ -10,7 +10,8 @@
 #            trim: reading and trimming alone
 #   relay    the real relay (`stampede-service relay`, its own process) into Kafka
 #   balone, bgroup, brelay   the same as alone, group, relay on a second `serve --no-relay
-#            --outbox-batches`: one outbox entry per issue script call instead of per coupon
+#            --outbox-batches always`: one outbox entry per issue script call instead of per
+#            coupon (the first serve runs `--outbox-batches never`: its relay would turn them on)
 # Prints per mode the medians of req/s, p50, p90, p99 and Redis's CPU per issuance (the
 # readers' share included: each run waits until its outbox is empty). Everything on
 # loopback; every wrk run is bounded by -d and every reader stops with its run.
@@ -40,9 +41,9 @@ cleanup() {
   for m in $MODES; do forget_campaign "bench-rr-$m-$run"; done
 }
 trap cleanup EXIT
-STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay
+STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay --outbox-batches never
 case " $MODES " in *" b"*)
-  STAMPEDE_LOG=warn start_service "$BATCH_PORT" "$out/service-batches.log" --no-relay --outbox-batches ;;
+  STAMPEDE_LOG=warn start_service "$BATCH_PORT" "$out/service-batches.log" --no-relay --outbox-batches always ;;
 esac
 relayed=$(for m in relay brelay; do case " $MODES " in *" $m "*) printf '%s,' "bench-rr-$m-$run" ;; esac; done)
 if [ -n "$relayed" ]; then

@@ -17,7 +17,7 @@ use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
 use stampede_core::Error;
 use stampede_core::store::fence::{FenceConfig, ReplicaFence};
-use stampede_core::store::{Store, StoreConfig};
+use stampede_core::store::{OutboxBatches, Store, StoreConfig};
 use stampede_core::waiting_room::token::TokenKey;
 
 /// Everything `serve` needs besides its listener.
@@ -37,8 +37,8 @@ pub struct ServeConfig {
     pub request_timeout: Duration,
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
-    /// Write the coupons of an issue script call that issues several as one outbox entry.
-    pub outbox_batches: bool,
+    /// When the coupons of an issue script call that issues several go out as one outbox entry.
+    pub outbox_batches: OutboxBatches,
     /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
     pub durability: Option<FenceConfig>,
     /// How often to check whether Redis restarted or failed over (and may have lost
@@ -83,7 +83,7 @@ impl ServeConfig {
             body_timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             relay: None,
-            outbox_batches: false,
+            outbox_batches: OutboxBatches::Auto,
             durability: None,
             epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
             limits: LimitConfig {

@@ -17,6 +17,8 @@ use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
 use stampede_core::issuance::{Issuance, topic};
 use stampede_core::kafka::KafkaConfig;
+use stampede_core::store::OutboxBatches;
+use stampede_core::store::outbox_format;
 use stampede_service::audit::DriftConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,6 +49,15 @@ async fn fifty_thousand_issuances_land_exactly_once() {
         "stampede_relay_produced_total{{campaign=\"{campaign}\"}}"
     )));
     assert!(text.contains("stampede_issue_to_db_seconds_count"));
+    // The relay, the only one reading this outbox, recorded that it reads batch entries:
+    // from then on the store (mode auto, as `serve` runs) wrote them.
+    let format: Option<String> = redis::cmd("HGET")
+        .arg(common::key(campaign, "meta"))
+        .arg(outbox_format::FIELD)
+        .query_async(&mut f.redis.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(format, Some(outbox_format::FORMAT.to_string()));
     // The writer reports how far behind it is, per partition: nothing, by now.
     let lag_line =
         format!("stampede_writer_consumer_lag{{partition=\"0\",topic=\"stampede.{campaign}\"}} 0");
@@ -92,7 +103,10 @@ async fn entries_of_every_outbox_shape_land() {
     issue_range(&f.store, &f.campaign, 0..N / 2).await;
     rewrite_even_entries_as_messages(&f).await;
     // The other half from the real script writing batch entries (`serve --outbox-batches`).
-    let batching = f.store.clone().writing_outbox_batches(true);
+    let batching = f
+        .store
+        .clone()
+        .writing_outbox_batches(OutboxBatches::Always);
     issue_range(&batching, &f.campaign, N / 2..N).await;
     let entries = common::outbox_entries(&f.redis, &f.campaign).await;
     assert!(

@@ -8,12 +8,13 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::held::queued_behind;
 use common::{RedisServer, id, issuance_counts, key, kit::sample, room::room};
 use futures::future::join_all;
 use stampede_core::coupon::Decision;
 use stampede_core::ids::UserId;
 use stampede_core::store::conn::RedisConn;
-use stampede_core::store::{HandedOut, Store, StoreConfig};
+use stampede_core::store::{HandedOut, OutboxBatches, Store, StoreConfig};
 use stampede_service::metrics::Metrics;
 
 /// A store with one connection (so one batch in flight per campaign) and its metrics.
@@ -151,18 +152,8 @@ async fn a_batch_issues_only_to_the_live_admissions_its_users_name() {
     ];
     let users: Vec<UserId> = asks.iter().map(|(u, _, _)| user(u)).collect();
     let ask = |i: usize| store.issue_routed(&c, &users[i], asks[i].1, |_| HandedOut::default());
-    // The first takes the only turn and waits in Redis (writes paused), so the other seven
-    // surely queue behind it and go out as one batch, whatever the scheduling.
-    redis.pause_writes(10_000).await;
-    let first = ask(0);
-    tokio::pin!(first);
-    assert!(futures::poll!(&mut first).is_pending());
-    let rest = join_all((1..asks.len()).map(ask));
-    tokio::pin!(rest);
-    assert!(futures::poll!(&mut rest).is_pending());
-    redis.thaw().await;
-    let mut answers = vec![first.await];
-    answers.extend(rest.await);
+    // The first waits in Redis while the other seven queue behind it: one batch of seven.
+    let answers = queued_behind(&redis, ask(0), (1..asks.len()).map(ask).collect()).await;
     let got: Vec<_> = answers
         .iter()
         .map(|a| a.as_ref().unwrap().decision.label())
@@ -233,7 +224,7 @@ async fn with_outbox_batches_a_call_writes_its_coupons_as_one_entry() {
     const STOCK: u64 = 200;
     let redis = RedisServer::start().await;
     let (store, metrics) = one_turn_store(&redis).await;
-    let store = store.writing_outbox_batches(true);
+    let store = store.writing_outbox_batches(OutboxBatches::Always);
     let c = id("bundled");
     store.ensure_campaign(&c, STOCK, None).await.unwrap();
 

@@ -100,7 +100,7 @@ impl Store {
             .arg(target.campaign())
             .arg(handed.high)
             .arg(&*handed.incarnation)
-            .arg(if self.outbox_batches { "1" } else { "" });
+            .arg(self.outbox_batches.script_arg());
         for (user, admission) in asks {
             inv.arg(user.as_str())
                 .arg(coupon_code())

@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod fence;
 mod issue;
 pub mod outbox;
+pub mod outbox_format;
 mod read_reply;
 mod scan;
 pub mod shard_admin;
@@ -31,6 +32,7 @@ use crate::metrics::RedisMetrics;
 use conn::{Patience, RedisConn, RedisTarget};
 
 pub use issue::HandedOut;
+pub use outbox_format::OutboxBatches;
 pub use waiting_room::{QueueAnswer, QueueStatus};
 
 /// How to reach Redis.
@@ -70,9 +72,9 @@ pub struct Store {
     metrics: RedisMetrics,
     routes: Arc<shards::Routes>,
     lanes: Arc<batch::Lanes>,
-    /// Whether an issue script call that issues several coupons writes them as one outbox
+    /// When an issue script call that issues several coupons writes them as one outbox
     /// entry ([`Store::writing_outbox_batches`]).
-    outbox_batches: bool,
+    outbox_batches: OutboxBatches,
 }
 
 impl Store {
@@ -103,16 +105,16 @@ impl Store {
             lanes: Arc::default(),
             timeout: config.timeout,
             metrics,
-            outbox_batches: false,
+            outbox_batches: OutboxBatches::Auto,
         })
     }
 
-    /// With `on`, an issue script call that issues several coupons writes them as one batch
-    /// outbox entry (`serve --outbox-batches`): one XADD, and one entry for a relay to read,
-    /// acknowledge and delete, per call. Only for campaigns whose every relay reads the
-    /// batch shape (relays from the release that added it).
-    pub fn writing_outbox_batches(mut self, on: bool) -> Self {
-        self.outbox_batches = on;
+    /// When an issue script call that issues several coupons writes them as one batch outbox
+    /// entry (`serve --outbox-batches`): one XADD, and one entry for a relay to read,
+    /// acknowledge and delete, per call. `Auto` (the default) once every live relay of the
+    /// campaign reads them ([`outbox_format`]).
+    pub fn writing_outbox_batches(mut self, mode: OutboxBatches) -> Self {
+        self.outbox_batches = mode;
         self
     }
 

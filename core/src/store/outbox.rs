@@ -78,6 +78,11 @@ impl Outbox {
         })
     }
 
+    /// The connection reads and other relay bookkeeping run on.
+    pub(super) fn conn(&mut self) -> &mut RedisConn {
+        &mut self.read
+    }
+
     /// Every campaign id in the registry.
     pub async fn campaigns(&mut self) -> Result<Vec<String>, Error> {
         Ok(redis::cmd("SMEMBERS")

@@ -25,6 +25,7 @@ use crate::server::{
     Listeners, ServeConfig, default_max_in_flight, serve,
 };
 use stampede_core::Error;
+use stampede_core::store::OutboxBatches;
 use stampede_core::store::fence::FenceConfig;
 
 /// Stampede issuance service.
@@ -90,12 +91,14 @@ pub struct ServeArgs {
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
-    /// Write the coupons of an issue script call that issues several as one outbox entry
-    /// (fewer Redis commands per issuance, for the issue script and the relay). Only once
-    /// every relay of the campaign reads batch entries: this release's relays do, an older
-    /// relay drops them as malformed.
-    #[arg(long, env = "STAMPEDE_OUTBOX_BATCHES")]
-    pub outbox_batches: bool,
+    /// When the coupons of an issue script call that issues several go out as one outbox
+    /// entry (fewer Redis commands per issuance, for the issue script and the relay):
+    /// `auto` once every live relay of the campaign reads batch entries (relays record it in
+    /// the campaign; an older relay would drop them as malformed), `always`, or `never`.
+    /// A bare `--outbox-batches` is `always`.
+    #[arg(long, env = "STAMPEDE_OUTBOX_BATCHES", default_value_t = OutboxBatches::Auto,
+          num_args = 0..=1, default_missing_value = "always")]
+    pub outbox_batches: OutboxBatches,
     /// When a new coupon is acknowledged: `local` once the Redis primary has it; `replica`
     /// once `--durability-replicas` replicas have it too (a failover then loses nothing
     /// that was acknowledged; a replica that does not answer in time means 503).
@@ -238,4 +241,38 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
 fn print(v: serde_json::Value) -> Result<(), Error> {
     println!("{v}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn outbox_batches(args: &[&str]) -> Result<OutboxBatches, String> {
+        let cli = Cli::try_parse_from([&["stampede-service", "serve"], args].concat())
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(a) => Ok(a.outbox_batches),
+            _ => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn outbox_batches_are_auto_unless_told_and_a_bare_flag_means_always() {
+        assert_eq!(outbox_batches(&[]), Ok(OutboxBatches::Auto));
+        assert_eq!(
+            outbox_batches(&["--outbox-batches"]),
+            Ok(OutboxBatches::Always)
+        );
+        assert_eq!(
+            outbox_batches(&["--outbox-batches", "never"]),
+            Ok(OutboxBatches::Never)
+        );
+        let err = outbox_batches(&["--outbox-batches", "sometimes"]).unwrap_err();
+        assert!(
+            err.contains("--outbox-batches") && err.contains("auto, always or never"),
+            "{err}"
+        );
+    }
 }

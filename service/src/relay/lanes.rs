@@ -7,6 +7,7 @@ use std::time::Instant;
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::store::outbox::ReadFrom;
+use stampede_core::store::outbox_format;
 
 use super::Relay;
 
@@ -72,6 +73,26 @@ impl Relay {
             .collect();
         for c in &gone {
             self.retire(c, "the campaign left the registry");
+        }
+    }
+
+    /// Records, per lane, the lowest outbox format its live relays read (what lets its
+    /// issuers write batch entries). Bookkeeping: a failure is logged, and tried again at the
+    /// next refresh.
+    pub(super) async fn settle_formats(&mut self) {
+        let lanes: Vec<CampaignId> = self.lanes.keys().cloned().collect();
+        for c in &lanes {
+            match self.outbox.settle_format(c, outbox_format::LIVE).await {
+                Ok(Some((was, now))) => tracing::info!(
+                    campaign = %c, was, now,
+                    "outbox format the campaign's live relays read changed: its issuers {} batch entries",
+                    if now >= 2 { "now write" } else { "no longer write" }
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(campaign = %c, error = %e, "recording the outbox format its relays read")
+                }
+            }
         }
     }
 }

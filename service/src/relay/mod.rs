@@ -16,6 +16,7 @@ use stampede_core::ids::CampaignId;
 use stampede_core::issuance::topic;
 use stampede_core::kafka::KafkaConfig;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, ReadFrom, is_missing_group};
+use stampede_core::store::outbox_format;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -56,7 +57,7 @@ pub struct RelayConfig {
 
 /// Runs until `shutdown`; what it read but has not acknowledged stays pending in Redis.
 pub async fn run(
-    config: RelayConfig,
+    mut config: RelayConfig,
     metrics: PipelineMetrics,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -64,6 +65,9 @@ pub async fn run(
         return Ok(());
     };
     let producer = new_producer(&config)?;
+    // The name says which outbox format this relay reads (issuers write batch entries only
+    // once every live relay of a campaign reads them).
+    config.consumer = outbox_format::consumer_name(&config.consumer);
     let read_count = config.batch;
     let mut relay = Relay {
         config,
@@ -285,6 +289,7 @@ impl Relay {
                 .with_label_values(&[c.as_str()])
                 .set(len as i64);
         }
+        self.settle_formats().await;
         self.registered = registered;
         self.last_refresh = Some(Instant::now());
         Ok(())

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod crowd;
+pub mod held;
 pub mod kit;
 pub mod ledger;
 pub mod letters;

@@ -8,7 +8,8 @@
 -- ARGV[3] incarnation (a counter below it went back: Redis lost acknowledged writes, so the
 -- campaign is suspended here rather than hand them out again; unless an admin already lifted
 -- a suspension that covered it, 'cleared_high'; a campaign created again starts afresh);
--- ARGV[4] '1' to write the coupons of a call that issues more than one as one batch entry;
+-- ARGV[4] when a call that issues more than one coupon writes them as one batch entry: '1'
+-- always, '0' never, '' once the relays allow it (meta 'outbox_format' >= 2);
 -- then three per user: the user id, the coupon code to use if a coupon is issued, and with a
 -- waiting room ('wr' = '1') the expiry the user's verified admission token carries ('' without
 -- one); it must be the user's live admission, which the coupon then ends in this same call
@@ -28,16 +29,17 @@
 -- makes as few as it can: one read of meta, one of holders, the clock, then per coupon one
 -- XADD and for the batch one counter and one holders write (a waiting room adds a read of
 -- the admissions and two writes).
--- An outbox entry has five fields, campaign user seq ts code: every relay reads them. With
--- ARGV[4] = '1' (`serve --outbox-batches`) a call that issues several coupons writes one
--- batch entry instead: 'batch' campaign, 'ts' now, then per coupon user and "seq:code"
--- (core/src/issuance.rs `Issuance::all_from_raw_fields`): one XADD, and one entry for the
--- relay to read, acknowledge and delete, per call instead of per coupon. Relays read it
--- from the release that added it; writing it before every relay of a campaign does would
--- let an older relay, still running through a rolling upgrade, drop such entries as
--- malformed. Relays also read the two-field shape (the Kafka message itself, `KafkaRecord`).
+-- An outbox entry has five fields, campaign user seq ts code: every relay reads them. A call
+-- that issues several coupons may write one batch entry instead (ARGV[4]): 'batch' campaign,
+-- 'ts' now, then per coupon user and "seq:code" (core/src/issuance.rs
+-- `Issuance::all_from_raw_fields`): one XADD, and one entry for the relay to read,
+-- acknowledge and delete, per call instead of per coupon. Relays read it from the release
+-- that added it; the relays themselves record in meta 'outbox_format' the lowest format any
+-- live relay of the campaign reads (store/outbox_format.rs), so an older relay still running
+-- through a rolling upgrade (which would drop such entries as malformed) never meets one.
+-- Relays also read the two-field shape (the Kafka message itself, `KafkaRecord`).
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
-  'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr')
+  'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr', 'outbox_format')
 local n = (#ARGV - 4) / 3
 local out = {}
 local function answer(status, detail, inc, counter)
@@ -140,7 +142,8 @@ end
 if counter > issued then
   redis.call('HINCRBY', KEYS[1], 'issued', counter - issued)
   redis.call('HSET', KEYS[2], unpack(records))
-  if ARGV[4] == '1' and #entries > 1 then
+  local batches = ARGV[4] == '1' or (ARGV[4] == '' and tonumber(m[13] or '1') >= 2)
+  if batches and #entries > 1 then
     local batch = {'batch', ARGV[1], 'ts', now}
     for _, e in ipairs(entries) do
       batch[#batch + 1] = e[1]
