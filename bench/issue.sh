@@ -37,6 +37,8 @@
 # request carries a bearer token (serve verifies it on the issue paths), minted before each
 # run with `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
 set -euo pipefail
+# A failing step says which: set -e alone ends the run without a word.
+trap 'echo "bench/issue.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
 DURATION=${DURATION:-5s}
