@@ -4,7 +4,7 @@
 # kubeconfig and health probes. Needs DIR, API_HOST, SERVICE_IP, die (lib/common.sh) and
 # make_ca/sign_cert (lib/pki.sh).
 #
-#   free_port             a free loopback TCP port, not in USED_PORTS (appended to it)
+#   pick_port VAR         VAR= a free loopback TCP port, not in USED_PORTS (appended to it)
 #   make_pki              DIR/pki: CA, apiserver and admin certs, service-account keys; token.csv
 #   admin_token           the admin's static token
 #   write_kubeconfig PORT DIR/kubeconfig for https://API_HOST:PORT as the admin
@@ -13,21 +13,39 @@
 #   etcd_ready PID PORT   etcd_health, and PORT's listener is PID (not another test's etcd)
 #   kcm_healthz PORT      kube-controller-manager's /healthz answers
 
-free_port() { # a free loopback TCP port, not in $USED_PORTS
+# Ports come from 20000-31999, below the kernel's ephemeral range (32768-60999 here): a
+# port the kernel handed out for port 0 was free when picked but could be taken by any
+# outgoing connection's source port before etcd bound it (CI saw etcd fail so, with
+# "address already in use", while the other suite's tests opened connections).
+pick_port() { # VAR: sets VAR to a free loopback TCP port not in $USED_PORTS, and adds it there
     local p
     if command -v python3 >/dev/null 2>&1; then
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            p=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-            case " $USED_PORTS " in *" $p "*) continue ;; esac
-            USED_PORTS="$USED_PORTS $p"; printf '%s\n' "$p"; return 0
-        done
+        p=$(python3 - $USED_PORTS <<'PY'
+import random, socket, sys
+used = set(sys.argv[1:])
+for _ in range(500):
+    p = random.randrange(20000, 32000)
+    if str(p) in used:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+PY
+)
+        if [ -n "$p" ]; then USED_PORTS="$USED_PORTS $p"; printf -v "$1" '%s' "$p"; return 0; fi
     fi
     for _ in $(seq 200); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((20000 + RANDOM % 12000))
         case " $USED_PORTS " in *" $p "*) continue ;; esac
         # shellcheck disable=SC2016 # $1 is the inner shell's
         if ! timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$p" 2>/dev/null; then
-            USED_PORTS="$USED_PORTS $p"; printf '%s\n' "$p"; return 0
+            USED_PORTS="$USED_PORTS $p"; printf -v "$1" '%s' "$p"; return 0
         fi
     done
     die "found no free loopback port"
