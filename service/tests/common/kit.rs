@@ -89,13 +89,26 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
-/// A free loopback port.
+/// A free loopback port for a server a test starts, from 20000-31999: below the kernel's
+/// ephemeral range (32768-60999), where a port picked by binding port 0 could become some
+/// outgoing connection's source port before the server bound it (CI saw it happen to a
+/// control plane's etcd). Never the same port twice in one process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    for _ in 0..2_000 {
+        // RandomState is seeded afresh per instance: a random number without a crate.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = 20_000 + (random % 12_000) as u16;
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-31999");
 }
 
 /// The value of the sample `name_and_labels` (exactly as exported) in `text`.
