@@ -45,8 +45,7 @@ async fn issue_three(redis: &RedisServer, store: &Store, c: &CampaignId, round: 
     let users: Vec<UserId> = (0..3)
         .map(|i| UserId::parse(&format!("r{round}-u{i}")).unwrap())
         .collect();
-    let asks = users.iter().map(|u| store.issue(c, u));
-    let mut asks: Vec<_> = asks.collect();
+    let mut asks: Vec<_> = users.iter().map(|u| store.issue(c, u)).collect();
     let first = asks.remove(0);
     for answer in queued_behind(redis, first, asks).await {
         assert_eq!(answer.unwrap().label(), "issued");

@@ -80,8 +80,7 @@ impl Relay {
     /// issuers write batch entries). Bookkeeping: a failure is logged, and tried again at the
     /// next refresh.
     pub(super) async fn settle_formats(&mut self) {
-        let lanes: Vec<CampaignId> = self.lanes.keys().cloned().collect();
-        for c in &lanes {
+        for c in self.lanes.keys() {
             match self.outbox.settle_format(c, outbox_format::LIVE).await {
                 Ok(Some((was, now))) => tracing::info!(
                     campaign = %c, was, now,
