@@ -22,8 +22,9 @@ pub struct Issuance {
 }
 
 impl Issuance {
-    /// Reads a single-issuance outbox entry's fields, of either shape (see [`KafkaRecord`]);
-    /// a batch entry is refused (it holds several: [`Issuance::all_from_raw_fields`]).
+    /// Reads a single-issuance outbox entry's fields, of either shape (see
+    /// [`crate::message::KafkaRecord`]); a batch entry is refused (it holds several:
+    /// [`Issuance::all_from_raw_fields`]).
     pub fn from_stream_fields<'a>(
         fields: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, Error> {
@@ -115,7 +116,7 @@ impl Issuance {
     }
 
     /// The fields of an outbox stream entry of the two-field shape, the Kafka message itself
-    /// (see [`KafkaRecord`]).
+    /// (see [`crate::message::KafkaRecord`]).
     pub fn message_fields(&self) -> [(&'static str, Vec<u8>); 2] {
         [
             (USER_FIELD, self.user_id.clone().into_bytes()),
@@ -131,81 +132,39 @@ impl Issuance {
     /// Decodes a Kafka message value, explaining what is wrong with a poison one.
     pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
         let i: Self = serde_json::from_slice(bytes).map_err(|e| format!("undecodable: {e}"))?;
-        if i.seq == 0 || i.user_id.is_empty() || i.campaign.is_empty() || i.coupon_code.is_empty() {
+        i.check()?;
+        Ok(i)
+    }
+
+    /// Refuses an issuance with an empty or zero required field.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.seq == 0
+            || self.user_id.is_empty()
+            || self.campaign.is_empty()
+            || self.coupon_code.is_empty()
+        {
             return Err("a required field is empty or zero".into());
         }
-        Ok(i)
+        Ok(())
     }
 }
 
 /// The outbox entry field holding the user id, the Kafka message key.
-const USER_FIELD: &str = "user";
+pub(crate) const USER_FIELD: &str = "user";
 /// The outbox entry field holding the issuance as JSON, the Kafka message value.
-const ISSUANCE_FIELD: &str = "issuance";
+pub(crate) const ISSUANCE_FIELD: &str = "issuance";
 /// The first field of a batch entry, holding the campaign id.
 const BATCH_FIELD: &str = "batch";
 
 /// Whether an outbox entry's fields are of the batch shape (its first field is `batch`).
-fn is_batch_entry(fields: &[(Vec<u8>, Vec<u8>)]) -> bool {
+pub(crate) fn is_batch_entry(fields: &[(Vec<u8>, Vec<u8>)]) -> bool {
     fields
         .first()
         .is_some_and(|(k, _)| k == BATCH_FIELD.as_bytes())
 }
 
-fn malformed(why: impl std::fmt::Display) -> Error {
+pub(crate) fn malformed(why: impl std::fmt::Display) -> Error {
     Error::Protocol(format!("malformed outbox entry: {why}"))
-}
-
-/// An outbox entry as Kafka takes it, from either shape of entry. The two-field shape is the
-/// message itself: `user` (the key) and `issuance` (the value, the JSON
-/// [`Issuance::to_json`] writes), sent as it comes. The five-field shape (`campaign user seq
-/// ts code`, [`Issuance::stream_fields`]) is what the issue script writes while relays of
-/// earlier releases, which read only it, may still run; it is encoded here. Reading both
-/// now lets a later release write the message shape without a rolling upgrade's older
-/// relays dropping its entries as malformed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KafkaRecord {
-    /// The user id.
-    pub key: Vec<u8>,
-    /// The issuance as JSON.
-    pub payload: Vec<u8>,
-}
-
-impl KafkaRecord {
-    /// From an outbox entry's field-value pairs, of either shape; the issuance itself is
-    /// the writer's to check (it sends what it cannot decode to the dead-letter topic).
-    pub fn from_stream_fields(mut fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Error> {
-        if let [(k1, v1), (k2, v2)] = fields.as_mut_slice()
-            && k1 == USER_FIELD.as_bytes()
-            && k2 == ISSUANCE_FIELD.as_bytes()
-            && !v1.is_empty()
-            && !v2.is_empty()
-        {
-            return Ok(Self {
-                key: std::mem::take(v1),
-                payload: std::mem::take(v2),
-            });
-        }
-        let issuance = Issuance::from_raw_fields(&fields)?;
-        Ok(Self::of(issuance))
-    }
-
-    /// Every message an outbox entry holds, of any shape ([`Issuance::all_from_raw_fields`]
-    /// for a batch entry, which is refused whole when malformed).
-    pub fn all_from_stream_fields(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<Self>, Error> {
-        if is_batch_entry(&fields) {
-            let issuances = Issuance::all_from_raw_fields(&fields)?;
-            return Ok(issuances.into_iter().map(Self::of).collect());
-        }
-        Ok(vec![Self::from_stream_fields(fields)?])
-    }
-
-    fn of(issuance: Issuance) -> Self {
-        Self {
-            payload: issuance.to_json(),
-            key: issuance.user_id.into_bytes(),
-        }
-    }
 }
 
 /// The Kafka topic that carries a campaign's issuances.
@@ -224,10 +183,11 @@ pub fn campaign_of_topic(topic: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::message::KafkaRecord;
 
-    fn sample() -> Issuance {
+    pub(crate) fn sample() -> Issuance {
         Issuance {
             campaign: "c".into(),
             user_id: "u-1".into(),
@@ -238,7 +198,7 @@ mod tests {
     }
 
     /// `(field, value)` pairs as Redis returns them.
-    fn raw(fields: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn raw(fields: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
         fields
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
@@ -305,7 +265,11 @@ mod tests {
     }
 
     /// A batch entry's fields, as the issue script writes them.
-    fn batch_fields(campaign: &str, ts: i64, coupons: &[&Issuance]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn batch_fields(
+        campaign: &str,
+        ts: i64,
+        coupons: &[&Issuance],
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let ts = ts.to_string();
         let mut f = raw(&[("batch", campaign), ("ts", ts.as_str())]);
         for i in coupons {
@@ -329,7 +293,7 @@ mod tests {
             Issuance::all_from_raw_fields(&fields).unwrap(),
             [a.clone(), b.clone()]
         );
-        let records = KafkaRecord::all_from_stream_fields(fields.clone()).unwrap();
+        let records = KafkaRecord::all_from_stream_fields(fields.clone(), false).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!(
             (&records[1].key[..], &records[1].payload),
@@ -347,7 +311,12 @@ mod tests {
             ("code", "ABC"),
         ]);
         assert_eq!(Issuance::all_from_raw_fields(&five).unwrap(), [a]);
-        assert_eq!(KafkaRecord::all_from_stream_fields(five).unwrap().len(), 1);
+        assert_eq!(
+            KafkaRecord::all_from_stream_fields(five, false)
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -373,7 +342,7 @@ mod tests {
                 Issuance::all_from_raw_fields(&fields).is_err(),
                 "{fields:?}"
             );
-            assert!(KafkaRecord::all_from_stream_fields(fields).is_err());
+            assert!(KafkaRecord::all_from_stream_fields(fields, false).is_err());
         }
     }
 

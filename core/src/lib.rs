@@ -7,6 +7,7 @@
 //! how the crates fit together.
 #![forbid(unsafe_code)]
 
+pub mod batches;
 pub mod campaign;
 pub mod clock;
 pub mod coupon;
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod kafka_security;
 pub mod keys;
 pub mod mac;
+pub mod message;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;

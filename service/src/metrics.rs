@@ -78,6 +78,9 @@ pub struct PipelineMetrics {
     pub relay_backlog: IntGaugeVec,
     /// Issuances the relay delivered to Kafka, by campaign.
     pub relay_produced: IntCounterVec,
+    /// Kafka messages delivered (one per issuance, or per batch entry where the topic's
+    /// writers read batch messages).
+    pub relay_messages: IntCounter,
     /// Issuances Kafka did not acknowledge (left pending, retried).
     pub relay_produce_errors: IntCounter,
     /// Entries taken over from a dead relay.
@@ -264,6 +267,10 @@ impl PipelineMetrics {
                 "stampede_relay_produced_total",
                 "Issuances delivered to Kafka",
                 &["campaign"],
+            ),
+            relay_messages: r.counter(
+                "stampede_relay_messages_total",
+                "Kafka messages delivered: one per issuance, or one per batch outbox entry where the topic's writers read batch messages",
             ),
             relay_produce_errors: r.counter(
                 "stampede_relay_produce_errors_total",

@@ -16,8 +16,9 @@ use crate::metrics::Metrics;
 use crate::relay::RelayConfig;
 use crate::soldout::SoldOutCache;
 use stampede_core::Error;
+use stampede_core::batches::Batches;
 use stampede_core::store::fence::{FenceConfig, ReplicaFence};
-use stampede_core::store::{OutboxBatches, Store, StoreConfig};
+use stampede_core::store::{Store, StoreConfig};
 use stampede_core::waiting_room::token::TokenKey;
 
 /// Everything `serve` needs besides its listener.
@@ -38,7 +39,7 @@ pub struct ServeConfig {
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
     /// When the coupons of an issue script call that issues several go out as one outbox entry.
-    pub outbox_batches: OutboxBatches,
+    pub outbox_batches: Batches,
     /// Acknowledge new coupons only once Redis replicas hold them (`--durability replica`).
     pub durability: Option<FenceConfig>,
     /// How often to check whether Redis restarted or failed over (and may have lost
@@ -83,7 +84,7 @@ impl ServeConfig {
             body_timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
             relay: None,
-            outbox_batches: OutboxBatches::Auto,
+            outbox_batches: Batches::Auto,
             durability: None,
             epoch_check: Duration::from_millis(DEFAULT_EPOCH_CHECK_MS),
             limits: LimitConfig {

@@ -15,9 +15,9 @@ use common::stack::{kafka_config, row_seqs, wait_rows};
 use common::unique;
 use rdkafka::producer::FutureProducer;
 use sqlx::PgPool;
+use stampede_core::batches::Batches;
 use stampede_core::issuance::{Issuance, topic};
 use stampede_core::kafka::KafkaConfig;
-use stampede_core::store::OutboxBatches;
 use stampede_core::store::outbox_format;
 use stampede_service::audit::DriftConfig;
 
@@ -103,10 +103,7 @@ async fn entries_of_every_outbox_shape_land() {
     issue_range(&f.store, &f.campaign, 0..N / 2).await;
     rewrite_even_entries_as_messages(&f).await;
     // The other half from the real script writing batch entries (`serve --outbox-batches`).
-    let batching = f
-        .store
-        .clone()
-        .writing_outbox_batches(OutboxBatches::Always);
+    let batching = f.store.clone().writing_outbox_batches(Batches::Always);
     issue_range(&batching, &f.campaign, N / 2..N).await;
     let entries = common::outbox_entries(&f.redis, &f.campaign).await;
     assert!(

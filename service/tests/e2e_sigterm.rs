@@ -17,7 +17,7 @@ use common::stack::{drop_topics, stack_kafka};
 use common::{
     RedisServer, eventually, exit_within, free_port, issuance_counts, sigterm, token, unique,
 };
-use stampede_core::issuance::{Issuance, topic};
+use stampede_core::issuance::topic;
 
 /// Clients issuing at once; each stops at its first connection error.
 const CLIENTS: usize = 16;
@@ -196,7 +196,8 @@ async fn every_coupon_in_outbox_or_kafka(
     let kafka: Vec<u64> = read_topic(brokers, &topic(campaign))
         .await
         .iter()
-        .map(|v| Issuance::from_json(v).unwrap().seq)
+        .flat_map(|v| stampede_core::message::decode(v).unwrap())
+        .map(|i| i.seq)
         .collect();
     assert!(!kafka.is_empty(), "the in-process relay produced to Kafka");
     seen.extend(kafka);

@@ -11,10 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::held::queued_behind;
 use common::{RedisServer, id, issuance_counts, key, kit::sample, room::room};
 use futures::future::join_all;
+use stampede_core::batches::Batches;
 use stampede_core::coupon::Decision;
 use stampede_core::ids::UserId;
 use stampede_core::store::conn::RedisConn;
-use stampede_core::store::{HandedOut, OutboxBatches, Store, StoreConfig};
+use stampede_core::store::{HandedOut, Store, StoreConfig};
 use stampede_service::metrics::Metrics;
 
 /// A store with one connection (so one batch in flight per campaign) and its metrics.
@@ -224,7 +225,7 @@ async fn with_outbox_batches_a_call_writes_its_coupons_as_one_entry() {
     const STOCK: u64 = 200;
     let redis = RedisServer::start().await;
     let (store, metrics) = one_turn_store(&redis).await;
-    let store = store.writing_outbox_batches(OutboxBatches::Always);
+    let store = store.writing_outbox_batches(Batches::Always);
     let c = id("bundled");
     store.ensure_campaign(&c, STOCK, None).await.unwrap();
 

@@ -31,8 +31,8 @@ use crate::Error;
 use crate::metrics::RedisMetrics;
 use conn::{Patience, RedisConn, RedisTarget};
 
+use crate::batches::Batches;
 pub use issue::HandedOut;
-pub use outbox_format::OutboxBatches;
 pub use waiting_room::{QueueAnswer, QueueStatus};
 
 /// How to reach Redis.
@@ -74,7 +74,7 @@ pub struct Store {
     lanes: Arc<batch::Lanes>,
     /// When an issue script call that issues several coupons writes them as one outbox
     /// entry ([`Store::writing_outbox_batches`]).
-    outbox_batches: OutboxBatches,
+    outbox_batches: Batches,
 }
 
 impl Store {
@@ -105,7 +105,7 @@ impl Store {
             lanes: Arc::default(),
             timeout: config.timeout,
             metrics,
-            outbox_batches: OutboxBatches::Auto,
+            outbox_batches: Batches::Auto,
         })
     }
 
@@ -113,7 +113,7 @@ impl Store {
     /// entry (`serve --outbox-batches`): one XADD, and one entry for a relay to read,
     /// acknowledge and delete, per call. `Auto` (the default) once every live relay of the
     /// campaign reads them ([`outbox_format`]).
-    pub fn writing_outbox_batches(mut self, mode: OutboxBatches) -> Self {
+    pub fn writing_outbox_batches(mut self, mode: Batches) -> Self {
         self.outbox_batches = mode;
         self
     }

@@ -6,8 +6,6 @@
 //! itself once the last older relay has stopped reading, and an older relay that starts
 //! reading again turns them off within a second of its first read.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -15,6 +13,7 @@ use redis::streams::StreamInfoConsumersReply;
 
 use super::outbox::{GROUP, Outbox};
 use crate::Error;
+use crate::batches::Batches;
 use crate::ids::CampaignId;
 use crate::keys::CampaignKeys;
 
@@ -29,19 +28,7 @@ pub const FIELD: &str = "outbox_format";
 /// relays' longest pause between reads (a lane backing off waits at most 32 s).
 pub const LIVE: Duration = Duration::from_secs(120);
 
-/// When an issue script call that issues several coupons writes them as one batch entry.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OutboxBatches {
-    /// Once every live relay of the campaign reads batch entries (its meta says format 2).
-    #[default]
-    Auto,
-    /// Always: only where every relay is known to read them (tests, benchmarks).
-    Always,
-    /// Never: one entry per coupon, whatever the relays read.
-    Never,
-}
-
-impl OutboxBatches {
+impl Batches {
     /// The issue script's ARGV[4].
     pub(super) fn script_arg(self) -> &'static str {
         match self {
@@ -49,31 +36,6 @@ impl OutboxBatches {
             Self::Always => "1",
             Self::Never => "0",
         }
-    }
-}
-
-impl FromStr for OutboxBatches {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "always" | "true" => Ok(Self::Always),
-            "never" | "false" => Ok(Self::Never),
-            other => Err(format!(
-                "outbox batches: expected auto, always or never, got {other:?}"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for OutboxBatches {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Always => "always",
-            Self::Never => "never",
-        })
     }
 }
 
@@ -168,21 +130,5 @@ mod tests {
         );
         assert_eq!(lowest_live([("old", S(500))], live), None);
         assert_eq!(lowest_live([], live), None);
-    }
-
-    #[test]
-    fn the_mode_reads_from_its_names_and_the_old_boolean() {
-        for (s, m) in [
-            ("auto", OutboxBatches::Auto),
-            ("always", OutboxBatches::Always),
-            ("true", OutboxBatches::Always),
-            ("never", OutboxBatches::Never),
-            ("false", OutboxBatches::Never),
-        ] {
-            assert_eq!(s.parse::<OutboxBatches>(), Ok(m));
-        }
-        assert_eq!(OutboxBatches::Never.to_string(), "never");
-        let err = "sometimes".parse::<OutboxBatches>().unwrap_err();
-        assert!(err.contains("auto, always or never"), "{err}");
     }
 }

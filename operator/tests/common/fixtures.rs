@@ -91,6 +91,7 @@ impl StackRelay {
             linger_ms: 1,
             claim_idle: std::time::Duration::from_secs(30),
             campaigns,
+            message_batches: Default::default(),
         };
         let metrics = stampede_service::metrics::Metrics::new().pipeline;
         let task = tokio::spawn(stampede_service::relay::run(config, metrics, stop.clone()));

@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Args;
 
 use stampede_core::Error;
+use stampede_core::batches::Batches;
 use stampede_core::kafka::KafkaConfig;
 use stampede_core::store::StoreConfig;
 
@@ -99,6 +100,12 @@ pub struct RelayArgs {
     /// registry. The operator sets it to the issuer's own campaign.
     #[arg(long, env = "STAMPEDE_RELAY_CAMPAIGNS", value_delimiter = ',')]
     pub relay_campaigns: Vec<String>,
+    /// When a batch outbox entry travels to Kafka as one message: `auto` once every consumer
+    /// of the campaign's topic is a writer that reads batch messages (writers of earlier
+    /// releases dead-letter them), `always`, or `never` (a message per coupon).
+    #[arg(long, env = "STAMPEDE_RELAY_MESSAGE_BATCHES", default_value_t = Batches::Auto,
+          value_name = "auto|always|never")]
+    pub relay_message_batches: Batches,
 }
 
 impl RelayArgs {
@@ -116,6 +123,7 @@ impl RelayArgs {
             linger_ms: self.relay_linger_ms,
             claim_idle: Duration::from_millis(self.relay_claim_idle_ms.max(100)),
             campaigns: scope(&self.relay_campaigns),
+            message_batches: self.relay_message_batches,
         })
     }
 }

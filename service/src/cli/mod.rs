@@ -25,7 +25,7 @@ use crate::server::{
     Listeners, ServeConfig, default_max_in_flight, serve,
 };
 use stampede_core::Error;
-use stampede_core::store::OutboxBatches;
+use stampede_core::batches::Batches;
 use stampede_core::store::fence::FenceConfig;
 
 /// Stampede issuance service.
@@ -96,9 +96,9 @@ pub struct ServeArgs {
     /// `auto` once every live relay of the campaign reads batch entries (relays record it in
     /// the campaign; an older relay would drop them as malformed), `always`, or `never`.
     /// A bare `--outbox-batches` is `always`.
-    #[arg(long, env = "STAMPEDE_OUTBOX_BATCHES", default_value_t = OutboxBatches::Auto,
+    #[arg(long, env = "STAMPEDE_OUTBOX_BATCHES", default_value_t = Batches::Auto,
           num_args = 0..=1, default_missing_value = "always")]
-    pub outbox_batches: OutboxBatches,
+    pub outbox_batches: Batches,
     /// When a new coupon is acknowledged: `local` once the Redis primary has it; `replica`
     /// once `--durability-replicas` replicas have it too (a failover then loses nothing
     /// that was acknowledged; a replica that does not answer in time means 503).
@@ -249,7 +249,7 @@ mod tests {
 
     use super::*;
 
-    fn outbox_batches(args: &[&str]) -> Result<OutboxBatches, String> {
+    fn outbox_batches(args: &[&str]) -> Result<Batches, String> {
         let cli = Cli::try_parse_from([&["stampede-service", "serve"], args].concat())
             .map_err(|e| e.to_string())?;
         match cli.command {
@@ -260,19 +260,44 @@ mod tests {
 
     #[test]
     fn outbox_batches_are_auto_unless_told_and_a_bare_flag_means_always() {
-        assert_eq!(outbox_batches(&[]), Ok(OutboxBatches::Auto));
-        assert_eq!(
-            outbox_batches(&["--outbox-batches"]),
-            Ok(OutboxBatches::Always)
-        );
+        assert_eq!(outbox_batches(&[]), Ok(Batches::Auto));
+        assert_eq!(outbox_batches(&["--outbox-batches"]), Ok(Batches::Always));
         assert_eq!(
             outbox_batches(&["--outbox-batches", "never"]),
-            Ok(OutboxBatches::Never)
+            Ok(Batches::Never)
         );
         let err = outbox_batches(&["--outbox-batches", "sometimes"]).unwrap_err();
         assert!(
             err.contains("--outbox-batches") && err.contains("auto, always or never"),
             "{err}"
         );
+    }
+
+    fn message_batches(role: &str, args: &[&str]) -> Result<Batches, String> {
+        let cli = Cli::try_parse_from([&["stampede-service", role], args].concat())
+            .map_err(|e| e.to_string())?;
+        let relay = match cli.command {
+            Command::Serve(a) => a.relay,
+            Command::Relay(a) => a.relay,
+            _ => unreachable!("parsed serve or relay"),
+        };
+        Ok(relay
+            .config("test")
+            .map_err(|e| e.to_string())?
+            .message_batches)
+    }
+
+    #[test]
+    fn message_batches_are_auto_unless_told_in_both_relaying_roles() {
+        for role in ["serve", "relay"] {
+            assert_eq!(message_batches(role, &[]), Ok(Batches::Auto));
+            let never = message_batches(role, &["--relay-message-batches", "never"]);
+            assert_eq!(never, Ok(Batches::Never));
+            let err = message_batches(role, &["--relay-message-batches", "often"]).unwrap_err();
+            assert!(
+                err.contains("--relay-message-batches") && err.contains("auto, always or never"),
+                "{err}"
+            );
+        }
     }
 }

@@ -28,7 +28,7 @@ pub struct RelayRoleArgs {
     )]
     metrics_listen: SocketAddr,
     #[command(flatten)]
-    relay: RelayArgs,
+    pub(super) relay: RelayArgs,
 }
 
 /// `writer` flags.

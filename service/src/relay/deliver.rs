@@ -1,17 +1,19 @@
 //! One delivery: decode a read's entries, hand them all to the producer at once, and remove
-//! from the outbox exactly what Kafka acknowledged. The relay's producer is built here too.
+//! from the outbox exactly what Kafka acknowledged; the deliveries under way, and the
+//! relay's producer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
-use stampede_core::issuance::{KafkaRecord, topic};
+use stampede_core::issuance::topic;
 use stampede_core::kafka::kafka;
+use stampede_core::message::KafkaRecord;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
-use super::{Relay, RelayConfig, Unacked};
+use super::{MAX_IN_FLIGHT, Relay, RelayConfig, Unacked};
 use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
 
@@ -50,52 +52,109 @@ impl Relay {
         tokio::spawn(drop_on_own_thread(old, "relay-close"));
         Ok(())
     }
+
+    /// Starts delivering `batches` in the background, keeping at most `MAX_IN_FLIGHT`
+    /// deliveries under way: reading the next batch overlaps waiting for Kafka's acks.
+    pub(super) async fn deliver(&mut self, batches: Vec<OutboxBatch>) -> Result<(), Error> {
+        if batches.iter().all(|b| b.entries.is_empty()) {
+            return Ok(());
+        }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.reap_oldest().await?;
+        }
+        let batches = (batches.into_iter())
+            .map(|b| {
+                let as_one = self.formats.batches(&topic_of(&b.campaign));
+                (b, as_one)
+            })
+            .collect();
+        let task = tokio::spawn(deliver(
+            self.producer.clone(),
+            self.outbox.clone(),
+            self.metrics.clone(),
+            batches,
+        ));
+        self.in_flight.push_back(task);
+        Ok(())
+    }
+    /// Waits for the oldest delivery and books its outcome.
+    pub(super) async fn reap_oldest(&mut self) -> Result<(), Error> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let outcomes = task
+            .await
+            .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
+        if outcomes.iter().any(|(_, failed)| *failed > 0) {
+            self.renew_producer_if_fatal()?;
+        }
+        for (campaign, failed) in outcomes {
+            let Some(lane) = CampaignId::parse_stored(&campaign)
+                .ok()
+                .and_then(|c| self.lanes.get_mut(&c))
+            else {
+                continue;
+            };
+            if failed > 0 {
+                lane.failures += 1;
+                lane.reread = true;
+                lane.resume_at =
+                    Instant::now() + Duration::from_millis(250 << lane.failures.min(7));
+            } else {
+                lane.failures = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Books every finished delivery; with `all`, waits for the unfinished ones too.
+    pub(super) async fn reap(&mut self, all: bool) -> Result<(), Error> {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|t| all || t.is_finished())
+        {
+            self.reap_oldest().await?;
+        }
+        Ok(())
+    }
 }
 
 /// Produces every entry of every stream at once, then removes from each stream what Kafka
-/// acknowledged: an entry once Kafka has every message it holds (a batch entry holds one
-/// per coupon; if one fails the whole entry is sent again, and the writer keeps one row per
-/// user). Returns, per campaign, how many messages Kafka did not acknowledge.
+/// acknowledged: an entry once Kafka has every message it makes (a batch entry makes one,
+/// or one per coupon where its batch flag says not as one; if one fails the whole entry is
+/// sent again, and the writer keeps one row per user). Returns, per campaign, how many
+/// issuances Kafka did not acknowledge.
 pub(super) async fn deliver(
     producer: FutureProducer,
     mut outbox: Outbox,
     metrics: PipelineMetrics,
-    batches: Vec<OutboxBatch>,
+    batches: Vec<(OutboxBatch, bool)>,
 ) -> Result<Vec<Unacked>, Error> {
     let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
     let mut produced = vec![0u64; batches.len()];
     let mut failed = vec![0u64; batches.len()];
     let mut sent = Vec::new();
     let mut campaigns = Vec::with_capacity(batches.len());
-    for (i, batch) in batches.into_iter().enumerate() {
-        let queued = enqueue(&producer, &batch.campaign, batch.entries, &mut done[i]).await;
+    for (i, (batch, as_one)) in batches.into_iter().enumerate() {
+        let entries = batch.entries;
+        let queued = enqueue(&producer, &batch.campaign, entries, as_one, &mut done[i]).await;
         sent.extend(queued.into_iter().map(|s| (i, s)));
         campaigns.push(batch.campaign);
     }
     // Deliveries are reported in the order they were enqueued (per partition), so awaiting
     // them in turn costs no more than one wake-up per batch.
     for (i, (id, messages)) in sent {
-        let count = messages.len() as u64;
-        let mut unacked = 0;
-        for message in messages {
-            let result = match message {
-                Sent::Queued(delivery) => match delivery.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e),
-                    Err(_) => Err(KafkaError::Canceled),
-                },
-                Sent::Done(result) => result,
-            };
-            if let Err(e) = result {
-                if failed[i] == 0 && unacked == 0 {
-                    tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
-                }
-                unacked += 1;
-            }
+        let (issuances, message_count) =
+            (messages.iter().map(|m| m.1).sum::<u64>(), messages.len());
+        let (unacked, error) = acknowledged(messages).await;
+        if let Some(e) = error.filter(|_| failed[i] == 0) {
+            tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
         }
         if unacked == 0 {
             done[i].push(id);
-            produced[i] += count;
+            produced[i] += issuances;
+            metrics.relay_messages.inc_by(message_count as u64);
         }
         failed[i] += unacked;
     }
@@ -120,23 +179,51 @@ enum Sent {
     Done(Result<(), KafkaError>),
 }
 
-/// Hands every message of every entry of `campaign`'s outbox to the producer, to the
-/// campaign's topic (a sharded campaign's buckets deliver to the campaign's). A malformed
-/// entry (a batch entry with one malformed coupon included) is not sent but removed: its id
-/// goes to `remove`.
+/// Waits for the delivery reports of an entry's messages (each with the issuances it
+/// holds): how many issuances Kafka did not acknowledge, and the first error.
+async fn acknowledged(messages: Vec<(Sent, u64)>) -> (u64, Option<KafkaError>) {
+    let (mut unacked, mut first) = (0, None);
+    for (message, issuances) in messages {
+        let result = match message {
+            Sent::Queued(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
+            Sent::Done(result) => result,
+        };
+        if let Err(e) = result {
+            unacked += issuances;
+            first.get_or_insert(e);
+        }
+    }
+    (unacked, first)
+}
+
+/// The topic `campaign`'s outbox delivers to (a sharded campaign's buckets deliver to the
+/// campaign's).
+pub(super) fn topic_of(campaign: &str) -> String {
+    match CampaignId::parse_stored(campaign) {
+        Ok(c) => topic(c.campaign()),
+        Err(_) => topic(campaign),
+    }
+}
+
+/// Hands every message of every entry of `campaign`'s outbox to the producer, to its topic
+/// ([`topic_of`]); a batch entry as one message with `as_one`. A malformed entry (a batch
+/// entry with one malformed coupon included) is not sent but removed: its id goes to
+/// `remove`.
 async fn enqueue(
     producer: &FutureProducer,
     campaign: &str,
     entries: Vec<OutboxEntry>,
+    as_one: bool,
     remove: &mut Vec<String>,
-) -> Vec<(String, Vec<Sent>)> {
-    let topic = match CampaignId::parse_stored(campaign) {
-        Ok(c) => topic(c.campaign()),
-        Err(_) => topic(campaign),
-    };
+) -> Vec<(String, Vec<(Sent, u64)>)> {
+    let topic = topic_of(campaign);
     let mut sent = Vec::with_capacity(entries.len());
     for e in entries {
-        let records = match KafkaRecord::all_from_stream_fields(e.fields) {
+        let records = match KafkaRecord::all_from_stream_fields(e.fields, as_one) {
             Ok(records) => records,
             Err(err) => {
                 // Only something other than the issue script could write this; keep it
@@ -148,7 +235,7 @@ async fn enqueue(
         };
         let mut messages = Vec::with_capacity(records.len());
         for record in &records {
-            messages.push(send(producer, &topic, record).await);
+            messages.push((send(producer, &topic, record).await, record.issuances));
         }
         sent.push((e.id, messages));
     }

@@ -1,8 +1,9 @@
 //! The relay: drains every campaign's outbox stream into its Kafka topic.
 //!
 //! Entries are read through a Redis consumer group (`stampede_core::store::outbox`),
-//! produced keyed by user id with an idempotent producer, and removed (XACK + XDEL) only
-//! after Kafka acknowledged them. Entries a dead relay left pending are claimed after
+//! produced keyed by user id with an idempotent producer (a batch entry as one message
+//! where every consumer of the topic reads batch messages: `formats`), and removed (XACK +
+//! trim) only after Kafka acknowledged them. Entries a dead relay left pending are claimed after
 //! `claim_idle`. The request path never waits on any of this: it only appends to the stream.
 //! Lanes follow the registry: a deleted campaign (stream, group and registry entry gone)
 //! leaves, and one whose stream or group vanished under a read is retired alone.
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 use stampede_core::Error;
+use stampede_core::batches::Batches;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::topic;
 use stampede_core::kafka::KafkaConfig;
@@ -23,10 +25,12 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::PipelineMetrics;
 
 mod deliver;
+mod formats;
 mod lanes;
 mod thread;
 
-use deliver::{deliver, new_producer, topic_exists};
+use deliver::{new_producer, topic_exists};
+use formats::MessageFormats;
 pub use thread::spawn_on_own_thread;
 
 /// Relay settings.
@@ -53,6 +57,8 @@ pub struct RelayConfig {
     /// The campaigns this relay serves (an issuer relays only its own campaign, to its
     /// own Kafka); `None`: every campaign in the registry (a shared relay).
     pub campaigns: Option<HashSet<String>>,
+    /// When a batch outbox entry goes to Kafka as one message.
+    pub message_batches: Batches,
 }
 
 /// Runs until `shutdown`; what it read but has not acknowledged stays pending in Redis.
@@ -68,7 +74,7 @@ pub async fn run(
     // The name says which outbox format this relay reads (issuers write batch entries only
     // once every live relay of a campaign reads them).
     config.consumer = outbox_format::consumer_name(&config.consumer);
-    let read_count = config.batch;
+    let (read_count, config_batches) = (config.batch, config.message_batches);
     let mut relay = Relay {
         config,
         metrics,
@@ -81,6 +87,7 @@ pub async fn run(
         outbox,
         in_flight: VecDeque::new(),
         read_count,
+        formats: MessageFormats::new(config_batches),
     };
     tracing::info!(consumer = %relay.config.consumer, "relay running");
     while !shutdown.is_cancelled() {
@@ -154,6 +161,8 @@ struct Relay {
     in_flight: VecDeque<JoinHandle<Result<Vec<Unacked>, Error>>>,
     /// Entries per stream the next read asks for (grows under a backlog).
     read_count: usize,
+    /// Which topics take a batch entry as one message.
+    formats: MessageFormats,
 }
 
 /// A campaign and how many of its messages Kafka did not acknowledge in one delivery.
@@ -290,6 +299,8 @@ impl Relay {
                 .set(len as i64);
         }
         self.settle_formats().await;
+        let topics = self.lanes.keys().map(|c| topic(c.campaign())).collect();
+        self.formats.look(&self.producer, topics).await;
         self.registered = registered;
         self.last_refresh = Some(Instant::now());
         Ok(())
@@ -325,65 +336,5 @@ impl Relay {
             }
         }
         Ok(out)
-    }
-
-    /// Starts delivering `batches` in the background, keeping at most `MAX_IN_FLIGHT`
-    /// deliveries under way: reading the next batch overlaps waiting for Kafka's acks.
-    async fn deliver(&mut self, batches: Vec<OutboxBatch>) -> Result<(), Error> {
-        if batches.iter().all(|b| b.entries.is_empty()) {
-            return Ok(());
-        }
-        while self.in_flight.len() >= MAX_IN_FLIGHT {
-            self.reap_oldest().await?;
-        }
-        let task = tokio::spawn(deliver(
-            self.producer.clone(),
-            self.outbox.clone(),
-            self.metrics.clone(),
-            batches,
-        ));
-        self.in_flight.push_back(task);
-        Ok(())
-    }
-    /// Waits for the oldest delivery and books its outcome.
-    async fn reap_oldest(&mut self) -> Result<(), Error> {
-        let Some(task) = self.in_flight.pop_front() else {
-            return Ok(());
-        };
-        let outcomes = task
-            .await
-            .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
-        if outcomes.iter().any(|(_, failed)| *failed > 0) {
-            self.renew_producer_if_fatal()?;
-        }
-        for (campaign, failed) in outcomes {
-            let Some(lane) = CampaignId::parse_stored(&campaign)
-                .ok()
-                .and_then(|c| self.lanes.get_mut(&c))
-            else {
-                continue;
-            };
-            if failed > 0 {
-                lane.failures += 1;
-                lane.reread = true;
-                lane.resume_at =
-                    Instant::now() + Duration::from_millis(250 << lane.failures.min(7));
-            } else {
-                lane.failures = 0;
-            }
-        }
-        Ok(())
-    }
-
-    /// Books every finished delivery; with `all`, waits for the unfinished ones too.
-    async fn reap(&mut self, all: bool) -> Result<(), Error> {
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|t| all || t.is_finished())
-        {
-            self.reap_oldest().await?;
-        }
-        Ok(())
     }
 }

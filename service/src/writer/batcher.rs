@@ -4,17 +4,39 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
+use stampede_core::issuance::Issuance;
+use stampede_core::message;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::WriterConsumer;
 
-/// Reads `consumer` into batches of at most `rows` messages.
+/// A message as read: what it holds, decoded, or why it holds nothing that can be stored.
+pub(super) struct Read {
+    /// The message, for its offset (and the dead-letter topic).
+    pub message: OwnedMessage,
+    /// Its issuances (one, or a batch message's several), taken when they are written.
+    pub issuances: Result<Vec<Issuance>, String>,
+}
+
+impl Read {
+    fn of(message: OwnedMessage) -> Self {
+        let issuances = message::decode(message.payload().unwrap_or_default());
+        Self { message, issuances }
+    }
+
+    /// The rows it counts for in a batch (a poison message: one).
+    fn rows(&self) -> usize {
+        self.issuances.as_ref().map_or(1, Vec::len)
+    }
+}
+
+/// Reads `consumer` into batches of about `rows` rows (a batch message is not split).
 pub(super) struct Batcher {
     /// The writer's consumer (shared with the lag reporter).
     pub consumer: Arc<WriterConsumer>,
-    /// A batch is handed on when it holds this many messages…
+    /// A batch is handed on when it holds this many rows…
     pub rows: usize,
     /// …or when its first message has waited this long.
     pub linger: Duration,
@@ -26,7 +48,7 @@ impl Batcher {
     /// Hands batches to `out` in the order they were read until shutdown, or until `out`
     /// is closed. Batches are never dropped halfway through the writer's loop: a message
     /// received here either reaches `out` or nothing after it is committed.
-    pub async fn run(self, out: mpsc::Sender<Vec<OwnedMessage>>) {
+    pub async fn run(self, out: mpsc::Sender<Vec<Read>>) {
         while let Some(batch) = self.next_batch().await {
             if batch.is_empty() {
                 continue;
@@ -39,25 +61,30 @@ impl Batcher {
     }
 
     /// Waits for a first message, then gathers more until the batch is full or has lingered.
-    async fn next_batch(&self) -> Option<Vec<OwnedMessage>> {
+    async fn next_batch(&self) -> Option<Vec<Read>> {
         let first = tokio::select! {
             _ = self.shutdown.cancelled() => return None,
             m = self.consumer.recv() => m,
         };
-        let mut batch = Vec::with_capacity(self.rows);
+        let (mut batch, mut rows) = (Vec::new(), 0);
         match first {
-            Ok(m) => batch.push(m.detach()),
+            Ok(m) => batch.push(Read::of(m.detach())),
             Err(e) => {
                 tracing::warn!(error = %e, "kafka receive failed");
                 return Some(batch);
             }
         }
         let deadline = tokio::time::Instant::now() + self.linger;
-        while batch.len() < self.rows {
+        rows += batch.first().map_or(0, Read::rows);
+        while rows < self.rows {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 m = self.consumer.recv() => match m {
-                    Ok(m) => batch.push(m.detach()),
+                    Ok(m) => {
+                        let read = Read::of(m.detach());
+                        rows += read.rows();
+                        batch.push(read);
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "kafka receive failed");
                         break;

@@ -40,6 +40,21 @@ impl<'a> Letter<'a> {
             source: format!("{}/{}@{}", m.topic(), m.partition(), m.offset()),
         }
     }
+
+    /// One issuance of batch message `m`, as its own message value `payload` keyed by its
+    /// user: the letter holds only what was refused (the rest of the batch was stored).
+    pub(super) fn of_one(
+        m: &'a OwnedMessage,
+        payload: &'a [u8],
+        user: &'a str,
+        reason: &'a str,
+    ) -> Self {
+        Self {
+            key: Some(user),
+            payload,
+            ..Self::of(m, reason)
+        }
+    }
 }
 
 /// The producer of dead letters.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 
 use super::Writer;
 use super::dead_letter::{Letter, SEQ_CONFLICT};
@@ -12,6 +12,7 @@ use super::retry::Retry;
 use stampede_core::Error;
 use stampede_core::db;
 use stampede_core::issuance::Issuance;
+use stampede_core::message;
 
 impl Writer<'_> {
     /// Writes `rows` (decoded from `sources`, index by index); false when shutdown came
@@ -52,9 +53,13 @@ impl Writer<'_> {
         } else {
             e.to_string()
         };
-        self.dlq
-            .send(Letter::of(source, &reason), &self.shutdown)
-            .await
+        let own = row.to_json();
+        let letter = if message::is_batch(source.payload().unwrap_or_default()) {
+            Letter::of_one(source, &own, &row.user_id, &reason)
+        } else {
+            Letter::of(source, &reason)
+        };
+        self.dlq.send(letter, &self.shutdown).await
     }
 
     /// Inserts `rows`, retrying with backoff everything but a refusal of the data itself

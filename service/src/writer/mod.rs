@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -32,13 +32,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
-use batcher::Batcher;
+use batcher::{Batcher, Read};
 use dead_letter::{DeadLetters, Letter};
 use lag::WriterContext;
 use stampede_core::Error;
 use stampede_core::db;
-use stampede_core::issuance::Issuance;
 use stampede_core::kafka::{KafkaConfig, kafka};
+use stampede_core::message;
 
 /// Every campaign's issuance topic (and not the dead-letter topics, `stampede-dlq.*`).
 pub const ALL_CAMPAIGN_TOPICS: &str = "^stampede\\.[a-z0-9].*";
@@ -67,7 +67,7 @@ pub struct WriterConfig {
 type WriterConsumer = StreamConsumer<WriterContext>;
 
 /// A batch being written, handed back with whether it was settled.
-type Settling<'a> = std::pin::Pin<Box<dyn Future<Output = (Vec<OwnedMessage>, bool)> + Send + 'a>>;
+type Settling<'a> = std::pin::Pin<Box<dyn Future<Output = (Vec<Read>, bool)> + Send + 'a>>;
 
 /// Runs until `shutdown`. A batch being written when shutdown comes is finished first, or
 /// left uncommitted (replayed by the next owner of its partitions) when it cannot be.
@@ -148,6 +148,9 @@ fn consumer(config: &WriterConfig, metrics: &PipelineMetrics) -> Result<WriterCo
         .kafka
         .client()
         .set("group.id", &config.group)
+        // Says which message format this writer reads: relays send batch messages to a
+        // topic only while all its consumers read them.
+        .set("client.id", message::writer_client_id())
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
@@ -219,23 +222,24 @@ impl Writer<'_> {
     }
 
     /// [`Writer::settle`], handing the batch back for its commit.
-    async fn settled(&self, batch: Vec<OwnedMessage>) -> (Vec<OwnedMessage>, bool) {
-        let settled = self.settle(&batch).await;
+    async fn settled(&self, mut batch: Vec<Read>) -> (Vec<Read>, bool) {
+        let settled = self.settle(&mut batch).await;
         (batch, settled)
     }
 
-    /// Puts every message of `batch` in PostgreSQL or the dead-letter topic; false when
-    /// shutdown came first.
-    async fn settle(&self, batch: &[OwnedMessage]) -> bool {
+    /// Puts every issuance of `batch` in PostgreSQL, or its message in the dead-letter topic;
+    /// false when shutdown came first. Takes the issuances out of `batch`.
+    async fn settle(&self, batch: &mut [Read]) -> bool {
         let (mut rows, mut sources) = (Vec::with_capacity(batch.len()), Vec::new());
-        for m in batch {
-            match Issuance::from_json(m.payload().unwrap_or_default()) {
-                Ok(i) => {
-                    rows.push(i);
-                    sources.push(m);
+        for read in batch.iter_mut() {
+            match &mut read.issuances {
+                Ok(issuances) => {
+                    sources.extend(std::iter::repeat_n(&read.message, issuances.len()));
+                    rows.append(issuances);
                 }
                 Err(reason) => {
-                    if !self.dlq.send(Letter::of(m, &reason), &self.shutdown).await {
+                    let letter = Letter::of(&read.message, reason);
+                    if !self.dlq.send(letter, &self.shutdown).await {
                         return false;
                     }
                 }
@@ -245,9 +249,9 @@ impl Writer<'_> {
     }
 
     /// Commits, per partition, the offset after the last message of the batch.
-    fn commit(&self, batch: &[OwnedMessage]) {
+    fn commit(&self, batch: &[Read]) {
         let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for m in batch {
+        for Read { message: m, .. } in batch {
             let e = next.entry((m.topic(), m.partition())).or_insert(0);
             *e = (*e).max(m.offset() + 1);
         }

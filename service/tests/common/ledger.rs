@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::stack::kafka_config;
 use redis::AsyncCommands;
 use sqlx::PgPool;
-use stampede_core::issuance::{Issuance, dead_letter_topic, topic};
+use stampede_core::issuance::{dead_letter_topic, topic};
 
 use super::kit::unique;
 use super::{RedisServer, key};
@@ -100,8 +100,10 @@ pub async fn assert_exactly_once(
     let seqs: Vec<u64> = truth.keys().copied().collect();
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>(), "Redis issued 1..={n}");
     let mut carried = BTreeMap::new();
-    for value in read_topic(brokers, &topic(campaign)).await {
-        let i = Issuance::from_json(&value).expect("the topic carries issuances only");
+    let messages = read_topic(brokers, &topic(campaign)).await;
+    for i in messages.iter().flat_map(|value| {
+        stampede_core::message::decode(value).expect("the topic carries issuances only")
+    }) {
         let expected = truth.get(&i.seq).map(|(u, c)| (u.as_str(), c.as_str()));
         assert_eq!(i.campaign, campaign, "{i:?}");
         assert_eq!(

@@ -90,6 +90,7 @@ pub fn relay_config(redis_url: &str, brokers: &str, consumer: &str) -> RelayConf
         linger_ms: 5,
         claim_idle: Duration::from_secs(1),
         campaigns: None,
+        message_batches: Default::default(),
     }
 }
 

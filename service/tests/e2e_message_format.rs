@@ -1,0 +1,169 @@
+//! Batch messages follow the writers, on a real Kafka, Redis and PostgreSQL: a relay (mode
+//! `auto`, as `serve` runs it) sends a batch outbox entry as one Kafka message once every
+//! consumer of the campaign's topic is a writer of this release, goes back to a message per
+//! coupon while an older consumer reads the topic too, and returns to batch messages once it
+//! has left; every issuance lands in PostgreSQL once. A batch message whose row the database
+//! refuses stores the rest and dead-letters that row alone. Slow; needs `scripts/stack up`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::held::queued_behind;
+use common::letters::{DeadLetters, issuance, produce, producer};
+use common::pipeline::Fixture;
+use common::stack::{kafka_config, row_seqs, wait_rows};
+use common::{connect_store, eventually, id, sample, unique};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use stampede_core::batches::Batches;
+use stampede_core::ids::UserId;
+use stampede_core::issuance::topic;
+use stampede_core::store::{Store, StoreConfig};
+
+/// Eight new users in two issue script calls (one, then seven queued behind it: a batch
+/// entry); returns how many Kafka messages the relay delivered for them.
+async fn round(f: &Fixture, store: &Store, next_user: &mut usize) -> u64 {
+    let counters = || {
+        let text = f.metrics.render();
+        let produced = format!(
+            "stampede_relay_produced_total{{campaign=\"{}\"}}",
+            f.campaign
+        );
+        (
+            sample(&text, &produced),
+            sample(&text, "stampede_relay_messages_total"),
+        )
+    };
+    let (produced, messages) = counters();
+    let c = id(&f.campaign);
+    let users: Vec<UserId> = (*next_user..*next_user + 8)
+        .map(|i| UserId::parse(&format!("u-{i}")).unwrap())
+        .collect();
+    *next_user += 8;
+    let mut asks: Vec<_> = users.iter().map(|u| store.issue(&c, u)).collect();
+    let first = asks.remove(0);
+    for answer in queued_behind(&f.redis, first, asks).await {
+        assert_eq!(answer.unwrap().label(), "issued");
+    }
+    eventually("the round delivered", Duration::from_secs(20), || async {
+        let (p, m) = counters();
+        (p >= produced + 8.0).then_some((m - messages) as u64)
+    })
+    .await
+}
+
+/// Rounds until one delivers `messages` messages (within 40 s: a relay looks at the
+/// consumer groups every 5 s, a group settles in a few).
+async fn until_rounds_deliver(f: &Fixture, store: &Store, next_user: &mut usize, messages: u64) {
+    let limit = std::time::Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < limit {
+        let got = round(f, store, next_user).await;
+        if got == messages {
+            return;
+        }
+        seen.push(got);
+    }
+    panic!("no round delivered {messages} messages: {seen:?}");
+}
+
+/// A consumer of an earlier release (its client id names no format) reading the topic in a
+/// group of its own, polling on a thread until the flag drops; it leaves its group then.
+fn older_reader(f: &Fixture) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let consumer: BaseConsumer = kafka_config(&f.brokers)
+        .client()
+        .set("group.id", unique("older-writer"))
+        .set("client.id", "stampede")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic(&f.campaign)]).unwrap();
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    let thread = std::thread::spawn(move || {
+        while flag.load(Ordering::Relaxed) {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+        consumer.unsubscribe();
+    });
+    (running, thread)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_messages_wait_for_every_reader_of_the_topic() {
+    let f = Fixture::new("msgfmt", 10_000, 2).await;
+    // One connection, so that asks queue behind a call in Redis; batch entries whatever the
+    // relay recorded (this test is about the messages).
+    let config = StoreConfig {
+        url: f.redis.url(),
+        connections: 1,
+        timeout: Duration::from_secs(2),
+    };
+    let store = connect_store(&config)
+        .await
+        .writing_outbox_batches(Batches::Always);
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    let mut next_user = 0;
+
+    // Only our writer reads the topic: the batch entry of seven goes as one message.
+    until_rounds_deliver(&f, &store, &mut next_user, 2).await;
+    // An older consumer joins: a message per coupon, and it stays so while it reads.
+    let (running, thread) = older_reader(&f);
+    until_rounds_deliver(&f, &store, &mut next_user, 8).await;
+    for _ in 0..3 {
+        assert_eq!(round(&f, &store, &mut next_user).await, 8);
+    }
+    // It leaves: batch messages again.
+    running.store(false, Ordering::Relaxed);
+    thread.join().unwrap();
+    until_rounds_deliver(&f, &store, &mut next_user, 2).await;
+
+    let pool = f.pool().await;
+    let n = next_user as i64;
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, n, Duration::from_secs(60)).await,
+        n
+    );
+    assert_eq!(
+        row_seqs(&pool, &f.campaign).await,
+        (1..=n).collect::<Vec<_>>()
+    );
+    let report = f.audit().await;
+    assert!(report.clean, "codes, seqs and times as issued: {report:?}");
+    f.stop([relay, writer]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_message_stores_its_good_rows_and_dead_letters_the_refused_one_alone() {
+    let f = Fixture::new("msgfmt-dlq", 100, 1).await;
+    let c = &f.campaign;
+    // `second` holds a seq `holder` holds (Redis lost a write): the database refuses it.
+    let batch = [
+        issuance(c, "holder", 1),
+        issuance(c, "second", 1),
+        issuance(c, "other", 2),
+    ];
+    let p = producer(&f.brokers);
+    produce(&p, c, "holder", &serde_json::to_vec(&batch).unwrap()).await;
+    produce(&p, c, "empty", b"[]").await;
+    let writer = f.spawn_writer();
+    let pool = f.pool().await;
+    assert_eq!(wait_rows(&pool, c, 2, Duration::from_secs(30)).await, 2);
+    let letters = DeadLetters::open(&f.brokers, c)
+        .drain(Duration::from_secs(5))
+        .await;
+    let reasons = |key: &str| letters.get(key).cloned().unwrap_or_default();
+    assert_eq!(reasons("second"), ["seq_conflict"], "{letters:?}");
+    assert_eq!(
+        reasons("empty").len(),
+        1,
+        "the empty batch is poison: {letters:?}"
+    );
+    assert!(
+        !letters.contains_key("holder"),
+        "the stored rows are not dead-lettered"
+    );
+    assert_eq!(row_seqs(&pool, c).await, [1, 2]);
+    f.stop([writer]).await;
+}
