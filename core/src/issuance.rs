@@ -264,6 +264,12 @@ pub(crate) mod tests {
         assert!(Issuance::from_stream_fields([("user", "u"), ("issuance", "{")]).is_err());
     }
 
+    /// A single entry's five fields, as Redis returns them.
+    pub(crate) fn five_fields(i: &Issuance) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let fields = i.stream_fields();
+        fields.map(|(k, v)| (k.as_bytes().to_vec(), v)).to_vec()
+    }
+
     /// A batch entry's fields, as the issue script writes them.
     pub(crate) fn batch_fields(
         campaign: &str,
@@ -303,13 +309,7 @@ pub(crate) mod tests {
         assert!(Issuance::from_raw_fields(&fields).is_err());
         assert!(KafkaRecord::from_stream_fields(fields).is_err());
         // Single shapes read as one.
-        let five = raw(&[
-            ("campaign", "c"),
-            ("user", "u-1"),
-            ("seq", "7"),
-            ("ts", "1700000000123"),
-            ("code", "ABC"),
-        ]);
+        let five = five_fields(&a);
         assert_eq!(Issuance::all_from_raw_fields(&five).unwrap(), [a]);
         assert_eq!(
             KafkaRecord::all_from_stream_fields(five, false)

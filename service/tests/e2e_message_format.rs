@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::held::queued_behind;
-use common::letters::{DeadLetters, issuance, produce, producer};
+use common::letters::{issuance, produce, producer, write_and_dead_letter};
 use common::pipeline::Fixture;
 use common::stack::{kafka_config, row_seqs, wait_rows};
 use common::{connect_store, eventually, id, sample, unique};
@@ -147,12 +147,7 @@ async fn a_batch_message_stores_its_good_rows_and_dead_letters_the_refused_one_a
     let p = producer(&f.brokers);
     produce(&p, c, "holder", &serde_json::to_vec(&batch).unwrap()).await;
     produce(&p, c, "empty", b"[]").await;
-    let writer = f.spawn_writer();
-    let pool = f.pool().await;
-    assert_eq!(wait_rows(&pool, c, 2, Duration::from_secs(30)).await, 2);
-    let letters = DeadLetters::open(&f.brokers, c)
-        .drain(Duration::from_secs(5))
-        .await;
+    let (writer, pool, letters) = write_and_dead_letter(&f, 2).await;
     let reasons = |key: &str| letters.get(key).cloned().unwrap_or_default();
     assert_eq!(reasons("second"), ["seq_conflict"], "{letters:?}");
     assert_eq!(

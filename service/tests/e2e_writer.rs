@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::letters::{
     DeadLetters, all_six_settle, dead_letter_topic_back, holding_all_six, issuance,
     poison_with_nowhere_to_go, produce_issuance, producer, stream_in_background,
+    write_and_dead_letter,
 };
 use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
@@ -33,12 +34,7 @@ async fn a_seq_held_by_another_user_is_dead_lettered_loudly_and_a_replay_is_not(
     for i in [&holder, &second, &holder, &other] {
         produce_issuance(&p, i).await;
     }
-    let writer = f.spawn_writer();
-    let pool = f.pool().await;
-    assert_eq!(wait_rows(&pool, c, 2, Duration::from_secs(30)).await, 2);
-    let letters = DeadLetters::open(&f.brokers, c)
-        .drain(Duration::from_secs(5))
-        .await;
+    let (writer, pool, letters) = write_and_dead_letter(&f, 2).await;
     let want = [("second".to_owned(), vec!["seq_conflict".to_owned()])];
     assert_eq!(
         letters,

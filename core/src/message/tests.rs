@@ -1,5 +1,5 @@
 use super::*;
-use crate::issuance::tests::{batch_fields, raw, sample};
+use crate::issuance::tests::{batch_fields, five_fields, sample};
 
 fn other() -> Issuance {
     Issuance {
@@ -30,14 +30,7 @@ fn a_batch_entry_makes_one_batch_message_that_decodes_to_its_coupons() {
     assert_eq!(decoded, [a.clone(), b]);
     assert!(singles.iter().all(|r| r.issuances == 1));
     // A single entry stays one single message either way.
-    let five = raw(&[
-        ("campaign", "c"),
-        ("user", "u-1"),
-        ("seq", "7"),
-        ("ts", "1700000000123"),
-        ("code", "ABC"),
-    ]);
-    let one = KafkaRecord::all_from_stream_fields(five, true).unwrap();
+    let one = KafkaRecord::all_from_stream_fields(five_fields(&a), true).unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(decode(&one[0].payload).unwrap(), [a]);
 }

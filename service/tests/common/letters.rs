@@ -126,6 +126,26 @@ pub fn stream_in_background(
     })
 }
 
+/// Starts a writer on `f`'s campaign, waits for `rows` rows, then reads every dead letter
+/// until none has come for 5 s: the writer (to stop), the pool, the letters by key.
+pub async fn write_and_dead_letter(
+    f: &super::pipeline::Fixture,
+    rows: i64,
+) -> (
+    super::pipeline::Task,
+    sqlx::PgPool,
+    HashMap<String, Vec<String>>,
+) {
+    let writer = f.spawn_writer();
+    let pool = f.pool().await;
+    let got = super::stack::wait_rows(&pool, &f.campaign, rows, Duration::from_secs(30)).await;
+    assert_eq!(got, rows);
+    let letters = DeadLetters::open(&f.brokers, &f.campaign)
+        .drain(Duration::from_secs(5))
+        .await;
+    (writer, pool, letters)
+}
+
 /// A poison message in front of five issuances of `f`'s campaign (one partition), its
 /// dead-letter topic gone: a writer takes all six and is stuck delivering the dead letter.
 pub async fn poison_with_nowhere_to_go(f: &super::pipeline::Fixture) {
