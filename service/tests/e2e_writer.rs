@@ -3,7 +3,8 @@
 //! issuance is not), and a database that turns read-only for a while holds the stream up
 //! without dead-lettering anything, a dead letter Kafka never acknowledged is not
 //! committed past, and a batch the database holds holds the commits of the batches after
-//! it but not their writes. Slow; needs `scripts/stack up`.
+//! it but not their writes. Beneath it, one insert: a batch holding a replay still lands
+//! its other rows, and a seq another user holds is refused. Slow; needs `scripts/stack up`.
 
 mod common;
 
@@ -213,4 +214,45 @@ async fn a_batch_the_database_holds_holds_the_commits_after_it_but_not_their_wri
     )
     .await;
     f.stop([writer]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_skips_replays_and_refuses_a_seq_another_user_holds() {
+    use stampede_core::db;
+    let url = common::stack::fresh_database(&common::stack::stack_database()).await;
+    let pool = db::connect(&url, 1).await.unwrap();
+    db::migrate(&pool).await.unwrap();
+    let c = "plain-or-replay";
+    let (a, b, c2) = (
+        issuance(c, "a", 1),
+        issuance(c, "b", 2),
+        issuance(c, "c", 3),
+    );
+    let new = |n: u64| [(c.to_owned(), n)].into_iter().collect();
+    assert_eq!(
+        db::insert_batch(&pool, &[a.clone(), b.clone()])
+            .await
+            .unwrap(),
+        new(2)
+    );
+    // A batch holding a replay: the plain insert is refused, the rest still lands.
+    assert_eq!(
+        db::insert_batch(&pool, &[a.clone(), c2.clone()])
+            .await
+            .unwrap(),
+        new(1)
+    );
+    assert_eq!(
+        db::insert_batch(&pool, std::slice::from_ref(&b))
+            .await
+            .unwrap(),
+        new(0)
+    );
+    // A seq another user holds is refused, with a replay in the batch or without.
+    let taker = issuance(c, "d", 1);
+    for batch in [vec![taker.clone()], vec![a.clone(), taker.clone()]] {
+        let e = db::insert_batch(&pool, &batch).await.unwrap_err();
+        assert!(db::is_seq_conflict(&e), "{e}");
+    }
+    assert_eq!(common::stack::row_seqs(&pool, c).await, [1, 2, 3]);
 }
