@@ -13,6 +13,7 @@
 #           writer run: from the first issuance to the last row in PostgreSQL, rows/s, and
 #           the p50/p99 of issuance-to-row latency (persisted_at - issued_at)
 #   STAGES="live" bench/drain.sh   # only some stages (default: fill relay writer e2e live)
+#   OUTBOX_BATCHES=never STAMPEDE_RELAY_MESSAGE_BATCHES=never bench/drain.sh   # per coupon
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -20,7 +21,12 @@ N=${N:-1000000}
 PARTITIONS=${PARTITIONS:-6}
 bench_setup drain
 PORT=${BENCH_PORT:-18183}
-STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay --max-in-flight 4096
+# The fill's issuer runs no relay, so in `auto` nothing would tell it that the relays draining
+# its outbox (of this release) read batch entries: it is told, as a deployed issuer learns
+# from its relays. OUTBOX_BATCHES=never fills an entry per coupon (and with
+# STAMPEDE_RELAY_MESSAGE_BATCHES=never the relays send a message per coupon), for comparison.
+STAMPEDE_LOG=warn start_service "$PORT" "$out/service.log" --no-relay --max-in-flight 4096 \
+  --outbox-batches "${OUTBOX_BATCHES:-always}"
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
