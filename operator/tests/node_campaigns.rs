@@ -139,10 +139,8 @@ async fn a_stampede_scales_the_issuers(t: &NodeTest, name: &str) {
                 "load",
                 "--rate",
                 "2000",
-                // k6 holds most of a megabyte per VU, and ramping-arrival-rate adds VUs
-                // while answers are slow (up to the rate by default): 2 000 outgrow the
-                // runner's 1 Gi (CI saw k6 OOM-killed, exit 137). Capped, slow answers
-                // show as dropped iterations instead.
+                // VUs grow while answers are slow; 2 000 outgrew the runner's 1 Gi (CI saw
+                // k6 OOM-killed, exit 137). Capped, slow answers drop iterations instead.
                 "--env",
                 "MAX_VUS=600",
                 "--out",
