@@ -43,9 +43,39 @@ impl fmt::Display for Batches {
     }
 }
 
+/// `name` as a reader that says it reads `format` (`<name>@<format>`): how relays name
+/// themselves in the outbox groups and writers their Kafka clients.
+pub fn named(name: &str, format: u32) -> String {
+    format!("{name}@{format}")
+}
+
+/// The format a reader named `name` reads: what its `@N` suffix says, and 1 (one coupon per
+/// entry or message, what readers from before formats were named read) for any other name.
+pub fn format_of(name: &str) -> u32 {
+    name.rsplit_once('@')
+        .and_then(|(_, n)| n.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_says_the_format_its_reader_reads() {
+        assert_eq!(format_of(&named("host-serve", 2)), 2);
+        for (name, format) in [
+            ("host-serve", 1),
+            ("", 1),
+            ("odd@name", 1),
+            ("a@b@3", 3),
+            ("x@0", 1),
+            ("x@", 1),
+        ] {
+            assert_eq!(format_of(name), format, "{name:?}");
+        }
+    }
 
     #[test]
     fn the_mode_reads_from_its_names_and_the_old_boolean() {

@@ -9,6 +9,7 @@
 //! of an earlier release, which would dead-letter a batch message, never receives one.
 
 use crate::Error;
+use crate::batches::{format_of, named};
 use crate::issuance::{ISSUANCE_FIELD, Issuance, USER_FIELD, is_batch_entry};
 
 /// The newest message format this release's writers read.
@@ -16,17 +17,7 @@ pub const FORMAT: u32 = 2;
 
 /// The Kafka client id of a writer of this release: it says which format it reads.
 pub fn writer_client_id() -> String {
-    format!("stampede-writer@{FORMAT}")
-}
-
-/// The message format a consumer whose client id is `client_id` reads: what its `@N` suffix
-/// says, and 1 (one issuance per message) for any other client.
-pub fn format_of_client(client_id: &str) -> u32 {
-    client_id
-        .rsplit_once('@')
-        .and_then(|(_, n)| n.parse().ok())
-        .filter(|n| *n >= 1)
-        .unwrap_or(1)
+    named("stampede-writer", FORMAT)
 }
 
 /// Every issuance a message value holds: a batch message's (a JSON array, refused whole when
@@ -77,7 +68,7 @@ pub fn lowest_reader_format<'a>(
             let unknown = m.metadata.is_empty() && m.assignment.is_empty();
             unknown || names_topic(m.metadata, topic) || names_topic(m.assignment, topic)
         })
-        .map(|m| format_of_client(m.client_id))
+        .map(|m| format_of(m.client_id))
         .min()
 }
 

@@ -13,7 +13,7 @@ use redis::streams::StreamInfoConsumersReply;
 
 use super::outbox::{GROUP, Outbox};
 use crate::Error;
-use crate::batches::Batches;
+use crate::batches::{Batches, format_of, named};
 use crate::ids::CampaignId;
 use crate::keys::CampaignKeys;
 
@@ -41,15 +41,7 @@ impl Batches {
 
 /// How a relay of this release called `name` appears in the outbox groups.
 pub fn consumer_name(name: &str) -> String {
-    format!("{name}@{FORMAT}")
-}
-
-/// The format the relay behind a consumer name reads (1 for a name without one).
-pub fn format_of(consumer: &str) -> u32 {
-    consumer
-        .rsplit_once('@')
-        .and_then(|(_, f)| f.parse().ok())
-        .unwrap_or(1)
+    named(name, FORMAT)
 }
 
 /// The lowest format among the consumers (name, idle) idle less than `live`; `None` when
@@ -108,11 +100,8 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
-    fn a_name_says_the_format_its_relay_reads() {
+    fn a_relay_of_this_release_names_its_format() {
         assert_eq!(format_of(&consumer_name("host-serve")), FORMAT);
-        assert_eq!(format_of("host-serve"), 1);
-        assert_eq!(format_of("odd@name"), 1);
-        assert_eq!(format_of("a@b@3"), 3);
     }
 
     #[test]

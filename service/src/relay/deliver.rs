@@ -77,6 +77,7 @@ impl Relay {
         self.in_flight.push_back(task);
         Ok(())
     }
+
     /// Waits for the oldest delivery and books its outcome.
     pub(super) async fn reap_oldest(&mut self) -> Result<(), Error> {
         let Some(task) = self.in_flight.pop_front() else {

@@ -47,13 +47,15 @@ impl MessageFormats {
         }
     }
 
-    /// In `auto`, once every [`LOOK_EVERY`]: reads the broker's consumer groups and records
-    /// which of `topics` only writers reading batch messages consume. A failed look turns
-    /// batch messages off until one succeeds (an unseen reader may be an older writer).
+    /// Whether [`MessageFormats::look`] has work: in `auto`, once every [`LOOK_EVERY`].
+    pub(super) fn due(&self) -> bool {
+        self.mode == Batches::Auto && self.last_look.is_none_or(|t| t.elapsed() >= LOOK_EVERY)
+    }
+
+    /// Reads the broker's consumer groups and records which of `topics` only writers reading
+    /// batch messages consume. A failed look turns batch messages off until one succeeds (an
+    /// unseen reader may be an older writer).
     pub(super) async fn look(&mut self, producer: &FutureProducer, topics: HashSet<String>) {
-        if self.mode != Batches::Auto || self.last_look.is_some_and(|t| t.elapsed() < LOOK_EVERY) {
-            return;
-        }
         self.last_look = Some(Instant::now());
         let producer = producer.clone();
         // Metadata calls block: they run on the blocking pool.

@@ -299,8 +299,10 @@ impl Relay {
                 .set(len as i64);
         }
         self.settle_formats().await;
-        let topics = self.lanes.keys().map(|c| topic(c.campaign())).collect();
-        self.formats.look(&self.producer, topics).await;
+        if self.formats.due() {
+            let topics = self.lanes.keys().map(|c| topic(c.campaign())).collect();
+            self.formats.look(&self.producer, topics).await;
+        }
         self.registered = registered;
         self.last_refresh = Some(Instant::now());
         Ok(())

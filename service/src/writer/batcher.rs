@@ -66,16 +66,16 @@ impl Batcher {
             _ = self.shutdown.cancelled() => return None,
             m = self.consumer.recv() => m,
         };
-        let (mut batch, mut rows) = (Vec::new(), 0);
-        match first {
-            Ok(m) => batch.push(Read::of(m.detach())),
+        let first = match first {
+            Ok(m) => Read::of(m.detach()),
             Err(e) => {
                 tracing::warn!(error = %e, "kafka receive failed");
-                return Some(batch);
+                return Some(Vec::new());
             }
-        }
+        };
+        let mut rows = first.rows();
+        let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + self.linger;
-        rows += batch.first().map_or(0, Read::rows);
         while rows < self.rows {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,

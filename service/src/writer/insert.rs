@@ -53,8 +53,9 @@ impl Writer<'_> {
         } else {
             e.to_string()
         };
-        let own = row.to_json();
+        let own;
         let letter = if message::is_batch(source.payload().unwrap_or_default()) {
+            own = row.to_json();
             Letter::of_one(source, &own, &row.user_id, &reason)
         } else {
             Letter::of(source, &reason)
