@@ -21,6 +21,7 @@
 #   PROFILE=1 bench/issue.sh   # then one more relay-on issue run under `perf record` (service
 #                              # and Redis, cpu-clock, call graphs): top symbols per process
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
+#   PROFILE=sold-out bench/issue.sh   # the same for one more run of the sold-out path
 # The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
 # in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
 # the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
@@ -237,14 +238,16 @@ for _ in $(seq "$ROUNDS"); do
   fi
   wrk_run sold-out "$url" issue "$gone"
 done
-if [ "${PROFILE:-0}" = 1 ]; then
+if [ "${PROFILE:-0}" != 0 ]; then
   command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
   redis_pid=$(rcli info server | tr -d '\r' | sed -n 's/^process_id://p')
-  echo "profiling one more relay-on issue run (perf record, service pid $headline_pid, redis pid $redis_pid)"
+  profiled=$live
+  [ "$PROFILE" != sold-out ] || profiled=$gone
+  echo "profiling one more relay-on ${PROFILE/1/issue} run (perf record, service pid $headline_pid, redis pid $redis_pid)"
   "$BIN" token --with-sub --sub-prefix "$run-profile" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
   perf record -q -e cpu-clock -F 499 -g -p "$headline_pid,$redis_pid" -o "$STAMPEDE_HOME/bench-perf.data" -- sleep "$secs" &
   perf_pid=$!
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/issue.lua "$url" -- issue "$live" "$tokens" "$THREADS" >/dev/null
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s bench/issue.lua "$url" -- issue "$profiled" "$tokens" "$THREADS" >/dev/null
   wait "$perf_pid" || true
   for who in "service:$headline_pid" "redis:$redis_pid"; do
     perf report -q -i "$STAMPEDE_HOME/bench-perf.data" --no-children --pid "${who#*:}" \

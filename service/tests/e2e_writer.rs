@@ -219,9 +219,7 @@ async fn a_batch_the_database_holds_holds_the_commits_after_it_but_not_their_wri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_skips_replays_and_refuses_a_seq_another_user_holds() {
     use stampede_core::db;
-    let url = common::stack::fresh_database(&common::stack::stack_database()).await;
-    let pool = db::connect(&url, 1).await.unwrap();
-    db::migrate(&pool).await.unwrap();
+    let pool = migrated_fresh_database().await;
     let c = "plain-or-replay";
     let (a, b, c2) = (
         issuance(c, "a", 1),
@@ -255,4 +253,44 @@ async fn an_insert_skips_replays_and_refuses_a_seq_another_user_holds() {
         assert!(db::is_seq_conflict(&e), "{e}");
     }
     assert_eq!(common::stack::row_seqs(&pool, c).await, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_keeps_its_issue_time_and_one_beyond_timestamps_is_a_data_error() {
+    use stampede_core::db;
+    let pool = migrated_fresh_database().await;
+    let c = "issue-times";
+    let mut before_2000 = issuance(c, "old", 1);
+    before_2000.issued_at_ms = 946_684_799_999; // 1999-12-31T23:59:59.999Z
+    let rows = [before_2000, issuance(c, "new", 2)];
+    db::insert_batch(&pool, &rows).await.unwrap();
+    for r in &rows {
+        let (ms,): (i64,) = sqlx::query_as(
+            "SELECT (extract(epoch FROM issued_at) * 1000)::int8 FROM coupon_issuances
+             WHERE campaign = $1 AND user_id = $2",
+        )
+        .bind(c)
+        .bind(&r.user_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(ms, r.issued_at_ms, "{}", r.user_id);
+    }
+    // Past what a timestamp holds: refused as data (dead-lettered), nothing stored. The
+    // first two fit the binary COPY's field and PostgreSQL refuses them; the last does not.
+    for ms in [9_224_318_184_800_000, -300_000_000_000_000, i64::MAX] {
+        let mut far = issuance(c, "far", 3);
+        far.issued_at_ms = ms;
+        let e = db::insert_batch(&pool, &[far]).await.unwrap_err();
+        assert!(db::is_data_error(&e), "{ms}: {e}");
+    }
+    assert_eq!(common::stack::row_seqs(&pool, c).await, [1, 2]);
+}
+
+/// A pool of one connection on a fresh database with the schema applied.
+async fn migrated_fresh_database() -> sqlx::PgPool {
+    let url = common::stack::fresh_database(&common::stack::stack_database()).await;
+    let pool = stampede_core::db::connect(&url, 1).await.unwrap();
+    stampede_core::db::migrate(&pool).await.unwrap();
+    pool
 }

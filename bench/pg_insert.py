@@ -1,0 +1,125 @@
+"""PostgreSQL alone: ways to store the writer's rows, per ROWS rows in batches of BATCH.
+
+Run by bench/pg-insert.sh. Each method fills a fresh copy of coupon_issuances (its keys
+included), one transaction per batch as the writer commits them, methods alternated REPS
+times; it prints the CPU of every postgres process (/proc utime+stime, so the WAL writer
+and checkpointer count) per row, and the wall time. Methods:
+  unnest       the writer's INSERT ... SELECT FROM UNNEST (arrays bound in binary)
+  copy_text    COPY ... FROM STDIN, text format
+  copy_binary  COPY ... FROM STDIN (FORMAT binary), what the writer sends
+  staging      COPY binary into a temporary table, then INSERT ... SELECT ... ON CONFLICT
+"""
+import datetime
+import os
+import random
+import string
+import sys
+import time
+
+import psycopg
+
+URL = os.environ["STAMPEDE_DATABASE_URL"]
+ROWS, BATCH, REPS = int(os.environ.get("ROWS", 200000)), int(os.environ.get("BATCH", 500)), int(os.environ.get("REPS", 3))
+HZ = os.sysconf("SC_CLK_TCK")
+COLS = "(campaign, user_id, seq, coupon_code, issued_at)"
+
+
+def pg_ticks():
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                s = f.read()
+            name = s[s.index("(") + 1 : s.rindex(")")]
+            if not name.startswith("postgres"):
+                continue
+            fields = s[s.rindex(")") + 2 :].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+    return total
+
+
+def batches(tag):
+    now = int(time.time() * 1000)
+    for b in range(ROWS // BATCH):
+        rows = []
+        for i in range(BATCH):
+            n = b * BATCH + i + 1
+            code = "".join(random.choices(string.ascii_uppercase + string.digits, k=12))
+            rows.append((f"bench-{tag}-user-{n:08d}", n, code, now + n // 50))
+        yield rows
+
+
+def unnest(conn, table, rows, campaign):
+    conn.execute(
+        f"INSERT INTO {table} {COLS} SELECT %s, u, s, code, to_timestamp(ms / 1000.0) "
+        "FROM UNNEST(%s::text[], %s::int8[], %s::text[], %s::int8[]) AS t(u, s, code, ms)",
+        (campaign, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]),
+        binary=True,
+    )
+
+
+def ts(ms):
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+
+
+def copy_text(conn, table, rows, campaign):
+    with conn.cursor().copy(f"COPY {table} {COLS} FROM STDIN") as cp:
+        for u, s, c, ms in rows:
+            cp.write_row((campaign, u, s, c, ts(ms)))
+
+
+def copy_binary(conn, table, rows, campaign):
+    with conn.cursor().copy(f"COPY {table} {COLS} FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["text", "text", "int8", "text", "timestamptz"])
+        for u, s, c, ms in rows:
+            cp.write_row((campaign, u, s, c, ts(ms)))
+
+
+def staging(conn, table, rows, campaign):
+    cur = conn.cursor()
+    with cur.copy(f"COPY stage {COLS} FROM STDIN (FORMAT BINARY)") as cp:
+        cp.set_types(["text", "text", "int8", "text", "timestamptz"])
+        for u, s, c, ms in rows:
+            cp.write_row((campaign, u, s, c, ts(ms)))
+    cur.execute(f"INSERT INTO {table} {COLS} SELECT * FROM stage ON CONFLICT (campaign, user_id) DO NOTHING")
+
+
+METHODS = {"unnest": unnest, "copy_text": copy_text, "copy_binary": copy_binary, "staging": staging}
+
+
+def run(name, rep):
+    table = f"copybench_{name}"
+    with psycopg.connect(URL, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(f"CREATE TABLE {table} (LIKE coupon_issuances INCLUDING ALL)")
+        data = list(batches(f"{name}{rep}"))
+        conn.autocommit = False
+        if name == "staging":
+            conn.execute(f"CREATE TEMP TABLE stage (campaign text, user_id text, seq int8, coupon_code text, issued_at timestamptz) ON COMMIT DELETE ROWS")
+            conn.commit()
+        t0, w0 = pg_ticks(), time.monotonic()
+        for rows in data:
+            METHODS[name](conn, table, rows, "copybench")
+            conn.commit()
+        wall, ticks = time.monotonic() - w0, pg_ticks() - t0
+        conn.autocommit = True
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert n == ROWS, (name, n)
+        conn.execute(f"DROP TABLE {table}")
+    us = ticks / HZ * 1e6 / ROWS
+    print(f"{name:12} rep {rep}: postgres {us:5.1f} us/row, wall {wall:5.2f} s", flush=True)
+    return us
+
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(METHODS)
+    results = {n: [] for n in names}
+    for rep in range(REPS):
+        for n in names:
+            results[n].append(run(n, rep))
+    for n, v in results.items():
+        print(f"{n:12} postgres us/row: {', '.join(f'{x:.1f}' for x in v)}  median {sorted(v)[len(v) // 2]:.1f}")
