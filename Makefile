@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 # have made already (a second optimised build of the dependency tree cost ~9 min cold).
 export STAMPEDE_CARGO_PROFILE ?= release
 
-.PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster suites bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-reports bench-relay-redis bench-node bench-pg-insert stack-up stack-down stack-auth-test
+.PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster suites bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-drain bench-spike bench-reports bench-relay-redis bench-node bench-pg-insert bench-sold-out stack-up stack-down stack-auth-test
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -138,6 +138,9 @@ bench-pg-insert: deps ## PostgreSQL alone: CPU per row for the UNNEST insert, CO
 
 bench-cluster: deps build ## Redis Cluster: one hot campaign on 1, 2, 3 buckets; a 1 000 000 stock's sell-out time
 	bench/cluster.sh
+
+bench-sold-out: deps build ## the sold-out path (a 410 from memory) against /healthz, split: the token, the per-user budget, one tokio worker
+	bench/sold-out.sh
 
 bench-spike: deps build ## report 000's spike: 1 000 users at once against issue, a sold-out campaign and /healthz (k6)
 	bench/spike.sh

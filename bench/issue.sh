@@ -22,15 +22,15 @@
 #                              # and Redis, cpu-clock, call graphs): top symbols per process
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
 #   PROFILE=sold-out bench/issue.sh   # the same for one more run of the sold-out path
+#   CLIENT_NICE=19 bench/issue.sh   # wrk at that niceness (it yields the cores to the service)
 # The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
 # in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
 # the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
 # Redis is the hot path alone (`issue-no-relay`): the split says what the pipeline costs.
 # After each issue run the bench waits until the relay has emptied the outbox, so the Redis
 # CPU per issuance (INFO cpu, before and after) includes the relay's reads, acks and deletes,
-# and the CPU split (microseconds per issuance of the serving process, Redis, the Kafka
-# broker, PostgreSQL, the writer and wrk, from /proc) includes everything it set off.
-# The serving process's share also shows its relay thread's part (relay-on runs).
+# and the CPU split (µs per issuance of the serving process — its relay thread's part shown —,
+# Redis, the Kafka broker, PostgreSQL, the writer and wrk, from /proc) all it set off.
 # Every path also prints the serving process's own CPU per request ("serve us CPU/req"):
 # on this shared machine a steadier figure than req/s, which moves with the neighbours.
 # The paths run interleaved (healthz, issue, issue-no-relay, sold-out, healthz, …) and each
@@ -179,7 +179,7 @@ wrk_run() {
   [ -z "$serve_pid" ] || split0=$(split_ticks "$serve_pid")
   local line
   served0=$(ticks "$served_by")
-  line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
+  line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" ${CLIENT_NICE:+nice -n "$CLIENT_NICE"} wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
     "$mode" "$@" "$tokens" "$THREADS" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }

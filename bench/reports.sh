@@ -13,6 +13,8 @@
 # own p95 (its latency histogram) and the CPU k6, serve and Redis used over the run. Shapes alternate, ROUNDS times; the k6 threshold is the aim, P95_MS (5).
 #   bench/reports.sh                       # ROUNDS=2 SHAPES="002-peak 004-peak"
 #   ROUNDS=3 SHAPES=004-peak bench/reports.sh
+#   CLIENT_NICE=19 bench/reports.sh       # k6 at that niceness: the client, which stands for
+#                                         # users elsewhere, yields the cores to what it measures
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -58,7 +60,7 @@ for c in "${campaigns[@]}"; do
   t0=$(ticks "$serve_pid"); r0=$(ticks $redis_pids)
   env "${shape_env[@]}" BASE_URL="http://127.0.0.1:$PORT" CAMPAIGN="$c" RUN_ID="$c" LOG_ISSUED=0 \
     TIME_SCALE=1 P95_MS="$P95_MS" SUMMARY_FILE="$out/$c.json" /usr/bin/time -f '%U %S' -o "$out/$c.k6cpu" \
-    timeout 300 "$K6" run --quiet --no-color "k6-jobs/$script.js" >/dev/null 2>"$out/$c.stderr" ||
+    timeout 300 ${CLIENT_NICE:+nice -n "$CLIENT_NICE"} "$K6" run --quiet --no-color "k6-jobs/$script.js" >/dev/null 2>"$out/$c.stderr" ||
     echo "  k6 $c exited $? (thresholds, see $out/$c.stderr)"
   # shellcheck disable=SC2086 # a list of pids
   cpu="$(( $(ticks "$serve_pid") - t0 )) $(( $(ticks $redis_pids) - r0 )) $(tail -n 1 "$out/$c.k6cpu" | awk '{printf "%d", 100 * ($1 + $2)}')"

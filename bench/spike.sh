@@ -17,6 +17,7 @@
 #   overflow  the kernel's TcpExt ListenOverflows + ListenDrops during the spike
 #   bench/spike.sh            # ROUNDS=3 VUS=1000
 #   ROUNDS=5 VUS=500 bench/spike.sh
+#   CLIENT_NICE=19 bench/spike.sh   # k6 at that niceness (it yields the cores to the service)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
@@ -61,7 +62,7 @@ spike() {
   esac
   BASE_URL="http://127.0.0.1:$PORT" VUS=$VUS RUN_ID="$run-$name-$i" LOG_ISSUED=0 \
     /usr/bin/time -f '%U %S' -o "$out/$name-$i.k6cpu" \
-    "$K6" run --quiet --no-color --out csv="$out/$name-$i.csv" "${args[@]}" \
+    ${CLIENT_NICE:+nice -n "$CLIENT_NICE"} "$K6" run --quiet --no-color --out csv="$out/$name-$i.csv" "${args[@]}" \
     >"$out/$name-$i.stdout" 2>"$out/$name-$i.stderr" || echo "round $i: k6 $name exited $? (see $out/$name-$i.stderr)"
   # shellcheck disable=SC2086 # a list of pids
   echo "$(( $(ticks "$serve_pid") - t0 )) $(( $(ticks $redis_pids) - r0 )) $(( $(overflows) - ov0 ))" >"$out/$name-$i.counters"
