@@ -74,6 +74,7 @@ pub async fn watch(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seen: HashMap<EpochScope, String> = HashMap::new();
     let mut gauged = BTreeSet::new();
+    let mut reported = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -84,7 +85,7 @@ pub async fn watch(
                 seen.retain(|s, _| scopes.contains(s));
                 for scope in scopes {
                     let before = seen.get(&scope).map(String::as_str);
-                    match check(&store, &acked, &metrics, &scope, before).await {
+                    match check(&store, &acked, &metrics, &scope, before, &mut reported).await {
                         Ok(Some(epoch)) => _ = seen.insert(scope, epoch),
                         Ok(None) => {}
                         Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
@@ -94,19 +95,61 @@ pub async fn watch(
             Err(e) => tracing::debug!(error = %e, "epoch check failed; trying again"),
         }
         metrics.epoch_checks.inc();
-        if let Ok(now) = gauge_suspended(&store, &metrics, &gauged).await {
+        if let Ok((now, suspended)) = gauge_suspended(&store, &metrics, &gauged).await {
             gauged = now;
+            report_late(&store, &acked, &mut reported, &suspended).await;
+        }
+    }
+}
+
+/// The high this process reported to a campaign suspended after an epoch change.
+struct Reported {
+    epoch: String,
+    everything_lost: bool,
+    handed: HandedOut,
+}
+
+/// Reports seqs recorded after this process reported its high to a suspended campaign. A
+/// request between Redis's answer and its record when Redis failed over records its seq
+/// after the suspension, and the user holds that coupon: the audit must count it too.
+/// A campaign no longer suspended is forgotten.
+async fn report_late(
+    store: &Store,
+    acked: &AckedSeqs,
+    reported: &mut HashMap<String, Reported>,
+    suspended: &BTreeSet<String>,
+) {
+    reported.retain(|c, _| suspended.contains(c));
+    for (c, r) in reported.iter_mut() {
+        let now = acked.handed(c);
+        // (The script records it only for the incarnation Redis holds.)
+        if now.high == 0
+            || now == r.handed
+            || (now.incarnation == r.handed.incarnation && now.high <= r.handed.high)
+        {
+            continue;
+        }
+        let Ok(id) = CampaignId::parse_stored(c) else {
+            continue;
+        };
+        match store.suspend(&id, &r.epoch, &now, r.everything_lost).await {
+            Ok(_) => {
+                tracing::warn!(campaign = %c, high = now.high, "reported a seq acknowledged after the suspension");
+                r.handed = now;
+            }
+            Err(e) => tracing::debug!(error = %e, "reporting a late seq failed; trying again"),
         }
     }
 }
 
 /// Sets `stampede_campaign_suspended` for every campaign in the registry (0, or 1 while
-/// suspended), so the alert has a series to watch; drops campaigns that left it.
+/// suspended), so the alert has a series to watch; drops campaigns that left it. Returns
+/// the campaigns gauged and those suspended.
 async fn gauge_suspended(
     store: &Store,
     metrics: &IssuanceMetrics,
     gauged: &BTreeSet<String>,
-) -> Result<BTreeSet<String>, Error> {
+) -> Result<(BTreeSet<String>, BTreeSet<String>), Error> {
     let suspended: BTreeSet<String> = store.suspended_campaigns().await?.into_iter().collect();
     let mut now: BTreeSet<String> = store.registry().await?.into_iter().collect();
     now.extend(suspended.iter().cloned());
@@ -117,7 +160,7 @@ async fn gauge_suspended(
         let on = i64::from(suspended.contains(c));
         metrics.suspended.with_label_values(&[c]).set(on);
     }
-    Ok(now)
+    Ok((now, suspended))
 }
 
 /// What to check: the whole Redis, or on a cluster each campaign known here (registered,
@@ -141,6 +184,7 @@ async fn check(
     metrics: &IssuanceMetrics,
     scope: &EpochScope,
     seen: Option<&str>,
+    reported: &mut HashMap<String, Reported>,
 ) -> Result<Option<String>, Error> {
     let (before, now, everything_lost) = match store.check_epoch(scope, seen).await? {
         EpochCheck::NotPrimary | EpochCheck::Forgotten => return Ok(None),
@@ -169,6 +213,12 @@ async fn check(
         if store.suspend(&id, &now, &h, everything_lost).await? {
             suspended.push(c.as_str());
         }
+        let r = Reported {
+            epoch: now.clone(),
+            everything_lost,
+            handed: h,
+        };
+        reported.insert(c.clone(), r);
     }
     store.record_epoch(scope, &now).await?;
     // Counted once handled: whoever watches the counter finds the campaigns suspended.
