@@ -199,15 +199,16 @@ async fn suspended_without_reuse(
     acked: &HashMap<String, u64>,
     lost: &HashMap<String, u64>,
 ) -> u64 {
-    let highest_acked = acked.values().copied().max().unwrap();
     // An answer Redis gave just before it failed over can be recorded after the suspension
     // (the request was between the answer and its record); the epoch watch reports it then.
+    // Its user may learn of it after `acked` was taken: the answers so far are compared.
     let snap = eventually(
         "the issuer reported its high",
         Duration::from_secs(10),
         || async {
+            let highest_acked = f.answers.lock().unwrap().acked.values().copied().max();
             let snap = f.store.snapshot(&id(CAMPAIGN)).await.unwrap().unwrap();
-            (snap.acked_high == highest_acked).then_some(snap)
+            (Some(snap.acked_high) == highest_acked).then_some(snap)
         },
     )
     .await;
