@@ -122,11 +122,8 @@ async fn report_late(
     reported.retain(|c, _| suspended.contains(c));
     for (c, r) in reported.iter_mut() {
         let now = acked.handed(c);
-        // (The script records it only for the incarnation Redis holds.)
-        if now.high == 0
-            || now == r.handed
-            || (now.incarnation == r.handed.incarnation && now.high <= r.handed.high)
-        {
+        // Another incarnation is passed on: the script records only the one Redis holds.
+        if now.high == 0 || (now.incarnation == r.handed.incarnation && now.high <= r.handed.high) {
             continue;
         }
         let Ok(id) = CampaignId::parse_stored(c) else {

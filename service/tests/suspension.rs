@@ -109,20 +109,8 @@ async fn a_redis_that_restarted_empty_is_noticed_and_the_campaign_comes_back_sus
     let (mut redis, svc, store) = setup_with(|c| c.epoch_check = Duration::from_millis(100)).await;
     let c = id("restart");
     store.ensure_campaign(&c, 100, None).await.unwrap();
-    // A single Redis has one epoch; on a cluster each campaign keeps its shard's.
-    let epoch_key = if redis.is_cluster() {
-        common::key("restart", "epoch")
-    } else {
-        "stampede:epoch".to_owned()
-    };
-    eventually("the epoch is recorded", Duration::from_secs(10), || async {
-        let mut conn = redis.conn().await;
-        let e: Option<String> = redis::cmd("GET")
-            .arg(&epoch_key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        e
+    eventually("the epoch is recorded", Duration::from_secs(10), || {
+        recorded_epoch(&redis, "restart")
     })
     .await;
     for i in 0..4 {
@@ -189,22 +177,16 @@ async fn a_seq_recorded_after_the_suspension_is_reported_at_the_next_check() {
         every,
         stop.clone(),
     ));
-    let epoch_key = if redis.is_cluster() {
-        common::key("late", "epoch")
-    } else {
-        "stampede:epoch".to_owned()
-    };
-    let mut conn = redis.conn().await;
-    eventually("the epoch is recorded", Duration::from_secs(10), || async {
-        let e: Option<String> = redis.conn().await.get(&epoch_key).await.unwrap();
-        e
+    eventually("the epoch is recorded", Duration::from_secs(10), || {
+        recorded_epoch(&redis, "late")
     })
     .await;
-    let _: () = conn
-        .set(&epoch_key, "another-run/another-replid")
+    let _: () = redis
+        .conn()
+        .await
+        .set(epoch_key(&redis, "late"), "another-run/another-replid")
         .await
         .unwrap();
-    let acked_high = || async { store.snapshot(&c).await.unwrap().unwrap().acked_high };
     eventually(
         "suspended, high 3 reported",
         Duration::from_secs(10),
@@ -216,19 +198,30 @@ async fn a_seq_recorded_after_the_suspension_is_reported_at_the_next_check() {
     .await;
     acked.record("late", &incarnation, 7);
     eventually("the late seq reported", Duration::from_secs(10), || async {
-        (acked_high().await == 7).then_some(())
+        let snap = store.snapshot(&c).await.unwrap().unwrap();
+        (snap.acked_high == 7).then_some(())
     })
     .await;
     stop.cancel();
     watch.await.unwrap();
 }
 
-/// The recorded epoch of the Redis behind `redis`.
-async fn recorded_epoch(redis: &common::RedisServer) -> Option<String> {
-    let mut conn = redis.conn().await;
-    redis::cmd("GET")
-        .arg("stampede:epoch")
-        .query_async(&mut conn)
+/// The key `campaign`'s epoch is recorded under: a single Redis has one epoch; on a cluster
+/// each campaign keeps its shard's.
+fn epoch_key(redis: &common::RedisServer, campaign: &str) -> String {
+    if redis.is_cluster() {
+        common::key(campaign, "epoch")
+    } else {
+        "stampede:epoch".to_owned()
+    }
+}
+
+/// The epoch recorded for `campaign` on the Redis behind `redis`.
+async fn recorded_epoch(redis: &common::RedisServer, campaign: &str) -> Option<String> {
+    redis
+        .conn()
+        .await
+        .get(epoch_key(redis, campaign))
         .await
         .unwrap()
 }
@@ -246,7 +239,7 @@ async fn a_replica_attaching_and_leaving_suspends_nothing() {
     let c = id("replicated");
     store.ensure_campaign(&c, 100, None).await.unwrap();
     let first = eventually("the epoch is recorded", Duration::from_secs(10), || {
-        recorded_epoch(&redis)
+        recorded_epoch(&redis, "replicated")
     })
     .await;
     assert_eq!(svc.issue("replicated", "u0").await.0, 201);
@@ -263,7 +256,11 @@ async fn a_replica_attaching_and_leaving_suspends_nothing() {
     let attached = eventually(
         "the backlog's epoch recorded",
         Duration::from_secs(10),
-        || async { recorded_epoch(&redis).await.filter(|e| *e != first) },
+        || async {
+            recorded_epoch(&redis, "replicated")
+                .await
+                .filter(|e| *e != first)
+        },
     )
     .await;
     replica.stop();
@@ -271,7 +268,7 @@ async fn a_replica_attaching_and_leaving_suspends_nothing() {
         "the freed backlog's epoch recorded",
         Duration::from_secs(15),
         || async {
-            recorded_epoch(&redis)
+            recorded_epoch(&redis, "replicated")
                 .await
                 .filter(|e| *e != attached && *e != first)
         },
