@@ -2,15 +2,19 @@
 # What the sold-out path (a 410 answered from memory) costs beyond /healthz, split by what
 # it does: one `serve --no-relay` per variant, nothing else running, each with the same
 # campaign sold out, driven by wrk (-t2 -c64, bench/issue.lua: a fresh user and token per
-# request) round by round, alternated with /healthz on the first variant's operations
-# listener. Per run: req/s, the serving process's CPU per request, and its voluntary and
-# involuntary context switches per request (every thread, /proc/PID/task/*/status).
-#   base     serve's defaults (a token verified, the per-user budget counted)
+# request) round by round, alternated with /healthz on a process of its own, each round in
+# a rotated order (every other one reversed). Per run: req/s, the serving process's CPU
+# per request, and its voluntary and involuntary context switches per request (every
+# thread, /proc/PID/task/*/status).
+#   base     serve's defaults (a token verified; the per-user budget is configured, and
+#            since 2026-12-04 the sold-out answer comes before it)
 #   nouser   STAMPEDE_USER_RATE=0: no per-user budget
 #   noauth   --auth none: no token verified (the body names the user)
 #   oneworker TOKIO_WORKER_THREADS=1: one tokio worker, no wake-ups across workers
+#   baseline serve's defaults, from the build BASELINE_BIN names (an earlier one, A/B)
 #   bench/sold-out.sh                       # ROUNDS=3, 5 s runs, every variant
 #   ROUNDS=2 VARIANTS="base noauth" bench/sold-out.sh
+#   BASELINE_BIN=/tmp/stampede-service-old VARIANTS="base baseline" bench/sold-out.sh
 # Everything on loopback; each wrk run is bounded by -d.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +31,11 @@ gone="bench-sold-out-$run"
 "$BIN" campaign create --id "$gone" --stock 1 >/dev/null
 
 declare -A pid_of url_of
-first="" port=$PORT healthz_url=""
+port=$PORT
+# /healthz on a process of its own: no variant's process serves more than its own runs.
+STAMPEDE_LOG=warn start_service "$port" "$out/healthz.log" --no-relay
+pid_of[healthz]=$SVC_PID url_of[healthz]=$SVC_METRICS
+port=$((port + 2))
 for v in $VARIANTS; do
   log="$out/$v.log"
   case $v in
@@ -35,11 +43,12 @@ for v in $VARIANTS; do
     nouser) STAMPEDE_USER_RATE=0 STAMPEDE_LOG=warn start_service "$port" "$log" --no-relay ;;
     noauth) STAMPEDE_LOG=warn start_service "$port" "$log" --no-relay --auth none ;;
     oneworker) TOKIO_WORKER_THREADS=1 STAMPEDE_LOG=warn start_service "$port" "$log" --no-relay ;;
-    *) echo "unknown variant '$v' (base, nouser, noauth, oneworker)" >&2; exit 2 ;;
+    baseline) BIN=${BASELINE_BIN:?the baseline variant runs the build BASELINE_BIN names} \
+      STAMPEDE_LOG=warn start_service "$port" "$log" --no-relay ;;
+    *) echo "unknown variant '$v' (base, nouser, noauth, oneworker, baseline)" >&2; exit 2 ;;
   esac
   pid_of[$v]=$SVC_PID
   url_of[$v]="http://127.0.0.1:$port"
-  [ -n "$first" ] || { first=$v; healthz_url=$SVC_METRICS; }
   # The first request takes the one coupon (or finds it taken); the second is answered
   # SOLD_OUT by Redis, which this process then remembers.
   for u in first second; do
@@ -73,9 +82,19 @@ measure() {
 }
 minted=0
 echo "wrk -t2 -c64 -d$DURATION x $ROUNDS rounds; variants: $VARIANTS (name, req/s, serve us CPU/req, voluntary and involuntary switches/req)"
-for _ in $(seq "$ROUNDS"); do
-  measure healthz "${pid_of[$first]}" "$healthz_url" healthz
-  for v in $VARIANTS; do measure "$v" "${pid_of[$v]}" "${url_of[$v]}" issue "$gone"; done
+read -ra order <<<"healthz $VARIANTS"
+for ((r = 0; r < ROUNDS; r++)); do
+  # Each round starts one further along, every other one backwards: no variant always runs
+  # first, or after the same one.
+  for ((i = 0; i < ${#order[@]}; i++)); do
+    j=$(( r % 2 ? ${#order[@]} - 1 - i : i ))
+    v=${order[(j + r) % ${#order[@]}]}
+    if [ "$v" = healthz ]; then
+      measure healthz "${pid_of[healthz]}" "${url_of[healthz]}" healthz
+    else
+      measure "$v" "${pid_of[$v]}" "${url_of[$v]}" issue "$gone"
+    fi
+  done
 done
 rm -f "$tokens"
 python3 - "$out/runs.tsv" <<'PY'

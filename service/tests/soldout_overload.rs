@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{Service, eventually, id, setup, setup_with};
 use stampede_core::campaign::AdminAction;
+use stampede_service::server::Rate;
 
 /// Sends one issue request in the background; yields its status.
 fn issue_in_background(svc: &Service, c: &str, user: &str) -> tokio::task::JoinHandle<u16> {
@@ -121,6 +122,30 @@ async fn restock_reopens_issuance_within_a_second() {
     );
     let (s, _) = svc.issue("again", "one-too-many").await;
     assert_eq!(s, 410);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_budget_a_loser_still_hears_sold_out_and_a_holder_is_limited() {
+    // One request a second, a burst of two: a retry storm is past it at the third.
+    let (_redis, svc, store) = setup_with(|cfg| cfg.limits.per_user = Rate::new(1, 2)).await;
+    store.ensure_campaign(&id("rush"), 1, None).await.unwrap();
+    sell_out(&svc, "rush", 1).await;
+    // The answer that tells a client to stop, however often it asks (from memory: a filter
+    // of one holder has no false positive to send it to Redis).
+    for i in 0..8 {
+        let (s, b) = svc.issue("rush", "loser").await;
+        assert_eq!((s, b["error"].as_str()), (410, Some("sold_out")), "ask {i}");
+    }
+    // A holder's answer comes from Redis, so the budget guards it.
+    let mut answers = Vec::new();
+    for _ in 0..6 {
+        answers.push(svc.issue("rush", "winner-0").await.0);
+    }
+    assert_eq!(answers[0], 200, "{answers:?}");
+    assert!(
+        answers.contains(&429),
+        "no holder's ask was limited: {answers:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,10 +61,12 @@ pub async fn issue(
     let claimed =
         read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
     let user = identity::issue_user(caller, claimed)?;
-    check_user_budget(&st, &user)?;
+    // Before the budget: 410 says stop where 429 says retry, and the budget guards Redis,
+    // which this answer never reaches (a holder's does, and is counted below).
     if let Some(body) = st.soldout.answer(&campaign, &user) {
         return Ok(sold_out_from_memory(body));
     }
+    check_user_budget(&st, &user)?;
     let admission = queue::Admission::from_headers(&st, &parts.headers, &campaign, &user);
     let decisions = &st.metrics.issuance.decisions;
     let routed = st
