@@ -252,7 +252,7 @@ if [ "${PROFILE:-0}" != 0 ]; then
   for who in "service:$headline_pid" "redis:$redis_pid"; do
     perf report -q -i "$STAMPEDE_HOME/bench-perf.data" --no-children --pid "${who#*:}" \
       --percentage relative --sort dso,symbol --stdio -g none --percent-limit 0.5 2>/dev/null |
-      sed 's/ *- *- *$//; s/ *$//' | grep -v '^$' | head -40 >"$STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
+      sed 's/ *- *- *$//; s/ *$//' | grep -v '^$' | sed -n 1,40p >"$STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
     echo "  $STAMPEDE_HOME/bench-profile-${who%%:*}.txt"
   done
 fi
