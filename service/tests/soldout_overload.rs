@@ -131,7 +131,7 @@ async fn past_its_budget_a_loser_still_hears_sold_out_and_a_holder_is_limited() 
     store.ensure_campaign(&id("rush"), 1, None).await.unwrap();
     sell_out(&svc, "rush", 1).await;
     // The answer that tells a client to stop, however often it asks (from memory: a filter
-    // of one holder has no false positive to send it to Redis).
+    // of one holder all but never has a false positive to send to Redis).
     for i in 0..8 {
         let (s, b) = svc.issue("rush", "loser").await;
         assert_eq!((s, b["error"].as_str()), (410, Some("sold_out")), "ask {i}");
