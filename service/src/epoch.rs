@@ -104,6 +104,7 @@ pub async fn watch(
 
 /// The high this process reported to a campaign suspended after an epoch change.
 struct Reported {
+    id: CampaignId,
     epoch: String,
     everything_lost: bool,
     handed: HandedOut,
@@ -126,10 +127,10 @@ async fn report_late(
         if now.high == 0 || (now.incarnation == r.handed.incarnation && now.high <= r.handed.high) {
             continue;
         }
-        let Ok(id) = CampaignId::parse_stored(c) else {
-            continue;
-        };
-        match store.suspend(&id, &r.epoch, &now, r.everything_lost).await {
+        match store
+            .suspend(&r.id, &r.epoch, &now, r.everything_lost)
+            .await
+        {
             Ok(_) => {
                 tracing::warn!(campaign = %c, high = now.high, "reported a seq acknowledged after the suspension");
                 r.handed = now;
@@ -211,6 +212,7 @@ async fn check(
             suspended.push(c.as_str());
         }
         let r = Reported {
+            id,
             epoch: now.clone(),
             everything_lost,
             handed: h,
