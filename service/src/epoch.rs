@@ -193,33 +193,22 @@ async fn check(
             everything_lost,
         } => (before, now, everything_lost),
     };
-    let handed = acked.all();
-    let campaigns: BTreeSet<String> = match scope {
-        EpochScope::Whole => {
-            let mut all: BTreeSet<String> = store.registry().await?.into_iter().collect();
-            all.extend(handed.keys().cloned());
-            all
-        }
-        EpochScope::Campaign(c) => BTreeSet::from([c.to_string()]),
-    };
+    let done = store
+        .suspend_for_change(scope, &now, everything_lost, &acked.all())
+        .await?;
     let mut suspended = Vec::new();
-    for c in &campaigns {
-        let Ok(id) = CampaignId::parse_stored(c) else {
-            continue;
-        };
-        let h = handed.get(c).cloned().unwrap_or_default();
-        if store.suspend(&id, &now, &h, everything_lost).await? {
-            suspended.push(c.as_str());
+    for d in done {
+        if d.newly {
+            suspended.push(d.id.as_str().to_owned());
         }
         let r = Reported {
-            id,
+            id: d.id,
             epoch: now.clone(),
             everything_lost,
-            handed: h,
+            handed: d.handed,
         };
-        reported.insert(c.clone(), r);
+        reported.insert(r.id.as_str().to_owned(), r);
     }
-    store.record_epoch(scope, &now).await?;
     // Counted once handled: whoever watches the counter finds the campaigns suspended.
     metrics.epoch_changes.inc();
     tracing::error!(

@@ -15,7 +15,7 @@ use stampede_core::coupon::Decision;
 use stampede_core::ids::{CampaignId, UserId};
 use stampede_core::store::{HandedOut, Store};
 use stampede_service::epoch::{self, AckedSeqs};
-use stampede_service::metrics::Metrics;
+use stampede_service::metrics::{IssuanceMetrics, Metrics};
 use tokio_util::sync::CancellationToken;
 
 fn user(s: &str) -> UserId {
@@ -285,4 +285,81 @@ async fn a_replica_attaching_and_leaving_suspends_nothing() {
     assert_ne!(snap.state(), CampaignState::Suspended, "{snap:?}");
     assert_eq!(svc.issue("replicated", "u1").await.0, 201, "still issuing");
     svc.shutdown.cancel();
+}
+
+/// Redis restarted with its data while no issuer ran (the stack brought up again, a quiet
+/// weekend): the first to provision a campaign afterwards notices, suspends the campaigns
+/// that lived on the Redis before and records the new epoch, so an issuer starting later
+/// does not suspend the new campaign with them: all of it lives on this Redis.
+#[tokio::test]
+async fn a_campaign_provisioned_after_an_unnoticed_restart_is_not_suspended_with_the_old_ones() {
+    let (redis, _svc, store) = setup_with(|c| c.epoch_check = Duration::from_secs(3600)).await;
+    let old = id("before-restart");
+    store.ensure_campaign(&old, 100, None).await.unwrap();
+    issue_to_three(&store, &old).await;
+    // An issuer that ran while the campaign was issued (on a cluster the served one, which
+    // checks once an hour, checked before the campaign existed), then stopped.
+    let (_, stop) = watch_from_scratch(&store);
+    let real = eventually("the epoch is recorded", Duration::from_secs(10), || {
+        recorded_epoch(&redis, "before-restart")
+    })
+    .await;
+    stop.cancel();
+    // Nobody is watching when Redis "restarts": the epoch recorded names another Redis.
+    let _: () = redis
+        .conn()
+        .await
+        .set(
+            epoch_key(&redis, "before-restart"),
+            "another-run/another-replid",
+        )
+        .await
+        .unwrap();
+
+    // The operator provisions the new campaign and reconciles the old one.
+    let new = id("after-restart");
+    store.ensure_campaign(&new, 100, None).await.unwrap();
+    store.ensure_campaign(&old, 100, None).await.unwrap();
+    let state = |c: CampaignId| {
+        let store = store.clone();
+        async move { store.snapshot(&c).await.unwrap().unwrap().state() }
+    };
+    assert_eq!(state(old.clone()).await, CampaignState::Suspended);
+    assert_ne!(state(new.clone()).await, CampaignState::Suspended);
+    assert_eq!(recorded_epoch(&redis, "before-restart").await, Some(real));
+    assert_eq!(
+        store.suspended_campaigns().await.unwrap(),
+        vec!["before-restart"]
+    );
+
+    // An issuer that starts now finds the epoch as it is and suspends nothing more.
+    let (metrics, stop) = watch_from_scratch(&store);
+    eventually("three checks", Duration::from_secs(10), || async {
+        (metrics.epoch_checks.get() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(metrics.epoch_changes.get(), 0);
+    assert_ne!(state(new.clone()).await, CampaignState::Suspended);
+    assert_eq!(
+        store.issue(&new, &user("first")).await.unwrap().label(),
+        "issued"
+    );
+    stop.cancel();
+}
+
+/// An epoch watch of a process that has seen nothing yet, checking every 50 ms until the
+/// token is cancelled; its metrics.
+fn watch_from_scratch(store: &Store) -> (IssuanceMetrics, CancellationToken) {
+    let metrics = Metrics::new().issuance;
+    let stop = CancellationToken::new();
+    let every = Duration::from_millis(50);
+    let watch = epoch::watch(
+        store.clone(),
+        AckedSeqs::default(),
+        metrics.clone(),
+        every,
+        stop.clone(),
+    );
+    tokio::spawn(watch);
+    (metrics, stop)
 }

@@ -139,6 +139,7 @@ impl Store {
         if let Some(w) = &window {
             w.validate()?;
         }
+        self.notice_epoch_change(campaign).await?;
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.ensure.prepare_invoke();
         inv.key(&k.meta)

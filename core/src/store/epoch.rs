@@ -18,6 +18,12 @@
 //! On a Redis Cluster every shard restarts and fails over on its own: each campaign keeps
 //! the epoch of the primary owning its slot in its own key, INFO is asked of that primary,
 //! and a change suspends that campaign alone ([`EpochScope`]).
+//!
+//! Provisioning checks too ([`Store::notice_epoch_change`]): after a restart that no issuer
+//! saw, a campaign created before any issuer starts would otherwise be suspended with the
+//! campaigns that lived on the Redis before.
+
+use std::collections::{BTreeSet, HashMap};
 
 use redis::{ErrorKind, RedisError, Value};
 
@@ -105,6 +111,17 @@ pub enum EpochCheck {
     /// A campaign's epoch key went while the same primary kept answering: the campaign
     /// was deleted (forgotten), not lost. Nothing to record or suspend.
     Forgotten,
+}
+
+/// What [`Store::suspend_for_change`] did to one campaign.
+#[derive(Debug, Clone)]
+pub struct SuspendedFor {
+    /// The campaign.
+    pub id: CampaignId,
+    /// The high reported to it (of what the caller handed out).
+    pub handed: HandedOut,
+    /// Whether this call suspended it (it was not yet suspended for the change).
+    pub newly: bool,
 }
 
 /// Decides what an epoch reading means: `stored` is the epoch key, `seen` the epoch this
@@ -216,6 +233,79 @@ impl Store {
         .await
     }
 
+    /// Suspends every campaign of `scope` (the whole Redis: each registered one and each in
+    /// `handed`; on a cluster: the campaign) for the change to `now`, reporting to each the
+    /// high `handed` holds for it, and only then records `now`, so that a crash in between is
+    /// noticed again by the next check.
+    pub async fn suspend_for_change(
+        &self,
+        scope: &EpochScope,
+        now: &str,
+        everything_lost: bool,
+        handed: &HashMap<String, HandedOut>,
+    ) -> Result<Vec<SuspendedFor>, Error> {
+        let campaigns: BTreeSet<String> = match scope {
+            EpochScope::Whole => {
+                let mut all: BTreeSet<String> = self.registry().await?.into_iter().collect();
+                all.extend(handed.keys().cloned());
+                all
+            }
+            EpochScope::Campaign(c) => BTreeSet::from([c.to_string()]),
+        };
+        let mut done = Vec::with_capacity(campaigns.len());
+        for c in &campaigns {
+            let Ok(id) = CampaignId::parse_stored(c) else {
+                continue;
+            };
+            let handed = handed.get(c).cloned().unwrap_or_default();
+            let newly = self.suspend(&id, now, &handed, everything_lost).await?;
+            done.push(SuspendedFor { id, handed, newly });
+        }
+        self.record_epoch(scope, now).await?;
+        Ok(done)
+    }
+
+    /// Before `campaign` is provisioned: when the Redis answering for it is not the one the
+    /// recorded epoch names (it restarted or failed over, its data kept, and no issuer has
+    /// noticed: none ran since), suspends the campaigns that lived on the one before and
+    /// records the new epoch, as an issuer's watch would. Otherwise the first issuer to start
+    /// would suspend the new campaign with them, though all of it lives on this Redis. An
+    /// epoch not recorded at all is left to the issuers: a Redis that lost everything looks
+    /// new to a process that never saw it, and recording it here would hide the loss from an
+    /// issuer that did.
+    pub(super) async fn notice_epoch_change(&self, campaign: &CampaignId) -> Result<(), Error> {
+        let Some(scope) = self.epoch_scopes([campaign.clone()]).pop() else {
+            return Ok(());
+        };
+        let (id, stored) = self.identity_and_epoch(&scope).await?;
+        if !id.primary {
+            return Ok(());
+        }
+        let check = judge_in(&scope, stored.as_deref(), None, &id.epoch(), id.promoted);
+        let EpochCheck::Changed {
+            before,
+            now,
+            everything_lost,
+        } = check
+        else {
+            return Ok(());
+        };
+        let done = self
+            .suspend_for_change(&scope, &now, everything_lost, &HashMap::new())
+            .await?;
+        let suspended: Vec<&str> = done
+            .iter()
+            .filter(|d| d.newly)
+            .map(|d| d.id.as_str())
+            .collect();
+        tracing::error!(
+            %campaign, %before, %now, ?suspended,
+            "provisioning found Redis restarted or failed over since the recorded epoch, before \
+             any issuer noticed: its campaigns suspended; run `audit`, then `campaign unsuspend`"
+        );
+        Ok(())
+    }
+
     /// Suspends `campaign` for the change to `epoch`, reporting `handed`, the highest seq
     /// this process handed out; with `everything_lost` the flags are written even though
     /// the campaign is gone. Returns whether this call suspended it.
@@ -279,59 +369,4 @@ fn answer<T: redis::FromRedisValue>(v: Value) -> redis::RedisResult<T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_identity_from_info() {
-        let info = "# Server\r\nredis_version:7.0.15\r\nrun_id:abc\r\n\r\n# Replication\r\n\
-                    role:master\r\nconnected_slaves:0\r\nmaster_replid:r1\r\nmaster_replid2:000\r\n";
-        let id = RedisIdentity::parse(info).unwrap();
-        assert_eq!(id.epoch(), "abc/r1");
-        assert!(id.primary && !id.promoted);
-        let promoted = info.replace("master_replid2:000", "master_replid2:r0");
-        assert!(RedisIdentity::parse(&promoted).unwrap().promoted);
-        let replica = info.replace("role:master", "role:slave");
-        assert!(!RedisIdentity::parse(&replica).unwrap().primary);
-        assert!(RedisIdentity::parse("# Server\r\n").is_err());
-    }
-
-    #[test]
-    fn judges_every_reading() {
-        use EpochCheck::*;
-        assert_eq!(judge(None, None, "a", false), Recorded("a".into()));
-        assert_eq!(judge(Some("a"), None, "a", true), Unchanged("a".into()));
-        assert_eq!(
-            judge(Some("a"), Some("a"), "a", true),
-            Unchanged("a".into())
-        );
-        let changed = |before: &str, everything_lost| Changed {
-            before: before.into(),
-            now: "b".into(),
-            everything_lost,
-        };
-        assert_eq!(judge(Some("a"), None, "b", true), changed("a", false));
-        assert_eq!(judge(Some("a"), Some("a"), "b", true), changed("a", false));
-        assert_eq!(
-            judge(Some("b"), Some("a"), "b", true),
-            changed("a", false),
-            "another process recorded it first"
-        );
-        assert_eq!(
-            judge(None, Some("a"), "b", true),
-            changed("a", true),
-            "emptied Redis"
-        );
-        let campaign = EpochScope::Campaign(CampaignId::parse("c").unwrap());
-        assert_eq!(
-            judge_in(&campaign, None, Some("b"), "b", false),
-            Forgotten,
-            "a campaign deleted on the same primary"
-        );
-        assert_eq!(
-            judge_in(&campaign, None, Some("a"), "b", false),
-            changed("a", true),
-            "a shard that restarted empty"
-        );
-    }
-}
+mod tests;
