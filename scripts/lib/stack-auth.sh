@@ -108,8 +108,12 @@ auth_pki() { # the CA and the server certificate, once; keys 0600
 # node may be a replica after a failover (a primary that comes back rejoins as one).
 auth_redis_conf() { # ROLE (redis|replica|redis-cluster:PORT)
     cat <<EOF
-# STAMPEDE_STACK_AUTH=1: the default user is off; clients authenticate as an ACL user
-user default off
+# STAMPEDE_STACK_AUTH=1: the default user is off; clients authenticate as an ACL user.
+# It keeps every permission: Redis replays the AOF's MULTI/EXEC blocks (every multi-write Lua
+# script) as the default user and, before redis/redis#14545 (7.0.15 included), drops a block
+# that user may not run, logging only '== CRITICAL ==': a restart would lose the issue
+# script's writes. Off, it cannot log in (no password); the permissions serve the replay alone.
+user default off resetpass ~* &* +@all
 user ${AUTH_USER} on #$(sha256_of "$(auth_secret redis.password)") resetkeys ~stampede:* ~{stampede:* resetchannels -@all +@all -@dangerous +info
 user replication on #$(sha256_of "$(auth_secret redis-replication.password)") resetkeys resetchannels -@all +psync +replconf +ping
 user admin on #$(sha256_of "$(auth_secret redis-admin.password)") ~* &* +@all
