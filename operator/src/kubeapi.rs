@@ -139,6 +139,7 @@ pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads,
     Ok(Workloads {
         issuer_available,
         issuer_wanted,
+        issuer_min: plan.issuer.min_replicas,
         writer_available,
         writer_wanted,
     })

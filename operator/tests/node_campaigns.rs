@@ -51,9 +51,12 @@ async fn the_example_opens_after_its_real_preflight_and_sells_out_to_an_in_clust
         applied.elapsed().as_secs_f64()
     );
     let stock = s.stock.as_ref().unwrap().total;
+    let ready_at_open = ready_since(&s);
     // A stampede from inside the cluster spends the whole stock; the issuers scale.
     a_stampede_scales_the_issuers(&t, &name).await;
-    sold_out_persisted_and_audited(&t, &name, stock).await;
+    let s = sold_out_persisted_and_audited(&t, &name, stock).await;
+    // The HPA's pods were capacity on the way: Ready (so the phase) never flipped meanwhile.
+    assert_eq!(ready_since(&s), ready_at_open, "Ready went False and back");
 }
 
 /// Read-only root, no token, and the memory limit in the container's cgroup (v1 here).

@@ -97,9 +97,17 @@ fn kafka(obs: &Observed) -> Outcome {
 
 fn workloads(obs: &Observed) -> Outcome {
     let w = obs.workloads.as_ref().map_err(Clone::clone)?;
+    let scaling = if w.issuer_wanted > w.issuer_needed() {
+        format!(" (scaling to {})", w.issuer_wanted)
+    } else {
+        String::new()
+    };
     let counts = format!(
-        "issuer {}/{} available, writer {}/{} available",
-        w.issuer_available, w.issuer_wanted, w.writer_available, w.writer_wanted
+        "issuer {}/{} available{scaling}, writer {}/{} available",
+        w.issuer_available,
+        w.issuer_needed(),
+        w.writer_available,
+        w.writer_wanted
     );
     if w.ready() {
         Ok((Reason::Available, counts))

@@ -44,8 +44,10 @@ impl Problem {
 pub(crate) struct Workloads {
     /// Issuer pods available.
     pub issuer_available: i32,
-    /// Issuer pods wanted (at least the HPA minimum).
+    /// Issuer pods the Deployment asks for (the HPA sets it, at least its minimum).
     pub issuer_wanted: i32,
+    /// The HPA's minimum (`spec.issuer.minReplicas`).
+    pub issuer_min: i32,
     /// Writer pods available.
     pub writer_available: i32,
     /// Writer pods wanted.
@@ -53,9 +55,17 @@ pub(crate) struct Workloads {
 }
 
 impl Workloads {
-    /// Every wanted pod is available.
+    /// Issuer pods that must be available: the HPA's minimum, or what the Deployment asks
+    /// for while that is less (before the HPA first acts). Pods the HPA adds above its
+    /// minimum are capacity on the way: a campaign serving at its minimum stays Ready (and
+    /// Open) while it scales up.
+    pub fn issuer_needed(&self) -> i32 {
+        self.issuer_wanted.min(self.issuer_min).max(1)
+    }
+
+    /// The needed issuer pods and every wanted writer pod are available.
     pub fn ready(&self) -> bool {
-        self.issuer_available >= self.issuer_wanted && self.writer_available >= self.writer_wanted
+        self.issuer_available >= self.issuer_needed() && self.writer_available >= self.writer_wanted
     }
 }
 

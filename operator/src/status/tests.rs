@@ -43,6 +43,7 @@ fn observed() -> Observed {
         workloads: Ok(Workloads {
             issuer_available: 2,
             issuer_wanted: 2,
+            issuer_min: 2,
             writer_available: 1,
             writer_wanted: 1,
         }),
@@ -112,6 +113,7 @@ fn not_ready_until_pods_are_available() {
     o.workloads = Ok(Workloads {
         issuer_available: 1,
         issuer_wanted: 2,
+        issuer_min: 2,
         writer_available: 0,
         writer_wanted: 1,
     });
@@ -123,6 +125,50 @@ fn not_ready_until_pods_are_available() {
         ("False", "WaitingForPods")
     );
     assert!(ready.message.contains("issuer 1/2"), "{}", ready.message);
+}
+
+/// Issuer pods available and asked for (the HPA's minimum 2), the writer available.
+fn issuers(available: i32, wanted: i32) -> Workloads {
+    Workloads {
+        issuer_available: available,
+        issuer_wanted: wanted,
+        issuer_min: 2,
+        writer_available: 1,
+        writer_wanted: 1,
+    }
+}
+
+#[test]
+fn an_open_campaign_scaling_up_stays_open_and_ready_until_it_falls_below_its_minimum() {
+    let mut o = observed();
+    let mut phase_and_ready = |w: Workloads| {
+        o.workloads = Ok(w);
+        let s = compute(None, &o, "t");
+        let ready = cond(&s, ConditionType::Ready).status.clone();
+        let pods = cond(&s, ConditionType::WorkloadsReady).message.clone();
+        (s.phase, ready, pods)
+    };
+    let (open, ..) = phase_and_ready(issuers(2, 2));
+    assert_eq!(open, Some(Phase::Open));
+    // The HPA asks for 4 issuers while 2 (its minimum) serve: capacity on the way.
+    let (phase, ready, pods) = phase_and_ready(issuers(2, 4));
+    assert_eq!((phase, ready.as_str()), (open, "True"));
+    assert!(
+        pods.contains("issuer 2/2 available (scaling to 4)"),
+        "{pods}"
+    );
+    // One issuer left of a minimum of two: not ready.
+    let (phase, ready, pods) = phase_and_ready(issuers(1, 4));
+    assert_eq!(
+        (phase, ready.as_str()),
+        (Some(Phase::Provisioning), "False")
+    );
+    assert!(
+        pods.contains("issuer 1/2 available (scaling to 4)"),
+        "{pods}"
+    );
+    // Before the HPA first acts the Deployment asks for one pod, and one is enough.
+    assert_eq!(phase_and_ready(issuers(1, 1)).1, "True");
 }
 
 #[test]

@@ -323,8 +323,19 @@ pub fn in_secs(secs: i64) -> String {
         .unwrap()
 }
 
-/// SoldOut with every coupon persisted, and a clean audit.
-pub async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64) {
+/// When the Ready condition, which must be True, last changed.
+pub fn ready_since(s: &CouponCampaignStatus) -> String {
+    let ready = super::condition(s, "Ready").expect("a Ready condition");
+    assert_eq!(ready.status, "True", "{ready:?}");
+    ready.last_transition_time.clone()
+}
+
+/// SoldOut with every coupon persisted, and a clean audit; the status that showed it.
+pub async fn sold_out_persisted_and_audited(
+    t: &NodeTest,
+    name: &str,
+    stock: i64,
+) -> CouponCampaignStatus {
     let name = name.to_owned();
     let s = t
         .status_until(
@@ -337,7 +348,7 @@ pub async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64
             },
         )
         .await;
-    let st = s.stock.unwrap();
+    let st = s.stock.as_ref().unwrap();
     assert_eq!((st.issued, st.remaining), (stock, 0));
     let table = kubectl(&["-n", &t.ns, "get", "cc", &name, "--no-headers"]);
     assert!(table.contains("SoldOut"), "{table}");
@@ -353,6 +364,7 @@ pub async fn sold_out_persisted_and_audited(t: &NodeTest, name: &str, stock: i64
         "audit: {}",
         String::from_utf8_lossy(&audit.stdout)
     );
+    s
 }
 
 /// The build of `stampede-service` the node's images hold (`make build`'s profile,
