@@ -236,7 +236,7 @@ for _ in $(seq "$ROUNDS"); do
   if [ "${REPLICA:-0}" = 1 ]; then
     wrk_run issue-replica "http://127.0.0.1:$((PORT + 1))" issue "$alone"
   fi
-  wrk_run sold-out "$url" issue "$gone"
+  wrk_run sold-out "$url" sold-out "$gone"
 done
 if [ "${PROFILE:-0}" != 0 ]; then
   command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
