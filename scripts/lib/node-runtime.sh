@@ -6,7 +6,7 @@
 #
 #   write_containerd_config   STATE/containerd/config.toml and the CNI conflist (every start)
 #   start_containerd          containerd with that config, until `ctr version` answers
-#   load_images               scripts/images load (which builds what is stale first) into this node's containerd
+#   load_images               scripts/images load (it builds what is stale) into containerd
 #   write_kubelet_config      STATE/kubelet-config.yaml (every start)
 #   start_kubelet             the kubelet, until its /healthz answers
 #   start_kube_proxy          kube-proxy (iptables mode) with its config, until /healthz answers

@@ -15,7 +15,7 @@ use common::stack::{stack_database, stack_kafka, wait_rows};
 
 const N: usize = 20_000;
 
-/// Issues N coupons in the background, in slices, so faults land mid-stream.
+/// Issues `slices` of the N coupons (twentieths) in the background, so faults land mid-stream.
 fn issue_in_background(f: &Fixture, slices: std::ops::Range<usize>) -> tokio::task::JoinHandle<()> {
     let (store, campaign) = (f.store.clone(), f.campaign.clone());
     tokio::spawn(async move {
