@@ -80,6 +80,7 @@ python3 bench/spike_report.py "$out" "$ROUNDS" | tee "$out/results.txt"
 curl -sf "$ops_url/metrics" >"$out/metrics.txt" || true
 grep -E '^stampede_(http_shed_total|redis_errors_total|redis_issue_batch_size_(sum|count))' \
   "$out/metrics.txt" | sed 's/^/service: /' || true
+echo "service: --max-in-flight ${STAMPEDE_MAX_IN_FLIGHT:-default}, peak RSS $(awk '/^VmHWM/ { print $2 " " $3 }' "/proc/$serve_pid/status")"
 stop_roles
 forget_campaign "$c"
 forget_campaign "$gone"

@@ -100,10 +100,13 @@ impl ServeConfig {
     }
 }
 
-/// A sensible in-flight cap for this machine: enough to keep Redis busy, small enough
-/// that a request never waits long behind the others.
+/// A sensible in-flight cap for this machine: 1 024 per core. Group commit decides up to
+/// 256 waiting issuances in one script call, so a full queue is a few batches, tens of
+/// milliseconds of work, and report 000's 1 000 users at once fit on two cores; at 256 per
+/// core one spike round in eight shed 10–144 of them (docs/benchmarks.md). Small enough
+/// still that nobody queues for seconds, as in that report.
 pub fn default_max_in_flight() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) * 256
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 1024
 }
 
 /// Where `serve` listens.

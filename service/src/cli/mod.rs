@@ -70,7 +70,7 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
-    /// Requests in flight before new ones get 503 `overloaded` (default: 256 per core).
+    /// Requests in flight before new ones get 503 `overloaded` (default: 1 024 per core).
     #[arg(long, env = "STAMPEDE_MAX_IN_FLIGHT", default_value_t = default_max_in_flight())]
     pub max_in_flight: usize,
     /// How often a sold-out campaign's stock is re-read, in milliseconds.
