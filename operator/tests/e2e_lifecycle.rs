@@ -115,8 +115,15 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
     let gone = unique("gone");
     let _f1 = Forget(c.id(&keep));
     let _f2 = Forget(c.id(&gone));
+    // A load test under way when the retained campaign goes: its shadow goes with it.
+    let shadow = CampaignId::parse(&c.id(&keep)).unwrap().shadow("mid");
+    let _f3 = Forget(shadow.to_string());
     let op = c.operator();
-    c.create(&keep, &minimal_campaign(5)).await.unwrap();
+    let keep_yaml = minimal_campaign(5).replace(
+        "spec: {",
+        "spec: {loadTests: [{name: mid, profile: smoke, duration: 60s}], ",
+    );
+    c.create(&keep, &keep_yaml).await.unwrap();
     let delete_yaml = minimal_campaign(5).replace("spec: {", "spec: {deletionPolicy: Delete, ");
     c.create(&gone, &delete_yaml).await.unwrap();
     let store = store().await;
@@ -130,7 +137,7 @@ async fn deletion_runs_the_finalizer_under_both_policies() {
             .await
             .unwrap();
     }
-    retain_closes_and_keeps_the_data(&c, &keep).await;
+    retain_closes_and_keeps_the_data(&c, &keep, &shadow).await;
     delete_waits_for_the_outbox_then_removes_the_data(&c, &store, &gone).await;
     op.stop().await;
 }
@@ -173,8 +180,17 @@ async fn deletion_with_redis_gone_releases_the_finalizer_after_the_drain_timeout
     op.stop().await;
 }
 
-/// Retain: closed, data and topics kept, finalizer released.
-async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
+/// Retain: closed, data and topics kept, the load test's shadow removed, finalizer released.
+async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str, shadow: &CampaignId) {
+    eventually(
+        "the load test's shadow provisioned",
+        Duration::from_secs(30),
+        || {
+            let shadow = shadow.to_string();
+            async move { snapshot(&shadow).await.map(|_| ()) }
+        },
+    )
+    .await;
     c.campaigns()
         .delete(keep, &DeleteParams::default())
         .await
@@ -194,6 +210,10 @@ async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str) {
         partitions(&format!("stampede.{id}")).await,
         6,
         "topic retained"
+    );
+    assert!(
+        snapshot(shadow.as_str()).await.is_none(),
+        "the interrupted load test's shadow campaign removed"
     );
 }
 

@@ -243,7 +243,8 @@ impl Default for AlertsSpec {
 /// What deleting the resource does to the campaign's data.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeletionPolicy {
-    /// Close the campaign; keep Redis data and the Kafka topics.
+    /// Close the campaign; keep its Redis data and the Kafka topics (its load tests'
+    /// shadow campaigns go either way).
     #[default]
     Retain,
     /// Close the campaign, let the outbox drain, then remove Redis data and the topics.

@@ -1,5 +1,6 @@
-//! Cleanup under the finalizer: close the campaign; under `deletionPolicy: Delete`, let
-//! the outbox drain (bounded), then delete the Redis keys and topics. When Redis, Kafka or a
+//! Cleanup under the finalizer: close the campaign and remove its load tests' shadow
+//! campaigns; under `deletionPolicy: Delete`, let the outbox drain (bounded), then delete
+//! the Redis keys and topics. When Redis, Kafka or a
 //! Secret stays away past the drain timeout, it records what was left behind and lets the
 //! finalizer go, so deleting a namespace never hangs on a backend that is gone.
 
@@ -105,13 +106,25 @@ async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action
         Err(stampede_core::Error::CampaignNotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
+    // Test scaffolding, never real coupons: a run the deletion interrupted leaves its
+    // shadow behind, and nothing would ever remove it, whatever the policy keeps.
+    let shadow_keys = forget_shadows(stock.as_ref(), plan).await?;
     if plan.deletion_policy == DeletionPolicy::Retain {
-        info!(campaign = %plan.campaign, "closed; data retained");
+        info!(campaign = %plan.campaign, shadow_keys, "closed; data retained, load-test shadows removed");
         return Ok(Action::await_change());
     }
     drained(cc, ctx, stock.as_ref(), plan).await?;
-    delete(cc, ctx, stock.as_ref(), plan, &conns).await?;
+    delete(cc, ctx, stock.as_ref(), plan, &conns, shadow_keys).await?;
     Ok(Action::await_change())
+}
+
+/// Removes the Redis keys of the campaign's load tests' shadow campaigns; how many.
+async fn forget_shadows(stock: &dyn Stock, plan: &Plan) -> Result<u64, Error> {
+    let mut removed = 0;
+    for t in &plan.load_tests {
+        removed += stock.forget(&plan.campaign.shadow(&t.name)).await?;
+    }
+    Ok(removed)
 }
 
 /// `Ok` once the outbox is empty or the drain timeout has passed since deletion started.
@@ -147,18 +160,17 @@ async fn drained(
     Ok(())
 }
 
-/// Removes the campaign's (and its shadows') Redis keys and its topics.
+/// Removes the campaign's Redis keys and its topics (`shadow_keys`: its shadows' keys,
+/// removed before, counted in the event).
 async fn delete(
     cc: &CouponCampaign,
     ctx: &Context,
     stock: &dyn Stock,
     plan: &Plan,
     conns: &Connections,
+    shadow_keys: u64,
 ) -> Result<(), Error> {
-    let mut removed = stock.forget(&plan.campaign).await?;
-    for t in &plan.load_tests {
-        removed += stock.forget(&plan.campaign.shadow(&t.name)).await?;
-    }
+    let removed = stock.forget(&plan.campaign).await? + shadow_keys;
     ctx.backends
         .delete_topics(&conns.kafka, plan.campaign.as_str())
         .await?;

@@ -97,7 +97,8 @@ pub struct RelayArgs {
     #[arg(long, env = "STAMPEDE_RELAY_CLAIM_IDLE_MS", default_value_t = 30_000)]
     pub relay_claim_idle_ms: u64,
     /// Relay only these campaigns (comma-separated ids); default: every campaign in the
-    /// registry. The operator sets it to the issuer's own campaign.
+    /// registry but load tests' shadows (their coupons are not real). The operator sets
+    /// it to the issuer's own campaign.
     #[arg(long, env = "STAMPEDE_RELAY_CAMPAIGNS", value_delimiter = ',')]
     pub relay_campaigns: Vec<String>,
     /// When a batch outbox entry travels to Kafka as one message: `auto` once every consumer

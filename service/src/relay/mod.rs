@@ -55,7 +55,8 @@ pub struct RelayConfig {
     /// Pending entries idle this long belong to a dead relay and are claimed.
     pub claim_idle: Duration,
     /// The campaigns this relay serves (an issuer relays only its own campaign, to its
-    /// own Kafka); `None`: every campaign in the registry (a shared relay).
+    /// own Kafka); `None`: every campaign in the registry but load tests' shadows (a
+    /// shared relay).
     pub campaigns: Option<HashSet<String>>,
     /// When a batch outbox entry goes to Kafka as one message.
     pub message_batches: Batches,
@@ -249,10 +250,7 @@ impl Relay {
     /// `campaign create` or the operator) and its outbox has our group.
     /// Whether `campaign` is this relay's to serve.
     fn serves(&self, campaign: &CampaignId) -> bool {
-        self.config
-            .campaigns
-            .as_ref()
-            .is_none_or(|owned| owned.contains(campaign.campaign()))
+        in_scope(self.config.campaigns.as_ref(), campaign)
     }
 
     async fn refresh(&mut self) -> Result<(), Error> {
@@ -338,5 +336,52 @@ impl Relay {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a relay of `scope` serves `campaign`: the campaigns named (and their buckets),
+/// or with no scope every campaign but load tests' shadows: their coupons are not real,
+/// they have no topic, and their run forgets their outbox when it ends.
+fn in_scope(scope: Option<&HashSet<String>>, campaign: &CampaignId) -> bool {
+    match scope {
+        Some(owned) => owned.contains(campaign.campaign()),
+        None => !campaign.is_load_test_shadow(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> CampaignId {
+        CampaignId::parse_stored(s).unwrap()
+    }
+
+    #[test]
+    fn a_shared_relay_serves_every_campaign_but_load_test_shadows() {
+        let bucket = id("team.sale").bucket(1);
+        for (c, served) in [
+            (id("team.sale"), true),
+            (bucket, true),
+            (id("team.sale.lt-preflight"), false),
+            (id("team.sale.lt-peak").bucket(0), false),
+        ] {
+            assert_eq!(in_scope(None, &c), served, "{c}");
+        }
+    }
+
+    #[test]
+    fn a_scoped_relay_serves_the_campaigns_named_and_their_buckets() {
+        let owned: HashSet<String> =
+            ["team.sale".to_owned(), "team.sale.lt-smoke".to_owned()].into();
+        for (c, served) in [
+            (id("team.sale"), true),
+            (id("team.sale").bucket(2), true),
+            (id("team.sale.lt-smoke"), true),
+            (id("team.other"), false),
+            (id("team.sale.lt-peak"), false),
+        ] {
+            assert_eq!(in_scope(Some(&owned), &c), served, "{c}");
+        }
     }
 }
