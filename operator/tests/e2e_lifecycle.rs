@@ -259,3 +259,12 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
     })
     .await;
 }
+
+#[test]
+fn a_control_planes_directory_names_the_process_that_owns_it() {
+    // Another test process reaps the directories whose owner is gone: a misread pid kills
+    // a live test's control plane under it.
+    assert_eq!(owner_pid(&dir_name()), Some(std::process::id()));
+    assert_eq!(owner_pid("stampede-cp-123-cp-4567abcde-0"), Some(123));
+    assert_eq!(owner_pid("stampede-other-123"), None);
+}

@@ -24,7 +24,7 @@ impl ControlPlane {
     /// Starts one (building the binaries first if the cache lacks them).
     pub fn start() -> Self {
         reap_orphans();
-        let dir = std::env::temp_dir().join(unique("stampede-cp"));
+        let dir = std::env::temp_dir().join(dir_name());
         std::fs::create_dir_all(&dir).unwrap();
         let out = Command::new(repo().join("scripts/control-plane"))
             .args(["start", "--dir", dir.to_str().unwrap(), "--timeout", "120"])
@@ -49,6 +49,26 @@ impl ControlPlane {
     }
 }
 
+/// What every control plane's directory name starts with.
+const DIR_PREFIX: &str = "stampede-cp-";
+
+/// A new control plane directory's name: `stampede-cp-<pid>-<unique>`, the owner's pid on
+/// its own. (`unique` writes the pid and a start-time stamp together: read as one number,
+/// a stamp of digits only made a live test's pid look dead, and its control plane was
+/// killed and removed under it by another test's reaping.)
+pub fn dir_name() -> String {
+    format!("{DIR_PREFIX}{}-{}", std::process::id(), unique("cp"))
+}
+
+/// The test process that owns control plane directory `name`, when it is one.
+pub fn owner_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(DIR_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Stops control planes left behind by test processes that were killed before their
 /// `Drop` ran (a CI timeout, a ^C): their directory names carry the dead process's pid.
 fn reap_orphans() {
@@ -57,11 +77,7 @@ fn reap_orphans() {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("stampede-cp-")
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = owner_pid(&name) else {
             continue;
         };
         if Path::new(&format!("/proc/{pid}")).exists() {
