@@ -8,6 +8,7 @@ use common::RedisServer;
 use common::role::service_command;
 use common::stack::{drop_topics, stack_kafka};
 use serde_json::Value;
+use stampede_core::ids::{CampaignId, UserId};
 
 /// Runs the binary with `args` (split at spaces).
 fn cli(redis: &RedisServer, args: &str) -> Output {
@@ -163,5 +164,50 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
         &format!("campaign create --id {id}-y --stock 2 --shards 3"),
         "at least the number of shards",
     );
+    drop_topics(&stack_kafka(), &id);
+}
+
+#[tokio::test]
+async fn forget_removes_a_closed_drained_campaign_and_refuses_otherwise() {
+    let redis = RedisServer::start().await;
+    let id = common::unique("forget");
+    ok_json(&redis, &format!("campaign create --id {id} --stock 3"));
+    let store = common::store(&redis).await;
+    let campaign = CampaignId::parse(&id).unwrap();
+    let holder = UserId::parse("holder").unwrap();
+    store.issue(&campaign, &holder).await.unwrap();
+    let forget = format!("campaign forget --id {id}");
+    fails_naming(&redis, &forget, "is open");
+    ok_json(&redis, &format!("campaign close --id {id}"));
+    // Nothing relays here: the coupon is still in the outbox, not yet in Kafka.
+    fails_naming(&redis, &forget, "1 issuances");
+    let show = format!("campaign show --id {id}");
+    assert_eq!(
+        ok_json(&redis, &show)["stock"]["issued"],
+        1,
+        "refusals change nothing"
+    );
+    let gone = ok_json(&redis, &format!("{forget} --force"));
+    assert_eq!(gone["issued"], 1);
+    assert!(gone["removedKeys"].as_u64().unwrap() > 0, "{gone}");
+    assert!(store.snapshot(&campaign).await.unwrap().is_none());
+    assert!(!store.registry().await.unwrap().contains(&id));
+    fails_naming(&redis, &show, "not found");
+    fails_naming(&redis, &forget, "not found");
+    // What an interrupted cleanup can leave: the id in the registry, no campaign behind it.
+    let _: () = redis::cmd("SADD")
+        .arg("stampede:campaigns")
+        .arg(&id)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    ok_json(&redis, &forget);
+    assert!(!store.registry().await.unwrap().contains(&id));
+
+    // A load test's shadow never sold anything real: it goes open, once its outbox is empty.
+    let shadow = campaign.shadow("smoke");
+    store.ensure_campaign(&shadow, 10, None).await.unwrap();
+    ok_json(&redis, &format!("campaign forget --id {shadow}"));
+    assert!(store.snapshot(&shadow).await.unwrap().is_none());
     drop_topics(&stack_kafka(), &id);
 }

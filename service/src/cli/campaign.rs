@@ -1,4 +1,4 @@
-//! `campaign create|show|restock|pause|resume|close|reopen`.
+//! `campaign create|show|restock|pause|resume|close|reopen|unsuspend|forget|waiting-room`.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -77,6 +77,19 @@ pub enum CampaignCommand {
     Unsuspend(Simple),
     /// Give an existing campaign a waiting room, change its settings, or turn it off.
     WaitingRoom(WaitingRoomCommand),
+    /// Remove a closed campaign's Redis data (stock, holders, outbox), as the operator's
+    /// `deletionPolicy: Delete` does: what a cleanup left behind, or a rehearsal's
+    /// leftovers. Kafka topics and rows in PostgreSQL stay.
+    Forget {
+        #[command(flatten)]
+        id: IdArg,
+        /// Also when the campaign is open or its outbox still holds issuances not yet in
+        /// Kafka (run `audit` first: it lists what PostgreSQL lacks).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
 }
 
 /// `--id`.
@@ -114,56 +127,64 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
         );
     }
     match cmd {
-        CampaignCommand::Create {
-            stock,
-            opens_at,
-            closes_at,
-            partitions,
-            replication_factor,
-            shards,
-            waiting_room,
-            room,
-            kafka,
-            ..
-        } => {
-            let window = (opens_at.is_some() || closes_at.is_some())
-                .then(|| Window::from_rfc3339(opens_at.as_deref(), closes_at.as_deref()))
-                .transpose()?;
-            let room = waiting_room
-                .then(|| room.config(WaitingRoomConfig::default()))
-                .transpose()?;
-            // Topics first: a campaign must not open without the topic its outbox drains to.
-            let topics = ensure_topics(
-                &kafka.config()?,
-                campaign.as_str(),
-                partitions,
-                replication_factor,
-            )
-            .await?;
-            let outcome = match &room {
-                Some(room) => {
-                    store
-                        .ensure_campaign_with_room(&campaign, stock, window, (false, shards), room)
-                        .await?
-                }
-                None => {
-                    store
-                        .ensure_sharded(&campaign, stock, window, false, shards)
-                        .await?
-                }
-            };
-            print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
-        }
+        CampaignCommand::Create { .. } => create(&store, &campaign, cmd).await,
+        CampaignCommand::Forget { force, .. } => forget(&store, &campaign, force).await,
         _ => show(&store, &campaign).await,
     }
+}
+
+/// `campaign create`: the topics, then the campaign (or brought up to the flags).
+async fn create(store: &Store, campaign: &CampaignId, cmd: CampaignCommand) -> Result<(), Error> {
+    let CampaignCommand::Create {
+        stock,
+        opens_at,
+        closes_at,
+        partitions,
+        replication_factor,
+        shards,
+        waiting_room,
+        room,
+        kafka,
+        ..
+    } = cmd
+    else {
+        unreachable!("run dispatches only create here");
+    };
+    let window = (opens_at.is_some() || closes_at.is_some())
+        .then(|| Window::from_rfc3339(opens_at.as_deref(), closes_at.as_deref()))
+        .transpose()?;
+    let room = waiting_room
+        .then(|| room.config(WaitingRoomConfig::default()))
+        .transpose()?;
+    // Topics first: a campaign must not open without the topic its outbox drains to.
+    let topics = ensure_topics(
+        &kafka.config()?,
+        campaign.as_str(),
+        partitions,
+        replication_factor,
+    )
+    .await?;
+    let outcome = match &room {
+        Some(room) => {
+            store
+                .ensure_campaign_with_room(campaign, stock, window, (false, shards), room)
+                .await?
+        }
+        None => {
+            store
+                .ensure_sharded(campaign, stock, window, false, shards)
+                .await?
+        }
+    };
+    print(json!({ "campaign": campaign.as_str(), "provision": outcome, "kafka": topics }))
 }
 
 /// The campaign a command names and how to reach its Redis.
 fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
     match cmd {
-        CampaignCommand::Create { id, redis, .. } | CampaignCommand::Restock { id, redis, .. } => {
-            (id, redis)
-        }
+        CampaignCommand::Create { id, redis, .. }
+        | CampaignCommand::Restock { id, redis, .. }
+        | CampaignCommand::Forget { id, redis, .. } => (id, redis),
         CampaignCommand::Show(s)
         | CampaignCommand::Pause(s)
         | CampaignCommand::Resume(s)
@@ -210,7 +231,9 @@ fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
             None
         }
         CampaignCommand::Restock { add: 0, .. } => return invalid("--add must be at least 1"),
-        CampaignCommand::Create { .. } | CampaignCommand::Show(_) => None,
+        CampaignCommand::Create { .. }
+        | CampaignCommand::Show(_)
+        | CampaignCommand::Forget { .. } => None,
         CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
         CampaignCommand::Pause(_) => Some(AdminAction::Pause),
         CampaignCommand::Resume(_) => Some(AdminAction::Resume),
@@ -236,4 +259,42 @@ async fn show(store: &Store, campaign: &CampaignId) -> Result<(), Error> {
         view["shards"] = json!(ledger);
     }
     print(view)
+}
+
+/// Removes `campaign`'s Redis keys (its buckets' too) once it is closed and its outbox
+/// drained, or at once with `force`; a load test's shadow needs no close (it never sold).
+/// What an interrupted cleanup left of it (a registry entry, a stream) goes too.
+async fn forget(store: &Store, campaign: &CampaignId, force: bool) -> Result<(), Error> {
+    let Some(snap) = store.snapshot(campaign).await? else {
+        if !store
+            .registry()
+            .await?
+            .iter()
+            .any(|c| c == campaign.as_str())
+        {
+            return Err(Error::CampaignNotFound(campaign.to_string()));
+        }
+        let removed = store.forget(campaign).await?;
+        return print(
+            json!({ "campaign": campaign.as_str(), "action": "Forget", "removedKeys": removed, "issued": null }),
+        );
+    };
+    if !force {
+        if !snap.closed && !campaign.is_load_test_shadow() {
+            return Err(Error::InvalidInput(format!(
+                "--id: campaign {campaign} is open: `campaign close --id {campaign}` first (or --force)"
+            )));
+        }
+        if snap.outbox_len > 0 {
+            return Err(Error::InvalidInput(format!(
+                "--id: {} issuances of {campaign} are still in its outbox, not yet in Kafka: \
+                 let a relay drain them, or run `audit` and then --force",
+                snap.outbox_len
+            )));
+        }
+    }
+    let removed = store.forget(campaign).await?;
+    print(
+        json!({ "campaign": campaign.as_str(), "action": "Forget", "removedKeys": removed, "issued": snap.issued }),
+    )
 }
