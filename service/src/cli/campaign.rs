@@ -79,7 +79,8 @@ pub enum CampaignCommand {
     WaitingRoom(WaitingRoomCommand),
     /// Remove a closed campaign's Redis data (stock, holders, outbox), as the operator's
     /// `deletionPolicy: Delete` does: what a cleanup left behind, or a rehearsal's
-    /// leftovers. Kafka topics and rows in PostgreSQL stay.
+    /// leftovers. Kafka topics and rows in PostgreSQL stay. Never for a campaign that still
+    /// has a CouponCampaign: the operator would provision it afresh, holders forgotten.
     Forget {
         #[command(flatten)]
         id: IdArg,
