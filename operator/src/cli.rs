@@ -56,6 +56,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "STAMPEDE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
@@ -66,6 +67,7 @@ pub struct RunArgs {
     #[arg(
         long,
         env = "STAMPEDE_DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://stampede:stampede@127.0.0.1:5432/stampede"
     )]
     pub database_url: String,

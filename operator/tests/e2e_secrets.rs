@@ -222,3 +222,9 @@ fn assert_none_in(secrets: &[String], what: &str, text: &str) {
         );
     }
 }
+
+#[test]
+fn no_help_shows_a_credential_from_the_environment() {
+    let vars = ["STAMPEDE_REDIS_URL", "STAMPEDE_DATABASE_URL"];
+    assert_no_help_shows(env!("CARGO_BIN_EXE_stampede-operator"), &vars, 4);
+}

@@ -211,3 +211,18 @@ async fn forget_removes_a_closed_drained_campaign_and_refuses_otherwise() {
     assert!(store.snapshot(&shadow).await.unwrap().is_none());
     drop_topics(&stack_kafka(), &id);
 }
+
+#[test]
+fn no_help_shows_a_credential_from_the_environment() {
+    let bin = service_command()
+        .get_program()
+        .to_string_lossy()
+        .into_owned();
+    let vars = [
+        "STAMPEDE_REDIS_URL",
+        "STAMPEDE_DATABASE_URL",
+        "STAMPEDE_JWT_HS256_SECRET",
+        "STAMPEDE_WAITING_ROOM_KEY",
+    ];
+    common::assert_no_help_shows(&bin, &vars, 15);
+}

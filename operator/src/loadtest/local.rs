@@ -36,6 +36,7 @@ pub struct LoadTestArgs {
     #[arg(
         long,
         env = "STAMPEDE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,

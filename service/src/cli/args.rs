@@ -16,6 +16,7 @@ pub struct RedisArgs {
     #[arg(
         long,
         env = "STAMPEDE_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
@@ -64,6 +65,7 @@ pub struct DatabaseArgs {
     #[arg(
         long,
         env = "STAMPEDE_DATABASE_URL",
+        hide_env_values = true,
         default_value = "postgres://stampede:stampede@127.0.0.1:5432/stampede"
     )]
     pub database_url: String,

@@ -142,3 +142,53 @@ pub async fn exit_within(child: &mut Child, limit: Duration) -> ExitStatus {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Every `--help` of `bin`, each subcommand's too (found in its parent's "Commands:"),
+/// run with `env` set: (the command path, the text).
+pub fn every_help(bin: &str, env: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let mut todo = vec![Vec::<String>::new()];
+    while let Some(path) = todo.pop() {
+        let out = std::process::Command::new(bin)
+            .args(&path)
+            .arg("--help")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{path:?} --help: {text}");
+        let commands = text.lines().skip_while(|l| *l != "Commands:").skip(1);
+        // A command's line starts two spaces in; a wrapped description further in.
+        for line in commands.take_while(|l| !l.is_empty()) {
+            let name = line.strip_prefix("  ").filter(|l| !l.starts_with(' '));
+            if let Some(name) = name
+                .and_then(|l| l.split_whitespace().next())
+                .filter(|n| *n != "help")
+            {
+                todo.push([path.clone(), vec![name.to_owned()]].concat());
+            }
+        }
+        found.push((path.join(" "), text));
+    }
+    found
+}
+
+/// Asserts that none of `bin`'s `--help` texts (at least `min` of them) shows the value of
+/// any of `vars`, each set to a URL with a password, as a Secret would hand it over.
+pub fn assert_no_help_shows(bin: &str, vars: &[&str], min: usize) {
+    let secret = "s3cret-from-a-Secret";
+    let value = format!("redis://app:{secret}@127.0.0.1:1/0123456789abcdef0123456789abcdef");
+    let env: Vec<_> = vars.iter().map(|v| (*v, value.clone())).collect();
+    let helps = every_help(bin, &env);
+    assert!(
+        helps.len() >= min,
+        "{} helps: the walk found too few",
+        helps.len()
+    );
+    for (path, text) in helps {
+        assert!(
+            !text.contains(secret),
+            "`{path} --help` shows a credential:\n{text}"
+        );
+    }
+}
