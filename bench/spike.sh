@@ -5,8 +5,9 @@
 # the same spike against /healthz (bench/spike-healthz.js: the floor that k6 starting 1 000
 # VUs and opening 1 000 connections on two cores sets) and against a sold-out campaign (the
 # same requests answered 410 from memory: HTTP, the token and routing without Redis).
-# Prints each run's p95 and the medians' ratio (aim: issue within 1.2x of healthz, 0
-# errors), and what the time is made of:
+# Prints each run's p95 and the medians' ratios (aim: issue within 1.2x of healthz, 0
+# errors; issue to sold-out, whose k6 work is the same, is the service's own share), and
+# what the time is made of:
 #   connect   k6's http_req_connecting p95 (the kernel's handshake; a full listen queue
 #             shows here as SYN retries)
 #   waiting   k6's http_req_waiting p95 (request sent -> first byte back: waiting to be
