@@ -22,6 +22,7 @@ use stampede_core::ids::{CampaignId, UserId};
 use stampede_core::store::Store;
 use stampede_operator::crd::Phase;
 use stampede_operator::loadtest::RUN_LABEL;
+use std::time::Duration;
 
 const THREE_TESTS: &str = "apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign
@@ -185,6 +186,54 @@ async fn verdicts_from_the_summaries(c: &Cluster, name: &str, crash_code: i32) {
         &["LoadTestStarted", "LoadTestPassed", "LoadTestFailed"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
+    let c = Cluster::start().await;
+    let name = unique("lt-out");
+    let _forget = Forget(c.id(&name));
+    let id = CampaignId::parse(&c.id(&name)).unwrap();
+    let (kept, dropped) = (id.shadow("keep"), id.shadow("drop"));
+    let _shadows = [Forget(kept.to_string()), Forget(dropped.to_string())];
+    let op = c.operator();
+    let test = |n: &str| format!("{{name: {n}, profile: smoke, duration: 60s}}");
+    ready_campaign(
+        &c,
+        &name,
+        &campaign_with_tests(&[test("keep"), test("drop")]),
+    )
+    .await;
+    for shadow in [&kept, &dropped] {
+        eventually("both runs under way", Duration::from_secs(30), || async {
+            snapshot(shadow.as_str()).await.map(|_| ())
+        })
+        .await;
+    }
+    let keep_only =
+        json!({ "loadTests": [{ "name": "keep", "profile": "smoke", "duration": "60s" }] });
+    c.patch_spec(&name, keep_only).await.unwrap();
+    eventually(
+        "the dropped test's shadow forgotten",
+        Duration::from_secs(30),
+        || async { snapshot(dropped.as_str()).await.is_none().then_some(()) },
+    )
+    .await;
+    let s = c
+        .status_until(&name, "the dropped test out of the status", |s| {
+            s.load_tests.iter().all(|r| r.name != "drop")
+        })
+        .await;
+    assert!(
+        s.load_tests
+            .iter()
+            .any(|r| r.name == "keep" && r.verdict.is_none())
+    );
+    assert!(
+        snapshot(kept.as_str()).await.is_some(),
+        "the other run goes on"
+    );
+    op.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

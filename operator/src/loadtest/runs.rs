@@ -68,6 +68,14 @@ pub(crate) async fn reconcile_runs(
         }
         out.push(r.advance(test, &run, recorded).await?);
     }
+    // A test taken out of the spec mid-run drops out of the status below, and nothing else
+    // would ever forget its shadow; its runners find it gone and end.
+    let removed = prev
+        .iter()
+        .filter(|s| s.verdict.is_none() && !plan.load_tests.iter().any(|t| t.name == s.name));
+    for gone in removed {
+        r.stock.forget(&plan.campaign.shadow(&gone.name)).await?;
+    }
     Ok(out)
 }
 
