@@ -185,10 +185,7 @@ async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str, shadow: &Camp
     eventually(
         "the load test's shadow provisioned",
         Duration::from_secs(30),
-        || {
-            let shadow = shadow.to_string();
-            async move { snapshot(&shadow).await.map(|_| ()) }
-        },
+        || async { snapshot(shadow.as_str()).await.map(|_| ()) },
     )
     .await;
     c.campaigns()

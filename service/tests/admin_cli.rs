@@ -196,7 +196,7 @@ async fn forget_removes_a_closed_drained_campaign_and_refuses_otherwise() {
     fails_naming(&redis, &forget, "not found");
     // What an interrupted cleanup can leave: the id in the registry, no campaign behind it.
     let _: () = redis::cmd("SADD")
-        .arg("stampede:campaigns")
+        .arg(stampede_core::keys::REGISTRY)
         .arg(&id)
         .query_async(&mut redis.conn().await)
         .await

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
+use stampede_core::ids::CampaignId;
 
 use super::pods::{ended, held_up, held_up_note};
 use super::{
@@ -70,13 +71,26 @@ pub(crate) async fn reconcile_runs(
     }
     // A test taken out of the spec mid-run drops out of the status below, and nothing else
     // would ever forget its shadow; its runners find it gone and end.
-    let removed = prev
+    let removed: Vec<&str> = prev
         .iter()
-        .filter(|s| s.verdict.is_none() && !plan.load_tests.iter().any(|t| t.name == s.name));
-    for gone in removed {
-        r.stock.forget(&plan.campaign.shadow(&gone.name)).await?;
-    }
+        .filter(|s| s.verdict.is_none() && !plan.load_tests.iter().any(|t| t.name == s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    forget_shadows(r.stock, &plan.campaign, &removed).await?;
     Ok(out)
+}
+
+/// Forgets the shadow campaigns of `campaign`'s load tests named `tests`; the keys removed.
+pub(crate) async fn forget_shadows(
+    stock: &dyn Stock,
+    campaign: &CampaignId,
+    tests: &[&str],
+) -> Result<u64, Error> {
+    let mut removed = 0;
+    for test in tests {
+        removed += stock.forget(&campaign.shadow(test)).await?;
+    }
+    Ok(removed)
 }
 
 impl Runs<'_> {

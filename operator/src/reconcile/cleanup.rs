@@ -17,6 +17,7 @@ use crate::backends::{Connections, Stock, connections};
 use crate::context::Context;
 use crate::crd::{CouponCampaign, DeletionPolicy};
 use crate::events::{EventReason, publish};
+use crate::loadtest::forget_shadows;
 use crate::validate::{Plan, validate};
 
 /// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
@@ -108,7 +109,8 @@ async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action
     }
     // Test scaffolding, never real coupons: a run the deletion interrupted leaves its
     // shadow behind, and nothing would ever remove it, whatever the policy keeps.
-    let shadow_keys = forget_shadows(stock.as_ref(), plan).await?;
+    let tests: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+    let shadow_keys = forget_shadows(stock.as_ref(), &plan.campaign, &tests).await?;
     if plan.deletion_policy == DeletionPolicy::Retain {
         info!(campaign = %plan.campaign, shadow_keys, "closed; data retained, load-test shadows removed");
         return Ok(Action::await_change());
@@ -116,15 +118,6 @@ async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action
     drained(cc, ctx, stock.as_ref(), plan).await?;
     delete(cc, ctx, stock.as_ref(), plan, &conns, shadow_keys).await?;
     Ok(Action::await_change())
-}
-
-/// Removes the Redis keys of the campaign's load tests' shadow campaigns; how many.
-async fn forget_shadows(stock: &dyn Stock, plan: &Plan) -> Result<u64, Error> {
-    let mut removed = 0;
-    for t in &plan.load_tests {
-        removed += stock.forget(&plan.campaign.shadow(&t.name)).await?;
-    }
-    Ok(removed)
 }
 
 /// `Ok` once the outbox is empty or the drain timeout has passed since deletion started.

@@ -18,40 +18,7 @@ use stampede_core::waiting_room::WaitingRoomConfig;
 pub enum CampaignCommand {
     /// Create a campaign and its Kafka topics, or bring an existing one to the given stock
     /// and partitions (never shrinks either, never resets holders).
-    Create {
-        #[command(flatten)]
-        id: IdArg,
-        /// Coupons to hand out (at least 1).
-        #[arg(long)]
-        stock: u64,
-        /// When issuance opens (RFC 3339); default: now.
-        #[arg(long)]
-        opens_at: Option<String>,
-        /// When issuance closes (RFC 3339); default: never.
-        #[arg(long)]
-        closes_at: Option<String>,
-        /// Partitions of the campaign topic `stampede.<id>` (grows, never shrinks).
-        #[arg(long, default_value_t = 6)]
-        partitions: i32,
-        /// Replication factor of new topics.
-        #[arg(long, default_value_t = 1)]
-        replication_factor: i32,
-        /// Buckets to split the stock into (1..=64), each with its own hash tag: on a Redis
-        /// Cluster on different primaries, so one hot campaign spreads across shards. Fixed
-        /// once the campaign exists.
-        #[arg(long, default_value_t = 1)]
-        shards: u32,
-        /// Give the campaign a waiting room: issuing then needs an admission from its line
-        /// (docs/waiting-room.md). Needs --shards 1.
-        #[arg(long)]
-        waiting_room: bool,
-        #[command(flatten)]
-        room: RoomArgs,
-        #[command(flatten)]
-        redis: RedisArgs,
-        #[command(flatten)]
-        kafka: KafkaArgs,
-    },
+    Create(CreateArgs),
     /// Print a campaign's state and stock as JSON.
     Show(Simple),
     /// Add stock atomically.
@@ -93,6 +60,43 @@ pub enum CampaignCommand {
     },
 }
 
+/// `campaign create`'s flags.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    id: IdArg,
+    /// Coupons to hand out (at least 1).
+    #[arg(long)]
+    stock: u64,
+    /// When issuance opens (RFC 3339); default: now.
+    #[arg(long)]
+    opens_at: Option<String>,
+    /// When issuance closes (RFC 3339); default: never.
+    #[arg(long)]
+    closes_at: Option<String>,
+    /// Partitions of the campaign topic `stampede.<id>` (grows, never shrinks).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// Replication factor of new topics.
+    #[arg(long, default_value_t = 1)]
+    replication_factor: i32,
+    /// Buckets to split the stock into (1..=64), each with its own hash tag: on a Redis
+    /// Cluster on different primaries, so one hot campaign spreads across shards. Fixed
+    /// once the campaign exists.
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
+    /// Give the campaign a waiting room: issuing then needs an admission from its line
+    /// (docs/waiting-room.md). Needs --shards 1.
+    #[arg(long)]
+    waiting_room: bool,
+    #[command(flatten)]
+    room: RoomArgs,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    kafka: KafkaArgs,
+}
+
 /// `--id`.
 #[derive(Debug, Args)]
 pub struct IdArg {
@@ -128,15 +132,15 @@ pub async fn run(cmd: CampaignCommand) -> Result<(), Error> {
         );
     }
     match cmd {
-        CampaignCommand::Create { .. } => create(&store, &campaign, cmd).await,
+        CampaignCommand::Create(c) => create(&store, &campaign, c).await,
         CampaignCommand::Forget { force, .. } => forget(&store, &campaign, force).await,
         _ => show(&store, &campaign).await,
     }
 }
 
 /// `campaign create`: the topics, then the campaign (or brought up to the flags).
-async fn create(store: &Store, campaign: &CampaignId, cmd: CampaignCommand) -> Result<(), Error> {
-    let CampaignCommand::Create {
+async fn create(store: &Store, campaign: &CampaignId, c: CreateArgs) -> Result<(), Error> {
+    let CreateArgs {
         stock,
         opens_at,
         closes_at,
@@ -147,10 +151,7 @@ async fn create(store: &Store, campaign: &CampaignId, cmd: CampaignCommand) -> R
         room,
         kafka,
         ..
-    } = cmd
-    else {
-        unreachable!("run dispatches only create here");
-    };
+    } = c;
     let window = (opens_at.is_some() || closes_at.is_some())
         .then(|| Window::from_rfc3339(opens_at.as_deref(), closes_at.as_deref()))
         .transpose()?;
@@ -183,7 +184,7 @@ async fn create(store: &Store, campaign: &CampaignId, cmd: CampaignCommand) -> R
 /// The campaign a command names and how to reach its Redis.
 fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
     match cmd {
-        CampaignCommand::Create { id, redis, .. }
+        CampaignCommand::Create(CreateArgs { id, redis, .. })
         | CampaignCommand::Restock { id, redis, .. }
         | CampaignCommand::Forget { id, redis, .. } => (id, redis),
         CampaignCommand::Show(s)
@@ -196,45 +197,46 @@ fn target(cmd: &CampaignCommand) -> (&IdArg, &RedisArgs) {
     }
 }
 
-/// The admin change a command asks for (`None` for create and show), after checking its
-/// numbers, before anything touches Redis or Kafka.
-fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
-    let invalid = |m: &str| Err(Error::InvalidInput(m.into()));
-    Ok(match cmd {
-        CampaignCommand::Create { stock: 0, .. } => return invalid("--stock must be at least 1"),
-        CampaignCommand::Create { partitions, .. } if *partitions < 1 => {
+impl CreateArgs {
+    /// Checks the numbers and the waiting room's settings.
+    fn check(&self) -> Result<(), Error> {
+        let invalid = |m: &str| Err(Error::InvalidInput(m.into()));
+        if self.stock == 0 {
+            return invalid("--stock must be at least 1");
+        }
+        if self.partitions < 1 {
             return invalid("--partitions must be at least 1");
         }
-        CampaignCommand::Create {
-            replication_factor, ..
-        } if *replication_factor < 1 => return invalid("--replication-factor must be at least 1"),
-        CampaignCommand::Create {
-            waiting_room: false,
-            room,
-            ..
-        } if room.any() => return invalid("waiting-room settings need --waiting-room"),
-        CampaignCommand::Create {
-            waiting_room: true,
-            shards,
-            ..
-        } if *shards > 1 => {
+        if self.replication_factor < 1 {
+            return invalid("--replication-factor must be at least 1");
+        }
+        if !self.waiting_room {
+            return match self.room.any() {
+                true => invalid("waiting-room settings need --waiting-room"),
+                false => Ok(()),
+            };
+        }
+        if self.shards > 1 {
             return invalid(
                 "--waiting-room needs --shards 1: a sharded campaign's buckets issue on \
                  slots of their own, where no one script could see the line",
             );
         }
-        CampaignCommand::Create {
-            waiting_room: true,
-            room,
-            ..
-        } => {
-            room.config(WaitingRoomConfig::default())?;
+        self.room.config(WaitingRoomConfig::default()).map(|_| ())
+    }
+}
+
+/// The admin change a command asks for (`None` for create and show), after checking its
+/// numbers, before anything touches Redis or Kafka.
+fn admin_action(cmd: &CampaignCommand) -> Result<Option<AdminAction>, Error> {
+    let invalid = |m: &str| Err(Error::InvalidInput(m.into()));
+    Ok(match cmd {
+        CampaignCommand::Create(c) => {
+            c.check()?;
             None
         }
         CampaignCommand::Restock { add: 0, .. } => return invalid("--add must be at least 1"),
-        CampaignCommand::Create { .. }
-        | CampaignCommand::Show(_)
-        | CampaignCommand::Forget { .. } => None,
+        CampaignCommand::Show(_) | CampaignCommand::Forget { .. } => None,
         CampaignCommand::Restock { add, .. } => Some(AdminAction::Restock(*add)),
         CampaignCommand::Pause(_) => Some(AdminAction::Pause),
         CampaignCommand::Resume(_) => Some(AdminAction::Resume),
@@ -266,36 +268,33 @@ async fn show(store: &Store, campaign: &CampaignId) -> Result<(), Error> {
 /// drained, or at once with `force`; a load test's shadow needs no close (it never sold).
 /// What an interrupted cleanup left of it (a registry entry, a stream) goes too.
 async fn forget(store: &Store, campaign: &CampaignId, force: bool) -> Result<(), Error> {
-    let Some(snap) = store.snapshot(campaign).await? else {
-        if !store
+    let snap = store.snapshot(campaign).await?;
+    match &snap {
+        None if !store
             .registry()
             .await?
             .iter()
-            .any(|c| c == campaign.as_str())
+            .any(|c| c == campaign.as_str()) =>
         {
             return Err(Error::CampaignNotFound(campaign.to_string()));
         }
-        let removed = store.forget(campaign).await?;
-        return print(
-            json!({ "campaign": campaign.as_str(), "action": "Forget", "removedKeys": removed, "issued": null }),
-        );
-    };
-    if !force {
-        if !snap.closed && !campaign.is_load_test_shadow() {
+        Some(s) if !force && !s.closed && !campaign.is_load_test_shadow() => {
             return Err(Error::InvalidInput(format!(
                 "--id: campaign {campaign} is open: `campaign close --id {campaign}` first (or --force)"
             )));
         }
-        if snap.outbox_len > 0 {
+        Some(s) if !force && s.outbox_len > 0 => {
             return Err(Error::InvalidInput(format!(
                 "--id: {} issuances of {campaign} are still in its outbox, not yet in Kafka: \
                  let a relay drain them, or run `audit` and then --force",
-                snap.outbox_len
+                s.outbox_len
             )));
         }
+        _ => {}
     }
     let removed = store.forget(campaign).await?;
+    let issued = snap.map(|s| s.issued);
     print(
-        json!({ "campaign": campaign.as_str(), "action": "Forget", "removedKeys": removed, "issued": snap.issued }),
+        json!({ "campaign": campaign.as_str(), "action": "Forget", "removedKeys": removed, "issued": issued }),
     )
 }
