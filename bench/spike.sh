@@ -16,13 +16,13 @@
 #             in its buckets): from the router to the answer, Redis included
 #   cpu       CPU seconds k6, serve and Redis used during the spike
 #   overflow  the kernel's TcpExt ListenOverflows + ListenDrops during the spike
-#   bench/spike.sh            # ROUNDS=3 VUS=1000
+#   bench/spike.sh            # ROUNDS=10 VUS=1000 (~30 s; medians of 3 rounds swung 1.0-3.3x within an hour)
 #   ROUNDS=5 VUS=500 bench/spike.sh
 #   CLIENT_NICE=19 bench/spike.sh   # k6 at that niceness (it yields the cores to the service)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-10}
 VUS=${VUS:-1000}
 PORT=${BENCH_PORT:-18187}
 K6=$(scripts/deps k6-path)
