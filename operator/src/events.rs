@@ -36,6 +36,8 @@ string_enum! {
         LoadTestPassed,
         /// A load-test run failed.
         LoadTestFailed,
+        /// A load-test run was stopped unjudged: taken out of the spec, or superseded.
+        LoadTestStopped,
         /// The gate let a held campaign open.
         GateOpened,
         /// The gate holds the campaign closed.

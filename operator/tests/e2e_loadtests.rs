@@ -189,7 +189,7 @@ async fn verdicts_from_the_summaries(c: &Cluster, name: &str, crash_code: i32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
+async fn a_test_taken_out_or_changed_mid_run_stops_its_runners_and_leaves_no_shadow() {
     let c = Cluster::start().await;
     let name = unique("lt-out");
     let _forget = Forget(c.id(&name));
@@ -210,6 +210,8 @@ async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
         })
         .await;
     }
+    let keep_first = runner_jobs(&c, "keep", 1).await.remove(0);
+    runner_jobs(&c, "drop", 1).await;
     let keep_only =
         json!({ "loadTests": [{ "name": "keep", "profile": "smoke", "duration": "60s" }] });
     c.patch_spec(&name, keep_only).await.unwrap();
@@ -219,6 +221,9 @@ async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
         || async { snapshot(dropped.as_str()).await.is_none().then_some(()) },
     )
     .await;
+    // Its runner stopped (the Job deleted), the other test's left running.
+    runner_jobs(&c, "drop", 0).await;
+    assert_eq!(runner_jobs(&c, "keep", 1).await[0].uid(), keep_first.uid());
     let s = c
         .status_until(&name, "the dropped test out of the status", |s| {
             s.load_tests.iter().all(|r| r.name != "drop")
@@ -233,7 +238,23 @@ async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
         snapshot(kept.as_str()).await.is_some(),
         "the other run goes on"
     );
+    a_changed_test_runs_anew(&c, &name, &keep_first).await;
     op.stop().await;
+}
+
+/// Changed mid-run, test `keep` (whose runner was `first`) runs anew: the first run's
+/// runner stops and one of the new run starts.
+async fn a_changed_test_runs_anew(c: &Cluster, name: &str, first: &Job) {
+    let longer =
+        json!({ "loadTests": [{ "name": "keep", "profile": "smoke", "duration": "61s" }] });
+    c.patch_spec(name, longer).await.unwrap();
+    let now = eventually("the new run's runner", Duration::from_secs(60), || async {
+        let jobs = runner_jobs(c, "keep", 1).await;
+        (jobs[0].uid() != first.uid()).then(|| jobs[0].clone())
+    })
+    .await;
+    assert_ne!(now.labels()[RUN_LABEL], first.labels()[RUN_LABEL]);
+    c.events_until(name, &["LoadTestStopped"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

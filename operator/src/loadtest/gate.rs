@@ -87,7 +87,7 @@ pub(crate) fn gate_action(gate: &Gate, gate_closed: bool) -> Option<AdminAction>
     }
 }
 
-/// Events for load-test runs that started or finished.
+/// Events for load-test runs that started, finished or stopped unjudged.
 pub(crate) async fn report_runs(
     ctx: &Context,
     cc: &CouponCampaign,
@@ -95,6 +95,7 @@ pub(crate) async fn report_runs(
     now: &[LoadTestStatus],
 ) {
     let prev = prev.map(|p| p.load_tests.as_slice()).unwrap_or_default();
+    let mut events = Vec::new();
     for r in now {
         let before = prev.iter().find(|p| p.name == r.name && p.run == r.run);
         if before.is_none() && r.started_at.is_some() {
@@ -102,14 +103,7 @@ pub(crate) async fn report_runs(
                 "load test {} started: run {}, {} segment(s)",
                 r.name, r.run, r.segments
             );
-            publish(
-                ctx,
-                cc,
-                EventType::Normal,
-                EventReason::LoadTestStarted,
-                note,
-            )
-            .await;
+            events.push((EventType::Normal, EventReason::LoadTestStarted, note));
         }
         let newly = r.verdict.is_some() && before.is_none_or(|p| p.verdict.is_none());
         match r.verdict.as_deref().map(|v| (v, Verdict::parse(v))) {
@@ -121,28 +115,40 @@ pub(crate) async fn report_runs(
                     r.p95_ms.unwrap_or_default(),
                     r.error_rate.unwrap_or_default()
                 );
-                publish(
-                    ctx,
-                    cc,
-                    EventType::Normal,
-                    EventReason::LoadTestPassed,
-                    note,
-                )
-                .await;
+                events.push((EventType::Normal, EventReason::LoadTestPassed, note));
             }
             Some((v, _)) if newly => {
                 let why = r.reason.as_deref().unwrap_or("");
                 let note = format!("load test {} {v}: {why}", r.name);
-                publish(
-                    ctx,
-                    cc,
-                    EventType::Warning,
-                    EventReason::LoadTestFailed,
-                    note,
-                )
-                .await;
+                events.push((EventType::Warning, EventReason::LoadTestFailed, note));
             }
             _ => {}
         }
     }
+    for note in stopped_runs(prev, now) {
+        events.push((EventType::Normal, EventReason::LoadTestStopped, note));
+    }
+    for (type_, reason, note) in events {
+        publish(ctx, cc, type_, reason, note).await;
+    }
+}
+
+/// A note for each run `prev` recorded unjudged that `now` no longer has: why it stopped.
+pub(super) fn stopped_runs(prev: &[LoadTestStatus], now: &[LoadTestStatus]) -> Vec<String> {
+    prev.iter()
+        .filter(|p| p.verdict.is_none() && !now.iter().any(|r| r.name == p.name && r.run == p.run))
+        .map(|p| {
+            let why = match now.iter().find(|r| r.name == p.name) {
+                Some(next) => format!(
+                    "superseded by run {} (its spec or the stock changed)",
+                    next.run
+                ),
+                None => "taken out of the spec".to_owned(),
+            };
+            format!(
+                "load test {} stopped unjudged: run {}, {why}",
+                p.name, p.run
+            )
+        })
+        .collect()
 }

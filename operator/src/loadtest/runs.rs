@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
 use stampede_core::ids::CampaignId;
@@ -19,7 +19,7 @@ use crate::Error;
 use crate::backends::{Shape, Stock};
 use crate::crd::{LoadTestSpec, LoadTestStatus};
 use crate::kubeapi::ssa;
-use crate::validate::Plan;
+use crate::validate::{CAMPAIGN_LABEL, Plan};
 
 /// What every run of one reconcile shares.
 pub(crate) struct Runs<'a> {
@@ -44,6 +44,12 @@ pub(crate) async fn reconcile_runs(
     ready: bool,
 ) -> Result<Vec<LoadTestStatus>, Error> {
     let plan = r.plan;
+    // Runners of a run the spec no longer names (a test taken out, or changed or restocked
+    // so that it runs anew) stop before a new run resets the shadow they would go on hitting.
+    let current: Vec<String> = plan.load_tests.iter().map(|t| run_id(plan, t)).collect();
+    if may_have_stale_runners(prev, &current) {
+        stop_stale_runners(r.client, plan, &current).await?;
+    }
     let mut out = Vec::with_capacity(plan.load_tests.len());
     let mut scripts_applied = false;
     for test in &plan.load_tests {
@@ -70,7 +76,7 @@ pub(crate) async fn reconcile_runs(
         out.push(r.advance(test, &run, recorded).await?);
     }
     // A test taken out of the spec mid-run drops out of the status below, and nothing else
-    // would ever forget its shadow; its runners find it gone and end.
+    // would ever forget its shadow (its runners were stopped above).
     let removed: Vec<&str> = prev
         .iter()
         .filter(|s| s.verdict.is_none() && !plan.load_tests.iter().any(|t| t.name == s.name))
@@ -78,6 +84,53 @@ pub(crate) async fn reconcile_runs(
         .collect();
     forget_shadows(r.stock, &plan.campaign, &removed).await?;
     Ok(out)
+}
+
+/// Whether runners of a run not in `current` may be running: a run recorded unjudged that
+/// the spec no longer names, or a run about to start (whose predecessor a crash may have
+/// kept out of the status). Otherwise the Jobs are not listed.
+pub(super) fn may_have_stale_runners(prev: &[LoadTestStatus], current: &[String]) -> bool {
+    prev.iter()
+        .any(|s| s.verdict.is_none() && !current.contains(&s.run))
+        || current.iter().any(|run| prev.iter().all(|s| &s.run != run))
+}
+
+/// Deletes the campaign's runner Jobs (their pods with them) that are still running a run
+/// not in `current`; finished ones are left to their TTL.
+async fn stop_stale_runners(client: &Client, plan: &Plan, current: &[String]) -> Result<(), Error> {
+    let jobs = Api::<Job>::namespaced(client.clone(), &plan.namespace);
+    let selector = format!("{CAMPAIGN_LABEL}={},{RUN_LABEL}", plan.name);
+    let listed = jobs.list(&ListParams::default().labels(&selector)).await?;
+    for name in stale_runners(&listed.items, current) {
+        match jobs.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {
+                tracing::info!(campaign = %plan.campaign, job = %name, "stopped a runner of a run the spec no longer names")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The names of `jobs` that run a run not in `current` and have not finished.
+pub(super) fn stale_runners(jobs: &[Job], current: &[String]) -> Vec<String> {
+    let finished = |job: &Job| {
+        job.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+            })
+    };
+    jobs.iter()
+        .filter(|j| {
+            let run = j.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL));
+            run.is_some_and(|r| !current.contains(r)) && !finished(j)
+        })
+        .filter_map(|j| j.metadata.name.clone())
+        .collect()
 }
 
 /// Forgets the shadow campaigns of `campaign`'s load tests named `tests`; the keys removed.
@@ -215,4 +268,84 @@ pub(super) fn job_failure(job: &Job) -> Option<(bool, SegmentResult)> {
         ),
     };
     Some((reason == "DeadlineExceeded", failure))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadtest::gate::stopped_runs;
+
+    fn job(name: &str, run: &str, finished: Option<&str>) -> Job {
+        let conditions: Vec<_> = finished
+            .map(|t| serde_json::json!({ "type": t, "status": "True" }))
+            .into_iter()
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": { RUN_LABEL: run } },
+            "status": { "conditions": conditions },
+        }))
+        .unwrap()
+    }
+
+    fn run(name: &str, run: &str, verdict: Option<&str>) -> LoadTestStatus {
+        LoadTestStatus {
+            name: name.into(),
+            run: run.into(),
+            verdict: verdict.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_unfinished_runners_of_runs_the_spec_no_longer_names_are_stale() {
+        let jobs = [
+            job("old-0", "t-1", None),
+            job("old-1", "t-1", Some("Complete")),
+            job("gone-0", "u-1", Some("Failed")),
+            job("gone-1", "u-1", None),
+            job("now-0", "t-2", None),
+        ];
+        let current = ["t-2".to_owned()];
+        assert_eq!(stale_runners(&jobs, &current), ["old-0", "gone-1"]);
+        let all = ["t-1".to_owned(), "u-1".to_owned(), "t-2".to_owned()];
+        assert!(stale_runners(&jobs, &all).is_empty());
+    }
+
+    #[test]
+    fn jobs_are_listed_only_when_a_run_ends_unjudged_or_a_new_one_starts() {
+        let steady = [run("t", "t-1", None), run("u", "u-1", Some("Passed"))];
+        let current = ["t-1".to_owned(), "u-1".to_owned()];
+        assert!(!may_have_stale_runners(&steady, &current));
+        assert!(!may_have_stale_runners(&[], &[]));
+        assert!(
+            may_have_stale_runners(&steady, &["u-1".to_owned()]),
+            "t taken out"
+        );
+        let changed = ["t-2".to_owned(), "u-1".to_owned()];
+        assert!(may_have_stale_runners(&steady, &changed), "t runs anew");
+        assert!(
+            may_have_stale_runners(&[], &current),
+            "a first run: a crash may have kept an earlier one out of the status"
+        );
+        // A judged run taken out has finished runners: nothing to stop.
+        assert!(!may_have_stale_runners(&steady, &["t-1".to_owned()]));
+    }
+
+    #[test]
+    fn a_run_that_ends_unjudged_is_told_apart_from_one_superseded() {
+        let prev = [
+            run("t", "t-1", None),
+            run("u", "u-1", None),
+            run("v", "v-1", Some("Passed")),
+        ];
+        let now = [run("t", "t-2", None)];
+        assert_eq!(
+            stopped_runs(&prev, &now),
+            [
+                "load test t stopped unjudged: run t-1, superseded by run t-2 (its spec or the stock changed)",
+                "load test u stopped unjudged: run u-1, taken out of the spec",
+            ]
+        );
+        assert!(stopped_runs(&prev, &prev).is_empty());
+    }
 }

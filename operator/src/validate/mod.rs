@@ -20,8 +20,8 @@ use crate::crd::{CouponCampaign, CouponCampaignSpec};
 use fields::{endpoint, inner, resources};
 
 pub(crate) use fields::duration_secs;
-pub(crate) use plan::labels;
 pub use plan::{AuthKeys, AuthPlan, Defaults, Endpoint, IssuerPlan, Plan, WriterPlan};
+pub(crate) use plan::{CAMPAIGN_LABEL, labels};
 pub use waiting_room::WaitingRoomPlan;
 
 /// Checks the campaign and applies defaults. Errors name the field.

@@ -167,6 +167,9 @@ impl Plan {
     }
 }
 
+/// Label naming the campaign on everything the operator makes for it.
+pub(crate) const CAMPAIGN_LABEL: &str = "stampede.dev/campaign";
+
 /// Labels every child carries; the selector uses the stable subset.
 pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -177,6 +180,6 @@ pub(crate) fn labels(plan: &Plan, component: &str) -> BTreeMap<String, String> {
             "app.kubernetes.io/managed-by".into(),
             "stampede-operator".into(),
         ),
-        ("stampede.dev/campaign".into(), plan.name.clone()),
+        (CAMPAIGN_LABEL.into(), plan.name.clone()),
     ])
 }
