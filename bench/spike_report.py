@@ -115,6 +115,13 @@ def main():
     print(f"median p95: healthz {h:.1f} ms, sold-out {med['sold-out']['p95']:.1f} ms, issue {med['issue']['p95']:.1f} ms: "
           f"issue/healthz {med['issue']['p95'] / h:.2f} (aim <= 1.2), sold-out/healthz {med['sold-out']['p95'] / h:.2f}, "
           f"issue/sold-out {med['issue']['p95'] / med['sold-out']['p95']:.2f} (the same k6 work), errors {errors} (aim 0)")
+    # Each round's issue spike against the healthz spike run just before it: drift between
+    # minutes cancels out of a pair.
+    pairs = sorted(i["p95"] / h["p95"] for i, h in zip(runs["issue"], runs["healthz"]) if i["p95"] and h["p95"])
+    if pairs:
+        within = sum(p <= 1.2 for p in pairs)
+        print(f"paired per round: issue/healthz median {statistics.median(pairs):.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f}, "
+              f"{within} of {len(pairs)} rounds within 1.2")
 
 
 if __name__ == "__main__":
