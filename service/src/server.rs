@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -162,13 +163,13 @@ pub async fn serve(
         max_in_flight = config.max_in_flight, "serving"
     );
     let ops = tokio::spawn(
-        axum::serve(ops, ops_router(state.clone()))
+        axum::serve(ops.tap_io(no_delay), ops_router(state.clone()))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );
     let sweeper = tokio::spawn(sweep_limits(state.clone(), shutdown.clone()));
     let api = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, api)
+    axum::serve(listener.tap_io(no_delay), api)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await?;
     shutdown.cancel();
@@ -177,6 +178,13 @@ pub async fn serve(
     tasks.join().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Answers leave at once (`TCP_NODELAY`), as Redis commands do: with Nagle an answer
+/// written while the last one is unacknowledged (a pipelining client) waits for that
+/// acknowledgement. A socket that refuses the option is served as it is.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }
 
 /// Forgets idle budget keys every few seconds, so a flood of new users or addresses

@@ -14,7 +14,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConfig, NodeAddress};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::Error;
 
@@ -68,12 +69,12 @@ impl RedisTarget {
     /// Reads a Redis URL; a cluster URL is split into one node URL per seed.
     pub fn parse(url: &str) -> Result<Self, Error> {
         let Some((scheme, rest)) = url.split_once("://") else {
-            return Ok(Self::Node(redis::Client::open(url)?));
+            return node_client(url);
         };
         let node_scheme = match scheme {
             "redis+cluster" => "redis",
             "rediss+cluster" => "rediss",
-            _ => return Ok(Self::Node(redis::Client::open(url)?)),
+            _ => return node_client(url),
         };
         let (userinfo, hosts) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
@@ -171,12 +172,25 @@ fn announced_map(hosts: &[&str], query: &str) -> Result<HashMap<NodeAddress, Nod
     Ok(reach)
 }
 
+/// Sockets to Redis send at once (`TCP_NODELAY`): a command written while an earlier
+/// one's answer is due would otherwise wait for that answer's acknowledgement (Nagle),
+/// and every command here is one write.
+fn no_delay() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true)
+}
+
+/// A client of the single Redis at `url`.
+fn node_client(url: &str) -> Result<RedisTarget, Error> {
+    let info = url.into_connection_info()?.set_tcp_settings(no_delay());
+    Ok(RedisTarget::Node(redis::Client::open(info)?))
+}
+
 /// A cluster client on `seeds`. The `redis` crate retries what a failover or a slot move
 /// answers (connection refused, TRYAGAIN, CLUSTERDOWN) after 1.28 s and up to 16 times by
 /// default, far beyond any call's timeout here: short waits let a call find the promoted
 /// replica within it.
 fn cluster_client(seeds: &Seeds, retries: u32) -> Result<ClusterClient, Error> {
-    let mut builder = ClusterClient::builder(seeds.urls.clone());
+    let mut builder = ClusterClient::builder(seeds.urls.clone()).tcp_settings(no_delay());
     if !seeds.reach.is_empty() {
         builder = builder.node_address_map(seeds.reach.clone());
     }
