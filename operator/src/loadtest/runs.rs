@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams};
@@ -52,8 +52,7 @@ pub(crate) async fn reconcile_runs(
     }
     let mut out = Vec::with_capacity(plan.load_tests.len());
     let mut scripts_applied = false;
-    for test in &plan.load_tests {
-        let run = run_id(plan, test);
+    for (test, run) in plan.load_tests.iter().zip(current) {
         let recorded = prev.iter().find(|s| s.name == test.name && s.run == run);
         if let Some(done) = recorded.filter(|s| s.verdict.is_some()) {
             out.push(done.clone());
@@ -115,14 +114,10 @@ async fn stop_stale_runners(client: &Client, plan: &Plan, current: &[String]) ->
 
 /// The names of `jobs` that run a run not in `current` and have not finished.
 pub(super) fn stale_runners(jobs: &[Job], current: &[String]) -> Vec<String> {
-    let finished = |job: &Job| {
-        job.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-            })
+    let finished = |job| {
+        condition(job, "Complete")
+            .or(condition(job, "Failed"))
+            .is_some()
     };
     jobs.iter()
         .filter(|j| {
@@ -250,15 +245,18 @@ async fn read_runners(client: &Client, ns: &str, run: &str, n: i32) -> Result<Ru
     })
 }
 
+/// The Job's condition `type_`, when it holds (status True).
+fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
 /// A failed Job as a segment result ([`JOB_FAILED`], the Job's reason and message), and
 /// whether its deadline ended it.
 pub(super) fn job_failure(job: &Job) -> Option<(bool, SegmentResult)> {
-    let c = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())?
-        .iter()
-        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    let c = condition(job, "Failed")?;
     let reason = c.reason.as_deref().unwrap_or("");
     let failure = SegmentResult {
         exit_code: JOB_FAILED,
