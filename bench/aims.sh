@@ -7,6 +7,7 @@
 # every aim, what was measured and whether it was met (docs/benchmarks.md).
 #   bench/aims.sh                        # ~10 min on two cores
 #   ISSUE_ROUNDS=5 SPIKE_ROUNDS=20 REPORT_ROUNDS=3 DRAIN_N=200000 bench/aims.sh
+#   SPIKE_WIRE=0 bench/aims.sh           # the spike without its packet capture (tcpdump)
 # Each bench alone: make bench-issue, bench-reports, bench-spike, bench-drain.
 # For comparable figures stop the local node first (scripts/cluster down): its kube-proxy
 # rules tax every loopback packet.
@@ -32,7 +33,8 @@ step() {
 
 step issue ROUNDS="${ISSUE_ROUNDS:-3}" bench/issue.sh
 step reports ROUNDS="${REPORT_ROUNDS:-2}" bench/reports.sh
-step spike ROUNDS="${SPIKE_ROUNDS:-10}" bench/spike.sh
+# WIRE=1: the spike's time split at the wire, the server's share against k6's own.
+step spike WIRE="${SPIKE_WIRE:-1}" ROUNDS="${SPIKE_ROUNDS:-10}" bench/spike.sh
 step drain STAGES=live N="${DRAIN_N:-1000000}" bench/drain.sh
 echo
 python3 bench/aims_report.py "$out" | tee "$out/aims.txt"

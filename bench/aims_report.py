@@ -22,6 +22,8 @@ PEAK = re.compile(rf"^(002|004)-peak: .*?, p95 {NUM} ms, .*errors (\d+), dropped
 SPIKE = re.compile(
     rf"^median p95: healthz {NUM} ms, sold-out {NUM} ms, issue {NUM} ms: issue/healthz {NUM}.*errors (\d+)", re.M)
 PAIRED = re.compile(rf"^paired per round: issue/healthz median {NUM}, range \S+, (\d+) of (\d+) rounds within", re.M)
+# bench/spike.sh with WIRE=1: k6's waiting split at the wire, per spike.
+WIRE = re.compile(rf"^wire (healthz|sold-out|issue) +{NUM} / +{NUM} +\| +{NUM} +{NUM} ", re.M)
 LIVE = re.compile(rf"^live +(\d+) rows in {NUM} s from the first issuance: (\d+) rows/s; "
                   rf"issuance-to-row p50 / p99 (\S+) / (\S+) ms", re.M)
 
@@ -58,9 +60,14 @@ def judge(logs):
     rows.append(("drain while issuing ≥ 100 000 rows/s end to end",
                  live and (int(live[3]), int(live[1]), live[5]), lambda v: v[0] >= 100_000,
                  lambda v: f"{v[0]:,} rows/s ({v[1]:,} rows; issuance-to-row p99 {v[2]} ms)"))
-    info = None
+    info = []
     if issue and no_relay:
-        info = f"Redis CPU per issuance: {issue[3]} µs with the relay, {no_relay[1]} µs without"
+        info.append(f"Redis CPU per issuance: {issue[3]} µs with the relay, {no_relay[1]} µs without")
+    wire = {m[1]: (float(m[3]), float(m[5])) for m in WIRE.finditer(logs["spike"])}
+    if "issue" in wire and "healthz" in wire:
+        info.append(f"spike at the wire (p95, medians): the server answered issue in {wire['issue'][0]:.1f} ms, "
+                    f"/healthz in {wire['healthz'][0]:.1f} ms; k6's own share of its waiting "
+                    f"{wire['issue'][1]:.1f} and {wire['healthz'][1]:.1f} ms")
     return [(aim, value, None if value is None else test(value),
              None if value is None else (fmt(value) if callable(fmt) else fmt.format(value)))
             for aim, value, test, fmt in rows], info
@@ -75,8 +82,7 @@ def render(rows, info):
         lines.append(f"{aim:<{width}}  {verdict}  {shown if shown is not None else 'not measured: no summary line'}")
     done = [met for _, _, met, _ in rows if met is not None]
     lines.append(f"met {sum(done)} of {len(rows)} aims ({len(rows) - len(done)} not measured)")
-    if info:
-        lines.append(info)
+    lines.extend(info or [])
     return "\n".join(lines), len(done)
 
 
@@ -92,7 +98,9 @@ ratio sold-out/healthz       0.86 (aim >= 0.85)""",
 004-peak: 30003 req (1000/s), p95 1.83 ms, p99 5.28 ms (the service's own p95 0.74 ms), 201 30002, errors 1, dropped 0; CPU s k6 16.2""",
     "spike": "median p95: healthz 74.8 ms, sold-out 68.4 ms, issue 108.0 ms: issue/healthz 1.44 (aim <= 1.2), "
              "sold-out/healthz 0.91, issue/sold-out 1.58 (the same k6 work), errors 0 (aim 0)\n"
-             "paired per round: issue/healthz median 2.07, range 0.64-4.99, 6 of 20 rounds within 1.2",
+             "paired per round: issue/healthz median 2.07, range 0.64-4.99, 6 of 20 rounds within 1.2\n"
+             "wire healthz       0.6 /     3.3  |     48.0     39.8    |    131.4            176.2\n"
+             "wire issue         5.8 /    14.2  |     95.7     85.4    |    212.7            274.6",
     "drain": "live    1000000 rows in 37.7 s from the first issuance: 26507 rows/s; issuance-to-row p50 / p99 114 / 161 ms "
              "(relay in serve, writer, issuing meanwhile)",
 }
@@ -107,8 +115,11 @@ def self_test():
     assert rows[4][3].startswith("1.83 ms") and rows[4][3].endswith("errors+dropped 1"), rows[4][3]
     assert rows[5][3] == "1.44× (108.0 / 74.8 ms, medians; per round 2.07× median, 6 of 20 within 1.2)", rows[5][3]
     assert rows[7][3] == "26,507 rows/s (1,000,000 rows; issuance-to-row p99 161 ms)", rows[7][3]
-    assert info == "Redis CPU per issuance: 10.20 µs with the relay, 11.69 µs without", info
-    rows, _ = judge(dict(SAMPLE, spike="k6 exited 1"))
+    assert info[0] == "Redis CPU per issuance: 10.20 µs with the relay, 11.69 µs without", info
+    assert info[1] == ("spike at the wire (p95, medians): the server answered issue in 14.2 ms, /healthz in 3.3 ms; "
+                       "k6's own share of its waiting 85.4 and 39.8 ms"), info
+    rows, info = judge(dict(SAMPLE, spike="k6 exited 1"))
+    assert len(info) == 1, info
     assert [m for _, _, m, _ in rows][5:7] == [None, None]
     text, measured = render(rows, None)
     assert measured == 6 and "not measured" in text, text

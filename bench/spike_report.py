@@ -5,6 +5,7 @@ what it is made of, then the medians and the aim (issue p95 within 1.2x of healt
 Usage: bench/spike_report.py OUT_DIR ROUNDS (the files bench/spike.sh leaves in OUT_DIR)."""
 import csv
 import json
+import os
 import statistics
 import sys
 
@@ -63,7 +64,10 @@ def run(out, name, i):
     base = f"{out}/{name}-{i}"
     samples = k6_samples(f"{base}.csv")
     user, system = (float(x) for x in open(f"{base}.k6cpu").read().split()[-2:])
-    serve_ticks, redis_ticks, overflows = (int(x) for x in open(f"{base}.counters").read().split())
+    counters = [int(x) for x in open(f"{base}.counters").read().split()]
+    serve_ticks, redis_ticks, overflows = counters[:3]
+    # Every process's CPU over the spike less k6's, serve's and Redis's (older logs lack it).
+    others = (counters[3] - serve_ticks - redis_ticks) / 100 - user - system if len(counters) > 3 else None
     if name == "healthz":
         summary = json.loads(open(f"{base}.stdout").read().strip().splitlines()[-1])
         outcomes, errors = {"200": summary["requests"] - summary["failed"]}, summary["failed"]
@@ -71,6 +75,7 @@ def run(out, name, i):
         summary = json.load(open(f"{base}.json"))
         outcomes = {k: v for k, v in summary["outcomes"].items() if v}
         errors = summary["outcomes"]["503"] + summary["outcomes"]["other"]
+    wire = json.load(open(f"{base}.wire")) if os.path.exists(f"{base}.wire") else None
     return {
         "p95": p95(samples.get("http_req_duration", [])),
         "connect": p95(samples.get("http_req_connecting", [])),
@@ -79,9 +84,14 @@ def run(out, name, i):
         "k6_cpu": user + system,
         "serve_cpu": serve_ticks / 100,
         "redis_cpu": redis_ticks / 100,
+        "others_cpu": others,
         "overflows": overflows,
         "outcomes": outcomes,
         "errors": errors,
+        "wire_server": wire and wire["server"]["p95"],
+        "wire_server_p50": wire and wire["server"]["p50"],
+        "wire_to_request": wire and wire["syn_to_request"]["p95"],
+        "wire_span": wire and wire["span_ms"],
     }
 
 
@@ -95,21 +105,26 @@ def ms(v):
     return "   -   " if v is None else f"{v:7.1f}"
 
 
+def cpu(v):
+    return "    -" if v is None else f"{v:6.2f}"
+
+
 def main():
     out, rounds = sys.argv[1], int(sys.argv[2])
     runs = {name: [run(out, name, i) for i in range(1, rounds + 1)] for name in SPIKES}
-    print("spike     round   p95 ms  connect  waiting  handler | CPU s: k6  serve  Redis | overflows  outcomes")
+    print("spike     round   p95 ms  connect  waiting  handler | CPU s: k6  serve  Redis others | overflows  outcomes")
     for i in range(rounds):
         for name in SPIKES:
             r = runs[name][i]
             print(f"{name:9} {i + 1:5} {ms(r['p95'])} {ms(r['connect'])}  {ms(r['waiting'])}  {ms(r['handler'])} |"
-                  f"   {r['k6_cpu']:5.2f} {r['serve_cpu']:5.2f}  {r['redis_cpu']:5.2f} | {r['overflows']:9}  {r['outcomes']}")
-    keys = ("p95", "connect", "waiting", "handler", "k6_cpu", "serve_cpu", "redis_cpu")
+                  f"   {r['k6_cpu']:5.2f} {r['serve_cpu']:5.2f}  {r['redis_cpu']:5.2f} {cpu(r['others_cpu'])} | {r['overflows']:9}  {r['outcomes']}")
+    keys = ("p95", "connect", "waiting", "handler", "k6_cpu", "serve_cpu", "redis_cpu", "others_cpu")
     med = {n: {k: median([r[k] for r in runs[n]]) for k in keys} for n in SPIKES}
     for name in SPIKES:
         m = med[name]
         print(f"median {name:9} p95 {ms(m['p95'])} ms, waiting {ms(m['waiting'])}, handler {ms(m['handler'])}; "
-              f"CPU s k6 {m['k6_cpu']:.2f}, serve {m['serve_cpu']:.2f}, Redis {m['redis_cpu']:.2f}")
+              f"CPU s k6 {m['k6_cpu']:.2f}, serve {m['serve_cpu']:.2f}, Redis {m['redis_cpu']:.2f}, others {cpu(m['others_cpu']).strip()}")
+    wire_report(runs)
     errors = sum(r["errors"] for n in SPIKES for r in runs[n])
     h = med["healthz"]["p95"]
     print(f"median p95: healthz {h:.1f} ms, sold-out {med['sold-out']['p95']:.1f} ms, issue {med['issue']['p95']:.1f} ms: "
@@ -122,6 +137,18 @@ def main():
         within = sum(p <= 1.2 for p in pairs)
         print(f"paired per round: issue/healthz median {statistics.median(pairs):.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f}, "
               f"{within} of {len(pairs)} rounds within 1.2")
+
+
+def wire_report(runs):
+    """With captures (WIRE=1): k6's waiting split at the wire, medians over the rounds."""
+    if not any(r["wire_server"] is not None for n in SPIKES for r in runs[n]):
+        return
+    print("wire      (medians) server p50 / p95 ms  | k6 waiting p95  client's own | SYN->request p95  span ms")
+    for name in SPIKES:
+        m = {k: median([r[k] for r in runs[name]]) for k in ("wire_server_p50", "wire_server", "waiting", "wire_to_request", "wire_span")}
+        own = [r["waiting"] - r["wire_server"] for r in runs[name] if r["waiting"] is not None and r["wire_server"] is not None]
+        print(f"wire {name:9} {ms(m['wire_server_p50'])} / {ms(m['wire_server'])}  |  {ms(m['waiting'])}  {ms(median(own))}    |"
+              f"  {ms(m['wire_to_request'])}          {ms(m['wire_span'])}")
 
 
 if __name__ == "__main__":
