@@ -9,6 +9,8 @@
 //! re-reads each sold-out campaign's stock and drops the entry after a restock, or after
 //! a few rechecks in a row failed: a replica that cannot see Redis does not keep saying
 //! 410 on old knowledge for ever; it asks Redis again (503 `unavailable` while away).
+//! A campaign newly marked sold out wakes the refresher at once: the stampede that follows
+//! the last coupon is the largest, and it would otherwise go to Redis until the next recheck.
 
 mod bloom;
 
@@ -20,6 +22,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use prometheus::IntCounter;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::IssuanceMetrics;
@@ -49,6 +52,8 @@ pub struct SoldOutCache {
     campaigns: Arc<RwLock<HashMap<String, Arc<SoldOut>>>>,
     hasher: RandomState,
     metrics: IssuanceMetrics,
+    /// Told when a campaign is newly marked, so its holders load without waiting a recheck.
+    marked: Arc<Notify>,
 }
 
 impl SoldOutCache {
@@ -58,6 +63,7 @@ impl SoldOutCache {
             campaigns: Arc::default(),
             hasher: RandomState::new(),
             metrics,
+            marked: Arc::default(),
         }
     }
 
@@ -92,6 +98,7 @@ impl SoldOutCache {
         let mut map = self.campaigns.write().unwrap();
         map.entry(c.to_owned()).or_insert_with(|| Arc::new(entry));
         self.count(&map);
+        self.marked.notify_one();
     }
 
     /// Forgets `campaign` (after a restock).
@@ -113,8 +120,9 @@ impl SoldOutCache {
         map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// Keeps every entry true until `shutdown`: loads holder hashes for new entries and
-    /// drops entries whose campaign was restocked or deleted, every `every`.
+    /// Keeps every entry true until `shutdown`: loads holder hashes for new entries (at
+    /// once when one is marked) and drops entries whose campaign was restocked or deleted,
+    /// every `every`.
     pub async fn refresh(self, store: Store, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,6 +130,7 @@ impl SoldOutCache {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
+                _ = self.marked.notified() => {}
             }
             for (name, entry) in self.entries() {
                 self.refresh_one(&store, &name, &entry).await;

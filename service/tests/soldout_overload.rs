@@ -71,6 +71,21 @@ async fn sold_out_is_answered_from_memory_without_redis_until_rechecks_keep_fail
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sell_out_is_answered_from_memory_at_once_not_at_the_next_recheck() {
+    // Rechecks a minute apart: only the mark itself can set the memory path going within
+    // the five seconds sell_out waits for it.
+    let (_redis, svc, store) =
+        setup_with(|cfg| cfg.soldout_recheck = Duration::from_secs(60)).await;
+    store
+        .ensure_campaign(&id("rush-hour"), 2, None)
+        .await
+        .unwrap();
+    sell_out(&svc, "rush-hour", 2).await;
+    // Holders still get their coupon, from Redis.
+    assert_eq!(svc.issue("rush-hour", "winner-0").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_holder_gets_their_coupon_and_non_holders_410_from_memory() {
     let (_redis, svc, store) = setup().await;
     store.ensure_campaign(&id("many"), 300, None).await.unwrap();
