@@ -114,11 +114,7 @@ async fn stop_stale_runners(client: &Client, plan: &Plan, current: &[String]) ->
 
 /// The names of `jobs` that run a run not in `current` and have not finished.
 pub(super) fn stale_runners(jobs: &[Job], current: &[String]) -> Vec<String> {
-    let finished = |job| {
-        condition(job, "Complete")
-            .or(condition(job, "Failed"))
-            .is_some()
-    };
+    let finished = |job| condition(job, "Complete").is_some() || condition(job, "Failed").is_some();
     jobs.iter()
         .filter(|j| {
             let run = j.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL));
