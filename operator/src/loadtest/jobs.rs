@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use stampede_core::ids::CampaignId;
 
 use super::{
-    RUN_LABEL, SCRIPTS, SEGMENT_LABEL, config_map_name, job_name, k6_args, planned_secs, script_env,
+    RUN_LABEL, SCRIPTS, SEGMENT_LABEL, TEST_LABEL, config_map_name, job_name, k6_args,
+    planned_secs, script_env,
 };
 use crate::build::{issuer_name, runner_auth_env};
 use crate::crd::LoadTestSpec;
@@ -79,7 +80,7 @@ impl Runner<'_> {
         let mut l = labels(plan, "load-test");
         l.insert(RUN_LABEL.into(), self.run.into());
         l.insert(SEGMENT_LABEL.into(), i.to_string());
-        l.insert("stampede.dev/load-test".into(), self.test.name.clone());
+        l.insert(TEST_LABEL.into(), self.test.name.clone());
         serde_json::from_value(json!({
             "apiVersion": "batch/v1",
             "kind": "Job",

@@ -44,6 +44,8 @@ pub(crate) const DEFAULT_K6_IMAGE: &str = concat!(
 );
 /// Label naming a run on its Jobs and pods.
 pub const RUN_LABEL: &str = "stampede.dev/load-test-run";
+/// Label naming the load test on its runner Jobs and pods.
+pub const TEST_LABEL: &str = "stampede.dev/load-test";
 /// Label carrying a runner's segment index.
 pub const SEGMENT_LABEL: &str = "stampede.dev/segment";
 /// k6's exit code when thresholds failed.

@@ -13,7 +13,8 @@ use stampede_core::ids::CampaignId;
 
 use super::pods::{ended, held_up, held_up_note};
 use super::{
-    JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, config_map, jobs, run_id, verdict,
+    JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, TEST_LABEL, config_map, jobs, run_id,
+    verdict,
 };
 use crate::Error;
 use crate::backends::{Shape, Stock};
@@ -33,6 +34,9 @@ pub(crate) struct Runs<'a> {
     pub owner: &'a OwnerReference,
     /// Runner image.
     pub image: &'a str,
+    /// The spec changed since the status was last written as this reconcile sees it: the
+    /// status may predate runs the last reconcile started (its write not yet in the cache).
+    pub spec_unseen: bool,
 }
 
 /// Brings every load test's current run along and returns its status. Before the
@@ -44,12 +48,30 @@ pub(crate) async fn reconcile_runs(
     ready: bool,
 ) -> Result<Vec<LoadTestStatus>, Error> {
     let plan = r.plan;
-    // Runners of a run the spec no longer names (a test taken out, or changed or restocked
-    // so that it runs anew) stop before a new run resets the shadow they would go on hitting.
+    // Runners of a run the spec no longer names: a test taken out, or changed or restocked
+    // so that it runs anew. The Jobs say which, not only `prev`: a status read before the
+    // last reconcile's write reached the cache lacks the runs that write recorded.
     let current: Vec<String> = plan.load_tests.iter().map(|t| run_id(plan, t)).collect();
-    if may_have_stale_runners(prev, &current) {
-        stop_stale_runners(r.client, plan, &current).await?;
+    let mut stale = Stale::default();
+    if r.spec_unseen || may_have_stale_runners(prev, &current) {
+        let named: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+        stale = stale_runners(&list_runners(r.client, plan).await?, &current, &named);
     }
+    // A test taken out of the spec mid-run drops out of the status below, and nothing else
+    // would ever forget its shadow. Forgotten before its runners stop: should this reconcile
+    // fail in between, their Jobs still name it to the next.
+    for s in prev {
+        let taken_out = !plan.load_tests.iter().any(|t| t.name == s.name);
+        if s.verdict.is_none() && taken_out && !stale.gone.contains(&s.name) {
+            stale.gone.push(s.name.clone());
+        }
+    }
+    let gone: Vec<&str> = stale.gone.iter().map(String::as_str).collect();
+    if forget_shadows(r.stock, &plan.campaign, &gone).await? > 0 {
+        tracing::info!(campaign = %plan.campaign, tests = ?gone, "forgot the shadows of tests the spec no longer names");
+    }
+    // They stop before a new run resets the shadow they would go on hitting.
+    stop_runners(r.client, plan, &stale.stop).await?;
     let mut out = Vec::with_capacity(plan.load_tests.len());
     let mut scripts_applied = false;
     for (test, run) in plan.load_tests.iter().zip(current) {
@@ -74,14 +96,6 @@ pub(crate) async fn reconcile_runs(
         }
         out.push(r.advance(test, &run, recorded).await?);
     }
-    // A test taken out of the spec mid-run drops out of the status below, and nothing else
-    // would ever forget its shadow (its runners were stopped above).
-    let removed: Vec<&str> = prev
-        .iter()
-        .filter(|s| s.verdict.is_none() && !plan.load_tests.iter().any(|t| t.name == s.name))
-        .map(|s| s.name.as_str())
-        .collect();
-    forget_shadows(r.stock, &plan.campaign, &removed).await?;
     Ok(out)
 }
 
@@ -94,14 +108,21 @@ pub(super) fn may_have_stale_runners(prev: &[LoadTestStatus], current: &[String]
         || current.iter().any(|run| prev.iter().all(|s| &s.run != run))
 }
 
-/// Deletes the campaign's runner Jobs (their pods with them) that are still running a run
-/// not in `current`; finished ones are left to their TTL.
-async fn stop_stale_runners(client: &Client, plan: &Plan, current: &[String]) -> Result<(), Error> {
+/// The campaign's runner Jobs, of every run.
+async fn list_runners(client: &Client, plan: &Plan) -> Result<Vec<Job>, Error> {
     let jobs = Api::<Job>::namespaced(client.clone(), &plan.namespace);
     let selector = format!("{CAMPAIGN_LABEL}={},{RUN_LABEL}", plan.name);
-    let listed = jobs.list(&ListParams::default().labels(&selector)).await?;
-    for name in stale_runners(&listed.items, current) {
-        match jobs.delete(&name, &DeleteParams::background()).await {
+    Ok(jobs
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items)
+}
+
+/// Deletes the runner Jobs named `stop` (their pods with them).
+async fn stop_runners(client: &Client, plan: &Plan, stop: &[String]) -> Result<(), Error> {
+    let jobs = Api::<Job>::namespaced(client.clone(), &plan.namespace);
+    for name in stop {
+        match jobs.delete(name, &DeleteParams::background()).await {
             Ok(_) => {
                 tracing::info!(campaign = %plan.campaign, job = %name, "stopped a runner of a run the spec no longer names")
             }
@@ -112,16 +133,36 @@ async fn stop_stale_runners(client: &Client, plan: &Plan, current: &[String]) ->
     Ok(())
 }
 
-/// The names of `jobs` that run a run not in `current` and have not finished.
-pub(super) fn stale_runners(jobs: &[Job], current: &[String]) -> Vec<String> {
+/// What the runner Jobs of runs the spec no longer names call for.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Stale {
+    /// Jobs to delete: they have not finished.
+    pub stop: Vec<String>,
+    /// Tests (each once) that the spec no longer names.
+    pub gone: Vec<String>,
+}
+
+/// Of `jobs`, those that run a run not in `current`: the unfinished ones to stop (finished
+/// ones are left to their TTL), and their tests not in `named`.
+pub(super) fn stale_runners(jobs: &[Job], current: &[String], named: &[&str]) -> Stale {
     let finished = |job| condition(job, "Complete").is_some() || condition(job, "Failed").is_some();
-    jobs.iter()
-        .filter(|j| {
-            let run = j.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL));
-            run.is_some_and(|r| !current.contains(r)) && !finished(j)
-        })
-        .filter_map(|j| j.metadata.name.clone())
-        .collect()
+    let mut stale = Stale::default();
+    for job in jobs {
+        let labels = job.metadata.labels.as_ref();
+        let run = labels.and_then(|l| l.get(RUN_LABEL));
+        if run.is_none_or(|r| current.contains(r)) {
+            continue;
+        }
+        if let Some(name) = job.metadata.name.as_ref().filter(|_| !finished(job)) {
+            stale.stop.push(name.clone());
+        }
+        let test = labels.and_then(|l| l.get(TEST_LABEL));
+        if let Some(test) = test.filter(|t| !named.contains(&t.as_str()) && !stale.gone.contains(t))
+        {
+            stale.gone.push(test.clone());
+        }
+    }
+    stale
 }
 
 /// Forgets the shadow campaigns of `campaign`'s load tests named `tests`; the keys removed.
@@ -270,12 +311,13 @@ mod tests {
     use crate::loadtest::gate::stopped_runs;
 
     fn job(name: &str, run: &str, finished: Option<&str>) -> Job {
+        let test = run.split('-').next().unwrap_or_default();
         let conditions: Vec<_> = finished
             .map(|t| serde_json::json!({ "type": t, "status": "True" }))
             .into_iter()
             .collect();
         serde_json::from_value(serde_json::json!({
-            "metadata": { "name": name, "labels": { RUN_LABEL: run } },
+            "metadata": { "name": name, "labels": { RUN_LABEL: run, TEST_LABEL: test } },
             "status": { "conditions": conditions },
         }))
         .unwrap()
@@ -300,9 +342,12 @@ mod tests {
             job("now-0", "t-2", None),
         ];
         let current = ["t-2".to_owned()];
-        assert_eq!(stale_runners(&jobs, &current), ["old-0", "gone-1"]);
+        let stale = stale_runners(&jobs, &current, &["t"]);
+        assert_eq!(stale.stop, ["old-0", "gone-1"]);
+        assert_eq!(stale.gone, ["u"], "u taken out (once); t runs anew");
         let all = ["t-1".to_owned(), "u-1".to_owned(), "t-2".to_owned()];
-        assert!(stale_runners(&jobs, &all).is_empty());
+        let none = stale_runners(&jobs, &all, &["t"]);
+        assert!(none.stop.is_empty() && none.gone.is_empty(), "{none:?}");
     }
 
     #[test]

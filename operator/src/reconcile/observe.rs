@@ -42,6 +42,8 @@ pub(super) async fn observe(
                 plan,
                 owner,
                 image: &ctx.defaults.k6_image,
+                spec_unseen: cc.status.as_ref().and_then(|s| s.observed_generation)
+                    != cc.metadata.generation,
             };
             let load_tests = reconcile_runs(&runs, prev_runs, base_ready).await?;
             let gate = gate(&plan.load_tests, &load_tests, redis.snapshot.issued);

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -10,6 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use stampede_operator::run::client;
+use tracing_subscriber::EnvFilter;
 
 use super::{eventually, repo, unique};
 
@@ -83,6 +85,10 @@ fn reap_orphans() {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
+        if e.path().is_file() {
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
         let _ = Command::new(repo().join("scripts/control-plane"))
             .args(["stop", "--dir", &e.path().to_string_lossy(), "--kill"])
             .output();
@@ -97,16 +103,49 @@ impl Drop for ControlPlane {
         if std::thread::panicking() {
             for log in ["etcd.log", "kube-apiserver.log"] {
                 let text = std::fs::read_to_string(self.dir.join(log)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-                eprintln!("--- the failed test's {log} (last 40 lines) ---\n{tail}");
+                print_tail(log, text.lines());
             }
+            let text = std::fs::read_to_string(operator_log()).unwrap_or_default();
+            let mine = format!("cp={}", self.dir.file_name().unwrap().to_string_lossy());
+            print_tail("operator log", text.lines().filter(|l| l.contains(&mine)));
         }
         let _ = Command::new(repo().join("scripts/control-plane"))
             .args(["stop", "--dir", self.dir.to_str().unwrap(), "--kill"])
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Prints the last 40 of `lines`, headed as the failed test's `what`.
+fn print_tail<'a>(what: &str, lines: impl Iterator<Item = &'a str>) {
+    let lines: Vec<&str> = lines.collect();
+    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+    eprintln!("--- the failed test's {what} (last 40 lines) ---\n{tail}");
+}
+
+/// Where the operators this test process runs in-process log (one file per process, named
+/// like a control plane's directory so orphan reaping removes it too); installs the
+/// process's subscriber on first use.
+fn operator_log() -> &'static Path {
+    static LOG: OnceLock<PathBuf> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let name = format!("{DIR_PREFIX}{}-operator.log", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        if let Ok(file) = std::fs::File::create(&path) {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(Mutex::new(file))
+                .with_ansi(false)
+                .with_env_filter(EnvFilter::new("info,kube=warn"))
+                .try_init();
+        }
+        path
+    })
+}
+
+/// The span an in-process operator runs in: its lines in the log carry `cp=<dir name>`.
+pub fn operator_span(control_plane: &str) -> tracing::Span {
+    operator_log();
+    tracing::info_span!("operator", cp = %control_plane)
 }
 
 /// Installs a CRD by server-side apply and waits until it is served.

@@ -33,6 +33,7 @@ use stampede_operator::validate::Defaults;
 use stampede_service::metrics::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The stack's Redis, Kafka and PostgreSQL (`scripts/stack up`).
 pub fn stack_defaults() -> Defaults {
@@ -285,10 +286,16 @@ impl Operator {
         let addr = listener.local_addr().unwrap();
         let token = CancellationToken::new();
         let t = token.clone();
-        let handle = tokio::spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            run_on(config, listener, t).await
-        });
+        // Every line it logs names its control plane, so a failing test prints its own.
+        let cp = kubeconfig.parent().and_then(Path::file_name);
+        let span = operator_span(&cp.unwrap_or_default().to_string_lossy());
+        let handle = tokio::spawn(
+            async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                run_on(config, listener, t).await
+            }
+            .instrument(span),
+        );
         Self {
             token,
             handle,

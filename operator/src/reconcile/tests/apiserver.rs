@@ -30,6 +30,8 @@ pub(super) struct Cluster {
     pub available: bool,
     /// Patches of this resource (e.g. `deployments`) are forbidden, as RBAC would.
     pub forbidden: Option<&'static str>,
+    /// The Jobs there are: every list answers them all (whatever the selector).
+    pub jobs: Vec<Value>,
 }
 
 /// The running fake; calls are recorded until it is dropped.
@@ -130,12 +132,20 @@ fn answer(call: &Call, campaign: &Value, cluster: &Cluster) -> (StatusCode, Valu
         Method::GET if call.path.contains("/deployments/") && cluster.available => {
             (StatusCode::OK, deployment(name))
         }
-        Method::GET if call.path.ends_with("/pods") || call.path.ends_with("/jobs") => {
-            let list = json!({ "apiVersion": "v1", "kind": "List", "metadata": {}, "items": [] });
-            (StatusCode::OK, list)
+        Method::GET if call.path.ends_with("/jobs") => (StatusCode::OK, list(&cluster.jobs)),
+        Method::GET if call.path.ends_with("/pods") => (StatusCode::OK, list(&[])),
+        Method::GET | Method::DELETE if call.path.contains("/jobs/") => {
+            match cluster.jobs.iter().find(|j| j["metadata"]["name"] == name) {
+                Some(job) => (StatusCode::OK, job.clone()),
+                None => (StatusCode::NOT_FOUND, not_found(name)),
+            }
         }
         _ => (StatusCode::NOT_FOUND, not_found(name)),
     }
+}
+
+fn list(items: &[Value]) -> Value {
+    json!({ "apiVersion": "v1", "kind": "List", "metadata": {}, "items": items })
 }
 
 fn deployment(name: &str) -> Value {

@@ -8,6 +8,7 @@ mod cleanup;
 mod gate;
 mod pipeline;
 mod room;
+mod runs;
 
 use std::time::Duration;
 

@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::reconcile::{error_policy, reconcile};
 use crate::validate::tests::{defaults, from_yaml};
 
-const CAMPAIGN: &str = "
+pub(super) const CAMPAIGN: &str = "
 apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign
 metadata:
@@ -96,7 +96,7 @@ pub(super) fn is(status: &str, reason: Reason) -> (String, String) {
 pub(super) fn ready() -> Cluster {
     Cluster {
         available: true,
-        forbidden: None,
+        ..Cluster::default()
     }
 }
 
@@ -273,8 +273,8 @@ async fn a_missing_secret_is_a_condition_and_nothing_is_provisioned() {
 async fn an_rbac_refusal_is_reported_on_the_campaign() {
     let fake = FakeBackends::default();
     let cluster = Cluster {
-        available: true,
         forbidden: Some("deployments"),
+        ..ready()
     };
     let (result, api, _) = reconciled("", cluster, &fake).await;
     let Err(Error::Kube(kube::Error::Api(status))) = &result else {

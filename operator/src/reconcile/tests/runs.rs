@@ -1,0 +1,95 @@
+//! Load-test runs through reconcile when the status it reads is behind: a test taken out
+//! of the spec right after the reconcile that started it, before that reconcile's status
+//! write reached the cache, still has its runners stopped and its shadow forgotten.
+
+use http::Method;
+use serde_json::{Value, json};
+use stampede_core::ids::CampaignId;
+
+use super::apiserver::Cluster;
+use super::pipeline::{CAMPAIGN, provisioned, ready, reconcile_once};
+use crate::backends::{Shape, Stock};
+use crate::crd::{CouponCampaignStatus, LoadTestStatus};
+use crate::loadtest::run_id;
+use crate::validate::tests::{defaults, from_yaml};
+use crate::validate::validate;
+
+/// `spring-sale`'s spec at generation 2, which took test `drop` out and kept `keep`.
+const KEEP_ONLY: &str = "  loadTests:\n  - {name: keep, profile: smoke, duration: 60s}\n";
+
+/// An unfinished runner Job of `test`'s run `run`, as the API server lists it.
+fn runner(test: &str, run: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": format!("spring-sale-{run}-0"),
+            "namespace": "shop",
+            "labels": {
+                "stampede.dev/campaign": "spring-sale",
+                "stampede.dev/load-test": test,
+                "stampede.dev/load-test-run": run,
+                "stampede.dev/segment": "0",
+            },
+        },
+        "status": { "active": 1 },
+    })
+}
+
+#[tokio::test]
+async fn a_test_taken_out_before_its_start_was_recorded_is_stopped_and_forgotten() {
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let mut cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
+    cc.metadata.generation = Some(2);
+    let keep_run = run_id(&validate(&cc, &defaults()).unwrap(), &cc.spec.load_tests[0]);
+    let keep_running = LoadTestStatus {
+        name: "keep".into(),
+        run: keep_run.clone(),
+        phase: "Running".into(),
+        segments: 1,
+        ..Default::default()
+    };
+    // What the cache may hold: the status before the write that recorded both runs (none
+    // yet, or `keep` alone from an earlier write), the spec already without `drop`.
+    for behind in [vec![], vec![keep_running]] {
+        cc.status = Some(CouponCampaignStatus {
+            observed_generation: Some(1),
+            load_tests: behind,
+            ..Default::default()
+        });
+        let fake = provisioned().await;
+        for test in ["keep", "drop"] {
+            let shadow = id.shadow(test);
+            fake.ensure_campaign(&shadow, 100, None, Shape::default())
+                .await
+                .unwrap();
+        }
+        let cluster = Cluster {
+            jobs: vec![runner("keep", &keep_run), runner("drop", "drop-0000beef")],
+            ..ready()
+        };
+        let (result, api, _) = reconcile_once(cc.clone(), cluster, &fake).await;
+        assert!(result.is_ok(), "{result:?}");
+        let deleted: Vec<String> = api
+            .find(Method::DELETE, "")
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        assert_eq!(
+            deleted,
+            ["/apis/batch/v1/namespaces/shop/jobs/spring-sale-drop-0000beef-0"]
+        );
+        let campaigns = &fake.state().campaigns;
+        assert!(
+            !campaigns.contains_key(id.shadow("drop").as_str()),
+            "drop's shadow forgotten"
+        );
+        assert!(
+            campaigns.contains_key(id.shadow("keep").as_str()),
+            "keep's run goes on"
+        );
+        let runs = api.status()["loadTests"].clone();
+        assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+        assert_eq!(runs[0]["run"], keep_run.as_str());
+    }
+}
