@@ -93,6 +93,7 @@ pub(crate) async fn report_runs(
     cc: &CouponCampaign,
     prev: Option<&CouponCampaignStatus>,
     now: &[LoadTestStatus],
+    stopped: &[LoadTestStatus],
 ) {
     let prev = prev.map(|p| p.load_tests.as_slice()).unwrap_or_default();
     let mut events = Vec::new();
@@ -125,7 +126,13 @@ pub(crate) async fn report_runs(
             _ => {}
         }
     }
-    for note in stopped_runs(prev, now) {
+    // A run stopped is told once, whether the status read recorded it or only its Jobs did.
+    let only_jobs: Vec<LoadTestStatus> = stopped
+        .iter()
+        .filter(|s| prev.iter().all(|p| p.run != s.run))
+        .cloned()
+        .collect();
+    for note in stopped_runs(&[prev, &only_jobs].concat(), now) {
         events.push((EventType::Normal, EventReason::LoadTestStopped, note));
     }
     for (type_, reason, note) in events {

@@ -1,9 +1,16 @@
-//! What a runner pod says about its segment: how it ended, or what holds it up.
+//! What a run's runners say: how each pod ended or what holds it up, and each segment's
+//! result read from its pod and Job.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::{ContainerState, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client};
 
-use super::SegmentResult;
 use super::verdict::short;
+use super::{JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult};
+use crate::Error;
 
 /// The k6 container's state.
 fn k6_state(pod: &Pod) -> Option<&ContainerState> {
@@ -62,4 +69,87 @@ pub(super) fn held_up_note(mut held: Vec<(usize, String)>) -> Option<String> {
         0 => format!("segment {first}: {}", short(why)),
         more => format!("segment {first}: {} (and {more} more held up)", short(why)),
     })
+}
+
+/// The segment a runner pod or Job carries, when it is one of the `n`.
+fn segment(labels: Option<&BTreeMap<String, String>>, n: i32) -> Option<usize> {
+    labels
+        .and_then(|l| l.get(SEGMENT_LABEL))
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|i| *i < n as usize)
+}
+
+/// What the runners of a run say.
+pub(super) struct Runners {
+    /// Each segment's result, once it has one.
+    pub results: Vec<Option<SegmentResult>>,
+    /// What holds unfinished segments up (`segment i: reason: message`), if anything.
+    pub held_up: Option<String>,
+}
+
+/// Each segment's result: the runner pod's termination (exit code and message, the k6
+/// summary), or the Job's failure when it failed without a pod that terminated; and what
+/// holds up the runners that have neither.
+pub(super) async fn read_runners(
+    client: &Client,
+    ns: &str,
+    run: &str,
+    n: i32,
+) -> Result<Runners, Error> {
+    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
+    let mut out: Vec<Option<SegmentResult>> = vec![None; n as usize];
+    let mut held = Vec::new();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns);
+    for pod in pods.list(&selector).await?.items {
+        let Some(i) = segment(pod.metadata.labels.as_ref(), n) else {
+            continue;
+        };
+        if let Some(result) = ended(&pod) {
+            out[i] = Some(result);
+        } else if let Some(why) = held_up(&pod) {
+            held.push((i, why));
+        }
+    }
+    let jobs = Api::<Job>::namespaced(client.clone(), ns);
+    for job in jobs.list(&selector).await?.items {
+        let Some(i) = segment(job.metadata.labels.as_ref(), n) else {
+            continue;
+        };
+        // A runner stopped at its deadline may still show a terminated pod (killed by the
+        // Job controller); the deadline is what ended it.
+        if let Some((deadline, failure)) = job_failure(&job)
+            && (deadline || out[i].is_none())
+        {
+            out[i] = Some(failure);
+        }
+    }
+    held.retain(|(i, _)| out[*i].is_none());
+    let held_up = held_up_note(held);
+    Ok(Runners {
+        results: out,
+        held_up,
+    })
+}
+
+/// The Job's condition `type_`, when it holds (status True).
+pub(super) fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// A failed Job as a segment result ([`JOB_FAILED`], the Job's reason and message), and
+/// whether its deadline ended it.
+pub(super) fn job_failure(job: &Job) -> Option<(bool, SegmentResult)> {
+    let c = condition(job, "Failed")?;
+    let reason = c.reason.as_deref().unwrap_or("");
+    let failure = SegmentResult {
+        exit_code: JOB_FAILED,
+        message: format!(
+            "Job failed: {reason} {}",
+            c.message.as_deref().unwrap_or("")
+        ),
+    };
+    Some((reason == "DeadlineExceeded", failure))
 }

@@ -1,21 +1,15 @@
 //! The load-test edge of reconcile: start each test's run (shadow campaign, scripts
 //! ConfigMap, runner Jobs) once, and read the runners' results back from their pods.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client};
 use stampede_core::clock::now_rfc3339;
 use stampede_core::ids::CampaignId;
 
-use super::pods::{ended, held_up, held_up_note};
-use super::{
-    JOB_FAILED, RUN_LABEL, SEGMENT_LABEL, SegmentResult, TEST_LABEL, config_map, jobs, run_id,
-    verdict,
-};
+use super::pods::{Runners, condition, read_runners};
+use super::{RUN_LABEL, TEST_LABEL, config_map, jobs, run_id, verdict};
 use crate::Error;
 use crate::backends::{Shape, Stock};
 use crate::crd::{LoadTestSpec, LoadTestStatus};
@@ -39,6 +33,15 @@ pub(crate) struct Runs<'a> {
     pub spec_unseen: bool,
 }
 
+/// The load tests after a reconcile.
+pub(crate) struct RunsNow {
+    /// Each test's current run.
+    pub statuses: Vec<LoadTestStatus>,
+    /// The runs whose runners this reconcile stopped, as their Jobs named them (name and
+    /// run only): the status read may not have recorded them.
+    pub stopped: Vec<LoadTestStatus>,
+}
+
 /// Brings every load test's current run along and returns its status. Before the
 /// workloads are ready (`ready` false) nothing starts; runs already recorded keep their
 /// status.
@@ -46,7 +49,7 @@ pub(crate) async fn reconcile_runs(
     r: &Runs<'_>,
     prev: &[LoadTestStatus],
     ready: bool,
-) -> Result<Vec<LoadTestStatus>, Error> {
+) -> Result<RunsNow, Error> {
     let plan = r.plan;
     // Runners of a run the spec no longer names: a test taken out, or changed or restocked
     // so that it runs anew. The Jobs say which, not only `prev`: a status read before the
@@ -96,7 +99,10 @@ pub(crate) async fn reconcile_runs(
         }
         out.push(r.advance(test, &run, recorded).await?);
     }
-    Ok(out)
+    Ok(RunsNow {
+        statuses: out,
+        stopped: stale.stopped,
+    })
 }
 
 /// Whether runners of a run not in `current` may be running: a run recorded unjudged that
@@ -140,6 +146,8 @@ pub(super) struct Stale {
     pub stop: Vec<String>,
     /// Tests (each once) that the spec no longer names.
     pub gone: Vec<String>,
+    /// The runs (each once, name and run only) of the Jobs to delete.
+    pub stopped: Vec<LoadTestStatus>,
 }
 
 /// Of `jobs`, those that run a run not in `current`: the unfinished ones to stop (finished
@@ -153,10 +161,19 @@ pub(super) fn stale_runners(jobs: &[Job], current: &[String], named: &[&str]) ->
         if run.is_none_or(|r| current.contains(r)) {
             continue;
         }
+        let test = labels.and_then(|l| l.get(TEST_LABEL));
         if let Some(name) = job.metadata.name.as_ref().filter(|_| !finished(job)) {
             stale.stop.push(name.clone());
+            if let (Some(test), Some(run)) = (test, run)
+                && !stale.stopped.iter().any(|s| &s.run == run)
+            {
+                stale.stopped.push(LoadTestStatus {
+                    name: test.clone(),
+                    run: run.clone(),
+                    ..Default::default()
+                });
+            }
         }
-        let test = labels.and_then(|l| l.get(TEST_LABEL));
         if let Some(test) = test.filter(|t| !named.contains(&t.as_str()) && !stale.gone.contains(t))
         {
             stale.gone.push(test.clone());
@@ -227,84 +244,6 @@ impl Runs<'_> {
     }
 }
 
-/// The segment a runner pod or Job carries, when it is one of the `n`.
-fn segment(labels: Option<&BTreeMap<String, String>>, n: i32) -> Option<usize> {
-    labels
-        .and_then(|l| l.get(SEGMENT_LABEL))
-        .and_then(|s| s.parse::<usize>().ok())
-        .filter(|i| *i < n as usize)
-}
-
-/// What the runners of a run say.
-struct Runners {
-    /// Each segment's result, once it has one.
-    results: Vec<Option<SegmentResult>>,
-    /// What holds unfinished segments up (`segment i: reason: message`), if anything.
-    held_up: Option<String>,
-}
-
-/// Each segment's result: the runner pod's termination (exit code and message, the k6
-/// summary), or the Job's failure when it failed without a pod that terminated; and what
-/// holds up the runners that have neither.
-async fn read_runners(client: &Client, ns: &str, run: &str, n: i32) -> Result<Runners, Error> {
-    let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
-    let mut out: Vec<Option<SegmentResult>> = vec![None; n as usize];
-    let mut held = Vec::new();
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    for pod in pods.list(&selector).await?.items {
-        let Some(i) = segment(pod.metadata.labels.as_ref(), n) else {
-            continue;
-        };
-        if let Some(result) = ended(&pod) {
-            out[i] = Some(result);
-        } else if let Some(why) = held_up(&pod) {
-            held.push((i, why));
-        }
-    }
-    let jobs = Api::<Job>::namespaced(client.clone(), ns);
-    for job in jobs.list(&selector).await?.items {
-        let Some(i) = segment(job.metadata.labels.as_ref(), n) else {
-            continue;
-        };
-        // A runner stopped at its deadline may still show a terminated pod (killed by the
-        // Job controller); the deadline is what ended it.
-        if let Some((deadline, failure)) = job_failure(&job)
-            && (deadline || out[i].is_none())
-        {
-            out[i] = Some(failure);
-        }
-    }
-    held.retain(|(i, _)| out[*i].is_none());
-    let held_up = held_up_note(held);
-    Ok(Runners {
-        results: out,
-        held_up,
-    })
-}
-
-/// The Job's condition `type_`, when it holds (status True).
-fn condition<'a>(job: &'a Job, type_: &str) -> Option<&'a JobCondition> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    conditions
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == "True")
-}
-
-/// A failed Job as a segment result ([`JOB_FAILED`], the Job's reason and message), and
-/// whether its deadline ended it.
-pub(super) fn job_failure(job: &Job) -> Option<(bool, SegmentResult)> {
-    let c = condition(job, "Failed")?;
-    let reason = c.reason.as_deref().unwrap_or("");
-    let failure = SegmentResult {
-        exit_code: JOB_FAILED,
-        message: format!(
-            "Job failed: {reason} {}",
-            c.message.as_deref().unwrap_or("")
-        ),
-    };
-    Some((reason == "DeadlineExceeded", failure))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,9 +284,11 @@ mod tests {
         let stale = stale_runners(&jobs, &current, &["t"]);
         assert_eq!(stale.stop, ["old-0", "gone-1"]);
         assert_eq!(stale.gone, ["u"], "u taken out (once); t runs anew");
+        let stopped: Vec<_> = stale.stopped.iter().map(|s| (&*s.name, &*s.run)).collect();
+        assert_eq!(stopped, [("t", "t-1"), ("u", "u-1")]);
         let all = ["t-1".to_owned(), "u-1".to_owned(), "t-2".to_owned()];
         let none = stale_runners(&jobs, &all, &["t"]);
-        assert!(none.stop.is_empty() && none.gone.is_empty(), "{none:?}");
+        assert_eq!(none, Stale::default());
     }
 
     #[test]

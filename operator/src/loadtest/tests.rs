@@ -212,16 +212,16 @@ fn a_failed_job_stands_for_its_segment_and_its_deadline_overrides_the_pod() {
         }))
         .unwrap()
     };
-    let (deadline, r) = super::runs::job_failure(&job("DeadlineExceeded")).unwrap();
+    let (deadline, r) = super::pods::job_failure(&job("DeadlineExceeded")).unwrap();
     assert!(deadline);
     assert_eq!(r.exit_code, JOB_FAILED);
     assert_eq!(r.message, "Job failed: DeadlineExceeded why");
-    let (deadline, _) = super::runs::job_failure(&job("BackoffLimitExceeded")).unwrap();
+    let (deadline, _) = super::pods::job_failure(&job("BackoffLimitExceeded")).unwrap();
     assert!(
         !deadline,
         "a pod that terminated says more than the backoff limit"
     );
-    assert!(super::runs::job_failure(&Default::default()).is_none());
+    assert!(super::pods::job_failure(&Default::default()).is_none());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::Error;
 use crate::context::Context;
 use crate::crd::CouponCampaign;
 use crate::kubeapi::workloads;
-use crate::loadtest::{Runs, gate, hold_for_gate, reconcile_runs};
+use crate::loadtest::{Runs, RunsNow, gate, hold_for_gate, reconcile_runs};
 use crate::status::{Alerts, Gate, Observed, Workloads};
 use crate::validate::Plan;
 
@@ -34,7 +34,7 @@ pub(super) async fn observe(
         .as_ref()
         .map(|p| p.load_tests.as_slice())
         .unwrap_or_default();
-    let (load_tests, gate) = match (&provisioned.stock, &mut provisioned.redis) {
+    let (load_tests, stopped_runs, gate) = match (&provisioned.stock, &mut provisioned.redis) {
         (Some(stock), Ok(redis)) => {
             let runs = Runs {
                 client: &ctx.client,
@@ -45,14 +45,15 @@ pub(super) async fn observe(
                 spec_unseen: cc.status.as_ref().and_then(|s| s.observed_generation)
                     != cc.metadata.generation,
             };
-            let load_tests = reconcile_runs(&runs, prev_runs, base_ready).await?;
-            let gate = gate(&plan.load_tests, &load_tests, redis.snapshot.issued);
+            let RunsNow { statuses, stopped } =
+                reconcile_runs(&runs, prev_runs, base_ready).await?;
+            let gate = gate(&plan.load_tests, &statuses, redis.snapshot.issued);
             let created = matches!(redis.provision, ProvisionOutcome::Created { .. });
             let snapshot = &mut redis.snapshot;
             hold_for_gate(ctx, cc, stock.as_ref(), plan, snapshot, &gate, created).await?;
-            (load_tests, gate)
+            (statuses, stopped, gate)
         }
-        _ => (prev_runs.to_vec(), Gate::Open),
+        _ => (prev_runs.to_vec(), Vec::new(), Gate::Open),
     };
     Ok(Observed {
         generation: cc.metadata.generation,
@@ -67,6 +68,7 @@ pub(super) async fn observe(
         alerts,
         persisted: provisioned.persisted,
         load_tests,
+        stopped_runs,
         gate,
     })
 }

@@ -34,7 +34,7 @@ pub(super) async fn report(
         .map(|r| (&r.provision, r.pause_change));
     report_redis(ctx, cc, prev, redis).await;
     report_kafka(ctx, cc, prev, &provisioned.kafka).await;
-    report_runs(ctx, cc, prev, &obs.load_tests).await;
+    report_runs(ctx, cc, prev, &obs.load_tests, &obs.stopped_runs).await;
     let new = status::compute(prev, &obs, &now_rfc3339());
     let became_ready = is_ready(Some(&new)) && !is_ready(prev);
     let suspension = suspension_event(

@@ -111,6 +111,8 @@ pub(crate) struct Observed {
     pub persisted: Option<i64>,
     /// The latest run of each load test.
     pub load_tests: Vec<LoadTestStatus>,
+    /// Runs this reconcile stopped, as their runner Jobs named them (name and run only).
+    pub stopped_runs: Vec<LoadTestStatus>,
     /// The gate.
     pub gate: Gate,
 }

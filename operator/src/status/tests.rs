@@ -44,6 +44,7 @@ fn observed() -> Observed {
         alerts: Alerts::CrdMissing,
         persisted: Some(39),
         load_tests: vec![],
+        stopped_runs: vec![],
         gate: Gate::Open,
     }
 }

@@ -1,13 +1,15 @@
 //! Load-test runs through reconcile when the status it reads is behind: a test taken out
 //! of the spec right after the reconcile that started it, before that reconcile's status
-//! write reached the cache, still has its runners stopped and its shadow forgotten.
+//! write reached the cache, still has its runners stopped, its shadow forgotten and its
+//! stop told.
 
 use http::Method;
 use serde_json::{Value, json};
 use stampede_core::ids::CampaignId;
 
-use super::apiserver::Cluster;
+use super::apiserver::{ApiServer, Cluster};
 use super::pipeline::{CAMPAIGN, provisioned, ready, reconcile_once};
+use crate::backends::fake::FakeBackends;
 use crate::backends::{Shape, Stock};
 use crate::crd::{CouponCampaignStatus, LoadTestStatus};
 use crate::loadtest::run_id;
@@ -37,7 +39,7 @@ fn runner(test: &str, run: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_test_taken_out_before_its_start_was_recorded_is_stopped_and_forgotten() {
+async fn a_test_taken_out_before_its_start_was_recorded_is_stopped_forgotten_and_told_once() {
     let id = CampaignId::parse("shop.spring-sale").unwrap();
     let mut cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
     cc.metadata.generation = Some(2);
@@ -49,12 +51,23 @@ async fn a_test_taken_out_before_its_start_was_recorded_is_stopped_and_forgotten
         segments: 1,
         ..Default::default()
     };
+    let drop_running = LoadTestStatus {
+        name: "drop".into(),
+        run: "drop-0000beef".into(),
+        ..keep_running.clone()
+    };
     // What the cache may hold: the status before the write that recorded both runs (none
-    // yet, or `keep` alone from an earlier write), the spec already without `drop`.
-    for behind in [vec![], vec![keep_running]] {
+    // yet, or `keep` alone from an earlier write), the spec already without `drop`; or that
+    // write itself, when it was in time.
+    let reads = [
+        vec![],
+        vec![keep_running.clone()],
+        vec![keep_running, drop_running],
+    ];
+    for read in reads {
         cc.status = Some(CouponCampaignStatus {
             observed_generation: Some(1),
-            load_tests: behind,
+            load_tests: read,
             ..Default::default()
         });
         let fake = provisioned().await;
@@ -70,26 +83,41 @@ async fn a_test_taken_out_before_its_start_was_recorded_is_stopped_and_forgotten
         };
         let (result, api, _) = reconcile_once(cc.clone(), cluster, &fake).await;
         assert!(result.is_ok(), "{result:?}");
-        let deleted: Vec<String> = api
-            .find(Method::DELETE, "")
-            .into_iter()
-            .map(|c| c.path)
-            .collect();
-        assert_eq!(
-            deleted,
-            ["/apis/batch/v1/namespaces/shop/jobs/spring-sale-drop-0000beef-0"]
-        );
-        let campaigns = &fake.state().campaigns;
-        assert!(
-            !campaigns.contains_key(id.shadow("drop").as_str()),
-            "drop's shadow forgotten"
-        );
-        assert!(
-            campaigns.contains_key(id.shadow("keep").as_str()),
-            "keep's run goes on"
-        );
-        let runs = api.status()["loadTests"].clone();
-        assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
-        assert_eq!(runs[0]["run"], keep_run.as_str());
+        drop_stopped_forgotten_and_told_once(&api, &fake, &keep_run);
     }
+}
+
+/// `drop`'s runner deleted (`keep`'s not), its shadow gone (`keep`'s kept), one
+/// `LoadTestStopped` for it, and the status with `keep`'s run alone.
+fn drop_stopped_forgotten_and_told_once(api: &ApiServer, fake: &FakeBackends, keep_run: &str) {
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let deleted: Vec<String> = api
+        .find(Method::DELETE, "")
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(
+        deleted,
+        ["/apis/batch/v1/namespaces/shop/jobs/spring-sale-drop-0000beef-0"]
+    );
+    let campaigns = &fake.state().campaigns;
+    assert!(
+        !campaigns.contains_key(id.shadow("drop").as_str()),
+        "drop's shadow forgotten"
+    );
+    assert!(
+        campaigns.contains_key(id.shadow("keep").as_str()),
+        "keep's run goes on"
+    );
+    let stopped: Vec<_> = api
+        .find(Method::POST, "/events")
+        .into_iter()
+        .filter(|c| c.body["reason"] == "LoadTestStopped")
+        .map(|c| c.body["note"].clone())
+        .collect();
+    let note = "load test drop stopped unjudged: run drop-0000beef, taken out of the spec";
+    assert_eq!(stopped, [note], "told once, from its Job");
+    let runs = api.status()["loadTests"].clone();
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(runs[0]["run"], keep_run);
 }
