@@ -12,9 +12,9 @@ use super::pipeline::{CAMPAIGN, provisioned, ready, reconcile_once};
 use crate::backends::fake::FakeBackends;
 use crate::backends::{Shape, Stock};
 use crate::crd::{CouponCampaignStatus, LoadTestStatus};
-use crate::loadtest::run_id;
+use crate::loadtest::{RUN_LABEL, SEGMENT_LABEL, TEST_LABEL, run_id};
 use crate::validate::tests::{defaults, from_yaml};
-use crate::validate::validate;
+use crate::validate::{CAMPAIGN_LABEL, validate};
 
 /// `spring-sale`'s spec at generation 2, which took test `drop` out and kept `keep`.
 const KEEP_ONLY: &str = "  loadTests:\n  - {name: keep, profile: smoke, duration: 60s}\n";
@@ -28,10 +28,10 @@ fn runner(test: &str, run: &str) -> Value {
             "name": format!("spring-sale-{run}-0"),
             "namespace": "shop",
             "labels": {
-                "stampede.dev/campaign": "spring-sale",
-                "stampede.dev/load-test": test,
-                "stampede.dev/load-test-run": run,
-                "stampede.dev/segment": "0",
+                CAMPAIGN_LABEL: "spring-sale",
+                TEST_LABEL: test,
+                RUN_LABEL: run,
+                SEGMENT_LABEL: "0",
             },
         },
         "status": { "active": 1 },
