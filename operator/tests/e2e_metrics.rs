@@ -89,6 +89,8 @@ async fn every_metric_a_rule_or_dashboard_queries_is_exported() {
     let _forget = Forget(id.clone());
     a_good_and_a_bad_campaign(&c, &name).await;
     let stop = CancellationToken::new();
+    // Its Redis is this test's own; its topics are the stack's.
+    let _forget_room = Forget(format!("{name}-room"));
     room_campaign(&format!("{name}-room"), &redis.url(), &stop).await;
     let ports = [free_port(), free_port(), free_port()];
     service_and_writer(&redis.url(), (&name, &id), ports, &stop);

@@ -6,9 +6,10 @@ use std::process::Output;
 
 use common::RedisServer;
 use common::role::service_command;
-use common::stack::{drop_topics, stack_kafka};
+use common::stack::{drop_topics, kafka_config, stack_kafka};
 use serde_json::Value;
 use stampede_core::ids::{CampaignId, UserId};
+use stampede_core::kafka::partition_count;
 
 /// Runs the binary with `args` (split at spaces).
 fn cli(redis: &RedisServer, args: &str) -> Output {
@@ -151,7 +152,7 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
     assert_eq!(shown["shards"]["stock"], 12);
     fails_naming(
         &redis,
-        &format!("campaign create --id {id} --stock 12 --shards 2"),
+        &format!("campaign create --id {id} --stock 12 --shards 2 --partitions 8"),
         "shards cannot change",
     );
     fails_naming(
@@ -164,6 +165,19 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
         &format!("campaign create --id {id}-y --stock 2 --shards 3"),
         "at least the number of shards",
     );
+    // A refused create changes nothing: no topic made, none grown.
+    let kafka = kafka_config(&stack_kafka());
+    let partitions = |c: String| {
+        let kafka = kafka.clone();
+        async move {
+            partition_count(&kafka, &format!("stampede.{c}"))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(partitions(id.clone()).await, 6, "the topic was grown");
+    assert_eq!(partitions(format!("{id}-z")).await, 0, "a topic was made");
+    assert_eq!(partitions(format!("{id}-y")).await, 0, "a topic was made");
     drop_topics(&stack_kafka(), &id);
 }
 

@@ -36,30 +36,12 @@ impl Store {
         gated: bool,
         shards: u32,
     ) -> Result<ProvisionOutcome, Error> {
-        if shards == 0 || shards > MAX_SHARDS {
-            return Err(Error::InvalidInput(format!(
-                "shards must be 1..={MAX_SHARDS} (was {shards})"
-            )));
-        }
+        let existing = self.check_shards(campaign, stock, shards).await?;
         if shards == 1 {
             // One script call, as before sharding: `ensure.lua` refuses a sharded campaign.
             return self
                 .ensure_campaign_as(campaign, stock, window, gated, "")
                 .await;
-        }
-        let existing = self.buckets(campaign).await?;
-        let exists = existing.is_some() || self.home_exists(campaign).await?;
-        let have = existing.as_ref().map_or(1, |b| b.len() as u32);
-        if exists && have != shards {
-            return Err(Error::InvalidInput(format!(
-                "campaign {campaign} has {have} shard(s); shards cannot change once created \
-                 (asked for {shards})"
-            )));
-        }
-        if stock < u64::from(shards) {
-            return Err(Error::InvalidInput(format!(
-                "stock ({stock}) must be at least the number of shards ({shards})"
-            )));
         }
         let buckets = match existing {
             Some(b) => b,
@@ -79,6 +61,40 @@ impl Store {
             .await?;
         self.share_restocks(campaign, &buckets).await?;
         Ok(outcome)
+    }
+
+    /// Refuses `shards` buckets for `campaign`: outside 1..=MAX_SHARDS, more buckets than
+    /// `stock`, or a count other than the one it was created with. Reads only, so callers
+    /// can ask before creating anything else (its topics). Returns its buckets, if sharded.
+    pub async fn check_shards(
+        &self,
+        campaign: &CampaignId,
+        stock: u64,
+        shards: u32,
+    ) -> Result<Option<Vec<CampaignId>>, Error> {
+        if shards == 0 || shards > MAX_SHARDS {
+            return Err(Error::InvalidInput(format!(
+                "shards must be 1..={MAX_SHARDS} (was {shards})"
+            )));
+        }
+        let existing = self.buckets(campaign).await?;
+        let have = match &existing {
+            Some(b) => Some(b.len() as u32),
+            None if shards > 1 && self.home_exists(campaign).await? => Some(1),
+            None => None,
+        };
+        if let Some(have) = have.filter(|&h| h != shards) {
+            return Err(Error::InvalidInput(format!(
+                "campaign {campaign} has {have} shard(s); shards cannot change once created \
+                 (asked for {shards})"
+            )));
+        }
+        if shards > 1 && stock < u64::from(shards) {
+            return Err(Error::InvalidInput(format!(
+                "stock ({stock}) must be at least the number of shards ({shards})"
+            )));
+        }
+        Ok(existing)
     }
 
     /// Whether `campaign`'s own meta exists.

@@ -14,6 +14,7 @@ use std::path::Path;
 use kube::ResourceExt;
 use stampede_core::campaign::Window;
 use stampede_core::ids::CampaignId;
+use stampede_core::store::shards::MAX_SHARDS;
 
 use crate::Error;
 use crate::crd::{CouponCampaign, CouponCampaignSpec};
@@ -178,8 +179,8 @@ fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
     let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
     let problem = if spec.stock < 1 {
         format!("spec.stock must be at least 1, got {}", spec.stock)
-    } else if !(1..=64).contains(&spec.shards) {
-        format!("spec.shards must be 1..=64, got {}", spec.shards)
+    } else if !(1..=MAX_SHARDS as i32).contains(&spec.shards) {
+        format!("spec.shards must be 1..={MAX_SHARDS}, got {}", spec.shards)
     } else if spec.stock < i64::from(spec.shards) {
         format!(
             "spec.stock ({}) must be at least spec.shards ({})",

@@ -24,7 +24,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use stampede_core::campaign::CampaignSnapshot;
-use stampede_core::ids::CampaignId;
+use stampede_core::ids::{CampaignId, SHADOW_MARK};
 use stampede_core::kafka::KafkaConfig;
 use stampede_core::store::{Store, StoreConfig};
 use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
@@ -370,8 +370,8 @@ pub fn kafka() -> KafkaConfig {
     }
 }
 
-/// Removes a campaign's Redis keys and topics when dropped (tests leave nothing behind
-/// in the shared stack, even when they fail).
+/// Removes a campaign's Redis keys (its load tests' shadows' too) and topics when dropped
+/// (tests leave nothing behind in the shared stack, even when they fail).
 pub struct Forget(pub String);
 
 impl Drop for Forget {
@@ -384,8 +384,14 @@ impl Drop for Forget {
                 .build()
                 .unwrap();
             rt.block_on(async {
-                let id = CampaignId::parse(&campaign).unwrap();
-                let _ = store().await.forget(&id).await;
+                let store = store().await;
+                // Its shadows too: a test may end with a load test still running.
+                let registry = store.registry().await.unwrap_or_default();
+                let shadow = |s: &&String| s.starts_with(&format!("{campaign}{SHADOW_MARK}"));
+                let ours = registry.iter().filter(shadow).chain([&campaign]);
+                for c in ours.filter_map(|c| CampaignId::parse(c).ok()) {
+                    let _ = store.forget(&c).await;
+                }
                 let _ = stampede_core::kafka::delete_topics(&kafka(), &campaign).await;
             });
         })

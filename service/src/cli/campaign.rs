@@ -158,6 +158,8 @@ async fn create(store: &Store, campaign: &CampaignId, c: CreateArgs) -> Result<(
     let room = waiting_room
         .then(|| room.config(WaitingRoomConfig::default()))
         .transpose()?;
+    // A refused shard count is refused before the topics: a failed create leaves nothing.
+    store.check_shards(campaign, stock, shards).await?;
     // Topics first: a campaign must not open without the topic its outbox drains to.
     let topics = ensure_topics(
         &kafka.config()?,
