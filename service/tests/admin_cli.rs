@@ -128,6 +128,14 @@ async fn create_provisions_topics_that_only_grow() {
     assert_eq!(kept["provision"]["outcome"], "unchanged");
     let zero = format!("campaign create --id {id} --stock 5 --partitions 0");
     fails_naming(&redis, &zero, "--partitions");
+    // A create refused for its stock grows no topic on the way.
+    let shrink = format!("campaign create --id {id} --stock 4 --partitions 8");
+    fails_naming(&redis, &shrink, "never shrink");
+    assert_eq!(
+        create("4")["kafka"]["partitionsBefore"],
+        4,
+        "grown by a refusal"
+    );
     drop_topics(&stack_kafka(), &id);
 }
 

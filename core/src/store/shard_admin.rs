@@ -36,7 +36,7 @@ impl Store {
         gated: bool,
         shards: u32,
     ) -> Result<ProvisionOutcome, Error> {
-        let existing = self.check_shards(campaign, stock, shards).await?;
+        let existing = self.check_provision(campaign, stock, shards).await?;
         if shards == 1 {
             // One script call, as before sharding: `ensure.lua` refuses a sharded campaign.
             return self
@@ -63,10 +63,11 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Refuses `shards` buckets for `campaign`: outside 1..=MAX_SHARDS, more buckets than
-    /// `stock`, or a count other than the one it was created with. Reads only, so callers
-    /// can ask before creating anything else (its topics). Returns its buckets, if sharded.
-    pub async fn check_shards(
+    /// Refuses what provisioning `campaign` with `stock` in `shards` buckets would refuse:
+    /// a count outside 1..=MAX_SHARDS, above `stock` or other than the one it was created
+    /// with, and a stock below its own. Reads only, so callers ask before they make
+    /// anything else (its topics); the scripts still refuse atomically. Returns its buckets.
+    pub async fn check_provision(
         &self,
         campaign: &CampaignId,
         stock: u64,
@@ -94,7 +95,24 @@ impl Store {
                 "stock ({stock}) must be at least the number of shards ({shards})"
             )));
         }
-        Ok(existing)
+        let meta = CampaignKeys::new(campaign).meta;
+        let total: Option<u64> = self
+            .call("hget", |mut c| async move {
+                redis::cmd("HGET")
+                    .arg(meta)
+                    .arg("total")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        match total {
+            Some(current) if current > stock => Err(Error::StockDecrease {
+                campaign: campaign.to_string(),
+                current,
+                requested: stock,
+            }),
+            _ => Ok(existing),
+        }
     }
 
     /// Whether `campaign`'s own meta exists.

@@ -158,8 +158,9 @@ async fn create(store: &Store, campaign: &CampaignId, c: CreateArgs) -> Result<(
     let room = waiting_room
         .then(|| room.config(WaitingRoomConfig::default()))
         .transpose()?;
-    // A refused shard count is refused before the topics: a failed create leaves nothing.
-    store.check_shards(campaign, stock, shards).await?;
+    // What the store would refuse is refused before the topics: a failed create changes
+    // nothing (a topic's partitions never shrink back).
+    store.check_provision(campaign, stock, shards).await?;
     // Topics first: a campaign must not open without the topic its outbox drains to.
     let topics = ensure_topics(
         &kafka.config()?,
