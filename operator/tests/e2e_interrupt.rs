@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::proxy::HoldingProxy;
@@ -233,7 +233,7 @@ async fn the_operator_binary_sigtermed_mid_reconcile_exits_promptly_and_a_restar
 
 /// `stampede-operator run` against the test's control plane, campaigns' Redis through the
 /// proxy, resyncing every 2 s.
-fn operator_binary(b: &Blocked) -> Child {
+fn operator_binary(b: &Blocked) -> Reaped {
     let d = stack_defaults();
     Command::new(env!("CARGO_BIN_EXE_stampede-operator"))
         .args(["run", "--listen", "127.0.0.1:0", "--resync-secs", "2"])
@@ -251,6 +251,7 @@ fn operator_binary(b: &Blocked) -> Child {
         .env("STAMPEDE_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("starting stampede-operator")
 }
 

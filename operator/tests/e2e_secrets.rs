@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -180,7 +180,7 @@ async fn the_operator_logs_events_and_statuses_carry_no_password() {
 
 /// `stampede-operator run` on the test's control plane, logging at debug level into `log`,
 /// its credentials from the environment as the chart hands them over.
-fn operator_binary(c: &Cluster, redis_url: &str, log: &std::path::Path) -> Child {
+fn operator_binary(c: &Cluster, redis_url: &str, log: &std::path::Path) -> Reaped {
     let d = stack_defaults();
     // It logs to stdout and reports a fatal error on stderr: both go to the file.
     let out = std::fs::File::create(log).unwrap();
@@ -198,6 +198,7 @@ fn operator_binary(c: &Cluster, redis_url: &str, log: &std::path::Path) -> Child
         .stdout(out)
         .stderr(err)
         .spawn()
+        .map(Reaped)
         .expect("starting stampede-operator")
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,8 @@ use common::pipeline::{provision, store};
 use common::role::service_command;
 use common::stack::{drop_topics, stack_kafka};
 use common::{
-    RedisServer, eventually, exit_within, free_port, issuance_counts, sigterm, token, unique,
+    Reaped, RedisServer, eventually, exit_within, free_port, issuance_counts, sigterm, token,
+    unique,
 };
 use stampede_core::issuance::topic;
 
@@ -74,7 +75,7 @@ async fn serve_sigtermed_under_load_answers_what_it_took_and_exits_promptly() {
 }
 
 /// Starts `stampede-service serve` on free ports; waits until the API listens.
-fn serve(redis: &RedisServer, brokers: &str) -> (Child, String) {
+fn serve(redis: &RedisServer, brokers: &str) -> (Reaped, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let child = service_command()
         .args(["serve", "--listen", &listen, "--relay-consumer", "sigterm"])
@@ -84,6 +85,7 @@ fn serve(redis: &RedisServer, brokers: &str) -> (Child, String) {
         .env("STAMPEDE_KAFKA_BROKERS", brokers)
         .stdout(Stdio::null())
         .spawn()
+        .map(Reaped)
         .expect("starting stampede-service serve");
     let base = format!("http://{listen}");
     let start = Instant::now();

@@ -36,13 +36,14 @@ impl Store {
         gated: bool,
         shards: u32,
     ) -> Result<ProvisionOutcome, Error> {
-        let existing = self.check_provision(campaign, stock, shards).await?;
         if shards == 1 {
-            // One script call, as before sharding: `ensure.lua` refuses a sharded campaign.
+            // One script call, as before sharding: `ensure.lua` itself refuses a sharded
+            // campaign and a smaller stock (the operator provisions on every reconcile).
             return self
                 .ensure_campaign_as(campaign, stock, window, gated, "")
                 .await;
         }
+        let existing = self.check_provision(campaign, stock, shards).await?;
         let buckets = match existing {
             Some(b) => b,
             None => self.place_buckets(campaign, shards).await?,

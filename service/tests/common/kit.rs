@@ -118,6 +118,32 @@ pub fn sample(text: &str, name_and_labels: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// A child process that is killed and reaped when dropped: a test that fails midway leaves
+/// no process running, none holding the output pipe `make test` waits on.
+pub struct Reaped(pub Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `kill -TERM <pid>`: a signal without unsafe code.
 pub fn sigterm(child: &Child) {
     let ok = Command::new("kill")
