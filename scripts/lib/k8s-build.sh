@@ -8,7 +8,8 @@
 #   is_built NAME             BIN_DIR/NAME exists and its marker line matches
 #   prepare_module etcd|kube  copies the wrapper module to SRC_DIR, applies version overrides
 #   build_one NAME MODULE PACKAGE [LDFLAGS...]   go build into BIN_DIR, updates the marker
-#   cmd_build [--with-kcm] [--with-node] [--force]   `scripts/control-plane build`
+#   cmd_build [--with-kcm] [--with-node] [--force]   `scripts/control-plane build`; one at a
+#                             time (an flock on BIN_DIR/.build.lock, released before returning)
 #   ensure_built [--with-kcm|--with-node]        builds only what is missing or stale
 
 marker_line() { # NAME: the marker line for binary NAME
@@ -71,6 +72,16 @@ cmd_build() {
         esac
     done
     command -v go >/dev/null || die "no go on PATH"
+    # Two tests starting control planes on a fresh machine would each build, and the second
+    # would remove the module source under the first: the second waits, then finds the
+    # binaries cached. Descriptor 6 is closed again before anything is started, so no etcd
+    # or kube-apiserver inherits the lock.
+    mkdir -p "$BIN_DIR"
+    exec 6>"$BIN_DIR/.build.lock"
+    if ! flock -n 6; then
+        log "another build of the control plane is running; waiting for it (up to 1 h) ..."
+        flock -w 3600 6 || die "another build still holds $BIN_DIR/.build.lock after 1 h"
+    fi
     names="etcd kube-apiserver"
     [ "$with_kcm" = 1 ] && names="$names kube-controller-manager"
     [ "$with_node" = 1 ] && names="$names kube-scheduler kube-proxy kubelet kubectl"
@@ -90,6 +101,7 @@ cmd_build() {
                 ;;
         esac
     done
+    exec 6>&-
 }
 
 ensure_built() { # [--with-kcm|--with-node]
