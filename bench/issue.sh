@@ -23,6 +23,9 @@
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
 #   PROFILE=sold-out bench/issue.sh   # the same for one more run of the sold-out path
 #   CLIENT_NICE=19 bench/issue.sh   # wrk at that niceness (it yields the cores to the service)
+#   WARMUP=3 bench/issue.sh    # each issue path first takes 3 s of the same load, not
+#                              # measured (default 0: alternated on 2026-12-05 it changed
+#                              # nothing — the first round is no slower than the rest)
 # The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
 # in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
 # the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
@@ -229,6 +232,19 @@ wait_drained() {
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
 url="http://127.0.0.1:$PORT"
+WARMUP=${WARMUP:-0}
+case $WARMUP in '' | *[!0-9]*) echo "WARMUP: whole seconds, got '$WARMUP'" >&2; exit 2 ;; esac
+case $WARMUP in 0) ;;
+  *)
+    echo "warming up: ${WARMUP} s of issues on each issue path (not measured)"
+    "$BIN" token --with-sub --sub-prefix "$run-warmup" --count "$((WARMUP * TOKENS_PER_SEC))" >"$tokens"
+    for target in "$url $live" "http://127.0.0.1:$((PORT + 2)) $alone"; do
+      wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/issue.lua "${target% *}" -- \
+        issue "${target#* }" "$tokens" "$THREADS" >/dev/null
+    done
+    wait_drained "$live"
+    ;;
+esac
 for _ in $(seq "$ROUNDS"); do
   wrk_run healthz "$ops_url" healthz
   wrk_run issue "$url" issue "$live"
@@ -267,12 +283,12 @@ for name in ("healthz", "issue", "issue-no-relay", "issue-replica", "sold-out"):
         continue
     rps, p50, p99, cpu = (statistics.median(float(r[i]) for r in rs) for i in (1, 2, 3, 5))
     med[name] = rps
-    runs = " ".join(f"{float(r[1]):.0f}" for r in rs)
+    runs = " ".join(f"{float(r[1]):.0f}/{float(r[3])/1000:.1f}" for r in rs)
     non2xx = sum(int(r[4]) for r in rs)
     redis = f"  redis {cpu:5.2f} us/issuance" if cpu else ""
     served = [float(r[9]) for r in rs if len(r) > 9 and r[9].strip()]
     served = f"  serve {statistics.median(served):5.1f} us CPU/req" if served else ""
-    print(f"{name:14} {rps:8.0f} req/s  p50 {p50/1000:5.2f} ms  p99 {p99/1000:5.2f} ms  non-2xx {non2xx:<7}{redis}{served}  runs: {runs}")
+    print(f"{name:14} {rps:8.0f} req/s  p50 {p50/1000:5.2f} ms  p99 {p99/1000:5.2f} ms  non-2xx {non2xx:<7}{redis}{served}  runs (req/s/p99 ms): {runs}")
     splits = [dict(kv.split("=") for kv in r[6].split()) for r in rs if len(r) > 6 and r[6].strip()]
     if splits:
         parts = {k: statistics.median(float(s[k]) for s in splits) for k in splits[0]}
