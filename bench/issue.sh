@@ -23,9 +23,6 @@
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
 #   PROFILE=sold-out bench/issue.sh   # the same for one more run of the sold-out path
 #   CLIENT_NICE=19 bench/issue.sh   # wrk at that niceness (it yields the cores to the service)
-#   WARMUP=3 bench/issue.sh    # each issue path first takes 3 s of the same load, not
-#                              # measured (default 0: alternated on 2026-12-05 it changed
-#                              # nothing — the first round is no slower than the rest)
 # The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
 # in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
 # the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
@@ -232,19 +229,6 @@ wait_drained() {
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds; service + redis + wrk on $(nproc) cores"
 url="http://127.0.0.1:$PORT"
-WARMUP=${WARMUP:-0}
-case $WARMUP in '' | *[!0-9]*) echo "WARMUP: whole seconds, got '$WARMUP'" >&2; exit 2 ;; esac
-case $WARMUP in 0) ;;
-  *)
-    echo "warming up: ${WARMUP} s of issues on each issue path (not measured)"
-    "$BIN" token --with-sub --sub-prefix "$run-warmup" --count "$((WARMUP * TOKENS_PER_SEC))" >"$tokens"
-    for target in "$url $live" "http://127.0.0.1:$((PORT + 2)) $alone"; do
-      wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s bench/issue.lua "${target% *}" -- \
-        issue "${target#* }" "$tokens" "$THREADS" >/dev/null
-    done
-    wait_drained "$live"
-    ;;
-esac
 for _ in $(seq "$ROUNDS"); do
   wrk_run healthz "$ops_url" healthz
   wrk_run issue "$url" issue "$live"

@@ -267,3 +267,24 @@ pub struct SecretKeyRef {
     #[schemars(length(min = 1))]
     pub key: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use stampede_core::store::shards::MAX_SHARDS;
+
+    /// The schema's bound on `spec.shards` is written as a literal (an attribute needs one);
+    /// it must be the store's, or the API server accepts what the operator then refuses.
+    #[test]
+    fn the_schema_bounds_shards_as_the_store_does() {
+        let crd = serde_json::to_value(super::CouponCampaign::crd()).unwrap();
+        let shards = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["shards"];
+        assert_eq!(shards["minimum"].as_f64(), Some(1.0), "{shards}");
+        assert_eq!(
+            shards["maximum"].as_f64(),
+            Some(f64::from(MAX_SHARDS)),
+            "{shards}"
+        );
+    }
+}
