@@ -273,8 +273,9 @@ mod tests {
     use kube::CustomResourceExt;
     use stampede_core::store::shards::MAX_SHARDS;
 
-    /// The schema's bound on `spec.shards` is written as a literal (an attribute needs one);
-    /// it must be the store's, or the API server accepts what the operator then refuses.
+    /// The schema's bound on `spec.shards` and its description are written as literals (an
+    /// attribute needs one); they must say the store's, or the API server accepts what the
+    /// operator then refuses.
     #[test]
     fn the_schema_bounds_shards_as_the_store_does() {
         let crd = serde_json::to_value(super::CouponCampaign::crd()).unwrap();
@@ -284,6 +285,11 @@ mod tests {
         assert_eq!(
             shards["maximum"].as_f64(),
             Some(f64::from(MAX_SHARDS)),
+            "{shards}"
+        );
+        let bound = format!("(1..={MAX_SHARDS})");
+        assert!(
+            shards["description"].as_str().unwrap().contains(&bound),
             "{shards}"
         );
     }
