@@ -108,12 +108,7 @@ impl Decision {
             Some("SUSPENDED") => Self::Suspended,
             Some("UNKNOWN") => Self::Unknown,
             Some("ADMISSION_REQUIRED") => Self::AdmissionRequired,
-            Some("SHARDED") => Self::Sharded(
-                detail()?
-                    .split(',')
-                    .map(CampaignId::parse_stored)
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some("SHARDED") => Self::Sharded(CampaignId::parse_buckets(detail()?)?),
             _ => return Err(Error::Protocol(format!("{reply:?}"))),
         })
     }

@@ -92,6 +92,11 @@ impl CampaignId {
         self.0.contains(BUCKET_MARK)
     }
 
+    /// A sharded campaign's bucket list as Redis stores it (meta `buckets`, "a~0,a~1,…").
+    pub fn parse_buckets(list: &str) -> Result<Vec<Self>, Error> {
+        list.split(',').map(Self::parse_stored).collect()
+    }
+
     /// A campaign id, or a bucket id (`<campaign>~<n>`) as found in Redis (the registry,
     /// stream keys); never for what clients send.
     pub fn parse_stored(raw: &str) -> Result<Self, Error> {

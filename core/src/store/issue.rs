@@ -149,10 +149,7 @@ impl Store {
             let detail = reply.get(1).map_or("", String::as_str);
             return match reply.first().map(String::as_str) {
                 Some("SHARDED") if !target.is_bucket() => {
-                    let buckets: Vec<CampaignId> = detail
-                        .split(',')
-                        .map(CampaignId::parse_stored)
-                        .collect::<Result<_, _>>()?;
+                    let buckets = CampaignId::parse_buckets(detail)?;
                     target =
                         buckets[super::shards::bucket_index(user.as_str(), buckets.len())].clone();
                     self.learn(campaign, buckets);

@@ -79,10 +79,26 @@ impl Store {
                 "shards must be 1..={MAX_SHARDS} (was {shards})"
             )));
         }
-        let existing = self.buckets(campaign).await?;
+        // One round trip: the bucket list, the stock and whether the campaign exists at all
+        // (a meta holding only the flags of a campaign Redis lost counts as existing).
+        let meta = CampaignKeys::new(campaign).meta;
+        let ((list, total), exists): ((Option<String>, Option<u64>), bool) = self
+            .call("check_provision", |mut c| async move {
+                redis::pipe()
+                    .cmd("HMGET")
+                    .arg(&meta)
+                    .arg("buckets")
+                    .arg("total")
+                    .cmd("EXISTS")
+                    .arg(&meta)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let existing = list.as_deref().map(CampaignId::parse_buckets).transpose()?;
         let have = match &existing {
             Some(b) => Some(b.len() as u32),
-            None if shards > 1 && self.home_exists(campaign).await? => Some(1),
+            None if shards > 1 && exists => Some(1),
             None => None,
         };
         if let Some(have) = have.filter(|&h| h != shards) {
@@ -96,16 +112,6 @@ impl Store {
                 "stock ({stock}) must be at least the number of shards ({shards})"
             )));
         }
-        let meta = CampaignKeys::new(campaign).meta;
-        let total: Option<u64> = self
-            .call("hget", |mut c| async move {
-                redis::cmd("HGET")
-                    .arg(meta)
-                    .arg("total")
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
         match total {
             Some(current) if current > stock => Err(Error::StockDecrease {
                 campaign: campaign.to_string(),
@@ -114,15 +120,6 @@ impl Store {
             }),
             _ => Ok(existing),
         }
-    }
-
-    /// Whether `campaign`'s own meta exists.
-    async fn home_exists(&self, campaign: &CampaignId) -> Result<bool, Error> {
-        let meta = CampaignKeys::new(campaign).meta;
-        self.call("exists", |mut c| async move {
-            redis::cmd("EXISTS").arg(meta).query_async(&mut c).await
-        })
-        .await
     }
 
     /// Shares out every restock the campaign recorded (`restock:<after>` = before) and not

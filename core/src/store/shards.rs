@@ -156,8 +156,7 @@ impl Store {
                     .await
             })
             .await?;
-        list.map(|l| l.split(',').map(CampaignId::parse_stored).collect())
-            .transpose()
+        list.as_deref().map(CampaignId::parse_buckets).transpose()
     }
 
     /// Brings stock to the dry `bucket` from the one with most to spare, one rebalance at
