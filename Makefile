@@ -44,8 +44,9 @@ build: ## build of the binaries in STAMPEDE_CARGO_PROFILE (release; dev under ma
 fmt-check: ## rustfmt drift
 	cargo fmt --all --check
 
-scripts-check: deps ## bash -n + shellcheck (warning level) over scripts/ and bench/; the self-tests of the aims report, the spike's capture parser and the schedstat summary
+scripts-check: deps ## bash -n + shellcheck (warning level) over scripts/ and bench/; the control-plane build lock (a stand-in go); the self-tests of the aims report, the spike's capture parser and the schedstat summary
 	scripts/check-scripts
+	scripts/test-build-lock
 	python3 bench/aims_report.py --self-test
 	python3 bench/spike_wire.py --self-test
 	python3 bench/serve_schedstat.py --self-test

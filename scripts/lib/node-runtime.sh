@@ -6,6 +6,7 @@
 #
 #   write_containerd_config   STATE/containerd/config.toml and the CNI conflist (every start)
 #   start_containerd          containerd with that config, until `ctr version` answers
+#   containerd_answers        `ctr version` on SOCK, quietly (the start's readiness probe)
 #   load_images               scripts/images load (it builds what is stale) into containerd
 #   write_kubelet_config      STATE/kubelet-config.yaml (every start)
 #   start_kubelet             the kubelet, until its /healthz answers
@@ -68,8 +69,12 @@ start_containerd() {
     # on a dead loopback port and fails at once, without even a DNS lookup leaving here.
     start_proc containerd env HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 NO_PROXY= \
         containerd --config "$STATE/containerd/config.toml"
-    wait_until 30 "$PID" "$STATE/containerd.log" containerd ctr -a "$SOCK" version >/dev/null
+    wait_until 30 "$PID" "$STATE/containerd.log" containerd containerd_answers
 }
+
+# The probe is quiet: a socket not yet there is the expected first answer, and a start that
+# times out shows containerd's own log instead.
+containerd_answers() { ctr -a "$SOCK" version >/dev/null 2>&1; }
 
 load_images() {
     "$SCRIPT_DIR/images" load --address "$SOCK" --with-addons
