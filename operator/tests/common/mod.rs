@@ -8,9 +8,11 @@ pub mod fixtures;
 pub mod node;
 mod node_diagnostics;
 pub mod proxy;
+mod stack;
 
 pub use control_plane::*;
 pub use fixtures::*;
+pub use stack::*;
 
 #[path = "../../../service/tests/common/kit.rs"]
 mod kit;
@@ -23,53 +25,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
-use stampede_core::campaign::CampaignSnapshot;
-use stampede_core::ids::{CampaignId, SHADOW_MARK};
-use stampede_core::kafka::KafkaConfig;
-use stampede_core::store::{Store, StoreConfig};
 use stampede_operator::crd::{CouponCampaign, CouponCampaignStatus};
 use stampede_operator::run::{Config, run_on};
 use stampede_operator::validate::Defaults;
-use stampede_service::metrics::Metrics;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-/// The stack's Redis, Kafka and PostgreSQL (`scripts/stack up`).
-pub fn stack_defaults() -> Defaults {
-    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.into());
-    Defaults {
-        redis_url: env("STAMPEDE_REDIS_URL", "redis://127.0.0.1:6379"),
-        kafka_brokers: env("STAMPEDE_KAFKA_BROKERS", "127.0.0.1:9092"),
-        database_url: env(
-            "STAMPEDE_DATABASE_URL",
-            "postgres://stampede:stampede@127.0.0.1:5432/stampede",
-        ),
-        service_image: "stampede/service:test".into(),
-        k6_image: "grafana/k6:test".into(),
-        allowed_images: Vec::new(),
-        monitoring_namespace: Some("monitoring".into()),
-        kafka_security: stampede_operator::cli::kafka_security().expect("STAMPEDE_KAFKA_*"),
-        database_ca_pem: stampede_operator::cli::database_ca_pem(&env(
-            "STAMPEDE_DATABASE_URL",
-            "postgres://stampede:stampede@127.0.0.1:5432/stampede",
-        ))
-        .expect("the database CA"),
-    }
-}
-
-/// Creates the issuance tables in the stack's database, as a campaign's first writer does
-/// (on a fresh stack no writer may have run yet, and the persisted count needs them).
-pub async fn migrate_stack_database() {
-    let url = stack_defaults().database_url;
-    let pool = stampede_core::db::connect(&url, 1)
-        .await
-        .expect("the stack's PostgreSQL");
-    stampede_core::db::migrate(&pool)
-        .await
-        .expect("migrating the stack's database");
-    pool.close().await;
-}
 
 /// A control plane with the CouponCampaign CRD and a namespace for the test.
 pub struct Cluster {
@@ -330,71 +291,5 @@ impl Operator {
     pub async fn kill(self) {
         self.handle.abort();
         let _ = self.handle.await;
-    }
-}
-
-/// The stack's Redis, as the service library sees it.
-pub async fn store() -> Store {
-    let config = StoreConfig {
-        url: stack_defaults().redis_url,
-        connections: 1,
-        timeout: Duration::from_secs(2),
-    };
-    Store::connect(&config, Metrics::new().redis)
-        .await
-        .expect("stack Redis (scripts/stack up)")
-}
-
-/// A campaign's Redis snapshot, if it exists.
-pub async fn snapshot(campaign: &str) -> Option<CampaignSnapshot> {
-    store()
-        .await
-        .snapshot(&CampaignId::parse(campaign).unwrap())
-        .await
-        .unwrap()
-}
-
-/// Partitions of a topic (0 when it does not exist).
-pub async fn partitions(topic: &str) -> i32 {
-    stampede_core::kafka::partition_count(&kafka(), topic)
-        .await
-        .unwrap()
-}
-
-/// The stack's Kafka.
-pub fn kafka() -> KafkaConfig {
-    let d = stack_defaults();
-    KafkaConfig {
-        brokers: d.kafka_brokers,
-        security: d.kafka_security,
-    }
-}
-
-/// Removes a campaign's Redis keys (its load tests' shadows' too) and topics when dropped
-/// (tests leave nothing behind in the shared stack, even when they fail).
-pub struct Forget(pub String);
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        let campaign = self.0.clone();
-        // Drop cannot await; a thread with its own runtime can.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let store = store().await;
-                // Its shadows too: a test may end with a load test still running.
-                let registry = store.registry().await.unwrap_or_default();
-                let shadow = |s: &&String| s.starts_with(&format!("{campaign}{SHADOW_MARK}"));
-                let ours = registry.iter().filter(shadow).chain([&campaign]);
-                for c in ours.filter_map(|c| CampaignId::parse(c).ok()) {
-                    let _ = store.forget(&c).await;
-                }
-                let _ = stampede_core::kafka::delete_topics(&kafka(), &campaign).await;
-            });
-        })
-        .join();
     }
 }
