@@ -246,13 +246,13 @@ impl Relay {
         }
     }
 
-    /// Finds new campaigns; a campaign joins once its topic exists (provisioned by
-    /// `campaign create` or the operator) and its outbox has our group.
     /// Whether `campaign` is this relay's to serve.
     fn serves(&self, campaign: &CampaignId) -> bool {
         in_scope(self.config.campaigns.as_ref(), campaign)
     }
 
+    /// Finds new campaigns; a campaign joins once its topic exists (provisioned by
+    /// `campaign create` or the operator) and its outbox has our group.
     async fn refresh(&mut self) -> Result<(), Error> {
         // Ids in the registry were validated when they were provisioned; skip any other.
         let all: Vec<CampaignId> = self
