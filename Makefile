@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR ?= never
 # have made already (a second optimised build of the dependency tree cost ~9 min cold).
 export STAMPEDE_CARGO_PROFILE ?= release
 
-.PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster suites bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-issue bench-drain bench-spike bench-reports bench-relay-redis bench-node bench-pg-insert bench-sold-out stack-up stack-down stack-auth-test
+.PHONY: help prune-target deps build fmt-check clippy scripts-check layout-check generate generate-check crd crd-check control-plane alerts dashboards chart unit e2e test-cluster suites bench-cluster k6-test node-test node-test-cluster bench-waiting-room test demo demo-local images cluster-up cluster-down bench bench-issue bench-drain bench-spike bench-reports bench-relay-redis bench-node bench-pg-insert bench-sold-out stack-up stack-down stack-auth-test drill
 
 # Slow end-to-end suites (service/tests/e2e_*.rs, operator/tests/e2e_*.rs) run after the fast ones.
 E2E := $(basename $(notdir $(wildcard service/tests/e2e_*.rs operator/tests/e2e_*.rs)))
@@ -96,20 +96,24 @@ bench-waiting-room: deps build ## waiting room: Redis memory for 1 000 000 queue
 # e2e and test-cluster side by side: their tests wait mostly on servers (each has private
 # control planes, unique names, no fixed ports): the pair took 363 s against ~720 s one after the
 # other, and kept 0.87 of the two cores busy. test-cluster ends ~90 s before e2e, so the k6
-# checks (~80 s, ports of their own) follow it in its lane instead of after both. Each line
-# carries its suite's tag, except cargo's "test result: " lines; the first failure's status
-# is make's. The k6 checks run the dev build (make test makes it before the suites: inside
+# checks (~80 s, ports of their own) follow it in its lane instead of after both, and then
+# the fault drill (~60 s, a private stack on ports of its own). Each line carries its
+# suite's tag, except cargo's "test result: " lines; the first failure's status is make's. The k6 checks run the dev build (make test makes it before the suites: inside
 # the k6 lane it took 35 s against 9 s alone, on the lane that ends last).
 suites: export STAMPEDE_CARGO_PROFILE = dev
-suites: deps control-plane chart ## make e2e, and make test-cluster then make k6-test, at once; lines tagged [e2e] / [cluster] / [k6]
+suites: deps control-plane chart ## make e2e, and make test-cluster then make k6-test and make drill, at once; lines tagged [e2e] / [cluster] / [k6] / [drill]
 	@set -o pipefail; tag() { sed -u "/^test result: /!s/^/[$$1] /"; }; \
 	  sub() { $(MAKE) --no-print-directory -o deps -o control-plane -o chart "$$1" 2>&1; }; \
 	  { sub e2e | tag e2e; } & e2e=$$!; \
-	  { sub test-cluster | tag cluster && sub k6-test | tag k6; } & cluster=$$!; \
+	  { sub test-cluster | tag cluster && sub k6-test | tag k6 && \
+	    DRILL_OUTAGE=3 sub drill | tag drill; } & cluster=$$!; \
 	  rc=0; wait $$e2e || rc=$$?; wait $$cluster || rc=$$((rc ? rc : $$?)); exit $$rc
 
 k6-test: deps build ## run every k6 script for real, short, against a local service
 	scripts/test-k6
+
+drill: deps build ## a fault drill on a private stack: issuer, writer, Kafka, PostgreSQL and Redis each fail under a k6 stampede; nothing lost, nothing twice (~70 s)
+	scripts/drill
 
 node-test: deps build ## suites on the real local node: helm install, campaigns through real pods
 	$(WITH_STACK) scripts/cluster up && timeout 2400 cargo test --workspace $(addprefix --test ,$(NODE)) -- --test-threads 1
