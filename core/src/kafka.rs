@@ -71,10 +71,16 @@ impl KafkaConfig {
             .set("linger.ms", linger_ms.to_string())
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
-            .set("message.timeout.ms", "30000");
+            .set(
+                "message.timeout.ms",
+                MESSAGE_TIMEOUT.as_millis().to_string(),
+            );
         c
     }
 }
+
+/// How long a produced message may go undelivered before its delivery fails.
+pub const MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What provisioning did to a campaign's topics.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -54,7 +54,7 @@ pub struct WriterArgs {
     batches_in_flight: u16,
     /// Seconds the Kafka consumer may go without being a settled member of its group
     /// before it is closed and a new one built (what it had not committed is read again).
-    #[arg(long, env = "STAMPEDE_WRITER_STALL_SECS", default_value_t = 60,
+    #[arg(long, env = "STAMPEDE_WRITER_STALL_SECS", default_value_t = 20,
         value_parser = clap::value_parser!(u64).range(15..=3600))]
     stall_secs: u64,
     /// Kafka consumer group shared by all writers.

@@ -9,7 +9,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::topic;
-use stampede_core::kafka::kafka;
+use stampede_core::kafka::{MESSAGE_TIMEOUT, kafka};
 use stampede_core::message::KafkaRecord;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
@@ -35,19 +35,32 @@ pub(super) fn new_producer(config: &RelayConfig) -> Result<FutureProducer, Error
 impl Relay {
     /// Replaces a producer in librdkafka's fatal state, which fails every later send: an
     /// idempotent producer whose sequence numbers cannot be reconciled (a broker restart
-    /// with messages in flight can leave it so). What it had not delivered stays pending
-    /// in the outbox and is read again. The old one is let go of on a thread of its own
-    /// (its purge and close may wait on the broker), not waited for.
-    pub(super) fn renew_producer_if_fatal(&mut self) -> Result<(), Error> {
-        let Some((code, reason)) = self.producer.client().fatal_error() else {
+    /// with messages in flight can leave it so). Replaces it too when messages sent on it
+    /// (`timed_out`: a delivery had one undelivered for the whole message timeout, and the
+    /// producer is older than that) never reached Kafka: after a broker restart, an
+    /// idempotent producer can stay waiting for its producer id with the broker long back
+    /// and no fatal error (`scripts/drill kafka`: the outbox grew for minutes, every message
+    /// timing out), while a new one delivers at once. During an outage that lasts, this
+    /// renews it once per message timeout. What it had not delivered stays pending in the
+    /// outbox and is read again. The old one is let go of on a thread of its own (its purge
+    /// and close may wait on the broker), not waited for.
+    pub(super) fn renew_producer_if_stuck(&mut self, timed_out: bool) -> Result<(), Error> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            tracing::error!(
+                ?code,
+                reason,
+                "kafka producer in a fatal state; building a new one"
+            );
+        } else if timed_out && self.producer_built.elapsed() >= MESSAGE_TIMEOUT {
+            tracing::warn!(
+                timeout = ?MESSAGE_TIMEOUT,
+                "kafka producer delivered nothing of a batch within the message timeout; building a new one"
+            );
+        } else {
             return Ok(());
-        };
-        tracing::error!(
-            ?code,
-            reason,
-            "kafka producer in a fatal state; building a new one"
-        );
+        }
         let old = std::mem::replace(&mut self.producer, new_producer(&self.config)?);
+        self.producer_built = Instant::now();
         self.metrics.relay_producer_renewals.inc();
         tokio::spawn(drop_on_own_thread(old, "relay-close"));
         Ok(())
@@ -86,10 +99,11 @@ impl Relay {
         let outcomes = task
             .await
             .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
-        if outcomes.iter().any(|(_, failed)| *failed > 0) {
-            self.renew_producer_if_fatal()?;
+        if outcomes.iter().any(|(_, failed, _)| *failed > 0) {
+            let timed_out = outcomes.iter().any(|(_, _, timed_out)| *timed_out);
+            self.renew_producer_if_stuck(timed_out)?;
         }
-        for (campaign, failed) in outcomes {
+        for (campaign, failed, _) in outcomes {
             let Some(lane) = CampaignId::parse_stored(&campaign)
                 .ok()
                 .and_then(|c| self.lanes.get_mut(&c))
@@ -135,6 +149,7 @@ pub(super) async fn deliver(
     let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
     let mut produced = vec![0u64; batches.len()];
     let mut failed = vec![0u64; batches.len()];
+    let mut timed_out = vec![false; batches.len()];
     let mut sent = Vec::new();
     let mut campaigns = Vec::with_capacity(batches.len());
     for (i, (batch, as_one)) in batches.into_iter().enumerate() {
@@ -149,6 +164,7 @@ pub(super) async fn deliver(
         let (issuances, message_count) =
             (messages.iter().map(|m| m.1).sum::<u64>(), messages.len());
         let (unacked, error) = acknowledged(messages).await;
+        timed_out[i] |= error.as_ref().is_some_and(is_timeout);
         if let Some(e) = error.filter(|_| failed[i] == 0) {
             tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
         }
@@ -160,8 +176,11 @@ pub(super) async fn deliver(
         failed[i] += unacked;
     }
     let mut outcomes = Vec::with_capacity(campaigns.len());
-    for (((campaign, done), failed), produced) in
-        campaigns.into_iter().zip(done).zip(failed).zip(produced)
+    for ((((campaign, done), failed), produced), timed_out) in (campaigns.into_iter())
+        .zip(done)
+        .zip(failed)
+        .zip(produced)
+        .zip(timed_out)
     {
         outbox.remove(&campaign, &done).await?;
         metrics
@@ -169,7 +188,7 @@ pub(super) async fn deliver(
             .with_label_values(&[campaign.as_str()])
             .inc_by(produced);
         metrics.relay_produce_errors.inc_by(failed);
-        outcomes.push((campaign, failed));
+        outcomes.push((campaign, failed, timed_out));
     }
     Ok(outcomes)
 }
@@ -199,6 +218,15 @@ async fn acknowledged(messages: Vec<(Sent, u64)>) -> (u64, Option<KafkaError>) {
         }
     }
     (unacked, first)
+}
+
+/// Whether a delivery failed because the message stayed undelivered for the whole message
+/// timeout.
+fn is_timeout(e: &KafkaError) -> bool {
+    matches!(
+        e,
+        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
+    )
 }
 
 /// The topic `campaign`'s outbox delivers to (a sharded campaign's buckets deliver to the

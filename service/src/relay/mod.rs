@@ -80,6 +80,7 @@ pub async fn run(
         config,
         metrics,
         producer,
+        producer_built: Instant::now(),
         lanes: HashMap::new(),
         unready: HashMap::new(),
         registered: HashSet::new(),
@@ -148,6 +149,8 @@ struct Relay {
     config: RelayConfig,
     metrics: PipelineMetrics,
     producer: FutureProducer,
+    /// When `producer` was built.
+    producer_built: Instant,
     /// Campaigns whose topic exists and whose outbox has our group.
     lanes: HashMap<CampaignId, Lane>,
     /// Campaigns without a topic yet, and when to look again.
@@ -166,8 +169,9 @@ struct Relay {
     formats: MessageFormats,
 }
 
-/// A campaign and how many of its messages Kafka did not acknowledge in one delivery.
-type Unacked = (String, u64);
+/// A campaign, how many of its issuances Kafka did not acknowledge in one delivery, and
+/// whether any of those timed out in the producer (undelivered for the message timeout).
+type Unacked = (String, u64, bool);
 
 /// Deliveries allowed under way at once.
 const MAX_IN_FLIGHT: usize = 3;

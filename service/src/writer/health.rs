@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub(super) const STATS_EVERY_MS: &str = "5000";
 /// The longest stall limit: while rebuilt consumers never settle (the broker still away),
 /// the limit doubles per rebuild up to this.
-pub(super) const MAX_STALL: Duration = Duration::from_secs(600);
+pub(super) const MAX_STALL: Duration = Duration::from_secs(120);
 /// How often the watch looks at the last statistics.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -195,7 +195,7 @@ mod tests {
     fn the_limit_doubles_while_rebuilt_consumers_never_settle() {
         let c = 60 * S;
         assert_eq!(next_limit(c, c, false), 120 * S);
-        assert_eq!(next_limit(c, 480 * S, false), MAX_STALL);
+        assert_eq!(next_limit(c, 90 * S, false), MAX_STALL);
         assert_eq!(next_limit(c, 240 * S, true), c);
     }
 
