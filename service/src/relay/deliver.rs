@@ -54,7 +54,7 @@ impl Relay {
         } else if timed_out && self.producer_built.elapsed() >= MESSAGE_TIMEOUT {
             tracing::warn!(
                 timeout = ?MESSAGE_TIMEOUT,
-                "kafka producer delivered nothing of a batch within the message timeout; building a new one"
+                "a message stayed undelivered for the whole message timeout; building a new kafka producer"
             );
         } else {
             return Ok(());
