@@ -95,18 +95,21 @@ bench-waiting-room: deps build ## waiting room: Redis memory for 1 000 000 queue
 
 # e2e and test-cluster side by side: their tests wait mostly on servers (each has private
 # control planes, unique names, no fixed ports): the pair took 363 s against ~720 s one after the
-# other, and kept 0.87 of the two cores busy. test-cluster ends ~90 s before e2e, so the k6
-# checks (~80 s, ports of their own) follow it in its lane instead of after both, and then
-# the fault drill (~60 s, a private stack on ports of its own). Each line carries its
-# suite's tag, except cargo's "test result: " lines; the first failure's status is make's. The k6 checks run the dev build (make test makes it before the suites: inside
-# the k6 lane it took 35 s against 9 s alone, on the lane that ends last).
+# other, and kept 0.87 of the two cores busy. e2e ends ~15 s before test-cluster and the k6
+# checks that follow it (~80 s, ports of their own), so the fault drill (~60 s, a private
+# stack on ports of its own) follows e2e in its lane. Under `make test` (NODE_UP_EARLY=1)
+# the k6 lane then brings the local node up (~55 s: images, kubelet, CoreDNS, metrics)
+# beside the drill, so the node suites start at once. Each line carries its suite's tag,
+# except cargo's "test result: " lines; the first failure's status is make's. The k6 checks
+# run the dev build (make test makes it before the suites: inside the k6 lane it took 35 s
+# against 9 s alone, on the lane that ends last).
 suites: export STAMPEDE_CARGO_PROFILE = dev
-suites: deps control-plane chart ## make e2e, and make test-cluster then make k6-test and make drill, at once; lines tagged [e2e] / [cluster] / [k6] / [drill]
+suites: deps control-plane chart ## make e2e then make drill, and make test-cluster then make k6-test, at once; lines tagged [e2e] / [drill] / [cluster] / [k6]
 	@set -o pipefail; tag() { sed -u "/^test result: /!s/^/[$$1] /"; }; \
 	  sub() { $(MAKE) --no-print-directory -o deps -o control-plane -o chart "$$1" 2>&1; }; \
-	  { sub e2e | tag e2e; } & e2e=$$!; \
+	  { sub e2e | tag e2e && DRILL_OUTAGE=3 sub drill | tag drill; } & e2e=$$!; \
 	  { sub test-cluster | tag cluster && sub k6-test | tag k6 && \
-	    DRILL_OUTAGE=3 sub drill | tag drill; } & cluster=$$!; \
+	    { [ -z "$(NODE_UP_EARLY)" ] || sub cluster-up | tag node; }; } & cluster=$$!; \
 	  rc=0; wait $$e2e || rc=$$?; wait $$cluster || rc=$$((rc ? rc : $$?)); exit $$rc
 
 k6-test: deps build ## run every k6 script for real, short, against a local service
@@ -123,6 +126,7 @@ node-test-cluster: deps build ## the waiting-room node suite, its pods on the st
 	  timeout 1200 cargo test --workspace $(addprefix --test ,$(NODE_CLUSTER)) -- --test-threads 1
 
 test: export STAMPEDE_CARGO_PROFILE = dev
+test: export NODE_UP_EARLY = 1
 test: prune-target deps fmt-check clippy layout-check scripts-check generate-check chart dashboards alerts stack-auth-test unit build suites node-test node-test-cluster ## the whole suite (what CI runs; the k6 checks run inside suites)
 
 demo: deps ## the platform on the local node: cluster, images, helm install, a campaign to SoldOut

@@ -23,6 +23,8 @@
 // Expected answers for a fresh user: 201, 410 sold_out, 409 not_open/closed/paused. Errors:
 // 5xx (503 overloaded included), timeouts, any other status (200 too: a fresh user cannot
 // hold a coupon yet, so a replay means user ids collided), or a body off the contract.
+// Each VU logs its first few answers off the contract (`OFF-CONTRACT <kind> status=…
+// body=…`, k6's own error for a request that got no answer), so a failed run says why.
 //
 // With WAITING_ROOM=1 the user first POSTs /v1/campaigns/{c}/queue (201 waiting|admitted,
 // 410 sold_out, 409 closed), then GETs it with the queue token (X-Stampede-Queue-Token),
@@ -216,6 +218,20 @@ export function issueOnce(data) {
   else issueAs(userId);
 }
 
+// Answers off the contract this VU has logged so far: the first few say, in the runner's
+// log, what a failed threshold's errors were (status, error code, body), not only how many.
+const OFF_CONTRACT_LOGGED_MAX = 3;
+let offContractLogged = 0;
+
+/** Logs an answer off the contract (`kind`: issue, join or poll), at most a few per VU. */
+function logOffContract(kind, res) {
+  if (offContractLogged >= OFF_CONTRACT_LOGGED_MAX) return;
+  offContractLogged += 1;
+  const body = String(res.body || '').replace(/[\r\n]+/g, ' ').slice(0, 200);
+  const why = res.error ? ` error="${res.error}" code=${res.error_code}` : '';
+  console.warn(`OFF-CONTRACT ${kind} status=${res.status}${why} after=${Math.round(res.timings.duration)}ms body=${body}`);
+}
+
 /**
  * `userId` asks for a coupon (with `admission`, an admission token); the answer is checked
  * and counted; returns its status.
@@ -287,6 +303,7 @@ export function issueAs(userId, admission) {
     'body matches the contract': () => bodyOk,
   });
   errors.add(!(expectedStatus && bodyOk));
+  if (!(expectedStatus && bodyOk)) logOffContract('issue', res);
   if (admission) trends.issue.add(res.timings.duration);
   return res.status;
 }
@@ -331,6 +348,7 @@ function queueAnswer(res, kind, holds) {
   trends[kind].add(res.timings.duration);
   check(res, { 'queue answer matches the contract': () => ok });
   errors.add(!ok);
+  if (!ok) logOffContract(kind, res);
   return { state, body: body || {} };
 }
 

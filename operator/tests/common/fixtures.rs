@@ -6,6 +6,15 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
+/// RFC 3339 `secs` from now (a campaign window edge).
+pub fn in_secs(secs: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    t.replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
 /// A campaign with `stock` coupons and one issuer replica, everything else defaulted.
 pub fn minimal_campaign(stock: u64) -> String {
     format!(

@@ -230,7 +230,34 @@ impl NodeTest {
             "-n", &self.ns, "get", "pods", "-l", &selector, "-o", message,
         ])
     }
+
+    /// `scripts/k6-stampede --profile PROFILE ARGS…` against `campaign` from inside the
+    /// cluster, in the background: the script's output and the directory it wrote to.
+    pub fn stampede(&self, campaign: &str, profile: &str, args: &[&str]) -> Stampede {
+        let out = std::env::temp_dir().join(unique("stampede"));
+        let head = [
+            "--namespace",
+            &self.ns,
+            "--campaign",
+            campaign,
+            "--profile",
+            profile,
+        ];
+        let mut all: Vec<String> = head.iter().chain(args).map(|a| a.to_string()).collect();
+        all.extend(["--out".to_owned(), out.to_str().unwrap().to_owned()]);
+        tokio::task::spawn_blocking(move || {
+            let report = sh(
+                "scripts/k6-stampede",
+                &all.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
+            assert!(report.contains("k6 exit"), "{report}");
+            (report, out)
+        })
+    }
 }
+
+/// A stampede under way: the script's output and its `--out` directory once done.
+pub type Stampede = tokio::task::JoinHandle<(String, PathBuf)>;
 
 impl Drop for NodeTest {
     fn drop(&mut self) {
@@ -312,15 +339,6 @@ pub fn container_id(p: &Pod) -> String {
 /// A pod's uid.
 pub fn pod_uid(p: &Pod) -> String {
     p.uid().unwrap()
-}
-
-/// RFC 3339 `secs` from now (a campaign window edge).
-pub fn in_secs(secs: i64) -> String {
-    let t = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
-    t.replace_nanosecond(0)
-        .unwrap()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap()
 }
 
 /// When the Ready condition, which must be True, last changed.

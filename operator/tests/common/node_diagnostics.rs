@@ -1,7 +1,7 @@
 //! What a failed node test leaves in its output: the namespace's campaigns, workloads,
-//! pods with their containers' states, recent events, and the operator's and kubelet's
-//! last words about it. CI shows a failure's output and nothing of the machine, so a
-//! timeout must say there what the node was doing.
+//! pods with their containers' states, recent events, the pods' own warnings, and the
+//! operator's and kubelet's last words about it. CI shows a failure's output and nothing
+//! of the machine, so a timeout must say there what the node was doing.
 
 use std::path::Path;
 
@@ -57,6 +57,7 @@ pub fn diagnose(ns: &str, state: &Path) -> String {
                 ns,
             ),
         ),
+        ("pods' warnings and errors", pod_warnings(ns)),
         (
             "kubelet warnings and errors",
             grep(&warnings(&state.join("kubelet.log")), ns),
@@ -67,6 +68,29 @@ pub fn diagnose(ns: &str, state: &Path) -> String {
         out.push_str(&format!("---- {title}\n{}", tail(&text)));
     }
     out
+}
+
+/// The warning and error lines each pod of `ns` logged (the service's tracing lines, k6's
+/// `level=` lines: a runner's answers off the contract among them), prefixed by its pod.
+fn pod_warnings(ns: &str) -> String {
+    let Ok(pods) = try_kubectl(&["-n", ns, "get", "pods", "-o", "name"]) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for pod in pods.lines() {
+        let log = try_kubectl(&["-n", ns, "logs", pod, "--all-containers", "--tail=5000"]);
+        for line in log.unwrap_or_default().lines().filter(|l| is_warning(l)) {
+            out.push_str(&format!("{}: {line}\n", pod.trim_start_matches("pod/")));
+        }
+    }
+    out
+}
+
+/// Whether a pod's log line is a warning or an error (tracing's or k6's format).
+fn is_warning(line: &str) -> bool {
+    [" WARN ", " ERROR ", "level=warning", "level=error"]
+        .iter()
+        .any(|m| line.contains(m))
 }
 
 /// The warning and error lines of a klog file (they start with `W` or `E`).
