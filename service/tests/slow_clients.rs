@@ -1,12 +1,14 @@
 //! Bounded time at the edge: clients trickling their bodies get 408 within the body
 //! timeout and never hold the in-flight slots normal clients need; a request slower than
-//! its deadline gets 503 `timeout`.
+//! its deadline gets 503 `timeout`; a service that did not run for a while is not late
+//! because of it.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{id, setup_with};
+use common::role::Role;
+use common::{RedisServer, free_port, id, setup_with, store, token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -140,4 +142,58 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
         "answered after {took:?}, before the deadline"
     );
     assert!(took < frozen, "answered after {took:?}, once Redis woke");
+}
+
+/// A service frozen past its Redis bound while Redis answered (a starved or CPU-throttled
+/// pod) issues the coupon when it runs again: the reply was there, the call not late. The
+/// request waits on a frozen Redis for 300 ms (time to reach it), then the service is
+/// frozen and Redis answers; the service runs again 1.3 s into its 1 s bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
+    let redis = RedisServer::start().await;
+    store(&redis)
+        .await
+        .ensure_campaign(&id("frozen"), 10, None)
+        .await
+        .unwrap();
+    let (api, ops) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{api}");
+    let ops = format!("127.0.0.1:{ops}");
+    let args = [
+        "serve",
+        "--no-relay",
+        "--listen",
+        &listen,
+        "--metrics-listen",
+        &ops,
+    ];
+    let env = [
+        ("STAMPEDE_REDIS_URL", redis.url()),
+        ("STAMPEDE_REDIS_TIMEOUT_MS", "1000".to_owned()),
+    ];
+    let serve = Role::start(&args, &env);
+    let http = reqwest::Client::new();
+    common::eventually("the service ready", Duration::from_secs(30), || {
+        let ready = http.get(format!("http://{ops}/readyz")).send();
+        async move { ready.await.ok().filter(|r| r.status() == 200) }
+    })
+    .await;
+    for i in 0..3 {
+        let user = format!("u{i}");
+        redis.signal("STOP");
+        let asked = http
+            .post(format!("http://{listen}/v1/campaigns/frozen/issue"))
+            .bearer_auth(token(&user))
+            .json(&serde_json::json!({ "userId": user }))
+            .send();
+        let answer = tokio::spawn(asked);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        serve.signal("STOP");
+        redis.signal("CONT");
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        serve.signal("CONT");
+        let r = answer.await.unwrap().unwrap();
+        let status = r.status();
+        assert_eq!(status, 201, "call {i}: {}", r.text().await.unwrap());
+    }
 }

@@ -144,13 +144,18 @@ impl Drop for Reaped {
     }
 }
 
-/// `kill -TERM <pid>`: a signal without unsafe code.
-pub fn sigterm(child: &Child) {
+/// `kill -SIGNAL <pid>` (`TERM`, `STOP`, `CONT`…): a signal without unsafe code.
+pub fn signal(pid: u32, signal: &str) {
     let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("running kill");
-    assert!(ok.success(), "kill -TERM {}", child.id());
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
+/// `kill -TERM <pid>`.
+pub fn sigterm(child: &Child) {
+    signal(child.id(), "TERM");
 }
 
 /// Waits up to `limit` for `child` to exit; kills it (SIGKILL) and panics after that.

@@ -119,12 +119,7 @@ impl RedisServer {
     /// Sends `signal` (e.g. `STOP`, `CONT`) to every server process.
     pub fn signal(&self, signal: &str) {
         for node in &self.nodes {
-            let pid = node.child.as_ref().expect("running").id().to_string();
-            let ok = Command::new("kill")
-                .args([&format!("-{signal}"), &pid])
-                .status()
-                .unwrap();
-            assert!(ok.success(), "kill -{signal} {pid}");
+            super::signal(node.child.as_ref().expect("running").id(), signal);
         }
     }
 

@@ -85,6 +85,11 @@ impl Role {
         self.child = Some(child);
     }
 
+    /// Sends `signal` (`STOP`, `CONT`…) to the running process.
+    pub fn signal(&self, signal: &str) {
+        super::kit::signal(self.child.as_ref().expect("running").id(), signal);
+    }
+
     /// SIGKILL: no cleanup, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -97,9 +102,7 @@ impl Role {
     /// `None` when it is still running then (it is left running; `Drop` kills it).
     pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
         let c = self.child.as_mut().expect("running");
-        let pid = c.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success(), "kill -TERM {pid}");
+        super::kit::sigterm(c);
         let start = std::time::Instant::now();
         while start.elapsed() < limit {
             if let Some(status) = c.try_wait().unwrap() {
