@@ -146,8 +146,8 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
 
 /// A service frozen past its Redis bound while Redis answered (a starved or CPU-throttled
 /// pod) issues the coupon when it runs again: the reply was there, the call not late. The
-/// request waits on a frozen Redis for 300 ms (time to reach it), then the service is
-/// frozen and Redis answers; the service runs again 1.3 s into its 1 s bound.
+/// request waits on a frozen Redis until its bytes are there, unread; then the service is
+/// frozen and Redis answers; the service runs again 1.1 s later, past its 1 s bound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     let redis = RedisServer::start().await;
@@ -173,27 +173,47 @@ async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     ];
     let serve = Role::start(&args, &env);
     let http = reqwest::Client::new();
-    common::eventually("the service ready", Duration::from_secs(30), || {
-        let ready = http.get(format!("http://{ops}/readyz")).send();
-        async move { ready.await.ok().filter(|r| r.status() == 200) }
-    })
-    .await;
-    for i in 0..3 {
-        let user = format!("u{i}");
-        redis.signal("STOP");
-        let asked = http
-            .post(format!("http://{listen}/v1/campaigns/frozen/issue"))
+    let issue = |user: String| {
+        http.post(format!("http://{listen}/v1/campaigns/frozen/issue"))
             .bearer_auth(token(&user))
             .json(&serde_json::json!({ "userId": user }))
-            .send();
-        let answer = tokio::spawn(asked);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+            .send()
+    };
+    // Ready, and every connection the issue path uses made: a connection being made is not
+    // a reply arriving.
+    let warm = common::eventually("a first coupon", Duration::from_secs(30), || {
+        let asked = issue("warm".to_owned());
+        async move { asked.await.ok().filter(|r| r.status() == 201) }
+    });
+    warm.await;
+    for i in 0..3 {
+        redis.signal("STOP");
+        let answer = tokio::spawn(issue(format!("u{i}")));
+        common::eventually("the call waiting at Redis", Duration::from_secs(10), || {
+            let waiting = unread_bytes_at(&redis.ports());
+            async move { waiting.then_some(()) }
+        })
+        .await;
         serve.signal("STOP");
         redis.signal("CONT");
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         serve.signal("CONT");
         let r = answer.await.unwrap().unwrap();
         let status = r.status();
         assert_eq!(status, 201, "call {i}: {}", r.text().await.unwrap());
     }
+}
+
+/// Whether a connection to one of `ports` holds bytes its (frozen) server has not read:
+/// `ss`'s receive queue on the server's side.
+fn unread_bytes_at(ports: &[u16]) -> bool {
+    let out = std::process::Command::new("ss")
+        .args(["-Htn", "state", "established"])
+        .output()
+        .expect("ss");
+    String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let at_server = |local: &str| ports.iter().any(|p| local.ends_with(&format!(":{p}")));
+        f.len() >= 4 && f[0] != "0" && at_server(f[2])
+    })
 }

@@ -116,6 +116,11 @@ impl RedisServer {
         panic!("the replica never linked to its primary");
     }
 
+    /// The port of every server process.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+
     /// Sends `signal` (e.g. `STOP`, `CONT`) to every server process.
     pub fn signal(&self, signal: &str) {
         for node in &self.nodes {
