@@ -179,8 +179,9 @@ async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
             .json(&serde_json::json!({ "userId": user }))
             .send()
     };
-    // Ready, and every connection the issue path uses made: a connection being made is not
-    // a reply arriving.
+    // Ready, its connections made and the issue script loaded on Redis: after the freeze a
+    // connection or a script load (EVALSHA, NOSCRIPT, EVAL) would be round trips still to
+    // make, which the grace for a reply already there is not for.
     let warm = common::eventually("a first coupon", Duration::from_secs(30), || {
         let asked = issue("warm".to_owned());
         async move { asked.await.ok().filter(|r| r.status() == 201) }
