@@ -99,18 +99,17 @@ impl Relay {
         let outcomes = task
             .await
             .map_err(|e| Error::Kafka(format!("delivery task: {e}")))??;
-        if outcomes.iter().any(|(_, failed, _)| *failed > 0) {
-            let timed_out = outcomes.iter().any(|(_, _, timed_out)| *timed_out);
-            self.renew_producer_if_stuck(timed_out)?;
+        if outcomes.iter().any(|o| o.failed > 0) {
+            self.renew_producer_if_stuck(outcomes.iter().any(|o| o.timed_out))?;
         }
-        for (campaign, failed, _) in outcomes {
-            let Some(lane) = CampaignId::parse_stored(&campaign)
+        for o in outcomes {
+            let Some(lane) = CampaignId::parse_stored(&o.campaign)
                 .ok()
                 .and_then(|c| self.lanes.get_mut(&c))
             else {
                 continue;
             };
-            if failed > 0 {
+            if o.failed > 0 {
                 lane.failures += 1;
                 lane.reread = true;
                 lane.resume_at =
@@ -139,24 +138,27 @@ impl Relay {
 /// acknowledged: an entry once Kafka has every message it makes (a batch entry makes one,
 /// or one per coupon where its batch flag says not as one; if one fails the whole entry is
 /// sent again, and the writer keeps one row per user). Returns, per campaign, how many
-/// issuances Kafka did not acknowledge.
+/// issuances Kafka did not acknowledge and whether any of them timed out.
 pub(super) async fn deliver(
     producer: FutureProducer,
     mut outbox: Outbox,
     metrics: PipelineMetrics,
     batches: Vec<(OutboxBatch, bool)>,
 ) -> Result<Vec<Unacked>, Error> {
+    // Per batch: the entries Kafka has whole, the issuances it acknowledged, and the
+    // campaign's outcome.
     let mut done: Vec<Vec<String>> = vec![Vec::new(); batches.len()];
     let mut produced = vec![0u64; batches.len()];
-    let mut failed = vec![0u64; batches.len()];
-    let mut timed_out = vec![false; batches.len()];
+    let mut outcomes: Vec<Unacked> = Vec::with_capacity(batches.len());
     let mut sent = Vec::new();
-    let mut campaigns = Vec::with_capacity(batches.len());
     for (i, (batch, as_one)) in batches.into_iter().enumerate() {
         let entries = batch.entries;
         let queued = enqueue(&producer, &batch.campaign, entries, as_one, &mut done[i]).await;
         sent.extend(queued.into_iter().map(|s| (i, s)));
-        campaigns.push(batch.campaign);
+        outcomes.push(Unacked {
+            campaign: batch.campaign,
+            ..Unacked::default()
+        });
     }
     // Deliveries are reported in the order they were enqueued (per partition), so awaiting
     // them in turn costs no more than one wake-up per batch.
@@ -164,31 +166,25 @@ pub(super) async fn deliver(
         let (issuances, message_count) =
             (messages.iter().map(|m| m.1).sum::<u64>(), messages.len());
         let (unacked, error) = acknowledged(messages).await;
-        timed_out[i] |= error.as_ref().is_some_and(is_timeout);
-        if let Some(e) = error.filter(|_| failed[i] == 0) {
-            tracing::warn!(error = %e, campaign = %campaigns[i], "produce failed; entries stay pending");
+        let o = &mut outcomes[i];
+        o.timed_out |= error.as_ref().is_some_and(is_timeout);
+        if let Some(e) = error.filter(|_| o.failed == 0) {
+            tracing::warn!(error = %e, campaign = %o.campaign, "produce failed; entries stay pending");
         }
         if unacked == 0 {
             done[i].push(id);
             produced[i] += issuances;
             metrics.relay_messages.inc_by(message_count as u64);
         }
-        failed[i] += unacked;
+        o.failed += unacked;
     }
-    let mut outcomes = Vec::with_capacity(campaigns.len());
-    for ((((campaign, done), failed), produced), timed_out) in (campaigns.into_iter())
-        .zip(done)
-        .zip(failed)
-        .zip(produced)
-        .zip(timed_out)
-    {
-        outbox.remove(&campaign, &done).await?;
+    for ((o, done), produced) in outcomes.iter().zip(done).zip(produced) {
+        outbox.remove(&o.campaign, &done).await?;
         metrics
             .relay_produced
-            .with_label_values(&[campaign.as_str()])
+            .with_label_values(&[o.campaign.as_str()])
             .inc_by(produced);
-        metrics.relay_produce_errors.inc_by(failed);
-        outcomes.push((campaign, failed, timed_out));
+        metrics.relay_produce_errors.inc_by(o.failed);
     }
     Ok(outcomes)
 }

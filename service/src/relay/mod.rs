@@ -169,9 +169,16 @@ struct Relay {
     formats: MessageFormats,
 }
 
-/// A campaign, how many of its issuances Kafka did not acknowledge in one delivery, and
-/// whether any of those timed out in the producer (undelivered for the message timeout).
-type Unacked = (String, u64, bool);
+/// What one delivery came to for one campaign.
+#[derive(Debug, Default)]
+struct Unacked {
+    /// The campaign's stored id.
+    campaign: String,
+    /// Its issuances Kafka did not acknowledge.
+    failed: u64,
+    /// Whether any of those timed out in the producer (undelivered for the message timeout).
+    timed_out: bool,
+}
 
 /// Deliveries allowed under way at once.
 const MAX_IN_FLIGHT: usize = 3;
