@@ -62,13 +62,15 @@ impl KafkaConfig {
     }
 
     /// An idempotent producer: acks from all in-sync replicas, no duplicates from its own
-    /// retries, lz4 batches lingering a few milliseconds.
+    /// retries, lz4 batches lingering `linger_ms`, unkeyed messages of a linger on one partition.
     pub fn producer(&self, linger_ms: u32) -> ClientConfig {
         let mut c = self.client();
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
             .set("linger.ms", linger_ms.to_string())
+            // An unkeyed message joins the partition its linger's messages go to.
+            .set("sticky.partitioning.linger.ms", linger_ms.to_string())
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set(

@@ -1,9 +1,9 @@
 //! The Kafka messages of a campaign's topic, and which shapes its writers read.
 //!
-//! Format 1 is one issuance per message: the user id as key, the issuance as JSON
-//! ([`Issuance::to_json`]) as value; every writer reads it. Format 2 adds the batch message:
-//! the issuances of one batch outbox entry (one issue script call's) as one JSON array, keyed
-//! by its first user. A writer of this release names its Kafka client `stampede-writer@2`
+//! Format 1 is one issuance per message, the issuance as JSON ([`Issuance::to_json`]) as
+//! value; every writer reads it. Format 2 adds the batch message: the issuances of one batch
+//! outbox entry (one issue script call's) as one JSON array. Messages carry no key (relays of
+//! earlier releases keyed them by user; no writer reads the key). A writer of this release names its Kafka client `stampede-writer@2`
 //! ([`writer_client_id`]); a relay sends batch messages to a topic only while every member of
 //! every consumer group that reads it names format 2 ([`lowest_reader_format`]), so a writer
 //! of an earlier release, which would dead-letter a batch message, never receives one.
@@ -85,7 +85,7 @@ fn names_topic(bytes: &[u8], topic: &str) -> bool {
 }
 
 /// An outbox entry as Kafka takes it, from either shape of entry. The two-field shape is the
-/// message itself: `user` (the key) and `issuance` (the value, the JSON
+/// message itself: `user` (once its key) and `issuance` (the value, the JSON
 /// [`Issuance::to_json`] writes), sent as it comes. The five-field shape (`campaign user seq
 /// ts code`, [`Issuance::stream_fields`]) is what the issue script writes while relays of
 /// earlier releases, which read only it, may still run; it is encoded here. Reading both
@@ -93,8 +93,6 @@ fn names_topic(bytes: &[u8], topic: &str) -> bool {
 /// relays dropping its entries as malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaRecord {
-    /// The user id (a batch message's first).
-    pub key: Vec<u8>,
     /// The issuance as JSON, or a batch message's issuances as a JSON array.
     pub payload: Vec<u8>,
     /// How many issuances it holds.
@@ -112,7 +110,6 @@ impl KafkaRecord {
             && !v2.is_empty()
         {
             return Ok(Self {
-                key: std::mem::take(v1),
                 payload: std::mem::take(v2),
                 issuances: 1,
             });
@@ -141,7 +138,6 @@ impl KafkaRecord {
     fn of(issuance: Issuance) -> Self {
         Self {
             payload: issuance.to_json(),
-            key: issuance.user_id.into_bytes(),
             issuances: 1,
         }
     }
@@ -149,7 +145,6 @@ impl KafkaRecord {
     /// One message for `issuances` (not empty: a batch entry holds at least one).
     fn batch(issuances: &[Issuance]) -> Self {
         Self {
-            key: issuances[0].user_id.clone().into_bytes(),
             payload: serde_json::to_vec(issuances).expect("plain structs serialise"),
             issuances: issuances.len() as u64,
         }

@@ -3,7 +3,8 @@
 //! consumer of the campaign's topic is a writer of this release, goes back to a message per
 //! coupon while an older consumer reads the topic too, and returns to batch messages once it
 //! has left; every issuance lands in PostgreSQL once. A batch message whose row the database
-//! refuses stores the rest and dead-letters that row alone. Slow; needs `scripts/stack up`.
+//! refuses stores the rest and dead-letters that row alone. Unkeyed, one read's messages
+//! share a partition. Slow; needs `scripts/stack up`.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use common::held::queued_behind;
 use common::letters::{issuance, produce, producer, write_and_dead_letter};
-use common::pipeline::Fixture;
+use common::pipeline::{Fixture, issue_range, relay_config, spawn_relay};
 use common::stack::{kafka_config, row_seqs, wait_rows};
 use common::{connect_store, eventually, id, sample, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -21,6 +22,7 @@ use stampede_core::batches::Batches;
 use stampede_core::ids::UserId;
 use stampede_core::issuance::topic;
 use stampede_core::store::{Store, StoreConfig};
+use stampede_service::relay::RelayConfig;
 
 /// Eight new users in two issue script calls (one, then seven queued behind it: a batch
 /// entry); returns how many Kafka messages the relay delivered for them.
@@ -161,4 +163,43 @@ async fn a_batch_message_stores_its_good_rows_and_dead_letters_the_refused_one_a
     );
     assert_eq!(row_seqs(&pool, c).await, [1, 2]);
     f.stop([writer]).await;
+}
+
+/// The relay's messages carry no key, so the producer keeps a linger's messages on one
+/// partition: one produce request per linger, not one per partition. Six hundred coupons
+/// relayed in one read reach at most two of six partitions (a linger's end may split the
+/// read); keyed by user, as relays of earlier releases sent them, they reached all six.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_reads_messages_share_a_partition() {
+    const N: usize = 600;
+    let f = Fixture::new("msgfmt-sticky", N as u64, 6).await;
+    // Issued before the relay starts, so that its first read takes them all; a long linger
+    // so that a busy machine cannot split the read over several.
+    issue_range(&f.store, &f.campaign, 0..N).await;
+    let config = RelayConfig {
+        linger_ms: 200,
+        ..relay_config(&f.redis.url(), &f.brokers, "r")
+    };
+    let relay = spawn_relay(config, &f.metrics, &f.shutdown);
+    let produced = format!(
+        "stampede_relay_produced_total{{campaign=\"{}\"}}",
+        f.campaign
+    );
+    eventually("every coupon relayed", Duration::from_secs(30), || async {
+        (sample(&f.metrics.render(), &produced) >= N as f64).then_some(())
+    })
+    .await;
+    let consumer: BaseConsumer = kafka_config(&f.brokers).client().create().unwrap();
+    let name = topic(&f.campaign);
+    let used = tokio::task::spawn_blocking(move || {
+        let holds = |p: i32| consumer.fetch_watermarks(&name, p, Duration::from_secs(5));
+        (0..6).filter(|&p| holds(p).unwrap().1 > 0).count()
+    })
+    .await
+    .unwrap();
+    assert!(
+        (1..=2).contains(&used),
+        "{N} coupons of one read reached {used} of 6 partitions"
+    );
+    f.stop([relay]).await;
 }

@@ -41,8 +41,8 @@ impl<'a> Letter<'a> {
         }
     }
 
-    /// One issuance of batch message `m`, as its own message value `payload` keyed by its
-    /// user: the letter holds only what was refused (the rest of the batch was stored).
+    /// One issuance of `m`, keyed by its user, with `payload` as value: `m`'s own, or, for a
+    /// batch message, the issuance alone (the rest of the batch was stored).
     pub(super) fn of_one(
         m: &'a OwnedMessage,
         payload: &'a [u8],

@@ -53,13 +53,16 @@ impl Writer<'_> {
         } else {
             e.to_string()
         };
+        // Keyed by the row's user: relays send their messages unkeyed.
         let own;
-        let letter = if message::is_batch(source.payload().unwrap_or_default()) {
+        let payload = source.payload().unwrap_or_default();
+        let payload = if message::is_batch(payload) {
             own = row.to_json();
-            Letter::of_one(source, &own, &row.user_id, &reason)
+            &own[..]
         } else {
-            Letter::of(source, &reason)
+            payload
         };
+        let letter = Letter::of_one(source, payload, &row.user_id, &reason);
         self.dlq.send(letter, &self.shutdown).await
     }
 
