@@ -86,6 +86,10 @@ wait_until() {
         "$@" && return 0
         if [ -n "$pid" ] && ! pid_alive "$pid"; then
             show_log "$logf"
+            # A caller that can pick another port is told that the one it picked was taken.
+            if [ -n "${PORT_CLASH_MARKER:-}" ] && [[ $(tail -n 30 "$logf") == *'address already in use'* ]]; then
+                : >"$PORT_CLASH_MARKER"
+            fi
             die "$what exited before it was ready"
         fi
         [ "${EPOCHSECONDS}" -lt "$deadline" ] || { show_log "$logf"; die "$what not ready after ${timeout} s"; }
