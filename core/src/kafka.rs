@@ -62,7 +62,8 @@ impl KafkaConfig {
     }
 
     /// An idempotent producer: acks from all in-sync replicas, no duplicates from its own
-    /// retries, lz4 batches lingering `linger_ms`, unkeyed messages of a linger on one partition.
+    /// retries, lz4 batches lingering `linger_ms`, a linger's unkeyed messages on one
+    /// partition.
     pub fn producer(&self, linger_ms: u32) -> ClientConfig {
         let mut c = self.client();
         c.set("enable.idempotence", "true")

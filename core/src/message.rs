@@ -3,10 +3,11 @@
 //! Format 1 is one issuance per message, the issuance as JSON ([`Issuance::to_json`]) as
 //! value; every writer reads it. Format 2 adds the batch message: the issuances of one batch
 //! outbox entry (one issue script call's) as one JSON array. Messages carry no key (relays of
-//! earlier releases keyed them by user; no writer reads the key). A writer of this release names its Kafka client `stampede-writer@2`
-//! ([`writer_client_id`]); a relay sends batch messages to a topic only while every member of
-//! every consumer group that reads it names format 2 ([`lowest_reader_format`]), so a writer
-//! of an earlier release, which would dead-letter a batch message, never receives one.
+//! earlier releases keyed them by user; no writer reads the key). A writer of this release
+//! names its Kafka client `stampede-writer@2` ([`writer_client_id`]); a relay sends batch
+//! messages to a topic only while every member of every consumer group that reads it names
+//! format 2 ([`lowest_reader_format`]), so a writer of an earlier release, which would
+//! dead-letter a batch message, never receives one.
 
 use crate::Error;
 use crate::batches::{format_of, named};

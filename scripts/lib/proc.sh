@@ -87,7 +87,8 @@ wait_until() {
         if [ -n "$pid" ] && ! pid_alive "$pid"; then
             show_log "$logf"
             # A caller that can pick another port is told that the one it picked was taken.
-            if [ -n "${PORT_CLASH_MARKER:-}" ] && [[ $(tail -n 30 "$logf") == *'address already in use'* ]]; then
+            if [ -n "${PORT_CLASH_MARKER:-}" ] &&
+                [[ $(tail -n 30 "$logf") == *'address already in use'* ]]; then
                 : >"$PORT_CLASH_MARKER"
             fi
             die "$what exited before it was ready"
