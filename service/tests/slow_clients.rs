@@ -147,7 +147,8 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
 /// A service frozen past its Redis bound while Redis answered (a starved or CPU-throttled
 /// pod) issues the coupon when it runs again: the reply was there, the call not late. The
 /// request waits on a frozen Redis until its bytes are there, unread; then the service is
-/// frozen and Redis answers; the service runs again 1.1 s later, past its 1 s bound.
+/// frozen and Redis answers; the service runs again 1.1 s later, past its 1 s bound, with
+/// the reply unread in its socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     let redis = RedisServer::start().await;
@@ -190,14 +191,17 @@ async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     for i in 0..3 {
         redis.signal("STOP");
         let answer = tokio::spawn(issue(format!("u{i}")));
-        common::eventually("the call waiting at Redis", Duration::from_secs(10), || {
-            let waiting = unread_bytes_at(&redis.ports());
-            async move { waiting.then_some(()) }
-        })
-        .await;
+        unread("the call waiting at Redis", &redis.ports(), true).await;
         serve.signal("STOP");
         redis.signal("CONT");
+        // The freeze itself, past the bound; the reply must be there by its end.
         tokio::time::sleep(Duration::from_millis(1_100)).await;
+        unread(
+            "Redis's reply waiting at the service",
+            &redis.ports(),
+            false,
+        )
+        .await;
         serve.signal("CONT");
         let r = answer.await.unwrap().unwrap();
         let status = r.status();
@@ -205,16 +209,22 @@ async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     }
 }
 
-/// Whether a connection to one of `ports` holds bytes its (frozen) server has not read:
-/// `ss`'s receive queue on the server's side.
-fn unread_bytes_at(ports: &[u16]) -> bool {
-    let out = std::process::Command::new("ss")
-        .args(["-Htn", "state", "established"])
-        .output()
-        .expect("ss");
-    String::from_utf8_lossy(&out.stdout).lines().any(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let at_server = |local: &str| ports.iter().any(|p| local.ends_with(&format!(":{p}")));
-        f.len() >= 4 && f[0] != "0" && at_server(f[2])
+/// Waits until a connection to one of the servers at `ports` holds bytes a frozen process
+/// has not read (`ss`'s receive queue): on the servers' side with `at_server`, else on
+/// their clients'.
+async fn unread(what: &str, ports: &[u16], at_server: bool) {
+    common::eventually(what, Duration::from_secs(10), || {
+        let out = std::process::Command::new("ss")
+            .args(["-Htn", "state", "established"])
+            .output()
+            .expect("ss");
+        let held = String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let server = |addr: &str| ports.iter().any(|p| addr.ends_with(&format!(":{p}")));
+            // Recv-Q, local address, peer address.
+            f.len() >= 4 && f[0] != "0" && server(if at_server { f[2] } else { f[3] })
+        });
+        async move { held.then_some(()) }
     })
+    .await;
 }
