@@ -15,18 +15,36 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// Runs a repository script with `bash`, panicking with its output when it fails.
 fn script(args: &[&str], envs: &[(&str, String)]) {
+    run_script(args, envs).unwrap_or_else(|out| panic!("{out}"));
+}
+
+/// Runs a repository script with `bash`; its output when it fails.
+fn run_script(args: &[&str], envs: &[(&str, String)]) -> Result<(), String> {
     let out = Command::new("bash")
         .args(args)
         .current_dir(repo())
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "{args:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    );
+    ))
+}
+
+/// Runs `start` until it succeeds, again (three tries in all) while it fails because a port
+/// was taken: a port found free can be bound by another suite's server before ours binds it.
+fn retry_port_taken(mut start: impl FnMut() -> Result<(), String>) {
+    for tries in 1.. {
+        match start() {
+            Ok(()) => return,
+            Err(out) => assert!(tries < 3 && out.contains("already in use"), "{out}"),
+        }
+    }
 }
 
 /// Runs a repository script with `bash` for cleanup: its outcome is ignored.
@@ -60,12 +78,19 @@ impl PrivateKafka {
     }
 
     fn start_with(auto_create: bool) -> Self {
-        let k = Self {
+        let mut k = Self {
             dir: temp_dir("kafka"),
             auto_create,
             port: free_port(),
         };
-        k.up();
+        // A first start may move to another port; a restart keeps its own.
+        retry_port_taken(|| {
+            let started = k.start_once();
+            if started.is_err() {
+                k.port = free_port();
+            }
+            started
+        });
         k
     }
 
@@ -78,8 +103,13 @@ impl PrivateKafka {
         self.dir.to_str().unwrap()
     }
 
-    /// Starts it again (after `stop`), keeping its data.
+    /// Starts it again (after `stop`), keeping its data and its port.
     pub fn up(&self) {
+        retry_port_taken(|| self.start_once());
+    }
+
+    /// One start on its port and a freshly picked controller port.
+    fn start_once(&self) -> Result<(), String> {
         let (port, cport) = (self.port.to_string(), free_port().to_string());
         let args = [
             "scripts/kafka-broker",
@@ -95,7 +125,7 @@ impl PrivateKafka {
             "STAMPEDE_KAFKA_AUTO_CREATE_TOPICS",
             self.auto_create.to_string(),
         );
-        script(&args, &[auto]);
+        run_script(&args, &[auto])
     }
 
     /// Stops it gracefully and waits until it is gone.
