@@ -156,13 +156,17 @@ pub struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    /// Initialises and starts one.
+    /// Initialises and starts one on a free port (another, three tries in all, while the
+    /// one picked is taken before PostgreSQL binds it).
     pub fn start() -> Self {
-        let p = Self {
+        let mut p = Self {
             home: temp_dir("pg"),
-            port: free_port(),
+            port: 0,
         };
-        p.up();
+        retry_port_taken(|| {
+            p.port = free_port();
+            run_script(&["scripts/stack", "up", "postgres"], &p.env())
+        });
         p
     }
 
@@ -184,7 +188,7 @@ impl PrivatePostgres {
         )
     }
 
-    /// Starts it (again).
+    /// Starts it again (after `stop`), on its port.
     pub fn up(&self) {
         script(&["scripts/stack", "up", "postgres"], &self.env());
     }
