@@ -53,22 +53,6 @@ pub enum ReadFrom {
     OwnPending,
 }
 
-impl ReadFrom {
-    /// The id XREADGROUP's first read takes.
-    fn first_id(self) -> &'static str {
-        match self {
-            Self::New => ">",
-            Self::OwnPending => "0",
-        }
-    }
-}
-
-/// Entries per XREADGROUP and per removal script. Each is one command on Redis's one core,
-/// and every issue script waits behind it: a read of the ~225 batch entries a 50 ms gather
-/// holds stopped Redis for ~0.5 ms, and the issue path's p99 with it (docs/benchmarks.md,
-/// "Chunked relay reads").
-pub const CHUNK: usize = 32;
-
 /// The relay's connections to the outbox streams; cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
@@ -153,8 +137,7 @@ impl Outbox {
 
     /// Reads up to `count` entries per stream for `consumer`, each lane from where it says;
     /// waits up to `block` for new entries when given (on a cluster with several lanes:
-    /// reads each at once and, when all come back empty, waits out `block`). Reads go in
-    /// chunks of at most [`CHUNK`] entries, back to back while a stream has more.
+    /// reads each at once and, when all come back empty, waits out `block`).
     pub async fn read(
         &mut self,
         consumer: &str,
@@ -162,58 +145,10 @@ impl Outbox {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Vec<OutboxBatch>, Error> {
-        let mut starts: Vec<(CampaignId, String)> = (lanes.iter())
-            .map(|(c, from)| (c.clone(), from.first_id().to_owned()))
-            .collect();
-        let (mut batches, mut block) = (Vec::<OutboxBatch>::new(), block);
-        while !starts.is_empty() {
-            let had = |c: &CampaignId| {
-                let batch = batches.iter().find(|b| b.campaign == c.as_str());
-                batch.map_or(0, |b| b.entries.len())
-            };
-            let chunk = (starts.iter().map(|(c, _)| count.saturating_sub(had(c))))
-                .min()
-                .unwrap_or(0)
-                .min(CHUNK);
-            if chunk == 0 {
-                break;
-            }
-            let got = self
-                .read_chunk(consumer, &starts, chunk, block.take())
-                .await?;
-            let mut next = Vec::new();
-            for b in got {
-                let Some((campaign, start)) = starts.iter().find(|(c, _)| c.as_str() == b.campaign)
-                else {
-                    continue;
-                };
-                // New entries go on from `>`; own pending ones from the last id read.
-                if let Some(last) = b.entries.last().filter(|_| b.entries.len() >= chunk) {
-                    let from = if start == ">" { start } else { &last.id };
-                    next.push((campaign.clone(), from.clone()));
-                }
-                match batches.iter_mut().find(|a| a.campaign == b.campaign) {
-                    Some(a) => a.entries.extend(b.entries),
-                    None => batches.push(b),
-                }
-            }
-            starts = next;
+        if !self.cluster || lanes.len() <= 1 {
+            return read_streams(&mut self.read, consumer, lanes, count, block).await;
         }
-        Ok(batches)
-    }
-
-    /// One chunk of [`Outbox::read`]: up to `count` entries per stream, each from its id.
-    async fn read_chunk(
-        &mut self,
-        consumer: &str,
-        starts: &[(CampaignId, String)],
-        count: usize,
-        block: Option<Duration>,
-    ) -> Result<Vec<OutboxBatch>, Error> {
-        if !self.cluster || starts.len() <= 1 {
-            return read_streams(&mut self.read, consumer, starts, count, block).await;
-        }
-        let reads = starts.chunks(1).map(|lane| {
+        let reads = lanes.chunks(1).map(|lane| {
             let mut conn = self.read.clone();
             async move { read_streams(&mut conn, consumer, lane, count, None).await }
         });
@@ -258,33 +193,23 @@ impl Outbox {
         }
     }
 
-    /// Acknowledges and deletes delivered entries of `campaign`, [`CHUNK`] at a time: each
-    /// chunk's script trims the stream below its oldest pending entry; only acknowledged
-    /// entries above the last floor (a newer delivery that finished first) are deleted one
-    /// by one.
+    /// Acknowledges and deletes delivered entries of `campaign`: one script trims the
+    /// stream below its oldest pending entry; only acknowledged entries above that (a newer
+    /// delivery that finished first) are deleted one by one.
     pub async fn remove(&mut self, campaign: &str, ids: &[String]) -> Result<(), Error> {
-        let key = CampaignKeys::new(&CampaignId::parse_stored(campaign)?).outbox;
-        let mut floor = None;
-        for chunk in ids.chunks(CHUNK) {
-            let Some(highest) = chunk.iter().filter_map(|id| parse_id(id)).max() else {
-                continue;
-            };
-            let reply: String = REMOVE
-                .key(&key)
-                .arg(GROUP)
-                .arg(format!("{}-{}", highest.0, highest.1))
-                .arg(chunk)
-                .invoke_async(&mut self.ack)
-                .await?;
-            let parsed = parse_id(&reply)
-                .ok_or_else(|| Error::Protocol(format!("outbox trim floor {reply:?}")))?;
-            floor = Some(parsed);
-        }
-        // The floor only rises (acknowledging takes entries out of the pending list; new
-        // ones come above every delivered one), so the last trim covers the earlier ones.
-        let Some(floor) = floor else {
+        let Some(highest) = ids.iter().filter_map(|id| parse_id(id)).max() else {
             return Ok(());
         };
+        let key = CampaignKeys::new(&CampaignId::parse_stored(campaign)?).outbox;
+        let floor: String = REMOVE
+            .key(&key)
+            .arg(GROUP)
+            .arg(format!("{}-{}", highest.0, highest.1))
+            .arg(ids)
+            .invoke_async(&mut self.ack)
+            .await?;
+        let floor = parse_id(&floor)
+            .ok_or_else(|| Error::Protocol(format!("outbox trim floor {floor:?}")))?;
         let above: Vec<&String> = ids
             .iter()
             .filter(|id| parse_id(id).is_none_or(|i| i >= floor))
@@ -300,20 +225,25 @@ impl Outbox {
     }
 }
 
-/// One XREADGROUP over `starts`' streams, each after its id (on a cluster: streams of one
-/// slot).
+/// One XREADGROUP over `lanes`' streams (on a cluster: streams of one slot).
 async fn read_streams(
     conn: &mut RedisConn,
     consumer: &str,
-    starts: &[(CampaignId, String)],
+    lanes: &[(CampaignId, ReadFrom)],
     count: usize,
     block: Option<Duration>,
 ) -> Result<Vec<OutboxBatch>, Error> {
-    let keys: Vec<String> = starts
+    let keys: Vec<String> = lanes
         .iter()
         .map(|(c, _)| CampaignKeys::new(c).outbox)
         .collect();
-    let ids: Vec<&str> = starts.iter().map(|(_, id)| id.as_str()).collect();
+    let ids: Vec<&str> = lanes
+        .iter()
+        .map(|(_, from)| match from {
+            ReadFrom::New => ">",
+            ReadFrom::OwnPending => "0",
+        })
+        .collect();
     let mut opts = StreamReadOptions::default()
         .group(GROUP, consumer)
         .count(count);
