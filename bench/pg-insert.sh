@@ -7,6 +7,7 @@
 #
 #   bench/pg-insert.sh                         # ROWS=200000 BATCH=500 REPS=3
 #   ROWS=100000 REPS=5 bench/pg-insert.sh unnest copy_binary
+#   bench/pg-insert.sh collation               # the keys' collation: C, a language's, "C" keys
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${STAMPEDE_HOME:-$HOME/.cache/stampede}/venv-bench

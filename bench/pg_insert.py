@@ -8,6 +8,10 @@ and checkpointer count) per row, and the wall time. Methods:
   copy_text    COPY ... FROM STDIN, text format
   copy_binary  COPY ... FROM STDIN (FORMAT binary), what the writer sends
   staging      COPY binary into a temporary table, then INSERT ... SELECT ... ON CONFLICT
+Or, with the one argument `collation`: the writer's COPY (binary) of users arriving in random
+order into the table as migrated in a database whose default collation is a language's (ICU
+en-US, a database `bench_icu` made once), as its first migration left it (the keys in that
+language's order) and in the stack's C database, alternated REPS times.
 """
 import datetime
 import os
@@ -88,6 +92,61 @@ def staging(conn, table, rows, campaign):
     cur.execute(f"INSERT INTO {table} {COLS} SELECT * FROM stage ON CONFLICT (campaign, user_id) DO NOTHING")
 
 
+def shuffled_batches(tag):
+    """Users in random order, as a stampede brings them: inserts land all over the index."""
+    for rows in batches(tag):
+        yield [(f"user-{random.getrandbits(64):016x}-{tag}", s, c, ms) for _, s, c, ms in rows]
+
+
+# The table as the first migration made it, with the keys' collation as given.
+TABLE = """CREATE TABLE {table} (
+    campaign text {coll} NOT NULL, user_id text {coll} NOT NULL, seq bigint NOT NULL CHECK (seq > 0),
+    coupon_code text NOT NULL, issued_at timestamptz NOT NULL,
+    persisted_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (campaign, user_id), UNIQUE (campaign, seq))"""
+
+
+def icu_url():
+    """The URL of a database whose default collation is ICU en-US (made once)."""
+    with psycopg.connect(URL, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'bench_icu'").fetchone():
+            conn.execute("CREATE DATABASE bench_icu LOCALE_PROVIDER icu ICU_LOCALE 'en-US' "
+                         "LOCALE 'C.UTF-8' TEMPLATE template0")
+    base, _, query = URL.partition("?")
+    return base.rsplit("/", 1)[0] + "/bench_icu" + ("?" + query if query else "")
+
+
+def run_collation(label, url, coll, rep):
+    table = "collbench"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
+        conn.execute(TABLE.format(table=table, coll=coll))
+        data = list(shuffled_batches(f"{rep}"))
+        conn.autocommit = False
+        t0, w0 = pg_ticks(), time.monotonic()
+        for rows in data:
+            copy_binary(conn, table, rows, "team-a.spring-sale")
+            conn.commit()
+        wall, ticks = time.monotonic() - w0, pg_ticks() - t0
+        conn.autocommit = True
+        conn.execute(f"DROP TABLE {table}")
+    us = ticks / HZ * 1e6 / ROWS
+    print(f"{label:28} rep {rep}: postgres {us:5.1f} us/row, wall {wall:5.2f} s", flush=True)
+    return us
+
+
+def collation():
+    icu = icu_url()
+    variants = [("C database", URL, ""), ("en-US database", icu, ""),
+                ('en-US database, keys "C"', icu, 'COLLATE "C"')]
+    results = {v[0]: [] for v in variants}
+    for rep in range(REPS):
+        for label, url, coll in variants:
+            results[label].append(run_collation(label, url, coll, rep))
+    for label, v in results.items():
+        print(f"{label:28} postgres us/row: {', '.join(f'{x:.1f}' for x in v)}  median {sorted(v)[len(v) // 2]:.1f}")
+
+
 METHODS = {"unnest": unnest, "copy_text": copy_text, "copy_binary": copy_binary, "staging": staging}
 
 
@@ -116,6 +175,9 @@ def run(name, rep):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["collation"]:
+        collation()
+        sys.exit()
     names = sys.argv[1:] or list(METHODS)
     results = {n: [] for n in names}
     for rep in range(REPS):

@@ -11,7 +11,10 @@ use crate::issuance::Issuance;
 mod copy;
 
 /// Schema migrations, applied in order and recorded in `stampede_schema_migrations`.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_coupon_issuances.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_coupon_issuances.sql")),
+    (2, include_str!("migrations/0002_byte_order_keys.sql")),
+];
 
 /// Where a pod finds the database's CA as PEM text: it has no file for `sslrootcert`.
 pub const CA_PEM_ENV: &str = "STAMPEDE_DATABASE_CA_PEM";
@@ -255,7 +258,9 @@ mod tests {
         let got: Vec<&str> = statements(sql).collect();
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[1].ends_with("CREATE INDEX i ON a (x)"));
-        assert_eq!(statements(MIGRATIONS[0].1).count(), 1);
+        for (_, sql) in MIGRATIONS {
+            assert_eq!(statements(sql).count(), 1, "{sql}");
+        }
     }
 
     /// Compile-time guard: the writer's database futures must be `Send` so they can be

@@ -4,7 +4,9 @@
 //! without dead-lettering anything, a dead letter Kafka never acknowledged is not
 //! committed past, and a batch the database holds holds the commits of the batches after
 //! it but not their writes. Beneath it, one insert: a batch holding a replay still lands
-//! its other rows, and a seq another user holds is refused. Slow; needs `scripts/stack up`.
+//! its other rows, and a seq another user holds is refused; and the keys compare as bytes
+//! in a database whose default collation is a language's, after an upgrade too. Slow;
+//! needs `scripts/stack up`.
 
 mod common;
 
@@ -288,6 +290,53 @@ async fn a_row_keeps_its_issue_time_and_one_beyond_timestamps_is_a_data_error() 
 }
 
 /// A pool of one connection on a fresh database with the schema applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keys_compare_as_bytes_in_a_database_whose_default_order_is_a_language() {
+    use stampede_core::db;
+    let icu = "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0";
+    let url = common::stack::fresh_database_with(&common::stack::stack_database(), icu).await;
+    let pool = db::connect(&url, 1).await.unwrap();
+    let language_order: bool = sqlx::query_scalar("SELECT 'a' < 'B'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(language_order, "the database orders text as en-US does");
+    // A database the first release migrated, holding rows: the upgrade rebuilds its keys.
+    let first = include_str!("../../core/src/migrations/0001_coupon_issuances.sql");
+    sqlx::raw_sql(first).execute(&pool).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE stampede_schema_migrations (
+            version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO stampede_schema_migrations (version) VALUES (1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let c = "byte-order";
+    let new = |n: u64| [(c.to_owned(), n)].into_iter().collect();
+    let (a, b) = (issuance(c, "a", 1), issuance(c, "B", 2));
+    assert_eq!(
+        db::insert_batch(&pool, std::slice::from_ref(&a))
+            .await
+            .unwrap(),
+        new(1)
+    );
+    assert_eq!(db::migrate(&pool).await.unwrap(), [2]);
+    assert_eq!(db::insert_batch(&pool, &[a, b]).await.unwrap(), new(1));
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT user_id FROM coupon_issuances WHERE campaign = $1 ORDER BY campaign, user_id",
+    )
+    .bind(c)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        users,
+        ["B", "a"],
+        "byte order, and the replay of a was skipped"
+    );
+}
+
 async fn migrated_fresh_database() -> sqlx::PgPool {
     let url = common::stack::fresh_database(&common::stack::stack_database()).await;
     let pool = stampede_core::db::connect(&url, 1).await.unwrap();

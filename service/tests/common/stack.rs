@@ -43,11 +43,16 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 /// Creates a fresh database on the server behind `admin_url` and returns its URL.
 pub async fn fresh_database(admin_url: &str) -> String {
+    fresh_database_with(admin_url, "").await
+}
+
+/// Creates a fresh database with `options` (`CREATE DATABASE`'s) and returns its URL.
+pub async fn fresh_database_with(admin_url: &str, options: &str) -> String {
     let name = unique("t").replace('-', "_");
     let admin = PgPool::connect(admin_url)
         .await
         .expect("postgres (scripts/stack up)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(&format!("CREATE DATABASE {name} {options}"))
         .execute(&admin)
         .await
         .unwrap();
