@@ -36,7 +36,7 @@
 # The paths run interleaved (healthz, issue, issue-no-relay, sold-out, healthz, …) and each
 # figure is the median over the rounds, so a noisy neighbour hits every path alike. Every
 # request carries a bearer token (serve verifies it on the issue paths), minted before each
-# run with `stampede-service token`: TOKENS_PER_SEC (70000) x DURATION users per run.
+# run with `stampede-service token`: TOKENS_PER_SEC (60000) x DURATION users per run.
 set -euo pipefail
 # A failing step says which: set -e alone ends the run without a word.
 trap 'echo "bench/issue.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
@@ -46,7 +46,7 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
-TOKENS_PER_SEC=${TOKENS_PER_SEC:-70000}
+TOKENS_PER_SEC=${TOKENS_PER_SEC:-60000}
 PORT=${BENCH_PORT:-18181}
 ensure_bin
 command -v wrk >/dev/null || scripts/deps

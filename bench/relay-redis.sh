@@ -81,7 +81,7 @@ echo "wrk -t2 -c64 -d$DURATION x $ROUNDS rounds, modes: $MODES; results in $out"
 for _ in $(seq "$ROUNDS"); do
   for m in $MODES; do
     c="bench-rr-$m-$run"
-    "$BIN" token --with-sub --sub-prefix "$run-$((++n))" --count "$((secs * 80000))" >"$tokens"
+    "$BIN" token --with-sub --sub-prefix "$run-$((++n))" --count "$((secs * 60000))" >"$tokens"
     case $m in b*) port=$BATCH_PORT ;; *) port=$PORT ;; esac
     case $m in group | noack | bgroup)
       rcli xgroup create "$(outbox "$m")" bench '$' MKSTREAM >/dev/null 2>&1 || true
