@@ -89,6 +89,27 @@ pub fn repo() -> PathBuf {
         .to_owned()
 }
 
+/// Runs `start` until it succeeds, again (three tries in all) while it fails because a port
+/// was taken: a port found free can be bound by another suite's server before ours binds it.
+pub fn retry_port_taken(mut start: impl FnMut() -> Result<(), String>) {
+    for tries in 1.. {
+        match start() {
+            Ok(()) => return,
+            Err(out) => assert!(tries < 3 && out.contains("already in use"), "{out}"),
+        }
+    }
+}
+
+/// What a start that found its port taken says, for [`retry_port_taken`].
+pub const PORT_TAKEN: &str = "a port picked is already in use by a server it did not start";
+
+/// Whether `scripts/stack up`'s output says a server it did not start answered on a port:
+/// it leaves a user's own alone (on the default ports); on a port a test picked, that is
+/// another test's server, and the test would talk to it.
+pub fn foreign_server(output: &str) -> bool {
+    output.contains("not started by scripts/stack")
+}
+
 /// A free loopback port for a server a test starts, from 20000-31999: below the kernel's
 /// ephemeral range (32768-60999), where a port picked by binding port 0 could become some
 /// outgoing connection's source port before the server bound it (CI saw it happen to a

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::kit::{free_port, repo, unique};
+use super::kit::{PORT_TAKEN, foreign_server, free_port, repo, retry_port_taken, unique};
 
 fn temp_dir(what: &str) -> PathBuf {
     let d = std::env::temp_dir().join(unique(&format!("stampede-{what}")));
@@ -18,7 +18,8 @@ fn script(args: &[&str], envs: &[(&str, String)]) {
     run_script(args, envs).unwrap_or_else(|out| panic!("{out}"));
 }
 
-/// Runs a repository script with `bash`; its output when it fails.
+/// Runs a repository script with `bash`; its output when it fails, or when it found a
+/// server it did not start on a port (`foreign_server`: here, another test's).
 fn run_script(args: &[&str], envs: &[(&str, String)]) -> Result<(), String> {
     let out = Command::new("bash")
         .args(args)
@@ -26,24 +27,15 @@ fn run_script(args: &[&str], envs: &[(&str, String)]) -> Result<(), String> {
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .output()
         .unwrap();
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{args:?} failed:\n{}\n{}",
+    let text = format!(
+        "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// Runs `start` until it succeeds, again (three tries in all) while it fails because a port
-/// was taken: a port found free can be bound by another suite's server before ours binds it.
-fn retry_port_taken(mut start: impl FnMut() -> Result<(), String>) {
-    for tries in 1.. {
-        match start() {
-            Ok(()) => return,
-            Err(out) => assert!(tries < 3 && out.contains("already in use"), "{out}"),
-        }
+    );
+    match (out.status.success(), foreign_server(&text)) {
+        (true, false) => Ok(()),
+        (_, true) => Err(format!("{args:?}: {PORT_TAKEN}:\n{text}")),
+        (false, false) => Err(format!("{args:?} failed:\n{text}")),
     }
 }
 

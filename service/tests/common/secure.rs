@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::kit::{free_port, repo, unique};
+use super::kit::{PORT_TAKEN, foreign_server, free_port, repo, retry_port_taken, unique};
 
 /// The stack, stopped and removed on drop.
 pub struct SecureStack {
@@ -17,7 +17,8 @@ pub struct SecureStack {
 }
 
 impl SecureStack {
-    /// Starts Redis, PostgreSQL and Kafka authenticated, on free ports (blocks until up).
+    /// Starts Redis, PostgreSQL and Kafka authenticated, on free ports (blocks until up); on
+    /// new ones, three tries in all, while a port picked is taken before its server binds it.
     pub fn start() -> Self {
         let home = std::env::temp_dir().join(unique("stampede-secure"));
         std::fs::create_dir_all(&home).unwrap();
@@ -26,17 +27,21 @@ impl SecureStack {
         std::os::unix::fs::symlink(jars.join("kafka"), home.join("kafka")).unwrap();
         let mut s = Self {
             home,
-            ports: [
-                free_port(),
-                free_port(),
-                free_port(),
-                free_port(),
-                free_port(),
-            ],
+            ports: [0; 5],
             env: HashMap::new(),
         };
-        let up = s.script(&["up"]);
-        assert!(up.status.success(), "secure stack up:\n{}", stderr(&up));
+        retry_port_taken(|| {
+            s.ports = std::array::from_fn(|_| free_port());
+            let up = s.script(&["up"]);
+            let out = String::from_utf8_lossy(&up.stdout).into_owned() + &stderr(&up);
+            let foreign = foreign_server(&out);
+            if up.status.success() && !foreign {
+                return Ok(());
+            }
+            let _ = s.script(&["down"]);
+            let taken = if foreign { PORT_TAKEN } else { "failed" };
+            Err(format!("secure stack up: {taken}:\n{out}"))
+        });
         let printed = s.script(&["env"]);
         assert!(printed.status.success(), "{}", stderr(&printed));
         s.env = parse_exports(&String::from_utf8_lossy(&printed.stdout));
