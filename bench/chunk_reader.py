@@ -1,7 +1,9 @@
 """Reads an outbox the way bench/relay-redis.sh's `bchunk` mode says: every GATHER seconds
 it runs the read script in chunks of COUNT entries, back to back, until a chunk comes back
 short. Talks RESP over the loopback (no client library); stops when killed.
-usage: chunk_reader.py REDIS_URL KEY COUNT GATHER_SECONDS < script.lua"""
+usage: STAMPEDE_REDIS_URL=redis://… chunk_reader.py KEY COUNT GATHER_SECONDS < script.lua
+(the URL from the environment, not argv: it carries the password)"""
+import os
 import socket
 import sys
 import time
@@ -26,7 +28,10 @@ def command(sock, reader, *args):
 
 
 def main():
-    url, key, count, gather = urlparse(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    url = urlparse(os.environ.get("STAMPEDE_REDIS_URL", "redis://127.0.0.1:6379"))
+    if url.scheme != "redis":
+        raise SystemExit(f"chunk_reader.py: a single Redis (redis://) only, not {url.scheme}://")
+    key, count, gather = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     script = sys.stdin.read()
     sock = socket.create_connection((url.hostname, url.port or 6379))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -89,8 +89,7 @@ for _ in $(seq "$ROUNDS"); do
       reader=$! ;;
     bchunk)
       rcli xgroup create "$(outbox "$m")" bench '$' MKSTREAM >/dev/null 2>&1 || true
-      printf '%s' "$read_script" | python3 bench/chunk_reader.py "$STAMPEDE_REDIS_URL" \
-        "$(outbox "$m")" "${CHUNK:-32}" 0.05 &
+      printf '%s' "$read_script" | python3 bench/chunk_reader.py "$(outbox "$m")" "${CHUNK:-32}" 0.05 &
       reader=$! ;;
     esac
     cpu0=$(redis_cpu); n0=$(issued "$c")
