@@ -116,72 +116,75 @@ def icu_url():
     return base.rsplit("/", 1)[0] + "/bench_icu" + ("?" + query if query else "")
 
 
-def run_collation(label, url, coll, rep):
-    table = "collbench"
+def collation():
+    """The writer's binary COPY in a C database, in an ICU en-US one, and there with the keys
+    `COLLATE "C"`."""
+    icu = icu_url()
+
+    def variant(label, url, coll):
+        create = TABLE.format(table="collbench", coll=coll)
+        return label, lambda rep: measure(label, rep, url, "collbench", create,
+                                          shuffled_batches(f"{rep}"), copy_binary,
+                                          "team-a.spring-sale")
+
+    alternate([variant("C database", URL, ""), variant("en-US database", icu, ""),
+               variant('en-US database, keys "C"', icu, 'COLLATE "C"')])
+
+
+METHODS = {"unnest": unnest, "copy_text": copy_text, "copy_binary": copy_binary, "staging": staging}
+
+
+def stage(conn):
+    conn.execute("CREATE TEMP TABLE stage (campaign text, user_id text, seq int8, coupon_code text, "
+                 "issued_at timestamptz) ON COMMIT DELETE ROWS")
+
+
+def method(name):
+    """One of METHODS into a fresh copy of coupon_issuances."""
+    table = f"copybench_{name}"
+    create = f"CREATE TABLE {table} (LIKE coupon_issuances INCLUDING ALL)"
+    return name, lambda rep: measure(name, rep, URL, table, create, batches(f"{name}{rep}"),
+                                     METHODS[name], "copybench",
+                                     prepare=stage if name == "staging" else None)
+
+
+def measure(label, rep, url, table, create, data, insert, campaign, prepare=None):
+    """Fills a fresh `table` (made by `create`) with `data` of `campaign`, one transaction per
+    batch through `insert`; prints and returns PostgreSQL's CPU per row."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(TABLE.format(table=table, coll=coll))
-        data = list(shuffled_batches(f"{rep}"))
+        conn.execute(create)
+        data = list(data)
         conn.autocommit = False
+        if prepare:
+            prepare(conn)
+            conn.commit()
         t0, w0 = pg_ticks(), time.monotonic()
         for rows in data:
-            copy_binary(conn, table, rows, "team-a.spring-sale")
+            insert(conn, table, rows, campaign)
             conn.commit()
         wall, ticks = time.monotonic() - w0, pg_ticks() - t0
         conn.autocommit = True
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        assert n == ROWS, (label, n)
         conn.execute(f"DROP TABLE {table}")
     us = ticks / HZ * 1e6 / ROWS
     print(f"{label:28} rep {rep}: postgres {us:5.1f} us/row, wall {wall:5.2f} s", flush=True)
     return us
 
 
-def collation():
-    icu = icu_url()
-    variants = [("C database", URL, ""), ("en-US database", icu, ""),
-                ('en-US database, keys "C"', icu, 'COLLATE "C"')]
-    results = {v[0]: [] for v in variants}
+def alternate(variants):
+    """Runs each (label, run(rep)) of `variants` REPS times, alternated; prints the medians."""
+    results = {label: [] for label, _ in variants}
     for rep in range(REPS):
-        for label, url, coll in variants:
-            results[label].append(run_collation(label, url, coll, rep))
+        for label, run in variants:
+            results[label].append(run(rep))
     for label, v in results.items():
         print(f"{label:28} postgres us/row: {', '.join(f'{x:.1f}' for x in v)}  median {sorted(v)[len(v) // 2]:.1f}")
-
-
-METHODS = {"unnest": unnest, "copy_text": copy_text, "copy_binary": copy_binary, "staging": staging}
-
-
-def run(name, rep):
-    table = f"copybench_{name}"
-    with psycopg.connect(URL, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {table}")
-        conn.execute(f"CREATE TABLE {table} (LIKE coupon_issuances INCLUDING ALL)")
-        data = list(batches(f"{name}{rep}"))
-        conn.autocommit = False
-        if name == "staging":
-            conn.execute(f"CREATE TEMP TABLE stage (campaign text, user_id text, seq int8, coupon_code text, issued_at timestamptz) ON COMMIT DELETE ROWS")
-            conn.commit()
-        t0, w0 = pg_ticks(), time.monotonic()
-        for rows in data:
-            METHODS[name](conn, table, rows, "copybench")
-            conn.commit()
-        wall, ticks = time.monotonic() - w0, pg_ticks() - t0
-        conn.autocommit = True
-        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        assert n == ROWS, (name, n)
-        conn.execute(f"DROP TABLE {table}")
-    us = ticks / HZ * 1e6 / ROWS
-    print(f"{name:12} rep {rep}: postgres {us:5.1f} us/row, wall {wall:5.2f} s", flush=True)
-    return us
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["collation"]:
         collation()
-        sys.exit()
-    names = sys.argv[1:] or list(METHODS)
-    results = {n: [] for n in names}
-    for rep in range(REPS):
-        for n in names:
-            results[n].append(run(n, rep))
-    for n, v in results.items():
-        print(f"{n:12} postgres us/row: {', '.join(f'{x:.1f}' for x in v)}  median {sorted(v)[len(v) // 2]:.1f}")
+    else:
+        alternate([method(n) for n in sys.argv[1:] or list(METHODS)])

@@ -62,6 +62,12 @@ pub fn split_root_cert(url: &str) -> (String, Option<String>) {
 
 /// Applies pending migrations; safe to run from several processes at once.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
+    migrate_through(pool, i32::MAX).await
+}
+
+/// Applies pending migrations up to version `last` (a database as an earlier release left
+/// it, for upgrade tests); returns the versions applied.
+pub async fn migrate_through(pool: &PgPool, last: i32) -> Result<Vec<i32>, Error> {
     let mut tx = pool.begin().await?;
     // One migrator at a time, cluster-wide, until this transaction ends.
     sqlx::query("SELECT pg_advisory_xact_lock(7215853)")
@@ -77,7 +83,7 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
         .fetch_all(&mut *tx)
         .await?;
     let mut applied = Vec::new();
-    for (version, sql) in MIGRATIONS {
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
         if done.contains(version) {
             continue;
         }

@@ -73,15 +73,12 @@ impl PrivateKafka {
         let mut k = Self {
             dir: temp_dir("kafka"),
             auto_create,
-            port: free_port(),
+            port: 0,
         };
         // A first start may move to another port; a restart keeps its own.
         retry_port_taken(|| {
-            let started = k.start_once();
-            if started.is_err() {
-                k.port = free_port();
-            }
-            started
+            k.port = free_port();
+            k.start_once()
         });
         k
     }
