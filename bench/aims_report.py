@@ -26,6 +26,7 @@ PAIRED = re.compile(rf"^paired per round: issue/healthz median {NUM}, range \S+,
 WIRE = re.compile(rf"^wire (healthz|sold-out|issue) +{NUM} / +{NUM} +\| +{NUM} +{NUM} ", re.M)
 LIVE = re.compile(rf"^live +(\d+) rows in {NUM} s from the first issuance: (\d+) rows/s; "
                   rf"issuance-to-row p50 / p99 (\S+) / (\S+) ms", re.M)
+LIVE_CPU = re.compile(rf"^live +CPU us per row: (.*?)\(total {NUM}", re.M)
 
 
 def judge(logs):
@@ -68,6 +69,14 @@ def judge(logs):
         info.append(f"spike at the wire (p95, medians): the server answered issue in {wire['issue'][0]:.1f} ms, "
                     f"/healthz in {wire['healthz'][0]:.1f} ms; k6's own share of its waiting "
                     f"{wire['issue'][1]:.1f} and {wire['healthz'][1]:.1f} ms")
+    cpu = LIVE_CPU.search(logs["drain"])
+    if cpu:
+        total = float(cpu[2])
+        client = float(dict(kv.split("=") for kv in cpu[1].split()).get("wrk", 0))
+        own = total - client
+        info.append(f"drain while issuing: {total:.1f} µs of CPU per row, the platform's own {own:.1f} "
+                    f"(wrk {client:.1f}): two cores, fully used, fit {2e6 / total:,.0f} rows/s with the client, "
+                    f"{2e6 / own:,.0f} without; 100 000 rows/s is {own / 10:.2f} cores of the platform's")
     return [(aim, value, None if value is None else test(value),
              None if value is None else (fmt(value) if callable(fmt) else fmt.format(value)))
             for aim, value, test, fmt in rows], info
@@ -102,7 +111,9 @@ ratio sold-out/healthz       0.86 (aim >= 0.85)""",
              "wire healthz       0.6 /     3.3  |     48.0     39.8    |    131.4            176.2\n"
              "wire issue         5.8 /    14.2  |     95.7     85.4    |    212.7            274.6",
     "drain": "live    1000000 rows in 37.7 s from the first issuance: 26507 rows/s; issuance-to-row p50 / p99 114 / 161 ms "
-             "(relay in serve, writer, issuing meanwhile)",
+             "(relay in serve, writer, issuing meanwhile)\n"
+             "live    CPU us per row: serve=14.1 serve.relay=0.8 redis=7.3 kafka=1.1 postgres=4.9 writer=1.0 "
+             "wrk=11.7 (total 40.1; wrk's token loading included)",
 }
 
 
@@ -118,8 +129,11 @@ def self_test():
     assert info[0] == "Redis CPU per issuance: 10.20 µs with the relay, 11.69 µs without", info
     assert info[1] == ("spike at the wire (p95, medians): the server answered issue in 14.2 ms, /healthz in 3.3 ms; "
                        "k6's own share of its waiting 85.4 and 39.8 ms"), info
+    assert info[2] == ("drain while issuing: 40.1 µs of CPU per row, the platform's own 28.4 (wrk 11.7): "
+                       "two cores, fully used, fit 49,875 rows/s with the client, 70,423 without; "
+                       "100 000 rows/s is 2.84 cores of the platform's"), info
     rows, info = judge(dict(SAMPLE, spike="k6 exited 1"))
-    assert len(info) == 1, info
+    assert len(info) == 2, info
     assert [m for _, _, m, _ in rows][5:7] == [None, None]
     text, measured = render(rows, None)
     assert measured == 6 and "not measured" in text, text

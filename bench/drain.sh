@@ -14,9 +14,11 @@
 #           the p50/p99 of issuance-to-row latency (persisted_at - issued_at)
 #   STAGES="live" bench/drain.sh   # only some stages (default: fill relay writer e2e live)
 #   OUTBOX_BATCHES=never STAMPEDE_RELAY_MESSAGE_BATCHES=never bench/drain.sh   # per coupon
+#   PIPELINE=8 STAGES=live bench/drain.sh   # wrk pipelines 8 requests per connection (HTTP/1.1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
+. scripts/lib/cpu.sh
 N=${N:-1000000}
 PARTITIONS=${PARTITIONS:-6}
 bench_setup drain
@@ -42,9 +44,10 @@ prepare() {
 # prints the issued count. The relay is off, so everything waits in the outbox.
 fill() {
   local c=$1 wrk_pid
-  wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$out/tokens-$c.txt" 2 >/dev/null &
+  wrk -t2 -c64 -d600s -s bench/issue.lua "http://127.0.0.1:$PORT" -- issue "$c" "$out/tokens-$c.txt" 2 "${PIPELINE:-1}" >/dev/null &
   wrk_pid=$!
   poll_until 600 sold_out "$c"
+  ticks "$wrk_pid" >"$out/wrk-ticks-$c"
   kill "$wrk_pid"; wait "$wrk_pid" 2>/dev/null || true
   rm -f "$out/tokens-$c.txt"
   rcli hget "{stampede:$c}:meta" issued
@@ -104,10 +107,17 @@ prepare "$l"
 STAMPEDE_LOG=warn start_service "$((PORT + 2))" "$out/service-live.log" --relay-campaigns "$l"
 live_pid=$SVC_PID
 writer "$l"
+cpu0=$(cpu_ticks "$live_pid" "$WRITER_PID")
 t8=$(now); issued_l=$(PORT=$((PORT + 2)) fill "$l")
 poll_until 600 all_rows "$l" "$issued_l"; t9=$(now)
 latency=$(row_latency "$l")
-echo "live    $issued_l rows in $(secs "$t8" "$t9") s from the first issuance: $(rate "$issued_l" "$t8" "$t9") rows/s; issuance-to-row p50 / p99 $latency ms (relay in serve, writer, issuing meanwhile)"
+# From the first issuance (Redis's clock, in the row) to the last row's commit, not from
+# wrk's start: loading a million tokens into its Lua takes it seconds before the first request.
+span=$(psql_value "SELECT extract(epoch FROM max(persisted_at) - min(issued_at)) FROM coupon_issuances WHERE campaign = '$l'")
+echo "live    $issued_l rows in $(secs 0 "$span") s from the first issuance: $(rate "$issued_l" 0 "$span") rows/s; issuance-to-row p50 / p99 $latency ms (relay in serve, writer, issuing meanwhile; wrk's start included: $(secs "$t8" "$t9") s)"
+split=$(cpu_per "$cpu0" "$(cpu_ticks "$live_pid" "$WRITER_PID")" "$issued_l" \
+  "wrk=$(awk -v t="$(cat "$out/wrk-ticks-$l")" -v hz="$(getconf CLK_TCK)" 'BEGIN { print t / hz }')")
+echo "live    CPU us per row: $split(total $(cpu_total "$split"); wrk's token loading included)"
 stop_role "$WRITER_PID"; stop_role "$live_pid"
 fi
 

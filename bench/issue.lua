@@ -3,6 +3,9 @@
 --   wrk -s bench/issue.lua URL -- healthz TOKENS THREADS
 --   wrk -s bench/issue.lua URL -- issue CAMPAIGN TOKENS THREADS   (a fresh user per request)
 --   wrk -s bench/issue.lua URL -- sold-out CAMPAIGN TOKENS THREADS   (the same requests)
+-- A last argument DEPTH (default 1) pipelines: each write carries DEPTH requests, each for
+-- its own user, and the next write goes when all of their answers are in (HTTP/1.1
+-- pipelining; wrk counts every answer).
 -- TOKENS is a file of `<user> <bearer token>` lines, each for a distinct user
 -- (`stampede-service token --with-sub --sub-prefix P --count N`); thread i of THREADS
 -- takes every THREADS-th line from line i. The body names the user too, so the same run
@@ -23,9 +26,10 @@ function init(args)
   mode = args[1] or "healthz"
   local file, nthreads
   if mode == "healthz" then
-    file, nthreads = args[2], tonumber(args[3] or "1")
+    file, nthreads, depth = args[2], tonumber(args[3] or "1"), tonumber(args[4] or "1")
   else
     campaign, file, nthreads = args[2] or "bench", args[3], tonumber(args[4] or "1")
+    depth = tonumber(args[5] or "1")
   end
   path = "/v1/campaigns/" .. (campaign or "bench") .. "/issue"
   tokens, counter, wrapped = {}, 0, 0
@@ -42,6 +46,17 @@ function init(args)
 end
 
 function request()
+  if depth == 1 then
+    return one()
+  end
+  local batch = {}
+  for i = 1, depth do
+    batch[i] = one()
+  end
+  return table.concat(batch)
+end
+
+function one()
   counter = counter + 1
   if counter > #tokens then
     counter, wrapped = 1, wrapped + 1

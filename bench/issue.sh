@@ -23,6 +23,9 @@
 #                              # in $STAMPEDE_HOME/bench-profile-{service,redis}.txt
 #   PROFILE=sold-out bench/issue.sh   # the same for one more run of the sold-out path
 #   CLIENT_NICE=19 bench/issue.sh   # wrk at that niceness (it yields the cores to the service)
+#   PIPELINE=8 TOKENS_PER_SEC=150000 bench/issue.sh   # each connection's writes carry 8
+#                              # requests (HTTP/1.1 pipelining): the client's and the kernel's
+#                              # share per request falls; every path alike, healthz too
 # The headline is `serve` as the operator deploys it: its defaults, the outbox relay running
 # in-process, a writer turning the issuances into PostgreSQL rows, Kafka and PostgreSQL on
 # the same cores (`issue`, `sold-out`). Beside it, a second `serve --no-relay` on the same
@@ -42,10 +45,12 @@ set -euo pipefail
 trap 'echo "bench/issue.sh: line $LINENO: \"$BASH_COMMAND\" failed (exit $?)" >&2' ERR
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
+. scripts/lib/cpu.sh
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
+PIPELINE=${PIPELINE:-1}
 TOKENS_PER_SEC=${TOKENS_PER_SEC:-60000}
 PORT=${BENCH_PORT:-18181}
 ensure_bin
@@ -126,31 +131,6 @@ results="$STAMPEDE_HOME/bench-issue.tsv"
 tokens="$STAMPEDE_HOME/bench-tokens.txt"
 secs=${DURATION%s}; [[ $secs =~ ^[0-9]+$ ]] || secs=10
 minted=0
-# threads PID NAME: PID's threads named NAME as `ticks` takes them, "PID/task/TID" (a
-# thread's own /proc/TID/stat would count the whole process).
-threads() {
-  local t
-  for t in /proc/"$1"/task/*; do [ "$(cat "$t/comm" 2>/dev/null)" != "$2" ] || printf '%s/task/%s ' "$1" "${t##*/}"; done
-}
-# split_pids SERVE_PID: "name pids…" lines for the CPU split of a run against SERVE_PID
-# ("serve.relay": the relay's thread, a part of serve's figure, not added to the total).
-split_pids() {
-  echo "serve $1"
-  echo "serve.relay $(threads "$1" relay)"
-  echo "redis $(pgrep -x redis-server | tr '\n' ' ')"
-  echo "kafka $(pgrep -f 'kafka\.Kafka' | tr '\n' ' ')"
-  echo "postgres $(pgrep -x postgres | tr '\n' ' ')"
-  echo "writer $writer_pid"
-  echo "wrk $(pgrep -x wrk | tr '\n' ' ')"
-}
-# split_ticks SERVE_PID: "name=ticks …" for each group (wrk's are taken from its own run).
-split_ticks() {
-  local name pids
-  while read -r name pids; do
-    # shellcheck disable=SC2086 # a list of pids
-    printf '%s=%s ' "$name" "$(ticks $pids)"
-  done < <(split_pids "$1" | grep -v '^wrk')
-}
 drained() { [ "$(rcli xlen "{stampede:$1}:outbox")" -eq 0 ]; }
 # batch_totals OPS_URL: "<issuances decided> <issue script calls> <issuances relayed>
 # <Kafka messages relayed>" so far (group commit; batch messages).
@@ -176,11 +156,11 @@ wrk_run() {
   "$BIN" token --with-sub --sub-prefix "$run-$name-$((++minted))" --count "$((secs * TOKENS_PER_SEC))" >"$tokens"
   # Redis CPU per issuance for the paths that issue (the sold-out one issues nothing).
   [ -z "$campaign" ] || [ "$campaign" = "$gone" ] || { cpu0=$(redis_cpu); n0=$(issued "$campaign"); }
-  [ -z "$serve_pid" ] || split0=$(split_ticks "$serve_pid")
+  [ -z "$serve_pid" ] || split0=$(cpu_ticks "$serve_pid" "$writer_pid")
   local line
   served0=$(ticks "$served_by")
   line=$(/usr/bin/time -f 'wrk_ticks %U %S' -o "$STAMPEDE_HOME/bench-wrk-time" ${CLIENT_NICE:+nice -n "$CLIENT_NICE"} wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/issue.lua "$url" -- \
-    "$mode" "$@" "$tokens" "$THREADS" |
+    "$mode" "$@" "$tokens" "$THREADS" "$PIPELINE" |
     awk -v name="$name" '
       function us(v) { if (v ~ /us$/) return v+0; if (v ~ /ms$/) return v*1000; if (v ~ /s$/) return v*1e6; return v }
       /^Requests\/sec:/ {rps=$2} $1=="50%" {p50=us($2)} $1=="99%" {p99=us($2)}
@@ -202,13 +182,8 @@ wrk_run() {
     redis_us=$(awk -v a="$cpu0" -v b="$(redis_cpu)" -v n="$n" \
       'BEGIN { printf "%.2f", (n > 0 ? (b - a) * 1e6 / n : 0) }')
     if [ -n "$serve_pid" ]; then
-      # microseconds per issuance: (after - before) ticks / CLK_TCK / n
-      split=$(awk -v a="$split0" -v b="$(split_ticks "$serve_pid")" -v n="$n" -v hz="$(getconf CLK_TCK)" \
-        -v w="$(awk '{print $2 + $3}' "$STAMPEDE_HOME/bench-wrk-time")" 'BEGIN {
-          na = split(a, x, " "); split(b, y, " ")
-          for (i = 1; i <= na; i++) { split(x[i], p, "="); split(y[i], q, "=")
-            printf "%s=%.1f ", p[1], (q[2] - p[2]) * 1e6 / hz / n }
-          printf "wrk=%.1f", w * 1e6 / n }')
+      split=$(cpu_per "$split0" "$(cpu_ticks "$serve_pid" "$writer_pid")" "$n" \
+        "wrk=$(awk '{print $2 + $3}' "$STAMPEDE_HOME/bench-wrk-time")")
     fi
   fi
   # Issuances per issue script call over the run (the requests' own, not the sell-out's).
