@@ -144,6 +144,92 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
     assert!(took < frozen, "answered after {took:?}, once Redis woke");
 }
 
+/// A `serve` for the freeze tests: Redis bound 1 s, `connections` Redis connections, and
+/// a first coupon issued, so its connections are made and the issue script is loaded on
+/// Redis: after a freeze a connection or a script load (EVALSHA, NOSCRIPT, EVAL) would be
+/// round trips still to make, which the grace for a reply already there is not for.
+struct Freezable {
+    redis: RedisServer,
+    serve: Role,
+    listen: String,
+    ops: String,
+    http: reqwest::Client,
+}
+
+impl Freezable {
+    async fn start(connections: usize) -> Self {
+        let redis = RedisServer::start().await;
+        store(&redis)
+            .await
+            .ensure_campaign(&id("frozen"), 10, None)
+            .await
+            .unwrap();
+        let listen = format!("127.0.0.1:{}", free_port());
+        let ops = format!("127.0.0.1:{}", free_port());
+        let args = [
+            "serve",
+            "--no-relay",
+            "--listen",
+            &listen,
+            "--metrics-listen",
+            &ops,
+        ];
+        let env = [
+            ("STAMPEDE_REDIS_URL", redis.url()),
+            ("STAMPEDE_REDIS_TIMEOUT_MS", "1000".to_owned()),
+            ("STAMPEDE_REDIS_CONNECTIONS", connections.to_string()),
+        ];
+        let serve = Role::start(&args, &env);
+        let f = Self {
+            redis,
+            serve,
+            listen,
+            ops,
+            http: reqwest::Client::new(),
+        };
+        common::eventually("a first coupon", Duration::from_secs(30), || {
+            let asked = f.issue("warm");
+            async move { asked.await.ok().filter(|r| r.status() == 201) }
+        })
+        .await;
+        f
+    }
+
+    /// `user`'s issue request, to be sent (spawned) by the caller.
+    fn issue(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static {
+        self.http
+            .post(format!("http://{}/v1/campaigns/frozen/issue", self.listen))
+            .bearer_auth(token(user))
+            .json(&serde_json::json!({ "userId": user }))
+            .send()
+    }
+
+    /// Waits until `n` API requests are in the service's hands (its in-flight gauge).
+    async fn in_flight(&self, n: usize) {
+        let want = format!("stampede_http_in_flight {n}");
+        let url = format!("http://{}/metrics", self.ops);
+        common::eventually("requests in flight", Duration::from_secs(10), || {
+            let asked = self.http.get(&url).send();
+            let want = want.clone();
+            async move {
+                let text = asked.await.ok()?.text().await.ok()?;
+                text.lines().any(|l| l == want).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Freezes the service, lets Redis run until its reply waits unread at the service.
+    async fn answered_while_frozen(&self, what: &str) {
+        self.serve.signal("STOP");
+        self.redis.signal("CONT");
+        unread(what, &self.redis.ports(), false).await;
+    }
+}
+
 /// A service frozen past its Redis bound while Redis answered (a starved or CPU-throttled
 /// pod) issues the coupon when it runs again: the reply was there, the call not late. The
 /// request waits on a frozen Redis until its bytes are there, unread; then the service is
@@ -151,61 +237,61 @@ async fn a_request_past_its_deadline_gets_503_timeout() {
 /// the reply unread in its socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
-    let redis = RedisServer::start().await;
-    store(&redis)
-        .await
-        .ensure_campaign(&id("frozen"), 10, None)
-        .await
-        .unwrap();
-    let (api, ops) = (free_port(), free_port());
-    let listen = format!("127.0.0.1:{api}");
-    let ops = format!("127.0.0.1:{ops}");
-    let args = [
-        "serve",
-        "--no-relay",
-        "--listen",
-        &listen,
-        "--metrics-listen",
-        &ops,
-    ];
-    let env = [
-        ("STAMPEDE_REDIS_URL", redis.url()),
-        ("STAMPEDE_REDIS_TIMEOUT_MS", "1000".to_owned()),
-    ];
-    let serve = Role::start(&args, &env);
-    let http = reqwest::Client::new();
-    let issue = |user: String| {
-        http.post(format!("http://{listen}/v1/campaigns/frozen/issue"))
-            .bearer_auth(token(&user))
-            .json(&serde_json::json!({ "userId": user }))
-            .send()
-    };
-    // Ready, its connections made and the issue script loaded on Redis: after the freeze a
-    // connection or a script load (EVALSHA, NOSCRIPT, EVAL) would be round trips still to
-    // make, which the grace for a reply already there is not for.
-    let warm = common::eventually("a first coupon", Duration::from_secs(30), || {
-        let asked = issue("warm".to_owned());
-        async move { asked.await.ok().filter(|r| r.status() == 201) }
-    });
-    warm.await;
+    let f = Freezable::start(2).await;
     for i in 0..3 {
-        redis.signal("STOP");
-        let answer = tokio::spawn(issue(format!("u{i}")));
-        unread("the call waiting at Redis", &redis.ports(), true).await;
-        serve.signal("STOP");
-        redis.signal("CONT");
-        // The freeze itself, past the bound; the reply must be there by its end.
+        f.redis.signal("STOP");
+        let answer = tokio::spawn(f.issue(&format!("u{i}")));
+        unread("the call waiting at Redis", &f.redis.ports(), true).await;
+        f.answered_while_frozen("Redis's reply waiting at the service")
+            .await;
+        // The freeze itself, past the bound.
         tokio::time::sleep(Duration::from_millis(1_100)).await;
-        unread(
-            "Redis's reply waiting at the service",
-            &redis.ports(),
-            false,
-        )
-        .await;
-        serve.signal("CONT");
+        f.serve.signal("CONT");
         let r = answer.await.unwrap().unwrap();
         let status = r.status();
         assert_eq!(status, 201, "call {i}: {}", r.text().await.unwrap());
+    }
+}
+
+/// The same for an issuance that waited for its turn, whose caller's bound is twice the
+/// call's (the wait for a turn, then its batch's call): frozen while Redis answered its
+/// batch, past that bound, it is issued, not told 503 about a coupon Redis gave it. One
+/// Redis connection, so one turn: `first` goes out and `second` waits; `first`'s reply is
+/// taken, `second`'s batch goes out and is answered while the service is frozen, which it
+/// stays until 2.1 s after `second` was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuance_that_waited_for_its_turn_is_issued_when_a_frozen_service_runs_again() {
+    let f = Freezable::start(1).await;
+    let ports = f.redis.ports();
+    for i in 0..3 {
+        f.redis.signal("STOP");
+        let first = tokio::spawn(f.issue(&format!("first{i}")));
+        unread("the first call waiting at Redis", &ports, true).await;
+        let sent = Instant::now();
+        let second = tokio::spawn(f.issue(&format!("second{i}")));
+        f.in_flight(2).await;
+        // The second waits half a second for its turn: its batch goes out 1.5 s before the
+        // caller's bound, so the Redis client's own backstop (a second past the call's
+        // bound, from the batch's going out) is not due yet when the service wakes.
+        let turn = sent + Duration::from_millis(500);
+        tokio::time::sleep(turn.saturating_duration_since(Instant::now())).await;
+        f.answered_while_frozen("the first reply waiting at the service")
+            .await;
+        f.redis.signal("STOP");
+        f.serve.signal("CONT");
+        assert_eq!(first.await.unwrap().unwrap().status(), 201, "first {i}");
+        unread("the second's batch waiting at Redis", &ports, true).await;
+        f.answered_while_frozen("the second reply waiting at the service")
+            .await;
+        // The freeze itself, past twice the bound from the second's arrival.
+        tokio::time::sleep(
+            (sent + Duration::from_millis(2_100)).saturating_duration_since(Instant::now()),
+        )
+        .await;
+        f.serve.signal("CONT");
+        let r = second.await.unwrap().unwrap();
+        let status = r.status();
+        assert_eq!(status, 201, "second {i}: {}", r.text().await.unwrap());
     }
 }
 

@@ -109,8 +109,10 @@ impl Store {
             self.decide(target, vec![ask]).await;
         }
         // A wait for the batch to go out, then the batch's own call, each bounded by the
-        // timeout; a caller that gave up is left out of the batch (its stock unspent).
-        match tokio::time::timeout(2 * self.timeout, answer).await {
+        // timeout; a caller that gave up is left out of the batch (its stock unspent). The
+        // late-reply grace too: a frozen process wakes with this timer and the batch's reply
+        // both due, and the batch may have issued this caller a coupon.
+        match super::within(2 * self.timeout, answer).await {
             Ok(Ok(decided)) => decided,
             Ok(Err(_)) => Err(Error::Protocol(format!(
                 "the batch deciding {user}'s issuance of {target} was dropped"
