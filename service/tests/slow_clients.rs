@@ -238,10 +238,11 @@ impl Freezable {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_frozen_while_redis_answered_issues_when_it_runs_again() {
     let f = Freezable::start(2).await;
+    let ports = f.redis.ports();
     for i in 0..3 {
         f.redis.signal("STOP");
         let answer = tokio::spawn(f.issue(&format!("u{i}")));
-        unread("the call waiting at Redis", &f.redis.ports(), true).await;
+        unread("the call waiting at Redis", &ports, true).await;
         f.answered_while_frozen("Redis's reply waiting at the service")
             .await;
         // The freeze itself, past the bound.
@@ -273,8 +274,7 @@ async fn an_issuance_that_waited_for_its_turn_is_issued_when_a_frozen_service_ru
         // The second waits half a second for its turn: its batch goes out 1.5 s before the
         // caller's bound, so the Redis client's own backstop (a second past the call's
         // bound, from the batch's going out) is not due yet when the service wakes.
-        let turn = sent + Duration::from_millis(500);
-        tokio::time::sleep(turn.saturating_duration_since(Instant::now())).await;
+        tokio::time::sleep_until((sent + Duration::from_millis(500)).into()).await;
         f.answered_while_frozen("the first reply waiting at the service")
             .await;
         f.redis.signal("STOP");
@@ -284,10 +284,7 @@ async fn an_issuance_that_waited_for_its_turn_is_issued_when_a_frozen_service_ru
         f.answered_while_frozen("the second reply waiting at the service")
             .await;
         // The freeze itself, past twice the bound from the second's arrival.
-        tokio::time::sleep(
-            (sent + Duration::from_millis(2_100)).saturating_duration_since(Instant::now()),
-        )
-        .await;
+        tokio::time::sleep_until((sent + Duration::from_millis(2_100)).into()).await;
         f.serve.signal("CONT");
         let r = second.await.unwrap().unwrap();
         let status = r.status();
