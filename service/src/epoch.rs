@@ -20,11 +20,26 @@ use crate::metrics::IssuanceMetrics;
 /// What this process handed out, per campaign (the highest seq and the campaign's
 /// incarnation); cheap to clone.
 #[derive(Clone, Default)]
-pub struct AckedSeqs(Arc<RwLock<HashMap<String, Arc<Mutex<HandedOut>>>>>);
+pub struct AckedSeqs(Arc<RwLock<HashMap<String, Arc<Mutex<Handed>>>>>);
+
+/// What was handed out of one campaign, and the incarnations it replaced.
+#[derive(Default)]
+struct Handed {
+    now: HandedOut,
+    /// The last few incarnations replaced (newest last): a late answer of one of them is
+    /// not a newer campaign.
+    retired: Vec<Arc<str>>,
+}
+
+/// How many replaced incarnations a campaign remembers.
+const RETIRED_KEPT: usize = 4;
 
 impl AckedSeqs {
     /// Notes that `seq` of `campaign` (its `incarnation`) was handed to a user. A new
-    /// incarnation (the campaign was created again) starts afresh.
+    /// incarnation (the campaign was created again) starts afresh; a late answer of one it
+    /// replaced (a request that was with Redis while the campaign was created again) is
+    /// ignored, so that it cannot wipe what the new one handed out. Incarnations are told
+    /// apart by identity, not by their clock: two Redis hosts' clocks need not agree.
     pub fn record(&self, campaign: &str, incarnation: &str, seq: u64) {
         let known = self.0.read().expect("acked lock").get(campaign).cloned();
         let entry = match known {
@@ -38,18 +53,27 @@ impl AckedSeqs {
                 .clone(),
         };
         let mut h = entry.lock().expect("handed lock");
-        if *h.incarnation != *incarnation {
-            h.incarnation = incarnation.into();
-            h.high = 0;
+        if *h.now.incarnation != *incarnation {
+            if h.retired.iter().any(|r| **r == *incarnation) {
+                return;
+            }
+            let replaced = std::mem::replace(&mut h.now.incarnation, incarnation.into());
+            if !replaced.is_empty() {
+                if h.retired.len() == RETIRED_KEPT {
+                    h.retired.remove(0);
+                }
+                h.retired.push(replaced);
+            }
+            h.now.high = 0;
         }
-        h.high = h.high.max(seq);
+        h.now.high = h.now.high.max(seq);
     }
 
     /// What was handed out of `campaign` (nothing: the default).
     pub fn handed(&self, campaign: &str) -> HandedOut {
         let map = self.0.read().expect("acked lock");
         map.get(campaign)
-            .map(|h| h.lock().expect("handed lock").clone())
+            .map(|h| h.lock().expect("handed lock").now.clone())
             .unwrap_or_default()
     }
 
@@ -57,7 +81,7 @@ impl AckedSeqs {
     pub fn all(&self) -> HashMap<String, HandedOut> {
         let map = self.0.read().expect("acked lock");
         map.iter()
-            .map(|(c, h)| (c.clone(), h.lock().expect("handed lock").clone()))
+            .map(|(c, h)| (c.clone(), h.lock().expect("handed lock").now.clone()))
             .collect()
     }
 }
@@ -238,5 +262,22 @@ mod tests {
         let a = acked.handed("a");
         assert_eq!((&*a.incarnation, a.high), ("2", 2));
         assert_eq!(acked.all().len(), 2);
+    }
+
+    #[test]
+    fn a_late_answer_of_a_replaced_incarnation_leaves_the_new_one_alone() {
+        let acked = AckedSeqs::default();
+        acked.record("a", "old", 500);
+        acked.record("a", "new", 300);
+        // A request that was with Redis while the campaign was created again answers late.
+        acked.record("a", "old", 501);
+        acked.record("a", "new", 5);
+        let a = acked.handed("a");
+        assert_eq!((&*a.incarnation, a.high), ("new", 300));
+        // Another creation after it is still taken up.
+        acked.record("a", "newer", 7);
+        acked.record("a", "new", 900);
+        let a = acked.handed("a");
+        assert_eq!((&*a.incarnation, a.high), ("newer", 7));
     }
 }

@@ -221,6 +221,47 @@ async fn a_caller_that_gave_up_waiting_is_left_out_of_its_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_answer_fails_its_own_ask_and_not_the_batch() {
+    let redis = RedisServer::start().await;
+    let (store, metrics) = one_turn_store(&redis).await;
+    let c = id("mended");
+    store.ensure_campaign(&c, 10, None).await.unwrap();
+    // A holder record written by hand, not in the script's "seq:issuedMs:code" form.
+    let _: () = redis::cmd("HSET")
+        .arg(key("mended", "holders"))
+        .arg(&["scribbled", "not-a-record"])
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    redis.pause_writes(10_000).await;
+
+    // The first takes the only turn; the other two wait and go out as one batch.
+    let (first_user, scribbled_user, fresh_user) =
+        (user("first"), user("scribbled"), user("fresh"));
+    let first = store.issue(&c, &first_user);
+    tokio::pin!(first);
+    assert!(futures::poll!(&mut first).is_pending());
+    let scribbled = store.issue(&c, &scribbled_user);
+    tokio::pin!(scribbled);
+    assert!(futures::poll!(&mut scribbled).is_pending());
+    let fresh = store.issue(&c, &fresh_user);
+    tokio::pin!(fresh);
+    assert!(futures::poll!(&mut fresh).is_pending());
+
+    redis.thaw().await;
+    assert_eq!(first.await.unwrap().label(), "issued");
+    let err = scribbled.await.expect_err("an unreadable holder record");
+    assert!(err.to_string().contains("not-a-record"), "{err}");
+    assert_eq!(fresh.await.unwrap().label(), "issued", "decided beside it");
+    assert_eq!(
+        batches(&metrics),
+        (2.0, 3.0),
+        "the two waiting asks were one batch"
+    );
+    assert_eq!(issuance_counts(&redis, "mended").await.0, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_outbox_batches_a_call_writes_its_coupons_as_one_entry() {
     const STOCK: u64 = 200;
     let redis = RedisServer::start().await;

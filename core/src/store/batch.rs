@@ -109,9 +109,11 @@ impl Store {
             self.decide(target, vec![ask]).await;
         }
         // A wait for the batch to go out, then the batch's own call, each bounded by the
-        // timeout; a caller that gave up is left out of the batch (its stock unspent). The
-        // late-reply grace too: a frozen process wakes with this timer and the batch's reply
-        // both due, and the batch may have issued this caller a coupon.
+        // timeout; a caller that gave up before its batch was taken is left out of it (its
+        // stock unspent), one that gives up later may have been issued a coupon, which its
+        // retry is answered with. The late-reply grace too: a frozen process wakes with
+        // this timer and the batch's reply both due, and the batch may have issued this
+        // caller a coupon.
         match super::within(2 * self.timeout, answer).await {
             Ok(Ok(decided)) => decided,
             Ok(Err(_)) => Err(Error::Protocol(format!(
@@ -152,7 +154,7 @@ impl Store {
         match self.issue_script(target, &questions, &handed).await {
             Ok(answers) => {
                 for (ask, answer) in asks.into_iter().zip(answers) {
-                    let _ = ask.reply.send(Ok(answer));
+                    let _ = ask.reply.send(answer);
                 }
             }
             Err(e) => {

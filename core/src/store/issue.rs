@@ -83,13 +83,15 @@ impl Store {
         Ok((counted.decision, counted.incarnation))
     }
 
-    /// One issue script call on `target` deciding `asks` (user, admission expiry) in order.
+    /// One issue script call on `target` deciding `asks` (user, admission expiry) in order;
+    /// each ask's answer on its own, so that one unreadable answer (a holder record someone
+    /// wrote by hand) fails that ask alone, not the users decided beside it.
     pub(super) async fn issue_script(
         &self,
         target: &CampaignId,
         asks: &[(&UserId, Option<i64>)],
         handed: &HandedOut,
-    ) -> Result<Vec<Counted>, Error> {
+    ) -> Result<Vec<Result<Counted, Error>>, Error> {
         let k = CampaignKeys::new(target);
         let mut inv = self.scripts.issue.prepare_invoke();
         inv.key(&k.meta)
@@ -126,10 +128,10 @@ impl Store {
             );
             self.set_suspended(target, true).await?;
         }
-        reply
+        Ok(reply
             .chunks_exact(4)
             .map(|answer| counted(target, answer))
-            .collect()
+            .collect())
     }
 
     /// Finds the coupon `user` holds; `Ok(None)` when the user has none.
