@@ -104,7 +104,13 @@ impl KafkaRecord {
     /// From an outbox entry's field-value pairs, of either single shape; the issuance itself
     /// is the writer's to check (it sends what it cannot decode to the dead-letter topic).
     pub fn from_stream_fields(mut fields: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, Error> {
-        if let [(k1, v1), (k2, v2)] = fields.as_mut_slice()
+        Self::from_entry(&mut fields)
+    }
+
+    /// [`KafkaRecord::from_stream_fields`] of borrowed pairs: a value it uses as it stands is
+    /// taken out of them, but only when it succeeds (a refused entry keeps every pair).
+    fn from_entry(fields: &mut [(Vec<u8>, Vec<u8>)]) -> Result<Self, Error> {
+        if let [(k1, v1), (k2, v2)] = &mut *fields
             && k1 == USER_FIELD.as_bytes()
             && k2 == ISSUANCE_FIELD.as_bytes()
             && !v1.is_empty()
@@ -115,7 +121,7 @@ impl KafkaRecord {
                 issuances: 1,
             });
         }
-        let issuance = Issuance::from_raw_fields(&fields)?;
+        let issuance = Issuance::from_raw_fields(fields)?;
         Ok(Self::of(issuance))
     }
 
@@ -123,13 +129,22 @@ impl KafkaRecord {
     /// malformed: [`Issuance::all_from_raw_fields`]) makes one batch message with `batch`,
     /// else a message per coupon.
     pub fn all_from_stream_fields(
-        fields: Vec<(Vec<u8>, Vec<u8>)>,
+        mut fields: Vec<(Vec<u8>, Vec<u8>)>,
         batch: bool,
     ) -> Result<Vec<Self>, Error> {
-        if !is_batch_entry(&fields) {
-            return Ok(vec![Self::from_stream_fields(fields)?]);
+        Self::all_from_entry(&mut fields, batch)
+    }
+
+    /// [`KafkaRecord::all_from_stream_fields`] of borrowed pairs, which a refused entry
+    /// keeps whole (the relay dead-letters them as they are).
+    pub fn all_from_entry(
+        fields: &mut [(Vec<u8>, Vec<u8>)],
+        batch: bool,
+    ) -> Result<Vec<Self>, Error> {
+        if !is_batch_entry(fields) {
+            return Ok(vec![Self::from_entry(fields)?]);
         }
-        let issuances = Issuance::all_from_raw_fields(&fields)?;
+        let issuances = Issuance::all_from_raw_fields(fields)?;
         if batch {
             return Ok(vec![Self::batch(&issuances)]);
         }

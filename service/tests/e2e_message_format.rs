@@ -3,8 +3,9 @@
 //! consumer of the campaign's topic is a writer of this release, goes back to a message per
 //! coupon while an older consumer reads the topic too, and returns to batch messages once it
 //! has left; every issuance lands in PostgreSQL once. A batch message whose row the database
-//! refuses stores the rest and dead-letters that row alone. Unkeyed, one read's messages
-//! share a partition. Slow; needs `scripts/stack up`.
+//! refuses stores the rest and dead-letters that row alone, and an outbox entry the relay
+//! cannot read is dead-lettered whole, not dropped. Unkeyed, one read's messages share a
+//! partition. Slow; needs `scripts/stack up`.
 
 mod common;
 
@@ -13,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::held::queued_behind;
-use common::letters::{issuance, produce, producer, write_and_dead_letter};
+use common::letters::{DeadLetters, issuance, produce, producer, write_and_dead_letter};
 use common::pipeline::{Fixture, issue_range, relay_config, spawn_relay};
 use common::stack::{kafka_config, row_seqs, wait_rows};
-use common::{connect_store, eventually, id, sample, unique};
+use common::{connect_store, eventually, id, key, outbox_len, sample, unique};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use stampede_core::batches::Batches;
 use stampede_core::ids::UserId;
@@ -200,6 +201,48 @@ async fn one_reads_messages_share_a_partition() {
     assert!(
         (1..=2).contains(&used),
         "{N} coupons of one read reached {used} of 6 partitions"
+    );
+    f.stop([relay]).await;
+}
+
+/// An outbox entry only something other than the issue script could write (a coupon without
+/// its seq) is not dropped: the relay sends it whole to the campaign's dead-letter topic,
+/// keyed by its entry id, and removes it from the outbox only once Kafka has the letter;
+/// the coupons around it are relayed as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_outbox_entry_goes_to_the_dead_letter_topic_and_not_away() {
+    let f = Fixture::new("msgfmt-scribbled", 10, 1).await;
+    let c = &f.campaign;
+    let letters = DeadLetters::open(&f.brokers, c);
+    issue_range(&f.store, c, 0..2).await;
+    let scribbled: String = redis::cmd("XADD")
+        .arg(key(c, "outbox"))
+        .arg("*")
+        .arg(&["campaign", c.as_str(), "user", "scribbled", "code", "HAND"])
+        .query_async(&mut f.redis.conn().await)
+        .await
+        .unwrap();
+    issue_range(&f.store, c, 2..4).await;
+
+    let relay = f.spawn_relay();
+    let letter = letters.next(Duration::from_secs(30)).await;
+    let letter = letter.expect("the malformed entry's dead letter");
+    assert_eq!(
+        (letter.key.as_str(), letter.reason.as_str()),
+        (scribbled.as_str(), "malformed_outbox_entry")
+    );
+    eventually("the outbox emptied", Duration::from_secs(30), || async {
+        (outbox_len(&f.redis, c).await == 0).then_some(())
+    })
+    .await;
+    let text = f.metrics.render();
+    let produced = format!("stampede_relay_produced_total{{campaign=\"{c}\"}}");
+    assert_eq!(sample(&text, &produced), 4.0, "the coupons around it");
+    let lettered = format!("stampede_dead_lettered_total{{topic=\"{}\"}}", topic(c));
+    assert_eq!(sample(&text, &lettered), 1.0);
+    assert!(
+        letters.next(Duration::from_secs(1)).await.is_none(),
+        "one letter"
     );
     f.stop([relay]).await;
 }

@@ -8,7 +8,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
-use stampede_core::issuance::topic;
+use stampede_core::issuance::{dead_letter_topic, topic};
 use stampede_core::kafka::{MESSAGE_TIMEOUT, kafka};
 use stampede_core::message::KafkaRecord;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
@@ -16,6 +16,7 @@ use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 use super::{MAX_IN_FLIGHT, Relay, RelayConfig, Unacked};
 use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
+use crate::writer::dead_letter;
 
 /// How long a message may wait for room in a full producer queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -153,7 +154,7 @@ pub(super) async fn deliver(
     let mut sent = Vec::new();
     for (i, (batch, as_one)) in batches.into_iter().enumerate() {
         let entries = batch.entries;
-        let queued = enqueue(&producer, &batch.campaign, entries, as_one, &mut done[i]).await;
+        let queued = enqueue(&producer, &batch.campaign, entries, as_one).await;
         sent.extend(queued.into_iter().map(|s| (i, s)));
         outcomes.push(Unacked {
             campaign: batch.campaign,
@@ -162,7 +163,8 @@ pub(super) async fn deliver(
     }
     // Deliveries are reported in the order they were enqueued (per partition), so awaiting
     // them in turn costs no more than one wake-up per batch.
-    for (i, (id, messages)) in sent {
+    for (i, entry) in sent {
+        let messages = entry.messages;
         let (issuances, message_count) =
             (messages.iter().map(|m| m.1).sum::<u64>(), messages.len());
         let (unacked, error) = acknowledged(messages).await;
@@ -172,9 +174,14 @@ pub(super) async fn deliver(
             tracing::warn!(error = %e, campaign = %o.campaign, "produce failed; entries stay pending");
         }
         if unacked == 0 {
-            done[i].push(id);
-            produced[i] += issuances;
-            metrics.relay_messages.inc_by(message_count as u64);
+            done[i].push(entry.id);
+            if entry.dead_letter {
+                let letters = &metrics.dead_lettered;
+                letters.with_label_values(&[&topic_of(&o.campaign)]).inc();
+            } else {
+                produced[i] += issuances;
+                metrics.relay_messages.inc_by(message_count as u64);
+            }
         }
         o.failed += unacked;
     }
@@ -187,6 +194,16 @@ pub(super) async fn deliver(
         metrics.relay_produce_errors.inc_by(o.failed);
     }
     Ok(outcomes)
+}
+
+/// An outbox entry handed to the producer.
+struct Enqueued {
+    /// The entry's id.
+    id: String,
+    /// Its messages, each with the issuances it holds (a dead letter counts as one).
+    messages: Vec<(Sent, u64)>,
+    /// Whether it went to the dead-letter topic (malformed) instead of the campaign's.
+    dead_letter: bool,
 }
 
 /// A message handed to the producer: its delivery report to come, or already known.
@@ -228,52 +245,99 @@ fn is_timeout(e: &KafkaError) -> bool {
 /// The topic `campaign`'s outbox delivers to (a sharded campaign's buckets deliver to the
 /// campaign's).
 pub(super) fn topic_of(campaign: &str) -> String {
-    match CampaignId::parse_stored(campaign) {
-        Ok(c) => topic(c.campaign()),
-        Err(_) => topic(campaign),
-    }
+    topic(&topic_owner(campaign))
 }
+
+/// The campaign whose topics `campaign`'s outbox delivers to: itself, or a bucket's campaign.
+fn topic_owner(campaign: &str) -> String {
+    CampaignId::parse_stored(campaign)
+        .map_or_else(|_| campaign.to_owned(), |c| c.campaign().to_owned())
+}
+
+/// The reason a malformed outbox entry's dead letter gives.
+const MALFORMED_ENTRY: &str = "malformed_outbox_entry";
 
 /// Hands every message of every entry of `campaign`'s outbox to the producer, to its topic
 /// ([`topic_of`]); a batch entry as one message with `as_one`. A malformed entry (a batch
-/// entry with one malformed coupon included) is not sent but removed: its id goes to
-/// `remove`.
+/// entry with one malformed coupon included) goes whole to the campaign's dead-letter topic
+/// instead, and like any other leaves the outbox only once Kafka has it.
 async fn enqueue(
     producer: &FutureProducer,
     campaign: &str,
     entries: Vec<OutboxEntry>,
     as_one: bool,
-    remove: &mut Vec<String>,
-) -> Vec<(String, Vec<(Sent, u64)>)> {
+) -> Vec<Enqueued> {
     let topic = topic_of(campaign);
     let mut sent = Vec::with_capacity(entries.len());
-    for e in entries {
-        let records = match KafkaRecord::all_from_stream_fields(e.fields, as_one) {
+    for mut e in entries {
+        if e.fields.is_empty() {
+            // Deleted while it was pending (another relay delivered it): only to remove.
+            let (id, messages, dead_letter) = (e.id, Vec::new(), false);
+            sent.push(Enqueued {
+                id,
+                messages,
+                dead_letter,
+            });
+            continue;
+        }
+        let records = match KafkaRecord::all_from_entry(&mut e.fields, as_one) {
             Ok(records) => records,
             Err(err) => {
-                // Only something other than the issue script could write this; keep it
-                // out of Kafka and out of the way.
-                tracing::error!(campaign, id = %e.id, error = %err, "dropping malformed outbox entry");
-                remove.push(e.id);
+                // Only something other than the issue script could write this: kept out of
+                // the campaign's topic, and out of the way, but not lost.
+                tracing::error!(campaign, id = %e.id, error = %err, "dead-lettering malformed outbox entry");
+                let letter = dead_letter(campaign, &e);
+                let source = format!("outbox {campaign}/{}", e.id);
+                let message = FutureRecord::to(&letter.0)
+                    .key(e.id.as_bytes())
+                    .payload(letter.1.as_slice())
+                    .headers(dead_letter::headers(MALFORMED_ENTRY, &source));
+                let messages = vec![(send(producer, message).await, 1)];
+                let (id, dead_letter) = (e.id, true);
+                sent.push(Enqueued {
+                    id,
+                    messages,
+                    dead_letter,
+                });
                 continue;
             }
         };
         let mut messages = Vec::with_capacity(records.len());
         for record in &records {
-            messages.push((send(producer, &topic, record).await, record.issuances));
+            // Unkeyed: the writer reads the user from the payload, and a batch message's
+            // many users have no one partition. Without a key the producer keeps a linger's
+            // messages on one partition (`sticky.partitioning.linger.ms`): one produce
+            // request per linger instead of one per partition, about half the broker's CPU
+            // per issuance (docs/benchmarks.md).
+            let message = FutureRecord::to(&topic).payload(record.payload.as_slice());
+            messages.push((send(producer, message).await, record.issuances));
         }
-        sent.push((e.id, messages));
+        let (id, dead_letter) = (e.id, false);
+        sent.push(Enqueued {
+            id,
+            messages,
+            dead_letter,
+        });
     }
     sent
 }
 
+/// A malformed entry's dead letter: its campaign's dead-letter topic, and the entry as it
+/// stands, `{"campaign", "id", "fields": [[field, value], …]}` (as text; bytes that are not
+/// UTF-8 replaced).
+fn dead_letter(campaign: &str, e: &OutboxEntry) -> (String, Vec<u8>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let fields: Vec<[String; 2]> = e.fields.iter().map(|(k, v)| [text(k), text(v)]).collect();
+    let body = serde_json::json!({ "campaign": campaign, "id": e.id, "fields": fields });
+    let topic = dead_letter_topic(&topic_owner(campaign));
+    (
+        topic,
+        serde_json::to_vec(&body).expect("JSON values serialise"),
+    )
+}
+
 /// Hands one message to the producer, waiting for room in a full queue as `send` does.
-async fn send(producer: &FutureProducer, topic: &str, record: &KafkaRecord) -> Sent {
-    // Unkeyed: the writer reads the user from the payload, and a batch message's many users
-    // have no one partition. Without a key the producer keeps a linger's messages on one
-    // partition (`sticky.partitioning.linger.ms`): one produce request per linger instead
-    // of one per partition, about half the broker's CPU per issuance (docs/benchmarks.md).
-    let message: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(&record.payload);
+async fn send(producer: &FutureProducer, message: FutureRecord<'_, [u8], [u8]>) -> Sent {
     match producer.send_result(message) {
         Ok(delivery) => Sent::Queued(delivery),
         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), message)) => {

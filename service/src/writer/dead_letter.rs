@@ -76,15 +76,7 @@ impl DeadLetters {
         let campaign = campaign_of_topic(letter.topic).unwrap_or("unknown");
         let dlq_topic = dead_letter_topic(campaign);
         tracing::warn!(source = %letter.source, reason = %letter.reason, "dead-lettering message");
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "stampede-reason",
-                value: Some(letter.reason),
-            })
-            .insert(Header {
-                key: "stampede-source",
-                value: Some(&letter.source),
-            });
+        let headers = headers(letter.reason, &letter.source);
         let mut retry = Retry::new("dead-letter produce");
         loop {
             let mut record = FutureRecord::to(&dlq_topic)
@@ -113,6 +105,19 @@ impl DeadLetters {
         tracing::warn!(source = %letter.source, "shutdown before the dead letter was acknowledged; it will be replayed");
         false
     }
+}
+
+/// A dead letter's headers: why it could not be stored, and where it came from.
+pub(crate) fn headers(reason: &str, source: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: "stampede-reason",
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: "stampede-source",
+            value: Some(source),
+        })
 }
 
 /// Completes [`SEND_GRACE`] after shutdown.

@@ -11,7 +11,7 @@
 //! consumer, which reads again what the old one had not committed.
 
 mod batcher;
-mod dead_letter;
+pub(crate) mod dead_letter;
 mod health;
 mod insert;
 mod lag;
