@@ -1,8 +1,8 @@
 //! Waiting-room admission on real Redis (issue #16), many users at once over real TCP:
 //! never more than `maxActive` admitted, at `admitPerSecond` (measured from the admission
 //! times Redis recorded), never more undecided admissions than stock left, lapses that
-//! move the line, sold out ending every wait at once, and those who came before the
-//! opening shuffled ahead of everyone after it.
+//! move the line, the room's keys outlasting every place promised, sold out ending every
+//! wait at once, and those who came before the opening shuffled ahead of everyone after it.
 
 mod common;
 
@@ -225,6 +225,72 @@ async fn a_place_nobody_polls_lapses_and_the_line_moves_on() {
             .metric("stampede_waiting_room_lapsed_total{campaign=\"ttl\"}")
             .await
             >= 1.0
+    );
+}
+
+/// The room's keys (`PTTL`s of all five).
+async fn room_ttls(rig: &Rig, campaign: &str) -> Vec<i64> {
+    let mut conn = rig.redis.conn().await;
+    let mut ttls = Vec::new();
+    for k in ["wr:line", "wr:seen", "wr:active", "wr:entry", "wr:state"] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(key(campaign, k))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        ttls.push(ttl);
+    }
+    ttls
+}
+
+/// A place lasts its queue TTL from every poll, however long that TTL: the room's keys
+/// are made to outlive it by the poll itself (they were renewed after a share of their
+/// TTL, which left a quiet room's keys short of a long queue TTL), and at once when the
+/// settings raise it.
+#[tokio::test]
+async fn the_rooms_keys_outlast_every_promised_place() {
+    let rig = Rig::start().await;
+    let ten_minutes = 600_000;
+    rig.campaign("long", 100, None, room(1, 100)).await;
+    assert_eq!(rig.join("long", "u0").await.1["status"], "admitted");
+    let (_, u1) = rig.join("long", "u1").await;
+    assert_eq!(u1["status"], "waiting");
+    // 160 s after the last renewal, as a quiet room would stand: the keys have 500 s left.
+    let mut conn = rig.redis.conn().await;
+    let renewed = (now_ms() - 160_000).to_string();
+    let _: () = redis::cmd("HSET")
+        .arg(key("long", "wr:state"))
+        .arg(&["renewed_ms", renewed.as_str()])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for k in ["wr:line", "wr:seen", "wr:active", "wr:entry", "wr:state"] {
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(key("long", k))
+            .arg(500_000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let polled = rig.poll("long", "u1", &queue_token(&u1)).await.1;
+    assert_eq!(polled["status"], "waiting");
+    let ttls = room_ttls(&rig, "long").await;
+    assert!(
+        ttls.iter().all(|&t| t >= ten_minutes),
+        "u1's place lasts 10 min from this poll; the keys: {ttls:?} ms"
+    );
+    let hour = WaitingRoomConfig {
+        queue_ttl: Duration::from_secs(3600),
+        ..room(1, 100)
+    };
+    rig.store
+        .set_waiting_room(&id("long"), &hour)
+        .await
+        .unwrap();
+    let ttls = room_ttls(&rig, "long").await;
+    assert!(
+        ttls.iter().all(|&t| t >= 3_600_000),
+        "raised to an hour: {ttls:?} ms"
     );
 }
 

@@ -135,6 +135,10 @@ impl Store {
         let k = CampaignKeys::new(campaign);
         let mut inv = self.scripts.queue_config.prepare_invoke();
         inv.key(&k.meta);
+        let w = &k.wr;
+        for key in [&w.line, &w.seen, &w.active, &w.entry, &w.state] {
+            inv.key(key);
+        }
         for a in room_args(room) {
             inv.arg(a);
         }

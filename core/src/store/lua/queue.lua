@@ -34,13 +34,18 @@ local closed = m[6] == '1' or m[7] == '1' or (closes > 0 and now >= closes)
 local admitting = (now >= opens and m[5] ~= '1' and m[8] ~= '1' and remaining > 0 and not closed) and 1 or 0
 
 local function reply(status, e, position, adm)
-  -- Every key of the room outlives the longest wait between two calls, and no longer. The
-  -- TTLs are renewed when this call may have (re)created a key and otherwise once a quarter
-  -- of the TTL has passed: a PEXPIRE is a write (AOF, replicas), and five on every poll cost
-  -- more than the rest of the call.
-  local ttl = math.max(queue_ms, session_ms) + 60000
+  -- Every key of the room outlives the longest wait between two calls (a place's queue TTL,
+  -- an admission's session TTL, from now), plus a minute, and no longer. The TTLs are
+  -- renewed when this call may have (re)created a key and otherwise once half that minute
+  -- has passed since the last renewal, so that the keys still last the longest wait from
+  -- now whatever its length (renewing after a share of the whole TTL did not: with a queue
+  -- TTL past three minutes a quiet room's keys could go before a place promised at a
+  -- poll). A PEXPIRE is a write (AOF, replicas): five on every poll cost more than the
+  -- rest of the call, five every 30 s nothing.
+  local slack = 60000
+  local ttl = math.max(queue_ms, session_ms) + slack
   local renewed = tonumber(redis.call('HGET', state, 'renewed_ms') or '')
-  if created == 1 or admitted > 0 or not renewed or now - renewed >= ttl / 4 then
+  if created == 1 or admitted > 0 or not renewed or now - renewed >= slack / 2 then
     redis.call('HSET', state, 'renewed_ms', s(now))
     for _, k in ipairs({line, seen, active, entry, state}) do redis.call('PEXPIRE', k, ttl) end
   end
