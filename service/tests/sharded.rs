@@ -224,3 +224,41 @@ async fn on_a_cluster_the_buckets_sit_on_different_primaries() {
     }
     assert_eq!(primaries.len(), 3, "one bucket per primary");
 }
+
+/// Processes that learned a campaign's buckets before it was forgotten and created again
+/// with another count do not route by the old count: the bucket they ask refuses (it knows
+/// its siblings), they learn the buckets anew, and each user still gets one coupon, which
+/// a lookup finds.
+#[tokio::test]
+async fn a_campaign_created_again_with_another_bucket_count_is_routed_anew() {
+    let redis = RedisServer::start().await;
+    let (issuer, looker) = (common::store(&redis).await, common::store(&redis).await);
+    let c = id("regrown");
+    issuer
+        .ensure_sharded(&c, 100, None, false, 2)
+        .await
+        .unwrap();
+    let user = |u: &str| stampede_core::ids::UserId::parse(u).unwrap();
+    assert_eq!(
+        issuer.issue(&c, &user("warm")).await.unwrap().label(),
+        "issued"
+    );
+    assert!(looker.lookup(&c, &user("warm")).await.unwrap().is_some());
+    issuer.forget(&c).await.unwrap();
+    let fresh = common::store(&redis).await;
+    fresh.ensure_sharded(&c, 100, None, false, 3).await.unwrap();
+
+    // A user the old count sends to a bucket that exists again but is not theirs now.
+    let moved = (0..)
+        .map(|i| format!("moved-{i}"))
+        .find(|u| bucket_index(u, 2) != bucket_index(u, 3))
+        .unwrap();
+    let first = fresh.issue(&c, &user(&moved)).await.unwrap();
+    assert_eq!(first.label(), "issued");
+    let held = looker.lookup(&c, &user(&moved)).await.unwrap();
+    assert!(held.is_some(), "the stale lookup asked another bucket");
+    let again = issuer.issue(&c, &user(&moved)).await.unwrap();
+    assert_eq!(again.label(), "already", "a second coupon");
+    let ledger = balanced(&fresh, &c).await;
+    assert_eq!(ledger.buckets.len(), 3, "{ledger:?}");
+}

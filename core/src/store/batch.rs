@@ -21,6 +21,8 @@ pub const MAX_BATCH: usize = 256;
 pub(super) struct Ask {
     /// Who asks.
     pub user: UserId,
+    /// The bucket count the user was routed by (0: not to a bucket).
+    pub siblings: usize,
     /// The expiry of the user's verified admission token, if one came.
     pub admission: Option<i64>,
     /// What this process had handed out of the target when the request came.
@@ -78,6 +80,7 @@ impl Store {
     pub(super) async fn issue_counted(
         &self,
         target: &CampaignId,
+        siblings: usize,
         user: &UserId,
         admission: Option<i64>,
         handed: &HandedOut,
@@ -85,6 +88,7 @@ impl Store {
         let (reply, answer) = oneshot::channel();
         let ask = Ask {
             user: user.clone(),
+            siblings,
             admission,
             handed: handed.clone(),
             reply,
@@ -149,9 +153,20 @@ impl Store {
             .max_by_key(|h| h.high)
             .cloned()
             .unwrap_or_default();
+        // The count the bucket checks: one the asks share (the usual case), else one no
+        // bucket has, so that all of them route afresh rather than one by another's count.
+        let siblings = match asks.split_first() {
+            Some((first, rest)) if rest.iter().all(|a| a.siblings == first.siblings) => {
+                first.siblings
+            }
+            _ => usize::MAX,
+        };
         self.metrics.observe_batch(asks.len());
         let questions: Vec<_> = asks.iter().map(|a| (&a.user, a.admission)).collect();
-        match self.issue_script(target, &questions, &handed).await {
+        match self
+            .issue_script(target, siblings, &questions, &handed)
+            .await
+        {
             Ok(answers) => {
                 for (ask, answer) in asks.into_iter().zip(answers) {
                     let _ = ask.reply.send(answer);

@@ -60,6 +60,14 @@ fn counted(target: &CampaignId, answer: &[String]) -> Result<Counted, Error> {
     })
 }
 
+/// The scripts' argument for the bucket count a caller routed by: '' for none (0).
+fn sibling_arg(siblings: usize) -> String {
+    match siblings {
+        0 => String::new(),
+        n => n.to_string(),
+    }
+}
+
 impl Store {
     /// Decides one issuance (the hot path).
     pub async fn issue(&self, campaign: &CampaignId, user: &UserId) -> Result<Decision, Error> {
@@ -79,7 +87,7 @@ impl Store {
         user: &UserId,
         handed: &HandedOut,
     ) -> Result<(Decision, String), Error> {
-        let counted = self.issue_counted(campaign, user, None, handed).await?;
+        let counted = self.issue_counted(campaign, 0, user, None, handed).await?;
         Ok((counted.decision, counted.incarnation))
     }
 
@@ -89,6 +97,7 @@ impl Store {
     pub(super) async fn issue_script(
         &self,
         target: &CampaignId,
+        siblings: usize,
         asks: &[(&UserId, Option<i64>)],
         handed: &HandedOut,
     ) -> Result<Vec<Result<Counted, Error>>, Error> {
@@ -102,7 +111,8 @@ impl Store {
             .arg(target.campaign())
             .arg(handed.high)
             .arg(&*handed.incarnation)
-            .arg(self.outbox_batches.script_arg());
+            .arg(self.outbox_batches.script_arg())
+            .arg(sibling_arg(siblings));
         for (user, admission) in asks {
             inv.arg(user.as_str())
                 .arg(coupon_code())
@@ -142,24 +152,28 @@ impl Store {
     ) -> Result<Option<HolderRecord>, Error> {
         // A sharded campaign answers with its buckets (one call more, the first time this
         // process meets it): a plain campaign's lookup stays one script call.
-        let mut target = self.route(campaign, user);
-        for _ in 0..2 {
+        let (mut target, mut siblings) = self.route(campaign, user);
+        // A stale bucket, then the campaign, then the user's bucket.
+        for _ in 0..3 {
             let k = CampaignKeys::new(&target);
             let mut inv = self.scripts.lookup.prepare_invoke();
-            inv.key(&k.meta).key(&k.holders).arg(user.as_str());
+            inv.key(&k.meta)
+                .key(&k.holders)
+                .arg(user.as_str())
+                .arg(sibling_arg(siblings));
             let reply: Vec<String> = self.invoke("lookup", inv).await?;
             let detail = reply.get(1).map_or("", String::as_str);
             return match reply.first().map(String::as_str) {
                 Some("SHARDED") if !target.is_bucket() => {
                     let buckets = CampaignId::parse_buckets(detail)?;
-                    target =
-                        buckets[super::shards::bucket_index(user.as_str(), buckets.len())].clone();
+                    siblings = buckets.len();
+                    target = buckets[super::shards::bucket_index(user.as_str(), siblings)].clone();
                     self.learn(campaign, buckets);
                     continue;
                 }
                 Some("UNKNOWN") if target.is_bucket() => {
                     self.unlearn(campaign);
-                    target = campaign.clone();
+                    (target, siblings) = (campaign.clone(), 0);
                     continue;
                 }
                 Some("UNKNOWN") => Err(Error::CampaignNotFound(campaign.to_string())),

@@ -50,8 +50,9 @@ impl Store {
         };
         // Buckets first: once the campaign names them, every one exists.
         for (i, b) in buckets.iter().enumerate() {
-            let role = format!("extents={}", share(0, stock, buckets.len(), i));
-            let own = super::shards::range_count(&role["extents=".len()..]);
+            let extents = share(0, stock, buckets.len(), i);
+            let own = super::shards::range_count(&extents);
+            let role = format!("extents={extents}&siblings={}", buckets.len());
             self.ensure_campaign_as(b, own, window, gated, &role)
                 .await?;
         }

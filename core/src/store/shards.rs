@@ -84,10 +84,10 @@ impl Store {
         admission: Option<i64>,
         handed: impl Fn(&CampaignId) -> HandedOut,
     ) -> Result<Routed, Error> {
-        let mut target = self.route(campaign, user);
+        let (mut target, mut siblings) = self.route(campaign, user);
         for _ in 0..ROUTE_ATTEMPTS {
             let c = self
-                .issue_counted(&target, user, admission, &handed(&target))
+                .issue_counted(&target, siblings, user, admission, &handed(&target))
                 .await?;
             let dry = matches!(c.decision, Decision::SoldOut(_)) && target.is_bucket();
             let decision = if dry {
@@ -101,13 +101,15 @@ impl Store {
             };
             match decision {
                 Decision::Sharded(buckets) => {
-                    target = buckets[bucket_index(user.as_str(), buckets.len())].clone();
+                    siblings = buckets.len();
+                    target = buckets[bucket_index(user.as_str(), siblings)].clone();
                     self.learn(campaign, buckets);
                 }
                 Decision::Unknown if target.is_bucket() => {
-                    // Deleted (perhaps created again otherwise) since this process learned.
+                    // Deleted, or created again with another bucket count, since this
+                    // process learned.
                     self.unlearn(campaign);
-                    target = campaign.clone();
+                    (target, siblings) = (campaign.clone(), 0);
                 }
                 decision => {
                     return Ok(Routed {
@@ -122,12 +124,13 @@ impl Store {
         Err(Error::RedisTimeout(self.timeout))
     }
 
-    /// The target of `user`'s issuance as far as this process knows.
-    pub(super) fn route(&self, campaign: &CampaignId, user: &UserId) -> CampaignId {
+    /// The target of `user`'s issuance as far as this process knows, and the bucket count
+    /// it routed by (0: the campaign itself), which the bucket checks.
+    pub(super) fn route(&self, campaign: &CampaignId, user: &UserId) -> (CampaignId, usize) {
         let known = self.routes.buckets.read().expect("routes lock");
         match known.get(campaign) {
-            Some(b) => b[bucket_index(user.as_str(), b.len())].clone(),
-            None => campaign.clone(),
+            Some(b) => (b[bucket_index(user.as_str(), b.len())].clone(), b.len()),
+            None => (campaign.clone(), 0),
         }
     }
 

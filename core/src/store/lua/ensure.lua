@@ -9,8 +9,10 @@
 -- ARGV[1] stock, ARGV[2] set window ('1' or '0'), ARGV[3] opens_ms, ARGV[4] closes_ms,
 -- ARGV[5] created closed by the gate ('1' or '0'), ARGV[6] '' for a campaign, else
 -- 'buckets=<bucket,…>' for a sharded campaign's own meta (set when created, never changed)
--- or 'extents=<first:count,…>' for one of its buckets: a bucket's stock is set when it is
--- created and moves only by transfers (bucket_take/bucket_give), never here
+-- or 'extents=<first:count,…>&siblings=<n>' for one of its buckets, n the campaign's bucket
+-- count (issue.lua and lookup.lua refuse a caller that routed by another count): a bucket's
+-- stock is set when it is created and moves only by transfers (bucket_take/bucket_give),
+-- never here
 -- ARGV[7] '' or a waiting room to create the campaign with, 'wr=1,wr_max=…,…' (fields of
 -- queue_config.lua): set in the creating call, so no issuance slips in before it; an
 -- existing campaign's waiting room is changed by queue_config.lua, never here
@@ -25,8 +27,7 @@ if not total then
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
     'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
     'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
-  local field, value = string.match(ARGV[6] or '', '^(%a+)=(.*)$')
-  if field then redis.call('HSET', KEYS[1], field, value) end
+  for field, value in string.gmatch(ARGV[6] or '', '(%a+)=([^&]*)') do redis.call('HSET', KEYS[1], field, value) end
   for f, v in string.gmatch(ARGV[7] or '', '(wr[%a_]*)=([^,]*)') do redis.call('HSET', KEYS[1], f, v) end
   return {'CREATED', 0, stock, 1}
 end

@@ -10,6 +10,9 @@
 -- a suspension that covered it, 'cleared_high'; a campaign created again starts afresh);
 -- ARGV[4] when a call that issues more than one coupon writes them as one batch entry: '1'
 -- always, '0' never, '' once the relays allow it (meta 'outbox_format' >= 2);
+-- ARGV[5] for a bucket, the bucket count its users were routed by ('' otherwise): a bucket
+-- of a campaign created again with another count answers UNKNOWN (its users may be
+-- another's), and the caller learns the buckets anew;
 -- then three per user: the user id, the coupon code to use if a coupon is issued, and with a
 -- waiting room ('wr' = '1') the expiry the user's verified admission token carries ('' without
 -- one); it must be the user's live admission, which the coupon then ends in this same call
@@ -39,8 +42,8 @@
 -- through a rolling upgrade (which would drop such entries as malformed) never meets one.
 -- Relays also read the two-field shape (the Kafka message itself, `KafkaRecord`).
 local m = redis.call('HMGET', KEYS[1], 'total', 'issued', 'opens_ms', 'closes_ms', 'paused', 'closed',
-  'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr', 'outbox_format')
-local n = (#ARGV - 4) / 3
+  'gate_closed', 'suspended', 'incarnation', 'buckets', 'extents', 'wr', 'outbox_format', 'siblings')
+local n = (#ARGV - 5) / 3
 local out = {}
 local function answer(status, detail, inc, counter)
   out[#out + 1] = status
@@ -58,9 +61,10 @@ if not m[1] then
   return all('UNKNOWN')
 end
 if m[10] then return all('SHARDED', m[10], m[9] or '') end
+if m[14] and ARGV[5] ~= '' and m[14] ~= ARGV[5] then return all('UNKNOWN') end
 local inc = m[9] or ''
 local users = {}
-for i = 1, n do users[i] = ARGV[3 * i + 2] end
+for i = 1, n do users[i] = ARGV[3 * i + 3] end
 local held = redis.call('HMGET', KEYS[2], unpack(users))
 local new = false
 for i = 1, n do
@@ -119,7 +123,7 @@ local counter = issued
 local records, entries, ended = {}, {}, {}
 local fresh = {}
 for i = 1, n do
-  local user, code = users[i], ARGV[3 * i + 3]
+  local user, code = users[i], ARGV[3 * i + 4]
   local rec = held[i] or fresh[user]
   if rec then
     answer('ALREADY', rec, inc)
@@ -127,7 +131,7 @@ for i = 1, n do
     answer(stop, stop_detail)
   elseif counter >= total then
     answer('SOLD_OUT', m[1])
-  elseif wr and not admits(tonumber(admitted[i] or '0'), tonumber(ARGV[3 * i + 4])) then
+  elseif wr and not admits(tonumber(admitted[i] or '0'), tonumber(ARGV[3 * i + 5])) then
     answer('ADMISSION_REQUIRED')
   else
     counter = counter + 1
