@@ -15,7 +15,7 @@ use tracing::info;
 use crate::Error;
 use crate::backends::{Connections, Stock, connections};
 use crate::context::Context;
-use crate::crd::{CouponCampaign, DeletionPolicy};
+use crate::crd::{CouponCampaign, CouponCampaignSpec, DeletionPolicy};
 use crate::events::{EventReason, publish};
 use crate::loadtest::forget_shadows;
 use crate::validate::{Plan, validate};
@@ -27,8 +27,14 @@ use crate::validate::{Plan, validate};
 pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let plan = match validate(cc, &ctx.defaults) {
         Ok(p) => p,
-        // Nothing was provisioned for a spec that never validated.
-        Err(Error::InvalidSpec(_)) => return Ok(Action::await_change()),
+        Err(Error::InvalidSpec(why)) => match where_its_data_lives(cc, ctx) {
+            Some(plan) => {
+                info!(campaign = %plan.campaign, why, "spec no longer validates; cleaning up by where its data lives");
+                plan
+            }
+            // Nothing was provisioned for a spec that never validated.
+            None => return Ok(Action::await_change()),
+        },
         Err(e) => return Err(e),
     };
     match clean(cc, ctx, &plan).await {
@@ -38,6 +44,40 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
         }
         result => result,
     }
+}
+
+/// The plan of a campaign that was provisioned (its status says so) and whose spec has since
+/// become one `validate` refuses (a load test it cannot run, an image no longer allowed, …):
+/// validated again from what decides where its data lives and what its deletion policy is,
+/// the rest left out, so that deleting it still closes it and, under `Delete`, removes its
+/// data. `None`: never provisioned, or even that part does not validate.
+fn where_its_data_lives(cc: &CouponCampaign, ctx: &Context) -> Option<Plan> {
+    let status = cc.status.as_ref()?;
+    if status.campaign_id.is_none() && status.stock.is_none() && status.kafka.is_none() {
+        return None;
+    }
+    let spec = &cc.spec;
+    let mut reduced = cc.clone();
+    reduced.spec = CouponCampaignSpec {
+        stock: spec.stock,
+        shards: spec.shards,
+        redis: spec.redis.clone(),
+        kafka: spec.kafka.clone(),
+        database: spec.database.clone(),
+        deletion_policy: spec.deletion_policy,
+        window: None,
+        waiting_room: None,
+        paused: spec.paused,
+        issuer: Default::default(),
+        writer: Default::default(),
+        auth: Default::default(),
+        alerts: Default::default(),
+        load_tests: Vec::new(),
+    };
+    let mut plan = validate(&reduced, &ctx.defaults).ok()?;
+    // Their shadows are removed by name.
+    plan.load_tests = spec.load_tests.clone();
+    Some(plan)
 }
 
 /// Gives up on a cleanup that kept failing: says what stays behind, so someone can remove

@@ -83,3 +83,55 @@ async fn a_missing_secret_past_the_drain_timeout_releases_the_finalizer() {
     assert!(finalizer_released(&api));
     assert_eq!(api.event_reasons(), ["CleanupAbandoned"]);
 }
+
+/// One reconcile of a provisioned `spring-sale` deleted now under `Delete`, whose spec has
+/// since become one validation refuses (a queue load test without a waiting room), with
+/// `status` as recorded.
+async fn deleting_an_invalid_spec(
+    status: &str,
+) -> (FakeBackends, ApiServer, Result<Action, Error>) {
+    let fake = provisioned().await;
+    let cc = from_yaml(&format!(
+        "apiVersion: stampede.dev/v1alpha1
+kind: CouponCampaign
+metadata:
+  name: spring-sale
+  namespace: shop
+  uid: 0a1b2c3d
+  generation: 2
+  deletionTimestamp: '{}'
+  finalizers: [stampede.dev/cleanup]
+spec:
+  stock: 100
+  deletionPolicy: Delete
+  loadTests: [{{name: q, profile: queue}}]
+{status}",
+        stampede_core::clock::now_rfc3339()
+    ));
+    assert!(crate::validate::validate(&cc, &crate::validate::tests::defaults()).is_err());
+    let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
+    (fake, api, result)
+}
+
+#[tokio::test]
+async fn a_provisioned_campaign_whose_spec_no_longer_validates_is_still_cleaned_up() {
+    let provisioned = "status: {campaignId: shop.spring-sale}";
+    let (fake, api, result) = deleting_an_invalid_spec(provisioned).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(finalizer_released(&api));
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    assert!(
+        fake.snapshot(&id).await.unwrap().is_none(),
+        "deletionPolicy: Delete removes its keys"
+    );
+    assert!(!fake.state().topics.contains_key("shop.spring-sale"));
+}
+
+#[tokio::test]
+async fn a_spec_that_never_validated_is_let_go_without_touching_anything() {
+    let (fake, api, result) = deleting_an_invalid_spec("").await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(finalizer_released(&api));
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    assert!(fake.snapshot(&id).await.unwrap().is_some());
+}
