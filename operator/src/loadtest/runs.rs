@@ -4,7 +4,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use stampede_core::clock::now_rfc3339;
 use stampede_core::ids::CampaignId;
 
@@ -209,7 +209,9 @@ impl Runs<'_> {
         let shadow = plan.campaign.shadow(&test.name);
         // The Jobs' existence (not our status, which a crash may not have written) says
         // whether this run started: a fresh shadow campaign only for a run that did not.
-        let started_at = match jobs_api.get_opt(&first).await? {
+        let first_job = jobs_api.get_opt(&first).await?;
+        let started = first_job.is_some();
+        let started_at = match first_job {
             Some(job) => recorded
                 .and_then(|r| r.started_at.clone())
                 .or_else(|| job.metadata.creation_timestamp.map(|t| t.0.to_string())),
@@ -227,8 +229,14 @@ impl Runs<'_> {
                 Some(now_rfc3339())
             }
         };
+        // Created once, never applied again: a Job's pod template cannot change (the API
+        // server refuses), and one made by an earlier operator (another runner image) is
+        // this run's all the same.
         for job in &runners {
-            ssa(self.client, ns, job).await?;
+            let name = job.name_any();
+            if !started || (name != first && jobs_api.get_opt(&name).await?.is_none()) {
+                ssa(self.client, ns, job).await?;
+            }
         }
         let Runners { results, held_up } =
             read_runners(self.client, ns, run, test.parallelism).await?;

@@ -1,7 +1,7 @@
 //! Load-test runs through reconcile when the status it reads is behind: a test taken out
 //! of the spec right after the reconcile that started it, before that reconcile's status
 //! write reached the cache, still has its runners stopped, its shadow forgotten and its
-//! stop told.
+//! stop told; a run under way is read, not applied again.
 
 use http::Method;
 use serde_json::{Value, json};
@@ -120,4 +120,30 @@ fn drop_stopped_forgotten_and_told_once(api: &ApiServer, fake: &FakeBackends, ke
     let runs = api.status()["loadTests"].clone();
     assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
     assert_eq!(runs[0]["run"], keep_run);
+}
+
+/// A run under way is left as it is: its Jobs are not applied again (their pod template
+/// cannot change, and one an earlier operator made, with another runner image, would be
+/// refused), only read.
+#[tokio::test]
+async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
+    let run = run_id(&validate(&cc, &defaults()).unwrap(), &cc.spec.load_tests[0]);
+    let fake = provisioned().await;
+    fake.ensure_campaign(&id.shadow("keep"), 100, None, Shape::default())
+        .await
+        .unwrap();
+    let cluster = Cluster {
+        jobs: vec![runner("keep", &run)],
+        ..ready()
+    };
+    let (result, api, _) = reconcile_once(cc, cluster, &fake).await;
+    assert!(result.is_ok(), "{result:?}");
+    let applied: Vec<String> = (api.calls().into_iter())
+        .filter(|c| c.method == Method::PATCH && c.path.contains("/jobs/"))
+        .map(|c| c.path)
+        .collect();
+    assert!(applied.is_empty(), "{applied:?}");
+    assert_eq!(api.status()["loadTests"][0]["run"], run);
 }
