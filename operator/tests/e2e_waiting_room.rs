@@ -38,7 +38,7 @@ async fn a_room_reaches_redis_and_its_counters_the_status() {
     // Ten users join: three are admitted (maxActive), seven wait.
     for i in 0..10 {
         let user = UserId::parse(&format!("u{i}")).unwrap();
-        store.queue_join(&id, &user).await.unwrap();
+        store.queue_join(&id, &user, i).await.unwrap();
     }
     let s = c
         .status_until(&name, "the room's counters", |s| {

@@ -1,6 +1,7 @@
 //! The waiting room's key on the real binary (issue #16): `serve` without one says loudly
 //! at startup which campaigns' rooms cannot work; with one (from its variable) the room
-//! works end to end and the key appears in no log line, even at debug level.
+//! works end to end and the key appears in no log line, even at debug level; a place taken
+//! before the opening is the user's own draw under it, the same at every join.
 
 mod common;
 
@@ -90,4 +91,39 @@ async fn a_missing_key_is_loud_at_startup_and_a_given_one_is_never_logged() {
     assert!(!log.contains(&key), "the waiting-room key is in the log");
     assert!(!log.contains("WAITING ROOMS WITHOUT A KEY"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A place taken before the opening is the user's own draw under the room's key: let lapse
+/// and taken again it is the same, so retrying for a better one gains nothing.
+#[tokio::test]
+async fn joining_again_before_the_opening_draws_the_same_place() {
+    let rig = common::room::Rig::start().await;
+    let window = Some(stampede_core::campaign::Window {
+        opens_ms: Some(stampede_core::clock::now_ms() + 3_600_000),
+        closes_ms: None,
+    });
+    rig.campaign("redraw", 100, window, room(1, 100)).await;
+    let mut conn = rig.redis.conn().await;
+    let mut draws = Vec::new();
+    for _ in 0..3 {
+        let (s, joined) = rig.join("redraw", "u1").await;
+        assert_eq!((s, joined["status"].as_str()), (201, Some("waiting")));
+        let score: f64 = redis::cmd("ZSCORE")
+            .arg(common::key("redraw", "wr:line"))
+            .arg("u1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        draws.push(score);
+        // As if u1 had not polled for an hour: the next call lapses the place.
+        let _: () = redis::cmd("ZADD")
+            .arg(common::key("redraw", "wr:seen"))
+            .arg(0)
+            .arg("u1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert!(draws.iter().all(|&d| d == draws[0]), "{draws:?}");
+    assert!(draws[0] < (1u64 << 50) as f64);
 }

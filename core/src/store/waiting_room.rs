@@ -3,8 +3,6 @@
 //! each join and poll as one call of `lua/queue.lua`, which also lapses and admits a bounded
 //! number of users, so the line moves without a background worker.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::Store;
@@ -12,7 +10,7 @@ use crate::Error;
 use crate::campaign::{ProvisionOutcome, Window};
 use crate::ids::{CampaignId, UserId};
 use crate::keys::CampaignKeys;
-use crate::waiting_room::WaitingRoomConfig;
+use crate::waiting_room::{PRE_OPEN_SCORES, WaitingRoomConfig};
 
 /// Where a user stands in a waiting room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +64,6 @@ pub struct QueueAnswer {
     pub queue_ttl: Duration,
     /// Whether the room admits now: open, not paused or suspended, stock left.
     pub admitting: bool,
-}
-
-/// The largest pre-opening score: later arrivals score 2^50 + their ticket, after all.
-const PRE_OPEN_SCORES: u64 = 1 << 50;
-
-/// A fresh score below 2^50 for one who joins before the opening: SipHash under this
-/// thread's random keys, never Lua's `math.random` (seeded alike in every script call).
-fn pre_open_score() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    RandomState::new().hash_one(n) % PRE_OPEN_SCORES
 }
 
 /// The `wr=…` fields `lua/ensure.lua` and `lua/queue_config.lua` store.
@@ -185,13 +172,15 @@ impl Store {
     }
 
     /// Puts `user` in `campaign`'s line (a repeated join finds the same place and ticket),
-    /// moving the line on a bounded step.
+    /// moving the line on a bounded step; `pre_open_score` is the user's place should they
+    /// join before the opening (`TokenKey::pre_open_score`).
     pub async fn queue_join(
         &self,
         campaign: &CampaignId,
         user: &UserId,
+        pre_open_score: u64,
     ) -> Result<QueueAnswer, Error> {
-        let score = pre_open_score().to_string();
+        let score = pre_open_score.min(PRE_OPEN_SCORES - 1).to_string();
         self.queue_call(campaign, "join", user, &score).await
     }
 
@@ -271,18 +260,4 @@ fn parse_answer(campaign: &CampaignId, reply: &[String]) -> Result<QueueAnswer, 
         queue_ttl: Duration::from_millis(u(14)?),
         admitting: n(15)? == 1,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pre_open_scores_stay_below_the_arrivals() {
-        let scores: std::collections::HashSet<u64> = (0..1_000).map(|_| pre_open_score()).collect();
-        assert!(scores.iter().all(|&s| s < PRE_OPEN_SCORES));
-        assert!(scores.len() > 990, "scores repeat: {}", scores.len());
-        // Exactly representable in a double, as Redis and Lua keep them.
-        const { assert!(PRE_OPEN_SCORES + 1_000_000 < 1 << 53) };
-    }
 }

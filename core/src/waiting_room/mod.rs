@@ -18,6 +18,11 @@ pub const ADMIT_PER_SECOND: std::ops::RangeInclusive<u32> = 1..=100_000;
 pub const MIN_TTL: Duration = Duration::from_secs(5);
 /// The longest `sessionTtl` and `queueTtl`.
 pub const MAX_TTL: Duration = Duration::from_secs(3_600);
+/// Scores of places taken before the opening are below this; later arrivals score it plus
+/// their ticket, after all of them (exactly representable in a double, as Redis keeps
+/// scores, with room for a billion tickets).
+pub const PRE_OPEN_SCORES: u64 = 1 << 50;
+const _: () = assert!(PRE_OPEN_SCORES + 1_000_000_000 < 1 << 53);
 
 /// One campaign's waiting room, as stored beside its meta and set by the admin CLI (and,
 /// later, the operator).

@@ -95,6 +95,19 @@ impl TokenKey {
         )
     }
 
+    /// `user`'s place in `campaign`'s line should they join before the opening (the line
+    /// is shuffled at the opening): below [`super::PRE_OPEN_SCORES`], the same at every join
+    /// under this key, so that a user who lets a place lapse and joins again draws nothing
+    /// new (a fresh draw per join let one retry until a place near the front came up), and
+    /// unknowable without the key.
+    pub fn pre_open_score(&self, campaign: &str, user: &str) -> u64 {
+        let tag = self
+            .0
+            .tag(format!("v1|pre-open|{campaign}|{user}").as_bytes());
+        let [a, b, c, d, e, f, g, h, ..] = tag;
+        u64::from_be_bytes([a, b, c, d, e, f, g, h]) % super::PRE_OPEN_SCORES
+    }
+
     /// The claims of `token` if this key signed it as a token of `kind`; `None` for
     /// anything forged, altered, malformed or of the other kind. Expiry, campaign and
     /// user are the caller's to check (an expired queue token still answers `expired`).
@@ -125,6 +138,19 @@ impl TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_open_scores_are_the_users_own_below_the_arrivals_and_the_keys() {
+        let (k, other) = (key(), TokenKey::new(&[7; 40]).unwrap());
+        let scores: std::collections::HashSet<u64> = (0..1_000)
+            .map(|i| k.pre_open_score("c", &format!("u{i}")))
+            .collect();
+        assert!(scores.iter().all(|&s| s < super::super::PRE_OPEN_SCORES));
+        assert!(scores.len() > 990, "scores repeat: {}", scores.len());
+        assert_eq!(k.pre_open_score("c", "u1"), k.pre_open_score("c", "u1"));
+        assert_ne!(k.pre_open_score("c", "u1"), k.pre_open_score("d", "u1"));
+        assert_ne!(k.pre_open_score("c", "u1"), other.pre_open_score("c", "u1"));
+    }
 
     fn key() -> TokenKey {
         TokenKey::new(b"a-waiting-room-key-of-32-bytes-at-least").unwrap()

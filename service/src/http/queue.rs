@@ -38,7 +38,8 @@ pub async fn join(
     let user = identity::issue_user(caller, claimed)?;
     check_user_budget(&st, &user)?;
     let key = signing_key(&st, &name, &id).await?;
-    let answer = st.store.queue_join(&id, &user).await?;
+    let score = key.pre_open_score(id.as_str(), user.as_str());
+    let answer = st.store.queue_join(&id, &user, score).await?;
     observe(&st, &id, &answer);
     if answer.status == QueueStatus::SoldOut {
         return Err(sold_out(&name));
