@@ -262,3 +262,57 @@ async fn a_campaign_created_again_with_another_bucket_count_is_routed_anew() {
     let ledger = balanced(&fresh, &c).await;
     assert_eq!(ledger.buckets.len(), 3, "{ledger:?}");
 }
+
+/// A provisioning cut short after its buckets, before the campaign's own meta, leaves
+/// buckets with shares of its own: provisioned again with another count, they are set to
+/// the new shares (they issued nothing), not kept beside new ones over the same seqs; one
+/// that issued is refused. A bucket missing under an existing campaign (a forget cut
+/// short) is refused too, not made anew over shares that moved.
+#[tokio::test]
+async fn buckets_left_by_a_provisioning_cut_short_never_overlap() {
+    let redis = RedisServer::start().await;
+    let store = common::store(&redis).await;
+    let mut conn = redis.conn().await;
+    let del = |k: String| redis::cmd("DEL").arg(k).clone();
+    let c = id("cut");
+    store.ensure_sharded(&c, 100, None, false, 2).await.unwrap();
+    let _: () = del(key("cut", "meta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    store.ensure_sharded(&c, 100, None, false, 4).await.unwrap();
+    balanced(&store, &c).await;
+    let svc = Service::start(common::config(&redis.url())).await;
+    let users: Vec<String> = (0..200).map(|i| format!("cut-{i}")).collect();
+    let answers = stampede(&svc, "cut", &users).await;
+    assert_eq!(seqs_of(&answers), (1..=100).collect::<BTreeSet<u64>>());
+
+    let d = id("cut-after-one");
+    store.ensure_sharded(&d, 100, None, false, 2).await.unwrap();
+    let buckets = store.buckets(&d).await.unwrap().unwrap();
+    let _: () = del(key(d.as_str(), "meta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(key(buckets[0].as_str(), "meta"))
+        .arg(&["issued", "1"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.ensure_sharded(&d, 100, None, false, 4).await;
+    assert!(format!("{err:?}").contains("cut short"), "{err:?}");
+
+    let e = id("half-forgotten");
+    store.ensure_sharded(&e, 100, None, false, 2).await.unwrap();
+    let buckets = store.buckets(&e).await.unwrap().unwrap();
+    let _: () = del(key(buckets[1].as_str(), "meta"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = store.ensure_sharded(&e, 100, None, false, 2).await;
+    assert!(format!("{err:?}").contains("missing"), "{err:?}");
+    store.forget(&e).await.unwrap();
+    store.ensure_sharded(&e, 100, None, false, 2).await.unwrap();
+    balanced(&store, &e).await;
+}

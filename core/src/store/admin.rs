@@ -154,30 +154,12 @@ impl Store {
             self.invoke("ensure", inv).await?;
         // The registry lives outside the campaign's hash slot, so it cannot join the script.
         self.register(campaign).await?;
-        Ok(match outcome.as_str() {
-            "CREATED" => ProvisionOutcome::Created { total: after },
-            "RESTOCKED" => ProvisionOutcome::Restocked {
-                before,
-                after,
-                window_changed: window_changed == 1,
-            },
-            "UPDATED" => ProvisionOutcome::WindowUpdated { total: after },
-            "UNCHANGED" => ProvisionOutcome::Unchanged { total: after },
-            "SHARDED" => {
-                return Err(Error::InvalidInput(format!(
-                    "campaign {campaign} is sharded; shards cannot change once created \
-                     (asked for 1)"
-                )));
-            }
-            "STOCK_DECREASE" => {
-                return Err(Error::StockDecrease {
-                    campaign: campaign.to_string(),
-                    current: before,
-                    requested: stock,
-                });
-            }
-            other => return Err(Error::Protocol(format!("ensure {other}"))),
-        })
+        provision_outcome(
+            campaign,
+            stock,
+            &outcome,
+            (before, after, window_changed == 1),
+        )
     }
 
     /// Applies one admin change (to a sharded campaign: to every bucket, then the
@@ -288,4 +270,52 @@ impl Store {
         })
         .await
     }
+}
+
+/// What `lua/ensure.lua` answered `(outcome, (before, after, window changed))`, for a
+/// provisioning of `campaign` with `stock`.
+fn provision_outcome(
+    campaign: &CampaignId,
+    stock: u64,
+    outcome: &str,
+    (before, after, window_changed): (u64, u64, bool),
+) -> Result<ProvisionOutcome, Error> {
+    Ok(match outcome {
+        "CREATED" => ProvisionOutcome::Created { total: after },
+        "RESTOCKED" => ProvisionOutcome::Restocked {
+            before,
+            after,
+            window_changed,
+        },
+        "UPDATED" => ProvisionOutcome::WindowUpdated { total: after },
+        "UNCHANGED" => ProvisionOutcome::Unchanged { total: after },
+        "SHARDED" => {
+            return Err(Error::InvalidInput(format!(
+                "campaign {campaign} is sharded; shards cannot change once created \
+                 (asked for 1)"
+            )));
+        }
+        "STALE_BUCKET" => {
+            return Err(Error::InvalidInput(format!(
+                "bucket {campaign} holds coupons of a provisioning that was cut short \
+                 with other shares: provision it as it was first asked, or remove its \
+                 keys ({{stampede:{campaign}}}:*) after an audit"
+            )));
+        }
+        "MISSING" => {
+            return Err(Error::InvalidInput(format!(
+                "bucket {campaign} is missing (a `campaign forget` that did not finish, or \
+                 Redis lost it): it is not made anew over shares that moved since; run \
+                 `campaign forget` again, or audit"
+            )));
+        }
+        "STOCK_DECREASE" => {
+            return Err(Error::StockDecrease {
+                campaign: campaign.to_string(),
+                current: before,
+                requested: stock,
+            });
+        }
+        other => return Err(Error::Protocol(format!("ensure {other}"))),
+    })
 }

@@ -44,15 +44,16 @@ impl Store {
                 .await;
         }
         let existing = self.check_provision(campaign, stock, shards).await?;
-        let buckets = match existing {
-            Some(b) => b,
-            None => self.place_buckets(campaign, shards).await?,
+        // How the campaign stands, for the buckets (`lua/ensure.lua`): made now, or known.
+        let (buckets, stands) = match existing {
+            Some(b) => (b, "known"),
+            None => (self.place_buckets(campaign, shards).await?, "afresh"),
         };
         // Buckets first: once the campaign names them, every one exists.
         for (i, b) in buckets.iter().enumerate() {
             let extents = share(0, stock, buckets.len(), i);
             let own = super::shards::range_count(&extents);
-            let role = format!("extents={extents}&siblings={}", buckets.len());
+            let role = format!("extents={extents}&siblings={}&{stands}=1", buckets.len());
             self.ensure_campaign_as(b, own, window, gated, &role)
                 .await?;
         }

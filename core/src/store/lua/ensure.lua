@@ -16,10 +16,18 @@
 -- ARGV[7] '' or a waiting room to create the campaign with, 'wr=1,wr_max=…,…' (fields of
 -- queue_config.lua): set in the creating call, so no issuance slips in before it; an
 -- existing campaign's waiting room is changed by queue_config.lua, never here
+-- A bucket's ARGV[6] also says how the campaign stands, never stored: 'afresh=1' while the
+-- campaign's own meta does not exist yet (a bucket a provisioning cut short left must hold
+-- the shares asked now, else it is set to them while it has issued nothing: 'STALE_BUCKET'
+-- once it has), 'known=1' once it does (a bucket missing then is not made anew over shares
+-- that transfers and restocks have moved since: 'MISSING').
 -- Returns {outcome, total_before, total_after, window_changed}; SHARDED when a campaign
 -- (ARGV[6] '') is asked of a sharded campaign: its shard count is fixed
 local stock = tonumber(ARGV[1])
+local role = {}
+for field, value in string.gmatch(ARGV[6] or '', '(%a+)=([^&]*)') do role[field] = value end
 local total = redis.call('HGET', KEYS[1], 'total')
+if not total and role.known == '1' then return {'MISSING', 0, 0, 0} end
 if not total then
   local t = redis.call('TIME')
   local opens, closes = '0', '0'
@@ -27,7 +35,9 @@ if not total then
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
     'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
     'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
-  for field, value in string.gmatch(ARGV[6] or '', '(%a+)=([^&]*)') do redis.call('HSET', KEYS[1], field, value) end
+  for _, field in ipairs({'buckets', 'extents', 'siblings'}) do
+    if role[field] then redis.call('HSET', KEYS[1], field, role[field]) end
+  end
   for f, v in string.gmatch(ARGV[7] or '', '(wr[%a_]*)=([^,]*)') do redis.call('HSET', KEYS[1], f, v) end
   return {'CREATED', 0, stock, 1}
 end
@@ -35,7 +45,15 @@ total = tonumber(total)
 if (ARGV[6] or '') == '' and redis.call('HEXISTS', KEYS[1], 'buckets') == 1 then
   return {'SHARDED', total, total, 0}
 end
-local is_bucket = string.sub(ARGV[6] or '', 1, 8) == 'extents='
+local is_bucket = role.extents ~= nil
+if is_bucket and role.afresh == '1' then
+  local have = redis.call('HMGET', KEYS[1], 'extents', 'issued', 'siblings')
+  if have[1] ~= role.extents or have[3] ~= role.siblings then
+    if tonumber(have[2] or '0') > 0 then return {'STALE_BUCKET', total, total, 0} end
+    redis.call('HSET', KEYS[1], 'total', stock, 'extents', role.extents, 'siblings', role.siblings)
+    return {'UPDATED', total, stock, 0}
+  end
+end
 if not is_bucket and stock < total then return {'STOCK_DECREASE', total, total, 0} end
 local window_changed = 0
 if ARGV[2] == '1' then
