@@ -225,6 +225,31 @@ async fn on_a_cluster_the_buckets_sit_on_different_primaries() {
     assert_eq!(primaries.len(), 3, "one bucket per primary");
 }
 
+/// A transfer cut between take and give (its process died) does not leave its seqs out of
+/// the sale: when the buckets run dry, the transfer is given and sold too.
+#[tokio::test]
+async fn stock_a_transfer_left_in_transit_is_still_sold() {
+    let redis = RedisServer::start().await;
+    let store = common::store(&redis).await;
+    let c = id("stranded");
+    store.ensure_sharded(&c, 12, None, false, 2).await.unwrap();
+    let buckets = store.buckets(&c).await.unwrap().unwrap();
+    let ranges = store
+        .transfer_take(&buckets[0], &buckets[1], "t-died", 4)
+        .await;
+    assert_eq!(ranges.unwrap(), "3:4");
+    let mut issued = 0;
+    for bucket in 0..2 {
+        for u in users_of(bucket, 2, 12, &format!("s{bucket}")) {
+            let user = stampede_core::ids::UserId::parse(&u).unwrap();
+            issued += u64::from(store.issue(&c, &user).await.unwrap().label() == "issued");
+        }
+    }
+    assert_eq!(issued, 12, "the 4 in transit were sold too");
+    let ledger = balanced(&store, &c).await;
+    assert!(ledger.in_transit.is_empty(), "{ledger:?}");
+}
+
 /// Processes that learned a campaign's buckets before it was forgotten and created again
 /// with another count do not route by the old count: the bucket they ask refuses (it knows
 /// its siblings), they learn the buckets anew, and each user still gets one coupon, which

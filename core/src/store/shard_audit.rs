@@ -93,6 +93,7 @@ impl Store {
         }
         let mut covered: Vec<(u64, u64)> = Vec::new();
         let mut booked = (Vec::new(), Vec::new());
+        let names: Vec<&str> = l.buckets.iter().map(|b| b.bucket.as_str()).collect();
         for (b, ledger) in l.buckets.iter().zip(&ledgers) {
             let ranges = parse_ranges(&b.extents);
             let held: u64 = ranges.iter().map(|(_, n)| n).sum();
@@ -113,7 +114,7 @@ impl Store {
                 .extend(positions(&ranges, b.issued.max(b.acked_high)));
             covered.extend(ranges);
             for (id, value) in ledger {
-                transit(&mut booked, &b.bucket, id, value, &l.buckets, &ledgers);
+                transit(&mut booked, &b.bucket, id, value, &names, &ledgers);
             }
         }
         l.in_transit = booked.0;
@@ -143,6 +144,23 @@ impl Store {
         })
     }
 
+    /// The transfers between `buckets` that left one and never reached the other, from
+    /// their ledgers alone (the rest of [`Store::shard_ledger`] reads every bucket whole).
+    pub(super) async fn in_transit(&self, buckets: &[CampaignId]) -> Result<Vec<InTransit>, Error> {
+        let mut ledgers = Vec::new();
+        for b in buckets {
+            ledgers.push(self.hash(&CampaignKeys::new(b).ledger).await?);
+        }
+        let names: Vec<&str> = buckets.iter().map(CampaignId::as_str).collect();
+        let mut booked = (Vec::new(), Vec::new());
+        for (b, ledger) in names.iter().zip(&ledgers) {
+            for (id, value) in ledger {
+                transit(&mut booked, b, id, value, &names, &ledgers);
+            }
+        }
+        Ok(booked.0)
+    }
+
     async fn hash(&self, key: &str) -> Result<Vec<(String, String)>, Error> {
         let key = key.to_owned();
         self.call("hgetall", |mut c| async move {
@@ -159,17 +177,14 @@ fn transit(
     bucket: &str,
     id: &str,
     value: &str,
-    buckets: &[BucketState],
+    buckets: &[&str],
     ledgers: &[Vec<(String, String)>],
 ) {
     let Some((dir, peer, ranges)) = entry(value) else {
         problems.push(format!("bucket {bucket}: unreadable ledger entry {id}"));
         return;
     };
-    let peer_ledger = buckets
-        .iter()
-        .position(|b| b.bucket == peer)
-        .map(|i| &ledgers[i]);
+    let peer_ledger = buckets.iter().position(|b| *b == peer).map(|i| &ledgers[i]);
     let peer_has = |want: &str| {
         peer_ledger.is_some_and(|pl| {
             pl.iter()

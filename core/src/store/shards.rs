@@ -187,9 +187,32 @@ impl Store {
                 return Ok(Refill::Refilled);
             }
         }
+        // A transfer cut between take and give (the process that moved it died, or its give
+        // timed out) holds seqs neither bucket counts: given now, not left out of the sale.
+        if self.finish_transfers(&buckets).await? > 0 {
+            return Ok(Refill::Refilled);
+        }
         // Stock left only in a suspended bucket: not sold out, not to be had either.
         let held = donors.clone().any(|(_, s)| s.suspended);
         Ok(if held { Refill::Held } else { Refill::Dry })
+    }
+
+    /// Gives every transfer between `buckets` that was taken and never given (a give is
+    /// once per transfer id, so one still under way elsewhere is given once all the same);
+    /// returns how many seqs it gave.
+    async fn finish_transfers(&self, buckets: &[CampaignId]) -> Result<u64, Error> {
+        let mut given = 0;
+        for t in self.in_transit(buckets).await? {
+            let to = CampaignId::parse_stored(&t.to)?;
+            if self
+                .transfer_give(&to, &t.from, &t.transfer, &t.ranges)
+                .await?
+                == 1
+            {
+                given += range_count(&t.ranges);
+            }
+        }
+        Ok(given)
     }
 
     /// What a bucket could spare: unissued seqs, and whether it is suspended.
