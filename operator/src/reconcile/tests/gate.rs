@@ -95,3 +95,18 @@ async fn restocks_and_window_changes_touch_neither_flag() {
     assert!(s.admin.is_empty(), "{:?}", s.admin);
     assert!(c.closed && c.gate_closed);
 }
+
+/// A gated test added to a campaign that has issued nothing, whose runner Jobs the cluster
+/// refuses (a quota, a policy): the gate holds it closed all the same, and the error is
+/// reported; it does not open with no run at all.
+#[tokio::test]
+async fn a_gated_test_whose_jobs_are_refused_still_holds_the_gate() {
+    let fake = existing(false, false).await;
+    let refusing = super::apiserver::Cluster {
+        forbidden: Some("jobs"),
+        ..ready()
+    };
+    let (result, _, _) = reconciled(GATED, refusing, &fake).await;
+    assert!(result.is_err(), "the refusal is reported: {result:?}");
+    assert_eq!(flags(&fake), (false, true), "held by the gate");
+}
