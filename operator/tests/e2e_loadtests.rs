@@ -39,7 +39,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_jobs_per_segment_once_and_verdicts_from_real_k6_summaries() {
     let c = Cluster::start().await;
-    let name = unique("lt");
+    let name = unique("loadtest");
     let _forget = Forget(c.id(&name));
     let service = LocalService::start(&c, &[&name]).await;
     let op = c.operator();
@@ -191,7 +191,7 @@ async fn verdicts_from_the_summaries(c: &Cluster, name: &str, crash_code: i32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_taken_out_or_changed_mid_run_stops_its_runners_and_leaves_no_shadow() {
     let c = Cluster::start().await;
-    let name = unique("lt-out");
+    let name = unique("tests-out");
     let _forget = Forget(c.id(&name));
     let id = CampaignId::parse(&c.id(&name)).unwrap();
     let (kept, dropped) = (id.shadow("keep"), id.shadow("drop"));

@@ -87,6 +87,12 @@ async fn the_api_server_refuses_a_name_a_load_test_shadow_campaign_would_have() 
         .await
         .expect_err("a shadow-like name is refused");
     assert!(err.to_string().contains(".lt-"), "{err}");
+    // With its namespace, "lt-flash" would be the shadow-like id "<namespace>.lt-flash".
+    let err = c
+        .create("lt-flash", &minimal_campaign(5))
+        .await
+        .expect_err("a name starting lt- is refused");
+    assert!(err.to_string().contains("start with 'lt-'"), "{err}");
 }
 
 /// No Deployment of `name` holds `credential` (nor Kafka's password): every URL and

@@ -53,7 +53,7 @@ pub const FINALIZER: &str = "stampede.dev/cleanup";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     // One root rule: with several, kube-derive keeps only the first in some feature
     // combinations (the tests' build did).
-    validation = Rule::new("size(self.metadata.name) <= 128 && !self.metadata.name.contains('.lt-')").message("metadata.name must be at most 128 characters (it is the campaign id) and must not contain '.lt-' (load-test shadow campaigns are named so)")
+    validation = Rule::new("size(self.metadata.name) <= 128 && !self.metadata.name.contains('.lt-') && !self.metadata.name.startsWith('lt-')").message("metadata.name must be at most 128 characters (it is the campaign id) and must neither contain '.lt-' nor start with 'lt-' (with its namespace it would name a load-test shadow campaign, '<namespace>.lt-…')")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.waitingRoom) || !has(self.shards) || self.shards == 1 || (has(self.waitingRoom.enabled) && !self.waitingRoom.enabled)").message("a waitingRoom needs shards: 1 (the line and the stock must be in one Redis slot)"))]

@@ -151,13 +151,15 @@ fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
 /// data stays where it is (docs/upgrading.md).
 fn campaign_id(cc: &CouponCampaign, namespace: &str) -> Result<CampaignId, Error> {
     let name = cc.name_any();
+    // A name starting "lt-" would, after its namespace, read as a shadow's "<ns>.lt-…".
     let bare = CampaignId::parse(&name)
         .ok()
-        .filter(|c| !c.is_load_test_shadow())
+        .filter(|c| !c.is_load_test_shadow() && !name.starts_with("lt-"))
         .ok_or_else(|| {
             Error::InvalidSpec(format!(
                 "metadata.name {name:?} is not a campaign id (a-z, 0-9, '.', '-'; at most \
-                 128; never '.lt-', which names load-test shadow campaigns)"
+                 128; never '.lt-' nor a leading 'lt-', which name load-test shadow \
+                 campaigns)"
             ))
         })?;
     let legacy = cc.status.as_ref().is_some_and(|s| match &s.campaign_id {

@@ -121,6 +121,9 @@ fn names_that_are_not_campaign_ids_are_refused() {
     // A name like a load test's shadow campaign would share its keys.
     let yaml = "metadata: {name: flash.lt-smoke, namespace: n}\nspec: {stock: 1}";
     assert!(matches!(plan(yaml), Err(Error::InvalidSpec(m)) if m.contains(".lt-")));
+    // So would one starting "lt-", after its namespace: "shop.lt-flash".
+    let yaml = "metadata: {name: lt-flash, namespace: shop}\nspec: {stock: 1}";
+    assert!(matches!(plan(yaml), Err(Error::InvalidSpec(m)) if m.contains("'lt-'")));
 }
 
 #[test]
