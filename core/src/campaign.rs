@@ -5,6 +5,11 @@ use serde::Serialize;
 use crate::Error;
 use crate::clock::{format_ms, parse_rfc3339_ms};
 
+/// The largest stock a campaign may hold: the scripts keep counts as Lua numbers, which
+/// turn into text as integers only below 10^14 (above, "1e+14", which Redis refuses as an
+/// integer), so a larger stock would fail its restocks and counters.
+pub const MAX_STOCK: u64 = 10_000_000_000_000;
+
 /// The sale window in Unix milliseconds; `None` means unbounded on that side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Window {

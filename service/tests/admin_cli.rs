@@ -76,6 +76,16 @@ async fn bad_flags_are_refused_by_name_and_change_nothing() {
     ok_json(&redis, "campaign create --id x --stock 5");
     fails_naming(&redis, "campaign create --id x --stock 0", "--stock");
     fails_naming(&redis, "campaign create --id x --stock -1", "--stock");
+    fails_naming(
+        &redis,
+        "campaign create --id z --stock 10000000000001",
+        "--stock",
+    );
+    fails_naming(
+        &redis,
+        "campaign restock --id x --add 10000000000000",
+        "at most",
+    );
     fails_naming(&redis, "campaign create --id x --stock 4", "never shrink");
     fails_naming(&redis, "campaign create --id Bad --stock 1", "--id");
     fails_naming(

@@ -136,6 +136,12 @@ impl Store {
         if stock == 0 {
             return Err(Error::InvalidInput("stock must be at least 1".into()));
         }
+        if stock > crate::campaign::MAX_STOCK {
+            return Err(Error::InvalidInput(format!(
+                "stock must be at most {} (was {stock})",
+                crate::campaign::MAX_STOCK
+            )));
+        }
         if let Some(w) = &window {
             w.validate()?;
         }
@@ -193,7 +199,7 @@ impl Store {
             AdminAction::Restock(0) => {
                 return Err(Error::InvalidInput("--add must be at least 1".into()));
             }
-            AdminAction::Restock(n) => inv.arg("restock").arg(n),
+            AdminAction::Restock(n) => inv.arg("restock").arg(n).arg(crate::campaign::MAX_STOCK),
             AdminAction::Pause => inv.arg("pause"),
             AdminAction::Resume => inv.arg("resume"),
             AdminAction::Close => inv.arg("close"),
@@ -213,6 +219,10 @@ impl Store {
                     .map_err(|_| Error::Protocol(format!("admin {reply:?}")))
             }
             [s] if s == "UNKNOWN" => Err(Error::CampaignNotFound(campaign.to_string())),
+            [s, total] if s == "TOO_MUCH" => Err(Error::InvalidInput(format!(
+                "--add: a campaign's stock must be at most {} (it is {total})",
+                crate::campaign::MAX_STOCK
+            ))),
             _ => Err(Error::Protocol(format!("admin {reply:?}"))),
         }
     }

@@ -59,7 +59,7 @@ pub const FINALIZER: &str = "stampede.dev/cleanup";
 #[x_kube(validation = Rule::new("!has(self.waitingRoom) || !has(self.shards) || self.shards == 1 || (has(self.waitingRoom.enabled) && !self.waitingRoom.enabled)").message("a waitingRoom needs shards: 1 (the line and the stock must be in one Redis slot)"))]
 pub struct CouponCampaignSpec {
     /// Coupons to hand out. May grow (restock by the difference), never shrink.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10_000_000_000_000_i64))]
     #[x_kube(validation = Rule::new("self >= oldSelf").message("stock may grow (restock) but never decrease"))]
     pub stock: i64,
     /// Buckets the stock is split into (1..=64), each with its own Redis hash tag: on a

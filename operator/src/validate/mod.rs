@@ -12,7 +12,7 @@ mod waiting_room;
 use std::path::Path;
 
 use kube::ResourceExt;
-use stampede_core::campaign::Window;
+use stampede_core::campaign::{MAX_STOCK, Window};
 use stampede_core::ids::CampaignId;
 use stampede_core::store::shards::MAX_SHARDS;
 
@@ -181,6 +181,8 @@ fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {
     let (k, i, w) = (&spec.kafka, &spec.issuer, &spec.writer);
     let problem = if spec.stock < 1 {
         format!("spec.stock must be at least 1, got {}", spec.stock)
+    } else if spec.stock as u64 > MAX_STOCK {
+        format!("spec.stock must be at most {MAX_STOCK}, got {}", spec.stock)
     } else if !(1..=MAX_SHARDS as i32).contains(&spec.shards) {
         format!("spec.shards must be 1..={MAX_SHARDS}, got {}", spec.shards)
     } else if spec.stock < i64::from(spec.shards) {

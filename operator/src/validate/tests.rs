@@ -82,6 +82,7 @@ spec:
 fn bad_specs_name_the_field() {
     let cases = [
         ("spec: {stock: 0}", "spec.stock"),
+        ("spec: {stock: 10000000000001}", "at most"),
         (
             "spec: {stock: 1, window: {opensAt: '2026-01-02T00:00:00Z', closesAt: '2026-01-01T00:00:00Z'}}",
             "closesAt",

@@ -2,6 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::json;
+use stampede_core::campaign::MAX_STOCK;
 
 use super::waiting_room::{RoomArgs, WaitingRoomCommand};
 use super::{KafkaArgs, RedisArgs, print};
@@ -206,6 +207,9 @@ impl CreateArgs {
         let invalid = |m: &str| Err(Error::InvalidInput(m.into()));
         if self.stock == 0 {
             return invalid("--stock must be at least 1");
+        }
+        if self.stock > MAX_STOCK {
+            return invalid(&format!("--stock must be at most {MAX_STOCK}"));
         }
         if self.partitions < 1 {
             return invalid("--partitions must be at least 1");

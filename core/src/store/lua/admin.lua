@@ -4,11 +4,15 @@
 -- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
 -- side ever undoes the other's close), 'unsuspend' (after an audit of a suspension; the
 -- suspension's epoch is remembered so a late detector does not suspend it again)
--- Returns {'OK', total} or {'UNKNOWN'}
+-- Returns {'OK', total} or {'UNKNOWN'}; a restock past ARGV[3] (the most a campaign may hold)
+-- {'TOO_MUCH', total}. The amount goes to HINCRBY as it came: Lua would write a number of
+-- 10^14 or more as "1e+14", which Redis refuses as an integer.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
 local a = ARGV[1]
 if a == 'restock' then
-  return {'OK', redis.call('HINCRBY', KEYS[1], 'total', tonumber(ARGV[2]))}
+  local total = redis.call('HGET', KEYS[1], 'total') or '0'
+  if tonumber(total) + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {'TOO_MUCH', total} end
+  return {'OK', redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])}
 elseif a == 'pause' then redis.call('HSET', KEYS[1], 'paused', '1')
 elseif a == 'resume' then redis.call('HSET', KEYS[1], 'paused', '0')
 elseif a == 'close' then redis.call('HSET', KEYS[1], 'closed', '1')
