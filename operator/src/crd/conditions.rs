@@ -76,6 +76,9 @@ string_enum! {
         RedisUnavailable,
         /// `spec.stock` is below what Redis already holds.
         StockDecreaseRefused,
+        /// Redis holds the campaign otherwise than the spec asks (another shard count, a
+        /// bucket missing or left by a provisioning cut short): waits for a change.
+        RedisRefused,
         /// Kafka cannot be reached.
         KafkaUnavailable,
         /// `spec.kafka.partitions` is below what the topic has.

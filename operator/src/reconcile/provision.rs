@@ -153,6 +153,26 @@ fn redis_problem(plan: &Plan, e: Backend) -> Problem {
                 plan.campaign, plan.stock
             ),
         ),
+        // Redis answered, and refused: not a backend away, nothing a retry mends.
+        Backend::InvalidInput(why) => Problem::new(Reason::RedisRefused, why),
         other => Problem::new(Reason::RedisUnavailable, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::tests::{defaults, from_yaml};
+
+    #[test]
+    fn a_refusal_from_redis_is_not_reported_as_redis_away() {
+        let cc = from_yaml("metadata: {name: flash, namespace: shop}\nspec: {stock: 10}");
+        let plan = crate::validate::validate(&cc, &defaults()).unwrap();
+        let refused = Backend::InvalidInput("campaign has 2 shard(s)".into());
+        let p = redis_problem(&plan, refused);
+        assert_eq!(p.reason, Reason::RedisRefused);
+        assert!(!p.reason.is_unavailable(), "not retried as an outage");
+        let away = redis_problem(&plan, Backend::RedisTimeout(std::time::Duration::ZERO));
+        assert_eq!(away.reason, Reason::RedisUnavailable);
     }
 }
