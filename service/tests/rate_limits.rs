@@ -1,8 +1,9 @@
 //! Per-user and per-client budgets on a real redis-server with the service on port 0: one
 //! user hammering and one address spraying user ids get 429 `rate_limited` with
 //! Retry-After, while other users from other addresses keep getting their coupons; a load
-//! test's shadow campaign is exempt from the client budget. Clients pick their source
-//! address on the loopback network (127.0.0.2, .3, …) to be told apart.
+//! test's runners are exempt from the client budget on its shadow campaign, nobody else;
+//! behind a proxy the client is the header's entry the proxy appended. Clients pick their
+//! source address on the loopback network (127.0.0.2, .3, …) to be told apart.
 
 mod common;
 
@@ -134,5 +135,45 @@ async fn a_load_tests_shadow_campaign_is_exempt_from_the_client_budget() {
             "vu-{i}: a runner's stampede comes from one address"
         );
     }
+    // Anyone else naming a shadow is held to the budget: the path alone proves nothing.
+    let shown = |i: usize| {
+        let url = format!("{}/v1/campaigns/sale.lt-probe{i}", svc.base);
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(shown(i).await);
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
+    svc.shutdown.cancel();
+}
+
+/// Behind a proxy the client's address is the header's last entry, the one the proxy
+/// appended: the entries before it are the client's own to write, and do not make a
+/// flood from one address many clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxys_entry_of_x_forwarded_for_is_the_client() {
+    let (_redis, svc, store) = setup_with(|c| {
+        c.limits = LimitConfig {
+            per_user: Rate::new(100, 100),
+            per_client: Rate::new(1, 3),
+            client_ip_header: Some("x-forwarded-for".parse().unwrap()),
+        }
+    })
+    .await;
+    store.ensure_campaign(&id("sale"), 100, None).await.unwrap();
+    let mut limited = 0;
+    for i in 0..10 {
+        let r = client_from("127.0.0.6")
+            .post(format!("{}/v1/campaigns/sale/issue", svc.base))
+            .bearer_auth(token(&format!("xff-{i}")))
+            .header("x-forwarded-for", format!("203.0.113.{i}, 10.9.8.7"))
+            .send()
+            .await
+            .unwrap();
+        limited += usize::from(r.status().as_u16() == 429);
+    }
+    assert!(limited >= 6, "only {limited} of 10 limited");
     svc.shutdown.cancel();
 }

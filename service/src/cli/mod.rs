@@ -150,8 +150,9 @@ pub struct LimitArgs {
     /// Requests one client address may make at once on top of the rate.
     #[arg(long, env = "STAMPEDE_CLIENT_BURST", default_value_t = 100)]
     pub client_burst: u32,
-    /// Take the client address from this header's first entry (e.g. `X-Forwarded-For`);
-    /// only behind a proxy that sets it, or clients choose their own address.
+    /// Take the client address from this header's last entry (e.g. `X-Forwarded-For`, as
+    /// the proxy in front of the service appends it); only behind a proxy that sets it, or
+    /// clients choose their own address.
     #[arg(long, env = "STAMPEDE_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 }

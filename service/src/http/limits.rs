@@ -44,8 +44,8 @@ pub struct LimitConfig {
     pub per_user: Option<Rate>,
     /// Per client address.
     pub per_client: Option<Rate>,
-    /// A header whose first address is the client's (`X-Forwarded-For` behind a trusted
-    /// proxy); without it, the connection's peer address.
+    /// A header whose last address is the client's (`X-Forwarded-For` behind a trusted
+    /// proxy, which appends it); without it, the connection's peer address.
     pub client_ip_header: Option<HeaderName>,
 }
 
@@ -97,12 +97,14 @@ impl Limits {
             .map_err(|n| n.wait_time_from(l.clock().now()))
     }
 
-    /// Counts a request from the client (`peer`, or the configured header's first address).
+    /// Counts a request from the client (`peer`, or the configured header's last address:
+    /// the one the proxy in front of this service added; the entries before it are what
+    /// the client sent, and anyone's to write).
     pub fn check_client(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Duration> {
         let Some(l) = &self.client else { return Ok(()) };
         let from_header = self.client_ip_header.as_ref().and_then(|h| {
-            let v = headers.get(h)?.to_str().ok()?;
-            v.split(',').next()?.trim().parse::<IpAddr>().ok()
+            let v = headers.get_all(h).iter().next_back()?.to_str().ok()?;
+            v.rsplit(',').next()?.trim().parse::<IpAddr>().ok()
         });
         let Some(ip) = from_header.or(peer) else {
             return Ok(());

@@ -116,8 +116,8 @@ async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
     })
 }
 
-/// Whether a `/v1/campaigns/{c}/…` path names a load test's shadow campaign (exempt from
-/// the client budget: a runner pod sends its whole stampede from one address).
+/// Whether a `/v1/campaigns/{c}/…` path names a load test's shadow campaign (its runners,
+/// proven by their token, are exempt from the client budget).
 fn is_shadow_route(path: &str) -> bool {
     path.strip_prefix("/v1/campaigns/")
         .and_then(|rest| rest.split('/').next())
@@ -177,7 +177,11 @@ async fn track(
 async fn admit(st: &App, req: Request, next: Next) -> Response {
     let deadline = tokio::time::Instant::now() + st.request_timeout;
     let (parts, body) = req.into_parts();
-    if !is_shadow_route(parts.uri.path()) {
+    // A runner pod sends its whole stampede from one address, so a shadow campaign's
+    // runner is exempt: once its token says it is one (the path alone is anyone's to write).
+    let runner = is_shadow_route(parts.uri.path())
+        && identity::caller(st, &parts.headers).is_ok_and(|(_, shadows)| shadows);
+    if !runner {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
