@@ -174,6 +174,10 @@ async fn assert_bad_routes_refused(svc: &Service) {
         (issue("Bad_Id"), INVALID),
         (issue("-x"), INVALID),
         (get("/v1/campaigns/c/users/a%20b/coupon"), INVALID),
+        // Segments that are not UTF-8: JSON like every error, not axum's plain text.
+        (issue("%FF"), INVALID),
+        (get("/v1/campaigns/c/users/%C3%28/coupon"), INVALID),
+        (get("/v1/campaigns/%FF"), INVALID),
         (get("/v1/nothing-here"), (404, "not_found")),
         (get("/v1/campaigns/c/issue"), (405, "method_not_allowed")),
     ];

@@ -2,12 +2,12 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::error::{ApiError, Outcome};
+use super::error::{ApiError, Outcome, Segments};
 use super::limits::LimitedBy;
 use super::{App, AppState, identity, queue};
 use stampede_core::coupon::Decision;
@@ -53,7 +53,7 @@ pub(super) fn check_user_budget(st: &App, user: &UserId) -> Result<(), ApiError>
 /// `POST /v1/campaigns/{c}/issue`.
 pub async fn issue(
     State(st): State<AppState>,
-    Path(campaign): Path<String>,
+    Segments(campaign): Segments<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
@@ -190,7 +190,7 @@ pub(super) fn conflict(code: &'static str, campaign: &CampaignId, what: &str) ->
 /// `GET /v1/campaigns/{c}/users/{u}/coupon`: with tokens, only the token's own user.
 pub async fn coupon(
     State(st): State<AppState>,
-    Path((campaign, user)): Path<(String, String)>,
+    Segments((campaign, user)): Segments<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
@@ -205,7 +205,7 @@ pub async fn coupon(
 /// `GET /v1/campaigns/{c}/coupon`: the token's own coupon.
 pub async fn own_coupon(
     State(st): State<AppState>,
-    Path(campaign): Path<String>,
+    Segments(campaign): Segments<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
@@ -239,7 +239,7 @@ fn not_issued(campaign: &CampaignId, user: &UserId) -> ApiError {
 /// `GET /v1/campaigns/{c}`.
 pub async fn show(
     State(st): State<AppState>,
-    Path(campaign): Path<String>,
+    Segments(campaign): Segments<String>,
 ) -> Result<Response, ApiError> {
     let name = CampaignId::parse(&campaign)?;
     // The view holds no user's data: shadows are shown to anyone (a runner's `setup`).

@@ -189,3 +189,25 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+/// The URL's named segments, as `Path` reads them; one it cannot read (not UTF-8) is
+/// answered as every error is, 400 `invalid_request` in JSON, not with axum's plain text.
+pub struct Segments<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Segments<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(Self(t)),
+            Err(e) => Err(ApiError::invalid(e.body_text())),
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! (`stampede_core::store`, `lua/queue.lua`). See docs/waiting-room.md.
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::campaigns::{
     campaign_and_caller, check_user_budget, conflict, read_issue_request, sold_out,
 };
-use super::error::{ApiError, Outcome};
+use super::error::{ApiError, Outcome, Segments};
 use super::scope::CampaignScope;
 use super::{App, AppState, identity};
 use stampede_core::clock::{format_ms, now_ms};
@@ -28,7 +28,7 @@ pub const ADMISSION_HEADER: &str = "x-stampede-admission";
 /// `POST /v1/campaigns/{c}/queue`: joins the line (again: the same place and token).
 pub async fn join(
     State(st): State<AppState>,
-    Path(campaign): Path<String>,
+    Segments(campaign): Segments<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
@@ -55,7 +55,7 @@ pub async fn join(
 /// `GET /v1/campaigns/{c}/queue` with the queue token: where its user stands now.
 pub async fn poll(
     State(st): State<AppState>,
-    Path(campaign): Path<String>,
+    Segments(campaign): Segments<String>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
