@@ -129,7 +129,7 @@ fn rule(rule: &Rule, scope: &Scope, datasource_uid: &str) -> GrafanaRule {
     // A is the rule's query alone: `expr` without ` <op> <limit>` (fleet rules have no
     // absence clause).
     let query = (rule.query)(scope);
-    debug_assert!(expr(rule, scope).starts_with(&query));
+    debug_assert!(expr(rule, scope).starts_with(&format!("({query})")));
     GrafanaRule {
         uid: uid(rule.alert),
         title: rule.alert,

@@ -57,8 +57,10 @@ fn groups(scope: &Scope, name: &str) -> Value {
 /// The rule's PromQL condition: its query, the comparison, and (one campaign) absence.
 pub fn expr(rule: &Rule, scope: &Scope) -> String {
     let f = rule.fires;
+    // The query whole in parentheses: a comparison binds tighter than `and`, `or` and
+    // `unless`, so `a and b > 0` would compare `b` and fire on any `a`.
     let mut expr = format!(
-        "{} {} {}",
+        "({}) {} {}",
         (rule.query)(scope),
         f.op(),
         f.limit().value(&scope.alerts)
@@ -212,23 +214,23 @@ spec:
         };
         assert_eq!(
             expr(3),
-            r#"sum(max by (topic, partition) (stampede_writer_consumer_lag{topic="stampede.shop.flash"})) > 5000"#
+            r#"(sum(max by (topic, partition) (stampede_writer_consumer_lag{topic="stampede.shop.flash"}))) > 5000"#
         );
         let up = r#"up{namespace="shop",pod=~"flash-issuer-.+"}"#;
-        assert_eq!(expr(8), format!("sum({up}) < 1 or absent({up})"));
+        assert_eq!(expr(8), format!("(sum({up})) < 1 or absent({up})"));
         assert!(
             expr(6).contains(r#"{campaign="shop.flash"}[1m]"#),
             "the `for` window"
         );
         assert_eq!(
             expr(9),
-            r#"sum(stampede_issuance_decisions_total{campaign="shop.flash",outcome="sold_out"}) > 0"#
+            r#"(sum(stampede_issuance_decisions_total{campaign="shop.flash",outcome="sold_out"})) > 0"#
         );
         let conflicts = r#"stampede_writer_seq_conflicts_total{campaign="shop.flash"}"#;
         assert_eq!(
             expr(10),
             format!(
-                "sum(increase({conflicts}[1h])) > 0 or sum({conflicts} unless {conflicts} offset 1h) > 0"
+                "(sum(increase({conflicts}[1h])) > 0 or sum({conflicts} unless {conflicts} offset 1h)) > 0"
             )
         );
     }

@@ -7,8 +7,9 @@ use crate::crd::AlertsSpec;
 
 /// The issue route's matcher (HTTP metrics).
 const ISSUE: &str = r#"route="/v1/campaigns/{campaign}/issue""#;
-/// Server errors among issue answers (503 `overloaded` is load shedding, not an error).
-const ERRORS: &str = r#"outcome=~"unavailable|internal|error""#;
+/// Server errors among issue answers: the store away, a bug, an answer past the request's
+/// deadline (503 `timeout`); 503 `overloaded` is load shedding, not an error.
+const ERRORS: &str = r#"outcome=~"unavailable|internal|timeout|error""#;
 const SHED: &str = r#"outcome="overloaded""#;
 
 /// One alert.
