@@ -32,3 +32,48 @@ pub(crate) fn issuer_hpa(plan: &Plan, owner: &OwnerReference) -> HorizontalPodAu
         },
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The campaign dashboard finds the objects the builders name after the CouponCampaign
+    /// (`$name`, the id without its namespace), not after its id (`$campaign`): the HPA,
+    /// and the issuer and writer pods every HTTP panel selects (those metrics carry no
+    /// campaign label, so a panel without a pod matcher mixes every campaign's traffic).
+    #[test]
+    fn the_campaign_dashboard_selects_what_the_builders_name() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../dashboards/campaign.json")).unwrap();
+        let mut exprs = Vec::new();
+        collect_exprs(&dashboard, &mut exprs);
+        assert!(exprs.len() > 20, "{} queries", exprs.len());
+        for e in &exprs {
+            for (matcher, stem) in [
+                ("horizontalpodautoscaler=\"", "$name-issuer\""),
+                ("pod=~\"", "$name-"),
+            ] {
+                for (i, _) in e.match_indices(matcher) {
+                    let value = &e[i + matcher.len()..];
+                    assert!(value.starts_with(stem), "{e}");
+                }
+            }
+            if e.contains("stampede_http_requests_total") {
+                assert!(e.contains("pod=~\"$name-issuer-"), "no pod matcher: {e}");
+            }
+        }
+    }
+
+    fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v.as_str() {
+                        Some(e) if k == "expr" => out.push(e.to_owned()),
+                        _ => collect_exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+            _ => {}
+        }
+    }
+}
