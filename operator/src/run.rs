@@ -80,7 +80,11 @@ pub async fn run_on(
         resync: config.resync,
         drain_timeout: config.drain_timeout,
     };
-    let backends = Arc::new(RealBackends::new(config.defaults.kafka_security.clone()));
+    let d = &config.defaults;
+    let backends = Arc::new(RealBackends::new(
+        d.kafka_security.clone(),
+        &d.kafka_brokers,
+    ));
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.defaults,

@@ -30,22 +30,27 @@ const DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub(crate) struct RealBackends {
     stores: Mutex<HashMap<String, Store>>,
     pools: tokio::sync::Mutex<HashMap<String, PgPool>>,
-    kafka_security: Option<KafkaSecurity>,
+    /// The operator's Kafka credentials, and the brokers they are for.
+    kafka_security: Option<(KafkaSecurity, String)>,
 }
 
 impl RealBackends {
-    /// Backends whose Kafka clients authenticate with `kafka_security`.
-    pub(crate) fn new(kafka_security: Option<KafkaSecurity>) -> Self {
+    /// Backends whose Kafka clients authenticate with `kafka_security` to the operator's
+    /// own `brokers`, and to no others (a campaign's own brokers are not to see them).
+    pub(crate) fn new(kafka_security: Option<KafkaSecurity>, brokers: &str) -> Self {
         Self {
-            kafka_security,
+            kafka_security: kafka_security.map(|s| (s, brokers.to_owned())),
             ..Self::default()
         }
     }
 
     fn kafka(&self, brokers: &str) -> KafkaConfig {
+        let security = self.kafka_security.as_ref();
         KafkaConfig {
             brokers: brokers.to_owned(),
-            security: self.kafka_security.clone(),
+            security: security
+                .filter(|(_, own)| own == brokers)
+                .map(|(s, _)| s.clone()),
         }
     }
 

@@ -53,6 +53,41 @@ fn kafka_sasl_and_its_ca_reach_issuers_and_writers_only_through_the_connection_s
     }
 }
 
+/// The operator's Kafka credentials are for the operator's brokers: a campaign that names
+/// brokers of its own gets none of them (its author could read them off a broker of
+/// theirs), and the operator presents none there.
+#[test]
+fn a_campaign_with_brokers_of_its_own_gets_none_of_the_operators_kafka_credentials() {
+    let cc = from_yaml(&format!(
+        "{CAMPAIGN}  kafka: {{brokers: {{url: 'kafka.team-a:9092'}}}}\n"
+    ));
+    let security = stampede_core::kafka::KafkaSecurity::from_parts(
+        Some("SASL_PLAINTEXT"),
+        Some("PLAIN"),
+        Some("stampede"),
+        Some("s3cret-pw"),
+        None,
+        None,
+    )
+    .unwrap();
+    let defaults = crate::validate::Defaults {
+        kafka_security: security,
+        ..defaults()
+    };
+    let plan = validate(&cc, &defaults).unwrap();
+    assert!(plan.kafka_security.is_none());
+    let c = children(&plan, &OwnerReference::default());
+    let data = c.connections.as_ref().unwrap().data.as_ref().unwrap();
+    assert!(
+        !data.contains_key("kafka-sasl-password"),
+        "{:?}",
+        data.keys()
+    );
+    for d in [&c.issuer, &c.writer] {
+        assert!(!env(d).to_string().contains("STAMPEDE_KAFKA_SASL"));
+    }
+}
+
 #[test]
 fn the_default_databases_ca_file_reaches_the_writer_as_pem_and_leaves_the_url() {
     let cc = from_yaml(CAMPAIGN);

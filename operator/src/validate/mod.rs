@@ -14,6 +14,7 @@ use std::path::Path;
 use kube::ResourceExt;
 use stampede_core::campaign::{MAX_STOCK, Window};
 use stampede_core::ids::CampaignId;
+use stampede_core::kafka::KafkaSecurity;
 use stampede_core::store::shards::MAX_SHARDS;
 
 use crate::Error;
@@ -70,7 +71,7 @@ pub fn validate(cc: &CouponCampaign, defaults: &Defaults) -> Result<Plan, Error>
         deletion_policy: spec.deletion_policy,
         load_tests: spec.load_tests.clone(),
         monitoring_namespace: defaults.monitoring_namespace.clone(),
-        kafka_security: defaults.kafka_security.clone(),
+        kafka_security: default_kafka_security(spec, defaults),
         database_ca_pem: default_database_ca(spec, defaults),
     })
 }
@@ -128,6 +129,17 @@ pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
 }
 
 /// The operator's database CA, for a campaign that uses the operator's database.
+/// The operator's Kafka credentials and CA, for the operator's brokers only: a campaign
+/// that names brokers of its own would otherwise receive them in its pods, and the
+/// operator would present them there (SASL PLAIN sends the password as it is).
+fn default_kafka_security(spec: &CouponCampaignSpec, defaults: &Defaults) -> Option<KafkaSecurity> {
+    spec.kafka
+        .brokers
+        .is_none()
+        .then(|| defaults.kafka_security.clone())
+        .flatten()
+}
+
 fn default_database_ca(spec: &CouponCampaignSpec, defaults: &Defaults) -> Option<String> {
     spec.database
         .is_none()
