@@ -82,9 +82,15 @@ async fn a_counter_below_what_was_handed_out_suspends_until_an_admin_lifts_it() 
 
     store.admin(&c, AdminAction::Unsuspend).await.unwrap();
     assert!(store.suspended_campaigns().await.unwrap().is_empty());
-    // The same issuer, still remembering seq 5, does not suspend it again.
+    // The same issuer, still remembering seq 5, does not suspend it again; and no seq it
+    // handed out before the loss is handed out again: the counter moved past 5.
     let (d, _) = store.issue_after(&c, &user("next"), &handed).await.unwrap();
-    assert_eq!(d.label(), "issued", "{d:?}");
+    match d {
+        Decision::Issued(r) => assert_eq!(r.seq, 6, "seqs 4 and 5 were given before the loss"),
+        d => panic!("{d:?}"),
+    }
+    let snap = store.snapshot(&c).await.unwrap().unwrap();
+    assert_eq!(snap.issued, 6);
 }
 
 #[tokio::test]

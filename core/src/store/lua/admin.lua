@@ -3,7 +3,8 @@
 -- ARGV[1] action: 'restock' (ARGV[2] = amount), 'pause', 'resume', 'close', 'reopen' (the
 -- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
 -- side ever undoes the other's close), 'unsuspend' (after an audit of a suspension; the
--- suspension's epoch is remembered so a late detector does not suspend it again)
+-- suspension's epoch is remembered so a late detector does not suspend it again, and the
+-- counter is brought past every seq handed out)
 -- Returns {'OK', total} or {'UNKNOWN'}; a restock past ARGV[3] (the most a campaign may hold)
 -- {'TOO_MUCH', total}. The amount goes to HINCRBY as it came: Lua would write a number of
 -- 10^14 or more as "1e+14", which Redis refuses as an integer.
@@ -20,7 +21,11 @@ elseif a == 'reopen' then redis.call('HSET', KEYS[1], 'closed', '0')
 elseif a == 'gate_close' then redis.call('HSET', KEYS[1], 'gate_closed', '1')
 elseif a == 'gate_open' then redis.call('HSET', KEYS[1], 'gate_closed', '0')
 elseif a == 'unsuspend' then
-  local m = redis.call('HMGET', KEYS[1], 'suspended_epoch', 'acked_high')
+  local m = redis.call('HMGET', KEYS[1], 'suspended_epoch', 'acked_high', 'issued')
+  -- No seq an issuer handed out before the loss is handed out again: the counter moves past
+  -- the highest one any issuer acknowledged (those coupons were given; whether to restock
+  -- by as many is the campaign owner's call).
+  if tonumber(m[2] or '0') > tonumber(m[3] or '0') then redis.call('HSET', KEYS[1], 'issued', m[2]) end
   redis.call('HSET', KEYS[1], 'suspended', '0', 'cleared_epoch', m[1] or '', 'cleared_high', m[2] or '0')
 else return redis.error_reply('unknown admin action ' .. a) end
 return {'OK', tonumber(redis.call('HGET', KEYS[1], 'total'))}
