@@ -112,7 +112,16 @@ impl Drift {
             last.skipped += 1;
             return;
         }
-        match db::persisted_around(pool, c, watermark, s.issued).await {
+        // A sharded campaign's buckets hand out seqs from blocks of their own, not
+        // 1..=issued in turn: its rows are counted rather than read by seq (while issuing
+        // goes on, newer rows can hide older missing ones; once it stops, exact).
+        let counts = match store.buckets(&id).await {
+            Ok(Some(_)) => db::rows_of(pool, c)
+                .await
+                .map(|rows| (rows.min(watermark), rows.saturating_sub(s.issued))),
+            _ => db::persisted_around(pool, c, watermark, s.issued).await,
+        };
+        match counts {
             Ok((settled, beyond)) => {
                 let missing = watermark.saturating_sub(settled);
                 m.unpersisted.with_label_values(&[c]).set(missing as i64);
