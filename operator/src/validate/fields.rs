@@ -83,6 +83,7 @@ pub(super) fn resources(
     limits: (&str, &str),
 ) -> Result<Resources, Error> {
     let mut r = given.cloned().unwrap_or_default();
+    let named = r.clone();
     for (map, (cpu, mem), which) in [
         (&mut r.requests, requests, "requests"),
         (&mut r.limits, limits, "limits"),
@@ -97,7 +98,53 @@ pub(super) fn resources(
         map.entry("cpu".into()).or_insert_with(|| cpu.into());
         map.entry("memory".into()).or_insert_with(|| mem.into());
     }
+    // A request above its limit is refused by the API server: a default gives way to what
+    // the spec named on the other side; both named so is the spec's mistake, said here.
+    for k in ["cpu", "memory"] {
+        let (req, lim) = (quantity(&r.requests[k]), quantity(&r.limits[k]));
+        if req <= lim {
+            continue;
+        }
+        match (named.requests.contains_key(k), named.limits.contains_key(k)) {
+            (true, false) => _ = r.limits.insert(k.into(), r.requests[k].clone()),
+            (false, true) => _ = r.requests.insert(k.into(), r.limits[k].clone()),
+            _ => {
+                let (req, lim) = (&r.requests[k], &r.limits[k]);
+                return Err(Error::InvalidSpec(format!(
+                    "{field}: requests.{k} ({req}) is above limits.{k} ({lim})"
+                )));
+            }
+        }
+    }
     Ok(r)
+}
+
+/// A quantity's value (`250m` 0.25, `128Mi` 134217728), to compare two of one resource.
+fn quantity(v: &str) -> f64 {
+    const SUFFIXES: [(&str, f64); 13] = [
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+    ];
+    let digits_end = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, suffix) = v.split_at(digits_end);
+    let scale = SUFFIXES
+        .iter()
+        .find(|(s, _)| *s == suffix)
+        .map_or(1.0, |(_, f)| *f);
+    num.parse::<f64>().unwrap_or(0.0) * scale
 }
 
 pub(super) fn is_quantity(v: &str) -> bool {

@@ -78,6 +78,41 @@ spec:
     assert_eq!(p.issuer.resources.requests["memory"], "128Mi");
 }
 
+/// A default never leaves a request above its limit (the API server would refuse the
+/// Deployment): it gives way to what the spec named; both named so is refused here.
+#[test]
+fn defaults_give_way_to_a_named_request_or_limit() {
+    let with = |resources: &str| {
+        plan(&format!(
+            "metadata: {{name: s, namespace: shop}}\nspec: {{stock: 5, issuer: {{resources: {resources}}}}}"
+        ))
+    };
+    let big = with("{requests: {cpu: '4', memory: 1Gi}}")
+        .unwrap()
+        .issuer
+        .resources;
+    assert_eq!(
+        (big.limits["cpu"].as_str(), big.limits["memory"].as_str()),
+        ("4", "1Gi")
+    );
+    let small = with("{limits: {cpu: 100m, memory: 64Mi}}")
+        .unwrap()
+        .issuer
+        .resources;
+    let requests = (
+        small.requests["cpu"].as_str(),
+        small.requests["memory"].as_str(),
+    );
+    assert_eq!(requests, ("100m", "64Mi"));
+    let both = with("{requests: {cpu: '2'}, limits: {cpu: 500m}}");
+    assert!(matches!(both, Err(Error::InvalidSpec(m)) if m.contains("requests.cpu")));
+    let fine = with("{requests: {cpu: 500m}, limits: {cpu: '2'}}")
+        .unwrap()
+        .issuer
+        .resources;
+    assert_eq!(fine.requests["cpu"], "500m");
+}
+
 #[test]
 fn bad_specs_name_the_field() {
     let cases = [
