@@ -12,16 +12,10 @@ use crate::backends::Stock;
 use crate::backends::fake::FakeBackends;
 use crate::validate::tests::from_yaml;
 
-/// One reconcile of `spring-sale` (deleted at `deleted_at`, under `policy`, with `extra`
-/// appended to its spec) while Redis is unreachable.
-async fn deleting_without_redis(
-    deleted_at: &str,
-    policy: &str,
-    extra: &str,
-) -> (FakeBackends, ApiServer, Result<Action, Error>) {
-    let fake = provisioned().await;
-    fake.state().redis_down = true;
-    let cc = from_yaml(&format!(
+/// `spring-sale` deleted at `deleted_at` under `policy`, with `extra` (spec lines, then
+/// anything after the spec) appended.
+fn deleted(deleted_at: &str, policy: &str, extra: &str) -> crate::crd::CouponCampaign {
+    from_yaml(&format!(
         "apiVersion: stampede.dev/v1alpha1
 kind: CouponCampaign
 metadata:
@@ -35,7 +29,19 @@ spec:
   stock: 100
   deletionPolicy: {policy}
 {extra}"
-    ));
+    ))
+}
+
+/// One reconcile of `spring-sale` (deleted at `deleted_at`, under `policy`, with `extra`
+/// appended to its spec) while Redis is unreachable.
+async fn deleting_without_redis(
+    deleted_at: &str,
+    policy: &str,
+    extra: &str,
+) -> (FakeBackends, ApiServer, Result<Action, Error>) {
+    let fake = provisioned().await;
+    fake.state().redis_down = true;
+    let cc = deleted(deleted_at, policy, extra);
     let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
     (fake, api, result)
 }
@@ -91,23 +97,12 @@ async fn deleting_an_invalid_spec(
     status: &str,
 ) -> (FakeBackends, ApiServer, Result<Action, Error>) {
     let fake = provisioned().await;
-    let cc = from_yaml(&format!(
-        "apiVersion: stampede.dev/v1alpha1
-kind: CouponCampaign
-metadata:
-  name: spring-sale
-  namespace: shop
-  uid: 0a1b2c3d
-  generation: 2
-  deletionTimestamp: '{}'
-  finalizers: [stampede.dev/cleanup]
-spec:
-  stock: 100
-  deletionPolicy: Delete
-  loadTests: [{{name: q, profile: queue}}]
-{status}",
-        stampede_core::clock::now_rfc3339()
-    ));
+    let now = stampede_core::clock::now_rfc3339();
+    let cc = deleted(
+        &now,
+        "Delete",
+        &format!("  loadTests: [{{name: q, profile: queue}}]\n{status}"),
+    );
     assert!(crate::validate::validate(&cc, &crate::validate::tests::defaults()).is_err());
     let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
     (fake, api, result)
