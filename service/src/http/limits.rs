@@ -175,13 +175,23 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(limits.check_client(&h, Some(peer)), Ok(()));
         assert!(limits.check_client(&h, Some(peer)).is_err());
-        h.insert("x-forwarded-for", "192.0.2.7, 10.0.0.1".parse().unwrap());
+        // The proxy appends the address it saw: the last entry, whatever the client wrote
+        // before it.
+        h.insert("x-forwarded-for", "10.0.0.1, 192.0.2.7".parse().unwrap());
         assert_eq!(
             limits.check_client(&h, Some(peer)),
             Ok(()),
             "another client"
         );
         assert!(limits.check_client(&h, Some(peer)).is_err());
+        h.insert(
+            "x-forwarded-for",
+            "198.51.100.9, 192.0.2.7".parse().unwrap(),
+        );
+        assert!(
+            limits.check_client(&h, Some(peer)).is_err(),
+            "the same client, whatever it wrote first"
+        );
     }
 
     #[test]
