@@ -3,7 +3,8 @@
 //! `<campaign>-connections` Secret), so the Deployments as stored by the API server — what
 //! `kubectl get deploy -o yaml` prints — carry no credential; a campaign naming an image
 //! the operator does not allow is refused with a condition, its pods never created; and the
-//! API server refuses a campaign named like a load test's shadow campaign. The operator
+//! API server refuses a campaign named like a load test's shadow campaign; a Secret of the
+//! connection Secret's name that is not the campaign's is left alone. The operator
 //! binary, logging at debug level, prints no password, nor do the events and statuses it
 //! writes, whether the backends take its credentials or refuse them.
 
@@ -76,6 +77,50 @@ async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
     );
     let issuer = c.deployments().get_opt(&format!("{foreign}-issuer")).await;
     assert!(issuer.unwrap().is_none(), "no pods for a refused image");
+    op.stop().await;
+}
+
+/// A Secret under the name of the campaign's connection Secret that is not the campaign's
+/// is left alone, and the campaign refused with a condition naming it: applied over, it
+/// would have been merged with the campaign's credentials and deleted with the campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_secret_under_the_connection_secrets_name_is_left_alone() {
+    let c = Cluster::start().await;
+    let name = unique("taken");
+    let _forget = Forget(c.id(&name));
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.ns);
+    let taken = format!("{name}-connections");
+    let theirs: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": taken },
+        "stringData": { "mine": "keep" },
+    }))
+    .unwrap();
+    secrets
+        .create(&kube::api::PostParams::default(), &theirs)
+        .await
+        .unwrap();
+    let op = c.operator();
+    c.create(&name, &minimal_campaign(5)).await.unwrap();
+    let s = c
+        .status_until(&name, "Failed", |s| s.phase == Some(Phase::Failed))
+        .await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert!(
+        ready.message.contains(&format!("Secret {taken}")),
+        "{}",
+        ready.message
+    );
+    let kept = secrets.get(&taken).await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let keys: Vec<String> = kept.data.unwrap_or_default().into_keys().collect();
+    assert_eq!(keys, ["mine"], "nothing merged into it");
+    let issuer = c.deployments().get_opt(&format!("{name}-issuer")).await;
+    assert!(issuer.unwrap().is_none(), "nothing deployed");
     op.stop().await;
 }
 
