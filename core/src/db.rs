@@ -166,6 +166,32 @@ const INSERT_SKIPPING_REPLAYS: &str =
      FROM UNNEST($2::text[], $3::int8[], $4::text[], $5::int8[]) AS t(u, s, code, ms)
      ON CONFLICT (campaign, user_id) DO NOTHING";
 
+/// The rows of `users` in `campaign`, as issuances.
+pub async fn rows_of_users(
+    pool: &PgPool,
+    campaign: &str,
+    users: &[String],
+) -> Result<Vec<Issuance>, Error> {
+    let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+        "SELECT user_id, seq, coupon_code, (extract(epoch FROM issued_at) * 1000)::int8
+           FROM coupon_issuances WHERE campaign = $1 AND user_id = ANY($2)",
+    )
+    .bind(campaign)
+    .bind(users)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(user_id, seq, coupon_code, ms)| Issuance {
+            campaign: campaign.to_owned(),
+            user_id,
+            seq: seq as u64,
+            coupon_code,
+            issued_at_ms: ms,
+        })
+        .collect())
+}
+
 /// Rows of one campaign, user → seq.
 pub async fn persisted_seqs(pool: &PgPool, campaign: &str) -> Result<HashMap<String, u64>, Error> {
     let rows: Vec<(String, i64)> =

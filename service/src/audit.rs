@@ -50,6 +50,9 @@ pub struct AuditReport {
     pub unknown_in_redis: u64,
     /// Missing issuances put back into the outbox by `--repair`.
     pub repaired: u64,
+    /// Holders Redis had lost, given back from PostgreSQL by `--repair` (so that asking
+    /// again answers their coupon, not a second one).
+    pub restored: u64,
     /// The reconciliation by seq (what a Redis that lost writes did).
     pub seqs: SeqReport,
     /// Set while the campaign is suspended because Redis may have lost writes.
@@ -86,8 +89,9 @@ pub struct AuditInput<'a> {
     pub expected: Option<(&'a [u64], &'a [u64])>,
 }
 
-/// The comparison itself, free of I/O. Returns the report and the missing users.
-pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
+/// The comparison itself, free of I/O. Returns the report, the missing users (held in
+/// Redis, not in PostgreSQL) and those unknown in Redis (in PostgreSQL, not held).
+pub fn compare(input: AuditInput<'_>) -> (AuditReport, (Vec<String>, Vec<String>)) {
     #[rustfmt::skip]
     let AuditInput { campaign, stock, issued, acked_high, holders, outbox, persisted, now_ms, grace, expected } = input;
     let grace_ms = grace.as_millis() as i64;
@@ -114,10 +118,11 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
             }
         }
     }
-    r.unknown_in_redis = persisted
-        .keys()
+    let mut unknown: Vec<String> = (persisted.keys())
         .filter(|u| !holders.contains_key(*u))
-        .count() as u64;
+        .cloned()
+        .collect();
+    r.unknown_in_redis = unknown.len() as u64;
     r.oversold = persisted.values().filter(|s| **s > stock).count() as u64
         + (holders.len() as u64).saturating_sub(stock)
         + issued.saturating_sub(stock);
@@ -137,7 +142,8 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, Vec<String>) {
         && r.mismatched == 0
         && r.seqs.clean();
     missing.sort();
-    (r, missing)
+    unknown.sort();
+    (r, (missing, unknown))
 }
 
 fn duplicates(seqs: impl Iterator<Item = u64>) -> u64 {
@@ -161,7 +167,7 @@ pub async fn audit(
     let outbox = store.outbox_seqs(campaign).await?;
     let persisted = db::persisted_seqs(pool, campaign.as_str()).await?;
     let ledger = store.shard_ledger(campaign).await?;
-    let (mut report, missing) = compare(AuditInput {
+    let (mut report, (missing, unknown)) = compare(AuditInput {
         campaign: campaign.as_str(),
         stock: snap.total,
         issued: snap.issued,
@@ -196,6 +202,10 @@ pub async fn audit(
             .collect();
         store.requeue(campaign, &again).await?;
         report.repaired = again.len() as u64;
+    }
+    if repair && !unknown.is_empty() {
+        let rows = db::rows_of_users(pool, campaign.as_str(), &unknown).await?;
+        report.restored = store.restore_holders(campaign, &rows).await?;
     }
     Ok(report)
 }
@@ -239,7 +249,7 @@ mod tests {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 1), ("b".into(), 2)]);
         let none = HashMap::new();
-        let (r, missing) = compare(input(2, &holders, &none, &persisted, 100_000, 30));
+        let (r, (missing, _)) = compare(input(2, &holders, &none, &persisted, 100_000, 30));
         assert!(r.clean, "{r:?}");
         assert!(missing.is_empty());
     }
@@ -252,7 +262,7 @@ mod tests {
             ("fresh".into(), rec(3, 95_000)),
         ]);
         let outbox = HashMap::from([("queued".to_owned(), 2)]);
-        let (r, missing) = compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
+        let (r, (missing, _)) = compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
         assert_eq!((r.in_flight, r.missing), (2, 1));
         assert_eq!(missing, vec!["old".to_owned()]);
         assert!(!r.clean);
@@ -263,11 +273,11 @@ mod tests {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 2), ("b".into(), 2), ("z".into(), 3)]);
         let none = HashMap::new();
-        let (r, _) = compare(input(2, &holders, &none, &persisted, 0, 0));
+        let (r, (_, unknown)) = compare(input(2, &holders, &none, &persisted, 0, 0));
         assert_eq!(r.mismatched, 1);
         assert_eq!(r.duplicated, 1);
         assert_eq!(r.oversold, 1);
-        assert_eq!(r.unknown_in_redis, 1);
+        assert_eq!((r.unknown_in_redis, unknown), (1, vec!["z".to_owned()]));
         assert!(!r.clean);
     }
 }

@@ -126,6 +126,40 @@ impl Store {
         }
     }
 
+    /// Gives back to Redis the holders it lost: each user of `rows` (their rows in
+    /// PostgreSQL) becomes a holder again in its bucket, unless Redis holds the user (HSETNX),
+    /// so that asking again answers their coupon rather than a second one. Returns how many
+    /// were given back.
+    pub async fn restore_holders(
+        &self,
+        campaign: &CampaignId,
+        rows: &[Issuance],
+    ) -> Result<u64, Error> {
+        let buckets = self.buckets(campaign).await?;
+        let mut restored = 0;
+        for i in rows {
+            let target = match &buckets {
+                Some(b) => &b[super::shards::bucket_index(&i.user_id, b.len())],
+                None => campaign,
+            };
+            let key = CampaignKeys::new(target).holders;
+            let record = format!("{}:{}:{}", i.seq, i.issued_at_ms, i.coupon_code);
+            let user = i.user_id.clone();
+            let set: i64 = self
+                .call("restore_holder", |mut c| async move {
+                    redis::cmd("HSETNX")
+                        .arg(key)
+                        .arg(user)
+                        .arg(record)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            restored += set as u64;
+        }
+        Ok(restored)
+    }
+
     /// Appends issuances to the outbox again (audit repair); the sink skips duplicates.
     pub async fn requeue(&self, campaign: &CampaignId, items: &[Issuance]) -> Result<(), Error> {
         let key = CampaignKeys::new(campaign).outbox;
