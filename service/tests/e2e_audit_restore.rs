@@ -1,7 +1,8 @@
 //! `audit --repair` gives back to Redis the holders it lost, from PostgreSQL's rows, on a
 //! plain and on a sharded campaign (each in its user's bucket): asking again then answers
-//! the coupon the user holds, never a second one. Real Redis, Kafka and PostgreSQL; slow,
-//! needs `scripts/stack up`.
+//! the coupon the user holds, never a second one; rows of a campaign of the same id
+//! forgotten before are left out. Real Redis, Kafka and PostgreSQL; slow, needs
+//! `scripts/stack up`.
 
 mod common;
 
@@ -61,6 +62,38 @@ async fn lost_holders_come_back(f: &Fixture) {
         }
     }
     assert!(f.audit().await.clean);
+    f.stop([writer, relay]).await;
+}
+
+/// Rows of a campaign forgotten before this one of the same id was created are not its
+/// holders: the repair leaves them out, and their users may take part anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_leaves_out_the_rows_of_a_campaign_forgotten_before() {
+    let f = Fixture::new("restore-again", 100, 1).await;
+    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
+    issue_range(&f.store, &f.campaign, 0..5).await;
+    let pool = f.pool().await;
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, 5, Duration::from_secs(60)).await,
+        5
+    );
+    let c = id(&f.campaign);
+    f.store.forget(&c).await.unwrap();
+    f.store.ensure_campaign(&c, 100, None).await.unwrap();
+    let report = stampede_service::audit::audit(&f.store, &pool, &c, Duration::ZERO, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.unknown_in_redis, report.restored),
+        (5, 0),
+        "{report:?}"
+    );
+    let again = f
+        .store
+        .issue(&c, &UserId::parse("u-0").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(again.label(), "issued");
     f.stop([writer, relay]).await;
 }
 

@@ -34,7 +34,8 @@ if not total then
   if ARGV[2] == '1' then opens, closes = ARGV[3], ARGV[4] end
   redis.call('HSET', KEYS[1], 'total', stock, 'issued', 0, 'opens_ms', opens, 'closes_ms', closes,
     'paused', '0', 'closed', '0', 'gate_closed', ARGV[5] == '1' and '1' or '0',
-    'created_ms', t[1] * 1000, 'incarnation', t[1] .. '.' .. t[2])
+    'created_ms', string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)),
+    'incarnation', t[1] .. '.' .. t[2])
   for _, field in ipairs({'buckets', 'extents', 'siblings'}) do
     if role[field] then redis.call('HSET', KEYS[1], field, role[field]) end
   end
