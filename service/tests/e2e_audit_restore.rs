@@ -14,16 +14,21 @@ use common::{id, key};
 use stampede_core::coupon::Decision;
 use stampede_core::ids::UserId;
 
+/// The writer and the relay running, and issuances to users `u-0`..`u-<n>` landed in
+/// PostgreSQL.
+async fn landed(f: &Fixture, n: usize) -> ([common::pipeline::Task; 2], sqlx::PgPool) {
+    let tasks = [f.spawn_writer(), f.spawn_relay()];
+    issue_range(&f.store, &f.campaign, 0..n).await;
+    let pool = f.pool().await;
+    let rows = wait_rows(&pool, &f.campaign, n as i64, Duration::from_secs(60)).await;
+    assert_eq!(rows, n as i64);
+    (tasks, pool)
+}
+
 /// Issues to ten users, lets the pipeline land them, has Redis lose three holders (each
 /// from the hash it lives in), repairs, and checks the three are answered their coupons.
 async fn lost_holders_come_back(f: &Fixture) {
-    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
-    issue_range(&f.store, &f.campaign, 0..10).await;
-    let pool = f.pool().await;
-    assert_eq!(
-        wait_rows(&pool, &f.campaign, 10, Duration::from_secs(60)).await,
-        10
-    );
+    let (tasks, pool) = landed(f, 10).await;
     let c = id(&f.campaign);
     let parts = f.store.buckets(&c).await.unwrap();
     let lost = ["u-0", "u-1", "u-2"];
@@ -62,7 +67,7 @@ async fn lost_holders_come_back(f: &Fixture) {
         }
     }
     assert!(f.audit().await.clean);
-    f.stop([writer, relay]).await;
+    f.stop(tasks).await;
 }
 
 /// Rows of a campaign forgotten before this one of the same id was created are not its
@@ -70,13 +75,7 @@ async fn lost_holders_come_back(f: &Fixture) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_leaves_out_the_rows_of_a_campaign_forgotten_before() {
     let f = Fixture::new("restore-again", 100, 1).await;
-    let (writer, relay) = (f.spawn_writer(), f.spawn_relay());
-    issue_range(&f.store, &f.campaign, 0..5).await;
-    let pool = f.pool().await;
-    assert_eq!(
-        wait_rows(&pool, &f.campaign, 5, Duration::from_secs(60)).await,
-        5
-    );
+    let (tasks, pool) = landed(&f, 5).await;
     let c = id(&f.campaign);
     f.store.forget(&c).await.unwrap();
     f.store.ensure_campaign(&c, 100, None).await.unwrap();
@@ -94,7 +93,7 @@ async fn repair_leaves_out_the_rows_of_a_campaign_forgotten_before() {
         .await
         .unwrap();
     assert_eq!(again.label(), "issued");
-    f.stop([writer, relay]).await;
+    f.stop(tasks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
