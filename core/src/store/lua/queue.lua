@@ -5,7 +5,8 @@
 -- wr:entry (user -> "score:tokenExpiresMs"), KEYS[7] wr:state (ticket, tokens, refill_ms,
 -- admitted)
 -- ARGV[1] 'join' or 'poll', ARGV[2] user, ARGV[3] join: the user's own score below 2^50
--- (drawn by the caller, the same at every join) for one who comes before the opening; poll: the score the queue token carries
+-- (drawn by the caller, the same at every join) for one who comes before the opening;
+-- poll: the score the queue token carries
 -- Returns {'UNKNOWN'}, {'NO_ROOM'}, or {status, score, tokenExpiresMs, position,
 -- admissionExpiresMs, queued, active, remaining, admittedNow, lapsedNow, opensMs, nowMs,
 -- created, admitPerSecond, queueTtlMs, admitting}; status WAITING, ADMITTED, EXPIRED, SOLD_OUT,
