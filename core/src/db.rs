@@ -232,16 +232,6 @@ pub async fn persisted_around(
     Ok((settled as u64, beyond as u64))
 }
 
-/// How many rows `campaign` has.
-pub async fn rows_of(pool: &PgPool, campaign: &str) -> Result<u64, Error> {
-    let (rows,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM coupon_issuances WHERE campaign = $1")
-            .bind(campaign)
-            .fetch_one(pool)
-            .await?;
-    Ok(rows as u64)
-}
-
 /// The constraint behind `UNIQUE (campaign, seq)` (PostgreSQL's default name).
 const SEQ_CONSTRAINT: &str = "coupon_issuances_campaign_seq_key";
 /// The constraint behind `PRIMARY KEY (campaign, user_id)` (PostgreSQL's default name).

@@ -152,26 +152,31 @@ impl Store {
         let lost_with_everything = suspended.zip(created).is_some_and(|(s, c)| s <= c);
         let ours =
             |i: &&Issuance| lost_with_everything || created.is_none_or(|c| i.issued_at_ms >= c);
-        let mut restored = 0;
+        // One pipeline per hash (a bucket's lives on its own slot), a thousand at a time.
+        let mut by_target: HashMap<&CampaignId, Vec<&Issuance>> = HashMap::new();
         for i in rows.iter().filter(ours) {
             let target = match &buckets {
                 Some(b) => &b[super::shards::bucket_index(&i.user_id, b.len())],
                 None => campaign,
             };
+            by_target.entry(target).or_default().push(i);
+        }
+        let mut restored = 0;
+        for (target, rows) in by_target {
             let key = CampaignKeys::new(target).holders;
-            let record = format!("{}:{}:{}", i.seq, i.issued_at_ms, i.coupon_code);
-            let user = i.user_id.clone();
-            let set: i64 = self
-                .call("restore_holder", |mut c| async move {
-                    redis::cmd("HSETNX")
-                        .arg(key)
-                        .arg(user)
-                        .arg(record)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            restored += set as u64;
+            for chunk in rows.chunks(1_000) {
+                let mut pipe = redis::pipe();
+                for i in chunk {
+                    let record = format!("{}:{}:{}", i.seq, i.issued_at_ms, i.coupon_code);
+                    pipe.cmd("HSETNX").arg(&key).arg(&i.user_id).arg(record);
+                }
+                let set: Vec<i64> = self
+                    .call("restore_holders", |mut c| async move {
+                        pipe.query_async(&mut c).await
+                    })
+                    .await?;
+                restored += set.iter().sum::<i64>() as u64;
+            }
         }
         Ok(restored)
     }

@@ -101,6 +101,7 @@ pub(super) fn resources(
     // A request above its limit is refused by the API server: a default gives way to what
     // the spec named on the other side; both named so is the spec's mistake, said here.
     for k in ["cpu", "memory"] {
+        // Both are quantities: checked above.
         let (req, lim) = (quantity(&r.requests[k]), quantity(&r.limits[k]));
         if req <= lim {
             continue;
@@ -119,9 +120,15 @@ pub(super) fn resources(
     Ok(r)
 }
 
-/// A quantity's value (`250m` 0.25, `128Mi` 134217728), to compare two of one resource.
-fn quantity(v: &str) -> f64 {
-    const SUFFIXES: [(&str, f64); 13] = [
+pub(super) fn is_quantity(v: &str) -> bool {
+    quantity(v).is_some()
+}
+
+/// A Kubernetes quantity's value (`250m` 0.25, `128Mi` 134217728), to compare two of one
+/// resource; `None` for anything that is not one.
+fn quantity(v: &str) -> Option<f64> {
+    const SUFFIXES: [(&str, f64); 14] = [
+        ("", 1.0),
         ("m", 1e-3),
         ("k", 1e3),
         ("M", 1e6),
@@ -140,25 +147,13 @@ fn quantity(v: &str) -> f64 {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(v.len());
     let (num, suffix) = v.split_at(digits_end);
-    let scale = SUFFIXES
-        .iter()
-        .find(|(s, _)| *s == suffix)
-        .map_or(1.0, |(_, f)| *f);
-    num.parse::<f64>().unwrap_or(0.0) * scale
-}
-
-pub(super) fn is_quantity(v: &str) -> bool {
-    const SUFFIXES: [&str; 14] = [
-        "", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
-    ];
-    let digits_end = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(v.len());
-    let (num, suffix) = v.split_at(digits_end);
-    !num.is_empty()
-        && num.chars().filter(|c| *c == '.').count() <= 1
-        && num.chars().any(|c| c.is_ascii_digit())
-        && SUFFIXES.contains(&suffix)
+    let (_, scale) = SUFFIXES.iter().find(|(s, _)| *s == suffix)?;
+    let well_formed =
+        num.chars().filter(|c| *c == '.').count() <= 1 && num.chars().any(|c| c.is_ascii_digit());
+    well_formed
+        .then(|| num.parse::<f64>().ok())
+        .flatten()
+        .map(|n| n * scale)
 }
 
 /// `90s`, `10m`, `2h` in seconds.

@@ -116,7 +116,7 @@ impl Drift {
         // 1..=issued in turn: its rows are counted rather than read by seq (while issuing
         // goes on, newer rows can hide older missing ones; once it stops, exact).
         let counts = match store.buckets(&id).await {
-            Ok(Some(_)) => db::rows_of(pool, c)
+            Ok(Some(_)) => db::persisted_count(pool, c)
                 .await
                 .map(|rows| (rows.min(watermark), rows.saturating_sub(s.issued))),
             _ => db::persisted_around(pool, c, watermark, s.issued).await,

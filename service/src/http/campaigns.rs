@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -27,10 +28,10 @@ struct IssueRequest {
 pub(super) fn campaign_and_caller(
     st: &App,
     raw: &str,
-    headers: &HeaderMap,
+    parts: &Parts,
 ) -> Result<(CampaignId, CampaignId, Option<UserId>), ApiError> {
     let name = CampaignId::parse(raw)?;
-    let (caller, shadows) = identity::caller(st, headers)?;
+    let (caller, shadows) = identity::caller(st, parts)?;
     let id = served(st, &name, shadows)?;
     Ok((name, id, caller))
 }
@@ -57,7 +58,7 @@ pub async fn issue(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let (name, campaign, caller) = campaign_and_caller(&st, &campaign, &parts.headers)?;
+    let (name, campaign, caller) = campaign_and_caller(&st, &campaign, &parts)?;
     let claimed =
         read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
     let user = identity::issue_user(caller, claimed)?;
@@ -191,9 +192,9 @@ pub(super) fn conflict(code: &'static str, campaign: &CampaignId, what: &str) ->
 pub async fn coupon(
     State(st): State<AppState>,
     Segments((campaign, user)): Segments<(String, String)>,
-    headers: HeaderMap,
+    parts: Parts,
 ) -> Result<Response, ApiError> {
-    let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts)?;
     let user = UserId::parse(&user)?;
     if caller.is_some_and(|c| c != user) {
         // Exactly the answer for a user without a coupon: no oracle for others' coupons.
@@ -206,9 +207,9 @@ pub async fn coupon(
 pub async fn own_coupon(
     State(st): State<AppState>,
     Segments(campaign): Segments<String>,
-    headers: HeaderMap,
+    parts: Parts,
 ) -> Result<Response, ApiError> {
-    let (name, id, caller) = campaign_and_caller(&st, &campaign, &headers)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts)?;
     let user = caller.ok_or_else(|| {
         ApiError::invalid("with --auth none name the user: GET /v1/campaigns/{c}/users/{u}/coupon")
     })?;

@@ -1,15 +1,29 @@
 //! Who a request speaks for: the verified token's user, or with `--auth none` the body's.
 
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 
 use super::App;
 use super::error::ApiError;
 use stampede_core::ids::UserId;
 
+/// Who a request speaks for, as [`verify`] found it before the handler ran (the client
+/// budget asks it of a shadow campaign's requests), so that the token is verified once.
+#[derive(Clone)]
+pub struct Verified(pub (Option<UserId>, bool));
+
+/// [`verify`] of the request, or what was found already ([`Verified`]).
+pub fn caller(st: &App, parts: &Parts) -> Result<(Option<UserId>, bool), ApiError> {
+    match parts.extensions.get::<Verified>() {
+        Some(Verified(found)) => Ok(found.clone()),
+        None => verify(st, &parts.headers),
+    }
+}
+
 /// The token's user (`None` when the service runs with `--auth none`), and whether the
 /// caller may reach load tests' shadow campaigns: a load-test runner's token, or anyone
 /// with `--auth none` (local rehearsal).
-pub fn caller(st: &App, headers: &HeaderMap) -> Result<(Option<UserId>, bool), ApiError> {
+pub fn verify(st: &App, headers: &HeaderMap) -> Result<(Option<UserId>, bool), ApiError> {
     match &st.auth {
         Some(verifier) => verifier
             .caller(headers)

@@ -176,11 +176,17 @@ async fn track(
 /// handler then runs under the slot until the request's overall deadline.
 async fn admit(st: &App, req: Request, next: Next) -> Response {
     let deadline = tokio::time::Instant::now() + st.request_timeout;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     // A runner pod sends its whole stampede from one address, so a shadow campaign's
     // runner is exempt: once its token says it is one (the path alone is anyone's to write).
-    let runner = is_shadow_route(parts.uri.path())
-        && identity::caller(st, &parts.headers).is_ok_and(|(_, shadows)| shadows);
+    // What the token says is kept for the handler, which then does not verify it again.
+    let verified = (is_shadow_route(parts.uri.path()))
+        .then(|| identity::verify(st, &parts.headers).ok())
+        .flatten();
+    let runner = verified.as_ref().is_some_and(|(_, shadows)| *shadows);
+    if let Some(found) = verified {
+        parts.extensions.insert(identity::Verified(found));
+    }
     if !runner {
         let peer = parts
             .extensions

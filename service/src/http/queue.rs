@@ -32,7 +32,7 @@ pub async fn join(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts.headers)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts)?;
     let claimed =
         read_issue_request(&parts.headers, body, st.max_body_bytes, caller.is_some()).await?;
     let user = identity::issue_user(caller, claimed)?;
@@ -59,7 +59,7 @@ pub async fn poll(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts.headers)?;
+    let (name, id, caller) = campaign_and_caller(&st, &campaign, &parts)?;
     let key = signing_key(&st, &name, &id).await?;
     let raw = queue_token(&parts.headers, parts.uri.query()).ok_or_else(|| {
         ApiError::invalid(format!(
