@@ -53,6 +53,9 @@ pub struct AuditReport {
     /// Holders Redis had lost, given back from PostgreSQL by `--repair` (so that asking
     /// again answers their coupon, not a second one).
     pub restored: u64,
+    /// How far `--repair` moved the issued counter (a sharded campaign's buckets' in all)
+    /// past seqs PostgreSQL holds, so that none is handed out again.
+    pub counter_raised: u64,
     /// The reconciliation by seq (what a Redis that lost writes did).
     pub seqs: SeqReport,
     /// Set while the campaign is suspended because Redis may have lost writes.
@@ -89,9 +92,20 @@ pub struct AuditInput<'a> {
     pub expected: Option<(&'a [u64], &'a [u64])>,
 }
 
-/// The comparison itself, free of I/O. Returns the report, the missing users (held in
-/// Redis, not in PostgreSQL) and those unknown in Redis (in PostgreSQL, not held).
-pub fn compare(input: AuditInput<'_>) -> (AuditReport, (Vec<String>, Vec<String>)) {
+/// The users `--repair` acts on, sorted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Repairs {
+    /// Held in Redis, not in PostgreSQL and no longer on their way.
+    pub missing: Vec<String>,
+    /// In PostgreSQL, not held in Redis.
+    pub unknown: Vec<String>,
+    /// In PostgreSQL with a seq the counter (a bucket's) has not counted: it would be
+    /// handed out again.
+    pub uncounted: Vec<String>,
+}
+
+/// The comparison itself, free of I/O: the report, and the users a repair acts on.
+pub fn compare(input: AuditInput<'_>) -> (AuditReport, Repairs) {
     #[rustfmt::skip]
     let AuditInput { campaign, stock, issued, acked_high, holders, outbox, persisted, now_ms, grace, expected } = input;
     let grace_ms = grace.as_millis() as i64;
@@ -143,7 +157,31 @@ pub fn compare(input: AuditInput<'_>) -> (AuditReport, (Vec<String>, Vec<String>
         && r.seqs.clean();
     missing.sort();
     unknown.sort();
-    (r, (missing, unknown))
+    let uncounted = uncounted(persisted, issued, expected);
+    #[rustfmt::skip]
+    return (r, Repairs { missing, unknown, uncounted });
+}
+
+/// The users of `persisted` whose seq the counter has not counted (a sharded campaign's:
+/// that are not among its buckets' issued seqs), sorted.
+fn uncounted(
+    persisted: &HashMap<String, u64>,
+    issued: u64,
+    expected: Option<(&[u64], &[u64])>,
+) -> Vec<String> {
+    let counted: HashSet<u64> = expected
+        .iter()
+        .flat_map(|(i, _)| i.iter().copied())
+        .collect();
+    let mut users: Vec<String> = (persisted.iter())
+        .filter(|(_, q)| match expected {
+            Some(_) => !counted.contains(q),
+            None => **q > issued,
+        })
+        .map(|(u, _)| u.clone())
+        .collect();
+    users.sort();
+    users
 }
 
 fn duplicates(seqs: impl Iterator<Item = u64>) -> u64 {
@@ -151,7 +189,8 @@ fn duplicates(seqs: impl Iterator<Item = u64>) -> u64 {
     seqs.filter(|s| !seen.insert(*s)).count() as u64
 }
 
-/// Audits one campaign; with `repair`, re-enqueues missing issuances to the outbox.
+/// Audits one campaign; with `repair`, re-enqueues missing issuances to the outbox, gives
+/// Redis back the holders it lost and brings its counters past the seqs PostgreSQL holds.
 pub async fn audit(
     store: &Store,
     pool: &PgPool,
@@ -167,7 +206,7 @@ pub async fn audit(
     let outbox = store.outbox_seqs(campaign).await?;
     let persisted = db::persisted_seqs(pool, campaign.as_str()).await?;
     let ledger = store.shard_ledger(campaign).await?;
-    let (mut report, (missing, unknown)) = compare(AuditInput {
+    let (mut report, todo) = compare(AuditInput {
         campaign: campaign.as_str(),
         stock: snap.total,
         issued: snap.issued,
@@ -186,9 +225,24 @@ pub async fn audit(
         report.clean &= l.problems.is_empty();
         report.shards = Some(l);
     }
-    if repair && !missing.is_empty() {
-        let again: Vec<Issuance> = missing
-            .iter()
+    if repair {
+        self::repair(store, pool, campaign, &holders, todo, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Re-enqueues the missing issuances to the outbox, gives Redis back the holders it lost
+/// and brings its counters past the seqs PostgreSQL holds; counts each in `report`.
+async fn repair(
+    store: &Store,
+    pool: &PgPool,
+    campaign: &CampaignId,
+    holders: &HashMap<String, HolderRecord>,
+    todo: Repairs,
+    report: &mut AuditReport,
+) -> Result<(), Error> {
+    if !todo.missing.is_empty() {
+        let again: Vec<Issuance> = (todo.missing.iter())
             .map(|u| {
                 let h = &holders[u];
                 Issuance {
@@ -203,11 +257,15 @@ pub async fn audit(
         store.requeue(campaign, &again).await?;
         report.repaired = again.len() as u64;
     }
-    if repair && !unknown.is_empty() {
-        let rows = db::rows_of_users(pool, campaign.as_str(), &unknown).await?;
+    if !todo.unknown.is_empty() {
+        let rows = db::rows_of_users(pool, campaign.as_str(), &todo.unknown).await?;
         report.restored = store.restore_holders(campaign, &rows).await?;
     }
-    Ok(report)
+    if !todo.uncounted.is_empty() {
+        let rows = db::rows_of_users(pool, campaign.as_str(), &todo.uncounted).await?;
+        report.counter_raised = store.raise_counters(campaign, &rows).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -249,7 +307,8 @@ mod tests {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 1), ("b".into(), 2)]);
         let none = HashMap::new();
-        let (r, (missing, _)) = compare(input(2, &holders, &none, &persisted, 100_000, 30));
+        let (r, Repairs { missing, .. }) =
+            compare(input(2, &holders, &none, &persisted, 100_000, 30));
         assert!(r.clean, "{r:?}");
         assert!(missing.is_empty());
     }
@@ -262,7 +321,8 @@ mod tests {
             ("fresh".into(), rec(3, 95_000)),
         ]);
         let outbox = HashMap::from([("queued".to_owned(), 2)]);
-        let (r, (missing, _)) = compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
+        let (r, Repairs { missing, .. }) =
+            compare(input(3, &holders, &outbox, &HashMap::new(), 100_000, 30));
         assert_eq!((r.in_flight, r.missing), (2, 1));
         assert_eq!(missing, vec!["old".to_owned()]);
         assert!(!r.clean);
@@ -273,11 +333,27 @@ mod tests {
         let holders = HashMap::from([("a".into(), rec(1, 0)), ("b".into(), rec(2, 0))]);
         let persisted = HashMap::from([("a".into(), 2), ("b".into(), 2), ("z".into(), 3)]);
         let none = HashMap::new();
-        let (r, (_, unknown)) = compare(input(2, &holders, &none, &persisted, 0, 0));
+        let (r, Repairs { unknown, .. }) = compare(input(2, &holders, &none, &persisted, 0, 0));
         assert_eq!(r.mismatched, 1);
         assert_eq!(r.duplicated, 1);
         assert_eq!(r.oversold, 1);
         assert_eq!((r.unknown_in_redis, unknown), (1, vec!["z".to_owned()]));
         assert!(!r.clean);
+    }
+
+    #[test]
+    fn rows_beyond_the_counter_are_uncounted() {
+        let holders = HashMap::from([("a".into(), rec(1, 0))]);
+        let persisted = HashMap::from([("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        let none = HashMap::new();
+        let (r, todo) = compare(input(5, &holders, &none, &persisted, 0, 0));
+        assert_eq!(todo.uncounted, ["b", "c"]);
+        assert_eq!(r.seqs.counter_behind, 2);
+        // A sharded campaign's counted seqs are its buckets' issued positions.
+        let sharded = AuditInput {
+            expected: Some((&[1, 3], &[1, 3])),
+            ..input(5, &holders, &none, &persisted, 0, 0)
+        };
+        assert_eq!(compare(sharded).1.uncounted, ["b"]);
     }
 }

@@ -15,6 +15,7 @@ mod issue;
 pub mod outbox;
 pub mod outbox_format;
 mod read_reply;
+mod repair;
 mod scan;
 pub mod shard_admin;
 pub mod shard_audit;

@@ -126,61 +126,6 @@ impl Store {
         }
     }
 
-    /// Gives back to Redis the holders it lost: each user of `rows` (their rows in
-    /// PostgreSQL) issued since the campaign was created becomes a holder again in its
-    /// bucket, unless Redis holds the user (HSETNX), so that asking again answers their
-    /// coupon rather than a second one. Returns how many were given back.
-    pub async fn restore_holders(
-        &self,
-        campaign: &CampaignId,
-        rows: &[Issuance],
-    ) -> Result<u64, Error> {
-        let buckets = self.buckets(campaign).await?;
-        let meta = CampaignKeys::new(campaign).meta;
-        let (created, suspended): (Option<i64>, Option<i64>) = self
-            .call("campaign_times", |mut c| async move {
-                redis::cmd("HMGET")
-                    .arg(meta)
-                    .arg(&["created_ms", "suspended_ms"])
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
-        // Rows from before this campaign was created belong to one of the same id forgotten
-        // before it, not to its holders; unless Redis lost everything and the campaign was
-        // provisioned again after its suspension: then they are exactly what it lost.
-        let lost_with_everything = suspended.zip(created).is_some_and(|(s, c)| s <= c);
-        let ours =
-            |i: &&Issuance| lost_with_everything || created.is_none_or(|c| i.issued_at_ms >= c);
-        // One pipeline per hash (a bucket's lives on its own slot), a thousand at a time.
-        let mut by_target: HashMap<&CampaignId, Vec<&Issuance>> = HashMap::new();
-        for i in rows.iter().filter(ours) {
-            let target = match &buckets {
-                Some(b) => &b[super::shards::bucket_index(&i.user_id, b.len())],
-                None => campaign,
-            };
-            by_target.entry(target).or_default().push(i);
-        }
-        let mut restored = 0;
-        for (target, rows) in by_target {
-            let key = CampaignKeys::new(target).holders;
-            for chunk in rows.chunks(1_000) {
-                let mut pipe = redis::pipe();
-                for i in chunk {
-                    let record = format!("{}:{}:{}", i.seq, i.issued_at_ms, i.coupon_code);
-                    pipe.cmd("HSETNX").arg(&key).arg(&i.user_id).arg(record);
-                }
-                let set: Vec<i64> = self
-                    .call("restore_holders", |mut c| async move {
-                        pipe.query_async(&mut c).await
-                    })
-                    .await?;
-                restored += set.iter().sum::<i64>() as u64;
-            }
-        }
-        Ok(restored)
-    }
-
     /// Appends issuances to the outbox again (audit repair); the sink skips duplicates.
     pub async fn requeue(&self, campaign: &CampaignId, items: &[Issuance]) -> Result<(), Error> {
         let key = CampaignKeys::new(campaign).outbox;

@@ -131,7 +131,8 @@ impl Store {
         Ok(Some(l))
     }
 
-    async fn bucket_state(&self, b: &CampaignId) -> Result<BucketState, Error> {
+    /// One bucket as its meta says.
+    pub(super) async fn bucket_state(&self, b: &CampaignId) -> Result<BucketState, Error> {
         let meta: Vec<(String, String)> = self.hash(&CampaignKeys::new(b).meta).await?;
         let get = |name: &str| meta.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let num = |name: &str| get(name).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -210,6 +210,8 @@ fn print_audit(r: &audit_mod::AuditReport) {
         ("mismatched", r.mismatched),
         ("unknown in redis", r.unknown_in_redis),
         ("repaired", r.repaired),
+        ("restored", r.restored),
+        ("counter raised", r.counter_raised),
         ("acked high", r.seqs.acked_high),
         ("counter behind", r.seqs.counter_behind),
         ("issued twice", r.seqs.issued_twice),

@@ -4,7 +4,8 @@
 -- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
 -- side ever undoes the other's close), 'unsuspend' (after an audit of a suspension; the
 -- suspension's epoch is remembered so a late detector does not suspend it again, and the
--- counter is brought past every seq handed out)
+-- counter is brought past every seq handed out), 'raise' (the audit's repair: the issued
+-- counter brought up to ARGV[2] when below it, never down; returns {'RAISED', how far})
 -- Returns {'OK', total} or {'UNKNOWN'}; a restock past ARGV[3] (the most a campaign may hold)
 -- {'TOO_MUCH', total}. The amount goes to HINCRBY as it came: Lua would write a number of
 -- 10^14 or more as "1e+14", which Redis refuses as an integer.
@@ -27,5 +28,11 @@ elseif a == 'unsuspend' then
   -- by as many is the campaign owner's call).
   if tonumber(m[2] or '0') > tonumber(m[3] or '0') then redis.call('HSET', KEYS[1], 'issued', m[2]) end
   redis.call('HSET', KEYS[1], 'suspended', '0', 'cleared_epoch', m[1] or '', 'cleared_high', m[2] or '0')
+elseif a == 'raise' then
+  local issued = tonumber(redis.call('HGET', KEYS[1], 'issued') or '0')
+  local to = tonumber(ARGV[2])
+  if to <= issued then return {'RAISED', 0} end
+  redis.call('HSET', KEYS[1], 'issued', ARGV[2])
+  return {'RAISED', to - issued}
 else return redis.error_reply('unknown admin action ' .. a) end
 return {'OK', tonumber(redis.call('HGET', KEYS[1], 'total'))}
