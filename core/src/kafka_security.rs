@@ -61,9 +61,10 @@ impl KafkaSecurity {
         ca_pem: Option<&str>,
     ) -> Result<Option<Self>, Error> {
         let protocol = match given(protocol).map(str::to_ascii_uppercase) {
-            None => return Ok(None),
-            Some(p) if p == "PLAINTEXT" => return Ok(None),
-            Some(p) if ["SASL_SSL", "SASL_PLAINTEXT", "SSL"].contains(&p.as_str()) => p,
+            None => "PLAINTEXT".to_owned(),
+            Some(p) if ["SASL_SSL", "SASL_PLAINTEXT", "SSL", "PLAINTEXT"].contains(&p.as_str()) => {
+                p
+            }
             Some(p) => {
                 return Err(bad(format!(
                     "{} {p:?}: use SASL_SSL, SASL_PLAINTEXT, SSL or PLAINTEXT",
@@ -71,6 +72,11 @@ impl KafkaSecurity {
                 )));
             }
         };
+        let settings = [mechanism, username, password, ca_file, ca_pem];
+        unused_setting(&protocol, settings.map(|v| given(v).is_some()))?;
+        if protocol == "PLAINTEXT" {
+            return Ok(None);
+        }
         let sasl = if protocol.starts_with("SASL_") {
             let mechanism = given(mechanism)
                 .unwrap_or("SCRAM-SHA-512")
@@ -147,6 +153,27 @@ impl KafkaSecurity {
             None => {}
         }
         env
+    }
+}
+
+/// A setting `protocol` would not use is refused rather than ignored: credentials or a CA
+/// left beside a missing protocol would otherwise talk plaintext, unauthenticated.
+/// `given`: whether the mechanism, username, password, CA file and CA PEM are set.
+fn unused_setting(protocol: &str, given: [bool; 5]) -> Result<(), Error> {
+    let (unused, instead) = match protocol {
+        "PLAINTEXT" => (0..5, "set it to SASL_SSL, SASL_PLAINTEXT or SSL"),
+        "SSL" => (0..3, "SSL takes no SASL credentials: use SASL_SSL"),
+        "SASL_PLAINTEXT" => (3..5, "SASL_PLAINTEXT has no TLS: use SASL_SSL"),
+        _ => (0..0, ""),
+    };
+    match unused.into_iter().find(|i| given[*i]) {
+        Some(i) => Err(bad(format!(
+            "{} is set but {} is {protocol}: {instead}, or unset {}",
+            ENV[i + 1],
+            ENV[0],
+            ENV[i + 1]
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -245,5 +272,22 @@ mod tests {
         assert!(err(Some("SASL_SSL"), None, Some("u"), None).contains(ENV[3]));
         let both = KafkaSecurity::from_parts(Some("SSL"), None, None, None, Some("f"), Some("p"));
         assert!(both.unwrap_err().to_string().contains(ENV[5]));
+    }
+
+    #[test]
+    fn settings_the_protocol_would_ignore_are_refused() {
+        let err = |p, u, ca| {
+            KafkaSecurity::from_parts(p, None, u, u, ca, None)
+                .unwrap_err()
+                .to_string()
+        };
+        // Credentials without a protocol would talk plaintext, unauthenticated.
+        let none = err(None, Some("u"), None);
+        assert!(none.contains(ENV[0]) && none.contains(ENV[2]), "{none}");
+        assert!(err(Some("PLAINTEXT"), None, Some("ca.pem")).contains(ENV[4]));
+        assert!(err(Some("SSL"), Some("u"), None).contains("SASL_SSL"));
+        assert!(err(Some("SASL_PLAINTEXT"), Some("u"), Some("ca.pem")).contains(ENV[4]));
+        let plain = KafkaSecurity::from_parts(None, None, None, None, None, None);
+        assert_eq!(plain.unwrap(), None);
     }
 }

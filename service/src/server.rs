@@ -175,9 +175,9 @@ pub async fn serve(
     shutdown.cancel();
     let _ = ops.await;
     let _ = sweeper.await;
-    tasks.join().await;
+    let background = tasks.join().await;
     tracing::info!("stopped");
-    Ok(())
+    background
 }
 
 /// Answers leave at once (`TCP_NODELAY`), as Redis commands do: with Nagle an answer
@@ -213,6 +213,30 @@ struct Background {
     relay: Option<JoinHandle<Result<(), Error>>>,
 }
 
+/// Watches the in-process relay: when it fails (a producer Kafka refuses to build, an
+/// unusable Redis URL), `serve` stops too, rather than go on acknowledging coupons that
+/// nothing delivers to Kafka, silent until the next restart.
+fn stop_serving_when_relay_fails(
+    relay: JoinHandle<Result<(), Error>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<Result<(), Error>> {
+    tokio::spawn(async move {
+        let outcome = match relay.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(Error::Kafka(format!("the relay task failed: {e}"))),
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(
+                error = %e,
+                "the outbox relay failed: serve stops, so that nothing is issued that no \
+                 relay would deliver"
+            );
+            shutdown.cancel();
+        }
+        outcome
+    })
+}
+
 impl Background {
     fn start(
         config: &ServeConfig,
@@ -239,7 +263,9 @@ impl Background {
             tokio::spawn(crate::http::warn_rooms_without_key(store, scope));
         }
         let relay = config.relay.clone().map(|r| {
-            crate::relay::spawn_on_own_thread(r, metrics.pipeline.clone(), shutdown.clone())
+            let relay =
+                crate::relay::spawn_on_own_thread(r, metrics.pipeline.clone(), shutdown.clone());
+            stop_serving_when_relay_fails(relay, shutdown.clone())
         });
         Self {
             refresher,
@@ -248,16 +274,15 @@ impl Background {
         }
     }
 
-    /// Waits for every task after shutdown.
-    async fn join(self) {
+    /// Waits for every task after shutdown; the relay's failure, if it failed.
+    async fn join(self) -> Result<(), Error> {
         let _ = self.refresher.await;
         let _ = self.epoch_watch.await;
-        if let Some(relay) = self.relay {
-            match relay.await {
-                Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
-                Err(e) => tracing::error!(error = %e, "relay task failed"),
-                Ok(Ok(())) => {}
-            }
+        match self.relay {
+            Some(relay) => relay
+                .await
+                .unwrap_or_else(|e| Err(Error::Kafka(format!("the relay task failed: {e}")))),
+            None => Ok(()),
         }
     }
 }

@@ -92,8 +92,9 @@ pub struct RelayArgs {
     /// next: fewer, larger reads, acknowledgements and deletions in Redis. 0: read at once.
     #[arg(long, env = "STAMPEDE_RELAY_GATHER_MS", default_value_t = 50)]
     pub relay_gather_ms: u64,
-    /// Producer linger, in milliseconds.
-    #[arg(long, env = "STAMPEDE_RELAY_LINGER_MS", default_value_t = 50)]
+    /// Producer linger, in milliseconds (Kafka's client takes at most 900 000).
+    #[arg(long, env = "STAMPEDE_RELAY_LINGER_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=900_000))]
     pub relay_linger_ms: u32,
     /// Entries another relay left pending this long are claimed, in milliseconds.
     #[arg(long, env = "STAMPEDE_RELAY_CLAIM_IDLE_MS", default_value_t = 30_000)]

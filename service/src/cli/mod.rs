@@ -301,4 +301,13 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_linger_kafka_would_refuse_is_refused_naming_the_flag() {
+        for role in ["serve", "relay"] {
+            assert!(message_batches(role, &["--relay-linger-ms", "900000"]).is_ok());
+            let err = message_batches(role, &["--relay-linger-ms", "900001"]).unwrap_err();
+            assert!(err.contains("--relay-linger-ms"), "{err}");
+        }
+    }
 }
