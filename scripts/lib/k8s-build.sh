@@ -2,9 +2,10 @@
 # scripts/lib/k8s-build.sh: builds and caches etcd and the Kubernetes binaries from the
 # wrapper modules under hack/control-plane/, for scripts/control-plane (sourced). Needs
 # HACK_DIR, SRC_DIR, BIN_DIR, MARKER, K8S_VERSION, K8S_MINOR, STAGING_VERSION, ETCD_VERSION,
-# usage, log/die (lib/common.sh) and now/elapsed/with_progress (lib/proc.sh).
+# usage, log/die (lib/common.sh) and now/elapsed/with_progress/gomod_hash (lib/proc.sh).
 #
-#   marker_line NAME          the line BIN_DIR/.versions holds for binary NAME when current
+#   marker_line NAME          the line BIN_DIR/.versions holds for binary NAME when current:
+#                             the version built, Go's, and gomod_hash of the wrapper module
 #   is_built NAME             BIN_DIR/NAME exists and its marker line matches
 #   prepare_module etcd|kube  copies the wrapper module to SRC_DIR, applies version overrides
 #   build_one NAME MODULE PACKAGE [LDFLAGS...]   go build into BIN_DIR, updates the marker
@@ -13,10 +14,11 @@
 #   ensure_built [--with-kcm|--with-node]        builds only what is missing or stale
 
 marker_line() { # NAME: the marker line for binary NAME
-    case $1 in
-        etcd) printf 'etcd go.etcd.io/etcd/server/v3@%s %s\n' "$ETCD_VERSION" "$(go env GOVERSION)" ;;
-        *) printf '%s k8s.io/kubernetes@%s %s\n' "$1" "$K8S_VERSION" "$(go env GOVERSION)" ;;
-    esac
+    # The wrapper module (its go.mod, go.sum and main packages) is part of what was built,
+    # as much as the versions it pins.
+    local module=kube pinned=k8s.io/kubernetes@$K8S_VERSION
+    [ "$1" != etcd ] || { module=etcd pinned=go.etcd.io/etcd/server/v3@$ETCD_VERSION; }
+    printf '%s %s %s wrapper-%s\n' "$1" "$pinned" "$(go env GOVERSION)" "$(gomod_hash "$HACK_DIR/$module")"
 }
 
 is_built() { # NAME

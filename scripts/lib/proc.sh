@@ -5,6 +5,8 @@
 # stop_proc and with_progress need log/die (scripts/lib/common.sh or the caller's own).
 #
 #   gomod_version GO.MOD MODULE   the version GO.MOD requires MODULE at
+#   gomod_hash DIR                12 hex digits of sha256 over the Go module in DIR: go.mod,
+#                                 go.sum and every .go file under it (for build markers)
 #   now                           the time, seconds with decimals (EPOCHREALTIME)
 #   elapsed T0                    seconds since T0 (from now), one decimal
 #   pid_alive PID                 PID exists and is no zombie
@@ -21,6 +23,18 @@
 
 gomod_version() { # GO.MOD MODULE: the version MODULE is required at
     sed -n "s|^[[:space:]]*\(require[[:space:]]\{1,\}\)\{0,1\}$2[[:space:]]\{1,\}\(v[^[:space:]]*\).*|\2|p" "$1" | head -n 1 | grep .
+}
+
+# A wrapper module's go.mod and go.sum pin what is built, and its .go files choose what
+# goes in (coredns' plugin list): a cached binary is stale once any of them changed. The
+# .go files are read in path order; for a module whose .go files sit at its top (as
+# hack/cluster's do) that is `cat go.mod go.sum ./*.go`, the digest cluster-addons'
+# markers were written with, so the binaries cached before stay valid.
+gomod_hash() { # DIR
+    (
+        cd "$1" || exit 1
+        find . -name '*.go' -type f | LC_ALL=C sort | { cat go.mod go.sum && xargs -r -d '\n' cat; }
+    ) | sha256sum | cut -c1-12
 }
 
 now() { printf '%s\n' "${EPOCHREALTIME/,/.}"; }
