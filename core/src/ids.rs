@@ -76,6 +76,11 @@ pub const SHADOW_MARK: &str = ".lt-";
 /// (`<campaign>~<n>`): not a campaign id character, so no client can name a bucket.
 pub const BUCKET_MARK: char = '~';
 
+/// The campaign an id as Redis stores it (a campaign's or a bucket's) belongs to.
+pub fn campaign_of(stored: &str) -> &str {
+    stored.split(BUCKET_MARK).next().unwrap_or(stored)
+}
+
 impl CampaignId {
     /// Bucket `n` of this (sharded) campaign: `<id>~<n>`, keys of its own hash tag.
     pub fn bucket(&self, n: u32) -> Self {
@@ -84,7 +89,7 @@ impl CampaignId {
 
     /// The campaign this id belongs to: itself, or a bucket's campaign.
     pub fn campaign(&self) -> &str {
-        self.0.split(BUCKET_MARK).next().unwrap_or(&self.0)
+        campaign_of(&self.0)
     }
 
     /// Whether this is a bucket of a sharded campaign.

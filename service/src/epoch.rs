@@ -5,7 +5,7 @@
 //! `stampede_campaign_suspended` gauge (0 or 1 per campaign in the registry) that the
 //! `StampedeCampaignSuspended` alert reads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -165,24 +165,31 @@ async fn report_late(
 }
 
 /// Sets `stampede_campaign_suspended` for every campaign in the registry (0, or 1 while
-/// suspended), so the alert has a series to watch; drops campaigns that left it. Returns
-/// the campaigns gauged and those suspended.
+/// suspended), so the alert has a series to watch; drops campaigns that left it. A sharded
+/// campaign's buckets count as the campaign (any one suspended, it is): the alert's rule
+/// selects the campaign's id, and a series per bucket would never match it. Returns the
+/// campaigns gauged and the ids (campaigns and buckets) suspended.
 async fn gauge_suspended(
     store: &Store,
     metrics: &IssuanceMetrics,
     gauged: &BTreeSet<String>,
 ) -> Result<(BTreeSet<String>, BTreeSet<String>), Error> {
     let suspended: BTreeSet<String> = store.suspended_campaigns().await?.into_iter().collect();
-    let mut now: BTreeSet<String> = store.registry().await?.into_iter().collect();
-    now.extend(suspended.iter().cloned());
-    for gone in gauged.difference(&now) {
+    let registered = store.registry().await?;
+    let mut now: BTreeMap<String, i64> = BTreeMap::new();
+    for c in registered.iter().chain(&suspended) {
+        let on = now
+            .entry(stampede_core::ids::campaign_of(c).to_owned())
+            .or_default();
+        *on = (*on).max(i64::from(suspended.contains(c)));
+    }
+    for gone in gauged.iter().filter(|c| !now.contains_key(*c)) {
         let _ = metrics.suspended.remove_label_values(&[gone]);
     }
-    for c in &now {
-        let on = i64::from(suspended.contains(c));
-        metrics.suspended.with_label_values(&[c]).set(on);
+    for (c, on) in &now {
+        metrics.suspended.with_label_values(&[c]).set(*on);
     }
-    Ok((now, suspended))
+    Ok((now.into_keys().collect(), suspended))
 }
 
 /// What to check: the whole Redis, or on a cluster each campaign known here (registered,

@@ -74,7 +74,8 @@ impl WaitingRoomMetrics {
 /// The durable half: outbox → Kafka → PostgreSQL.
 #[derive(Clone)]
 pub struct PipelineMetrics {
-    /// Entries in each campaign's outbox stream (not yet acknowledged by Kafka).
+    /// Entries in each campaign's outbox stream (a sharded campaign's: its buckets'
+    /// together), not yet acknowledged by Kafka.
     pub relay_backlog: IntGaugeVec,
     /// Issuances the relay delivered to Kafka, by campaign.
     pub relay_produced: IntCounterVec,
@@ -143,7 +144,8 @@ pub struct IssuanceMetrics {
     pub epoch_changes: IntCounter,
     /// Epoch checks this replica made (whatever they found).
     pub epoch_checks: IntCounter,
-    /// 1 for each campaign suspended because Redis may have lost acknowledged writes.
+    /// 1 for each campaign suspended (a sharded one: any bucket) because Redis may have
+    /// lost acknowledged writes.
     pub suspended: IntGaugeVec,
 }
 
@@ -239,7 +241,7 @@ impl IssuanceMetrics {
             ),
             suspended: r.gauge_vec(
                 "stampede_campaign_suspended",
-                "1 while the campaign is suspended because Redis may have lost acknowledged writes",
+                "1 while the campaign (a sharded one: any of its buckets) is suspended because Redis may have lost acknowledged writes",
                 &["campaign"],
             ),
         }
@@ -260,7 +262,7 @@ impl PipelineMetrics {
         Self {
             relay_backlog: r.gauge_vec(
                 "stampede_relay_backlog",
-                "Entries in the campaign's outbox stream not yet acknowledged by Kafka",
+                "Entries in the campaign's outbox stream (a sharded one's: its buckets' streams together) not yet acknowledged by Kafka",
                 &["campaign"],
             ),
             relay_produced: r.counter_vec(

@@ -1,7 +1,8 @@
 //! The relay's lanes follow the campaigns: deleting one campaign (its stream, group, registry
 //! entry and topics) mid-stream leaves every other campaign draining, the deleted one's lane
 //! and backlog series go, and a campaign re-created later joins again. On a broker that
-//! auto-creates topics, the relay creates none. Real Redis, a private Kafka broker (it
+//! auto-creates topics, the relay creates none. A sharded campaign's backlog is one series,
+//! its buckets' together, under the campaign's id (the one the alert selects). Real Redis, a private Kafka broker (it
 //! auto-creates topics, unlike the stack's), the relay in-process.
 
 mod common;
@@ -158,6 +159,31 @@ async fn deleting_a_campaign_stalls_no_other_and_creates_no_topic() {
         rig.has_backlog_series(&gone),
         "the re-created campaign has a lane"
     );
+    rig.shutdown.cancel();
+    rig.relay.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_campaigns_backlog_is_its_buckets_together_under_its_id() {
+    let rig = Rig::start().await;
+    let campaign = unique("sharded-backlog");
+    // In Redis without a topic: its issuances wait in the buckets' outboxes.
+    let c = id(&campaign);
+    rig.store
+        .ensure_sharded(&c, 100, None, false, 3)
+        .await
+        .unwrap();
+    issue_range(&rig.store, &campaign, 0..30).await;
+    let series = format!("stampede_relay_backlog{{campaign=\"{campaign}\"}}");
+    eventually(
+        "the campaign's backlog",
+        Duration::from_secs(10),
+        || async { (common::sample(&rig.metrics.render(), &series) == 30.0).then_some(()) },
+    )
+    .await;
+    let text = rig.metrics.render();
+    let bucket = format!("campaign=\"{campaign}~");
+    assert!(!text.contains(&bucket), "a bucket's own series: {text}");
     rig.shutdown.cancel();
     rig.relay.await.unwrap().unwrap();
 }

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use common::{RedisServer, Service, eventually, id, key, setup};
+use common::{RedisServer, Service, eventually, id, key, setup, setup_with};
 use futures::StreamExt;
 use stampede_core::campaign::AdminAction;
 use stampede_core::ids::CampaignId;
@@ -340,4 +340,40 @@ async fn buckets_left_by_a_provisioning_cut_short_never_overlap() {
     store.forget(&e).await.unwrap();
     store.ensure_sharded(&e, 100, None, false, 2).await.unwrap();
     balanced(&store, &e).await;
+}
+
+/// A bucket whose counter went back suspends the campaign, and the gauge the alert watches
+/// says so under the campaign's id: the rule selects the campaign's id, and a series of the
+/// bucket's own would never match it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_bucket_is_gauged_as_its_campaign() {
+    let (redis, svc, store) = setup_with(|c| c.epoch_check = Duration::from_millis(100)).await;
+    let c = id("gauged");
+    store.ensure_sharded(&c, 30, None, false, 2).await.unwrap();
+    let users = users_of(0, 2, 3, "g");
+    for u in &users[..2] {
+        assert_eq!(svc.issue("gauged", u).await.0, 201, "{u}");
+    }
+    // Redis loses bucket 0's counter: the issuer that handed its seqs out sees it go back.
+    let _: () = redis::cmd("HSET")
+        .arg(key(c.bucket(0).as_str(), "meta"))
+        .arg("issued")
+        .arg(0)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let (status, body) = svc.issue("gauged", &users[2]).await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("suspended")));
+    let gauge = r#"stampede_campaign_suspended{campaign="gauged"}"#;
+    eventually(
+        "the campaign's gauge says it",
+        Duration::from_secs(10),
+        || async { (svc.metric(gauge).await == 1.0).then_some(()) },
+    )
+    .await;
+    let text = svc.metrics().await;
+    assert!(
+        !text.contains("campaign=\"gauged~"),
+        "a bucket's own series: {text}"
+    );
 }

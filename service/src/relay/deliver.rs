@@ -189,7 +189,7 @@ pub(super) async fn deliver(
         outbox.remove(&o.campaign, &done).await?;
         metrics
             .relay_produced
-            .with_label_values(&[o.campaign.as_str()])
+            .with_label_values(&[stampede_core::ids::campaign_of(&o.campaign)])
             .inc_by(produced);
         metrics.relay_produce_errors.inc_by(o.failed);
     }

@@ -55,11 +55,12 @@ impl Relay {
         }
         self.unready.remove(campaign);
         self.registered.remove(campaign);
-        // An error only says there was no such series.
+        // An error only says there was no such series. (A sharded campaign's series, the sum
+        // of its buckets', comes back at the next refresh while a bucket is still served.)
         let _ = self
             .metrics
             .relay_backlog
-            .remove_label_values(&[campaign.as_str()]);
+            .remove_label_values(&[campaign.campaign()]);
     }
 
     /// Retires every lane, backoff entry and backlog series of a campaign no longer in

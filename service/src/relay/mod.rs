@@ -8,7 +8,7 @@
 //! Lanes follow the registry: a deleted campaign (stream, group and registry entry gone)
 //! leaves, and one whose stream or group vanished under a read is retired alone.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
@@ -300,12 +300,14 @@ impl Relay {
             };
             self.lanes.insert(c.clone(), lane);
         }
+        // A sharded campaign's backlog is its buckets' together: the alert's rule selects the
+        // campaign's id, and a series per bucket would never match it.
+        let mut backlog: BTreeMap<&str, i64> = BTreeMap::new();
         for c in &all {
-            let len = self.outbox.backlog(c).await?;
-            self.metrics
-                .relay_backlog
-                .with_label_values(&[c.as_str()])
-                .set(len as i64);
+            *backlog.entry(c.campaign()).or_default() += self.outbox.backlog(c).await? as i64;
+        }
+        for (c, len) in backlog {
+            self.metrics.relay_backlog.with_label_values(&[c]).set(len);
         }
         self.settle_formats().await;
         if self.formats.due() {
