@@ -125,7 +125,7 @@ async fn a_foreign_secret_under_the_connection_secrets_name_is_left_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_api_server_refuses_a_name_a_load_test_shadow_campaign_would_have() {
+async fn the_api_server_refuses_names_a_shadow_campaign_would_have_or_no_service_could_carry() {
     let c = Cluster::start().await;
     let err = c
         .create("flash.lt-smoke", &minimal_campaign(5))
@@ -138,6 +138,16 @@ async fn the_api_server_refuses_a_name_a_load_test_shadow_campaign_would_have() 
         .await
         .expect_err("a name starting lt- is refused");
     assert!(err.to_string().contains("start with 'lt-'"), "{err}");
+    // A name its Services (`<name>-issuer`, a DNS label) could not carry: refused at the
+    // door, not left without status by the operator's applies failing.
+    for name in ["summer.sale".to_owned(), "a".repeat(57)] {
+        let err = c
+            .create(&name, &minimal_campaign(5))
+            .await
+            .expect_err("a name no Service could carry is refused");
+        assert!(err.to_string().contains("DNS label"), "{name}: {err}");
+    }
+    c.create(&"a".repeat(56), &minimal_campaign(5)).await.unwrap();
 }
 
 /// No Deployment of `name` holds `credential` (nor Kafka's password): every URL and

@@ -53,7 +53,8 @@ pub const FINALIZER: &str = "stampede.dev/cleanup";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     // One root rule: with several, kube-derive keeps only the first in some feature
     // combinations (the tests' build did).
-    validation = Rule::new("size(self.metadata.name) <= 128 && !self.metadata.name.contains('.lt-') && !self.metadata.name.startsWith('lt-')").message("metadata.name must be at most 128 characters (it is the campaign id) and must neither contain '.lt-' nor start with 'lt-' (with its namespace it would name a load-test shadow campaign, '<namespace>.lt-…')")
+    // The name must be what `crate::validate::name_fits` accepts (MAX_NAME).
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]{0,54}[a-z0-9])?$') && !self.metadata.name.startsWith('lt-')").message("metadata.name must be a DNS label of at most 56 characters (a-z, 0-9 and '-', starting with a letter and ending with a letter or digit: it names the campaign's Services, '<name>-issuer', and labels) and must not start with 'lt-' (with its namespace it would name a load-test shadow campaign, '<namespace>.lt-…')")
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.waitingRoom) || !has(self.shards) || self.shards == 1 || (has(self.waitingRoom.enabled) && !self.waitingRoom.enabled)").message("a waitingRoom needs shards: 1 (the line and the stock must be in one Redis slot)"))]

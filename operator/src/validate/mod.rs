@@ -157,21 +157,43 @@ fn window(spec: &CouponCampaignSpec) -> Result<Option<Window>, Error> {
 }
 
 /// Partitions, replicas and batch bounds.
+/// The longest campaign name: `<name>-issuer` and `<name>-writer` name Services, which
+/// must be DNS labels of at most 63 characters (the CRD's rule on `metadata.name` says the
+/// same).
+pub const MAX_NAME: usize = 56;
+
+/// Whether `name` can name a campaign's children: a DNS label (RFC 1035: a letter first,
+/// then letters, digits and dashes, not ending with a dash) of at most [`MAX_NAME`].
+pub fn name_fits(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=MAX_NAME).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
 /// The campaign's id in Redis, Kafka and PostgreSQL: `<namespace>.<name>`, so same-named
 /// campaigns of two namespaces never meet. A campaign an earlier operator provisioned under
 /// its bare name (its status has stock or topics but no `campaignId`) keeps that id: its
 /// data stays where it is (docs/upgrading.md).
 fn campaign_id(cc: &CouponCampaign, namespace: &str) -> Result<CampaignId, Error> {
     let name = cc.name_any();
+    if !name_fits(&name) {
+        return Err(Error::InvalidSpec(format!(
+            "metadata.name {name:?} must be a DNS label of at most {MAX_NAME} characters \
+             (a-z, 0-9 and '-', starting with a letter and ending with a letter or digit): \
+             it names the campaign's Services ('{name}-issuer') and labels"
+        )));
+    }
     // A name starting "lt-" would, after its namespace, read as a shadow's "<ns>.lt-…".
     let bare = CampaignId::parse(&name)
         .ok()
         .filter(|c| !c.is_load_test_shadow() && !name.starts_with("lt-"))
         .ok_or_else(|| {
             Error::InvalidSpec(format!(
-                "metadata.name {name:?} is not a campaign id (a-z, 0-9, '.', '-'; at most \
-                 128; never '.lt-' nor a leading 'lt-', which name load-test shadow \
-                 campaigns)"
+                "metadata.name {name:?} must not start with 'lt-': with its namespace it \
+                 would name a load-test shadow campaign ('<namespace>.lt-…')"
             ))
         })?;
     let legacy = cc.status.as_ref().is_some_and(|s| match &s.campaign_id {
