@@ -147,7 +147,9 @@ async fn the_api_server_refuses_names_a_shadow_campaign_would_have_or_no_service
             .expect_err("a name no Service could carry is refused");
         assert!(err.to_string().contains("DNS label"), "{name}: {err}");
     }
-    c.create(&"a".repeat(56), &minimal_campaign(5)).await.unwrap();
+    c.create(&"a".repeat(56), &minimal_campaign(5))
+        .await
+        .unwrap();
 }
 
 /// No Deployment of `name` holds `credential` (nor Kafka's password): every URL and

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub body_timeout: Duration,
     /// How long a request may take, headers to answer, before 503 `timeout`.
     pub request_timeout: Duration,
+    /// After the shutdown signal, how long to go on serving while /readyz answers 503
+    /// `draining`, so that load balancers stop routing here before the listener closes.
+    pub drain_delay: Duration,
     /// Run the outbox relay in this process.
     pub relay: Option<RelayConfig>,
     /// When the coupons of an issue script call that issues several go out as one outbox entry.
@@ -84,6 +87,7 @@ impl ServeConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
             request_timeout: Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS),
+            drain_delay: Duration::ZERO,
             relay: None,
             outbox_batches: Batches::Auto,
             durability: None,
@@ -118,14 +122,16 @@ pub struct Listeners {
     pub ops: TcpListener,
 }
 
-/// Serves the API and the operations endpoints until `shutdown` fires, then finishes
-/// in-flight requests.
+/// Serves the API and the operations endpoints until `signal` fires, then for
+/// `config.drain_delay` answers /readyz with 503 and goes on serving, then stops accepting
+/// and finishes in-flight requests.
 pub async fn serve(
     listeners: Listeners,
     config: ServeConfig,
-    shutdown: CancellationToken,
+    signal: CancellationToken,
 ) -> Result<(), Error> {
     let Listeners { api: listener, ops } = listeners;
+    let shutdown = after_draining(signal.clone(), config.drain_delay);
     let metrics = Metrics::new();
     let auth = config
         .auth
@@ -139,10 +145,9 @@ pub async fn serve(
     let soldout = SoldOutCache::new(metrics.issuance.clone());
     let acked = AckedSeqs::default();
     let tasks = Background::start(&config, &store, &soldout, &acked, &metrics, &shutdown);
-    let fence = match config.durability {
-        Some(f) => Some(ReplicaFence::start(&config.store.url, f)?),
-        None => None,
-    };
+    let fence = (config.durability)
+        .map(|f| ReplicaFence::start(&config.store.url, f))
+        .transpose()?;
     let state = std::sync::Arc::new(App {
         store,
         fence,
@@ -157,6 +162,7 @@ pub async fn serve(
         auth,
         campaigns: config.campaigns.clone(),
         waiting_room_key: config.waiting_room_key.clone(),
+        draining: signal,
     });
     tracing::info!(
         addr = %listener.local_addr()?, metrics = %ops.local_addr()?,
@@ -178,6 +184,34 @@ pub async fn serve(
     let background = tasks.join().await;
     tracing::info!("stopped");
     background
+}
+
+/// A token cancelled `delay` after `signal` (at once if the delay is zero; earlier if a
+/// failure cancels it first): a replica that is going keeps answering while the load
+/// balancers in front learn from /readyz, and from the endpoints it left, to stop sending
+/// (Kubernetes tells them in parallel with the SIGTERM, and they take a moment); closing at
+/// once would refuse the connections still on their way.
+fn after_draining(signal: CancellationToken, delay: Duration) -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = signal.cancelled() => {}
+        }
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "draining: unready, still serving"
+            );
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        stop.cancel();
+    });
+    shutdown
 }
 
 /// Answers leave at once (`TCP_NODELAY`), as Redis commands do: with Nagle an answer

@@ -27,6 +27,9 @@ pub(crate) fn issuer_deployment(plan: &Plan, owner: &OwnerReference) -> Deployme
         // the object's name, the data is kept under the namespaced id.
         json!({ "name": "STAMPEDE_CAMPAIGNS", "value": format!("{}={}", plan.name, plan.campaign) }),
         json!({ "name": "STAMPEDE_DURABILITY", "value": plan.issuer.durability.flag() }),
+        // Kube-proxy and ingresses learn of a terminating pod a moment after its SIGTERM:
+        // it answers meanwhile (unready), well within the 30 s grace period.
+        json!({ "name": "STAMPEDE_DRAIN_DELAY_MS", "value": "5000" }),
     ];
     env.extend(super::connections::kafka_security_env(plan));
     env.extend(super::auth::issuer_auth_env(plan));

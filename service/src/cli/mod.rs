@@ -88,6 +88,12 @@ pub struct ServeArgs {
     #[arg(long, env = "STAMPEDE_REQUEST_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout_ms: u64,
+    /// After SIGTERM, milliseconds to go on serving while /readyz answers 503 `draining`,
+    /// so that load balancers stop sending before the listener closes (0: close at once;
+    /// the operator sets 5 000 on issuer pods).
+    #[arg(long, env = "STAMPEDE_DRAIN_DELAY_MS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub drain_delay_ms: u64,
     /// Do not run the outbox relay in this process (run `stampede-service relay` instead).
     #[arg(long, env = "STAMPEDE_NO_RELAY")]
     pub no_relay: bool,
@@ -213,6 +219,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), Error> {
                 max_body_bytes: a.max_body_bytes,
                 body_timeout: Duration::from_millis(a.body_timeout_ms),
                 request_timeout: Duration::from_millis(a.request_timeout_ms),
+                drain_delay: Duration::from_millis(a.drain_delay_ms),
                 relay: (!a.no_relay).then(|| a.relay.config("serve")).transpose()?,
                 outbox_batches: a.outbox_batches,
                 durability: a.fence(),

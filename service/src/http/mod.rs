@@ -63,6 +63,8 @@ pub struct App {
     pub campaigns: scope::CampaignScope,
     /// Signs and verifies waiting-room tokens; `None`: rooms answer 503.
     pub waiting_room_key: Option<stampede_core::waiting_room::token::TokenKey>,
+    /// Cancelled once the process was told to stop: /readyz then says 503 `draining`.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// Builds the public API router with the HTTP contract in the README.
@@ -109,6 +111,13 @@ async fn metrics(State(st): State<AppState>) -> Response {
 }
 
 async fn readyz(State(st): State<AppState>) -> Result<&'static str, ApiError> {
+    if st.draining.is_cancelled() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "shutting down: send new requests to another replica",
+        ));
+    }
     st.store.ping().await?;
     Ok(match st.auth {
         Some(_) => "ready",
