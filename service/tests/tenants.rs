@@ -82,3 +82,32 @@ async fn nothing_else_is_served(svc: &common::Service) {
     let (s, b) = svc.get("/v1/campaigns/team-b.flash/users/u2/coupon").await;
     assert_eq!((s, b["error"].as_str()), (404, Some("campaign_not_found")));
 }
+
+/// A keyed issuer's waiting-room answers name the campaign as its clients do, never by the
+/// id that holds its tenant's namespace.
+#[tokio::test]
+async fn waiting_room_answers_name_the_campaign_as_clients_do() {
+    let (_redis, svc, store) = setup_with(|c| {
+        c.campaigns = CampaignScope::parse(&["flash=team-a.flash".into()]).unwrap();
+        c.waiting_room_key = Some(common::room::room_key());
+    })
+    .await;
+    let join = || {
+        let req = svc.http.post(svc.url("/v1/campaigns/flash/queue"));
+        let user = serde_json::json!({ "userId": "u1" });
+        status_and_json(req.bearer_auth(common::token("u1")).json(&user))
+    };
+    let (s, body) = join().await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (404, Some("campaign_not_found"))
+    );
+    assert!(!body.to_string().contains("team-a"), "{body}");
+    store
+        .ensure_campaign(&id("team-a.flash"), 5, None)
+        .await
+        .unwrap();
+    let (s, body) = join().await;
+    assert_eq!((s, body["error"].as_str()), (404, Some("no_waiting_room")));
+    assert!(!body.to_string().contains("team-a"), "{body}");
+}

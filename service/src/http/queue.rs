@@ -39,7 +39,7 @@ pub async fn join(
     check_user_budget(&st, &user)?;
     let key = signing_key(&st, &name, &id).await?;
     let score = key.pre_open_score(id.as_str(), user.as_str());
-    let answer = st.store.queue_join(&id, &user, score).await?;
+    let answer = (st.store.queue_join(&id, &user, score).await).map_err(|e| named(e, &name))?;
     observe(&st, &id, &answer);
     if answer.status == QueueStatus::SoldOut {
         return Err(sold_out(&name));
@@ -82,9 +82,22 @@ pub async fn poll(
     if claims.expired(now_ms()) {
         return Ok(status_only(QueueStatus::Expired));
     }
-    let answer = st.store.queue_poll(&id, &user, &claims.ticket).await?;
+    let answer =
+        (st.store.queue_poll(&id, &user, &claims.ticket).await).map_err(|e| named(e, &name))?;
     observe(&st, &id, &answer);
     respond(key, &name, &id, &user, &answer)
+}
+
+/// The store names a campaign by its id, which holds its tenant's namespace; the client
+/// knows it by the name in its URL, and is answered in those terms.
+fn named(e: stampede_core::Error, name: &CampaignId) -> ApiError {
+    use stampede_core::Error;
+    match e {
+        Error::CampaignNotFound(_) => Error::CampaignNotFound(name.to_string()),
+        Error::NoWaitingRoom(_) => Error::NoWaitingRoom(name.to_string()),
+        e => e,
+    }
+    .into()
 }
 
 /// The key to sign with, or 503 `waiting_room_unavailable` when this service has none and
