@@ -166,6 +166,11 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
     assert_eq!(shown["shards"]["problems"], serde_json::json!([]));
     let restocked = ok_json(&redis, &format!("campaign restock --id {id} --add 3"));
     assert_eq!(restocked["total"], 12);
+    fails_naming(
+        &redis,
+        &format!("campaign restock --id {id} --add 10000000000000"),
+        "--add",
+    );
     let shown = ok_json(&redis, &format!("campaign show --id {id}"));
     assert_eq!(shown["shards"]["stock"], 12);
     fails_naming(

@@ -377,3 +377,20 @@ async fn a_suspended_bucket_is_gauged_as_its_campaign() {
         "a bucket's own series: {text}"
     );
 }
+
+/// Restocks of a sharded campaign at the same time each add their share: none is lost
+/// because another read the same stock before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_restocks_of_a_sharded_campaign_all_count() {
+    let (_redis, _svc, store) = setup().await;
+    let c = id("restocked-together");
+    store.ensure_sharded(&c, 9, None, false, 3).await.unwrap();
+    let restock = || store.admin(&c, AdminAction::Restock(3));
+    let (a, b, d, e) = tokio::join!(restock(), restock(), restock(), restock());
+    for r in [a, b, d, e] {
+        r.unwrap();
+    }
+    let snap = store.snapshot(&c).await.unwrap().unwrap();
+    assert_eq!(snap.total, 21, "9 and four restocks of 3");
+    assert_eq!(balanced(&store, &c).await.stock, 21);
+}
