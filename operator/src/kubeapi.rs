@@ -5,9 +5,12 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, Preconditions,
+};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -68,10 +71,12 @@ where
         .await?)
 }
 
-/// Server-side applies every child of a campaign.
+/// Server-side applies every child of a campaign (and removes its NetworkPolicies when
+/// they are off).
 pub(crate) async fn apply_children(
     client: &Client,
     plan: &Plan,
+    owner: &OwnerReference,
     c: &Children,
 ) -> Result<(), Error> {
     let ns = &plan.namespace;
@@ -85,6 +90,43 @@ pub(crate) async fn apply_children(
     ssa(client, ns, &c.writer).await?;
     for p in &c.network_policies {
         ssa(client, ns, p).await?;
+    }
+    if c.network_policies.is_empty() {
+        remove_network_policies(client, plan, owner).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the campaign's NetworkPolicies once policies are off: left in place they would
+/// go on admitting metrics only from the monitoring namespace they were made for (a wrong
+/// one is a common reason to turn them off). Only policies this campaign controls go.
+async fn remove_network_policies(
+    client: &Client,
+    plan: &Plan,
+    owner: &OwnerReference,
+) -> Result<(), Error> {
+    let api = Api::<NetworkPolicy>::namespaced(client.clone(), &plan.namespace);
+    for name in [issuer_name(plan), writer_name(plan)] {
+        let Some(policy) = api.get_opt(&name).await? else {
+            continue;
+        };
+        let ours = (policy.owner_references().iter())
+            .any(|o| o.uid == owner.uid && o.controller == Some(true));
+        if ours {
+            let only_this_one = Preconditions {
+                uid: policy.uid(),
+                resource_version: None,
+            };
+            let params = DeleteParams {
+                preconditions: Some(only_this_one),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => tracing::info!(policy = %name, "network policies are off: removed"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }

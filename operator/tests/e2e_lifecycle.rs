@@ -1,6 +1,7 @@
 //! The operator's lifecycle on a real control plane with the stack's real Redis and
 //! Kafka: what the API server refuses (CEL), deletion under both policies (and with Redis
-//! gone). (An operator interrupted mid-reconcile: `e2e_interrupt.rs`.)
+//! gone), NetworkPolicies removed when turned off. (An operator interrupted mid-reconcile:
+//! `e2e_interrupt.rs`.)
 
 mod common;
 
@@ -264,4 +265,38 @@ fn a_control_planes_directory_names_the_process_that_owns_it() {
     assert_eq!(owner_pid(&dir_name()), Some(std::process::id()));
     assert_eq!(owner_pid("stampede-cp-123-cp-4567abcde-0"), Some(123));
     assert_eq!(owner_pid("stampede-other-123"), None);
+}
+
+/// Turning NetworkPolicies off (`networkPolicies.enabled: false`, no monitoring namespace)
+/// removes the ones the campaign had: left, they would go on admitting metrics only from
+/// the namespace they were made for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_policies_turned_off_are_removed() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let c = Cluster::start().await;
+    let name = unique("netpols");
+    let _forget = Forget(c.id(&name));
+    let policies = kube::Api::<NetworkPolicy>::namespaced(c.client.clone(), &c.ns);
+    let op = c.operator();
+    c.create(&name, &minimal_campaign(5)).await.unwrap();
+    let names = [format!("{name}-issuer"), format!("{name}-writer")];
+    for n in &names {
+        eventually("the policy is applied", Duration::from_secs(60), || async {
+            policies.get_opt(n).await.unwrap()
+        })
+        .await;
+    }
+    op.stop().await;
+    let off = stampede_operator::validate::Defaults {
+        monitoring_namespace: None,
+        ..stack_defaults()
+    };
+    let op = Operator::start_with(&c.cp.kubeconfig, off);
+    for n in &names {
+        eventually("the policy is removed", Duration::from_secs(60), || async {
+            policies.get_opt(n).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+    op.stop().await;
 }

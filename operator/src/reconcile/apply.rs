@@ -17,6 +17,6 @@ pub(super) async fn apply(
     owner: &OwnerReference,
     children: &Children,
 ) -> Result<Alerts, Error> {
-    apply_children(&ctx.client, plan, children).await?;
+    apply_children(&ctx.client, plan, owner, children).await?;
     Ok(apply_alerts(&ctx.client, plan, owner).await)
 }
