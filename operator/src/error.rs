@@ -6,6 +6,10 @@ pub enum Error {
     /// The spec cannot be carried out; waits for a change.
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// A child's name is taken by an object that is not the campaign's; retried with
+    /// backoff until it is free.
+    #[error("name taken: {0}")]
+    NameTaken(String),
     /// A Kubernetes API call failed.
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
@@ -52,6 +56,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::InvalidSpec(_) => "invalid_spec",
+            Self::NameTaken(_) => "name_taken",
             Self::Kube(_) => "kube_api",
             Self::Backend(e) => e.metric_label(),
             Self::Secret(_) => "secret",

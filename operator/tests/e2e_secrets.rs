@@ -82,7 +82,8 @@ async fn no_child_carries_a_credential_and_a_foreign_image_is_refused() {
 
 /// A Secret under the name of the campaign's connection Secret that is not the campaign's
 /// is left alone, and the campaign refused with a condition naming it: applied over, it
-/// would have been merged with the campaign's credentials and deleted with the campaign.
+/// would have been merged with the campaign's credentials and deleted with the campaign;
+/// so is any other object under a child's name (a Service here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_secret_under_the_connection_secrets_name_is_left_alone() {
     let c = Cluster::start().await;
@@ -121,7 +122,44 @@ async fn a_foreign_secret_under_the_connection_secrets_name_is_left_alone() {
     assert_eq!(keys, ["mine"], "nothing merged into it");
     let issuer = c.deployments().get_opt(&format!("{name}-issuer")).await;
     assert!(issuer.unwrap().is_none(), "nothing deployed");
+    a_foreign_service_is_left_alone_too(&c, &name, &taken).await;
     op.stop().await;
+}
+
+/// The same for a Service under the issuers' Service's name; once it is gone, the campaign
+/// goes on.
+async fn a_foreign_service_is_left_alone_too(c: &Cluster, name: &str, secret: &str) {
+    use k8s_openapi::api::core::v1::Service;
+    let services: Api<Service> = Api::namespaced(c.client.clone(), &c.ns);
+    let taken = format!("{name}-issuer");
+    let theirs: Service = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": taken },
+        "spec": { "ports": [{ "port": 80 }], "selector": { "app": "mine" } },
+    }))
+    .unwrap();
+    let post = kube::api::PostParams::default();
+    services.create(&post, &theirs).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(c.client.clone(), &c.ns);
+    secrets.delete(secret, &Default::default()).await.unwrap();
+    let refused = c
+        .status_until(name, "refused for the Service", |s| {
+            condition(s, "Ready").is_some_and(|r| r.message.contains(&format!("Service {taken}")))
+        })
+        .await;
+    assert_eq!(refused.phase, Some(Phase::Failed));
+    let kept = services.get(&taken).await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(kept.spec.unwrap().selector.unwrap()["app"], "mine");
+    services.delete(&taken, &Default::default()).await.unwrap();
+    c.status_until(name, "carried out once the name is free", |s| {
+        s.phase.is_some_and(|p| p != Phase::Failed)
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,9 +57,7 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let owner = spec::owner(cc)?;
     // build (pure) and apply (server-side, one field manager).
     let children = build::children(&plan, &owner);
-    if let Some(secret) = &children.connections {
-        spec::secret_name_free(cc, ctx, secret, &owner).await?;
-    }
+    spec::names_free(cc, ctx, &children, &owner).await?;
     let alerts = apply::apply(ctx, &plan, &owner, &children).await?;
     // provision: topics, then stock; what fails becomes a condition, not an error.
     let mut provisioned = provision::provision(ctx, &plan).await?;

@@ -130,7 +130,7 @@ fn answer(call: &Call, campaign: &Value, cluster: &Cluster) -> (StatusCode, Valu
         Method::PATCH => (StatusCode::OK, call.body.clone()),
         Method::POST => (StatusCode::CREATED, call.body.clone()),
         Method::GET if call.path.contains("/deployments/") && cluster.available => {
-            (StatusCode::OK, deployment(name))
+            (StatusCode::OK, deployment(name, campaign))
         }
         Method::GET if call.path.ends_with("/jobs") => (StatusCode::OK, list(&cluster.jobs)),
         Method::GET if call.path.ends_with("/pods") => (StatusCode::OK, list(&[])),
@@ -148,11 +148,17 @@ fn list(items: &[Value]) -> Value {
     json!({ "apiVersion": "v1", "kind": "List", "metadata": {}, "items": items })
 }
 
-fn deployment(name: &str) -> Value {
+/// A Deployment the operator made: `campaign` owns it.
+fn deployment(name: &str, campaign: &Value) -> Value {
+    let owner = json!({
+        "apiVersion": "stampede.dev/v1alpha1", "kind": "CouponCampaign",
+        "name": campaign["metadata"]["name"], "uid": campaign["metadata"]["uid"],
+        "controller": true,
+    });
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": { "name": name },
+        "metadata": { "name": name, "ownerReferences": [owner] },
         "spec": { "replicas": 1, "selector": {}, "template": {} },
         "status": { "availableReplicas": 1 },
     })
