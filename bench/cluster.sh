@@ -21,7 +21,7 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 SOLDOUT_STOCK=${SOLDOUT_STOCK:-1000000}
 SOLDOUT_LIMIT=${SOLDOUT_LIMIT:-180}
-PORT=${BENCH_PORT:-18191}
+PORT=${BENCH_PORT:-3191}
 ensure_bin
 command -v wrk >/dev/null || scripts/deps
 scripts/stack up >/dev/null

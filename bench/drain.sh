@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 N=${N:-1000000}
 PARTITIONS=${PARTITIONS:-6}
 bench_setup drain
-PORT=${BENCH_PORT:-18183}
+PORT=${BENCH_PORT:-3183}
 # The fill's issuer runs no relay, so in `auto` nothing would tell it that the relays draining
 # its outbox (of this release) read batch entries: it is told, as a deployed issuer learns
 # from its relays. OUTBOX_BATCHES=never fills an entry per coupon (and with

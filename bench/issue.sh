@@ -52,7 +52,7 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 PIPELINE=${PIPELINE:-1}
 TOKENS_PER_SEC=${TOKENS_PER_SEC:-60000}
-PORT=${BENCH_PORT:-18181}
+PORT=${BENCH_PORT:-3181}
 ensure_bin
 command -v wrk >/dev/null || scripts/deps
 scripts/stack up >/dev/null

@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 MODES=${MODES:-alone group noack relay balone bgroup brelay}
-PORT=${BENCH_PORT:-18197}
+PORT=${BENCH_PORT:-3197}
 BATCH_PORT=$((PORT + 1))
 command -v wrk >/dev/null || scripts/deps
 bench_setup relay-redis

@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-2}
 SHAPES=${SHAPES:-002-peak 004-peak}
 P95_MS=${P95_MS:-5}
-PORT=${BENCH_PORT:-18189}
+PORT=${BENCH_PORT:-3189}
 WRITER_URL="http://127.0.0.1:${WRITER_METRICS_PORT:-18190}"
 K6=$(scripts/deps k6-path)
 bench_setup reports

@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5s}
 VARIANTS=${VARIANTS:-base nouser noauth oneworker}
-PORT=${BENCH_PORT:-18211}
+PORT=${BENCH_PORT:-3211}
 TOKENS_PER_SEC=${TOKENS_PER_SEC:-70000}
 command -v wrk >/dev/null || scripts/deps
 bench_setup sold-out

@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
 N=${N:-10000000}
-PORT=${BENCH_PORT:-18191}
+PORT=${BENCH_PORT:-3191}
 REDIS_PORT=${BENCH_REDIS_PORT:-18379}
 LOAD_SECS=${LOAD_SECS:-300}
 ensure_bin

@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/service.sh
 ROUNDS=${ROUNDS:-10}
 VUS=${VUS:-1000}
-PORT=${BENCH_PORT:-18187}
+PORT=${BENCH_PORT:-3187}
 K6=$(scripts/deps k6-path)
 bench_setup spike
 c="bench-spike-$run"

@@ -11,7 +11,8 @@
 #   readyz PORT           /readyz answers 200 with the admin token
 #   etcd_health PORT      etcd's /health says true
 #   etcd_ready PID PORT   etcd_health, and PORT's listener is PID (not another test's etcd)
-#   kcm_healthz PORT      kube-controller-manager's /healthz answers
+#   healthz_ready PID PORT  a component's /healthz (controller-manager, scheduler) answers on
+#                         PORT, and PORT's listener is PID (not whatever took the port)
 
 # Ports come from 20000-31999, below the kernel's ephemeral range (32768-60999 here): a
 # port the kernel handed out for port 0 was free when picked but could be taken by any
@@ -121,9 +122,12 @@ etcd_health() { # PORT
 # can pick the port the other's etcd took; etcd's /health has no credentials to tell them
 # apart (the apiserver's /readyz has: our CA and token), so ask the kernel whose it is.
 etcd_ready() { # PID PORT
-    etcd_health "$2" && ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
+    etcd_health "$2" && listens_on "$1" "$2"
 }
 
-kcm_healthz() { # PORT
-    curl -sfk -o /dev/null --max-time 2 "https://127.0.0.1:$1/healthz"
+# The same for kube-controller-manager and kube-scheduler: any HTTPS server answers an
+# unverified /healthz (-k: they serve self-signed certificates), so a component that died on
+# "address already in use" would pass for ready while the port's taker answered for it.
+healthz_ready() { # PID PORT
+    listens_on "$1" "$2" && curl -sfk -o /dev/null --max-time 2 "https://127.0.0.1:$2/healthz"
 }

@@ -13,7 +13,8 @@
 #   write_config          server.properties and log4j2.properties (on every start)
 #   sasl_config           the SASL_SSL/SCRAM lines write_config adds with --auth
 #   format_storage        formats DATA once (meta.properties, bootstrap checkpoint; with
-#                         --auth the SCRAM users, reformatting when they changed)
+#                         --auth the SCRAM users, passed in a java @argfile, not on the
+#                         command line; reformatting when they changed)
 #   rotate_log            moves kafka.log to kafka.log.1 past LOG_ROTATE_BYTES
 #   broker_ready          0 ready, 1 not yet, 2 the started process exited
 #   wait_ready            polls broker_ready until ready or TIMEOUT seconds
@@ -171,6 +172,9 @@ EOF
 # SCRAM users live in the metadata log, written at format time (--add-scram). DIR/scram.sum
 # remembers which users file formatted DATA: a different one (or data formatted without
 # --auth) means reformatting, which drops the broker's topics.
+# The tool takes the users only as --add-scram arguments (a password, or the salted one,
+# which logs in as well), so they go to java in an @argfile (0600 in DIR, removed after):
+# the launcher reads the main class and its arguments from it, and ps shows the file's name.
 format_storage() { # once per DIR: writes meta.properties and the bootstrap checkpoint
     local sum='' n p
     local -a scram=()
@@ -183,15 +187,22 @@ format_storage() { # once per DIR: writes meta.properties and the bootstrap chec
         fi
     fi
     [ -f "$DATA/meta.properties" ] && return 0
-    local id
+    local id args a rc=0
     id=$(cluster_id)
     log "formatting $DATA (cluster id $id${AUTH_DIR:+; SCRAM-SHA-512 users from $AUTH_DIR/users})"
+    args=$(umask 077 && mktemp "$DIR/.format-args.XXXXXX") || die "cannot write the format tool's arguments in $DIR"
+    # Quoted for the launcher: "..." keeps spaces, and in it \\ stands for \ and \" for ".
+    for a in "$STORAGE_CLASS" format --ignore-formatted -t "$id" -c "$CONF" "${scram[@]}"; do
+        a=${a//\\/\\\\}
+        printf '"%s"\n' "${a//\"/\\\"}"
+    done >"$args"
     local -a opts
     mapfile -t opts < <(common_jvm_opts)
-    if ! "$JAVA" "${opts[@]}" -XX:TieredStopAtLevel=1 -Xmx256m \
-        -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIBS/*" \
-        "$STORAGE_CLASS" format --ignore-formatted -t "$id" -c "$CONF" "${scram[@]}" \
-        </dev/null >>"$LOG" 2>&1 7>&-; then
+    "$JAVA" "${opts[@]}" -XX:TieredStopAtLevel=1 -Xmx256m \
+        -Dlog4j2.configurationFile="$LOG4J_CONF" -cp "$LIBS/*" "@$args" \
+        </dev/null >>"$LOG" 2>&1 7>&- || rc=$?
+    rm -f "$args"
+    if [ "$rc" -ne 0 ]; then
         show_log_tail "$LOG" 20
         die "$STORAGE_CLASS format failed"
     fi

@@ -2,13 +2,14 @@
 # scripts/lib/node-pki.sh: the extra certificates and kubeconfigs a control plane needs once
 # a real node joins it (scripts/control-plane start --node ADDR, used by scripts/cluster).
 # Sourced by scripts/control-plane; needs DIR, NODE_ADDR, NODE_NAME, SERVICE_IP, API_URL
-# and the helpers of scripts/lib/proc.sh and scripts/lib/pki.sh.
+# and the helpers of scripts/lib/proc.sh, scripts/lib/pki.sh and (healthz_ready)
+# scripts/lib/apiserver.sh.
 #
 #   make_node_pki               front-proxy CA, per-component client certs, the kubelet's
 #                               serving cert and DIR/kubeconfigs/*.kubeconfig, each once
 #   write_cert_kubeconfig FILE NAME   a kubeconfig that authenticates with pki/NAME.crt
 #   node_apiserver_flags        kube-apiserver's flags for a real node, one a line
-#   start_scheduler PORT SECS   kube-scheduler, until its /healthz answers
+#   start_scheduler PORT SECS   kube-scheduler, until its /healthz answers on its own socket
 
 # Who each component is to the API server (the names RBAC's bootstrap roles expect).
 NODE_IDENTITIES="kube-controller-manager:/CN=system:kube-controller-manager
@@ -83,6 +84,5 @@ start_scheduler() {
     start_proc kube-scheduler "$BIN_DIR/kube-scheduler" --kubeconfig="$kc" \
         --authentication-kubeconfig="$kc" --authorization-kubeconfig="$kc" \
         --bind-address=127.0.0.1 --secure-port="$1" --leader-elect=false
-    wait_until "$2" "$PID" "$DIR/kube-scheduler.log" kube-scheduler \
-        curl -sfk -o /dev/null --max-time 2 "https://127.0.0.1:$1/healthz"
+    wait_until "$2" "$PID" "$DIR/kube-scheduler.log" kube-scheduler healthz_ready "$PID" "$1"
 }

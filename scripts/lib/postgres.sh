@@ -3,7 +3,8 @@
 # the OS user `stampede` when we are root, its config, role and database. Needs STACK_DIR and
 # WAIT_SECS, and log/die/have (lib/common.sh), pid_alive/read_pidfile/show_log_tail
 # (lib/proc.sh), wait_for (scripts/stack) and stack_auth/mark_mode/auth_pg_conf/AUTH_CA
-# (lib/stack-auth.sh; in authenticated mode PG_PASSWORD is the generated one).
+# (lib/stack-auth.sh; in authenticated mode PG_PASSWORD is the generated one). Sources
+# lib/pg-client.sh (psql_url: a URL's password kept off psql's command line).
 #
 #   pg_bindir             bin dir matching the cluster's version, else the newest installed
 #   as_pg CMD...          CMD as the cluster's OS user (postgres will not run as root)
@@ -22,6 +23,9 @@
 #   pg_up                 starts it unless something answers on the port
 #   pg_down               pg_ctl stop (fast); only ours
 #   pg_status             one status line; true if up
+
+# shellcheck source=scripts/lib/pg-client.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pg-client.sh"
 
 PG_PORT=${STAMPEDE_PG_PORT:-5432}
 PG_DIR=$STACK_DIR/postgres
@@ -221,8 +225,8 @@ pg_up() {
             pg_ensure_database "$bin"
         else
             log "postgres: 127.0.0.1:${PG_PORT} already answers (not started by scripts/stack); leaving it alone"
-            "$bin/psql" -X -q -tA -c 'SELECT 1' "$(pg_url)" >/dev/null 2>&1 ||
-                die "postgres: that server does not accept $(pg_url); stop it or set STAMPEDE_PG_PORT"
+            PSQL=$bin/psql psql_url "$(pg_url)" -X -q -tA -c 'SELECT 1' >/dev/null 2>&1 ||
+                die "postgres: that server does not accept ${PG_URL_BARE} (password not shown); stop it or set STAMPEDE_PG_PORT"
         fi
         return 0
     fi

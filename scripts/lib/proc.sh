@@ -13,6 +13,7 @@
 #   read_pidfile FILE             the number on FILE's first line, if there is one
 #   read_pid NAME                 pid of DIR/NAME.pid's process if it runs and is ours
 #   port_open PORT                127.0.0.1:PORT accepts a TCP connection (2 s at most)
+#   listens_on PID PORT           PID's own socket listens on TCP PORT (ss; not another program's)
 #   show_log FILE                 FILE's last 30 lines on stderr, if it has any
 #   show_log_tail FILE [N]        FILE's last N (30) lines on stderr, or "(no log at FILE)"
 #   wait_until SECS PID LOG WHAT CMD...  polls CMD every 0.1 s; dies if PID dies or time is up
@@ -58,6 +59,12 @@ read_pidfile() { # FILE: first line of a pid file, if the file exists and holds 
 port_open() { # PORT: does 127.0.0.1:PORT accept a TCP connection?
     # shellcheck disable=SC2016 # $1 is the inner shell's
     timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1" 2>/dev/null
+}
+
+# A port picked free is bound later, and another program can take it meanwhile: a probe
+# that only talks to the port would take that program for ours. The kernel knows whose it is.
+listens_on() { # PID PORT
+    ss -ltnpH "sport = :$2" 2>/dev/null | grep -q "pid=$1,"
 }
 
 read_pid() { # NAME: pid of DIR's NAME process if it runs (and is ours)

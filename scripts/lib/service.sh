@@ -23,7 +23,8 @@
 #   local_auth            exports STAMPEDE_JWT_HS256_SECRET/_ISSUER/_AUDIENCE for local runs
 #                         (called on sourcing): serve verifies with them, k6 and
 #                         `stampede-service token` mint with them
-#   psql_value SQL        one value from the stack's database
+#   psql_value SQL        one value from the stack's database (psql_url: the password
+#                         through the environment, never on the command line)
 #   poll_until SECS CMD...  runs CMD every 0.2 s until it succeeds; fails after SECS
 #   writer_rows URL C     rows a writer committed for campaign C, from its metrics at URL
 #   ticks PID...          CPU clock ticks (user + system, every thread) the processes used
@@ -43,6 +44,8 @@
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # shellcheck source=scripts/lib/kafka-client.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kafka-client.sh"
+# shellcheck source=scripts/lib/pg-client.sh
+. "$(dirname "${BASH_SOURCE[0]}")/pg-client.sh"
 : "${CARGO_TARGET_DIR:=$STAMPEDE_HOME/target}"
 export STAMPEDE_HOME CARGO_TARGET_DIR
 : "${STAMPEDE_CARGO_PROFILE:=release}"
@@ -154,7 +157,7 @@ start_service() {
 
 # psql_value SQL: one value from the stack's database.
 psql_value() {
-  psql "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
+  psql_url "${STAMPEDE_DATABASE_URL:?}" -qtAX -c "$1"
 }
 
 # poll_until LIMIT_S CMD…: runs CMD every 0.2 s until it succeeds; fails (status 1, a
