@@ -202,6 +202,26 @@ pub async fn persisted_seqs(pool: &PgPool, campaign: &str) -> Result<HashMap<Str
     Ok(rows.into_iter().map(|(u, s)| (u, s as u64)).collect())
 }
 
+/// Whether `campaign` has a row issued before `before_ms` (milliseconds since the epoch):
+/// a row of a campaign of the same id deleted before (none while the table is not made).
+pub async fn has_rows_before(pool: &PgPool, campaign: &str, before_ms: i64) -> Result<bool, Error> {
+    let found = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM coupon_issuances WHERE campaign = $1
+           AND issued_at < 'epoch'::timestamptz + $2 * interval '1 millisecond')",
+    )
+    .bind(campaign)
+    .bind(before_ms)
+    .fetch_one(pool)
+    .await;
+    match found {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(UNDEFINED_TABLE) => Ok(false),
+        other => Ok(other?),
+    }
+}
+
+/// SQLSTATE undefined_table: no writer has made the table yet.
+const UNDEFINED_TABLE: &str = "42P01";
+
 /// Rows of one campaign.
 pub async fn persisted_count(pool: &PgPool, campaign: &str) -> Result<u64, Error> {
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM coupon_issuances WHERE campaign = $1")

@@ -56,6 +56,9 @@ string_enum! {
         Suspended,
         /// An admin lifted the suspension.
         Unsuspended,
+        /// Created under the id of a campaign deleted before whose rows PostgreSQL keeps,
+        /// the campaign took the id's next free form (`<id>.2`, …).
+        FreshId,
     }
 }
 

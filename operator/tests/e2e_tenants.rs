@@ -1,7 +1,8 @@
 //! Tenant isolation on a real control plane with the stack's real Redis and Kafka: two
 //! namespaces each with a campaign of the same name get their own stock, topics and
 //! issuance, each issuer serves only its own, and deleting one (deletionPolicy Delete)
-//! leaves the other whole.
+//! leaves the other whole; created again, with the deleted one's rows kept in
+//! PostgreSQL, it takes a fresh id.
 
 mod common;
 
@@ -84,7 +85,45 @@ async fn same_named_campaigns_in_two_namespaces_never_touch() {
     );
     let s = b.campaigns().get(&name).await.unwrap().status.unwrap();
     assert_eq!((s.phase, issued(&s)), (Some(Phase::Open), 3));
+    created_again_under_a_fresh_id(&a, &name, &ida).await;
     op.stop().await;
+}
+
+/// A's campaign created again, PostgreSQL keeping the deleted one's rows (as its writer
+/// left them): under its id the new rows would be refused as the old ones', so it gets
+/// `<id>.2`, its own stock, topic and issuers.
+async fn created_again_under_a_fresh_id(a: &Cluster, name: &str, old: &str) {
+    migrate_stack_database().await;
+    let pool = stampede_core::db::connect(&stack_defaults().database_url, 1)
+        .await
+        .unwrap();
+    let rows = "INSERT INTO coupon_issuances (campaign, user_id, seq, coupon_code, issued_at)
+                SELECT $1, 'u' || s, s + 1, 'OLD' || s, now() - interval '1 minute'
+                  FROM generate_series(0, 1) s";
+    sqlx::query(rows).bind(old).execute(&pool).await.unwrap();
+    let fresh = format!("{old}.2");
+    let _forget = Forget(fresh.clone());
+    a.create(name, &spec(5)).await.unwrap();
+    a.mark_campaign_available(name).await;
+    let s = a
+        .status_until(name, "Open again", |s| s.phase == Some(Phase::Open))
+        .await;
+    assert_eq!(s.campaign_id.as_deref(), Some(fresh.as_str()));
+    let served = env_of(a, &format!("{name}-issuer"), "STAMPEDE_CAMPAIGNS").await;
+    assert_eq!(served, Some(format!("{name}={fresh}")));
+    assert!(
+        partitions(&format!("stampede.{fresh}")).await > 0,
+        "own topic"
+    );
+    assert_eq!(snapshot(&fresh).await.unwrap().total, 5);
+    a.events_until(name, &["FreshId"]).await;
+    let cleanup = "DELETE FROM coupon_issuances WHERE campaign = $1 OR campaign = $2";
+    sqlx::query(cleanup)
+        .bind(old)
+        .bind(&fresh)
+        .execute(&pool)
+        .await
+        .unwrap();
 }
 
 /// Deletes `name` of `c` (deletionPolicy Delete) while a relay drains the outboxes of

@@ -34,6 +34,8 @@ pub(crate) struct State {
     pub kafka_down: bool,
     /// The persisted count PostgreSQL reports.
     pub persisted: Option<i64>,
+    /// Campaign ids PostgreSQL holds rows of from before any campaign made here.
+    pub rows_before: Vec<String>,
     /// Admin actions applied, in order.
     pub admin: Vec<(String, AdminAction)>,
     /// Waiting rooms, by campaign id.
@@ -101,6 +103,16 @@ impl Backends for FakeBackends {
     fn persisted<'a>(&'a self, _url: &'a str, _campaign: &'a str) -> BoxFuture<'a, Option<i64>> {
         let n = self.state().persisted;
         async move { n }.boxed()
+    }
+
+    fn rows_before<'a>(
+        &'a self,
+        _url: &'a str,
+        campaign: &'a str,
+        _before_ms: i64,
+    ) -> BoxFuture<'a, Option<bool>> {
+        let found = self.state().rows_before.iter().any(|c| c == campaign);
+        async move { Some(found) }.boxed()
     }
 }
 

@@ -47,6 +47,15 @@ pub(crate) trait Backends: Send + Sync {
     /// Rows of `campaign` in the PostgreSQL at `url`; `None` when it cannot be read
     /// (status then leaves `persisted` out rather than failing the reconcile).
     fn persisted<'a>(&'a self, url: &'a str, campaign: &'a str) -> BoxFuture<'a, Option<i64>>;
+
+    /// Whether the PostgreSQL at `url` holds a row of `campaign` issued before `before_ms`
+    /// (a campaign of that id deleted before); `None` when it cannot be read.
+    fn rows_before<'a>(
+        &'a self,
+        url: &'a str,
+        campaign: &'a str,
+        before_ms: i64,
+    ) -> BoxFuture<'a, Option<bool>>;
 }
 
 /// What a campaign is provisioned as, beyond its stock and window (default: not gated,

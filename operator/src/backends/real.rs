@@ -122,19 +122,48 @@ impl Backends for RealBackends {
         async move {
             let pool = self.pool(url).await?;
             let count = stampede_core::db::persisted_count(&pool, campaign);
-            match tokio::time::timeout(DB_CONNECT_TIMEOUT, count).await {
-                Ok(Ok(n)) => Some(n as i64),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, campaign, "counting persisted rows failed");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(timeout = ?DB_CONNECT_TIMEOUT, campaign, "counting persisted rows timed out");
-                    None
-                }
-            }
+            let n = bounded(count, campaign, "counting persisted rows").await?;
+            Some(n as i64)
         }
         .boxed()
+    }
+
+    fn rows_before<'a>(
+        &'a self,
+        url: &'a str,
+        campaign: &'a str,
+        before_ms: i64,
+    ) -> BoxFuture<'a, Option<bool>> {
+        async move {
+            let pool = self.pool(url).await?;
+            let found = stampede_core::db::has_rows_before(&pool, campaign, before_ms);
+            bounded(
+                found,
+                campaign,
+                "looking for rows of a campaign deleted before",
+            )
+            .await
+        }
+        .boxed()
+    }
+}
+
+/// `query`'s answer within [`DB_CONNECT_TIMEOUT`]; `None` (logged) when it fails or lapses.
+async fn bounded<T>(
+    query: impl std::future::Future<Output = Result<T, Backend>>,
+    campaign: &str,
+    what: &str,
+) -> Option<T> {
+    match tokio::time::timeout(DB_CONNECT_TIMEOUT, query).await {
+        Ok(Ok(v)) => Some(v),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, campaign, "{what} failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?DB_CONNECT_TIMEOUT, campaign, "{what} timed out");
+            None
+        }
     }
 }
 

@@ -9,13 +9,14 @@ use serde::de::DeserializeOwned;
 use stampede_core::clock::now_rfc3339;
 
 use crate::Error;
+use crate::backends::connections;
 use crate::build::Children;
 use crate::context::Context;
 use crate::crd::{CouponCampaign, Phase, Reason};
-use crate::events::publish;
+use crate::events::{EventReason, publish};
 use crate::kubeapi::write_status;
 use crate::status;
-use crate::validate::{Plan, validate};
+use crate::validate::{MAX_AGAIN, Plan, again, validate};
 
 /// The campaign's [`Plan`], or `InvalidSpec` after saying so on the campaign.
 pub(super) async fn validated(cc: &CouponCampaign, ctx: &Context) -> Result<Plan, Error> {
@@ -23,6 +24,57 @@ pub(super) async fn validated(cc: &CouponCampaign, ctx: &Context) -> Result<Plan
         Err(Error::InvalidSpec(m)) => Err(refused(cc, ctx, m, Error::InvalidSpec).await),
         other => other,
     }
+}
+
+/// A campaign created again under the name of one deleted before (`deletionPolicy:
+/// Delete` keeps its rows in PostgreSQL) would share its id, and its rows would be refused
+/// as the old ones' (one coupon per user, one user per seq): until its id is pinned in its
+/// status, it takes the first of `<id>`, `<id>.2`, … with no row issued before it was
+/// created. Best effort: when PostgreSQL cannot be read it keeps `<id>`, and says so.
+pub(super) async fn fresh_id(
+    cc: &CouponCampaign,
+    ctx: &Context,
+    mut plan: Plan,
+) -> Result<Plan, Error> {
+    let pinned = cc.status.as_ref().is_some_and(|s| s.campaign_id.is_some());
+    let legacy = plan.campaign.as_str() == cc.name_any();
+    let created = cc.metadata.creation_timestamp.as_ref();
+    let (false, false, Some(created)) = (pinned, legacy, created) else {
+        return Ok(plan);
+    };
+    let conns = match connections(&ctx.client, &plan).await {
+        Ok(c) => c,
+        // Nothing is provisioned nor pinned without it (provision reports the Secret).
+        Err(Error::Secret(_)) => return Ok(plan),
+        Err(e) => return Err(e),
+    };
+    let base = plan.campaign.clone();
+    let ids = std::iter::once(base.clone()).chain((2..=MAX_AGAIN).filter_map(|n| again(&base, n)));
+    for id in ids {
+        let taken = (ctx.backends)
+            .rows_before(&conns.database, id.as_str(), created.0.as_millisecond())
+            .await;
+        match taken {
+            Some(true) => continue,
+            Some(false) if id == base => {}
+            Some(false) => {
+                let m = format!(
+                    "PostgreSQL keeps rows of a campaign deleted before under the id {base}: \
+                     this one is {id}"
+                );
+                publish(ctx, cc, EventType::Normal, EventReason::FreshId, m).await;
+                plan.campaign = id;
+            }
+            None => tracing::warn!(
+                campaign = %base,
+                "PostgreSQL unreadable: cannot tell whether a campaign deleted before left rows under this id; using it"
+            ),
+        }
+        return Ok(plan);
+    }
+    let m =
+        format!("every id from {base} to {base}.{MAX_AGAIN} has rows of campaigns deleted before");
+    Err(refused(cc, ctx, m, Error::InvalidSpec).await)
 }
 
 /// Refuses a campaign one of whose children's names is taken by an object that is not its
@@ -80,7 +132,11 @@ where
     let found = Api::<K>::namespaced(client.clone(), ns)
         .get_opt(&name)
         .await?;
-    let theirs = found.is_some_and(|f| !f.owner_references().iter().any(|o| o.uid == owner.uid));
+    // A child of a campaign of the same name deleted before, not yet garbage-collected, is
+    // taken over (the apply swaps the owner), not refused.
+    let ours =
+        |o: &OwnerReference| o.uid == owner.uid || (o.kind == owner.kind && o.name == owner.name);
+    let theirs = found.is_some_and(|f| !f.owner_references().iter().any(ours));
     Ok(theirs.then(|| format!("{} {name}", K::kind(&()))))
 }
 

@@ -51,7 +51,7 @@ pub(crate) fn compute(
     CouponCampaignStatus {
         phase: Some(phase(obs, is_ready)),
         observed_generation: g,
-        campaign_id: Some(obs.campaign_id.clone()),
+        campaign_id: pinned_id(prev, obs),
         conditions,
         stock: stock(prev, obs),
         waiting_room: waiting_room(prev, obs),
@@ -59,6 +59,15 @@ pub(crate) fn compute(
         kafka: topic(prev, obs),
         load_tests: obs.load_tests.clone(),
     }
+}
+
+/// The campaign's id (validate believes a pinned one only if it is this campaign's),
+/// pinned once anything was provisioned under it: before, a campaign whose Secrets are
+/// missing may yet get another id (reconcile's `spec::fresh_id` looks until it is pinned).
+fn pinned_id(prev: Option<&CouponCampaignStatus>, obs: &Observed) -> Option<String> {
+    let pinned = prev.is_some_and(|p| p.campaign_id.is_some());
+    let provisioned = obs.redis.is_ok() || obs.kafka.is_ok();
+    (pinned || provisioned).then(|| obs.campaign_id.clone())
 }
 
 fn redis(obs: &Observed) -> Outcome {

@@ -203,12 +203,32 @@ fn campaign_id(cc: &CouponCampaign, namespace: &str) -> Result<CampaignId, Error
     if legacy {
         return Ok(bare);
     }
-    CampaignId::namespaced(namespace, &name).map_err(|_| {
+    let id = CampaignId::namespaced(namespace, &name).map_err(|_| {
         Error::InvalidSpec(format!(
             "metadata.name {name:?}: with its namespace {namespace:?} it makes a campaign id \
              longer than 128 characters (namespace + '.' + name)"
         ))
-    })
+    })?;
+    // Created again under the name of one deleted before, it may have been given the id's
+    // next free form (reconcile's `spec::fresh_id`), pinned in its status.
+    let pinned = cc.status.as_ref().and_then(|s| s.campaign_id.as_deref());
+    Ok((1..=MAX_AGAIN)
+        .filter_map(|n| again(&id, n))
+        .find(|again| pinned == Some(again.as_str()))
+        .unwrap_or(id))
+}
+
+/// How many times a campaign id can be taken again (`<id>.2` … `<id>.99`) after
+/// campaigns of it were deleted with their rows kept.
+pub const MAX_AGAIN: u32 = 99;
+
+/// The id a campaign created for the `n`th time (2 or more) under `id` gets, when rows of
+/// the earlier ones are in PostgreSQL: `<id>.<n>` (names hold no dot, so it is no other
+/// campaign's id, and no load-test shadow's: those end `.lt-<test>`).
+pub fn again(id: &CampaignId, n: u32) -> Option<CampaignId> {
+    (n >= 2)
+        .then(|| CampaignId::parse(&format!("{id}.{n}")).ok())
+        .flatten()
 }
 
 fn check_bounds(spec: &CouponCampaignSpec) -> Result<(), Error> {

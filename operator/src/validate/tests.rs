@@ -186,6 +186,13 @@ fn ids_carry_the_namespace_and_a_legacy_campaign_keeps_its_bare_name() {
     // A status naming anything else (another tenant's id) is not believed.
     let forged = format!("{new}\nstatus: {{campaignId: team-b.flash}}");
     assert_eq!(id(&forged), "team-a.flash");
+    // Created again after one of its name was deleted with its rows kept: its next id.
+    let again = format!("{new}\nstatus: {{campaignId: team-a.flash.2}}");
+    assert_eq!(id(&again), "team-a.flash.2");
+    for not_again in ["team-a.flash.1", "team-a.flash.x", "team-a.flash.100"] {
+        let forged = format!("{new}\nstatus: {{campaignId: {not_again}}}");
+        assert_eq!(id(&forged), "team-a.flash", "{not_again}");
+    }
     // Failed before it was ever provisioned: a new campaign, not a legacy one.
     let failed = format!("{new}\nstatus: {{phase: Failed}}");
     assert_eq!(id(&failed), "team-a.flash");

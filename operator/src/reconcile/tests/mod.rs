@@ -1,10 +1,11 @@
 //! Unit tests of reconcile: its backoff policy, and the whole pipeline against a fake API
 //! server (`apiserver.rs`) and the in-memory backends, one test per branch
 //! (`pipeline.rs`); the gate against a close made by hand (`gate.rs`); cleanup when a
-//! backend stays away (`cleanup.rs`).
+//! backend stays away (`cleanup.rs`); the id of a campaign created again (`fresh_id.rs`).
 
 mod apiserver;
 mod cleanup;
+mod fresh_id;
 mod gate;
 mod pipeline;
 mod room;

@@ -1,0 +1,57 @@
+//! A campaign created under the name of one deleted before whose rows PostgreSQL keeps
+//! takes the id's next free form, pins it, and keeps it; one whose Secrets are missing
+//! pins nothing until it can look.
+
+use super::apiserver::Cluster;
+use super::pipeline::{CAMPAIGN, reconcile_once};
+use crate::backends::fake::FakeBackends;
+use crate::validate::tests::from_yaml;
+
+/// The pipeline's campaign, created at a known time, with `status` (YAML, may be empty).
+fn created(status: &str) -> crate::crd::CouponCampaign {
+    let yaml = CAMPAIGN.replace(
+        "  generation: 1\n",
+        "  generation: 1\n  creationTimestamp: '2026-12-01T00:00:00Z'\n",
+    );
+    from_yaml(&format!("{yaml}{status}"))
+}
+
+#[tokio::test]
+async fn a_campaign_created_again_takes_the_next_free_id_and_keeps_it() {
+    let fake = FakeBackends::default();
+    fake.state().rows_before = vec!["shop.spring-sale".into(), "shop.spring-sale.2".into()];
+    let (result, api, _) = reconcile_once(created(""), Cluster::default(), &fake).await;
+    result.unwrap();
+    assert_eq!(api.status()["campaignId"], "shop.spring-sale.3");
+    assert!(fake.state().topics.contains_key("shop.spring-sale.3"));
+    assert!(fake.state().campaigns.contains_key("shop.spring-sale.3"));
+    assert!(!fake.state().topics.contains_key("shop.spring-sale"));
+    assert!(api.event_reasons().contains(&"FreshId".to_owned()));
+    // Pinned: later reconciles keep it, whatever PostgreSQL now holds.
+    fake.state().rows_before.push("shop.spring-sale.3".into());
+    let pinned = created("status: {campaignId: shop.spring-sale.3}\n");
+    let (result, api, _) = reconcile_once(pinned, Cluster::default(), &fake).await;
+    result.unwrap();
+    assert_eq!(api.status()["campaignId"], "shop.spring-sale.3");
+}
+
+#[tokio::test]
+async fn a_fresh_name_keeps_its_id() {
+    let fake = FakeBackends::default();
+    fake.state().rows_before = vec!["shop.other".into()];
+    let (result, api, _) = reconcile_once(created(""), Cluster::default(), &fake).await;
+    result.unwrap();
+    assert_eq!(api.status()["campaignId"], "shop.spring-sale");
+    assert!(!api.event_reasons().contains(&"FreshId".to_owned()));
+}
+
+#[tokio::test]
+async fn without_its_secrets_a_campaign_pins_no_id() {
+    let fake = FakeBackends::default();
+    fake.state().rows_before = vec!["shop.spring-sale".into()];
+    let spec = "  redis: {secretRef: {name: backends, key: redis-url}}\n";
+    let cc = created(spec);
+    let (_, api, _) = reconcile_once(cc, Cluster::default(), &fake).await;
+    assert_eq!(api.status()["campaignId"], serde_json::Value::Null);
+    assert!(fake.state().topics.is_empty() && fake.state().campaigns.is_empty());
+}
