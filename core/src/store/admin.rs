@@ -175,9 +175,7 @@ impl Store {
             return self.admin_one(campaign, action).await;
         };
         if let AdminAction::Restock(n) = action {
-            return self
-                .restock_sharded(campaign, n, buckets.len() as u32)
-                .await;
+            return self.restock_sharded(campaign, n, &buckets).await;
         }
         for b in &buckets {
             self.admin_one(b, action).await?;
@@ -185,44 +183,19 @@ impl Store {
         self.admin_one(campaign, action).await
     }
 
-    /// Adds `n` to a sharded campaign's stock (shared out to its buckets); returns the
-    /// total. Provisioning takes a whole stock, so this adds to the stock it read: when
-    /// another restock moved it between that read and the write, it reads again and adds on
-    /// top, so that neither add is lost.
+    /// Adds `n` to a sharded campaign's stock: one atomic add to the campaign's total,
+    /// recorded beside it as `ensure.lua` records a restock, then shared out to the buckets
+    /// (a sharing cut short is finished by the next provisioning or restock). Returns the
+    /// total.
     async fn restock_sharded(
         &self,
         campaign: &CampaignId,
         n: u64,
-        shards: u32,
+        buckets: &[CampaignId],
     ) -> Result<u64, Error> {
-        if n == 0 {
-            return Err(Error::InvalidInput("--add must be at least 1".into()));
-        }
-        let stock = async || match self.snapshot(campaign).await? {
-            Some(s) => Ok(s.total),
-            None => Err(Error::CampaignNotFound(campaign.to_string())),
-        };
-        for _ in 0..RESTOCK_ATTEMPTS {
-            let total = stock().await?;
-            let target = (total.checked_add(n))
-                .filter(|t| *t <= crate::campaign::MAX_STOCK)
-                .ok_or_else(|| too_much(&total.to_string()))?;
-            let written = self
-                .ensure_sharded(campaign, target, None, false, shards)
-                .await;
-            match written {
-                Ok(ProvisionOutcome::Restocked { before, .. }) if before == total => {
-                    return Ok(target);
-                }
-                Err(e) if stock().await? == total => return Err(e),
-                _ => {
-                    tracing::debug!(campaign = %campaign, "another restock came first; adding on top")
-                }
-            }
-        }
-        Err(Error::InvalidInput(format!(
-            "--add: the stock of {campaign} kept changing under this restock; try again"
-        )))
+        let total = self.admin_one(campaign, AdminAction::Restock(n)).await?;
+        self.share_restocks(campaign, buckets).await?;
+        Ok(total)
     }
 
     async fn admin_one(&self, campaign: &CampaignId, action: AdminAction) -> Result<u64, Error> {
@@ -360,9 +333,6 @@ fn provision_outcome(
         other => return Err(Error::Protocol(format!("ensure {other}"))),
     })
 }
-
-/// How often a sharded restock reads the stock again when other restocks keep moving it.
-const RESTOCK_ATTEMPTS: usize = 20;
 
 /// A restock past the most a campaign may hold, naming the flag.
 fn too_much(total: &str) -> Error {

@@ -126,7 +126,7 @@ impl Store {
 
     /// Shares out every restock the campaign recorded (`restock:<after>` = before) and not
     /// yet finished, each bucket's part once (transfer `r<after>`), then drops the record.
-    async fn share_restocks(
+    pub(super) async fn share_restocks(
         &self,
         campaign: &CampaignId,
         buckets: &[CampaignId],

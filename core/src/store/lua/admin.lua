@@ -1,6 +1,6 @@
 -- Changes one admin field of an existing campaign atomically.
 -- KEYS[1] meta hash
--- ARGV[1] action: 'restock' (ARGV[2] = amount), 'pause', 'resume', 'close', 'reopen' (the
+-- ARGV[1] action: 'restock' (ARGV[2] = amount; on a sharded campaign recorded for sharing), 'pause', 'resume', 'close', 'reopen' (the
 -- manual close), 'gate_close', 'gate_open' (the load-test gate's own flag, so neither
 -- side ever undoes the other's close), 'unsuspend' (after an audit of a suspension; the
 -- suspension's epoch is remembered so a late detector does not suspend it again, and the
@@ -14,7 +14,13 @@ local a = ARGV[1]
 if a == 'restock' then
   local total = redis.call('HGET', KEYS[1], 'total') or '0'
   if tonumber(total) + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {'TOO_MUCH', total} end
-  return {'OK', redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])}
+  local after = redis.call('HINCRBY', KEYS[1], 'total', ARGV[2])
+  -- A sharded campaign's restock is recorded as ensure.lua records one, for the caller to
+  -- share out to the buckets (once; a sharing cut short is finished by the next).
+  if redis.call('HEXISTS', KEYS[1], 'buckets') == 1 then
+    redis.call('HSET', KEYS[1], 'restock:' .. after, total)
+  end
+  return {'OK', after}
 elseif a == 'pause' then redis.call('HSET', KEYS[1], 'paused', '1')
 elseif a == 'resume' then redis.call('HSET', KEYS[1], 'paused', '0')
 elseif a == 'close' then redis.call('HSET', KEYS[1], 'closed', '1')
