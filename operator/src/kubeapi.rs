@@ -131,6 +131,14 @@ async fn remove_network_policies(
     Ok(())
 }
 
+/// Whether an object with `refs` is the campaign's (`owner`): its own, or left by a
+/// campaign of the same name deleted before and not yet garbage-collected (the apply
+/// takes it over: the owner is swapped).
+pub(crate) fn owned_by(refs: &[OwnerReference], owner: &OwnerReference) -> bool {
+    refs.iter()
+        .any(|o| o.uid == owner.uid || (o.kind == owner.kind && o.name == owner.name))
+}
+
 /// Applies the PrometheusRule when its CRD is installed.
 pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerReference) -> Alerts {
     let crds = Api::<CustomResourceDefinition>::all(client.clone());
@@ -144,6 +152,17 @@ pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerRefe
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), &plan.namespace, &ar);
     let rule = alerts::prometheus_rule(plan, owner);
     let name = format!("{}-alerts", plan.name);
+    // A rule of that name that is not the campaign's (a team's own) is left alone: applied
+    // over, its groups would be replaced and it would be deleted with the campaign.
+    match api.get_opt(&name).await {
+        Ok(Some(found)) if !owned_by(found.owner_references(), owner) => {
+            return Alerts::Failed(format!(
+                "PrometheusRule {name} exists and is not this campaign's: rename or remove it"
+            ));
+        }
+        Err(e) => return Alerts::Failed(format!("reading PrometheusRule {name}: {e}")),
+        Ok(_) => {}
+    }
     match api
         .patch(
             &name,

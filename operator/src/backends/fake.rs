@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub persisted: Option<i64>,
     /// Campaign ids PostgreSQL holds rows of from before any campaign made here.
     pub rows_before: Vec<String>,
+    /// Campaign ids PostgreSQL cannot be asked about.
+    pub rows_unreadable: Vec<String>,
     /// Admin actions applied, in order.
     pub admin: Vec<(String, AdminAction)>,
     /// Waiting rooms, by campaign id.
@@ -111,8 +113,10 @@ impl Backends for FakeBackends {
         campaign: &'a str,
         _before_ms: i64,
     ) -> BoxFuture<'a, Option<bool>> {
-        let found = self.state().rows_before.iter().any(|c| c == campaign);
-        async move { Some(found) }.boxed()
+        let s = self.state();
+        let found = s.rows_before.iter().any(|c| c == campaign);
+        let unreadable = s.rows_unreadable.iter().any(|c| c == campaign);
+        async move { (!unreadable).then_some(found) }.boxed()
     }
 }
 

@@ -62,6 +62,27 @@ mod tests {
         }
     }
 
+    /// `$name` is `$campaign` through the variable's regex, as Grafana applies it: the
+    /// first group of a match.
+    #[test]
+    fn the_name_variable_is_the_campaigns_name_whatever_its_id() {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(include_str!("../../../dashboards/campaign.json")).unwrap();
+        let vars = dashboard["templating"]["list"].as_array().unwrap();
+        let name = vars.iter().find(|v| v["name"] == "name").unwrap();
+        let js = name["regex"].as_str().unwrap();
+        let re = regex::Regex::new(js.trim_start_matches('/').trim_end_matches('/')).unwrap();
+        for (id, want) in [
+            ("shop.flash", "flash"),
+            ("shop.flash.2", "flash"),
+            ("shop.flash-2", "flash-2"),
+            ("flash", "flash"),
+        ] {
+            let got = re.captures(id).and_then(|c| c.get(1)).map(|m| m.as_str());
+            assert_eq!(got, Some(want), "{id}");
+        }
+    }
+
     fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(m) => {

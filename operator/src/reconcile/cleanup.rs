@@ -37,6 +37,9 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
         },
         Err(e) => return Err(e),
     };
+    // Unpinned, its data is where reconcile would have put it: not under an id a campaign
+    // of the same name deleted before (and perhaps retained) left.
+    let plan = super::spec::fresh_id(cc, ctx, plan).await?;
     match clean(cc, ctx, &plan).await {
         Err(e) if waited(cc) >= ctx.drain_timeout => {
             abandon(cc, ctx, &plan, &e).await;

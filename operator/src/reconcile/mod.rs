@@ -58,7 +58,7 @@ async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let owner = spec::owner(cc)?;
     // build (pure) and apply (server-side, one field manager).
     let children = build::children(&plan, &owner);
-    spec::names_free(cc, ctx, &children, &owner).await?;
+    spec::names_free(cc, ctx, (&plan, &children), &owner).await?;
     let alerts = apply::apply(ctx, &plan, &owner, &children).await?;
     // provision: topics, then stock; what fails becomes a condition, not an error.
     let mut provisioned = provision::provision(ctx, &plan).await?;

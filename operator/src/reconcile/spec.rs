@@ -2,6 +2,7 @@
 //! `InvalidSpec` condition and (once per generation) a warning event.
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -14,7 +15,7 @@ use crate::build::Children;
 use crate::context::Context;
 use crate::crd::{CouponCampaign, Phase, Reason};
 use crate::events::{EventReason, publish};
-use crate::kubeapi::write_status;
+use crate::kubeapi::{owned_by, write_status};
 use crate::status;
 use crate::validate::{MAX_AGAIN, Plan, again, validate};
 
@@ -30,7 +31,8 @@ pub(super) async fn validated(cc: &CouponCampaign, ctx: &Context) -> Result<Plan
 /// Delete` keeps its rows in PostgreSQL) would share its id, and its rows would be refused
 /// as the old ones' (one coupon per user, one user per seq): until its id is pinned in its
 /// status, it takes the first of `<id>`, `<id>.2`, … with no row issued before it was
-/// created. Best effort: when PostgreSQL cannot be read it keeps `<id>`, and says so.
+/// created. Best effort: when PostgreSQL cannot be read at all it keeps `<id>`, and says
+/// so; once it said `<id>` is taken, it never settles on it (and looks again later).
 pub(super) async fn fresh_id(
     cc: &CouponCampaign,
     ctx: &Context,
@@ -65,10 +67,16 @@ pub(super) async fn fresh_id(
                 publish(ctx, cc, EventType::Normal, EventReason::FreshId, m).await;
                 plan.campaign = id;
             }
-            None => tracing::warn!(
+            None if id == base => tracing::warn!(
                 campaign = %base,
                 "PostgreSQL unreadable: cannot tell whether a campaign deleted before left rows under this id; using it"
             ),
+            // The plain id is known taken: never settle on it; look again later.
+            None => {
+                return Err(Error::Incomplete(format!(
+                    "PostgreSQL keeps rows under {base}, and could not be read for {id}"
+                )));
+            }
         }
         return Ok(plan);
     }
@@ -83,7 +91,7 @@ pub(super) async fn fresh_id(
 pub(super) async fn names_free(
     cc: &CouponCampaign,
     ctx: &Context,
-    c: &Children,
+    (plan, c): (&Plan, &Children),
     owner: &OwnerReference,
 ) -> Result<(), Error> {
     let ns = cc.namespace().unwrap_or_default();
@@ -103,6 +111,11 @@ pub(super) async fn names_free(
     }
     for p in &c.network_policies {
         taken = taken.or(foreign(client, &ns, p, owner).await?);
+    }
+    if !plan.load_tests.is_empty() {
+        let mut scripts = ConfigMap::default();
+        scripts.metadata.name = Some(crate::loadtest::config_map_name(plan));
+        taken = taken.or(foreign(client, &ns, &scripts, owner).await?);
     }
     let Some(what) = taken else {
         return Ok(());
@@ -132,11 +145,7 @@ where
     let found = Api::<K>::namespaced(client.clone(), ns)
         .get_opt(&name)
         .await?;
-    // A child of a campaign of the same name deleted before, not yet garbage-collected, is
-    // taken over (the apply swaps the owner), not refused.
-    let ours =
-        |o: &OwnerReference| o.uid == owner.uid || (o.kind == owner.kind && o.name == owner.name);
-    let theirs = found.is_some_and(|f| !f.owner_references().iter().any(ours));
+    let theirs = found.is_some_and(|f| !owned_by(f.owner_references(), owner));
     Ok(theirs.then(|| format!("{} {name}", K::kind(&()))))
 }
 

@@ -3,7 +3,7 @@
 //! pins nothing until it can look.
 
 use super::apiserver::Cluster;
-use super::pipeline::{CAMPAIGN, reconcile_once};
+use super::pipeline::{CAMPAIGN, provisioned, reconcile_once};
 use crate::backends::fake::FakeBackends;
 use crate::validate::tests::from_yaml;
 
@@ -53,5 +53,43 @@ async fn without_its_secrets_a_campaign_pins_no_id() {
     let cc = created(spec);
     let (_, api, _) = reconcile_once(cc, Cluster::default(), &fake).await;
     assert_eq!(api.status()["campaignId"], serde_json::Value::Null);
+    assert!(fake.state().topics.is_empty() && fake.state().campaigns.is_empty());
+}
+
+/// Deleting, under `Delete`, a campaign created again that never pinned an id leaves the
+/// data a campaign of its name deleted before (and retained) left under the plain id.
+#[tokio::test]
+async fn deleting_an_unpinned_campaign_created_again_leaves_the_old_ones_data() {
+    let fake = provisioned().await;
+    fake.state().rows_before = vec!["shop.spring-sale".into()];
+    let cc = CAMPAIGN.replace(
+        "  generation: 1\n",
+        "  generation: 1\n  creationTimestamp: '2026-12-01T00:00:00Z'\n  \
+         deletionTimestamp: '2026-12-02T00:00:00Z'\n",
+    );
+    let cc = from_yaml(&format!("{cc}  deletionPolicy: Delete\n"));
+    let (result, _, _) = reconcile_once(cc, Cluster::default(), &fake).await;
+    result.unwrap();
+    let state = fake.state();
+    assert!(
+        state.campaigns.contains_key("shop.spring-sale"),
+        "the old stock kept"
+    );
+    assert_eq!(state.topics["shop.spring-sale"], 6, "the old topics kept");
+    assert!(
+        !state.campaigns["shop.spring-sale"].closed,
+        "the old one untouched"
+    );
+}
+
+/// Once PostgreSQL said the plain id is taken, an id it could not be asked about is not
+/// settled on: the reconcile fails, to look again, and provisions nothing.
+#[tokio::test]
+async fn a_taken_id_is_never_settled_on() {
+    let fake = FakeBackends::default();
+    fake.state().rows_before = vec!["shop.spring-sale".into()];
+    fake.state().rows_unreadable = vec!["shop.spring-sale.2".into()];
+    let (result, _, _) = reconcile_once(created(""), Cluster::default(), &fake).await;
+    assert!(result.is_err());
     assert!(fake.state().topics.is_empty() && fake.state().campaigns.is_empty());
 }
