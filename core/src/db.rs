@@ -257,12 +257,13 @@ const SEQ_CONSTRAINT: &str = "coupon_issuances_campaign_seq_key";
 /// The constraint behind `PRIMARY KEY (campaign, user_id)` (PostgreSQL's default name).
 const USER_CONSTRAINT: &str = "coupon_issuances_pkey";
 
-/// True when the database refused the data itself (SQLSTATE class 22 data exception or 23
-/// integrity constraint violation): retrying cannot help, the row must go aside. Anything
-/// else (connection lost, read-only after a failover, I/O, a missing table, TLS) is the
-/// database's trouble, not the row's, and is worth retrying.
+/// True when the database refused the data itself (SQLSTATE class 22 data exception, 23
+/// integrity constraint violation, or 54000 program limit exceeded: a key too large for
+/// its index): retrying cannot help, the row must go aside. Anything else (connection
+/// lost, read-only after a failover, I/O, a missing table, TLS) is the database's trouble,
+/// not the row's, and is worth retrying.
 pub fn is_data_error(e: &Error) -> bool {
-    sqlstate(e).is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+    sqlstate(e).is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c == "54000")
 }
 
 /// True when a row was refused because another user already holds its seq.

@@ -136,7 +136,9 @@ impl Issuance {
         Ok(i)
     }
 
-    /// Refuses an issuance with an empty or zero required field.
+    /// Refuses an issuance with an empty or zero required field, or an id longer than any
+    /// the service issues to (a message produced to the topic by something else: a key
+    /// that size would not fit the table's indexes).
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.seq == 0
             || self.user_id.is_empty()
@@ -145,9 +147,18 @@ impl Issuance {
         {
             return Err("a required field is empty or zero".into());
         }
+        if self.user_id.len() > LONGEST_ID || self.campaign.len() > LONGEST_ID {
+            return Err(format!(
+                "a user or campaign id longer than {LONGEST_ID} bytes"
+            ));
+        }
         Ok(())
     }
 }
+
+/// Longer ids are refused as poison: twice the longest the service issues to (128
+/// characters, a bucket's `~<n>` besides), far below what the table's indexes hold.
+const LONGEST_ID: usize = 256;
 
 /// The outbox entry field holding the user id, the Kafka message key.
 pub(crate) const USER_FIELD: &str = "user";
@@ -203,6 +214,21 @@ pub(crate) mod tests {
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn an_id_longer_than_any_the_service_issues_to_is_poison() {
+        let long = Issuance {
+            user_id: "x".repeat(3_000),
+            ..sample()
+        };
+        let err = Issuance::from_json(&long.to_json()).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
+        let longest = Issuance {
+            user_id: "x".repeat(128),
+            ..sample()
+        };
+        assert_eq!(Issuance::from_json(&longest.to_json()), Ok(longest));
     }
 
     #[test]

@@ -287,6 +287,19 @@ async fn a_row_keeps_its_issue_time_and_one_beyond_timestamps_is_a_data_error() 
         assert!(db::is_data_error(&e), "{ms}: {e}");
     }
     assert_eq!(common::stack::row_seqs(&pool, c).await, [1, 2]);
+    // A key too large for its index (a message produced to the topic by something else,
+    // past the decoder's bound): a data error too, not the database's trouble.
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: String = (0..8_000)
+        .map(|_| {
+            (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+            char::from(b'!' + (x % 94) as u8)
+        })
+        .collect();
+    let e = db::insert_batch(&pool, &[issuance(c, &noise, 4)])
+        .await
+        .unwrap_err();
+    assert!(db::is_data_error(&e), "{e}");
 }
 
 /// A pool of one connection on a fresh database with the schema applied.

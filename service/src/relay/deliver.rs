@@ -9,7 +9,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use stampede_core::Error;
 use stampede_core::ids::CampaignId;
 use stampede_core::issuance::{dead_letter_topic, topic};
-use stampede_core::kafka::{MESSAGE_TIMEOUT, kafka};
+use stampede_core::kafka::kafka;
 use stampede_core::message::KafkaRecord;
 use stampede_core::store::outbox::{Outbox, OutboxBatch, OutboxEntry};
 
@@ -34,32 +34,16 @@ pub(super) fn new_producer(config: &RelayConfig) -> Result<FutureProducer, Error
 }
 
 impl Relay {
-    /// Replaces a producer in librdkafka's fatal state, which fails every later send: an
-    /// idempotent producer whose sequence numbers cannot be reconciled (a broker restart
-    /// with messages in flight can leave it so). Replaces it too when messages sent on it
-    /// (`timed_out`: a delivery had one undelivered for the whole message timeout, and the
-    /// producer is older than that) never reached Kafka: after a broker restart, an
-    /// idempotent producer can stay waiting for its producer id with the broker long back
-    /// and no fatal error (`scripts/drill kafka`: the outbox grew for minutes, every message
-    /// timing out), while a new one delivers at once. During an outage that lasts, this
-    /// renews it once per message timeout. What it had not delivered stays pending in the
-    /// outbox and is read again. The old one is let go of on a thread of its own (its purge
-    /// and close may wait on the broker), not waited for.
+    /// Replaces a producer that is stuck for good ([`crate::close::why_renew`]; `timed_out`:
+    /// a delivery had a message undelivered for the whole message timeout). What it had not
+    /// delivered stays pending in the outbox and is read again. The old one is let go of on
+    /// a thread of its own (its purge and close may wait on the broker), not waited for.
     pub(super) fn renew_producer_if_stuck(&mut self, timed_out: bool) -> Result<(), Error> {
-        if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::error!(
-                ?code,
-                reason,
-                "kafka producer in a fatal state; building a new one"
-            );
-        } else if timed_out && self.producer_built.elapsed() >= MESSAGE_TIMEOUT {
-            tracing::warn!(
-                timeout = ?MESSAGE_TIMEOUT,
-                "a message stayed undelivered for the whole message timeout; building a new kafka producer"
-            );
-        } else {
+        let built = self.producer_built;
+        let Some(why) = crate::close::why_renew(&self.producer, built, timed_out) else {
             return Ok(());
-        }
+        };
+        tracing::warn!("{why}; building a new kafka producer");
         let old = std::mem::replace(&mut self.producer, new_producer(&self.config)?);
         self.producer_built = Instant::now();
         self.metrics.relay_producer_renewals.inc();
@@ -169,7 +153,7 @@ pub(super) async fn deliver(
             (messages.iter().map(|m| m.1).sum::<u64>(), messages.len());
         let (unacked, error) = acknowledged(messages).await;
         let o = &mut outcomes[i];
-        o.timed_out |= error.as_ref().is_some_and(is_timeout);
+        o.timed_out |= error.as_ref().is_some_and(crate::close::is_timeout);
         if let Some(e) = error.filter(|_| o.failed == 0) {
             tracing::warn!(error = %e, campaign = %o.campaign, "produce failed; entries stay pending");
         }
@@ -231,15 +215,6 @@ async fn acknowledged(messages: Vec<(Sent, u64)>) -> (u64, Option<KafkaError>) {
         }
     }
     (unacked, first)
-}
-
-/// Whether a delivery failed because the message stayed undelivered for the whole message
-/// timeout.
-fn is_timeout(e: &KafkaError) -> bool {
-    matches!(
-        e,
-        KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)
-    )
 }
 
 /// The topic `campaign`'s outbox delivers to (a sharded campaign's buckets deliver to the

@@ -3,13 +3,15 @@
 //! headers `stampede-reason` and `stampede-source`. A letter counts as settled only once
 //! Kafka acknowledged it; the writer commits nothing past a letter that was not.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
 use super::retry::Retry;
+use crate::close::drop_on_own_thread;
 use crate::metrics::PipelineMetrics;
 use stampede_core::Error;
 use stampede_core::issuance::{campaign_of_topic, dead_letter_topic};
@@ -57,16 +59,49 @@ impl<'a> Letter<'a> {
     }
 }
 
-/// The producer of dead letters.
+/// The producer of dead letters, replaced when it is stuck for good (as the relay's is).
 pub(super) struct DeadLetters {
-    producer: FutureProducer,
+    producer: Mutex<(FutureProducer, Instant)>,
+    kafka: KafkaConfig,
     metrics: PipelineMetrics,
 }
 
 impl DeadLetters {
     pub(super) fn new(kafka_config: &KafkaConfig, metrics: PipelineMetrics) -> Result<Self, Error> {
         let producer = kafka_config.producer(5).create().map_err(kafka)?;
-        Ok(Self { producer, metrics })
+        Ok(Self {
+            producer: Mutex::new((producer, Instant::now())),
+            kafka: kafka_config.clone(),
+            metrics,
+        })
+    }
+
+    /// The producer to send on now.
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Replaces the producer when a failed send (`timed_out`: its message stayed
+    /// undelivered for the whole message timeout) shows it stuck for good: after a broker
+    /// restart, every later letter would fail, no batch would settle and the writer would
+    /// stop committing for good. The old one is let go of on a thread of its own.
+    fn renew_if_stuck(&self, timed_out: bool) {
+        let mut p = self.producer.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(why) = crate::close::why_renew(&p.0, p.1, timed_out) else {
+            return;
+        };
+        match self.kafka.producer(5).create() {
+            Ok(new) => {
+                tracing::warn!("{why}; building a new dead-letter producer");
+                let old = std::mem::replace(&mut *p, (new, Instant::now()));
+                tokio::spawn(drop_on_own_thread(old.0, "writer-dlq-close"));
+            }
+            Err(e) => tracing::warn!(error = %e, "{why}; building a new one failed"),
+        }
     }
 
     /// Sends `letter` to its campaign's dead-letter topic, retrying until Kafka acknowledged
@@ -85,8 +120,9 @@ impl DeadLetters {
             if let Some(k) = letter.key {
                 record = record.key(k);
             }
+            let producer = self.producer();
             let sent = tokio::select! {
-                r = self.producer.send(record, Duration::from_secs(5)) => r,
+                r = producer.send(record, Duration::from_secs(5)) => r,
                 _ = after_grace(shutdown) => break,
             };
             match sent {
@@ -96,7 +132,10 @@ impl DeadLetters {
                     m.with_label_values(&[letter.topic]).inc();
                     return true;
                 }
-                Err((e, _)) => retry.failed(&format_args!("{e} (topic {dlq_topic})")),
+                Err((e, _)) => {
+                    retry.failed(&format_args!("{e} (topic {dlq_topic})"));
+                    self.renew_if_stuck(crate::close::is_timeout(&e));
+                }
             }
             if !retry.wait(shutdown).await {
                 break;

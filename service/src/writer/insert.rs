@@ -43,9 +43,8 @@ impl Writer<'_> {
 
     /// Dead-letters a row the database refused; false when shutdown came first.
     async fn refuse(&self, row: &Issuance, source: &OwnedMessage, e: &Error) -> bool {
-        let reason = if db::is_seq_conflict(e) {
-            let conflicts = &self.metrics.writer_seq_conflicts;
-            conflicts.with_label_values(&[&row.campaign]).inc();
+        let conflict = db::is_seq_conflict(e);
+        let reason = if conflict {
             // Redis handed a seq that PostgreSQL already holds for another user: it lost
             // acknowledged writes. Loud, and kept whole in the dead-letter topic.
             tracing::error!(campaign = %row.campaign, seq = row.seq, "seq conflict: another user already holds this seq");
@@ -63,7 +62,14 @@ impl Writer<'_> {
             payload
         };
         let letter = Letter::of_one(source, payload, &row.user_id, &reason);
-        self.dlq.send(letter, &self.shutdown).await
+        let sent = self.dlq.send(letter, &self.shutdown).await;
+        // Counted once it is dead-lettered: one abandoned at shutdown is replayed, and
+        // would be counted again.
+        if sent && conflict {
+            let conflicts = &self.metrics.writer_seq_conflicts;
+            conflicts.with_label_values(&[&row.campaign]).inc();
+        }
+        sent
     }
 
     /// Inserts `rows`, retrying with backoff everything but a refusal of the data itself
