@@ -354,9 +354,11 @@ async fn a_suspended_bucket_is_gauged_as_its_campaign() {
     for u in &users[..2] {
         assert_eq!(svc.issue("gauged", u).await.0, 201, "{u}");
     }
-    // Redis loses bucket 0's counter: the issuer that handed its seqs out sees it go back.
+    // Redis loses the users' bucket's counter (the first; on a cluster buckets are numbered
+    // by where their slots fall): the issuer that handed its seqs out sees it go back.
+    let bucket = store.buckets(&c).await.unwrap().unwrap()[0].clone();
     let _: () = redis::cmd("HSET")
-        .arg(key(c.bucket(0).as_str(), "meta"))
+        .arg(key(bucket.as_str(), "meta"))
         .arg("issued")
         .arg(0)
         .query_async(&mut redis.conn().await)
