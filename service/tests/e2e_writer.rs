@@ -292,7 +292,9 @@ async fn a_row_keeps_its_issue_time_and_one_beyond_timestamps_is_a_data_error() 
     let mut x = 0x9e37_79b9_7f4a_7c15_u64;
     let noise: String = (0..8_000)
         .map(|_| {
-            (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
             char::from(b'!' + (x % 94) as u8)
         })
         .collect();
