@@ -110,9 +110,7 @@ async fn remove_network_policies(
         let Some(policy) = api.get_opt(&name).await? else {
             continue;
         };
-        let ours = (policy.owner_references().iter())
-            .any(|o| o.uid == owner.uid && o.controller == Some(true));
-        if ours {
+        if owned_by(policy.owner_references(), owner) {
             let only_this_one = Preconditions {
                 uid: policy.uid(),
                 resource_version: None,

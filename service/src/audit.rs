@@ -257,12 +257,15 @@ async fn repair(
         store.requeue(campaign, &again).await?;
         report.repaired = again.len() as u64;
     }
-    if !todo.unknown.is_empty() {
-        let rows = db::rows_of_users(pool, campaign.as_str(), &todo.unknown).await?;
+    // After a Redis loss the users it forgot and those beyond its counter are mostly the
+    // same: their rows are read once, and both repairs take them all (restoring keeps the
+    // holders Redis has, raising only moves a counter forward).
+    let mut from_db: Vec<String> = todo.unknown.into_iter().chain(todo.uncounted).collect();
+    from_db.sort_unstable();
+    from_db.dedup();
+    if !from_db.is_empty() {
+        let rows = db::rows_of_users(pool, campaign.as_str(), &from_db).await?;
         report.restored = store.restore_holders(campaign, &rows).await?;
-    }
-    if !todo.uncounted.is_empty() {
-        let rows = db::rows_of_users(pool, campaign.as_str(), &todo.uncounted).await?;
         report.counter_raised = store.raise_counters(campaign, &rows).await?;
     }
     Ok(())
