@@ -105,16 +105,28 @@ async fn relay_killed_mid_stream_loses_and_duplicates_nothing() {
     let mut second = relay_as("second");
     issuing.await.unwrap();
     assert_complete(&f, &pool, N).await;
+    // The rows can reach PostgreSQL before the relay has read Kafka's acknowledgements and
+    // removed their entries: wait for that, bounded, before stopping it.
+    let outbox = common::key(&f.campaign, "outbox");
+    let pending = || async {
+        let mut conn = f.redis.conn().await;
+        let reply: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&outbox)
+            .arg("relay")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        reply.count()
+    };
+    common::eventually(
+        "nothing left pending for the dead relay",
+        Duration::from_secs(30),
+        || async { (pending().await == 0).then_some(()) },
+    )
+    .await;
     second.kill9();
-    let mut conn = f.redis.conn().await;
-    let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-        .arg(common::key(&f.campaign, "outbox"))
-        .arg("relay")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
     assert_eq!(
-        pending.count(),
+        pending().await,
         0,
         "nothing left pending for the dead relay"
     );
