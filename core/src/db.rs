@@ -106,25 +106,58 @@ pub async fn migrate_through(pool: &PgPool, last: i32) -> Result<Vec<i32>, Error
 /// database must not hide that Redis handed one coupon to two users. Returns how many
 /// rows were new, per campaign.
 pub async fn insert_batch(pool: &PgPool, rows: &[Issuance]) -> Result<HashMap<String, u64>, Error> {
+    insert_batch_until(pool, rows, std::future::pending()).await
+}
+
+/// [`insert_batch`], given up when `give_up` resolves first (with the reason,
+/// [`Error::DatabaseGaveUp`]). The connection is then dropped, not handed back: it may wait
+/// on a server whose node vanished mid-COPY, which TCP reports only after about 15
+/// minutes, and the pool would wait as long to close it. Whether the batch was stored is
+/// then unknown; the insert is idempotent, so it is written again.
+pub async fn insert_batch_until(
+    pool: &PgPool,
+    rows: &[Issuance],
+    give_up: impl Future<Output = String>,
+) -> Result<HashMap<String, u64>, Error> {
     let mut by_campaign: HashMap<&str, Vec<&Issuance>> = HashMap::new();
     for r in rows {
         by_campaign.entry(&r.campaign).or_default().push(r);
     }
     let mut conn = pool.acquire().await?;
+    let outcome = {
+        let work = insert_by_campaign(&mut conn, by_campaign);
+        tokio::select! {
+            done = work => Ok(done),
+            why = give_up => Err(why),
+        }
+    };
+    match outcome {
+        Ok(Err(e)) if !is_data_error(&e) => {
+            // A server that went read-only (failover) or broke the session: the next
+            // attempt gets a fresh connection, perhaps to the new primary.
+            conn.close_on_drop();
+            Err(e)
+        }
+        Ok(done) => done,
+        Err(why) => {
+            drop(conn.detach());
+            Err(Error::DatabaseGaveUp(why))
+        }
+    }
+}
+
+/// One COPY per campaign, on one connection; the first failure ends the batch.
+async fn insert_by_campaign(
+    conn: &mut PgConnection,
+    by_campaign: HashMap<&str, Vec<&Issuance>>,
+) -> Result<HashMap<String, u64>, Error> {
     let mut new = HashMap::with_capacity(by_campaign.len());
     // Almost always one campaign: one COPY, no RETURNING to ship rows back.
     for (campaign, rows) in by_campaign {
-        match insert_campaign_rows(&mut conn, campaign, &rows).await {
-            Ok(n) => new.insert(campaign.to_owned(), n),
-            Err(e) => {
-                if !is_data_error(&e) {
-                    // A server that went read-only (failover) or broke the session: the
-                    // next attempt gets a fresh connection, perhaps to the new primary.
-                    conn.close_on_drop();
-                }
-                return Err(e);
-            }
-        };
+        new.insert(
+            campaign.to_owned(),
+            insert_campaign_rows(conn, campaign, &rows).await?,
+        );
     }
     Ok(new)
 }
@@ -323,6 +356,7 @@ mod tests {
         fn is_send<T: Send>(_: T) {}
         is_send(migrate(pool));
         is_send(insert_batch(pool, rows));
+        is_send(insert_batch_until(pool, rows, async { String::new() }));
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum Error {
     /// PostgreSQL refused or failed an operation.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A database write given up before PostgreSQL answered (a time limit, shutdown).
+    #[error("database write given up: {0}")]
+    DatabaseGaveUp(String),
     /// The audit found oversold, duplicated, mismatched or missing issuances.
     #[error("audit of campaign {0} is not clean")]
     AuditFailed(String),
@@ -64,6 +67,7 @@ impl Error {
             Error::Protocol(_) => "protocol",
             Error::Kafka(_) => "kafka",
             Error::Database(_) => "database",
+            Error::DatabaseGaveUp(_) => "database_gave_up",
             Error::AuditFailed(_) => "audit_failed",
             Error::Io(_) => "io",
         }

@@ -79,6 +79,13 @@ async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary()
         (503, Some("unavailable")),
         "{body}"
     );
+    // Nor is it shown by a lookup while no replica holds it.
+    let (status, body) = svc.get("/v1/campaigns/durable/users/stalled/coupon").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
     replica.signal("CONT");
     let (status, body) = eventually(
         "the retry once the replica is back",
@@ -94,6 +101,8 @@ async fn with_replica_durability_nothing_acknowledged_is_lost_with_the_primary()
         (200, Some(21)),
         "the same coupon: {body}"
     );
+    let (status, body) = svc.get("/v1/campaigns/durable/users/stalled/coupon").await;
+    assert_eq!((status, body["seq"].as_u64()), (200, Some(21)), "{body}");
     acknowledged.push("stalled".into());
 
     // The primary dies (SIGKILL); the replica, promoted, holds every acknowledged coupon.

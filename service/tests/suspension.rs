@@ -127,7 +127,12 @@ async fn a_campaign_created_again_under_the_same_id_starts_afresh() {
     for i in 0..5 {
         assert_eq!(svc.issue("again", &format!("u{i}")).await.0, 201);
     }
+    // A Redis restart suspended it (every registered campaign), and it was deleted as such.
+    let handed = HandedOut::default();
+    assert!(store.suspend(&c, "E", &handed, false).await.unwrap());
     store.forget(&c).await.unwrap();
+    let left = store.suspended_campaigns().await.unwrap();
+    assert!(left.is_empty(), "forgotten, so not suspended: {left:?}");
     store.ensure_campaign(&c, 100, None).await.unwrap();
     let (status, body) = svc.issue("again", "first-of-the-new-one").await;
     assert_eq!((status, body["seq"].as_u64()), (201, Some(1)), "{body}");

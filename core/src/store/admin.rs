@@ -231,7 +231,8 @@ impl Store {
         }
     }
 
-    /// Removes every key of `campaign`, then its registry entry (`deletionPolicy: Delete`).
+    /// Removes every key of `campaign`, then its registry and suspended-set entries
+    /// (`deletionPolicy: Delete`).
     /// Returns how many keys existed. Two calls, not one transaction: on a cluster the
     /// registry lives in another slot. Keys first, so a failure in between leaves a
     /// registered campaign without keys (the relay retires its lane; forgetting again
@@ -259,6 +260,8 @@ impl Store {
                 .await
         })
         .await?;
+        // Else the suspension alert fires for good for a campaign nobody can unsuspend.
+        self.set_suspended(campaign, false).await?;
         Ok(removed)
     }
 

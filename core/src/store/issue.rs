@@ -144,12 +144,13 @@ impl Store {
             .collect())
     }
 
-    /// Finds the coupon `user` holds; `Ok(None)` when the user has none.
+    /// Finds the coupon `user` holds, and the campaign or bucket that holds it (what a
+    /// replica fence waits on); `Ok(None)` when the user has none.
     pub async fn lookup(
         &self,
         campaign: &CampaignId,
         user: &UserId,
-    ) -> Result<Option<HolderRecord>, Error> {
+    ) -> Result<Option<(HolderRecord, CampaignId)>, Error> {
         // A sharded campaign answers with its buckets (one call more, the first time this
         // process meets it): a plain campaign's lookup stays one script call.
         let (mut target, mut siblings) = self.route(campaign, user);
@@ -178,7 +179,7 @@ impl Store {
                 }
                 Some("UNKNOWN") => Err(Error::CampaignNotFound(campaign.to_string())),
                 Some("NONE") => Ok(None),
-                Some("HELD") => HolderRecord::parse(detail).map(Some),
+                Some("HELD") => HolderRecord::parse(detail).map(|r| Some((r, target))),
                 _ => Err(Error::Protocol(format!("{reply:?}"))),
             };
         }

@@ -57,6 +57,11 @@ pub struct WriterArgs {
     #[arg(long, env = "STAMPEDE_WRITER_STALL_SECS", default_value_t = 20,
         value_parser = clap::value_parser!(u64).range(15..=3600))]
     stall_secs: u64,
+    /// Seconds a database write may go unanswered before it is given up and written again
+    /// on a new connection (a server whose node vanished mid-write answers never).
+    #[arg(long, env = "STAMPEDE_DB_WRITE_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    db_write_timeout_secs: u64,
     /// Kafka consumer group shared by all writers.
     #[arg(long, env = "STAMPEDE_WRITER_GROUP", default_value = "stampede-writer")]
     group: String,
@@ -154,6 +159,7 @@ pub async fn writer(a: WriterArgs, shutdown: CancellationToken) -> Result<(), Er
         batch_linger: Duration::from_millis(a.batch_linger_ms),
         batches_in_flight: a.batches_in_flight.into(),
         stall: Duration::from_secs(a.stall_secs),
+        write_timeout: Duration::from_secs(a.db_write_timeout_secs),
     };
     let r = writer_mod::run(config, metrics.pipeline.clone(), shutdown.clone()).await;
     shutdown.cancel();

@@ -223,10 +223,15 @@ async fn lookup(
     user: UserId,
 ) -> Result<Response, ApiError> {
     check_user_budget(st, &user)?;
-    match st.store.lookup(&id, &user).await? {
-        Some(r) => Ok(Json(r.into_coupon(name.as_str(), user.as_str())).into_response()),
-        None => Err(not_issued(&name, &user)),
+    let Some((record, holder)) = st.store.lookup(&id, &user).await? else {
+        return Err(not_issued(&name, &user));
+    };
+    // A coupon shown is a coupon acknowledged: the issue that wrote it may still be waiting
+    // for the replicas (or have failed with 503), and a failover now would lose it.
+    if let Some(fence) = &st.fence {
+        fence.wait(&holder).await?;
     }
+    Ok(Json(record.into_coupon(name.as_str(), user.as_str())).into_response())
 }
 
 fn not_issued(campaign: &CampaignId, user: &UserId) -> ApiError {

@@ -3,8 +3,10 @@
 //! to the dead-letter topic (a seq another user holds counted and logged as such).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use rdkafka::message::{Message, OwnedMessage};
+use tokio_util::sync::CancellationToken;
 
 use super::Writer;
 use super::dead_letter::{Letter, SEQ_CONFLICT};
@@ -79,7 +81,8 @@ impl Writer<'_> {
     async fn insert_retrying(&self, rows: &[Issuance]) -> Option<Result<(), Error>> {
         let mut retry = Retry::new("database write");
         loop {
-            match db::insert_batch(self.pool, rows).await {
+            let give_up = give_up(self.config.write_timeout, &self.shutdown);
+            match db::insert_batch_until(self.pool, rows, give_up).await {
                 Ok(new) => {
                     retry.succeeded();
                     self.record(rows, new);
@@ -89,6 +92,7 @@ impl Writer<'_> {
                     self.metrics.writer_db_errors.inc();
                     return Some(Err(e));
                 }
+                Err(Error::DatabaseGaveUp(_)) if self.shutdown.is_cancelled() => return None,
                 Err(e) => {
                     self.metrics.writer_db_errors.inc();
                     retry.failed(&format_args!("{e} ({} rows)", rows.len()));
@@ -117,6 +121,23 @@ impl Writer<'_> {
             m.issue_to_db
                 .observe((now_ms - r.issued_at_ms).max(0) as f64 / 1000.0);
         }
+    }
+}
+
+/// How long a write in flight when shutdown comes may still take: most take milliseconds,
+/// and the pod's termination grace (30 s) must hold the rest of the shutdown too.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves, with the reason, when a write started now must be given up: after `limit`,
+/// or [`SHUTDOWN_GRACE`] after shutdown.
+async fn give_up(limit: Duration, shutdown: &CancellationToken) -> String {
+    let grace_over = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(limit) => format!("no answer within {limit:?}"),
+        _ = grace_over => format!("shutting down, no answer within {SHUTDOWN_GRACE:?} of it"),
     }
 }
 

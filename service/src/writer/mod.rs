@@ -62,6 +62,9 @@ pub struct WriterConfig {
     pub batches_in_flight: usize,
     /// A consumer that has not been a settled member of its group this long is replaced.
     pub stall: Duration,
+    /// A database write not answered this long is given up and written again on a new
+    /// connection (the server's node may have vanished mid-write).
+    pub write_timeout: Duration,
 }
 
 type WriterConsumer = StreamConsumer<WriterContext>;

@@ -13,6 +13,7 @@ pub mod role;
 pub mod room;
 pub mod secure;
 pub mod stack;
+pub mod stall;
 pub mod switch;
 pub mod whereabouts;
 

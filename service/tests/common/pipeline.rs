@@ -105,6 +105,7 @@ pub fn writer_config(brokers: &str, database_url: &str, campaign: &str) -> Write
         batch_linger: Duration::from_millis(20),
         batches_in_flight: 2,
         stall: Duration::from_secs(20),
+        write_timeout: Duration::from_secs(30),
     }
 }
 
