@@ -22,13 +22,15 @@ pub enum Error {
     /// Provisioning did not complete; status says why, retried with backoff.
     #[error("not provisioned yet: {0}")]
     Incomplete(String),
-    /// Deleting under `deletionPolicy: Delete` waits for the outbox to drain.
+    /// Deleting under `deletionPolicy: Delete` waits until PostgreSQL has every issuance.
     #[error(
-        "waiting for {pending} issuances to leave the outbox before deleting the campaign's data"
+        "waiting before deleting the campaign's data: {pending} issuances still in the outbox, {unwritten} not yet in PostgreSQL"
     )]
     OutboxNotDrained {
         /// Entries still in the outbox stream.
         pending: u64,
+        /// Issued coupons PostgreSQL has no row of yet (all of them when it cannot be asked).
+        unwritten: u64,
     },
     /// A local load test (`stampede-operator loadtest`) did not pass.
     #[error("load test {name}: {verdict}: {reason}")]

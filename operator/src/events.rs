@@ -46,7 +46,7 @@ string_enum! {
         CleanupSkipped,
         /// Cleanup closed the campaign.
         Closed,
-        /// The outbox did not drain in time; deleting anyway.
+        /// PostgreSQL did not get every issuance in time; the data was kept.
         DrainTimedOut,
         /// Cleanup deleted the campaign's data.
         Deleted,

@@ -216,7 +216,8 @@ async fn retain_closes_and_keeps_the_data(c: &Cluster, keep: &str, shadow: &Camp
 }
 
 /// Delete: closed at once, but held while the outbox still has an issuance nobody
-/// relayed; a relay drains it, then Redis keys and topics go.
+/// relayed, and while Kafka has it but PostgreSQL does not; once a writer has put it in
+/// PostgreSQL, Redis keys and topics go.
 async fn delete_waits_for_the_outbox_then_removes_the_data(
     c: &Cluster,
     store: &stampede_core::store::Store,
@@ -239,7 +240,15 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         .expect("held by the finalizer while the outbox drains");
     assert!(held.meta().deletion_timestamp.is_some());
     assert_eq!(snapshot(&id).await.unwrap().outbox_len, 1);
-    let relay = StackRelay::start(None);
+    // In Kafka is not yet in PostgreSQL: the topic must stay until the writer has it.
+    let mut pipeline = StackPipeline::relay_only([id.to_string()].into());
+    eventually("relayed to Kafka", Duration::from_secs(30), || {
+        let id = id.clone();
+        async move { (snapshot(&id).await?.outbox_len == 0).then_some(()) }
+    })
+    .await;
+    still_held_for(c, gone, Duration::from_secs(6)).await;
+    pipeline.start_writer();
     gone_from_the_api(
         c,
         "Delete campaign gone from the API",
@@ -247,7 +256,7 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         Duration::from_secs(40),
     )
     .await;
-    relay.stop().await;
+    pipeline.stop().await;
     assert!(snapshot(&id).await.is_none(), "Redis keys deleted");
     assert!(!store.registry().await.unwrap().contains(&id));
     eventually("topics deleted", Duration::from_secs(30), || {
@@ -256,6 +265,21 @@ async fn delete_waits_for_the_outbox_then_removes_the_data(
         async move { (partitions(&t).await == 0 && partitions(&d).await == 0).then_some(()) }
     })
     .await;
+}
+
+/// Checks, for `window` (three of the operator's 2 s retries), that `name` stays held by
+/// its finalizer with its Redis keys.
+async fn still_held_for(c: &Cluster, name: &str, window: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < window {
+        let cc = c.campaigns().get_opt(name).await.unwrap();
+        assert!(cc.is_some(), "deleted while PostgreSQL lacked a row");
+        assert!(
+            snapshot(&c.id(name)).await.is_some(),
+            "keys deleted too soon"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[test]

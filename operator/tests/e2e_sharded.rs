@@ -59,13 +59,13 @@ async fn a_sharded_campaign_is_provisioned_sold_restocked_and_deleted_with_its_b
 }
 
 /// `deletionPolicy: Delete` removes the campaign and every bucket once their outboxes
-/// drained: a relay (scoped to this campaign) delivers them to the campaign's topic.
+/// are in PostgreSQL: a relay and a writer (scoped to this campaign) take them there.
 async fn deleted_with_its_buckets(c: &Cluster, name: &str, id: &CampaignId, first: &CampaignId) {
     c.campaigns()
         .delete(name, &DeleteParams::default())
         .await
         .unwrap();
-    let relay = StackRelay::start(Some([id.to_string()].into()));
+    let pipeline = StackPipeline::start([id.to_string()].into());
     let store = store().await;
     eventually("the buckets gone", Duration::from_secs(60), || {
         let (store, id, first) = (store.clone(), id.clone(), first.clone());
@@ -76,5 +76,5 @@ async fn deleted_with_its_buckets(c: &Cluster, name: &str, id: &CampaignId, firs
         }
     })
     .await;
-    relay.stop().await;
+    pipeline.stop().await;
 }

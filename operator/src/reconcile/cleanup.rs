@@ -1,6 +1,6 @@
 //! Cleanup under the finalizer: close the campaign and remove its load tests' shadow
-//! campaigns; under `deletionPolicy: Delete`, let the outbox drain (bounded), then delete
-//! the Redis keys and topics. When Redis, Kafka or a
+//! campaigns; under `deletionPolicy: Delete`, wait (bounded) until every issuance is in
+//! PostgreSQL, then delete the Redis keys and topics (past the bound they are kept). When Redis, Kafka or a
 //! Secret stays away past the drain timeout, it records what was left behind and lets the
 //! finalizer go, so deleting a namespace never hangs on a backend that is gone.
 
@@ -20,8 +20,8 @@ use crate::events::{EventReason, publish};
 use crate::loadtest::forget_shadows;
 use crate::validate::{Plan, validate};
 
-/// Under the finalizer: close the campaign; under `Delete`, wait for the outbox to drain
-/// (bounded by the drain timeout), then remove Redis data and the topics. A failure is
+/// Under the finalizer: close the campaign; under `Delete`, wait until PostgreSQL has every
+/// issuance (bounded by the drain timeout), then remove Redis data and the topics. A failure is
 /// retried until the drain timeout has passed since deletion started; then it is recorded
 /// as a Warning and the finalizer released.
 pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
@@ -158,33 +158,56 @@ async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action
         info!(campaign = %plan.campaign, shadow_keys, "closed; data retained, load-test shadows removed");
         return Ok(Action::await_change());
     }
-    drained(cc, ctx, stock.as_ref(), plan).await?;
-    delete(cc, ctx, stock.as_ref(), plan, &conns, shadow_keys).await?;
+    if drained(cc, ctx, stock.as_ref(), (plan, &conns)).await? {
+        delete(cc, ctx, stock.as_ref(), plan, &conns, shadow_keys).await?;
+    }
     Ok(Action::await_change())
 }
 
-/// `Ok` once the outbox is empty or the drain timeout has passed since deletion started.
+/// `Ok(true)` once every issuance is in PostgreSQL (the outbox empty and as many rows as
+/// were issued: an empty outbox only says Kafka has them, and the topic goes next);
+/// `Ok(false)` when the drain timeout passed first: then the data stays, for the audit
+/// to find what PostgreSQL lacks and repair it, and the Warning says what to remove by
+/// hand afterwards.
 async fn drained(
     cc: &CouponCampaign,
     ctx: &Context,
     stock: &dyn Stock,
-    plan: &Plan,
-) -> Result<(), Error> {
+    (plan, conns): (&Plan, &Connections),
+) -> Result<bool, Error> {
     let Some(snap) = stock.snapshot(&plan.campaign).await? else {
-        return Ok(());
+        return Ok(true);
     };
-    if snap.outbox_len == 0 {
-        return Ok(());
+    let rows = match snap.issued {
+        0 => Some(0),
+        _ => {
+            ctx.backends
+                .persisted(&conns.database, plan.campaign.as_str())
+                .await
+        }
+    };
+    let unwritten = rows.map_or(snap.issued, |r| snap.issued.saturating_sub(r.max(0) as u64));
+    if snap.outbox_len == 0 && unwritten == 0 {
+        return Ok(true);
     }
     if waited(cc) < ctx.drain_timeout {
         return Err(Error::OutboxNotDrained {
             pending: snap.outbox_len,
+            unwritten,
         });
     }
+    let c = plan.campaign.as_str();
     let note = format!(
-        "outbox still held {} issuances after {:?}; deleting anyway (`stampede-service audit` lists what PostgreSQL lacks)",
-        snap.outbox_len, ctx.drain_timeout
+        "after {:?} the outbox still held {} issuances and PostgreSQL lacked {unwritten} of the {} issued; \
+         kept the Redis keys {{stampede:{c}}}:* and the topics {} and {} so that nothing is lost: \
+         `stampede-service audit --campaign {c} --repair` delivers what PostgreSQL lacks, then remove them by hand",
+        ctx.drain_timeout,
+        snap.outbox_len,
+        snap.issued,
+        stampede_core::issuance::topic(c),
+        stampede_core::issuance::dead_letter_topic(c),
     );
+    tracing::warn!(campaign = %c, "{note}");
     publish(
         ctx,
         cc,
@@ -193,7 +216,7 @@ async fn drained(
         note,
     )
     .await;
-    Ok(())
+    Ok(false)
 }
 
 /// Removes the campaign's Redis keys and its topics (`shadow_keys`: its shadows' keys,

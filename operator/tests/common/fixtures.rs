@@ -80,18 +80,28 @@ pub async fn create_namespace(client: &Client, ns: &str) {
         .unwrap();
 }
 
-/// The service's outbox relay on the stack's Redis and Kafka, in-process: what drains a
-/// campaign's outbox so that `deletionPolicy: Delete` can proceed.
-pub struct StackRelay {
+/// The service's outbox relay and writer on the stack's Redis, Kafka and PostgreSQL,
+/// in-process, for `campaigns` only: what gets a campaign's issuances into PostgreSQL so
+/// that `deletionPolicy: Delete` can proceed.
+pub struct StackPipeline {
+    campaigns: std::collections::HashSet<String>,
     stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), stampede_core::Error>>,
+    tasks: Vec<tokio::task::JoinHandle<Result<(), stampede_core::Error>>>,
 }
 
-impl StackRelay {
-    /// Relays `campaigns` (every campaign in the registry when `None`).
-    pub fn start(campaigns: Option<std::collections::HashSet<String>>) -> Self {
+impl StackPipeline {
+    /// Relays and writes `campaigns` (ids).
+    pub fn start(campaigns: std::collections::HashSet<String>) -> Self {
+        let mut pipeline = Self::relay_only(campaigns);
+        pipeline.start_writer();
+        pipeline
+    }
+
+    /// Only relays `campaigns` (ids) to Kafka: nothing reaches PostgreSQL until
+    /// [`StackPipeline::start_writer`].
+    pub fn relay_only(campaigns: std::collections::HashSet<String>) -> Self {
         let stop = tokio_util::sync::CancellationToken::new();
-        let config = stampede_service::relay::RelayConfig {
+        let relay = stampede_service::relay::RelayConfig {
             redis_url: super::stack_defaults().redis_url,
             kafka: super::kafka(),
             consumer: super::unique("test-relay"),
@@ -99,18 +109,52 @@ impl StackRelay {
             gather: std::time::Duration::from_millis(10),
             linger_ms: 1,
             claim_idle: std::time::Duration::from_secs(30),
-            campaigns,
+            campaigns: Some(campaigns.clone()),
             message_batches: Default::default(),
         };
         let metrics = stampede_service::metrics::Metrics::new().pipeline;
-        let task = tokio::spawn(stampede_service::relay::run(config, metrics, stop.clone()));
-        Self { stop, task }
+        let tasks = vec![tokio::spawn(stampede_service::relay::run(
+            relay,
+            metrics,
+            stop.clone(),
+        ))];
+        Self {
+            campaigns,
+            stop,
+            tasks,
+        }
     }
 
-    /// Stops it and checks that it ended cleanly.
+    /// Starts the writer of the campaigns' topics.
+    pub fn start_writer(&mut self) {
+        let topics: Vec<String> = self
+            .campaigns
+            .iter()
+            .map(|c| c.replace('.', "\\."))
+            .collect();
+        let writer = stampede_service::writer::WriterConfig {
+            kafka: super::kafka(),
+            group: super::unique("test-writer"),
+            topics: format!("^stampede\\.({})$", topics.join("|")),
+            database_url: super::stack_defaults().database_url,
+            batch_rows: 100,
+            batch_linger: std::time::Duration::from_millis(10),
+            batches_in_flight: 1,
+            stall: std::time::Duration::from_secs(20),
+            write_timeout: std::time::Duration::from_secs(30),
+        };
+        let metrics = stampede_service::metrics::Metrics::new().pipeline;
+        let stop = self.stop.clone();
+        let task = stampede_service::writer::run(writer, metrics, stop);
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Stops it and checks that every role ended cleanly.
     pub async fn stop(self) {
         self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        for task in self.tasks {
+            task.await.unwrap().unwrap();
+        }
     }
 }
 

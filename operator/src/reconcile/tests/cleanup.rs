@@ -130,3 +130,64 @@ async fn a_spec_that_never_validated_is_let_go_without_touching_anything() {
     let id = CampaignId::parse("shop.spring-sale").unwrap();
     assert!(fake.snapshot(&id).await.unwrap().is_some());
 }
+
+/// One reconcile of a provisioned `spring-sale` deleted at `deleted_at` under `Delete`,
+/// with 10 coupons issued, the outbox empty (Kafka has them all) and `rows` of them in
+/// PostgreSQL.
+async fn deleting_with_rows(deleted_at: &str, rows: i64) -> (FakeBackends, ApiServer, Action) {
+    let fake = provisioned().await;
+    {
+        let mut s = fake.state();
+        let snap = s.campaigns.get_mut("shop.spring-sale").unwrap();
+        (snap.issued, snap.outbox_len) = (10, 0);
+        s.persisted = Some(rows);
+    }
+    let cc = deleted(deleted_at, "Delete", "");
+    let (result, api, _) = reconcile_once(cc, ready(), &fake).await;
+    let action = match result {
+        Ok(a) => a,
+        Err(Error::OutboxNotDrained { pending, unwritten }) => {
+            assert_eq!((pending, unwritten), (0, 10 - rows as u64));
+            Action::requeue(std::time::Duration::ZERO)
+        }
+        Err(e) => panic!("{e}"),
+    };
+    (fake, api, action)
+}
+
+/// Whether the campaign's Redis keys and topics are still there.
+async fn data_kept(fake: &FakeBackends) -> (bool, bool) {
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let keys = fake.snapshot(&id).await.unwrap().is_some();
+    (keys, fake.state().topics.contains_key("shop.spring-sale"))
+}
+
+#[tokio::test]
+async fn delete_waits_until_postgresql_has_every_issuance_not_only_kafka() {
+    let now = stampede_core::clock::now_rfc3339();
+    let (fake, api, action) = deleting_with_rows(&now, 7).await;
+    assert_ne!(action, Action::await_change(), "retried");
+    assert!(!finalizer_released(&api));
+    assert_eq!(
+        data_kept(&fake).await,
+        (true, true),
+        "the topic holds 3 unwritten"
+    );
+    let (fake, api, action) = deleting_with_rows(&now, 10).await;
+    assert_eq!(action, Action::await_change());
+    assert!(finalizer_released(&api));
+    assert_eq!(
+        data_kept(&fake).await,
+        (false, false),
+        "all written: deleted"
+    );
+}
+
+#[tokio::test]
+async fn past_the_drain_timeout_delete_keeps_what_postgresql_lacks() {
+    let (fake, api, action) = deleting_with_rows("2026-01-01T00:00:00Z", 7).await;
+    assert_eq!(action, Action::await_change());
+    assert!(finalizer_released(&api));
+    assert!(api.event_reasons().contains(&"DrainTimedOut".to_owned()));
+    assert_eq!(data_kept(&fake).await, (true, true), "nothing deleted");
+}
