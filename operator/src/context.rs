@@ -27,7 +27,7 @@ pub(crate) struct Context {
     pub metrics: Metrics,
     /// How often a healthy campaign's status is refreshed.
     pub resync: Duration,
-    /// How long `deletionPolicy: Delete` waits for the outbox to drain.
+    /// How long `deletionPolicy: Delete` waits for PostgreSQL to have every issuance.
     pub drain_timeout: Duration,
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -37,7 +37,7 @@ pub(crate) struct Context {
 pub(crate) struct Timings {
     /// Status refresh interval of a healthy campaign.
     pub resync: Duration,
-    /// How long `deletionPolicy: Delete` waits for the outbox to drain.
+    /// How long `deletionPolicy: Delete` waits for PostgreSQL to have every issuance.
     pub drain_timeout: Duration,
 }
 

@@ -37,7 +37,7 @@ pub struct Config {
     pub defaults: Defaults,
     /// Status refresh interval of a healthy campaign.
     pub resync: Duration,
-    /// How long `deletionPolicy: Delete` waits for the outbox to drain.
+    /// How long `deletionPolicy: Delete` waits for PostgreSQL to have every issuance.
     pub drain_timeout: Duration,
 }
 
