@@ -174,32 +174,77 @@ pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerRefe
     }
 }
 
+/// A Deployment's available pods, how many of those run its current spec (at least), and
+/// the pods it wants (`wanted_default` when it does not exist yet).
+fn pod_counts(d: Option<Deployment>, wanted_default: i32) -> (i32, i32, i32) {
+    let d = d.unwrap_or_default();
+    let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
+    let s = d.status.unwrap_or_default();
+    let available = s.available_replicas.unwrap_or(0);
+    // Until the controller has seen the current spec its counts are of the last one.
+    let current = s.observed_generation >= d.metadata.generation;
+    let updated = s.updated_replicas.unwrap_or(0);
+    let old = s.replicas.unwrap_or(0) - updated;
+    // Whatever the old pods do, at least this many available ones are updated.
+    let updated_available = if current {
+        (available - old).clamp(0, updated)
+    } else {
+        0
+    };
+    (available, updated_available, wanted)
+}
+
 /// Available vs wanted pods of the issuer and writer Deployments.
 pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads, Problem> {
     let api = Api::<Deployment>::namespaced(client.clone(), &plan.namespace);
-    let counts = |d: Option<Deployment>, wanted_default: i32| {
-        let d = d.unwrap_or_default();
-        let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
-        let available = d
-            .status
-            .as_ref()
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0);
-        (available, wanted)
-    };
     let get = |name: String| {
         let api = api.clone();
         async move { api.get_opt(&name).await }
     };
     let (issuer, writer) = futures::try_join!(get(issuer_name(plan)), get(writer_name(plan)))
         .map_err(|e| Problem::new(Reason::WorkloadsUnreadable, e.to_string()))?;
-    let (issuer_available, issuer_wanted) = counts(issuer, 1);
-    let (writer_available, writer_wanted) = counts(writer, plan.writer.replicas);
+    let (issuer_available, issuer_updated, issuer_wanted) = pod_counts(issuer, 1);
+    let (writer_available, writer_updated, writer_wanted) =
+        pod_counts(writer, plan.writer.replicas);
     Ok(Workloads {
         issuer_available,
         issuer_wanted,
         issuer_min: plan.issuer.min_replicas,
         writer_available,
         writer_wanted,
+        issuer_updated,
+        writer_updated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, status: serde_json::Value) -> Option<Deployment> {
+        let d = serde_json::json!({
+            "metadata": { "name": "d", "generation": generation },
+            "spec": { "replicas": 2, "selector": {}, "template": {} },
+            "status": status,
+        });
+        Some(serde_json::from_value(d).unwrap())
+    }
+
+    #[test]
+    fn pods_of_the_current_spec_are_counted_apart_from_those_a_rollout_leaves() {
+        let done = serde_json::json!({ "observedGeneration": 3, "replicas": 2,
+            "updatedReplicas": 2, "availableReplicas": 2 });
+        assert_eq!(pod_counts(deployment(3, done.clone()), 1), (2, 2, 2));
+        // The spec changed and the controller has not seen it: the counts are the old spec's.
+        assert_eq!(pod_counts(deployment(4, done), 1), (2, 0, 2));
+        // maxUnavailable 0: two old pods serve, the surge pod of the new spec cannot start.
+        let stuck = serde_json::json!({ "observedGeneration": 4, "replicas": 3,
+            "updatedReplicas": 1, "availableReplicas": 2 });
+        assert_eq!(pod_counts(deployment(4, stuck), 1), (2, 0, 2));
+        // Half way: one new pod available, one old left.
+        let half = serde_json::json!({ "observedGeneration": 4, "replicas": 2,
+            "updatedReplicas": 1, "availableReplicas": 2 });
+        assert_eq!(pod_counts(deployment(4, half), 1), (2, 1, 2));
+        assert_eq!(pod_counts(None, 1), (0, 0, 1));
+    }
 }

@@ -224,6 +224,13 @@ async fn bad_spec_fails_waits_for_a_change_and_recovers(c: &Cluster, op: &Operat
     )
     .await
     .unwrap();
+    // The writer's new template rolls out: not Ready until its pods run it (this control
+    // plane has no deployment controller; the test plays it once the operator applied it).
+    c.status_until(&name, "rolling out", |s| {
+        condition(s, "Ready").is_some_and(|r| r.reason == "RollingOut")
+    })
+    .await;
+    c.mark_campaign_available(&name).await;
     c.status_until(&name, "Ready again", |s| has(s, "Ready", "True"))
         .await;
 }

@@ -87,6 +87,9 @@ string_enum! {
         WorkloadsUnreadable,
         /// Pods are not available yet.
         WaitingForPods,
+        /// Pods serve, but not enough of them run the current spec yet (a rollout under
+        /// way, or stuck on a pod that cannot start).
+        RollingOut,
         /// The PrometheusRule CRD is not installed.
         PrometheusRuleCRDMissing,
         /// Applying the PrometheusRule failed.

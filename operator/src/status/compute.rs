@@ -30,6 +30,11 @@ pub(crate) fn compute(
             Err,
         );
     let is_ready = ready.is_ok();
+    // A rollout (under way or stuck) is not Ready, but the campaign is served all the same.
+    let serving = is_ready
+        || ready
+            .as_ref()
+            .is_err_and(|p| p.reason == Reason::RollingOut);
     let g = obs.generation;
     let mut conditions = vec![
         condition(prev, g, now, ConditionType::Ready, ready),
@@ -49,7 +54,7 @@ pub(crate) fn compute(
         ));
     }
     CouponCampaignStatus {
-        phase: Some(phase(obs, is_ready)),
+        phase: Some(phase(obs, serving)),
         observed_generation: g,
         campaign_id: pinned_id(prev, obs),
         conditions,
@@ -118,10 +123,19 @@ fn workloads(obs: &Observed) -> Outcome {
         w.writer_available,
         w.writer_wanted
     );
-    if w.ready() {
-        Ok((Reason::Available, counts))
-    } else {
+    if !w.serving() {
         Err(Problem::new(Reason::WaitingForPods, counts))
+    } else if !w.ready() {
+        let rolling = format!(
+            "{counts}; rolling out: issuer {}/{} and writer {}/{} available on the current spec",
+            w.issuer_updated,
+            w.issuer_needed(),
+            w.writer_updated,
+            w.writer_wanted
+        );
+        Err(Problem::new(Reason::RollingOut, rolling))
+    } else {
+        Ok((Reason::Available, counts))
     }
 }
 
@@ -186,14 +200,14 @@ fn load_tests_passed(runs: &[LoadTestStatus], ready: bool) -> Outcome {
     ))
 }
 
-fn phase(obs: &Observed, is_ready: bool) -> Phase {
+fn phase(obs: &Observed, serving: bool) -> Phase {
     match obs.redis.as_ref().ok().map(CampaignSnapshot::state) {
-        _ if !is_ready && obs.gate == Gate::Testing => Phase::Provisioning,
+        _ if !serving && obs.gate == Gate::Testing => Phase::Provisioning,
         _ if obs.gate == Gate::Testing => Phase::Testing,
         Some(CampaignState::Suspended) => Phase::Suspended,
         // A closed campaign is closed whatever else is missing.
         Some(CampaignState::Closed) => Phase::Closed,
-        _ if !is_ready => Phase::Provisioning,
+        _ if !serving => Phase::Provisioning,
         Some(CampaignState::Scheduled) => Phase::Scheduled,
         Some(CampaignState::Open) => Phase::Open,
         Some(CampaignState::Paused) => Phase::Paused,

@@ -52,6 +52,10 @@ pub(crate) struct Workloads {
     pub writer_available: i32,
     /// Writer pods wanted.
     pub writer_wanted: i32,
+    /// Issuer pods available that run the Deployment's current spec (at least).
+    pub issuer_updated: i32,
+    /// Writer pods available that run the Deployment's current spec (at least).
+    pub writer_updated: i32,
 }
 
 impl Workloads {
@@ -63,9 +67,18 @@ impl Workloads {
         self.issuer_wanted.min(self.issuer_min).max(1)
     }
 
-    /// The needed issuer pods and every wanted writer pod are available.
-    pub fn ready(&self) -> bool {
+    /// The needed issuer pods and every wanted writer pod are available: the campaign is
+    /// served, perhaps by pods of an earlier spec.
+    pub fn serving(&self) -> bool {
         self.issuer_available >= self.issuer_needed() && self.writer_available >= self.writer_wanted
+    }
+
+    /// Served by pods of the current spec: a load test started now meets what the spec
+    /// says, not pods a stuck rollout left running.
+    pub fn ready(&self) -> bool {
+        self.serving()
+            && self.issuer_updated >= self.issuer_needed()
+            && self.writer_updated >= self.writer_wanted
     }
 }
 

@@ -111,6 +111,8 @@ fn not_ready_until_pods_are_available() {
         issuer_min: 2,
         writer_available: 0,
         writer_wanted: 1,
+        issuer_updated: 1,
+        writer_updated: 0,
     });
     let s = compute(None, &o, "t");
     assert_eq!(s.phase, Some(Phase::Provisioning));
@@ -130,6 +132,8 @@ fn issuers(available: i32, wanted: i32) -> Workloads {
         issuer_min: 2,
         writer_available: 1,
         writer_wanted: 1,
+        issuer_updated: available,
+        writer_updated: 1,
     }
 }
 
@@ -330,5 +334,28 @@ fn a_running_test_says_what_holds_its_runners_up() {
     assert_eq!(
         c.message,
         "load test preflight running: 1/2 segments done; segment 0: ImagePullBackOff: no such image"
+    );
+}
+
+#[test]
+fn a_rollout_that_does_not_progress_is_not_ready_but_the_campaign_stays_served() {
+    let mut o = observed();
+    // Two issuers of the last spec serve; none of the current one is available (a Secret
+    // that does not exist yet, an image that cannot be pulled).
+    o.workloads = Ok(Workloads {
+        issuer_updated: 0,
+        ..issuers(2, 2)
+    });
+    let s = compute(None, &o, "t");
+    assert_eq!(s.phase, Some(Phase::Open), "still served");
+    let ready = cond(&s, ConditionType::Ready);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "RollingOut")
+    );
+    assert!(ready.message.contains("issuer 0/2"), "{}", ready.message);
+    assert!(
+        !o.workloads.as_ref().unwrap().ready(),
+        "no load test starts"
     );
 }

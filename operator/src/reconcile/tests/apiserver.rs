@@ -160,7 +160,7 @@ fn deployment(name: &str, campaign: &Value) -> Value {
         "kind": "Deployment",
         "metadata": { "name": name, "ownerReferences": [owner] },
         "spec": { "replicas": 1, "selector": {}, "template": {} },
-        "status": { "availableReplicas": 1 },
+        "status": { "availableReplicas": 1, "replicas": 1, "updatedReplicas": 1 },
     })
 }
 
