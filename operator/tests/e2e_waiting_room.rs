@@ -107,3 +107,30 @@ async fn the_api_server_refuses_a_room_out_of_bounds() {
         .await
         .expect("a room turned off may stay");
 }
+
+/// `stampede-operator loadtest` rehearses a campaign's load test locally: its shadow gets
+/// the campaign's room, as the operator's runs do (without one every `queue` request of
+/// the README's preflight is a 404 and the run fails).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_runners_shadow_has_the_campaigns_room() {
+    let name = unique("localroom");
+    let yaml = minimal_campaign(5).replace("{name: x}", &format!("{{name: {name}}}"));
+    let yaml = yaml.replace(
+        "spec: {",
+        &format!("spec: {{{ROOM}loadTests: [{{name: q, profile: queue}}], "),
+    );
+    let file = std::env::temp_dir().join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).unwrap();
+    let plan = stampede_operator::validate::from_file(&file, &stack_defaults().redis_url);
+    let _ = std::fs::remove_file(&file);
+    let plan = plan.unwrap();
+    let shadow = plan.campaign.shadow("q");
+    let _forget = Forget(shadow.to_string());
+    let store = store().await;
+    stampede_operator::loadtest::local::provision_shadow(&store, &plan, &shadow)
+        .await
+        .unwrap();
+    let room = store.waiting_room(&shadow).await.unwrap();
+    let room = room.expect("the shadow has a room");
+    assert!(room.enabled && room.max_active == 3, "{room:?}");
+}

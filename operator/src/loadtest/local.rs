@@ -63,10 +63,7 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
         RedisMetrics::detached(),
     )
     .await?;
-    store.forget(&shadow).await?;
-    store
-        .ensure_sharded(&shadow, plan.stock, None, false, plan.shards)
-        .await?;
+    provision_shadow(&store, &plan, &shadow).await?;
     let dir = std::env::temp_dir().join(format!("stampede-loadtest-{}-{run}", std::process::id()));
     let started = now_rfc3339();
     let result = run_k6(&args, &plan, test, &shadow, &run, &dir).await;
@@ -80,6 +77,31 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
         Some(started),
         Some(now_rfc3339()),
     ))
+}
+
+/// Creates `shadow` afresh as the operator would for a run: the campaign's stock and shard
+/// count, and its waiting room (the queue profiles need it).
+pub async fn provision_shadow(
+    store: &Store,
+    plan: &Plan,
+    shadow: &CampaignId,
+) -> Result<(), Error> {
+    store.forget(shadow).await?;
+    let (stock, shards) = (plan.stock, plan.shards);
+    match &plan.waiting_room {
+        Some(w) => {
+            let how = (false, shards);
+            store
+                .ensure_campaign_with_room(shadow, stock, None, how, &w.config)
+                .await?;
+        }
+        None => {
+            store
+                .ensure_sharded(shadow, stock, None, false, shards)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn find_test<'a>(plan: &'a Plan, name: &str) -> Result<&'a LoadTestSpec, Error> {

@@ -151,8 +151,13 @@ async fn clean(cc: &CouponCampaign, ctx: &Context, plan: &Plan) -> Result<Action
         Err(e) => return Err(e.into()),
     }
     // Test scaffolding, never real coupons: a run the deletion interrupted leaves its
-    // shadow behind, and nothing would ever remove it, whatever the policy keeps.
-    let tests: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+    // shadow behind, and nothing would ever remove it, whatever the policy keeps. Those of
+    // tests taken out of the spec too, whose removal no reconcile may have carried out.
+    let recorded = cc.status.iter().flat_map(|s| &s.load_tests);
+    let mut tests: Vec<&str> = plan.load_tests.iter().map(|t| t.name.as_str()).collect();
+    tests.extend(recorded.map(|t| t.name.as_str()));
+    tests.sort_unstable();
+    tests.dedup();
     let shadow_keys = forget_shadows(stock.as_ref(), &plan.campaign, &tests).await?;
     if plan.deletion_policy == DeletionPolicy::Retain {
         info!(campaign = %plan.campaign, shadow_keys, "closed; data retained, load-test shadows removed");

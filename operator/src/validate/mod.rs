@@ -97,7 +97,7 @@ fn issuer(spec: &CouponCampaignSpec, defaults: &Defaults) -> Result<IssuerPlan, 
 
 /// Reads and validates a campaign file (namespace `default` when it names none); the
 /// local commands (`loadtest`, `rules`) start here.
-pub(crate) fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
+pub fn from_file(file: &Path, redis_url: &str) -> Result<Plan, Error> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::Config(format!("--file {}: {e}", file.display())))?;
     let mut cc: CouponCampaign = serde_yaml::from_str(&text)

@@ -191,3 +191,29 @@ async fn past_the_drain_timeout_delete_keeps_what_postgresql_lacks() {
     assert!(api.event_reasons().contains(&"DrainTimedOut".to_owned()));
     assert_eq!(data_kept(&fake).await, (true, true), "nothing deleted");
 }
+
+#[tokio::test]
+async fn a_test_taken_out_of_the_spec_mid_run_leaves_no_shadow_behind() {
+    use crate::backends::Shape;
+    let fake = provisioned().await;
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let mid = id.shadow("mid");
+    fake.ensure_campaign(&mid, 100, None, Shape::default())
+        .await
+        .unwrap();
+    // `mid` ran, was taken out of the spec, and no reconcile removed it before deletion.
+    let status = "status:\n  loadTests: [{name: mid, profile: smoke, run: '1', phase: Running, \
+                  segments: 1, segmentsDone: 0}]";
+    let now = stampede_core::clock::now_rfc3339();
+    let (result, api, _) = reconcile_once(deleted(&now, "Retain", status), ready(), &fake).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(finalizer_released(&api));
+    assert!(
+        fake.snapshot(&mid).await.unwrap().is_none(),
+        "mid's shadow forgotten"
+    );
+    assert!(
+        fake.snapshot(&id).await.unwrap().is_some(),
+        "Retain keeps the campaign"
+    );
+}
