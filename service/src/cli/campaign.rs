@@ -69,10 +69,11 @@ pub struct CreateArgs {
     /// Coupons to hand out (at least 1).
     #[arg(long)]
     stock: u64,
-    /// When issuance opens (RFC 3339); default: now.
+    /// When issuance opens (RFC 3339); default: now. With either window flag the two are
+    /// the whole window, on an existing campaign too; with neither it is left as it is.
     #[arg(long)]
     opens_at: Option<String>,
-    /// When issuance closes (RFC 3339); default: never.
+    /// When issuance closes (RFC 3339); default: never (see --opens-at).
     #[arg(long)]
     closes_at: Option<String>,
     /// Partitions of the campaign topic `stampede.<id>` (grows, never shrinks).
