@@ -23,7 +23,22 @@ pub const CA_PEM_ENV: &str = "STAMPEDE_DATABASE_CA_PEM";
 /// TLS as the URL says (`sslmode`, `sslrootcert`); the CA may instead come as PEM text in
 /// `STAMPEDE_DATABASE_CA_PEM`.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, Error> {
+    connect_with(url, max_connections, None).await
+}
+
+/// [`connect`], each session's statements ended by the server once they run longer than
+/// `statement_timeout` (a write waiting on a lock then frees its backend, where a client
+/// that merely gave up would leave it waiting; migrations are exempt).
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, Error> {
     let mut options: PgConnectOptions = url.parse()?;
+    if let Some(limit) = statement_timeout {
+        let ms = limit.as_millis().max(1).to_string();
+        options = options.options([("statement_timeout", ms)]);
+    }
     if let Some(pem) = std::env::var(CA_PEM_ENV)
         .ok()
         .filter(|p| !p.trim().is_empty())
@@ -69,6 +84,10 @@ pub async fn migrate(pool: &PgPool) -> Result<Vec<i32>, Error> {
 /// it, for upgrade tests); returns the versions applied.
 pub async fn migrate_through(pool: &PgPool, last: i32) -> Result<Vec<i32>, Error> {
     let mut tx = pool.begin().await?;
+    // A migration may rebuild an index for minutes: no session's statement limit applies.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await?;
     // One migrator at a time, cluster-wide, until this transaction ends.
     sqlx::query("SELECT pg_advisory_xact_lock(7215853)")
         .execute(&mut *tx)

@@ -174,9 +174,10 @@ pub(crate) async fn apply_alerts(client: &Client, plan: &Plan, owner: &OwnerRefe
     }
 }
 
-/// A Deployment's available pods, how many of those run its current spec (at least), and
-/// the pods it wants (`wanted_default` when it does not exist yet).
-fn pod_counts(d: Option<Deployment>, wanted_default: i32) -> (i32, i32, i32) {
+/// A Deployment's available pods, how many of those run its current spec (at least), how
+/// many pods of earlier specs are left, and the pods it wants (`wanted_default` when it does
+/// not exist yet).
+fn pod_counts(d: Option<Deployment>, wanted_default: i32) -> (i32, i32, i32, i32) {
     let d = d.unwrap_or_default();
     let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
     let s = d.status.unwrap_or_default();
@@ -184,14 +185,19 @@ fn pod_counts(d: Option<Deployment>, wanted_default: i32) -> (i32, i32, i32) {
     // Until the controller has seen the current spec its counts are of the last one.
     let current = s.observed_generation >= d.metadata.generation;
     let updated = s.updated_replicas.unwrap_or(0);
-    let old = s.replicas.unwrap_or(0) - updated;
+    let replicas = s.replicas.unwrap_or(0);
+    let old = if current {
+        (replicas - updated).max(0)
+    } else {
+        replicas
+    };
     // Whatever the old pods do, at least this many available ones are updated.
     let updated_available = if current {
         (available - old).clamp(0, updated)
     } else {
         0
     };
-    (available, updated_available, wanted)
+    (available, updated_available, old, wanted)
 }
 
 /// Available vs wanted pods of the issuer and writer Deployments.
@@ -203,8 +209,8 @@ pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads,
     };
     let (issuer, writer) = futures::try_join!(get(issuer_name(plan)), get(writer_name(plan)))
         .map_err(|e| Problem::new(Reason::WorkloadsUnreadable, e.to_string()))?;
-    let (issuer_available, issuer_updated, issuer_wanted) = pod_counts(issuer, 1);
-    let (writer_available, writer_updated, writer_wanted) =
+    let (issuer_available, issuer_updated, issuer_old, issuer_wanted) = pod_counts(issuer, 1);
+    let (writer_available, writer_updated, writer_old, writer_wanted) =
         pod_counts(writer, plan.writer.replicas);
     Ok(Workloads {
         issuer_available,
@@ -214,6 +220,7 @@ pub(crate) async fn workloads(client: &Client, plan: &Plan) -> Result<Workloads,
         writer_wanted,
         issuer_updated,
         writer_updated,
+        earlier_pods: issuer_old + writer_old,
     })
 }
 
@@ -234,17 +241,17 @@ mod tests {
     fn pods_of_the_current_spec_are_counted_apart_from_those_a_rollout_leaves() {
         let done = serde_json::json!({ "observedGeneration": 3, "replicas": 2,
             "updatedReplicas": 2, "availableReplicas": 2 });
-        assert_eq!(pod_counts(deployment(3, done.clone()), 1), (2, 2, 2));
+        assert_eq!(pod_counts(deployment(3, done.clone()), 1), (2, 2, 0, 2));
         // The spec changed and the controller has not seen it: the counts are the old spec's.
-        assert_eq!(pod_counts(deployment(4, done), 1), (2, 0, 2));
+        assert_eq!(pod_counts(deployment(4, done), 1), (2, 0, 2, 2));
         // maxUnavailable 0: two old pods serve, the surge pod of the new spec cannot start.
         let stuck = serde_json::json!({ "observedGeneration": 4, "replicas": 3,
             "updatedReplicas": 1, "availableReplicas": 2 });
-        assert_eq!(pod_counts(deployment(4, stuck), 1), (2, 0, 2));
+        assert_eq!(pod_counts(deployment(4, stuck), 1), (2, 0, 2, 2));
         // Half way: one new pod available, one old left.
         let half = serde_json::json!({ "observedGeneration": 4, "replicas": 2,
             "updatedReplicas": 1, "availableReplicas": 2 });
-        assert_eq!(pod_counts(deployment(4, half), 1), (2, 1, 2));
-        assert_eq!(pod_counts(None, 1), (0, 0, 1));
+        assert_eq!(pod_counts(deployment(4, half), 1), (2, 1, 1, 2));
+        assert_eq!(pod_counts(None, 1), (0, 0, 0, 1));
     }
 }

@@ -64,8 +64,9 @@ async fn runner_jobs_per_segment_once_and_verdicts_from_real_k6_summaries() {
         );
         finish_pod(&c, job, code, &message).await;
     }
-    let (code, message) = run_like_the_job(&fail[0], &service.url, &[]);
-    assert_eq!(code, 99, "errorRate 0 cannot hold: {message}");
+    // Every request of `fail` fails (nothing listens): errorRate 0 allows none.
+    let (code, message) = run_like_the_job(&fail[0], NOWHERE, &[]);
+    assert_eq!(code, 99, "errors above errorRate 0: {message}");
     finish_pod(&c, &fail[0], code, &message).await;
     // A runner that crashes: the script throws at init on a bad RATE.
     let (code, message) = run_like_the_job(&crash[0], &service.url, &[("RATE", "lots")]);
@@ -161,7 +162,7 @@ async fn verdicts_from_the_summaries(c: &Cluster, name: &str, crash_code: i32) {
     let f = run("fail");
     assert_eq!(f.verdict.as_deref(), Some("ThresholdsFailed"));
     assert!(
-        f.reason.as_deref().unwrap().contains("errors: rate<0"),
+        f.reason.as_deref().unwrap().contains("errors: rate<=0"),
         "{:?}",
         f.reason
     );
@@ -272,9 +273,10 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
     for name in [&bad, &good] {
         held_closed_while_testing(&c, &store, name).await;
     }
-    for name in [&bad, &good] {
+    // `bad`'s runner meets nothing listening: every request an error, above its 0.
+    for (name, target) in [(&bad, NOWHERE), (&good, service.url.as_str())] {
         let job = &runner_jobs_of(&c, name).await;
-        let (code, message) = run_like_the_job(job, &service.url, &[]);
+        let (code, message) = run_like_the_job(job, target, &[]);
         finish_pod(&c, job, code, &message).await;
     }
     let s = c
@@ -282,7 +284,7 @@ async fn the_gate_holds_a_failing_campaign_closed_and_opens_a_passing_one() {
         .await;
     let cond = condition(&s, "LoadTestsPassed").unwrap();
     assert_eq!(cond.reason, "ThresholdsFailed");
-    assert!(cond.message.contains("errors: rate<0"), "{}", cond.message);
+    assert!(cond.message.contains("errors: rate<=0"), "{}", cond.message);
     assert!(snapshot(&c.id(&bad)).await.unwrap().gate_closed);
     the_passing_one_opens(&c, &store, &good).await;
     a_rerun_is_held_until_it_passes(&c, &service, &bad).await;

@@ -2,7 +2,9 @@
 //! closes (TCP would report it only after about 15 minutes). The write is given up after
 //! the writer's time limit and written again on a new connection, nothing lost and nothing
 //! committed past; and shutdown gives up such a write after its grace instead of waiting
-//! for TCP. On the stack's Kafka and a private PostgreSQL behind a proxy that goes silent. Slow;
+//! for TCP. On the stack's Kafka and a private PostgreSQL behind a proxy that goes silent.
+//! And a write waiting on a lock is ended by the server at the writer's limit, so retries
+//! do not pile up backends waiting on the same lock. Slow;
 //! needs `scripts/stack up`.
 
 mod common;
@@ -15,6 +17,7 @@ use common::pipeline::{Fixture, spawn_writer, writer_config};
 use common::private::PrivatePostgres;
 use common::stack::{count_rows, stack_kafka, wait_rows};
 use common::stall::StallingProxy;
+use sqlx::Connection;
 
 /// What a COPY of the writer's starts with.
 const COPY: &[u8] = b"COPY coupon_issuances";
@@ -96,4 +99,56 @@ async fn shutdown_gives_up_a_write_the_database_never_answers() {
         "nothing committed past the batch that was never written: {committed}"
     );
     assert_eq!(count_rows(&f.pool().await, &f.campaign).await, 0);
+}
+
+/// Backends of the test's database waiting on a lock, the asker's own excepted.
+async fn waiting_on_locks(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+           AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_on_a_lock_keeps_one_backend_per_batch_in_flight() {
+    const N: u64 = 200;
+    let f = Fixture::new("locked-write", N, 1).await;
+    let mut config = writer_config(&f.brokers, &f.db, &f.campaign);
+    config.write_timeout = Duration::from_secs(2);
+    let in_flight = config.batches_in_flight as i64;
+    let writer = spawn_writer(config, &f.metrics, &f.shutdown);
+    let p = producer(&f.brokers);
+    produce_issuance(&p, &issuance(&f.campaign, "u1", 1)).await;
+    let pool = f.pool().await;
+    assert_eq!(
+        wait_rows(&pool, &f.campaign, 1, Duration::from_secs(30)).await,
+        1
+    );
+    // A migration's lock, held for 12 s: six of the writer's time limits.
+    let mut lock = sqlx::PgConnection::connect(&f.db).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE coupon_issuances IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    for seq in 2..=N {
+        produce_issuance(&p, &issuance(&f.campaign, &format!("u{seq}"), seq)).await;
+    }
+    let (start, mut most) = (Instant::now(), 0);
+    while start.elapsed() < Duration::from_secs(12) {
+        most = most.max(waiting_on_locks(&pool).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    let rows = wait_rows(&pool, &f.campaign, N as i64, Duration::from_secs(60)).await;
+    assert_eq!(rows, N as i64, "every row lands once the lock is gone");
+    assert!(most >= 1, "the writer waited on the lock");
+    assert!(
+        most <= in_flight,
+        "{most} backends waited on the lock at once: writes the writer gave up kept waiting"
+    );
+    f.stop([writer]).await;
 }

@@ -214,7 +214,7 @@ pub struct LoadTestThresholds {
     #[serde(default = "thousand")]
     #[schemars(range(min = 1))]
     pub p95_ms: i32,
-    /// Share of requests that may fail (5xx, timeouts, contract breaches).
+    /// Share of requests that may fail (5xx, timeouts, contract breaches); 0 allows none.
     #[serde(default = "error_ratio")]
     #[schemars(range(min = 0.0, max = 1.0))]
     pub error_rate: f64,

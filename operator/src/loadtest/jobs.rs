@@ -93,7 +93,10 @@ impl Runner<'_> {
             "spec": {
                 "backoffLimit": 0,
                 "activeDeadlineSeconds": planned_secs(self.test) + RUNNER_GRACE_SECS,
-                "ttlSecondsAfterFinished": 3600,
+                // Kept until every segment of the run has ended and an hour more: the Jobs
+                // say the run started (a segment that ended early and was then removed
+                // would run again, on a shadow made anew under the others).
+                "ttlSecondsAfterFinished": planned_secs(self.test) + RUNNER_GRACE_SECS + 3600,
                 "template": {
                     "metadata": { "labels": l },
                     "spec": {

@@ -99,11 +99,13 @@ pub(super) async fn read_runners(
     let selector = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
     let mut out: Vec<Option<SegmentResult>> = vec![None; n as usize];
     let mut held = Vec::new();
+    let mut has_pod = vec![false; n as usize];
     let pods = Api::<Pod>::namespaced(client.clone(), ns);
     for pod in pods.list(&selector).await?.items {
         let Some(i) = segment(pod.metadata.labels.as_ref(), n) else {
             continue;
         };
+        has_pod[i] = true;
         if let Some(result) = ended(&pod) {
             out[i] = Some(result);
         } else if let Some(why) = held_up(&pod) {
@@ -121,6 +123,8 @@ pub(super) async fn read_runners(
             && (deadline || out[i].is_none())
         {
             out[i] = Some(failure);
+        } else if out[i].is_none() && !has_pod[i] && condition(&job, "Complete").is_some() {
+            out[i] = Some(summary_lost());
         }
     }
     held.retain(|(i, _)| out[*i].is_none());
@@ -129,6 +133,17 @@ pub(super) async fn read_runners(
         results: out,
         held_up,
     })
+}
+
+/// A segment whose Job completed but whose pod, with the summary it terminated with, is
+/// gone (evicted or deleted by a node drain): nothing says how it went.
+pub(super) fn summary_lost() -> SegmentResult {
+    SegmentResult {
+        exit_code: JOB_FAILED,
+        message: "the runner completed, but its pod (and the k6 summary it ended with) \
+                  was removed before the operator read it"
+            .into(),
+    }
 }
 
 /// The Job's condition `type_`, when it holds (status True).

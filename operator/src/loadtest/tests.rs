@@ -113,10 +113,12 @@ fn runner_jobs_end_at_what_k6_plans_plus_the_grace() {
     // peak: 60 s of stages and k6's 30 s graceful stop, then the runner's grace.
     assert_eq!(planned_secs(&test), 90);
     for job in &jobs {
-        assert_eq!(
-            job.spec.as_ref().unwrap().active_deadline_seconds,
-            Some(90 + super::jobs::RUNNER_GRACE_SECS as i64)
-        );
+        let spec = job.spec.as_ref().unwrap();
+        let deadline = 90 + super::jobs::RUNNER_GRACE_SECS as i32;
+        assert_eq!(spec.active_deadline_seconds, Some(deadline as i64));
+        // A segment that ended first is kept past the others' deadline: its Job says the
+        // run started until the run is judged.
+        assert_eq!(spec.ttl_seconds_after_finished, Some(deadline + 3600));
     }
 }
 

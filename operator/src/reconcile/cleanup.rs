@@ -39,7 +39,9 @@ pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action
     };
     // Unpinned, its data is where reconcile would have put it: not under an id a campaign
     // of the same name deleted before (and perhaps retained) left.
-    let plan = super::spec::fresh_id(cc, ctx, plan).await?;
+    // Rows only: a cleanup retried after it closed this campaign's own data must not take
+    // that for a predecessor's.
+    let plan = super::spec::fresh_id(cc, ctx, plan, super::spec::Leftovers::Rows).await?;
     match clean(cc, ctx, &plan).await {
         Err(e) if waited(cc) >= ctx.drain_timeout => {
             abandon(cc, ctx, &plan, &e).await;
@@ -205,7 +207,9 @@ async fn drained(
     let note = format!(
         "after {:?} the outbox still held {} issuances and PostgreSQL lacked {unwritten} of the {} issued; \
          kept the Redis keys {{stampede:{c}}}:* and the topics {} and {} so that nothing is lost: \
-         `stampede-service audit --campaign {c} --repair` delivers what PostgreSQL lacks, then remove them by hand",
+         `stampede-service audit --campaign {c}` says what PostgreSQL lacks and `--repair` delivers \
+         what Redis still holds (what a failover lost, or the writer dead-lettered, never arrives: \
+         see the dead-letter topic), then `campaign forget` and delete the topics by hand",
         ctx.drain_timeout,
         snap.outbox_len,
         snap.issued,

@@ -54,7 +54,7 @@ pub(crate) async fn reconcile(cc: Arc<CouponCampaign>, ctx: Arc<Context>) -> Res
 async fn apply(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     // validate: the spec as a Plan; an invalid one gets the Failed status and stops here.
     let plan = spec::validated(cc, ctx).await?;
-    let plan = spec::fresh_id(cc, ctx, plan).await?;
+    let plan = spec::fresh_id(cc, ctx, plan, spec::Leftovers::RowsAndRedis).await?;
     let owner = spec::owner(cc)?;
     // build (pure) and apply (server-side, one field manager).
     let children = build::children(&plan, &owner);

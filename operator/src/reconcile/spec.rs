@@ -8,9 +8,10 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use stampede_core::clock::now_rfc3339;
+use stampede_core::ids::CampaignId;
 
 use crate::Error;
-use crate::backends::connections;
+use crate::backends::{Stock, connections};
 use crate::build::Children;
 use crate::context::Context;
 use crate::crd::{CouponCampaign, Phase, Reason};
@@ -27,16 +28,29 @@ pub(super) async fn validated(cc: &CouponCampaign, ctx: &Context) -> Result<Plan
     }
 }
 
+/// Where [`fresh_id`] looks for what a campaign deleted before left under an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leftovers {
+    /// Rows in PostgreSQL issued before this campaign was created, and a closed campaign in
+    /// Redis (deletion closes; `Retain`, or a `Delete` whose drain timed out, keeps it):
+    /// before anything is provisioned under the id, nothing of this campaign's is closed.
+    RowsAndRedis,
+    /// Rows only: cleanup, which may itself have closed this campaign's own data.
+    Rows,
+}
+
 /// A campaign created again under the name of one deleted before (`deletionPolicy:
-/// Delete` keeps its rows in PostgreSQL) would share its id, and its rows would be refused
-/// as the old ones' (one coupon per user, one user per seq): until its id is pinned in its
-/// status, it takes the first of `<id>`, `<id>.2`, … with no row issued before it was
-/// created. Best effort: when PostgreSQL cannot be read at all it keeps `<id>`, and says
-/// so; once it said `<id>` is taken, it never settles on it (and looks again later).
+/// Delete` keeps its rows in PostgreSQL, `Retain` its Redis data too) would share its id:
+/// its rows would be refused as the old ones' (one coupon per user, one user per seq) and
+/// it would take over the old, closed campaign. Until its id is pinned in its status, it
+/// takes the first of `<id>`, `<id>.2`, … that `look` finds nothing left under. Best
+/// effort: when it cannot tell for `<id>` it keeps it, and says so; once it said `<id>` is
+/// taken, it never settles on it (and looks again later).
 pub(super) async fn fresh_id(
     cc: &CouponCampaign,
     ctx: &Context,
     mut plan: Plan,
+    look: Leftovers,
 ) -> Result<Plan, Error> {
     let pinned = cc.status.as_ref().is_some_and(|s| s.campaign_id.is_some());
     let legacy = plan.campaign.as_str() == cc.name_any();
@@ -50,31 +64,38 @@ pub(super) async fn fresh_id(
         Err(Error::Secret(_)) => return Ok(plan),
         Err(e) => return Err(e),
     };
+    let redis = (look == Leftovers::RowsAndRedis).then(|| ctx.backends.stock(&conns.redis));
+    let stock = redis.and_then(Result::ok);
     let base = plan.campaign.clone();
     let ids = std::iter::once(base.clone()).chain((2..=MAX_AGAIN).filter_map(|n| again(&base, n)));
+    let created_ms = created.0.as_millisecond();
     for id in ids {
-        let taken = (ctx.backends)
-            .rows_before(&conns.database, id.as_str(), created.0.as_millisecond())
-            .await;
-        match taken {
+        let taken = left_under(
+            ctx,
+            &conns.database,
+            stock.as_deref(),
+            look,
+            (&id, created_ms),
+        );
+        match taken.await {
             Some(true) => continue,
             Some(false) if id == base => {}
             Some(false) => {
                 let m = format!(
-                    "PostgreSQL keeps rows of a campaign deleted before under the id {base}: \
-                     this one is {id}"
+                    "a campaign deleted before left its rows in PostgreSQL, or its closed \
+                     campaign in Redis, under the id {base}: this one is {id}"
                 );
                 publish(ctx, cc, EventType::Normal, EventReason::FreshId, m).await;
                 plan.campaign = id;
             }
             None if id == base => tracing::warn!(
                 campaign = %base,
-                "PostgreSQL unreadable: cannot tell whether a campaign deleted before left rows under this id; using it"
+                "PostgreSQL or Redis unreadable: cannot tell whether a campaign deleted before left data under this id; using it"
             ),
             // The plain id is known taken: never settle on it; look again later.
             None => {
                 return Err(Error::Incomplete(format!(
-                    "PostgreSQL keeps rows under {base}, and could not be read for {id}"
+                    "a deleted campaign left data under {base}, and {id} could not be looked up"
                 )));
             }
         }
@@ -83,6 +104,32 @@ pub(super) async fn fresh_id(
     let m =
         format!("every id from {base} to {base}.{MAX_AGAIN} has rows of campaigns deleted before");
     Err(refused(cc, ctx, m, Error::InvalidSpec).await)
+}
+
+/// Whether a campaign deleted before left data under `id` (rows issued before `created_ms`,
+/// or, looking in Redis too, a closed campaign); `None` when it cannot tell.
+async fn left_under(
+    ctx: &Context,
+    database: &str,
+    stock: Option<&dyn Stock>,
+    look: Leftovers,
+    (id, created_ms): (&CampaignId, i64),
+) -> Option<bool> {
+    let rows = ctx.backends.rows_before(database, id.as_str(), created_ms);
+    let closed = match (stock, look) {
+        (_, Leftovers::Rows) => Some(false),
+        (Some(s), _) => s
+            .snapshot(id)
+            .await
+            .ok()
+            .map(|s| s.is_some_and(|s| s.closed)),
+        (None, _) => None,
+    };
+    match (rows.await, closed) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
 }
 
 /// Refuses a campaign one of whose children's names is taken by an object that is not its

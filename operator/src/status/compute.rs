@@ -127,11 +127,12 @@ fn workloads(obs: &Observed) -> Outcome {
         Err(Problem::new(Reason::WaitingForPods, counts))
     } else if !w.ready() {
         let rolling = format!(
-            "{counts}; rolling out: issuer {}/{} and writer {}/{} available on the current spec",
+            "{counts}; rolling out: issuer {}/{} and writer {}/{} available on the current spec, {} pod(s) of earlier specs left",
             w.issuer_updated,
             w.issuer_needed(),
             w.writer_updated,
-            w.writer_wanted
+            w.writer_wanted,
+            w.earlier_pods
         );
         Err(Problem::new(Reason::RollingOut, rolling))
     } else {

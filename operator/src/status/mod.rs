@@ -56,6 +56,8 @@ pub(crate) struct Workloads {
     pub issuer_updated: i32,
     /// Writer pods available that run the Deployment's current spec (at least).
     pub writer_updated: i32,
+    /// Pods of either Deployment's earlier specs still running.
+    pub earlier_pods: i32,
 }
 
 impl Workloads {
@@ -73,12 +75,13 @@ impl Workloads {
         self.issuer_available >= self.issuer_needed() && self.writer_available >= self.writer_wanted
     }
 
-    /// Served by pods of the current spec: a load test started now meets what the spec
-    /// says, not pods a stuck rollout left running.
+    /// Served by pods of the current spec alone: a load test started now meets what the
+    /// spec says, not pods a rollout (under way, or stuck) left running beside them.
     pub fn ready(&self) -> bool {
         self.serving()
             && self.issuer_updated >= self.issuer_needed()
             && self.writer_updated >= self.writer_wanted
+            && self.earlier_pods == 0
     }
 }
 

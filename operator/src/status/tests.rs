@@ -113,6 +113,7 @@ fn not_ready_until_pods_are_available() {
         writer_wanted: 1,
         issuer_updated: 1,
         writer_updated: 0,
+        earlier_pods: 0,
     });
     let s = compute(None, &o, "t");
     assert_eq!(s.phase, Some(Phase::Provisioning));
@@ -134,6 +135,7 @@ fn issuers(available: i32, wanted: i32) -> Workloads {
         writer_wanted: 1,
         issuer_updated: available,
         writer_updated: 1,
+        earlier_pods: 0,
     }
 }
 
@@ -344,6 +346,7 @@ fn a_rollout_that_does_not_progress_is_not_ready_but_the_campaign_stays_served()
     // that does not exist yet, an image that cannot be pulled).
     o.workloads = Ok(Workloads {
         issuer_updated: 0,
+        earlier_pods: 2,
         ..issuers(2, 2)
     });
     let s = compute(None, &o, "t");
@@ -357,5 +360,27 @@ fn a_rollout_that_does_not_progress_is_not_ready_but_the_campaign_stays_served()
     assert!(
         !o.workloads.as_ref().unwrap().ready(),
         "no load test starts"
+    );
+}
+
+#[test]
+fn pods_of_an_earlier_spec_beside_enough_new_ones_are_still_a_rollout() {
+    // The HPA runs 10 issuers over a minimum of 2: two of the new spec are available, eight
+    // of the last one still serve.
+    let w = Workloads {
+        issuer_updated: 2,
+        earlier_pods: 8,
+        ..issuers(10, 10)
+    };
+    assert!(
+        w.serving() && !w.ready(),
+        "no load test starts against the old eight"
+    );
+    assert!(
+        Workloads {
+            earlier_pods: 0,
+            ..w
+        }
+        .ready()
     );
 }

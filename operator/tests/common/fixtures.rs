@@ -38,12 +38,15 @@ spec:
 }
 
 /// A campaign with stock 50 and one gated smoke preflight (`vus` users, 5 s) at
-/// `error_rate`: the smoke sells the shadow out, so an error rate of 0 cannot hold.
+/// `error_rate` (the smoke sells the shadow out: 410s, not errors).
 pub fn gated_smoke_campaign(error_rate: &str, vus: u32) -> String {
     campaign_with_tests(&[format!(
         "{{name: preflight, profile: smoke, duration: 5s, vus: {vus}, gate: true, thresholds: {{p95Ms: 1000, errorRate: {error_rate}}}}}"
     )])
 }
+
+/// Where nothing listens: a runner sent there fails every request (connection refused).
+pub const NOWHERE: &str = "http://127.0.0.1:1";
 
 /// Field managers that server-side-applied a Deployment.
 pub fn apply_managers(d: &Deployment) -> Vec<String> {

@@ -57,8 +57,9 @@ pub struct WriterArgs {
     #[arg(long, env = "STAMPEDE_WRITER_STALL_SECS", default_value_t = 20,
         value_parser = clap::value_parser!(u64).range(15..=3600))]
     stall_secs: u64,
-    /// Seconds a database write may go unanswered before it is given up and written again
-    /// on a new connection (a server whose node vanished mid-write answers never).
+    /// Seconds a database write may run before the server ends it (statement_timeout) and it
+    /// is written again; one unanswered 5 s after that is given up on a new connection (a
+    /// server whose node vanished mid-write answers never).
     #[arg(long, env = "STAMPEDE_DB_WRITE_TIMEOUT_SECS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=3600))]
     db_write_timeout_secs: u64,

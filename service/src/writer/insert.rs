@@ -81,7 +81,8 @@ impl Writer<'_> {
     async fn insert_retrying(&self, rows: &[Issuance]) -> Option<Result<(), Error>> {
         let mut retry = Retry::new("database write");
         loop {
-            let give_up = give_up(self.config.write_timeout, &self.shutdown);
+            let limit = self.config.write_timeout + SERVER_FIRST;
+            let give_up = give_up(limit, &self.shutdown);
             match db::insert_batch_until(self.pool, rows, give_up).await {
                 Ok(new) => {
                     retry.succeeded();
@@ -123,6 +124,11 @@ impl Writer<'_> {
         }
     }
 }
+
+/// How long past the server's own statement limit the writer waits for its answer before
+/// giving up on the connection: a server that answers ends the write itself, keeping the
+/// connection and, above all, not leaving a backend waiting on a lock.
+pub(super) const SERVER_FIRST: Duration = Duration::from_secs(5);
 
 /// How long a write in flight when shutdown comes may still take: most take milliseconds,
 /// and the pod's termination grace (30 s) must hold the rest of the shutdown too.

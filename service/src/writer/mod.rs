@@ -62,8 +62,9 @@ pub struct WriterConfig {
     pub batches_in_flight: usize,
     /// A consumer that has not been a settled member of its group this long is replaced.
     pub stall: Duration,
-    /// A database write not answered this long is given up and written again on a new
-    /// connection (the server's node may have vanished mid-write).
+    /// A database write running this long is ended by the server (`statement_timeout`) and
+    /// written again; one still unanswered 5 s later is given up on a
+    /// dropped connection (the server's node may have vanished mid-write).
     pub write_timeout: Duration,
 }
 
@@ -83,7 +84,8 @@ pub async fn run(
     // A connection per batch in flight (a refused batch's row-by-row retry reuses its
     // batch's turn), and never fewer than the four the writer always had.
     let connections = (config.batches_in_flight as u32).max(4);
-    let pool = db::connect(&config.database_url, connections).await?;
+    let limit = Some(config.write_timeout);
+    let pool = db::connect_with(&config.database_url, connections, limit).await?;
     let applied = db::migrate(&pool).await?;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");

@@ -93,3 +93,32 @@ async fn a_taken_id_is_never_settled_on() {
     assert!(result.is_err());
     assert!(fake.state().topics.is_empty() && fake.state().campaigns.is_empty());
 }
+
+/// A campaign deleted before whose data was kept (`Retain`, or a `Delete` whose drain timed
+/// out) and that never wrote a row: closed in Redis, its holders and issued count there.
+/// One created again under its name starts afresh under the next id, not closed, its stock
+/// its own; an open campaign under the id (this one's, its status not yet written) is kept.
+#[tokio::test]
+async fn a_closed_campaign_kept_in_redis_is_not_taken_over() {
+    use crate::backends::{Shape, Stock};
+    use stampede_core::campaign::AdminAction;
+    use stampede_core::ids::CampaignId;
+    let fake = FakeBackends::default();
+    let old = CampaignId::parse("shop.spring-sale").unwrap();
+    fake.ensure_campaign(&old, 500, None, Shape::default())
+        .await
+        .unwrap();
+    let (result, _, _) = reconcile_once(created(""), Cluster::default(), &fake).await;
+    result.unwrap();
+    assert!(
+        !fake.state().campaigns.contains_key("shop.spring-sale.2"),
+        "open: this campaign's own, kept"
+    );
+    fake.admin(&old, AdminAction::Close).await.unwrap();
+    let (result, api, _) = reconcile_once(created(""), Cluster::default(), &fake).await;
+    result.unwrap();
+    assert_eq!(api.status()["campaignId"], "shop.spring-sale.2");
+    let fresh = fake.state().campaigns["shop.spring-sale.2"].clone();
+    assert!(!fresh.closed && fresh.issued == 0, "{fresh:?}");
+    assert!(api.event_reasons().contains(&"FreshId".to_owned()));
+}

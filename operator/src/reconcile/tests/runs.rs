@@ -147,3 +147,32 @@ async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
     assert!(applied.is_empty(), "{applied:?}");
     assert_eq!(api.status()["loadTests"][0]["run"], run);
 }
+
+/// A runner that completed, whose pod (and with it the summary it ended with) a node drain
+/// removed: the segment is an Error, not a run left unjudged until its Job expires and
+/// then run again.
+#[tokio::test]
+async fn a_completed_runner_whose_pod_is_gone_is_an_error_not_a_wait() {
+    let id = CampaignId::parse("shop.spring-sale").unwrap();
+    let cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
+    let run = run_id(&validate(&cc, &defaults()).unwrap(), &cc.spec.load_tests[0]);
+    let fake = provisioned().await;
+    fake.ensure_campaign(&id.shadow("keep"), 100, None, Shape::default())
+        .await
+        .unwrap();
+    let mut completed = runner("keep", &run);
+    completed["status"] = json!({ "conditions": [{ "type": "Complete", "status": "True" }] });
+    let cluster = Cluster {
+        jobs: vec![completed],
+        ..ready()
+    };
+    let (result, api, _) = reconcile_once(cc, cluster, &fake).await;
+    assert!(result.is_ok(), "{result:?}");
+    let judged = &api.status()["loadTests"][0];
+    assert_eq!(judged["verdict"], "Error", "{judged}");
+    let reason = judged["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("removed before the operator read it"),
+        "{reason}"
+    );
+}
