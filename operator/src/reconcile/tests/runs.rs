@@ -122,11 +122,9 @@ fn drop_stopped_forgotten_and_told_once(api: &ApiServer, fake: &FakeBackends, ke
     assert_eq!(runs[0]["run"], keep_run);
 }
 
-/// A run under way is left as it is: its Jobs are not applied again (their pod template
-/// cannot change, and one an earlier operator made, with another runner image, would be
-/// refused), only read.
-#[tokio::test]
-async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
+/// One reconcile of the spec that names `keep` alone, its run's runner Job (changed by
+/// `job`) in the cluster and its shadow in Redis; the API server seen, and the run id.
+async fn reconcile_keep_with(job: impl FnOnce(&mut Value)) -> (ApiServer, String) {
     let id = CampaignId::parse("shop.spring-sale").unwrap();
     let cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
     let run = run_id(&validate(&cc, &defaults()).unwrap(), &cc.spec.load_tests[0]);
@@ -134,12 +132,23 @@ async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
     fake.ensure_campaign(&id.shadow("keep"), 100, None, Shape::default())
         .await
         .unwrap();
+    let mut runner = runner("keep", &run);
+    job(&mut runner);
     let cluster = Cluster {
-        jobs: vec![runner("keep", &run)],
+        jobs: vec![runner],
         ..ready()
     };
     let (result, api, _) = reconcile_once(cc, cluster, &fake).await;
     assert!(result.is_ok(), "{result:?}");
+    (api, run)
+}
+
+/// A run under way is left as it is: its Jobs are not applied again (their pod template
+/// cannot change, and one an earlier operator made, with another runner image, would be
+/// refused), only read.
+#[tokio::test]
+async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
+    let (api, run) = reconcile_keep_with(|_| {}).await;
     let applied: Vec<String> = (api.calls().into_iter())
         .filter(|c| c.method == Method::PATCH && c.path.contains("/jobs/"))
         .map(|c| c.path)
@@ -153,21 +162,10 @@ async fn the_jobs_of_a_run_under_way_are_not_applied_again() {
 /// then run again.
 #[tokio::test]
 async fn a_completed_runner_whose_pod_is_gone_is_an_error_not_a_wait() {
-    let id = CampaignId::parse("shop.spring-sale").unwrap();
-    let cc = from_yaml(&format!("{CAMPAIGN}{KEEP_ONLY}"));
-    let run = run_id(&validate(&cc, &defaults()).unwrap(), &cc.spec.load_tests[0]);
-    let fake = provisioned().await;
-    fake.ensure_campaign(&id.shadow("keep"), 100, None, Shape::default())
-        .await
-        .unwrap();
-    let mut completed = runner("keep", &run);
-    completed["status"] = json!({ "conditions": [{ "type": "Complete", "status": "True" }] });
-    let cluster = Cluster {
-        jobs: vec![completed],
-        ..ready()
-    };
-    let (result, api, _) = reconcile_once(cc, cluster, &fake).await;
-    assert!(result.is_ok(), "{result:?}");
+    let (api, _) = reconcile_keep_with(|job| {
+        job["status"] = json!({ "conditions": [{ "type": "Complete", "status": "True" }] });
+    })
+    .await;
     let judged = &api.status()["loadTests"][0];
     assert_eq!(judged["verdict"], "Error", "{judged}");
     let reason = judged["reason"].as_str().unwrap_or_default();
