@@ -60,8 +60,9 @@ impl Blocked {
         let address = redis.trim_start_matches("redis://");
         let upstream = address.rsplit_once('@').map_or(address, |(_, a)| a);
         let upstream = upstream.parse().unwrap();
-        let needle = format!("{{stampede:{id}}}:meta");
-        let proxy = HoldingProxy::start(upstream, needle.as_bytes()).await;
+        // The stock script's own call: a reconcile reads the campaign (a snapshot, for its
+        // id) before it provisions, on the same keys.
+        let proxy = HoldingProxy::start(upstream, sha.as_bytes()).await;
         c.create(&name, &minimal_campaign(STOCK)).await.unwrap();
         Self {
             c,
