@@ -204,6 +204,33 @@ async fn a_sharded_campaign_is_created_shown_restocked_and_keeps_its_shards() {
     drop_topics(&stack_kafka(), &id);
 }
 
+/// Redis lost everything and an issuer wrote the campaign's suspension flags alone: an
+/// admin command says to provision it again first, instead of failing on a reply it cannot
+/// read.
+#[tokio::test]
+async fn admin_on_a_campaign_that_is_only_its_suspension_says_to_provision_it() {
+    let redis = RedisServer::start().await;
+    let mut conn = redis.conn().await;
+    let flags = [
+        ("suspended", "1"),
+        ("suspended_epoch", "e"),
+        ("acked_high", "7"),
+    ];
+    let _: () = redis::cmd("HSET")
+        .arg(common::key("lost", "meta"))
+        .arg(&flags[..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for cmd in ["unsuspend", "close"] {
+        fails_naming(
+            &redis,
+            &format!("campaign {cmd} --id lost"),
+            "provision it again",
+        );
+    }
+}
+
 #[tokio::test]
 async fn forget_removes_a_closed_drained_campaign_and_refuses_otherwise() {
     let redis = RedisServer::start().await;

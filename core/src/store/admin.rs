@@ -226,6 +226,10 @@ impl Store {
                     .map_err(|_| Error::Protocol(format!("admin {reply:?}")))
             }
             [s] if s == "UNKNOWN" => Err(Error::CampaignNotFound(campaign.to_string())),
+            [s] if s == "UNPROVISIONED" => Err(Error::InvalidInput(format!(
+                "campaign {campaign} lost its stock with Redis and holds only its suspension: \
+                 provision it again first (`campaign create`, or the operator), then audit it"
+            ))),
             [s, total] if s == "TOO_MUCH" => Err(too_much(total)),
             _ => Err(Error::Protocol(format!("admin {reply:?}"))),
         }
