@@ -100,8 +100,9 @@ pub struct RunArgs {
     /// Seconds between status refreshes of a campaign (counts, pods).
     #[arg(long, env = "STAMPEDE_OPERATOR_RESYNC_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub resync_secs: u64,
-    /// Seconds `deletionPolicy: Delete` waits for PostgreSQL to have every issuance before
-    /// keeping the data and letting go, and a failing cleanup is retried before the finalizer is released with a Warning.
+    /// Seconds `deletionPolicy: Delete` waits for PostgreSQL to have every issuance before it
+    /// keeps the data and lets go, and a failing cleanup is retried before the finalizer is
+    /// released with a Warning.
     #[arg(
         long,
         env = "STAMPEDE_OPERATOR_DRAIN_TIMEOUT_SECS",

@@ -182,22 +182,15 @@ fn pod_counts(d: Option<Deployment>, wanted_default: i32) -> (i32, i32, i32, i32
     let wanted = d.spec.replicas.unwrap_or(wanted_default).max(1);
     let s = d.status.unwrap_or_default();
     let available = s.available_replicas.unwrap_or(0);
-    // Until the controller has seen the current spec its counts are of the last one.
-    let current = s.observed_generation >= d.metadata.generation;
-    let updated = s.updated_replicas.unwrap_or(0);
     let replicas = s.replicas.unwrap_or(0);
-    let old = if current {
-        (replicas - updated).max(0)
-    } else {
-        replicas
-    };
+    // Until the controller has seen the current spec its counts are of the last one.
+    if s.observed_generation < d.metadata.generation {
+        return (available, 0, replicas, wanted);
+    }
+    let updated = s.updated_replicas.unwrap_or(0);
+    let old = (replicas - updated).max(0);
     // Whatever the old pods do, at least this many available ones are updated.
-    let updated_available = if current {
-        (available - old).clamp(0, updated)
-    } else {
-        0
-    };
-    (available, updated_available, old, wanted)
+    (available, (available - old).clamp(0, updated), old, wanted)
 }
 
 /// Available vs wanted pods of the issuer and writer Deployments.

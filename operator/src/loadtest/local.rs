@@ -79,29 +79,14 @@ pub async fn loadtest(args: LoadTestArgs) -> Result<LoadTestStatus, Error> {
     ))
 }
 
-/// Creates `shadow` afresh as the operator would for a run: the campaign's stock and shard
-/// count, and its waiting room (the queue profiles need it).
+/// Creates `shadow` afresh as the operator does for a run (its stock, shards and waiting
+/// room).
 pub async fn provision_shadow(
     store: &Store,
     plan: &Plan,
     shadow: &CampaignId,
 ) -> Result<(), Error> {
-    store.forget(shadow).await?;
-    let (stock, shards) = (plan.stock, plan.shards);
-    match &plan.waiting_room {
-        Some(w) => {
-            let how = (false, shards);
-            store
-                .ensure_campaign_with_room(shadow, stock, None, how, &w.config)
-                .await?;
-        }
-        None => {
-            store
-                .ensure_sharded(shadow, stock, None, false, shards)
-                .await?;
-        }
-    }
-    Ok(())
+    super::fresh_shadow(store, plan, shadow).await
 }
 
 fn find_test<'a>(plan: &'a Plan, name: &str) -> Result<&'a LoadTestSpec, Error> {

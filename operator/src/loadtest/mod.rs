@@ -19,7 +19,7 @@ pub(crate) use jobs::{config_map, jobs};
 pub use k6::planned_secs;
 pub(crate) use k6::{k6_args, script_env};
 pub(crate) use naming::{config_map_name, job_name, run_id, segments};
-pub(crate) use runs::{Runs, RunsNow, forget_shadows, reconcile_runs};
+pub(crate) use runs::{Runs, RunsNow, forget_shadows, fresh_shadow, reconcile_runs};
 pub(crate) use verdict::{JOB_FAILED, SegmentResult, verdict};
 
 /// The k6 scripts, as shipped in `k6-jobs/` (one ConfigMap key each).

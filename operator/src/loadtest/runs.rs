@@ -195,6 +195,25 @@ pub(crate) async fn forget_shadows(
     Ok(removed)
 }
 
+/// Makes `shadow` afresh for a run, as deployed: the campaign's stock, shard count and
+/// waiting room (the queue profiles need it). The operator's runs and the local runner's.
+pub(crate) async fn fresh_shadow(
+    stock: &dyn Stock,
+    plan: &Plan,
+    shadow: &CampaignId,
+) -> Result<(), Error> {
+    stock.forget(shadow).await?;
+    let shape = Shape {
+        gated: false,
+        shards: plan.shards,
+        room: plan.waiting_room.as_ref().map(|w| &w.config),
+    };
+    stock
+        .ensure_campaign(shadow, plan.stock, None, shape)
+        .await?;
+    Ok(())
+}
+
 impl Runs<'_> {
     async fn advance(
         &self,
@@ -216,16 +235,7 @@ impl Runs<'_> {
                 .and_then(|r| r.started_at.clone())
                 .or_else(|| job.metadata.creation_timestamp.map(|t| t.0.to_string())),
             None => {
-                self.stock.forget(&shadow).await?;
-                // As deployed: the shadow has the campaign's waiting room.
-                let shape = Shape {
-                    gated: false,
-                    shards: plan.shards,
-                    room: plan.waiting_room.as_ref().map(|w| &w.config),
-                };
-                self.stock
-                    .ensure_campaign(&shadow, plan.stock, None, shape)
-                    .await?;
+                fresh_shadow(self.stock, plan, &shadow).await?;
                 Some(now_rfc3339())
             }
         };

@@ -1,8 +1,9 @@
 //! Cleanup under the finalizer: close the campaign and remove its load tests' shadow
 //! campaigns; under `deletionPolicy: Delete`, wait (bounded) until every issuance is in
-//! PostgreSQL, then delete the Redis keys and topics (past the bound they are kept). When Redis, Kafka or a
-//! Secret stays away past the drain timeout, it records what was left behind and lets the
-//! finalizer go, so deleting a namespace never hangs on a backend that is gone.
+//! PostgreSQL, then delete the Redis keys and topics (past the bound they are kept). When
+//! Redis, Kafka or a Secret stays away past the drain timeout, it records what was left
+//! behind and lets the finalizer go, so deleting a namespace never hangs on a backend that
+//! is gone.
 
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ use crate::loadtest::forget_shadows;
 use crate::validate::{Plan, validate};
 
 /// Under the finalizer: close the campaign; under `Delete`, wait until PostgreSQL has every
-/// issuance (bounded by the drain timeout), then remove Redis data and the topics. A failure is
-/// retried until the drain timeout has passed since deletion started; then it is recorded
-/// as a Warning and the finalizer released.
+/// issuance (bounded by the drain timeout), then remove Redis data and the topics. A
+/// failure is retried until the drain timeout has passed since deletion started; then it
+/// is recorded as a Warning and the finalizer released.
 pub(super) async fn cleanup(cc: &CouponCampaign, ctx: &Context) -> Result<Action, Error> {
     let plan = match validate(cc, &ctx.defaults) {
         Ok(p) => p,

@@ -128,7 +128,7 @@ impl Writer<'_> {
 /// How long past the server's own statement limit the writer waits for its answer before
 /// giving up on the connection: a server that answers ends the write itself, keeping the
 /// connection and, above all, not leaving a backend waiting on a lock.
-pub(super) const SERVER_FIRST: Duration = Duration::from_secs(5);
+const SERVER_FIRST: Duration = Duration::from_secs(5);
 
 /// How long a write in flight when shutdown comes may still take: most take milliseconds,
 /// and the pod's termination grace (30 s) must hold the rest of the shutdown too.

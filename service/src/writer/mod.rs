@@ -63,8 +63,8 @@ pub struct WriterConfig {
     /// A consumer that has not been a settled member of its group this long is replaced.
     pub stall: Duration,
     /// A database write running this long is ended by the server (`statement_timeout`) and
-    /// written again; one still unanswered 5 s later is given up on a
-    /// dropped connection (the server's node may have vanished mid-write).
+    /// written again; one still unanswered 5 s later is given up on a dropped connection
+    /// (the server's node may have vanished mid-write).
     pub write_timeout: Duration,
 }
 

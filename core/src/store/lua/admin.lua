@@ -8,8 +8,9 @@
 -- counter brought up to ARGV[2] when below it, never down; returns {'RAISED', how far})
 -- Returns {'OK', total} or {'UNKNOWN'}; a restock past ARGV[3] (the most a campaign may hold)
 -- {'TOO_MUCH', total}; {'UNPROVISIONED'} for a meta that is only the suspension flags an
--- issuer wrote after Redis lost everything (no stock until provisioned again). The amount goes to HINCRBY as it came: Lua would write a number of
--- 10^14 or more as "1e+14", which Redis refuses as an integer.
+-- issuer wrote after Redis lost everything (no stock until provisioned again). The amount
+-- goes to HINCRBY as it came: Lua would write a number of 10^14 or more as "1e+14", which
+-- Redis refuses as an integer.
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'UNKNOWN'} end
 if redis.call('HEXISTS', KEYS[1], 'total') == 0 then return {'UNPROVISIONED'} end
 local a = ARGV[1]
